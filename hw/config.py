@@ -1,0 +1,137 @@
+"""AcceleratorConfig: the one source of truth for the sparse shift-add array.
+
+The same object sizes the RTL (``apotflow.hw.top``), the memory images the compiler writes
+(``apotflow.hw.compile``), the instruction formats (``apotflow.hw.isa``), the cycle model and the
+resource estimator. It validates eagerly and serialises to a versioned dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+CONFIG_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """An impossible or inconsistent accelerator configuration."""
+
+
+def _is_pow2(n: int) -> bool:
+    return isinstance(n, int) and n > 0 and n & (n - 1) == 0
+
+
+def _bits_for(n: int) -> int:
+    """Bits to hold the values 0..n-1 (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    lanes: int = 16  # shift-add lanes = output pixels computed in parallel; power of two
+    terms: int = 2  # power-of-two terms a lane adds per cycle, (a << s0) + (a << s1)
+    act_bits: int = 8  # stored activation width (unsigned): APoT ints (0..48), pixels, pooled sums
+    acc_bits: int = 24  # accumulator width (signed); the export's worst-case bound must fit
+    shift_bits: int = 4  # width of a term's shift field: shifts 0 .. 2**shift_bits - 1
+    delta_bits: int = 3  # width of the signed dy/dx fields of a weight entry (padding checks)
+    max_levels: int = 16  # output levels of the threshold requantizer (15 thresholds for A4)
+    act_depth: int = 4096  # activation memory words in all (split in `lanes` banks); power of two
+    wgt_depth: int = 8192  # weight entries (non-zero weights x passes), power of two
+    rq_depth: int = 256  # requantization rows (one per output channel of every layer), power of two
+    prog_depth: int = 32  # layer descriptors, power of two
+    out_depth: int = 16  # raw (logit) outputs, power of two
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ConfigError(f"{f.name} must be a positive integer, not {v!r}")
+        if not _is_pow2(self.lanes) or self.lanes > 1024:
+            raise ConfigError(f"lanes must be a power of two between 1 and 1024, not {self.lanes}")
+        if self.terms > 4:
+            raise ConfigError(f"terms must be 1..4, not {self.terms}")
+        if not 2 <= self.act_bits <= 16:
+            raise ConfigError(f"act_bits must be 2..16, not {self.act_bits}")
+        if not 8 <= self.acc_bits <= 48:
+            raise ConfigError(f"acc_bits must be 8..48, not {self.acc_bits}")
+        if not 2 <= self.shift_bits <= 6:
+            raise ConfigError(f"shift_bits must be 2..6, not {self.shift_bits}")
+        if not 2 <= self.delta_bits <= 6:
+            raise ConfigError(f"delta_bits must be 2..6, not {self.delta_bits}")
+        if not 2 <= self.max_levels <= 256:
+            raise ConfigError(f"max_levels must be 2..256, not {self.max_levels}")
+        for name in ("act_depth", "wgt_depth", "rq_depth", "prog_depth", "out_depth"):
+            if not _is_pow2(getattr(self, name)):
+                raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}")
+        if self.act_depth < self.lanes:
+            raise ConfigError(f"act_depth ({self.act_depth}) must be at least lanes ({self.lanes})")
+
+    # Derived widths, used by the ISA, the RTL and the compiler alike.
+    @property
+    def addr_bits(self) -> int:
+        """Activation address width (addresses wrap modulo act_depth)."""
+        return _bits_for(self.act_depth)
+
+    @property
+    def lane_bits(self) -> int:
+        return _bits_for(self.lanes) if self.lanes > 1 else 0
+
+    @property
+    def bank_depth(self) -> int:
+        return self.act_depth // self.lanes
+
+    @property
+    def wgt_addr_bits(self) -> int:
+        return _bits_for(self.wgt_depth)
+
+    @property
+    def count_bits(self) -> int:
+        """Entries per output channel: 0 .. wgt_depth."""
+        return self.wgt_depth.bit_length()
+
+    @property
+    def rq_addr_bits(self) -> int:
+        return _bits_for(self.rq_depth)
+
+    @property
+    def ch_bits(self) -> int:
+        """Channels per layer: 1 .. rq_depth."""
+        return self.rq_depth.bit_length()
+
+    @property
+    def prog_addr_bits(self) -> int:
+        return _bits_for(self.prog_depth)
+
+    @property
+    def out_addr_bits(self) -> int:
+        return _bits_for(self.out_depth)
+
+    @property
+    def level_bits(self) -> int:
+        return _bits_for(self.max_levels)
+
+    @property
+    def max_shift(self) -> int:
+        return (1 << self.shift_bits) - 1
+
+    @property
+    def delta_range(self) -> tuple[int, int]:
+        return -(1 << (self.delta_bits - 1)), (1 << (self.delta_bits - 1)) - 1
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        return -(1 << (self.acc_bits - 1)), (1 << (self.acc_bits - 1)) - 1
+
+    def to_dict(self) -> dict:
+        return {"version": CONFIG_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AcceleratorConfig":
+        d = dict(d)
+        version = d.pop("version", CONFIG_VERSION)
+        if version != CONFIG_VERSION:
+            raise ConfigError(f"accelerator config version {version} is not supported (expected {CONFIG_VERSION})")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown accelerator config keys: {', '.join(unknown)}")
+        return cls(**d)
