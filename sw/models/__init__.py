@@ -1,1 +1,5 @@
-"""apotflow."""
+"""apotflow model zoo."""
+
+from .digits import DigitsNet
+
+__all__ = ["DigitsNet"]

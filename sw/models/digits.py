@@ -1,0 +1,98 @@
+"""DigitsNet: a small residual CNN for scikit-learn's 8x8 digits (the embedded default model).
+
+The hardware compiler depends on this exact structure and these attribute names.
+
+    X (1x8x8 ints 0..16), x = X / 16   conv1's input is already integer: codes X, quantum 1/16
+    h1  = relu(bn1(conv1(x)))          conv1: 8-bit weights, no ActQuantizer
+    r   = conv2.aq(h1)                 the residual stream carries conv2's QUANTIZED input (h1 in float)
+    h3  = relu(bn3(conv3(relu(bn2(conv2(h1))))) + r)
+    h4  = relu(bn4(conv4(h3)))         conv4: stride 2 -> 4x4, quantizes its own input
+    u   = floor(sum_pixels(qpool codes(h4)) / 4) * alpha_p / (4 * D)   (D = 48; 16 pixels = 2^4, so
+          the pooled code sum is shifted right by 4 - 2 = 2 bits; straight-through grad for the floor)
+    logits = fc(u)                     8-bit weights, float bias, input codes = the shifted sums
+
+Prune groups: {conv1, conv3} (residual stream, one shared mask), {conv2}, {conv4}; fc never.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..quant import ActQuantizer, QConv2d, QLinear
+
+POOL_SHIFT = 2  # log2(16 pixels) - 2: the fc input keeps 2 fractional bits of the code average
+
+
+class _Replace(torch.autograd.Function):
+    """Forward: the exact value; backward: the gradient of the differentiable surrogate."""
+
+    @staticmethod
+    def forward(ctx, exact, surrogate):  # type: ignore[override]
+        return exact
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        return None, g
+
+
+class DigitsNet(nn.Module):
+    def __init__(self, widths: tuple[int, int, int] = (16, 16, 32), num_classes: int = 10) -> None:
+        super().__init__()
+        c1, c2, c4 = widths
+        self.quantize = False
+        self.conv1 = QConv2d(1, c1, 3, padding=1, bias=False, w_bits=8, a_bits=None)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.conv2 = QConv2d(c1, c2, 3, padding=1, bias=False, w_bits=4, a_bits=4)
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.conv3 = QConv2d(c2, c1, 3, padding=1, bias=False, w_bits=4, a_bits=4)
+        self.bn3 = nn.BatchNorm2d(c1)
+        self.conv4 = QConv2d(c1, c4, 3, stride=2, padding=1, bias=False, w_bits=4, a_bits=4)
+        self.bn4 = nn.BatchNorm2d(c4)
+        self.qpool = ActQuantizer(4)
+        self.fc = QLinear(c4, num_classes, bias=True, w_bits=8, a_bits=None)
+
+    @property
+    def widths(self) -> tuple[int, int, int]:
+        return (self.conv1.out_channels, self.conv2.out_channels, self.conv4.out_channels)
+
+    def arch_config(self) -> dict:
+        """What load_checkpoint needs to rebuild this (possibly sliced) net."""
+        return {"name": "digits", "widths": list(self.widths), "num_classes": self.fc.out_features}
+
+    def prune_groups(self) -> list[list[tuple[QConv2d, nn.BatchNorm2d]]]:
+        return [[(self.conv1, self.bn1), (self.conv3, self.bn3)], [(self.conv2, self.bn2)],
+                [(self.conv4, self.bn4)]]
+
+    def group_consumers(self) -> list[list[nn.Module]]:
+        return [[self.conv2, self.conv4], [self.conv3], [self.fc]]
+
+    def pool_input(self, h4: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """fc input (value, integer codes, quantum); codes/quantum are None in float mode."""
+        if not self.quantize:
+            return h4.mean((2, 3)), None, None
+        npix = h4.shape[2] * h4.shape[3]
+        shift = npix.bit_length() - 1 - POOL_SHIFT
+        if npix != 1 << (shift + POOL_SHIFT):
+            raise ValueError(f"Average pooling needs 2^k pixels, not {npix}")
+        hq, codes = self.qpool.quantize(h4)
+        u_int = torch.floor(codes.sum((2, 3)) / (1 << shift))
+        quantum = (self.qpool.alpha / (self.qpool.denominator << POOL_SHIFT)).detach()
+        u = _Replace.apply(u_int * quantum, hq.mean((2, 3)))
+        return u, u_int, quantum
+
+    def forward(self, X: Tensor) -> Tensor:
+        """X: pixels 0..16 as float, shape (N, 1, 8, 8)."""
+        x = X / 16
+        if self.quantize:
+            h1 = F.relu(self.bn1(self.conv1(x, X, torch.tensor(1 / 16))))
+            r = self.conv2.aq(h1)
+        else:
+            h1 = F.relu(self.bn1(self.conv1(x)))
+            r = h1
+        h2 = F.relu(self.bn2(self.conv2(h1)))
+        h3 = F.relu(self.bn3(self.conv3(h2)) + r)
+        h4 = F.relu(self.bn4(self.conv4(h3)))
+        u, u_int, quantum = self.pool_input(h4)
+        return self.fc(u, u_int, quantum)

@@ -1,0 +1,142 @@
+"""Geometric-median (FPGM) filter pruning, masks that keep pruned channels exactly zero, and slicing.
+
+A prunable model exposes ``prune_groups()`` (list of groups, each a list of (conv, bn) pairs that
+share ONE output-channel mask: channels that meet at a residual add) and ``group_consumers()``
+(parallel list: layers whose input channels are that group's channels).
+
+Score (DESIGN §3): flatten each filter (for a group: concatenate the channel's filters across the
+group's convs), sum its float64 Euclidean distances to all other filters, prune the int(N * rate)
+smallest sums. Ties: stable sort, so among equal sums the lower index is pruned first.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from .quant import QConv2d, QLinear
+
+Group = list[tuple[nn.Module, nn.BatchNorm2d]]
+
+
+def gm_scores(weight: Tensor) -> Tensor:
+    """Sum of float64 Euclidean distances from each filter (row after flattening) to all others.
+
+    Explicit differences, one row at a time (torch.cdist's matmul path loses precision)."""
+    w = weight.detach().reshape(weight.shape[0], -1).to(torch.float64)
+    return torch.stack([((w - w[i]) ** 2).sum(1).sqrt().sum() for i in range(w.shape[0])])
+
+
+def gm_mask(weight: Tensor, rate: float) -> Tensor:
+    """Keep-mask (bool, N) that prunes floor(N * rate) filters with the smallest GM scores."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"Prune rate must be in [0, 1), not {rate!r}")
+    n = weight.shape[0]
+    keep = torch.ones(n, dtype=torch.bool)
+    n_prune = int(n * rate)
+    if n_prune:
+        order = torch.sort(gm_scores(weight), stable=True).indices
+        keep[order[:n_prune]] = False
+    return keep
+
+
+def group_weight(group: Group) -> Tensor:
+    """(N, F) float matrix: per channel, the group's filters flattened and concatenated."""
+    return torch.cat([conv.weight.detach().reshape(conv.weight.shape[0], -1) for conv, _ in group], 1)
+
+
+def compute_masks(model: nn.Module, rate: float) -> list[Tensor]:
+    """Recompute GM masks on the full-precision weights of every group, store and enforce them."""
+    masks = [gm_mask(group_weight(g), rate) for g in model.prune_groups()]
+    set_masks(model, masks)
+    return masks
+
+
+def set_masks(model: nn.Module, masks: list[Tensor]) -> None:
+    """Store one mask per group in the convs' filter_mask and consumers' in_mask, then enforce."""
+    for group, consumers, mask in zip(model.prune_groups(), model.group_consumers(), masks):
+        for conv, _ in group:
+            conv.filter_mask.copy_(mask)
+        for layer in consumers:
+            layer.in_mask.copy_(mask)
+    apply_masks(model)
+
+
+def get_masks(model: nn.Module) -> list[Tensor]:
+    return [group[0][0].filter_mask.clone() for group in model.prune_groups()]
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Zero pruned filters' float weights (and bias), BN gamma/beta, their grads and momentum.
+
+    Call after every optimizer step while masks are frozen: pruned entries then stay exactly 0."""
+    for group in model.prune_groups():
+        for conv, bn in group:
+            drop = ~conv.filter_mask
+            params = [conv.weight, bn.weight, bn.bias] + ([conv.bias] if conv.bias is not None else [])
+            for p in params:
+                p[drop] = 0
+                if p.grad is not None:
+                    p.grad[drop] = 0
+                state = optimizer.state.get(p, {}) if optimizer is not None else {}
+                if "momentum_buffer" in state and state["momentum_buffer"] is not None:
+                    state["momentum_buffer"][drop] = 0
+
+
+def sparsity_report(model: nn.Module) -> dict:
+    """Kept / total channels per group (stable keys)."""
+    masks = get_masks(model)
+    return {
+        "kept": [int(m.sum()) for m in masks],
+        "total": [int(m.numel()) for m in masks],
+    }
+
+
+def _slice_out(layer: nn.Module, idx: Tensor) -> None:
+    layer.weight = nn.Parameter(layer.weight.data[idx].clone())
+    if layer.bias is not None:
+        layer.bias = nn.Parameter(layer.bias.data[idx].clone())
+    layer.filter_mask = layer.filter_mask[idx].clone()
+    if isinstance(layer, nn.Conv2d):
+        layer.out_channels = len(idx)
+    else:
+        layer.out_features = len(idx)
+
+
+def _slice_in(layer: nn.Module, idx: Tensor) -> None:
+    layer.weight = nn.Parameter(layer.weight.data[:, idx].clone())
+    layer.in_mask = layer.in_mask[idx].clone()
+    if isinstance(layer, nn.Conv2d):
+        layer.in_channels = len(idx)
+    else:
+        layer.in_features = len(idx)
+
+
+def _slice_bn(bn: nn.BatchNorm2d, idx: Tensor) -> None:
+    bn.weight = nn.Parameter(bn.weight.data[idx].clone())
+    bn.bias = nn.Parameter(bn.bias.data[idx].clone())
+    bn.running_mean = bn.running_mean[idx].clone()
+    bn.running_var = bn.running_var[idx].clone()
+    bn.num_features = len(idx)
+
+
+def slice_pruned(model: nn.Module) -> nn.Module:
+    """A copy of the same class with pruned channels physically removed.
+
+    Logits equal the masked model's exactly (eval, fake-quant on): weight statistics already use kept
+    filters / kept inputs only, and quantized layers accumulate integer codes (order-independent)."""
+    out = copy.deepcopy(model)
+    groups, consumers = out.prune_groups(), out.group_consumers()
+    for group, cons in zip(groups, consumers):
+        idx = torch.nonzero(group[0][0].filter_mask).squeeze(1)
+        for conv, bn in group:
+            if not isinstance(conv, (QConv2d, QLinear)):
+                raise TypeError(f"Prunable layers must be QConv2d/QLinear, not {type(conv).__name__}")
+            _slice_out(conv, idx)
+            _slice_bn(bn, idx)
+        for layer in cons:
+            _slice_in(layer, idx)
+    return out
