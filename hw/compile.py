@@ -1,0 +1,295 @@
+"""Compiler: an integer network (apotflow.sw.intnet) + an AcceleratorConfig -> memory images.
+
+What it decides, and checks (a CompileError names the first thing that does not fit):
+
+* Activation placement: every tensor gets its own ACT region (nothing is overwritten, so every
+  layer's output can be read back and checked after a run). A tensor read by a stride-2 conv is
+  stored 2x2 phase-split (``isa.out_address``), which turns the strided read into consecutive
+  addresses: every bank is still read once per cycle.
+* Weight entries: each non-zero integer weight becomes one or more entries of at most ``terms``
+  same-sign power-of-two terms (APoT weights: one entry; 8-bit weights: their binary or signed-digit
+  form, whichever needs fewer entries), with the address offset and the dy/dx padding check.
+* Requant rows (count, bias, thresholds clamped to the accumulator range) and layer descriptors.
+* Bounds: accumulator worst case, activation widths, memory depths, shift and delta ranges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from apotflow.sw.intnet import IntNet, Op, macs
+
+from . import isa
+from .config import AcceleratorConfig
+
+
+class CompileError(ValueError):
+    """The network does not fit the accelerator configuration (or uses something it cannot run)."""
+
+
+def _log2(n: int, what: str) -> int:
+    if n <= 0 or n & (n - 1):
+        raise CompileError(f"{what} is {n}; the array needs powers of two")
+    return n.bit_length() - 1
+
+
+def weight_entries(v: int, terms: int, max_shift: int) -> list[tuple[int, list[int]]]:
+    """Entries (sign, shifts) whose sum is v: binary or non-adjacent form, fewer entries wins."""
+    if v == 0:
+        return []
+    mag, sgn = abs(int(v)), 1 if v < 0 else 0
+    binary = [(sgn, [i for i in range(mag.bit_length()) if mag >> i & 1])]
+    pos, neg, x, i = [], [], mag, 0
+    while x:
+        if x & 1:
+            d = 2 - (x & 3)  # +1 or -1
+            (pos if d > 0 else neg).append(i)
+            x -= d
+        x >>= 1
+        i += 1
+    naf = [(sgn, pos), (1 - sgn, neg)]
+
+    def chunk(groups):
+        return [(s, sh[k:k + terms]) for s, sh in groups for k in range(0, len(sh), terms)]
+
+    best = min((chunk(binary), chunk(naf)), key=len)
+    top = max(s for _, sh in best for s in sh)
+    if top > max_shift:
+        raise CompileError(f"weight {v} needs a shift of {top}; shift_bits allows up to {max_shift}")
+    return best
+
+
+@dataclass
+class Placement:
+    name: str
+    shape: tuple[int, int, int]
+    base: int
+    phase: bool = False
+    memory: str = "act"  # "act" or "out"
+
+    @property
+    def size(self) -> int:
+        c, h, w = self.shape
+        return c * h * w
+
+    def addresses(self) -> np.ndarray:
+        """Address of every element, shape (C, H, W)."""
+        c, h, w = self.shape
+        cc, yy, xx = np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
+        if not self.phase:
+            return self.base + (cc * h + yy) * w + xx
+        ph = ((yy & 1) << 1) | (xx & 1)
+        return self.base + cc * h * w + ph * (h * w // 4) + (yy >> 1) * (w // 2) + (xx >> 1)
+
+
+@dataclass
+class LayerInfo:
+    op: str
+    kind: str
+    mode: str
+    out: str
+    n_ch: int
+    npix: int
+    entries: int
+    counts: list[int]
+    work: int  # sum over channels and pixel groups of the channel's entry count
+    macs: int
+    macs_nonzero: int
+
+
+@dataclass
+class Program:
+    config: AcceleratorConfig
+    images: isa.MemoryImages
+    placements: dict[str, Placement]
+    layers: list[LayerInfo]
+    input: str
+    output: str
+    act_words: int
+    stats: dict = field(default_factory=dict)
+
+    def input_memory(self, x: np.ndarray) -> np.ndarray:
+        """Initial ACT contents with one input image (C, H, W) written where the program reads it."""
+        pl = self.placements[self.input]
+        x = np.asarray(x, dtype=np.int64).reshape(pl.shape)
+        act = np.zeros(self.config.act_depth, dtype=np.int64)
+        act[pl.addresses().reshape(-1)] = x.reshape(-1)
+        return act
+
+    def read_tensor(self, name: str, act: np.ndarray, out: np.ndarray) -> np.ndarray:
+        pl = self.placements[name]
+        mem = out if pl.memory == "out" else act
+        return np.asarray(mem, dtype=np.int64)[pl.addresses()]
+
+    def to_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "tensors": {n: {"base": p.base, "shape": list(p.shape), "layout": "phase2x2" if p.phase else "linear",
+                            "memory": p.memory} for n, p in self.placements.items()},
+            "layers": [vars(li) for li in self.layers],
+            "memory_words": {"act": self.act_words, "wgt": len(self.images.wgt), "rq": len(self.images.rq),
+                             "prog": len(self.images.prog)},
+            **self.stats,
+        }
+
+
+def _layouts(net: IntNet) -> dict[str, bool]:
+    """Which tensors must be phase-split (read with stride 2), checking no reader needs otherwise."""
+    phase, linear = set(), set()
+    for op in net.ops:
+        _, ho, wo = net.tensors[op.out].shape
+        for s in op.sources:
+            if ho * wo == 1:
+                continue  # a global read addresses elements directly: any layout works
+            (phase if s.stride == 2 else linear).add(s.tensor)
+    both = phase & linear
+    if both:
+        raise CompileError(f"tensor {sorted(both)[0]} is read both with stride 2 and stride 1; not supported")
+    return {n: n in phase for n in net.tensors}
+
+
+def compile_net(net: IntNet, cfg: AcceleratorConfig) -> Program:
+    net.validate()
+    el, rl, dl = isa.entry_layout(cfg), isa.rq_layout(cfg), isa.desc_layout(cfg)
+    acc_lo, acc_hi = cfg.acc_range
+    act_max = (1 << cfg.act_bits) - 1
+    phase = _layouts(net)
+    # -- placement
+    placements, act_top, out_top = {}, 0, 0
+    raw_outs = {op.out for op in net.ops if op.mode == "raw"}
+    for name, t in net.tensors.items():
+        if name in raw_outs:
+            placements[name] = Placement(name, t.shape, out_top, False, "out")
+            out_top += int(np.prod(t.shape))
+            continue
+        if t.max_value > act_max:
+            raise CompileError(f"tensor {name} holds values up to {t.max_value}; act_bits={cfg.act_bits} "
+                               f"stores at most {act_max}")
+        if phase[name]:
+            _log2(t.shape[1], f"height of {name}")
+            _log2(t.shape[2], f"width of {name}")
+            if t.shape[1] < 2 or t.shape[2] < 2:
+                raise CompileError(f"tensor {name} is read with stride 2 but is only {t.shape[1]}x{t.shape[2]}")
+        placements[name] = Placement(name, t.shape, act_top, phase[name])
+        act_top += int(np.prod(t.shape))
+    if act_top > cfg.act_depth:
+        raise CompileError(f"activations need {act_top} words; act_depth is {cfg.act_depth} (raise --act-depth)")
+    if out_top > cfg.out_depth:
+        raise CompileError(f"raw outputs need {out_top} words; out_depth is {cfg.out_depth} (raise --out-depth)")
+    # -- layers
+    wgt, rq, prog, layers = [], [], [], []
+    dmin, dmax = cfg.delta_range
+    mac_info = macs(net)["per_op"]
+    cache: dict[str, np.ndarray] = {}
+
+    def addr_of(pl: Placement) -> np.ndarray:
+        if pl.name not in cache:
+            cache[pl.name] = pl.addresses()
+        return cache[pl.name]
+    for li, op in enumerate(net.ops):
+        cout, ho, wo = net.tensors[op.out].shape
+        hl, wl = _log2(ho, f"output height of {op.name}"), _log2(wo, f"output width of {op.name}")
+        npix = ho * wo
+        bound = net.acc_bound(op)
+        if bound > acc_hi - 1:
+            raise CompileError(f"op {op.name} needs a {bound.bit_length() + 1}-bit accumulator; "
+                               f"acc_bits is {cfg.acc_bits} (raise --acc-bits)")
+        if op.mode == "shift" and (bound >> op.shift) > act_max:
+            raise CompileError(f"op {op.name}: shifted sums reach {bound >> op.shift} > {act_max} (act_bits)")
+        if op.mode == "thresh":
+            nlev = len(op.levels_out)
+            if nlev > cfg.max_levels:
+                raise CompileError(f"op {op.name} has {nlev} output levels; max_levels is {cfg.max_levels}")
+            if op.levels_out.max() > act_max:
+                raise CompileError(f"op {op.name}: output level {op.levels_out.max()} exceeds act_bits")
+        w_start, rq_start, counts = len(wgt), len(rq), []
+        weights = [(s, s.weight, placements[s.tensor], net.tensors[s.tensor].shape) for s in op.sources]
+        for c in range(cout):
+            n0 = len(wgt)
+            for s, W, pl, (cin, h, w) in weights:
+                for ic, ky, kx in zip(*np.nonzero(W[c])):
+                    ty, tx = int(ky) - s.pad, int(kx) - s.pad
+                    if npix == 1:
+                        if not (0 <= ty < h and 0 <= tx < w):
+                            continue  # multiplies zero padding
+                        dy = dx = 0
+                        off = int(addr_of(pl)[ic, ty, tx])
+                    elif s.stride == 1:
+                        if (h, w) != (ho, wo):
+                            raise CompileError(f"op {op.name}: stride-1 source {s.tensor} must have the output size")
+                        dy, dx = ty, tx
+                        off = pl.base + int(ic) * h * w + dy * w + dx
+                    elif s.stride == 2:
+                        py, px = ty & 1, tx & 1
+                        dy, dx = (ty - py) // 2, (tx - px) // 2
+                        off = pl.base + int(ic) * h * w + ((py << 1) | px) * (h * w // 4) + dy * wo + dx
+                    else:
+                        raise CompileError(f"op {op.name}: stride {s.stride} is not supported (1 or 2)")
+                    if not (dmin <= dy <= dmax and dmin <= dx <= dmax):
+                        raise CompileError(f"op {op.name}: kernel offset ({dy},{dx}) exceeds delta_bits={cfg.delta_bits}")
+                    for sign, shifts in weight_entries(int(W[c, ic, ky, kx]), cfg.terms, cfg.max_shift):
+                        fields = {"sign": sign, "dy": dy, "dx": dx, "off": off % cfg.act_depth}
+                        for t, sh in enumerate(shifts):
+                            fields[f"en{t}"], fields[f"s{t}"] = 1, sh
+                        wgt.append(el.pack(**fields))
+            if len(wgt) == n0:
+                wgt.append(el.pack())  # a channel with no non-zero weight still needs one (empty) entry
+            counts.append(len(wgt) - n0)
+            row = {"count": counts[-1], "bias": int(op.bias[c])}
+            for j in range(cfg.max_levels - 1):
+                t = op.thresholds[c, j] if op.mode == "thresh" and j < op.thresholds.shape[1] else acc_hi
+                row[f"thr{j}"] = int(min(max(t, acc_lo), acc_hi))
+            rq.append(rl.pack(**row))
+            if len(wgt) > cfg.wgt_depth:
+                raise CompileError(f"weight entries exceed wgt_depth={cfg.wgt_depth} at op {op.name} (raise --wgt-depth)")
+        if len(rq) > cfg.rq_depth:
+            raise CompileError(f"requant rows ({len(rq)}) exceed rq_depth={cfg.rq_depth} (raise --rq-depth)")
+        if cout >= 1 << cfg.ch_bits:
+            raise CompileError(f"op {op.name} has {cout} channels; the descriptor holds {(1 << cfg.ch_bits) - 1}")
+        opl = placements[op.out]
+        if opl.phase and (hl < 1 or wl < 1):
+            raise CompileError(f"op {op.name}: a phase-split output needs at least 2x2 pixels")
+        desc = {"mode": {"thresh": isa.MODE_THRESH, "shift": isa.MODE_SHIFT, "raw": isa.MODE_RAW}[op.mode],
+                "last": int(li == len(net.ops) - 1), "n_ch": cout, "ho_log2": hl, "wo_log2": wl,
+                "w_start": w_start, "rq_start": rq_start, "out_base": opl.base, "out_phase": int(opl.phase),
+                "shift": op.shift}
+        if op.mode == "thresh":
+            for j, v in enumerate(op.levels_out):
+                desc[f"lv{j}"] = int(v)
+        prog.append(dl.pack(**desc))
+        groups = -(-npix // cfg.lanes)
+        mi = mac_info.get(op.name, {"macs": 0, "macs_nonzero": 0})
+        layers.append(LayerInfo(op.name, op.kind, op.mode, op.out, cout, npix, sum(counts), counts,
+                                sum(counts) * groups, mi["macs"], mi["macs_nonzero"]))
+    if len(prog) > cfg.prog_depth:
+        raise CompileError(f"{len(prog)} layers exceed prog_depth={cfg.prog_depth} (raise --prog-depth)")
+    images = isa.MemoryImages(cfg, wgt, rq, prog)
+    images.check()
+    m = macs(net)
+    stats = {"macs": m["macs"], "macs_nonzero": m["macs_nonzero"],
+             "cycles_ideal": m["macs_nonzero"] / cfg.lanes, "work_cycles": sum(li.work for li in layers)}
+    return Program(cfg, images, placements, layers, net.input, net.output, act_top, stats)
+
+
+def run_functional(prog: Program, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Run one image through the ISA interpreter; return every tensor as read back from memory."""
+    act, out, _ = isa.run_program(prog.config, prog.images, prog.input_memory(x))
+    return {name: prog.read_tensor(name, act, out) for name in prog.placements}
+
+
+def first_mismatch(expected: dict[str, np.ndarray], got: dict[str, np.ndarray], order: list[str]):
+    """(tensor, index tuple, expected, got) of the first differing element in layer order, or None."""
+    for name in order:
+        e, g = np.asarray(expected[name]), np.asarray(got[name])
+        if e.shape != g.shape:
+            return name, (), e.shape, g.shape
+        diff = np.argwhere(e != g)
+        if len(diff):
+            i = tuple(int(v) for v in diff[0])
+            return name, i, int(e[i]), int(g[i])
+    return None
+
+
+__all__ = ["CompileError", "Program", "compile_net", "run_functional", "weight_entries", "first_mismatch", "Op"]
