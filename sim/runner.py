@@ -20,16 +20,16 @@ import contextlib
 import os
 import re
 import sys
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 from cocotb_tools.runner import Runner, get_results, get_runner
 
 from .toolpaths import apply_env, verilator_env
 
-__all__ = ["BuildError", "SimulationError", "SimResult", "VERILATOR_ARGS", "build", "run"]
+__all__ = ["VERILATOR_ARGS", "BuildError", "SimResult", "SimulationError", "build", "run"]
 
 #: Flags for every Verilator build. ``--x-assign fast`` keeps X handling cheap (Amaranth's Verilog
 #: initialises its registers, so X never reaches a compared output); warnings stay warnings because
@@ -134,7 +134,9 @@ def build(
         )
     except (RuntimeError, SystemExit) as e:
         lines = _error_lines(log) or [str(e)]
-        raise BuildError(f"Verilator build of {toplevel!r} failed:\n" + "\n".join(lines) + f"\n(log: {log})") from None
+        raise BuildError(
+            f"Verilator build of {toplevel!r} failed:\n" + "\n".join(lines) + f"\n(log: {log})"
+        ) from None
     return runner
 
 

@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 
 __all__ = [
+    "MIN_VERILATOR",
     "ToolNotFound",
+    "apply_env",
     "find_tool",
+    "tool_versions",
     "verilator_env",
     "verilator_version",
-    "apply_env",
-    "tool_versions",
-    "MIN_VERILATOR",
 ]
 
 #: cocotb 2.x needs at least this Verilator.

@@ -22,16 +22,35 @@ from apotflow.sim.toolpaths import find_tool
 
 from .tools import ToolError, run_tool
 
-__all__ = ["PNR_TARGETS", "pnr_command", "parse_fmax", "pnr", "pack"]
+__all__ = ["PNR_TARGETS", "pack", "parse_fmax", "pnr", "pnr_command"]
 
 # Target -> (nextpnr tool, device/package arguments, --<output> option, output suffix).
 PNR_TARGETS: dict[str, tuple[str, list[str], str, str]] = {
-    "ice40-up5k": ("nextpnr-ice40", ["--up5k", "--package", "sg48", "--pcf-allow-unconstrained"], "--asc", ".asc"),
-    "ecp5-25k": ("nextpnr-ecp5", ["--25k", "--package", "CABGA381", "--lpf-allow-unconstrained"], "--textcfg", ".config"),
-    "ecp5-85k": ("nextpnr-ecp5", ["--85k", "--package", "CABGA381", "--lpf-allow-unconstrained"], "--textcfg", ".config"),
+    "ice40-up5k": (
+        "nextpnr-ice40",
+        ["--up5k", "--package", "sg48", "--pcf-allow-unconstrained"],
+        "--asc",
+        ".asc",
+    ),
+    "ecp5-25k": (
+        "nextpnr-ecp5",
+        ["--25k", "--package", "CABGA381", "--lpf-allow-unconstrained"],
+        "--textcfg",
+        ".config",
+    ),
+    "ecp5-85k": (
+        "nextpnr-ecp5",
+        ["--85k", "--package", "CABGA381", "--lpf-allow-unconstrained"],
+        "--textcfg",
+        ".config",
+    ),
 }
 
-_PACKERS = {"ice40-up5k": ("icepack", ".bin"), "ecp5-25k": ("ecppack", ".bit"), "ecp5-85k": ("ecppack", ".bit")}
+_PACKERS = {
+    "ice40-up5k": ("icepack", ".bin"),
+    "ecp5-25k": ("ecppack", ".bit"),
+    "ecp5-85k": ("ecppack", ".bit"),
+}
 
 _FMAX = re.compile(r"Max frequency for clock '([^']*)': ([0-9.]+) MHz")
 _PROGRESS = re.compile(r"^Info: (Device utilisation|Max frequency|Program finished)|^ERROR")
@@ -57,7 +76,17 @@ def pnr_command(
     if not freq_mhz > 0:
         raise ValueError(f"Target frequency must be positive, not {freq_mhz!r}")
     _, device, out_opt, _ = PNR_TARGETS[target]
-    args = [*device, "--json", json_netlist, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--report", report]
+    args = [
+        *device,
+        "--json",
+        json_netlist,
+        "--freq",
+        f"{freq_mhz:g}",
+        "--seed",
+        str(seed),
+        "--report",
+        report,
+    ]
     if out_of_context:
         if not target.startswith("ecp5"):
             raise ValueError("out_of_context is an ECP5-only nextpnr mode")
@@ -137,9 +166,7 @@ def pack(target: str, pnr_output: Path | str, out_path: Path | str | None = None
     dst = Path(out_path).resolve() if out_path else src.with_suffix(suffix)
     cwd = dst.parent
     cwd.mkdir(parents=True, exist_ok=True)
-    run_tool(
-        [find_tool(tool), os.path.relpath(src, cwd), dst.name], cwd, cwd / f"{tool}.log"
-    )
+    run_tool([find_tool(tool), os.path.relpath(src, cwd), dst.name], cwd, cwd / f"{tool}.log")
     if not dst.is_file():
         raise ToolError(tool, [f"no bitstream written at {dst}"], cwd / f"{tool}.log")
     return dst

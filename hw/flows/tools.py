@@ -38,9 +38,12 @@ def run_tool(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     errors: list[str] = []
-    with open(log_path, "w") as log, subprocess.Popen(
-        list(cmd), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    ) as proc:
+    with (
+        open(log_path, "w") as log,
+        subprocess.Popen(
+            list(cmd), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        ) as proc,
+    ):
         assert proc.stdout is not None
         tail: list[str] = []
         for line in proc.stdout:

@@ -23,7 +23,7 @@ from apotflow.sim.toolpaths import find_tool
 
 from .tools import ToolError, run_tool
 
-__all__ = ["TARGETS", "ToolError", "synth_script", "run_yosys", "parse_stat", "synthesize"]
+__all__ = ["TARGETS", "ToolError", "parse_stat", "run_yosys", "synth_script", "synthesize"]
 
 STAT_FILE = "stat.json"
 
@@ -111,7 +111,9 @@ def run_yosys(
     log_path = Path(log_path) if log_path else workdir / "yosys.log"
     run_tool([find_tool("yosys"), "-s", "synth.ys"], workdir, log_path, progress, _PROGRESS)
     if not stat.is_file():
-        raise ToolError("yosys", [f"the script wrote no {STAT_FILE} (does it end in 'tee -o ... stat -json'?)"], log_path)
+        raise ToolError(
+            "yosys", [f"the script wrote no {STAT_FILE} (does it end in 'tee -o ... stat -json'?)"], log_path
+        )
     return json.loads(stat.read_text())
 
 

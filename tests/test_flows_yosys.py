@@ -1,0 +1,140 @@
+"""Synthesis flow: script generation and stat parsing without tools; one real yowasp run."""
+
+import json
+import time
+
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from apotflow.hw.flows import nextpnr, yosys
+
+# Trimmed `stat -json` outputs of Yosys 0.70 (the layout it writes: per-module and "design").
+ICE40_STAT = {
+    "modules": {"\\top": {"num_cells": 62, "num_cells_by_type": {"SB_LUT4": 1}}},
+    "design": {
+        "num_cells": 70,
+        "num_cells_by_type": {
+            "SB_CARRY": 14, "SB_DFFESR": 16, "SB_DFF": 2, "SB_LUT4": 32,
+            "SB_RAM40_4K": 3, "SB_SPRAM256KA": 1, "SB_MAC16": 2,
+        },
+    },
+}  # fmt: skip
+XILINX_STAT = {
+    "design": {
+        "num_cells": 30,
+        "num_cells_by_type": {
+            "LUT2": 4, "LUT6": 4, "LUT5": 1, "FDRE": 16, "FDSE": 1, "CARRY4": 4,
+            "RAMB36E1": 2, "RAMB18E1": 1, "DSP48E1": 3, "IBUF": 19, "MUXF7": 2,
+        },
+    }
+}  # fmt: skip
+GENERIC_STAT = {
+    "design": {
+        "num_cells": 170,
+        "num_cells_by_type": {"$_NAND_": 44, "$_NOR_": 72, "$_NOT_": 38, "$_SDFFE_PP0P_": 16},
+        "estimated_num_transistors": "540+",
+    }
+}
+
+
+def test_script_ice40():
+    s = yosys.synth_script(["a.v", "b.sv"], "top", "ice40-up5k")
+    assert 'read_verilog "a.v"' in s and 'read_verilog -sv "b.sv"' in s
+    assert "synth_ice40 -device u -dsp -top top" in s
+    assert "tee -q -o stat.json stat -json\n" in s
+    assert s.rstrip().endswith('write_json "top.json"')
+
+
+def test_script_targets():
+    assert "synth_ecp5 -top t" in yosys.synth_script(["a.v"], "t", "ecp5-85k")
+    x = yosys.synth_script(["a.v"], "t", "xc7a100t")
+    assert "synth_xilinx -family xc7" in x and "write_json" not in x
+    g = yosys.synth_script(["a.v"], "t", "generic")
+    assert g.index("synth -flatten -top t") < g.index("abc -g cmos2") < g.index("stat -json -tech cmos")
+    assert "synth_ice40 -device u -dsp -top t -spram" in yosys.synth_script(
+        ["a.v"], "t", "ice40-up5k", extra_synth_args="-spram"
+    )
+
+
+def test_script_relative_to_workdir(tmp_path):
+    s = yosys.synth_script([tmp_path / "src" / "a.v"], "t", "ecp5-25k", workdir=tmp_path / "synth")
+    assert 'read_verilog "../src/a.v"' in s
+
+
+def test_script_rejects_bad_input():
+    with pytest.raises(ValueError, match="Target must be one of"):
+        yosys.synth_script(["a.v"], "t", "gowin")
+    with pytest.raises(ValueError, match="identifier"):
+        yosys.synth_script(["a.v"], "t; shell", "generic")
+    with pytest.raises(ValueError, match="at least one"):
+        yosys.synth_script([], "t", "generic")
+
+
+def test_parse_stat_ice40():
+    r = yosys.parse_stat(ICE40_STAT, "ice40-up5k")
+    assert (r["lut"], r["ff"], r["carry"], r["bram"], r["spram"], r["dsp"]) == (32, 18, 14, 3, 1, 2)
+    assert r["cells"] == 70 and r["cells_by_type"]["SB_LUT4"] == 32
+
+
+def test_parse_stat_xilinx_and_text_input(tmp_path):
+    r = yosys.parse_stat(json.dumps(XILINX_STAT), "xc7a100t")
+    assert (r["lut"], r["ff"], r["carry"], r["dsp"], r["mux"]) == (9, 17, 4, 3, 2)
+    assert (r["bram"], r["bram36"], r["bram18_only"]) == (5, 2, 1)
+    path = tmp_path / "stat.json"
+    path.write_text(json.dumps(XILINX_STAT))
+    assert yosys.parse_stat(path, "xc7a100t") == r
+
+
+def test_parse_stat_generic_transistors():
+    r = yosys.parse_stat(GENERIC_STAT, "generic")
+    assert r["ff"] == 16 and r["gates"] == 154
+    assert r["transistors"] == 540 and r["transistors_exclude_ff"] is True
+
+
+def test_parse_fmax_takes_last_line_per_clock():
+    log = (
+        "Info: Max frequency for clock 'clk': 66.93 MHz (PASS at 50.00 MHz)\n"
+        "Info: Max frequency for clock 'clk': 61.74 MHz (PASS at 50.00 MHz)\n"
+    )
+    assert nextpnr.parse_fmax(log) == {"clk": 61.74}
+
+
+def test_pnr_command():
+    cmd = nextpnr.pnr_command("t.json", "ice40-up5k", 48, "t.asc", "r.json")
+    assert cmd[:4] == ["--up5k", "--package", "sg48", "--pcf-allow-unconstrained"]
+    assert cmd[-2:] == ["--asc", "t.asc"] and "--freq" in cmd and "48" in cmd
+    ecp = nextpnr.pnr_command("t.json", "ecp5-25k", 100, "t.config", "r.json", out_of_context=True)
+    assert "--25k" in ecp and "CABGA381" in ecp and "--out-of-context" in ecp and "--textcfg" not in ecp
+    with pytest.raises(ValueError):
+        nextpnr.pnr_command("t.json", "xc7a100t", 100, "o", "r")
+
+
+class Accumulator(wiring.Component):
+    """Adds ``x`` into an 8-bit register each cycle; ``y`` is the register (latency 1)."""
+
+    def __init__(self):
+        super().__init__({"x": In(8), "y": Out(8)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.y.eq(self.y + self.x)
+        return m
+
+
+@pytest.mark.yosys
+def test_synthesize_and_place_small_design(tmp_path):
+    src = tmp_path / "acc.v"
+    src.write_text(verilog.convert(Accumulator(), name="acc"))
+    times = {}
+    for target, lut_range in [("ice40-up5k", (8, 40)), ("ecp5-25k", (0, 40))]:  # ECP5 adds in CCU2C
+        t0 = time.perf_counter()
+        r = yosys.synthesize([src], "acc", target, tmp_path / target)
+        times[target] = time.perf_counter() - t0
+        assert r["ff"] == 8, r
+        assert lut_range[0] <= r["lut"] <= lut_range[1], r
+        assert r["carry"] > 0 and r["bram"] == r["dsp"] == 0, r
+    p = nextpnr.pnr(r["netlist"], "ecp5-25k", tmp_path / "ecp5-25k", 50)
+    assert p["success"] and p["fmax_mhz"] > 50, p
+    print("synthesis seconds:", times, "ecp5 pnr", p["seconds"])
