@@ -1,0 +1,69 @@
+"""Banked activation memory: ``lanes`` consecutive words per cycle, no bank conflicts.
+
+ACT is split into ``lanes`` banks (bank = address mod lanes, row = address >> lane_bits). A read of the
+``lanes`` words ``rd_addr .. rd_addr + lanes - 1`` touches every bank exactly once: bank b serves row
+``R + (b < rot)`` with ``R = rd_addr >> lane_bits`` and ``rot = rd_addr mod lanes``, and a barrel
+rotation by ``rot`` routes bank outputs to lanes, so ``rd_data[l] = ACT[(rd_addr + l) mod act_depth]``.
+
+Latency 1 (synchronous read; the rotation is combinational after the bank registers): the address
+presented in cycle t gives ``rd_data`` in cycle t+1. One write per cycle (``wr_en``), landing at the
+clock edge; a read in the same cycle as a write to the same word returns the old word.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .config import AcceleratorConfig
+
+
+class BankedActMem(wiring.Component):
+    def __init__(self, cfg: AcceleratorConfig, init=None):
+        if not isinstance(cfg, AcceleratorConfig):
+            raise TypeError(f"BankedActMem needs an AcceleratorConfig, not {cfg!r}")
+        if cfg.bank_depth < 2:
+            raise ValueError(f"act_depth ({cfg.act_depth}) must be at least 2 x lanes ({cfg.lanes}) "
+                             "so that every bank has two rows")
+        self.cfg = cfg
+        self.init = list(init) if init is not None else None
+        super().__init__({
+            "rd_addr": In(cfg.addr_bits),
+            "rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),
+            "wr_en": In(1),
+            "wr_addr": In(cfg.addr_bits),
+            "wr_data": In(cfg.act_bits),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        L, lb = cfg.lanes, cfg.lane_bits
+        row_bits = cfg.addr_bits - lb
+        R = Signal(row_bits)
+        rot = Signal(max(1, lb))
+        m.d.comb += [R.eq(self.rd_addr >> lb), rot.eq(self.rd_addr[:lb] if lb else 0)]
+        rot_q = Signal.like(rot)
+        m.d.sync += rot_q.eq(rot)
+        outs = []
+        for b in range(L):
+            init = [0] * cfg.bank_depth
+            if self.init is not None:
+                init = [int(self.init[r * L + b]) for r in range(cfg.bank_depth)]
+            mem = Memory(shape=cfg.act_bits, depth=cfg.bank_depth, init=init)
+            m.submodules[f"bank{b}"] = mem
+            rp = mem.read_port(domain="sync")
+            wp = mem.write_port()
+            m.d.comb += rp.addr.eq(R + (b < rot))
+            m.d.comb += [
+                wp.addr.eq(self.wr_addr >> lb),
+                wp.data.eq(self.wr_data),
+                wp.en.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b)),
+            ]
+            outs.append(rp.data)
+        banks = Array(outs)
+        for lane in range(L):
+            m.d.comb += self.rd_data[lane].eq(banks[(rot_q + lane)[:lb] if lb else 0])
+        return m

@@ -1,0 +1,67 @@
+"""One shift-add lane: ``acc (+|-)= sum_t en_t * (a << s_t)``, no multiplier.
+
+Latency 1: the inputs presented in cycle t (with ``valid``) update ``acc`` at the clock edge that ends
+cycle t, so ``acc`` shows the new value in cycle t+1. ``first`` restarts the sum from ``bias`` instead of
+the old accumulator. No flow control: a lane takes one entry per cycle, ``valid`` low holds ``acc``.
+Arithmetic wraps modulo 2**acc_bits, which is exact whenever the final sum fits (the export checks it).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import AcceleratorConfig
+
+
+def lane_model(cfg: AcceleratorConfig, acc: int, a: int, sign: int, en: list[int], s: list[int],
+               first: bool, bias: int) -> int:
+    """The integer model of one lane step (what ``isa.run_program`` does per entry and pixel)."""
+    contrib = sum((a << st) for et, st in zip(en, s) if et)
+    acc = (bias if first else acc) + (-contrib if sign else contrib)
+    lo, hi = cfg.acc_range
+    return (acc - lo) % (1 << cfg.acc_bits) + lo  # two's-complement wrap
+
+
+def lane_ctrl_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """The part of an entry shared by all lanes of a cycle."""
+    return data.StructLayout({
+        "valid": 1, "first": 1, "sign": 1,
+        "en": data.ArrayLayout(1, cfg.terms),
+        "s": data.ArrayLayout(cfg.shift_bits, cfg.terms),
+        "bias": signed(cfg.acc_bits),
+    })
+
+
+class Lane(wiring.Component):
+    """Shift-add lane. Ports: ``ctrl`` (shared entry fields), ``a`` (operand, already zero when the
+    input pixel is padding), ``acc`` (registered accumulator)."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        if not isinstance(cfg, AcceleratorConfig):
+            raise TypeError(f"Lane needs an AcceleratorConfig, not {cfg!r}")
+        self.cfg = cfg
+        super().__init__({
+            "ctrl": In(lane_ctrl_layout(cfg)),
+            "a": In(cfg.act_bits),
+            "acc": Out(signed(cfg.acc_bits)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        c = self.ctrl
+        wide = cfg.act_bits + cfg.max_shift + cfg.terms  # enough for the sum of all terms
+        terms = []
+        for t in range(cfg.terms):
+            terms.append(Mux(c.en[t], self.a << c.s[t], 0))  # barrel shifter per term
+        contrib = Signal(wide)
+        m.d.comb += contrib.eq(sum(terms[1:], terms[0]))
+        base = Mux(c.first, c.bias, self.acc)
+        with m.If(c.valid):
+            with m.If(c.sign):
+                m.d.sync += self.acc.eq(base - contrib)
+            with m.Else():
+                m.d.sync += self.acc.eq(base + contrib)
+        return m

@@ -1,0 +1,179 @@
+"""The sequencer: walks the program and issues one weight entry per cycle to the lane pipeline.
+
+Per layer: FETCH (PROG address = pc) -> DESC (descriptor arrives, latched; RQ row of channel 0
+addressed) -> ROW (channel 0's count and bias latched; the next row is prefetched) -> RUN (one entry per
+cycle: entries, then pixel groups, then channels) -> DRAIN (waits until the datapath reports that every
+write of the layer has landed) -> FETCH of the next layer, or IDLE with a ``done`` pulse.
+
+Flow control: issue never waits on the datapath except for one rule that keeps the writeback buffer
+safe: the *last* entry of a (channel, group) is held back until ``nvalid`` cycles have passed since the
+last entry of the previous group (``wb_wait``), because the writeback unit needs one cycle per valid
+lane. The RQ row of the next channel is always prefetched (read port A points at it), so moving to the
+next channel costs no bubble. A channel with count 0 still issues one null entry per group (its lanes
+add nothing) so that its bias is written.
+
+The ``issue`` record is combinational (valid in the cycle its WGT address ``wgt_addr`` is presented);
+the datapath registers it.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .config import AcceleratorConfig
+from .layouts import struct
+
+
+def pix_bits(cfg: AcceleratorConfig) -> int:
+    """Pixel counters: a layer has at most act_depth output pixels (ho_log2 + wo_log2 <= addr_bits)."""
+    return cfg.addr_bits + 1
+
+
+def issue_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    return data.StructLayout({
+        "valid": 1, "first": 1, "last": 1, "null": 1,
+        "p0": pix_bits(cfg),
+        "nvalid": cfg.lane_bits + 1,
+        "bias": signed(cfg.acc_bits),
+        "ch_base": cfg.addr_bits,
+        "rq_row": cfg.rq_addr_bits,
+    })
+
+
+class Sequencer(wiring.Component):
+    def __init__(self, cfg: AcceleratorConfig):
+        if not isinstance(cfg, AcceleratorConfig):
+            raise TypeError(f"Sequencer needs an AcceleratorConfig, not {cfg!r}")
+        self.cfg = cfg
+        self.dl, self.rl = isa.desc_layout(cfg), isa.rq_layout(cfg)
+        super().__init__({
+            "start": In(1),
+            "pipe_busy": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "cycles": Out(32),
+            "prog_addr": Out(cfg.prog_addr_bits),
+            "prog_data": In(self.dl.width),
+            "rq_addr": Out(cfg.rq_addr_bits),
+            "rq_data": In(self.rl.width),
+            "wgt_addr": Out(cfg.wgt_addr_bits),
+            "desc": Out(struct(self.dl)),
+            "npix": Out(pix_bits(cfg)),
+            "issue": Out(issue_layout(cfg)),
+            "perf_we": Out(1),
+            "perf_waddr": Out(cfg.prog_addr_bits),
+            "perf_wdata": Out(32),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        L = cfg.lanes
+        pb = pix_bits(cfg)
+        prog = struct(self.dl)(self.prog_data)
+        row = struct(self.rl)(self.rq_data)
+        desc = self.desc
+
+        pc = Signal(cfg.prog_addr_bits)
+        c = Signal(cfg.ch_bits)
+        e = Signal(cfg.count_bits)
+        w_ptr = Signal(cfg.wgt_addr_bits)
+        ch_w = Signal(cfg.wgt_addr_bits)
+        p0 = Signal(pb)
+        cur_count = Signal(cfg.count_bits)
+        cur_bias = Signal(signed(cfg.acc_bits))
+        ch_base = Signal(cfg.addr_bits)
+        rq_next = Signal(cfg.rq_addr_bits)
+        rq_cur = Signal(cfg.rq_addr_bits)
+        wb_wait = Signal(cfg.lane_bits + 1)
+        layer_cyc = Signal(32)
+        total = Signal(32)
+
+        m.d.comb += [
+            self.prog_addr.eq(pc),
+            self.wgt_addr.eq(w_ptr),
+            self.rq_addr.eq(rq_next),
+            self.npix.eq(1 << (desc.ho_log2 + desc.wo_log2)),
+            self.perf_waddr.eq(pc),
+            self.perf_wdata.eq(layer_cyc + 1),
+        ]
+        m.d.sync += [layer_cyc.eq(layer_cyc + 1), total.eq(total + 1)]
+        with m.If(wb_wait != 0):
+            m.d.sync += wb_wait.eq(wb_wait - 1)
+
+        rem = Signal(pb + 1)
+        m.d.comb += rem.eq(self.npix - p0)
+        last_group = rem <= L
+        nvalid = Mux(last_group, rem, L)
+        null = cur_count == 0
+        last_e = null | (e == cur_count - 1)
+        go = ~last_e | (wb_wait == 0)
+
+        with m.FSM(name="seq"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [pc.eq(0), layer_cyc.eq(0), total.eq(0)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "DESC"
+            with m.State("DESC"):
+                m.d.comb += [self.busy.eq(1), self.rq_addr.eq(prog.rq_start)]
+                m.d.sync += [
+                    desc.eq(prog),
+                    c.eq(0), e.eq(0), p0.eq(0),
+                    w_ptr.eq(prog.w_start), ch_w.eq(prog.w_start),
+                    ch_base.eq(prog.out_base),
+                    rq_cur.eq(prog.rq_start), rq_next.eq(prog.rq_start + 1),
+                ]
+                m.next = "ROW"
+            with m.State("ROW"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [cur_count.eq(row.count), cur_bias.eq(row.bias)]
+                with m.If(desc.n_ch == 0):
+                    m.next = "DRAIN"
+                with m.Else():
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                iss = self.issue
+                m.d.comb += [
+                    iss.valid.eq(go), iss.first.eq(e == 0), iss.last.eq(last_e), iss.null.eq(null),
+                    iss.p0.eq(p0), iss.nvalid.eq(nvalid), iss.bias.eq(cur_bias),
+                    iss.ch_base.eq(ch_base), iss.rq_row.eq(rq_cur),
+                ]
+                with m.If(go):
+                    with m.If(~last_e):
+                        m.d.sync += [e.eq(e + 1), w_ptr.eq(w_ptr + 1)]
+                    with m.Else():
+                        m.d.sync += [wb_wait.eq(nvalid - 1), e.eq(0)]
+                        with m.If(~last_group):
+                            m.d.sync += [p0.eq(p0 + L), w_ptr.eq(ch_w)]
+                        with m.Else():
+                            # Next channel: its RQ row was prefetched; prefetch the one after.
+                            m.d.comb += self.rq_addr.eq(rq_next + 1)
+                            m.d.sync += [
+                                c.eq(c + 1), p0.eq(0),
+                                ch_w.eq(ch_w + cur_count), w_ptr.eq(ch_w + cur_count),
+                                cur_count.eq(row.count), cur_bias.eq(row.bias),
+                                rq_cur.eq(rq_next), rq_next.eq(rq_next + 1),
+                                ch_base.eq(ch_base + self.npix),
+                            ]
+                            with m.If(c == desc.n_ch - 1):
+                                m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~self.pipe_busy):
+                    m.d.comb += self.perf_we.eq(1)
+                    m.d.sync += layer_cyc.eq(0)
+                    with m.If(desc.last):
+                        m.d.comb += self.done.eq(1)
+                        m.d.sync += self.cycles.eq(total + 1)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += pc.eq(pc + 1)
+                        m.next = "FETCH"
+        return m

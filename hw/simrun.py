@@ -1,0 +1,78 @@
+"""Run a program on the Amaranth simulation of ``Accelerator`` through its host ports only."""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from . import isa
+from .config import AcceleratorConfig
+from .top import Accelerator
+
+
+def simulate(cfg: AcceleratorConfig, images: isa.MemoryImages, act, max_cycles: int = 200_000,
+             n_perf: int | None = None, vcd: str | None = None) -> dict:
+    """Load ACT through the host port, start, wait for done, read ACT, OUT and the perf counters.
+
+    Returns {"act", "out", "cycles", "perf", "busy_cycles", "done_pulses"}.
+    """
+    dut = Accelerator(cfg, images)
+    act = np.asarray(act, dtype=np.int64)
+    n_perf = len(images.prog) if n_perf is None else n_perf
+    res = {}
+
+    async def bench(ctx):
+        for a in range(cfg.act_depth):
+            ctx.set(dut.host_addr, a)
+            ctx.set(dut.host_wdata, int(act[a]))
+            ctx.set(dut.host_we, 1)
+            await ctx.tick()
+        ctx.set(dut.host_we, 0)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        busy = 0
+        done = 0
+        for _ in range(max_cycles):
+            b, d = ctx.get(dut.busy), ctx.get(dut.done)
+            busy += b
+            done += d
+            await ctx.tick()
+            if d:
+                break
+        else:
+            raise TimeoutError(f"no done after {max_cycles} cycles")
+        # One more cycle to check that done is a pulse and busy fell.
+        if ctx.get(dut.busy) or ctx.get(dut.done):
+            raise AssertionError("busy/done still high the cycle after done")
+        out_act = np.zeros(cfg.act_depth, dtype=np.int64)
+        ctx.set(dut.host_addr, 0)
+        await ctx.tick()
+        for a in range(cfg.act_depth):
+            ctx.set(dut.host_addr, (a + 1) % cfg.act_depth)
+            out_act[a] = ctx.get(dut.host_rdata)
+            await ctx.tick()
+        out = np.zeros(cfg.out_depth, dtype=np.int64)
+        ctx.set(dut.out_addr, 0)
+        await ctx.tick()
+        for a in range(cfg.out_depth):
+            ctx.set(dut.out_addr, (a + 1) % cfg.out_depth)
+            out[a] = ctx.get(dut.out_rdata)
+            await ctx.tick()
+        perf = []
+        for i in range(n_perf):
+            ctx.set(dut.perf_addr, i)
+            await ctx.tick()
+            perf.append(ctx.get(dut.perf_rdata))
+        res.update(act=out_act, out=out, cycles=ctx.get(dut.cycles), perf=perf, busy_cycles=busy,
+                   done_pulses=done)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return res
