@@ -1,2 +1,197 @@
-def main():
-    print("hi")
+"""The one command line: ``apotflow <command>``.
+
+Commands follow the data flow: train -> export -> rtl / cosim / synth, and ``demo`` runs them all.
+Every failure a user can cause (bad file, impossible config, missing tool) ends in one line
+``apotflow: error: ...`` and exit status 2; nothing half-written is left looking valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+CONFIG_FLAGS = {  # flag -> AcceleratorConfig field
+    "lanes": "shift-add lanes (power of two)",
+    "terms": "power-of-two terms a lane adds per cycle",
+    "acc_bits": "accumulator width",
+    "act_bits": "stored activation width",
+    "shift_bits": "width of a term's shift field",
+    "act_depth": "activation memory words (power of two)",
+    "wgt_depth": "weight entries (power of two)",
+    "rq_depth": "requantization rows (power of two)",
+    "prog_depth": "layer descriptors (power of two)",
+    "out_depth": "raw output words (power of two)",
+}
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line."""
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("accelerator configuration (defaults: AcceleratorConfig; memories fitted to the model)")
+    for name, help_ in CONFIG_FLAGS.items():
+        g.add_argument("--" + name.replace("_", "-"), type=int, dest=name, help=help_)
+    g.add_argument("--no-fit", action="store_true", help="keep the default memory depths instead of fitting them")
+
+
+def _config(args, net=None):
+    from apotflow.hw.config import AcceleratorConfig
+    from apotflow.hw.fit import fitted_config
+
+    given = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
+    cfg = AcceleratorConfig(**given)
+    if net is not None and not getattr(args, "no_fit", False):
+        cfg = fitted_config(net, cfg, keep=set(given))
+    return cfg
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_train(args) -> int:
+    from apotflow.sim.flow import train_and_export
+
+    info = train_and_export(args.out, seed=args.seed, method=args.method, log=_progress)
+    print(json.dumps({k: info[k] for k in ("accuracy_float", "accuracy_int", "agreement", "model")}, indent=1))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from apotflow.sim.flow import export_checkpoint
+
+    path = export_checkpoint(args.checkpoint, args.output)
+    print(path)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from apotflow.sw import export
+    from apotflow.sw.intnet import macs
+
+    net = export.load(args.model)
+    print(json.dumps({"meta": net.meta, "tensors": {n: list(t.shape) for n, t in net.tensors.items()},
+                      "ops": [o.name for o in net.ops], **{k: v for k, v in macs(net).items() if k != "per_op"}},
+                     indent=1))
+    return 0
+
+
+def cmd_rtl(args) -> int:
+    from apotflow.sim.flow import write_rtl
+    from apotflow.sw import export
+
+    net = export.load(args.model)
+    manifest = write_rtl(net, _config(args, net), Path(args.out), log=_progress)
+    print(json.dumps({"out": str(args.out), "files": manifest["files"]}, indent=1))
+    return 0
+
+
+def cmd_cosim(args) -> int:
+    from apotflow.sim.flow import cosim_model
+    from apotflow.sw import export
+
+    net = export.load(args.model)
+    summary = cosim_model(net, _config(args, net), Path(args.out), args.images, seed=args.seed,
+                          waves=args.waves, log=_progress)
+    keys = ("images", "mismatches", "cycles_total", "cycles_ideal", "cycles_ratio", "sim_seconds", "first_mismatch")
+    print(json.dumps({k: summary[k] for k in keys}, indent=1))
+    return 0 if summary["mismatches"] == 0 else 1
+
+
+def cmd_synth(args) -> int:
+    from apotflow.sim.flow import synth_model
+    from apotflow.sw import export
+
+    net = export.load(args.model)
+    res = synth_model(net, _config(args, net), Path(args.out), args.target, log=_progress)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from apotflow.sim.report import demo
+
+    report = demo(Path(args.out), images=args.images, seed=args.seed, lanes=args.lanes,
+                  targets=args.targets, log=_progress)
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0 if report["bitexact_mismatches"] == 0 else 1
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="apotflow", description=(
+        "Pruned APoT CNNs on a multiplier-free shift-add accelerator: train, export packed integer "
+        "weights, generate Verilog (Amaranth), co-simulate bit-exactly (cocotb + Verilator), synthesise (Yosys)."))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("demo", help="the whole chain on the digits net -> OUT/report.{json,md}")
+    s.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    s.add_argument("--images", type=int, default=0, help="test images to co-simulate (default: the whole test split)")
+    s.add_argument("--lanes", type=int, default=16, help="shift-add lanes (default 16)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--targets", nargs="*", default=["ice40-up5k", "ecp5-25k"], help="synthesis targets ('' for none)")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("train", help="train the digits net (pruned, APoT) and export it")
+    s.add_argument("--model", default="digits", choices=["digits"], help="network (CIFAR nets: see docs)")
+    s.add_argument("--method", default="ppq", choices=["fp", "apot", "fpgm", "spq", "ppq"])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default="runs/train", help="folder for model.pt, model.apot, train.json")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("export", help="export a training checkpoint to the packed format")
+    s.add_argument("checkpoint")
+    s.add_argument("-o", "--output", required=True, help="the .apot file to write")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("info", help="summarise an exported model")
+    s.add_argument("--model", required=True)
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("rtl", help="generate Verilog, $readmemh images and a manifest for a model")
+    s.add_argument("--model", required=True, help="exported model (.apot)")
+    s.add_argument("--out", required=True)
+    _add_config(s)
+    s.set_defaults(func=cmd_rtl)
+
+    s = sub.add_parser("cosim", help="bit-exact co-simulation of the RTL against the golden model (Verilator)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--images", type=int, default=16, help="test images (default 16)")
+    s.add_argument("--seed", type=int, default=0, help="data split seed")
+    s.add_argument("--waves", action="store_true", help="dump a VCD waveform")
+    s.add_argument("--out", required=True)
+    _add_config(s)
+    s.set_defaults(func=cmd_cosim)
+
+    s = sub.add_parser("synth", help="Yosys synthesis of the generated array: resource counts")
+    s.add_argument("--model", required=True)
+    s.add_argument("--target", default="ecp5-25k", choices=["ice40-up5k", "ecp5-25k", "ecp5-85k", "xc7a100t", "generic"])
+    s.add_argument("--out", required=True)
+    _add_config(s)
+    s.set_defaults(func=cmd_synth)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from apotflow.sim.errors import USER_ERRORS
+
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        msg = str(e).strip().splitlines()
+        print(f"apotflow: error: {msg[0] if msg else type(e).__name__}", file=sys.stderr)
+        for line in msg[1:12]:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("apotflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

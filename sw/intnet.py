@@ -177,3 +177,32 @@ def macs(net: IntNet) -> dict:
         total += m
         nonzero += nz
     return {"macs": total, "macs_nonzero": nonzero, "per_op": per_op}
+
+
+def size_and_bops(net: IntNet) -> dict:
+    """Model size and BOPs of the integer network against its unpruned FP32 original.
+
+    Counting rules: size = sum over conv/fc layers of (weights kept after pruning) x (weight bits);
+    BOPs = sum of MACs x weight bits x input-activation bits (the input tensor's integer width: 5 bits
+    for 0..16 pixels, 4 for APoT A4 codes, 8 for the pooled fc input). The reference is the unpruned
+    model in FP32 (32-bit weights and activations), its shapes taken from ``meta["fp32_shapes"]``
+    ({op: [Cout, Cin, k, k]}); pooling and the residual add are not counted.
+    """
+    size = bops = size_fp = bops_fp = 0
+    ref = net.meta.get("fp32_shapes", {})
+    for op in net.ops:
+        if op.kind == "pool":
+            continue
+        _, ho, wo = net.tensors[op.out].shape
+        for s in op.sources:
+            if s.role != "main":
+                continue
+            n = int(np.prod(s.codes.shape))
+            size += n * s.w_bits
+            bops += n * ho * wo * s.w_bits * net.tensors[s.tensor].bits
+            shape = ref.get(op.name, list(s.codes.shape))
+            size_fp += int(np.prod(shape)) * 32
+            bops_fp += int(np.prod(shape)) * ho * wo * 32 * 32
+    return {"model_size_bits": size, "size_fp32_bits": size_fp, "size_reduction": size_fp / size if size else None,
+            "bops": bops, "bops_fp32": bops_fp, "bops_reduction": bops_fp / bops if bops else None,
+            "counting_rules": size_and_bops.__doc__.split("Counting rules: ")[1].split("\n\n")[0].replace("\n   ", "")}

