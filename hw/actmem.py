@@ -18,15 +18,16 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
+from .layouts import reject
 
 
 class BankedActMem(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, init=None):
         if not isinstance(cfg, AcceleratorConfig):
-            raise TypeError(f"BankedActMem needs an AcceleratorConfig, not {cfg!r}")
+            reject(self, TypeError(f"BankedActMem needs an AcceleratorConfig, not {cfg!r}"))
         if cfg.bank_depth < 2:
-            raise ValueError(f"act_depth ({cfg.act_depth}) must be at least 2 x lanes ({cfg.lanes}) "
-                             "so that every bank has two rows")
+            reject(self, ValueError(f"act_depth ({cfg.act_depth}) must be at least 2 x lanes ({cfg.lanes}) "
+                             "so that every bank has two rows"))
         self.cfg = cfg
         self.init = list(init) if init is not None else None
         super().__init__({

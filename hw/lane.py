@@ -13,6 +13,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
+from .layouts import reject
 
 
 def lane_model(cfg: AcceleratorConfig, acc: int, a: int, sign: int, en: list[int], s: list[int],
@@ -40,7 +41,7 @@ class Lane(wiring.Component):
 
     def __init__(self, cfg: AcceleratorConfig):
         if not isinstance(cfg, AcceleratorConfig):
-            raise TypeError(f"Lane needs an AcceleratorConfig, not {cfg!r}")
+            reject(self, TypeError(f"Lane needs an AcceleratorConfig, not {cfg!r}"))
         self.cfg = cfg
         super().__init__({
             "ctrl": In(lane_ctrl_layout(cfg)),

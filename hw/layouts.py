@@ -18,6 +18,13 @@ from . import isa
 ROM_STYLES = ("memory", "readmemh")
 
 
+def reject(component, exc: Exception):
+    """Raise a parameter error from a component's __init__ without Amaranth also warning, at exit,
+    that the half-built component was never elaborated."""
+    component._MustUse__silence = True
+    raise exc
+
+
 def struct(layout: isa.Layout) -> data.StructLayout:
     return data.StructLayout({f.name: (signed(f.width) if f.signed else unsigned(f.width)) for f in layout.fields})
 

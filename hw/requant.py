@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .config import AcceleratorConfig
+from .layouts import reject
 
 
 def requant_model(cfg: AcceleratorConfig, acc: int, mode: int, shift: int, thr: list[int], lv: list[int]) -> int:
@@ -28,7 +29,7 @@ def requant_model(cfg: AcceleratorConfig, acc: int, mode: int, shift: int, thr: 
 class Requantizer(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig):
         if not isinstance(cfg, AcceleratorConfig):
-            raise TypeError(f"Requantizer needs an AcceleratorConfig, not {cfg!r}")
+            reject(self, TypeError(f"Requantizer needs an AcceleratorConfig, not {cfg!r}"))
         self.cfg = cfg
         super().__init__({
             "acc": In(signed(cfg.acc_bits)),

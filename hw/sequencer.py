@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .config import AcceleratorConfig
-from .layouts import struct
+from .layouts import reject, struct
 
 
 def pix_bits(cfg: AcceleratorConfig) -> int:
@@ -46,7 +46,7 @@ def issue_layout(cfg: AcceleratorConfig) -> data.StructLayout:
 class Sequencer(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig):
         if not isinstance(cfg, AcceleratorConfig):
-            raise TypeError(f"Sequencer needs an AcceleratorConfig, not {cfg!r}")
+            reject(self, TypeError(f"Sequencer needs an AcceleratorConfig, not {cfg!r}"))
         self.cfg = cfg
         self.dl, self.rl = isa.desc_layout(cfg), isa.rq_layout(cfg)
         super().__init__({

@@ -26,7 +26,7 @@ from . import isa
 from .actmem import BankedActMem
 from .config import AcceleratorConfig
 from .lane import Lane, lane_ctrl_layout
-from .layouts import rom, struct
+from .layouts import reject, rom, struct
 from .requant import Requantizer
 from .sequencer import Sequencer, issue_layout, pix_bits
 
@@ -57,17 +57,17 @@ class Accelerator(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, images: isa.MemoryImages | None = None,
                  rom_style: str = "memory", act_init=None):
         if not isinstance(cfg, AcceleratorConfig):
-            raise TypeError(f"Accelerator needs an AcceleratorConfig, not {cfg!r}")
+            reject(self, TypeError(f"Accelerator needs an AcceleratorConfig, not {cfg!r}"))
         if rom_style not in ("memory", "readmemh"):
-            raise ValueError(f"rom_style must be 'memory' or 'readmemh', not {rom_style!r}")
+            reject(self, ValueError(f"rom_style must be 'memory' or 'readmemh', not {rom_style!r}"))
         if images is not None:
             if images.config != cfg:
-                raise ValueError("the memory images were built for a different AcceleratorConfig")
+                reject(self, ValueError("the memory images were built for a different AcceleratorConfig"))
             images.check()
         if cfg.out_depth > cfg.act_depth:
-            raise ValueError(f"out_depth ({cfg.out_depth}) must not exceed act_depth ({cfg.act_depth})")
+            reject(self, ValueError(f"out_depth ({cfg.out_depth}) must not exceed act_depth ({cfg.act_depth})"))
         if cfg.bank_depth < 2:
-            raise ValueError(f"act_depth ({cfg.act_depth}) must be at least 2 x lanes ({cfg.lanes})")
+            reject(self, ValueError(f"act_depth ({cfg.act_depth}) must be at least 2 x lanes ({cfg.lanes})"))
         self.cfg, self.images, self.rom_style, self.act_init = cfg, images, rom_style, act_init
         super().__init__(accelerator_signature(cfg))
 

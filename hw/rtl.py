@@ -1,0 +1,94 @@
+"""Verilog generation: apotflow_top.v (ROMs as $readmemh instances), apotflow_rom.v and the hex images.
+
+The ROM contents are not baked into the Verilog: ``apotflow_rom`` loads ``wgt.hex``, ``rq.hex`` and
+``prog.hex`` with ``$readmemh`` at simulation/synthesis start, resolving the relative names against
+the working directory of the simulator or of yosys. Swapping weights = replacing the hex files.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+from . import isa
+from .config import AcceleratorConfig
+from .top import HEX_FILES, Accelerator, accelerator_signature
+
+TOP = "apotflow_top"
+ROM_SOURCE = Path(__file__).with_name("apotflow_rom.v")
+
+_MEANING = {
+    "clk": "clock; everything is synchronous to its rising edge",
+    "rst": "synchronous reset, active high",
+    "start": "pulse while busy is low: run the program from descriptor 0",
+    "busy": "high from the cycle after start until (and including) the done cycle",
+    "done": "one-cycle pulse when the last layer's writes have landed",
+    "host_addr": "activation memory address for host access (when busy is low)",
+    "host_wdata": "activation word to write",
+    "host_we": "write host_wdata to host_addr (ignored while busy)",
+    "host_rdata": "activation word at the host_addr of the previous cycle",
+    "out_addr": "raw output (OUT) memory address",
+    "out_rdata": "raw output word (signed) at the out_addr of the previous cycle",
+    "perf_addr": "layer index for the per-layer cycle counters",
+    "perf_rdata": "cycles layer perf_addr took in the last run (previous cycle's perf_addr)",
+    "cycles": "total cycles of the last run (= cycles busy was high)",
+}
+
+
+def ports_manifest(cfg: AcceleratorConfig) -> dict:
+    """The top-level interface: name, direction, width, signedness and meaning of every port."""
+    ports = [
+        {"name": "clk", "direction": "in", "width": 1, "signed": False, "meaning": _MEANING["clk"]},
+        {"name": "rst", "direction": "in", "width": 1, "signed": False, "meaning": _MEANING["rst"]},
+    ]
+    for name, member in wiring.Signature(accelerator_signature(cfg)).members.items():
+        shape = member.shape if hasattr(member, "shape") else None
+        from amaranth.hdl import Shape
+
+        sh = Shape.cast(shape)
+        ports.append({"name": name, "direction": "in" if member.flow == wiring.In else "out",
+                      "width": sh.width, "signed": sh.signed, "meaning": _MEANING[name]})
+    return {"top": TOP, "ports": ports, "read_latency_cycles": 1,
+            "rom_files": {k: {"file": v, "width": w, "depth": d} for (k, v), (w, d) in
+                          zip(HEX_FILES.items(), _rom_shapes(cfg))}}
+
+
+def _rom_shapes(cfg: AcceleratorConfig):
+    return [(isa.entry_layout(cfg).width, cfg.wgt_depth), (isa.rq_layout(cfg).width, cfg.rq_depth),
+            (isa.desc_layout(cfg).width, cfg.prog_depth)]
+
+
+def write_hex_images(cfg: AcceleratorConfig, images: isa.MemoryImages, out_dir) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    paths = {}
+    for (key, fname), (width, depth) in zip(HEX_FILES.items(), _rom_shapes(cfg)):
+        paths[key] = out_dir / fname
+        isa.write_hex(paths[key], getattr(images, key), width, depth)
+    return paths
+
+
+def generate_verilog(cfg: AcceleratorConfig, images: isa.MemoryImages, out_dir) -> dict:
+    """Write apotflow_top.v, apotflow_rom.v, wgt.hex, rq.hex, prog.hex into out_dir.
+
+    Returns {"top", "verilog": [paths], "hex": {name: path}, "ports": ports_manifest(cfg)["ports"],
+    "seconds"}.
+    """
+    if images is None:
+        raise ValueError("generate_verilog needs MemoryImages (the hex files are written from them)")
+    images.check()
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dut = Accelerator(cfg, images, rom_style="readmemh")
+    text = verilog.convert(dut, name=TOP, emit_src=False)
+    top_v = out_dir / f"{TOP}.v"
+    top_v.write_text(text)
+    rom_v = out_dir / ROM_SOURCE.name
+    shutil.copyfile(ROM_SOURCE, rom_v)
+    hexes = write_hex_images(cfg, images, out_dir)
+    return {"top": TOP, "verilog": [top_v, rom_v], "hex": hexes, "ports": ports_manifest(cfg)["ports"],
+            "seconds": time.perf_counter() - t0}
