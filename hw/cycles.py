@@ -1,16 +1,20 @@
-"""Cycle model of the RTL, from the descriptors and RQ counts alone (no simulation).
+"""Cycle model of the RTL, from the descriptors and RQ counts alone (no simulation). Exact.
 
-Per layer with n_ch > 0 (npix = 2**(ho_log2+wo_log2), groups of `lanes` pixels, n_g = valid lanes of
-group g, count'_c = max(count_c, 1)):
+Time 0 is the first cycle ``busy`` is high. For layer k (npix = 2**(ho_log2+wo_log2), groups of
+``lanes`` pixels, n_g = valid lanes of group g, count'_c = max(count_c, 1)):
 
-    cycles = 3                                   # FETCH, DESC, ROW
-           + sum over (c, g) in issue order of max(count'_c, n_prev)   # RUN; n_prev: valid lanes of
-                                                  # the previous group of the layer (0 for the first)
-           + 6 + n_last                           # DRAIN: pipeline (4) + writeback of the last group
-                                                  # (n_last writes) + the cycle that sees it empty
+* it starts (descriptor and first RQ row latched) at X_k = max(W_k + 2, F), where W_k is the cycle its
+  WAIT began (0 for the first layer, I_last + 1 after a layer that issued, X + 1 after an empty one)
+  and F = I + 5 + n is when the previous issuing layer's last write (last entry issued at I, n valid
+  lanes) reaches the final stage;
+* RUN issues from X_k + 1 for R_k = sum over (c, g) in issue order of max(count'_c, n_prev) cycles
+  (n_prev: valid lanes of the previous group of the same layer, 0 for the first): the last entry of a
+  group waits until the writeback buffer is free;
+* the last layer ends with ``done`` at D = max(X + 1, I_last + 6 + n_last); total = D + 1.
 
-A layer with n_ch = 0 takes 4 cycles. The run's total (`cycles` port) is the sum over the layers up to
-and including the one with last=1; ``busy`` is high for exactly that many cycles.
+Steady state a middle layer therefore costs R_k + 5 + n_last cycles (5 = start cycle + 4 pipeline
+stages; n_last = the serial writeback of its last group), the first layer 2 more, the last layer 2 more.
+perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D).
 """
 
 from __future__ import annotations
@@ -18,32 +22,50 @@ from __future__ import annotations
 from . import isa
 from .config import AcceleratorConfig
 
-FILL = 3  # FETCH, DESC, ROW
-DRAIN = 6  # S1..S4, W0 of lane 0 .. W1 of the last lane, plus the cycle that sees the pipeline empty
+PIPE = 4  # S1..S4: issue to writeback buffer
+SETTLE = 2  # PROG then RQ row reads before a layer can start
+
+
+def _layers(cfg: AcceleratorConfig, images: isa.MemoryImages):
+    dl, rl = isa.desc_layout(cfg), isa.rq_layout(cfg)
+    for dword in images.prog:
+        d = dl.unpack(dword)
+        counts = [rl.unpack(images.rq[(d["rq_start"] + c) % cfg.rq_depth])["count"] for c in range(d["n_ch"])]
+        yield d, counts
+        if d["last"]:
+            return
+    raise ValueError("program has no descriptor with last=1")
 
 
 def layer_cycles(cfg: AcceleratorConfig, images: isa.MemoryImages) -> list[int]:
-    dl, rl = isa.desc_layout(cfg), isa.rq_layout(cfg)
     L = cfg.lanes
-    out = []
-    for dword in images.prog:
-        d = dl.unpack(dword)
+    starts, wait_start, front_free, last_issue = [], 0, 0, None
+    done = None
+    for d, counts in _layers(cfg, images):
+        x = max(wait_start + SETTLE, front_free)
+        starts.append(x)
+        if not counts:
+            wait_start = x + 1
+            if d["last"]:
+                done = x + 1 if last_issue is None else max(x + 1, last_issue[0] + PIPE + 2 + last_issue[1])
+            continue
         npix = 1 << (d["ho_log2"] + d["wo_log2"])
-        if d["n_ch"] == 0:
-            out.append(FILL + 1)
-        else:
-            ngroups = -(-npix // L)
-            nv = [min(L, npix - g * L) for g in range(ngroups)]
-            run, prev = 0, 0
-            for c in range(d["n_ch"]):
-                cnt = max(1, rl.unpack(images.rq[(d["rq_start"] + c) % cfg.rq_depth])["count"])
-                for g in range(ngroups):
-                    run += max(cnt, prev)
-                    prev = nv[g]
-            out.append(FILL + run + DRAIN + nv[-1])
+        nv = [min(L, npix - g * L) for g in range(-(-npix // L))]
+        run, prev = 0, 0
+        for cnt in counts:
+            for n in nv:
+                run += max(cnt, 1, prev)
+                prev = n
+        i_last = x + run
+        last_issue = (i_last, nv[-1])
+        front_free = i_last + PIPE + 1 + nv[-1]
+        wait_start = i_last + 1
         if d["last"]:
-            return out
-    raise ValueError("program has no descriptor with last=1")
+            done = i_last + PIPE + 2 + nv[-1]
+    ends = starts[1:] + [done + 1]
+    out = [e - s for s, e in zip(starts, ends)]
+    out[0] = ends[0]
+    return out
 
 
 def total_cycles(cfg: AcceleratorConfig, images: isa.MemoryImages) -> int:

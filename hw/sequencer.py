@@ -1,9 +1,11 @@
 """The sequencer: walks the program and issues one weight entry per cycle to the lane pipeline.
 
-Per layer: FETCH (PROG address = pc) -> DESC (descriptor arrives, latched; RQ row of channel 0
-addressed) -> ROW (channel 0's count and bias latched; the next row is prefetched) -> RUN (one entry per
-cycle: entries, then pixel groups, then channels) -> DRAIN (waits until the datapath reports that every
-write of the layer has landed) -> FETCH of the next layer, or IDLE with a ``done`` pulse.
+Per layer: WAIT (PROG is addressed with pc, then RQ port A with the layer's first row; at least 2
+cycles, overlapped with the previous layer's drain; the layer starts -- descriptor and first row
+latched -- in the first cycle where the previous layer has nothing left in flight but its final write)
+-> RUN (one entry per cycle: entries, then pixel groups, then channels) -> WAIT of the next layer, or
+DRAIN after the last layer (waits until every write has landed) -> IDLE with a ``done`` pulse.
+Since the new layer's first ACT read comes two cycles after the start cycle, it sees every write.
 
 Flow control: issue never waits on the datapath except for one rule that keeps the writeback buffer
 safe: the *last* entry of a (channel, group) is held back until ``nvalid`` cycles have passed since the
@@ -51,7 +53,8 @@ class Sequencer(wiring.Component):
         self.dl, self.rl = isa.desc_layout(cfg), isa.rq_layout(cfg)
         super().__init__({
             "start": In(1),
-            "pipe_busy": In(1),
+            "front_busy": In(1),  # entries in S1..S4 or lanes waiting in the writeback buffer
+            "pipe_busy": In(1),  # front_busy or a write in the last stage
             "busy": Out(1),
             "done": Out(1),
             "cycles": Out(32),
@@ -112,31 +115,40 @@ class Sequencer(wiring.Component):
         last_e = null | (e == cur_count - 1)
         go = ~last_e | (wb_wait == 0)
 
+        first_layer = Signal()
+        settle = Signal(2)
+        with m.If(settle != 2):
+            m.d.sync += settle.eq(settle + 1)
+
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [pc.eq(0), layer_cyc.eq(0), total.eq(0)]
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                m.d.comb += self.busy.eq(1)
-                m.next = "DESC"
-            with m.State("DESC"):
+                    m.d.sync += [pc.eq(0), settle.eq(0), layer_cyc.eq(0), total.eq(0), first_layer.eq(1)]
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                # PROG (address pc) and RQ port A (the new layer's first row) settle in 2 cycles,
+                # overlapped with the previous layer's drain; the layer starts as soon as the
+                # previous layer's last write is in its final stage (front_busy low).
                 m.d.comb += [self.busy.eq(1), self.rq_addr.eq(prog.rq_start)]
-                m.d.sync += [
-                    desc.eq(prog),
-                    c.eq(0), e.eq(0), p0.eq(0),
-                    w_ptr.eq(prog.w_start), ch_w.eq(prog.w_start),
-                    ch_base.eq(prog.out_base),
-                    rq_cur.eq(prog.rq_start), rq_next.eq(prog.rq_start + 1),
-                ]
-                m.next = "ROW"
-            with m.State("ROW"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [cur_count.eq(row.count), cur_bias.eq(row.bias)]
-                with m.If(desc.n_ch == 0):
-                    m.next = "DRAIN"
-                with m.Else():
-                    m.next = "RUN"
+                with m.If((settle == 2) & ~self.front_busy):
+                    m.d.comb += self.rq_addr.eq(prog.rq_start + 1)
+                    m.d.sync += [
+                        desc.eq(prog), first_layer.eq(0),
+                        c.eq(0), e.eq(0), p0.eq(0),
+                        w_ptr.eq(prog.w_start), ch_w.eq(prog.w_start),
+                        ch_base.eq(prog.out_base),
+                        rq_cur.eq(prog.rq_start), rq_next.eq(prog.rq_start + 1),
+                        cur_count.eq(row.count), cur_bias.eq(row.bias),
+                    ]
+                    with m.If(~first_layer):
+                        m.d.comb += [self.perf_we.eq(1), self.perf_waddr.eq(pc - 1), self.perf_wdata.eq(layer_cyc)]
+                        m.d.sync += layer_cyc.eq(1)
+                    with m.If(prog.n_ch != 0):
+                        m.next = "RUN"
+                    with m.Elif(prog.last):
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 iss = self.issue
@@ -163,17 +175,15 @@ class Sequencer(wiring.Component):
                                 ch_base.eq(ch_base + self.npix),
                             ]
                             with m.If(c == desc.n_ch - 1):
-                                m.next = "DRAIN"
+                                with m.If(desc.last):
+                                    m.next = "DRAIN"
+                                with m.Else():
+                                    m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
+                                    m.next = "WAIT"
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(~self.pipe_busy):
-                    m.d.comb += self.perf_we.eq(1)
-                    m.d.sync += layer_cyc.eq(0)
-                    with m.If(desc.last):
-                        m.d.comb += self.done.eq(1)
-                        m.d.sync += self.cycles.eq(total + 1)
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += pc.eq(pc + 1)
-                        m.next = "FETCH"
+                    m.d.comb += [self.perf_we.eq(1), self.done.eq(1)]
+                    m.d.sync += self.cycles.eq(total + 1)
+                    m.next = "IDLE"
         return m

@@ -186,7 +186,8 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             out_wr.addr.eq(w1.addr), out_wr.data.eq(w1.acc), out_wr.en.eq(w1.valid & raw),
         ]
-        m.d.comb += seq.pipe_busy.eq(s1.valid | s2.iss.valid | s3.ctrl.valid | s4.last | wb_pending | w1.valid)
+        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.ctrl.valid | s4.last | wb_pending)
+        m.d.comb += seq.pipe_busy.eq(seq.front_busy | w1.valid)
 
         # ACT: pipeline or host.
         with m.If(seq.busy):

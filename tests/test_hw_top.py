@@ -116,3 +116,21 @@ def test_parameter_validation():
         Accelerator(AcceleratorConfig(act_depth=16, lanes=16, out_depth=16), None)
     with pytest.raises(TypeError, match="AcceleratorConfig"):
         Accelerator({"lanes": 4}, None)
+
+
+@pytest.mark.parametrize("where", ["middle", "last"])
+def test_empty_layer(where):
+    """A descriptor with n_ch = 0 does nothing but still takes its (modelled) cycles."""
+    rng = random.Random(11)
+    cfg = random_config(rng)
+    images, act = random_program(cfg, rng, n_layers=3)
+    dl = isa.desc_layout(cfg)
+    prog = [dl.unpack(w) for w in images.prog]
+    empty = dict(prog[0], n_ch=0, last=0)
+    if where == "middle":
+        prog.insert(1, empty)
+    else:
+        prog[-1]["last"] = 0
+        prog.append(dict(empty, last=1))
+    images = isa.MemoryImages(cfg, images.wgt, images.rq, [dl.pack(**d) for d in prog])
+    check_program(cfg, images, act)
