@@ -77,8 +77,11 @@ def random_program(cfg: AcceleratorConfig, rng: random.Random, n_layers: int | N
                         off = rng.randrange(cfg.act_depth)
                     if mode == isa.MODE_RAW or _disjoint(off, npix, *region, cfg.act_depth):
                         break
-                else:
-                    raise RuntimeError("could not place an input window")
+                else:  # crowded memory: take the first free window (one exists: n_ch*npix + npix <= depth)
+                    free = [o for o in range(cfg.act_depth) if _disjoint(o, npix, *region, cfg.act_depth)]
+                    if not free:
+                        raise RuntimeError("could not place an input window")
+                    off = rng.choice(free)
                 f = {"sign": rng.randint(0, 1), "dy": rng.randint(dlo, dhi), "dx": rng.randint(dlo, dhi), "off": off}
                 for t in range(cfg.terms):
                     f[f"en{t}"] = int(rng.random() < 0.8)
