@@ -29,16 +29,20 @@ def gm_scores(weight: Tensor) -> Tensor:
     return torch.stack([((w - w[i]) ** 2).sum(1).sqrt().sum() for i in range(w.shape[0])])
 
 
-def gm_mask(weight: Tensor, rate: float) -> Tensor:
-    """Keep-mask (bool, N) that prunes floor(N * rate) filters with the smallest GM scores."""
+def gm_mask(weight: Tensor, rate: float, prev: Tensor | None = None) -> Tensor:
+    """Keep-mask (bool, N) that prunes floor(N * rate) filters with the smallest GM scores.
+
+    ``prev`` (a keep-mask) makes pruning incremental: its pruned filters stay pruned, distances are
+    scored among its kept filters only, and the extra filters are chosen from those."""
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"Prune rate must be in [0, 1), not {rate!r}")
     n = weight.shape[0]
-    keep = torch.ones(n, dtype=torch.bool)
-    n_prune = int(n * rate)
-    if n_prune:
-        order = torch.sort(gm_scores(weight), stable=True).indices
-        keep[order[:n_prune]] = False
+    keep = torch.ones(n, dtype=torch.bool) if prev is None else prev.clone().cpu()
+    kept_idx = torch.nonzero(keep).squeeze(1)
+    n_extra = int(n * rate) - (n - len(kept_idx))
+    if n_extra > 0:
+        order = torch.sort(gm_scores(weight[kept_idx]), stable=True).indices
+        keep[kept_idx[order[:n_extra]]] = False
     return keep
 
 
@@ -47,9 +51,12 @@ def group_weight(group: Group) -> Tensor:
     return torch.cat([conv.weight.detach().reshape(conv.weight.shape[0], -1) for conv, _ in group], 1)
 
 
-def compute_masks(model: nn.Module, rate: float) -> list[Tensor]:
-    """Recompute GM masks on the full-precision weights of every group, store and enforce them."""
-    masks = [gm_mask(group_weight(g), rate) for g in model.prune_groups()]
+def compute_masks(model: nn.Module, rate: float, incremental: bool = False) -> list[Tensor]:
+    """Recompute GM masks on the full-precision weights of every group, store and enforce them.
+
+    incremental: keep what is already pruned and add to it (PPQ's staged pruning)."""
+    prev = get_masks(model) if incremental else [None] * len(model.prune_groups())
+    masks = [gm_mask(group_weight(g), rate, p) for g, p in zip(model.prune_groups(), prev)]
     set_masks(model, masks)
     return masks
 

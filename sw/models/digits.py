@@ -38,19 +38,22 @@ class _Replace(torch.autograd.Function):
 
 
 class DigitsNet(nn.Module):
-    def __init__(self, widths: tuple[int, int, int] = (16, 16, 32), num_classes: int = 10) -> None:
+    def __init__(self, widths: tuple[int, int, int] = (16, 16, 32), num_classes: int = 10,
+                 w_bits: int = 4, a_bits: int = 4) -> None:
+        """w_bits / a_bits: the inner layers (conv2..conv4, qpool); conv1 and fc are 8-bit weights."""
         super().__init__()
         c1, c2, c4 = widths
+        wb, ab = w_bits, a_bits
         self.quantize = False
         self.conv1 = QConv2d(1, c1, 3, padding=1, bias=False, w_bits=8, a_bits=None)
         self.bn1 = nn.BatchNorm2d(c1)
-        self.conv2 = QConv2d(c1, c2, 3, padding=1, bias=False, w_bits=4, a_bits=4)
+        self.conv2 = QConv2d(c1, c2, 3, padding=1, bias=False, w_bits=wb, a_bits=ab)
         self.bn2 = nn.BatchNorm2d(c2)
-        self.conv3 = QConv2d(c2, c1, 3, padding=1, bias=False, w_bits=4, a_bits=4)
+        self.conv3 = QConv2d(c2, c1, 3, padding=1, bias=False, w_bits=wb, a_bits=ab)
         self.bn3 = nn.BatchNorm2d(c1)
-        self.conv4 = QConv2d(c1, c4, 3, stride=2, padding=1, bias=False, w_bits=4, a_bits=4)
+        self.conv4 = QConv2d(c1, c4, 3, stride=2, padding=1, bias=False, w_bits=wb, a_bits=ab)
         self.bn4 = nn.BatchNorm2d(c4)
-        self.qpool = ActQuantizer(4)
+        self.qpool = ActQuantizer(ab)
         self.fc = QLinear(c4, num_classes, bias=True, w_bits=8, a_bits=None)
 
     @property
@@ -59,7 +62,8 @@ class DigitsNet(nn.Module):
 
     def arch_config(self) -> dict:
         """What load_checkpoint needs to rebuild this (possibly sliced) net."""
-        return {"name": "digits", "widths": list(self.widths), "num_classes": self.fc.out_features}
+        return {"name": "digits", "widths": list(self.widths), "num_classes": self.fc.out_features,
+                "w_bits": self.conv2.w_bits, "a_bits": self.conv2.a_bits}
 
     def prune_groups(self) -> list[list[tuple[QConv2d, nn.BatchNorm2d]]]:
         return [[(self.conv1, self.bn1), (self.conv3, self.bn3)], [(self.conv2, self.bn2)],

@@ -1,0 +1,54 @@
+"""Checkpoints: state_dict + architecture + metadata, written atomically (temp file, os.replace)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .models import DigitsNet
+from .quant import set_quantize
+
+CHECKPOINT_VERSION = 1
+ARCHS = {"digits": DigitsNet}
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Write {version, arch, quantize, state_dict, meta}; ``meta`` must hold plain Python values."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arch = model.arch_config()
+    blob = {
+        "version": CHECKPOINT_VERSION,
+        "arch": arch,
+        "quantize": bool(getattr(model, "quantize", False)),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """(model in eval mode with its saved masks and quantize flag, meta)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"Unsupported checkpoint version {blob.get('version')!r} in {path}")
+    arch = dict(blob["arch"])
+    name = arch.pop("name")
+    if name not in ARCHS:
+        raise ValueError(f"Unknown architecture {name!r} in {path}; known: {sorted(ARCHS)}")
+    model = ARCHS[name](**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
+    model.load_state_dict(blob["state_dict"])
+    set_quantize(model, blob["quantize"])
+    return model.eval(), blob["meta"]
