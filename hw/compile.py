@@ -254,7 +254,7 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig) -> Program:
         desc = {"mode": {"thresh": isa.MODE_THRESH, "shift": isa.MODE_SHIFT, "raw": isa.MODE_RAW}[op.mode],
                 "last": int(li == len(net.ops) - 1), "n_ch": cout, "ho_log2": hl, "wo_log2": wl,
                 "w_start": w_start, "rq_start": rq_start, "out_base": opl.base, "out_phase": int(opl.phase),
-                "shift": op.shift}
+                "shift": op.shift, "rmax": int(op.reduce == "max")}
         if op.mode == "thresh":
             for j, v in enumerate(op.levels_out):
                 desc[f"lv{j}"] = int(v)

@@ -28,6 +28,8 @@ from .config import AcceleratorConfig
 MODE_THRESH = 0  # out = lv[#(acc >= thr_j)]  (BN, ReLU and the next layer's APoT quantizer, folded)
 MODE_SHIFT = 1  # out = (acc >> shift) mod 2**act_bits  (average pooling over 2**k pixels)
 MODE_RAW = 2  # OUT[...] = acc  (logits)
+# Descriptor bit rmax: the entries are reduced by max instead of sum (acc = max(bias, terms...)); a
+# padded input pixel contributes a zero term. With the 2x2 phase-split reads this is max pooling.
 MODE_NAMES = {MODE_THRESH: "thresh", MODE_SHIFT: "shift", MODE_RAW: "raw"}
 
 DIM_BITS = 4  # ho_log2 / wo_log2 fields
@@ -112,6 +114,7 @@ def desc_layout(cfg: AcceleratorConfig) -> Layout:
         Field("out_base", cfg.addr_bits),
         Field("out_phase", 1),
         Field("shift", SHIFT_FIELD_BITS),
+        Field("rmax", 1),  # reduce by max instead of sum: acc = max(bias, entries' terms) (max pooling)
     ]
     fs += [Field(f"lv{j}", cfg.act_bits) for j in range(cfg.max_levels)]
     return Layout("desc", fs)
@@ -216,6 +219,7 @@ def run_program(cfg: AcceleratorConfig, images: MemoryImages, act: np.ndarray,
             if w + cnt > len(images.wgt):
                 raise ValueError(f"layer {li} channel {c}: entries {w}..{w + cnt} run past the weight image")
             acc = np.full(npix, row["bias"], dtype=np.int64)
+            rmax = bool(d["rmax"])
             for e in range(w, w + cnt):
                 iy, ix = oy + ents["dy"][e], ox + ents["dx"][e]
                 valid = (iy >= 0) & (iy < ho) & (ix >= 0) & (ix < wo)
@@ -224,7 +228,8 @@ def run_program(cfg: AcceleratorConfig, images: MemoryImages, act: np.ndarray,
                 for t in range(cfg.terms):
                     if ents[f"en{t}"][e]:
                         contrib += a << ents[f"s{t}"][e]
-                acc += -contrib if ents["sign"][e] else contrib
+                term = -contrib if ents["sign"][e] else contrib
+                acc = np.maximum(acc, term) if rmax else acc + term
             if acc.min(initial=0) < acc_lo or acc.max(initial=0) > acc_hi:
                 raise OverflowError(f"layer {li} channel {c}: accumulator leaves the {cfg.acc_bits}-bit range")
             w += cnt

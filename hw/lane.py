@@ -1,4 +1,4 @@
-"""One shift-add lane: ``acc (+|-)= sum_t en_t * (a << s_t)``, no multiplier.
+"""One shift-add lane: ``acc (+|-)= sum_t en_t * (a << s_t)`` (or ``acc = max(acc, ...)``), no multiplier.
 
 Latency 1: the inputs presented in cycle t (with ``valid``) update ``acc`` at the clock edge that ends
 cycle t, so ``acc`` shows the new value in cycle t+1. ``first`` restarts the sum from ``bias`` instead of
@@ -17,10 +17,12 @@ from .layouts import reject
 
 
 def lane_model(cfg: AcceleratorConfig, acc: int, a: int, sign: int, en: list[int], s: list[int],
-               first: bool, bias: int) -> int:
+               first: bool, bias: int, rmax: bool = False) -> int:
     """The integer model of one lane step (what ``isa.run_program`` does per entry and pixel)."""
     contrib = sum((a << st) for et, st in zip(en, s) if et)
-    acc = (bias if first else acc) + (-contrib if sign else contrib)
+    term = -contrib if sign else contrib
+    base = bias if first else acc
+    acc = max(base, term) if rmax else base + term
     lo, hi = cfg.acc_range
     return (acc - lo) % (1 << cfg.acc_bits) + lo  # two's-complement wrap
 
@@ -28,7 +30,7 @@ def lane_model(cfg: AcceleratorConfig, acc: int, a: int, sign: int, en: list[int
 def lane_ctrl_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     """The part of an entry shared by all lanes of a cycle."""
     return data.StructLayout({
-        "valid": 1, "first": 1, "sign": 1,
+        "valid": 1, "first": 1, "sign": 1, "rmax": 1,
         "en": data.ArrayLayout(1, cfg.terms),
         "s": data.ArrayLayout(cfg.shift_bits, cfg.terms),
         "bias": signed(cfg.acc_bits),
@@ -60,9 +62,11 @@ class Lane(wiring.Component):
         contrib = Signal(wide)
         m.d.comb += contrib.eq(sum(terms[1:], terms[0]))
         base = Mux(c.first, c.bias, self.acc)
+        term = Signal(signed(wide + 1))
+        m.d.comb += term.eq(Mux(c.sign, -contrib, contrib))
         with m.If(c.valid):
-            with m.If(c.sign):
-                m.d.sync += self.acc.eq(base - contrib)
+            with m.If(c.rmax):  # max pooling: a comparator and a mux, still no multiplier
+                m.d.sync += self.acc.eq(Mux(term > base, term, base))
             with m.Else():
-                m.d.sync += self.acc.eq(base + contrib)
+                m.d.sync += self.acc.eq(base + term)
         return m

@@ -93,7 +93,7 @@ def random_program(cfg: AcceleratorConfig, rng: random.Random, n_layers: int | N
             rq.append(rl.pack(**row))
         d = {"mode": mode, "last": int(li == n_layers - 1), "n_ch": n_ch, "ho_log2": hl, "wo_log2": wl,
              "w_start": w_start, "rq_start": rq_start, "out_base": out_base, "out_phase": phase,
-             "shift": rng.randint(0, 6)}
+             "shift": rng.randint(0, 6), "rmax": int(rng.random() < 0.3)}
         d.update({f"lv{j}": rng.randint(0, amax) for j in range(cfg.max_levels)})
         prog.append(dl.pack(**d))
         if mode != isa.MODE_RAW:

@@ -135,7 +135,7 @@ class Accelerator(wiring.Component):
                                        "tail": tail}))
         m.d.sync += [
             s3.ctrl.valid.eq(s2.iss.valid), s3.ctrl.first.eq(s2.iss.first), s3.ctrl.sign.eq(s2.ent.sign),
-            s3.ctrl.bias.eq(s2.iss.bias),
+            s3.ctrl.bias.eq(s2.iss.bias), s3.ctrl.rmax.eq(desc.rmax),
             s3.tail.last.eq(s2.iss.valid & s2.iss.last), s3.tail.p0.eq(s2.iss.p0),
             s3.tail.nvalid.eq(s2.iss.nvalid), s3.tail.ch_base.eq(s2.iss.ch_base), s3.tail.rq_row.eq(s2.iss.rq_row),
         ]

@@ -122,6 +122,7 @@ def to_bytes(net: IntNet) -> bytes:
             })
         ops.append({
             "name": op.name, "kind": op.kind, "out": op.out, "mode": op.mode, "shift": int(op.shift),
+            "reduce": op.reduce,
             "sources": srcs, "bias": pay.array(op.bias, "<i8"),
             "thresholds": None if op.thresholds is None else pay.array(op.thresholds, "<i8"),
             "levels_out": None if op.levels_out is None else [int(v) for v in op.levels_out],
@@ -227,7 +228,7 @@ def from_bytes(data: bytes, name: str = "model") -> IntNet:
             ops.append(Op(o["name"], o["kind"], o["out"], srcs, _array(payload, o["bias"], where), o["mode"],
                           None if thr is None else _array(payload, thr, where),
                           None if o.get("levels_out") is None else np.asarray(o["levels_out"], dtype=np.int64),
-                          int(o.get("shift", 0))))
+                          int(o.get("shift", 0)), o.get("reduce", "sum")))
         net = IntNet(tensors, ops, h["input"], h["output"], h.get("meta", {}))
         return net.validate()
     except IntNetError as e:

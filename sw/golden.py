@@ -26,7 +26,31 @@ def _conv_int(x: torch.Tensor, w: torch.Tensor, stride: int, pad: int) -> torch.
     return out.reshape(n, cout, ho, wo)
 
 
+def _max_int(x: torch.Tensor, w: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
+    """max over the non-zero weights j of w[c, j] * patch_j (the products a sum would add)."""
+    n, cin, h, wd = x.shape
+    cout, _, k, _ = w.shape
+    xp = F.pad(x, (pad, pad, pad, pad)) if pad else x
+    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    cols = [xp[:, :, ky:ky + stride * (ho - 1) + 1:stride, kx:kx + stride * (wo - 1) + 1:stride]
+            for ky in range(k) for kx in range(k)]
+    patches = torch.stack(cols, dim=2).reshape(n, cin * k * k, ho * wo)
+    wf = w.reshape(cout, cin * k * k)
+    out = torch.full((n, cout, ho * wo), torch.iinfo(torch.int64).min, dtype=torch.int64)
+    for c in range(cout):
+        nz = torch.nonzero(wf[c]).flatten()
+        if len(nz):
+            out[:, c] = (wf[c, nz].view(1, -1, 1) * patches[:, nz]).amax(dim=1)
+    return out.reshape(n, cout, ho, wo)
+
+
 def op_accumulator(op: Op, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    bias = torch.from_numpy(np.asarray(op.bias, dtype=np.int64)).view(1, -1, 1, 1)
+    if op.reduce == "max":
+        acc = bias
+        for s in op.sources:
+            acc = torch.maximum(acc, _max_int(inputs[s.tensor], torch.from_numpy(s.weight), s.stride, s.pad))
+        return acc
     acc = None
     for s in op.sources:
         part = _conv_int(inputs[s.tensor], torch.from_numpy(s.weight), s.stride, s.pad)

@@ -6,6 +6,9 @@ A network is a list of ops over named integer tensors (C, H, W). Every op has th
 
     acc[c, p] = bias[c] + sum over sources s of conv(X_s, W_s, stride_s, pad_s)[c, p]
 
+(or, for ``reduce="max"``, the maximum of bias[c] and of every product W*X the sum would add, zero
+padding included: max pooling on the same datapath)
+
 followed by one requantization:
 
 * ``thresh``: out = levels_out[#{j : acc >= thresholds[c, j]}]  (BN + ReLU + next APoT quantizer)
@@ -82,6 +85,7 @@ class Op:
     thresholds: np.ndarray | None = None  # int64 (Cout, nlev-1), non-decreasing along axis 1
     levels_out: np.ndarray | None = None  # int64 (nlev,)
     shift: int = 0
+    reduce: str = "sum"  # "sum", or "max": acc = max(bias, max over non-zero weights of W * X) (max pooling)
 
 
 @dataclass
@@ -100,6 +104,8 @@ class IntNet:
         for op in self.ops:
             if op.kind not in OP_KINDS:
                 raise IntNetError(f"op {op.name}: unknown kind {op.kind!r}")
+            if op.reduce not in ("sum", "max"):
+                raise IntNetError(f"op {op.name}: unknown reduction {op.reduce!r}")
             if op.mode not in MODES:
                 raise IntNetError(f"op {op.name}: unknown mode {op.mode!r}")
             if op.out not in self.tensors:

@@ -96,3 +96,27 @@ def test_config_round_trip():
     assert AcceleratorConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ConfigError, match="unknown"):
         AcceleratorConfig.from_dict({**c.to_dict(), "bogus": 1})
+
+
+def test_max_pooling_on_the_array(rng):
+    """2x2/2 max pooling (reduce=max over phase-split reads) then an fc: golden == compiled program."""
+    from apotflow.sw.intnet import IntNet, Op, Source, TensorSpec
+
+    c = 3
+    eye = np.zeros((c, c, 2, 2), dtype=np.int64)
+    eye[np.arange(c), np.arange(c)] = 1
+    fcw = rng.integers(-127, 128, size=(5, c, 2, 2))
+    net = IntNet(
+        {"x": TensorSpec("x", (c, 4, 4), 48), "m": TensorSpec("m", (c, 2, 2), 48),
+         "y": TensorSpec("y", (5, 1, 1), 10**6, signed=True)},
+        [Op("maxpool", "pool", "m", [Source("x", eye, 2, 0, role="pool")], np.zeros(c, np.int64), "shift",
+            reduce="max"),
+         Op("fc", "fc", "y", [Source("m", fcw, 1, 0)], rng.integers(-50, 50, size=5), "raw")],
+        "x", "y").validate()
+    x = rng.integers(0, 49, size=(8, c, 4, 4))
+    exp = golden_tensors(net, x)
+    assert np.array_equal(exp["m"], x.reshape(8, c, 2, 2, 2, 2).max(axis=(3, 5)))
+    prog = compile_net(net, fitted_config(net, AcceleratorConfig(lanes=4)))
+    for i in range(8):
+        got = run_functional(prog, x[i])
+        assert first_mismatch({k: v[i] for k, v in exp.items()}, got, ["x", "m", "y"]) is None

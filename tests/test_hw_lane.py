@@ -70,3 +70,35 @@ def test_lane_one_term_config():
 def test_lane_rejects_non_config():
     with pytest.raises(TypeError, match="AcceleratorConfig"):
         Lane(16)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 1), st.integers(0, 4), st.booleans(),
+                          st.integers(-1000, 1000)), min_size=1, max_size=30))
+def test_lane_max_mode_matches_model(steps):
+    """rmax: acc = max(acc or bias, +/-(a << s)) -- max pooling on the same lane."""
+    dut = Lane(CFG)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.ctrl.rmax, 1)
+        ctx.set(dut.ctrl.valid, 1)
+        for a, sign, s, first, bias in steps:
+            ctx.set(dut.a, a)
+            ctx.set(dut.ctrl.first, first)
+            ctx.set(dut.ctrl.sign, sign)
+            ctx.set(dut.ctrl.bias, bias)
+            ctx.set(dut.ctrl.en[0], 1)
+            ctx.set(dut.ctrl.en[1], 0)
+            ctx.set(dut.ctrl.s[0], s)
+            await ctx.tick()
+            got.append(ctx.get(dut.acc))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    acc = 0
+    for i, (a, sign, s, first, bias) in enumerate(steps):
+        acc = lane_model(CFG, acc, a, sign, [1, 0], [s, 0], first, bias, rmax=True)
+        assert got[i] == acc, f"step {i}: {steps[i]} expected {acc} got {got[i]}"
