@@ -31,8 +31,12 @@ def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def _out_pixels(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
     """Output pixels (Hout x Wout; 1 for linear) of each quantized layer, from one zero forward."""
     pix: dict[str, int] = {}
-    hooks = [m.register_forward_hook(lambda m, a, out, n=n: pix.__setitem__(
-        n, out[0, 0].numel() if isinstance(m, nn.Conv2d) else 1)) for n, m in _layers(model)]
+    hooks = [
+        m.register_forward_hook(
+            lambda m, a, out, n=n: pix.__setitem__(n, out[0, 0].numel() if isinstance(m, nn.Conv2d) else 1)
+        )
+        for n, m in _layers(model)
+    ]
     was_train = model.training
     model.eval()
     try:
@@ -52,8 +56,9 @@ def _nonzero_weights(layer: nn.Module) -> int:
     return int(((layer.weight * layer._keep()) != 0).sum())
 
 
-def layer_table(model: nn.Module, input_shape: tuple[int, ...], first_a_bits: int = 5,
-                other_a_bits: int = 8) -> list[dict]:
+def layer_table(
+    model: nn.Module, input_shape: tuple[int, ...], first_a_bits: int = 5, other_a_bits: int = 8
+) -> list[dict]:
     """Per-layer counts (stable keys) that the totals below sum."""
     pix = _out_pixels(model, input_shape)
     rows = []
@@ -63,12 +68,23 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...], first_a_bits: in
         a_bits = m.a_bits if m.a_bits is not None else (first_a_bits if i == 0 else other_a_bits)
         macs = cout * cin * k * pix[name]
         full_macs = m.weight.numel() * pix[name]
-        rows.append({
-            "name": name, "w_bits": m.w_bits, "a_bits": a_bits, "out_pixels": pix[name],
-            "kept_out": cout, "kept_in": cin, "weights": cout * cin * k, "weights_fp32": m.weight.numel(),
-            "nonzero_weights": _nonzero_weights(m), "macs": macs, "macs_fp32": full_macs,
-            "macs_nonzero": _nonzero_weights(m) * pix[name], "bops": macs * m.w_bits * a_bits,
-        })
+        rows.append(
+            {
+                "name": name,
+                "w_bits": m.w_bits,
+                "a_bits": a_bits,
+                "out_pixels": pix[name],
+                "kept_out": cout,
+                "kept_in": cin,
+                "weights": cout * cin * k,
+                "weights_fp32": m.weight.numel(),
+                "nonzero_weights": _nonzero_weights(m),
+                "macs": macs,
+                "macs_fp32": full_macs,
+                "macs_nonzero": _nonzero_weights(m) * pix[name],
+                "bops": macs * m.w_bits * a_bits,
+            }
+        )
     return rows
 
 
@@ -76,22 +92,37 @@ def size_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     rows = layer_table(model, input_shape)
     bits = sum(r["weights"] * r["w_bits"] for r in rows)
     fp32 = sum(r["weights_fp32"] * 32 for r in rows)
-    return {"model_size_bits": bits, "size_fp32_bits": fp32, "size_reduction": fp32 / bits if bits else 0.0,
-            "weights_kept": sum(r["weights"] for r in rows),
-            "weights_nonzero": sum(r["nonzero_weights"] for r in rows), "counting_rules": COUNTING_RULES}
+    return {
+        "model_size_bits": bits,
+        "size_fp32_bits": fp32,
+        "size_reduction": fp32 / bits if bits else 0.0,
+        "weights_kept": sum(r["weights"] for r in rows),
+        "weights_nonzero": sum(r["nonzero_weights"] for r in rows),
+        "counting_rules": COUNTING_RULES,
+    }
 
 
-def bops_metrics(model: nn.Module, input_shape: tuple[int, ...], first_a_bits: int = 5,
-                 other_a_bits: int = 8) -> dict:
+def bops_metrics(
+    model: nn.Module, input_shape: tuple[int, ...], first_a_bits: int = 5, other_a_bits: int = 8
+) -> dict:
     rows = layer_table(model, input_shape, first_a_bits, other_a_bits)
     bops = sum(r["bops"] for r in rows)
     fp32 = sum(r["macs_fp32"] * 32 * 32 for r in rows)
-    return {"bops": bops, "bops_fp32": fp32, "bops_reduction": fp32 / bops if bops else 0.0,
-            "macs": sum(r["macs"] for r in rows), "macs_fp32": sum(r["macs_fp32"] for r in rows),
-            "macs_nonzero": sum(r["macs_nonzero"] for r in rows), "counting_rules": COUNTING_RULES}
+    return {
+        "bops": bops,
+        "bops_fp32": fp32,
+        "bops_reduction": fp32 / bops if bops else 0.0,
+        "macs": sum(r["macs"] for r in rows),
+        "macs_fp32": sum(r["macs_fp32"] for r in rows),
+        "macs_nonzero": sum(r["macs_nonzero"] for r in rows),
+        "counting_rules": COUNTING_RULES,
+    }
 
 
 def model_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     """Size + BOPs + the per-layer table, one dict."""
-    return {**size_metrics(model, input_shape), **bops_metrics(model, input_shape),
-            "layers": layer_table(model, input_shape)}
+    return {
+        **size_metrics(model, input_shape),
+        **bops_metrics(model, input_shape),
+        "layers": layer_table(model, input_shape),
+    }

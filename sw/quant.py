@@ -16,6 +16,8 @@ not depend on summation order (what makes physical slicing and the integer model
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,7 +49,7 @@ def apot_levels(bits: int, signed: bool) -> tuple[list[int], int]:
 def midpoints(bits: int, signed: bool) -> Tensor:
     """Normalised decision points between consecutive magnitude levels (float64)."""
     nums, d = apot_levels(bits, signed)
-    return torch.tensor([(a + b) / (2 * d) for a, b in zip(nums[:-1], nums[1:])], dtype=torch.float64)
+    return torch.tensor([(a + b) / (2 * d) for a, b in itertools.pairwise(nums)], dtype=torch.float64)
 
 
 def _codes(xn: Tensor, nums: Tensor, mids: Tensor, signed: bool) -> Tensor:

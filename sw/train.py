@@ -16,8 +16,8 @@ Choices (ours, for digits-sized runs):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -64,9 +64,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         for name in ("lr", "wd", "alpha_wd"):
             if not getattr(self, name) >= 0 or (name == "lr" and self.lr == 0):
-                raise ValueError(f"{name} must be {'> 0' if name == 'lr' else '>= 0'}, not {getattr(self, name)!r}")
+                raise ValueError(
+                    f"{name} must be {'> 0' if name == 'lr' else '>= 0'}, not {getattr(self, name)!r}"
+                )
         if not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer, not {self.seed!r}")
+            raise TypeError(f"seed must be an integer, not {self.seed!r}")
 
     def to_dict(self) -> dict:
         return {"version": CONFIG_VERSION, **asdict(self)}
@@ -111,8 +113,11 @@ def calibrate_act_alphas(model: nn.Module, x: torch.Tensor, q: float = 0.999) ->
         seen.setdefault(m, v.detach().flatten())
 
     # float mode bypasses the quantizers: hook the inputs of the layers that own them
-    hooks = [m.register_forward_pre_hook(lambda m, a: record(m.aq, a[0]))
-             for m in model.modules() if getattr(m, "aq", None) is not None]
+    hooks = [
+        m.register_forward_pre_hook(lambda m, a: record(m.aq, a[0]))
+        for m in model.modules()
+        if getattr(m, "aq", None) is not None
+    ]
     was_q, was_train = bool(getattr(model, "quantize", False)), model.training
     buffers = {k: v.clone() for k, v in model.state_dict().items()}
     set_quantize(model, False)
@@ -138,8 +143,19 @@ def _clamp_alphas(model: nn.Module, floor: float = 1e-2) -> None:
             m.alpha.clamp_(min=floor)
 
 
-def _run_phase(model, data: Split, cfg: TrainConfig, phase: str, epochs: int, lr: float, quant: bool,
-               frozen: bool, regm_rate: float | None, progress: Progress | None, log: list) -> None:
+def _run_phase(
+    model,
+    data: Split,
+    cfg: TrainConfig,
+    phase: str,
+    epochs: int,
+    lr: float,
+    quant: bool,
+    frozen: bool,
+    regm_rate: float | None,
+    progress: Progress | None,
+    log: list,
+) -> None:
     """Train `epochs` epochs. frozen: re-zero pruned entries after every step. regm_rate: recompute
     GM masks at each epoch end (spq / fpgm)."""
     set_quantize(model, quant)
@@ -167,18 +183,36 @@ def _run_phase(model, data: Split, cfg: TrainConfig, phase: str, epochs: int, lr
             total += loss.item() * len(idx)
         if regm_rate is not None:
             compute_masks(model, regm_rate)
-        rec = {"phase": phase, "epoch": ep + 1, "loss": total / n,
-               "test_acc": evaluate(model, data.x_test, data.y_test, quant), "quant": quant}
+        rec = {
+            "phase": phase,
+            "epoch": ep + 1,
+            "loss": total / n,
+            "test_acc": evaluate(model, data.x_test, data.y_test, quant),
+            "quant": quant,
+        }
         log.append(rec)
         if progress is not None:
             progress(rec)
 
 
 def train(model: nn.Module, data: Split, cfg: TrainConfig, progress: Progress | None = None) -> dict:
-    """Run cfg.method on model; returns {"model", "float_acc", "quant_acc", "history", ...}."""
+    """Run cfg.method on model; returns {"model", "float_acc", "quant_acc", "history", ...}.
+
+    float_acc: the final model with fake-quant off (low after QAT: BN statistics are quant-mode);
+    pre_qat_float_acc (ppq): the pruned float model before QAT. The model is returned masked, in
+    eval mode, fake-quant on for apot / spq / ppq."""
     torch.manual_seed(cfg.seed)
+    was_det = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train(model, data, cfg, progress)
+    finally:
+        torch.use_deterministic_algorithms(was_det)
+
+
+def _train(model: nn.Module, data: Split, cfg: TrainConfig, progress: Progress | None) -> dict:
     t0, log = time.perf_counter(), []
-    m, rate = cfg.method, cfg.prune_rate
+    m, rate, pre_qat = cfg.method, cfg.prune_rate, None
     calib_x = data.x_train[: cfg.train_subset or 512]
     if m == "fp":
         _run_phase(model, data, cfg, "fp", cfg.epochs, cfg.lr, False, False, None, progress, log)
@@ -192,8 +226,20 @@ def train(model: nn.Module, data: Split, cfg: TrainConfig, progress: Progress | 
         _run_phase(model, data, cfg, "float", cfg.epochs, cfg.lr, False, False, None, progress, log)
         for k, r in enumerate((rate / 2, rate)):
             compute_masks(model, r, incremental=True)
-            _run_phase(model, data, cfg, f"prune{k + 1}", cfg.stage_epochs, cfg.lr / 10, False, True,
-                       None, progress, log)
+            _run_phase(
+                model,
+                data,
+                cfg,
+                f"prune{k + 1}",
+                cfg.stage_epochs,
+                cfg.lr / 10,
+                False,
+                True,
+                None,
+                progress,
+                log,
+            )
+        pre_qat = evaluate(model, data.x_test, data.y_test, False)
         calibrate_act_alphas(model, calib_x)
         _run_phase(model, data, cfg, "qat", cfg.qat_epochs, cfg.lr / 10, True, True, None, progress, log)
     apply_masks(model)
@@ -205,14 +251,16 @@ def train(model: nn.Module, data: Split, cfg: TrainConfig, progress: Progress | 
         "config": cfg.to_dict(),
         "float_acc": evaluate(model, data.x_test, data.y_test, False),
         "quant_acc": evaluate(model, data.x_test, data.y_test, True),
+        "pre_qat_float_acc": pre_qat,
         "sparsity": sparsity_report(model),
         "history": log,
         "seconds": time.perf_counter() - t0,
     }
 
 
-def train_digits(seed: int = 0, method: str = "ppq", progress: Progress | None = None,
-                 **overrides) -> tuple[DigitsNet, dict]:
+def train_digits(
+    seed: int = 0, method: str = "ppq", progress: Progress | None = None, **overrides
+) -> tuple[DigitsNet, dict]:
     """The default digits recipe (about a minute on 2 CPU cores). Returns (model, info)."""
     torch.manual_seed(seed)
     cfg = TrainConfig(method=method, seed=seed, **overrides)

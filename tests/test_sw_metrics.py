@@ -1,13 +1,22 @@
 """Size / BOPs counting on DigitsNet, by hand."""
 
 import torch
-
 from apotflow.sw.metrics import bops_metrics, model_metrics, size_metrics
 from apotflow.sw.models import DigitsNet
 from apotflow.sw.prune import compute_masks, slice_pruned
 
-KEYS = {"model_size_bits", "size_fp32_bits", "size_reduction", "bops", "bops_fp32", "bops_reduction",
-        "macs", "macs_fp32", "macs_nonzero", "counting_rules"}
+KEYS = {
+    "model_size_bits",
+    "size_fp32_bits",
+    "size_reduction",
+    "bops",
+    "bops_fp32",
+    "bops_reduction",
+    "macs",
+    "macs_fp32",
+    "macs_nonzero",
+    "counting_rules",
+}
 
 
 def test_unpruned_counts_by_hand():

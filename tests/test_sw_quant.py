@@ -2,10 +2,9 @@
 
 import pytest
 import torch
+from apotflow.sw.quant import ActQuantizer, QConv2d, QLinear, WeightQuantizer, _codes, apot_levels, midpoints
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from apotflow.sw.quant import ActQuantizer, _codes, QConv2d, QLinear, WeightQuantizer, apot_levels, midpoints
 
 BITS = [2, 3, 4, 5, 8]
 floats = st.floats(-20.0, 20.0, allow_nan=False, width=32)
@@ -42,7 +41,7 @@ def test_unsupported_bits(bits):
 @pytest.mark.parametrize("signed", [True, False])
 @pytest.mark.parametrize("bits", BITS)
 def test_tie_goes_to_larger_level(bits, signed):
-    nums, d = apot_levels(bits, signed)
+    nums, _ = apot_levels(bits, signed)
     mids = midpoints(bits, signed)
     levels = torch.tensor(nums, dtype=torch.float32)
     for i, m in enumerate(mids.tolist()):

@@ -4,7 +4,6 @@ import time
 
 import pytest
 import torch
-
 from apotflow.sw.data import load_digits_split
 from apotflow.sw.models import DigitsNet
 from apotflow.sw.prune import slice_pruned
@@ -22,8 +21,18 @@ def test_split_shapes(data):
     assert set(data.y_test.tolist()) == set(range(10))
 
 
-@pytest.mark.parametrize("bad", [dict(method="nope"), dict(w_bits=6), dict(prune_rate=1.0),
-                                 dict(epochs=0), dict(lr=0.0), dict(batch_size=-1), dict(wd=-1.0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"method": "nope"},
+        {"w_bits": 6},
+        {"prune_rate": 1.0},
+        {"epochs": 0},
+        {"lr": 0.0},
+        {"batch_size": -1},
+        {"wd": -1.0},
+    ],
+)
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
@@ -68,6 +77,13 @@ def test_checkpoint_roundtrip(tmp_path, data):
 @pytest.mark.slow
 def test_train_digits_recipe():
     t0 = time.perf_counter()
-    model, info = train_digits(seed=0)
+    _, info = train_digits(seed=0)
     assert info["quant_acc"] >= 0.96, info["quant_acc"]
     assert time.perf_counter() - t0 < 180
+
+
+def test_deterministic(data):
+    cfg = TrainConfig(method="spq", epochs=1, train_subset=128)
+    a = train(DigitsNet(), data, cfg)["model"].state_dict()
+    b = train(DigitsNet(), data, cfg)["model"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -38,8 +38,13 @@ class _Replace(torch.autograd.Function):
 
 
 class DigitsNet(nn.Module):
-    def __init__(self, widths: tuple[int, int, int] = (16, 16, 32), num_classes: int = 10,
-                 w_bits: int = 4, a_bits: int = 4) -> None:
+    def __init__(
+        self,
+        widths: tuple[int, int, int] = (16, 16, 32),
+        num_classes: int = 10,
+        w_bits: int = 4,
+        a_bits: int = 4,
+    ) -> None:
         """w_bits / a_bits: the inner layers (conv2..conv4, qpool); conv1 and fc are 8-bit weights."""
         super().__init__()
         c1, c2, c4 = widths
@@ -62,12 +67,20 @@ class DigitsNet(nn.Module):
 
     def arch_config(self) -> dict:
         """What load_checkpoint needs to rebuild this (possibly sliced) net."""
-        return {"name": "digits", "widths": list(self.widths), "num_classes": self.fc.out_features,
-                "w_bits": self.conv2.w_bits, "a_bits": self.conv2.a_bits}
+        return {
+            "name": "digits",
+            "widths": list(self.widths),
+            "num_classes": self.fc.out_features,
+            "w_bits": self.conv2.w_bits,
+            "a_bits": self.conv2.a_bits,
+        }
 
     def prune_groups(self) -> list[list[tuple[QConv2d, nn.BatchNorm2d]]]:
-        return [[(self.conv1, self.bn1), (self.conv3, self.bn3)], [(self.conv2, self.bn2)],
-                [(self.conv4, self.bn4)]]
+        return [
+            [(self.conv1, self.bn1), (self.conv3, self.bn3)],
+            [(self.conv2, self.bn2)],
+            [(self.conv4, self.bn4)],
+        ]
 
     def group_consumers(self) -> list[list[nn.Module]]:
         return [[self.conv2, self.conv4], [self.conv3], [self.fc]]
