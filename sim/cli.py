@@ -90,6 +90,31 @@ def cmd_rtl(args) -> int:
     return 0
 
 
+def cmd_cycles(args) -> int:
+    from apotflow.hw.compile import compile_net
+    from apotflow.hw.cycles import layer_cycles
+    from apotflow.sw import export
+
+    net = export.load(args.model)
+    cfg = _config(args, net)
+    prog = compile_net(net, cfg)
+    cyc = layer_cycles(cfg, prog.images)
+    rows = [{"layer": li.op, "kind": li.kind, "cycles_model": c, "cycles_ideal": li.macs_nonzero / cfg.lanes,
+             "entries": li.entries, "macs_nonzero": li.macs_nonzero} for li, c in zip(prog.layers, cyc)]
+    total, ideal = sum(cyc), prog.stats["cycles_ideal"]
+    if args.json:
+        print(json.dumps({"lanes": cfg.lanes, "cycles_model": total, "cycles_ideal": ideal,
+                          "ratio": total / ideal if ideal else None, "per_layer": rows}, indent=1))
+        return 0
+    print(f"{'layer':<12}{'kind':<6}{'model':>10}{'ideal':>12}{'ratio':>8}")
+    for r in rows:
+        ratio = f"{r['cycles_model'] / r['cycles_ideal']:.3f}" if r["cycles_ideal"] else "-"
+        print(f"{r['layer']:<12}{r['kind']:<6}{r['cycles_model']:>10}{r['cycles_ideal']:>12.1f}{ratio:>8}")
+    print(f"{'total':<18}{total:>10}{ideal:>12.1f}{total / ideal:>8.3f}")
+    print(f"ideal = MACs with a non-zero weight / {cfg.lanes} lanes; model = the RTL's exact cycle count")
+    return 0
+
+
 def cmd_cosim(args) -> int:
     from apotflow.sim.flow import cosim_model
     from apotflow.sw import export
@@ -157,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     _add_config(s)
     s.set_defaults(func=cmd_rtl)
+
+    s = sub.add_parser("cycles", help="predict cycles per layer without simulating (exact model of the RTL)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_config(s)
+    s.set_defaults(func=cmd_cycles)
 
     s = sub.add_parser("cosim", help="bit-exact co-simulation of the RTL against the golden model (Verilator)")
     s.add_argument("--model", required=True)

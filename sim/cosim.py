@@ -84,7 +84,30 @@ def prepare(net: IntNet, cfg: AcceleratorConfig, x: np.ndarray, out_dir: Path, *
                       time.perf_counter() - t0, model)
 
 
-def execute(setup: CosimSetup, *, waves: bool = False, log=print) -> dict:
+def waveform(setup: CosimSetup, image: int, log=print) -> Path:
+    """Re-run one image on a Verilator model built with tracing; return the VCD file."""
+    vec = dict(np.load(setup.vectors))
+    one = setup.out_dir / "vectors_one.npz"
+    for k in ("in_val", "exp_act", "exp_out"):
+        vec[k] = vec[k][image:image + 1]
+    np.savez(one, **vec)
+    wave_dir = setup.out_dir / "waves"
+    wave_dir.mkdir(exist_ok=True)
+    for hexfile in setup.sim_dir.glob("*.hex"):
+        shutil.copy(hexfile, wave_dir / hexfile.name)
+    log(f"re-running image {image} with waveform tracing ...")
+    model = runner.build(sorted((setup.out_dir / "rtl").glob("*.v")), TOP, setup.out_dir / "sim_build_waves", waves=True)
+    runner.run(model, BENCH, TOP, wave_dir, {"APOTFLOW_COSIM_VECTORS": str(one),
+               "APOTFLOW_COSIM_RESULTS": str(setup.out_dir / "results_one.npz")}, waves=True)
+    dumps = sorted(wave_dir.glob("*.vcd")) + sorted(wave_dir.glob("*.fst"))
+    if not dumps:
+        raise runner.BuildError(f"no waveform was written in {wave_dir}")
+    target = setup.out_dir / f"mismatch_image{image}{dumps[0].suffix}"
+    shutil.move(str(dumps[0]), target)
+    return target
+
+
+def execute(setup: CosimSetup, *, waves: bool = False, waves_on_mismatch: bool = True, log=print) -> dict:
     """Run the bench; return the co-simulation summary (also written to out_dir/cosim.json)."""
     results = setup.out_dir / "results.npz"
     results.unlink(missing_ok=True)
@@ -118,6 +141,9 @@ def execute(setup: CosimSetup, *, waves: bool = False, log=print) -> dict:
                              "expected": int(exp[idx]), "got": int(got[idx]), "elements_differing": int(len(diff))}
                 break
         mismatched_images += bad
+    from apotflow.hw.cycles import layer_cycles as model_cycles
+
+    modelled = model_cycles(prog.config, prog.images)
     layer_cycles = r["layer_cycles"]
     cycles = r["cycles"]
     ideal = prog.stats["cycles_ideal"]
@@ -125,16 +151,22 @@ def execute(setup: CosimSetup, *, waves: bool = False, log=print) -> dict:
     for k, li in enumerate(prog.layers):
         ideal_l = li.macs_nonzero / prog.config.lanes
         per_layer.append({"layer": li.op, "kind": li.kind, "cycles": int(layer_cycles[0, k]),
+                          "cycles_model": int(modelled[k]),
                           "cycles_ideal": ideal_l, "work": li.work, "entries": li.entries,
                           "macs": li.macs, "macs_nonzero": li.macs_nonzero})
     summary = {
         "images": n, "mismatches": mismatched_images, "bitexact_images": n - mismatched_images,
-        "first_mismatch": first, "cycles_total": int(cycles[0]), "cycles_per_image_min": int(cycles.min()),
+        "first_mismatch": first, "cycles_total": int(cycles[0]), "cycles_model": int(sum(modelled)), "cycles_per_image_min": int(cycles.min()),
         "cycles_per_image_max": int(cycles.max()), "cycles_ideal": ideal,
         "cycles_ratio": float(cycles[0] / ideal) if ideal else None, "per_layer": per_layer,
         "sim_seconds": sim_seconds, "sim_seconds_per_image": float(r["sim_s"].mean()),
         "build_seconds": setup.build_seconds, "lanes": prog.config.lanes, "passed": run_.passed,
     }
+    if first is not None and waves_on_mismatch:
+        try:
+            summary["waveform"] = str(waveform(setup, first["image"], log=log))
+        except (runner.BuildError, runner.SimulationError) as e:
+            summary["waveform_error"] = str(e).splitlines()[0]
     (setup.out_dir / "cosim.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from apotflow.hw import isa
@@ -23,7 +25,7 @@ def setup(small_net, digits_images, tmp_path_factory):
 def test_rtl_equals_golden_in_every_layer(setup):
     s = execute(setup, log=lambda m: None)
     assert s["images"] == 4 and s["mismatches"] == 0 and s["first_mismatch"] is None
-    assert s["cycles_total"] == total_cycles(setup.program.config, setup.program.images)
+    assert s["cycles_total"] == total_cycles(setup.program.config, setup.program.images) == s["cycles_model"]
     assert sum(pl["cycles"] for pl in s["per_layer"]) == s["cycles_total"]
     assert s["cycles_total"] <= 1.5 * s["cycles_ideal"]
 
@@ -43,3 +45,4 @@ def test_flipped_weight_bit_is_caught_and_named(setup):
     fm = s["first_mismatch"]
     assert fm["layer"] == prog.layers[layer].op and fm["tensor"] == prog.layers[layer].out
     assert len(fm["index"]) == 3 and fm["expected"] != fm["got"]
+    assert s["waveform"].endswith((".vcd", ".fst")) and Path(s["waveform"]).stat().st_size > 1000
