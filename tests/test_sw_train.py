@@ -84,6 +84,9 @@ def test_train_digits_recipe():
 
 def test_deterministic(data):
     cfg = TrainConfig(method="spq", epochs=1, train_subset=128)
-    a = train(DigitsNet(), data, cfg)["model"].state_dict()
-    b = train(DigitsNet(), data, cfg)["model"].state_dict()
+    states = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        states.append(train(DigitsNet(), data, cfg)["model"].state_dict())
+    a, b = states
     assert all(torch.equal(a[k], b[k]) for k in a)
