@@ -120,7 +120,7 @@ def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print) -> 
     export.save(net, out_dir / "model.apot")
     x, y = digits_test_images(seed)
     acc = integer_accuracy(net, sliced, x, y)
-    result = {**acc, "accuracy_fp32_before_quant": info.get("float_acc"), "method": method, "seed": seed,
+    result = {**acc, "accuracy_fp32_before_quant": info.get("pre_qat_float_acc"), "method": method, "seed": seed,
               "train_seconds": time.perf_counter() - t0, "model": str(out_dir / "model.apot"),
               "sparsity": info.get("sparsity"), **size_and_bops(net)}
     _write_json(out_dir / "train.json", result)

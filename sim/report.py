@@ -68,6 +68,10 @@ def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("i
     return report
 
 
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
 def render_markdown(r: dict) -> str:
     ok = "PASS" if r["bitexact_mismatches"] == 0 else "FAIL"
     lines = [
@@ -76,7 +80,7 @@ def render_markdown(r: dict) -> str:
         f"seed {r['seed']}, git {r['git_revision']}.", "",
         "## Accuracy (test split, %d images)" % r["test_images"], "",
         "| model | top-1 |", "|---|---|",
-        f"| float (before quantization) | {r['accuracy_fp32_before_quant']:.4f} |",
+        f"| float, pruned (before quantization) | {_fmt(r['accuracy_fp32_before_quant'])} |",
         f"| fake-quant (training model) | {r['accuracy_float']:.4f} |",
         f"| integer golden model | {r['accuracy_int']:.4f} |",
         f"| agreement fake-quant vs integer | {r['agreement']:.4f} |", "",
