@@ -12,6 +12,11 @@ STAMP  := $(VENV)/.apotflow-installed
 # multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# This machine's pip configuration names local mirror folders that may not exist; hide that noise.
+QUIET_PIP := 2>&1 | { grep -v "is neither a file nor a directory" || true; }
+
 .PHONY: demo test test-all lint clean help
 
 help:
@@ -22,8 +27,9 @@ help:
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q "$(TORCH_PIN)"
-	$(BIN)/pip install -q -e ".[sw,hw,sim,dev]"
+	@echo "installing into $(VENV) (first time only, about 2 minutes) ..."
+	$(BIN)/pip install -q "$(TORCH_PIN)" $(QUIET_PIP)
+	$(BIN)/pip install -q -e ".[sw,hw,sim,dev]" $(QUIET_PIP)
 	touch $@
 
 demo: $(STAMP)
