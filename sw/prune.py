@@ -29,11 +29,14 @@ def gm_scores(weight: Tensor) -> Tensor:
     return torch.stack([((w - w[i]) ** 2).sum(1).sqrt().sum() for i in range(w.shape[0])])
 
 
-def gm_mask(weight: Tensor, rate: float, prev: Tensor | None = None) -> Tensor:
+def gm_mask(weight: Tensor, rate: float, prev: Tensor | None = None, forced: Tensor | None = None) -> Tensor:
     """Keep-mask (bool, N) that prunes floor(N * rate) filters with the smallest GM scores.
 
     ``prev`` (a keep-mask) makes pruning incremental: its pruned filters stay pruned, distances are
-    scored among its kept filters only, and the extra filters are chosen from those."""
+    scored among its kept filters only, and the extra filters are chosen from those.
+    ``forced`` (bool, N): filters that must stay kept (e.g. channels a residual shortcut ties to an
+    earlier stream). They still count in every other filter's score, but are never chosen; if too
+    few filters are free, every free one is pruned (fewer than floor(N * rate))."""
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"Prune rate must be in [0, 1), not {rate!r}")
     n = weight.shape[0]
@@ -42,7 +45,10 @@ def gm_mask(weight: Tensor, rate: float, prev: Tensor | None = None) -> Tensor:
     n_extra = int(n * rate) - (n - len(kept_idx))
     if n_extra > 0:
         order = torch.sort(gm_scores(weight[kept_idx]), stable=True).indices
-        keep[kept_idx[order[:n_extra]]] = False
+        cand = kept_idx[order]
+        if forced is not None:
+            cand = cand[~forced.cpu()[cand]]
+        keep[cand[:n_extra]] = False
     return keep
 
 
@@ -54,9 +60,16 @@ def group_weight(group: Group) -> Tensor:
 def compute_masks(model: nn.Module, rate: float, incremental: bool = False) -> list[Tensor]:
     """Recompute GM masks on the full-precision weights of every group, store and enforce them.
 
-    incremental: keep what is already pruned and add to it (PPQ's staged pruning)."""
-    prev = get_masks(model) if incremental else [None] * len(model.prune_groups())
-    masks = [gm_mask(group_weight(g), rate, p) for g, p in zip(model.prune_groups(), prev)]
+    incremental: keep what is already pruned and add to it (PPQ's staged pruning). Groups are scored
+    in order; a model with ``forced_keep(i, masks_so_far) -> Tensor | None`` forces channels of
+    group i to stay kept given the earlier groups' masks (residual streams tied by a shortcut)."""
+    groups = model.prune_groups()
+    prev = get_masks(model) if incremental else [None] * len(groups)
+    forced_keep = getattr(model, "forced_keep", None)
+    masks: list[Tensor] = []
+    for i, (g, p) in enumerate(zip(groups, prev)):
+        forced = forced_keep(i, masks) if forced_keep is not None else None
+        masks.append(gm_mask(group_weight(g), rate, p, forced))
     set_masks(model, masks)
     return masks
 
@@ -133,12 +146,18 @@ def _slice_bn(bn: nn.BatchNorm2d, idx: Tensor) -> None:
 def slice_pruned(model: nn.Module) -> nn.Module:
     """A copy of the same class with pruned channels physically removed.
 
+    The copy records ``unpruned_shapes`` ({module name: weight shape} before slicing) and, if the
+    model defines ``after_slice(kept)`` (kept channel indices per group), calls it.
+
     Logits equal the masked model's exactly (eval, fake-quant on): weight statistics already use kept
     filters / kept inputs only, and quantized layers accumulate integer codes (order-independent)."""
     out = copy.deepcopy(model)
+    if not hasattr(out, "unpruned_shapes"):  # the float model's shapes, for size/BOPs references
+        out.unpruned_shapes = {n: list(m.weight.shape) for n, m in model.named_modules()
+                               if isinstance(m, (QConv2d, QLinear))}
     groups, consumers = out.prune_groups(), out.group_consumers()
-    for group, cons in zip(groups, consumers):
-        idx = torch.nonzero(group[0][0].filter_mask).squeeze(1)
+    kept = [torch.nonzero(group[0][0].filter_mask).squeeze(1) for group in groups]
+    for group, cons, idx in zip(groups, consumers, kept):
         for conv, bn in group:
             if not isinstance(conv, (QConv2d, QLinear)):
                 raise TypeError(f"Prunable layers must be QConv2d/QLinear, not {type(conv).__name__}")
@@ -146,4 +165,6 @@ def slice_pruned(model: nn.Module) -> nn.Module:
             _slice_bn(bn, idx)
         for layer in cons:
             _slice_in(layer, idx)
+    if hasattr(out, "after_slice"):  # model-specific wiring that follows channels (e.g. shortcuts)
+        out.after_slice(kept)
     return out

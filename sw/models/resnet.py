@@ -1,0 +1,178 @@
+"""CIFAR ResNets (He et al. 2016, the 6n+2 family: ResNet-20/32/56/110) with APoT quantization.
+
+Structure (quantization placed exactly as in DigitsNet)::
+
+    X (3x32x32 ints 0..255), x = X / 255   stem's input is already integer: codes X, quantum 1/255
+    h = relu(bn(stem(x)))                  stem: 3x3, 3 -> w1, 8-bit weights, no ActQuantizer
+    3 stages of n = (depth - 2) / 6 BasicBlocks, widths w1/w2/w3, stride 2 at the first block of
+    stages 2 and 3. A block (conv_a, conv_b: 3x3, W4/A4, each quantizing its own input):
+        r   = conv_a.aq(x)                 the residual stream carries the QUANTIZED block input
+        out = relu(bn_b(conv_b(relu(bn_a(conv_a(x))))) + shortcut(r))      (float mode: r = x)
+    shortcut: identity, or option A when downsampling: r[:, :, ::2, ::2] with planes // 4 zero
+    channels on each side (as in the APoT / FPGM reference code). It is stored as a channel
+    selection ``sc_index`` (output channel -> input channel, -1 = zero), which slicing keeps exact.
+    u = floor(sum_pixels(qpool codes) / 2**4) * alpha_p / (4 * D)   (64 = 2**6 pixels; DigitsNet's rule)
+    logits = fc(u)                         8-bit weights, float bias
+
+Prune groups (DESIGN §3, shared residual masks): one mask per residual stream -- stage 1: the stem
+and every conv_b of stage 1; stage s > 1: every conv_b of stage s -- and each conv_a its own group.
+Option A ties the streams: stage s+1 channel pad + c carries stage s channel c, so if stage s keeps
+c, stage s+1 must keep pad + c (or the shortcut would add x_c into a removed channel). Rule: stage
+masks are computed in order; for stage s+1 the tied channels are forced kept and int(N * rate)
+channels are pruned by GM (scored over the whole stream) among the others; if too few are free, all
+free ones are pruned. ``prune_report`` gives the achieved rate per group.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..quant import ActQuantizer, QConv2d, QLinear
+from .digits import POOL_SHIFT, _Replace
+
+DEPTHS = (20, 32, 56, 110)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, w_bits: int, a_bits: int) -> None:
+        super().__init__()
+        self.quantize = False
+        self.conv_a = QConv2d(cin, cout, 3, stride=stride, padding=1, bias=False, w_bits=w_bits, a_bits=a_bits)
+        self.bn_a = nn.BatchNorm2d(cout)
+        self.conv_b = QConv2d(cout, cout, 3, padding=1, bias=False, w_bits=w_bits, a_bits=a_bits)
+        self.bn_b = nn.BatchNorm2d(cout)
+        self.downsample = stride != 1 or cin != cout
+        if self.downsample:
+            pad = cout // 4
+            if stride != 2 or cin + 2 * pad != cout:
+                raise ValueError(f"Option-A shortcut needs stride 2 and {cin} + 2 * {pad} == {cout} channels")
+            index = torch.full((cout,), -1, dtype=torch.long)
+            index[pad:pad + cin] = torch.arange(cin)
+            self.register_buffer("sc_index", index)
+        self.pad = cout // 4 if self.downsample else 0
+
+    def shortcut(self, r: Tensor) -> Tensor:
+        if not self.downsample:
+            return r
+        sel = self.sc_index >= 0
+        out = r.new_zeros(r.shape[0], len(self.sc_index), (r.shape[2] + 1) // 2, (r.shape[3] + 1) // 2)
+        out[:, sel] = r[:, self.sc_index[sel], ::2, ::2]
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        r = self.conv_a.aq(x) if self.quantize else x
+        h = F.relu(self.bn_a(self.conv_a(x)))
+        return F.relu(self.bn_b(self.conv_b(h)) + self.shortcut(r))
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, depth: int = 20, widths: tuple[int, int, int] = (16, 32, 64), num_classes: int = 10,
+                 w_bits: int = 4, a_bits: int = 4) -> None:
+        super().__init__()
+        if depth not in DEPTHS:
+            raise ValueError(f"CIFAR ResNet depth must be one of {DEPTHS}, not {depth!r}")
+        if len(widths) != 3 or any(w % 4 for w in widths[1:]):
+            raise ValueError(f"widths must be 3 channel counts, the last two multiples of 4, not {widths!r}")
+        self.depth, self._widths, self.quantize = depth, tuple(int(w) for w in widths), False
+        n = (depth - 2) // 6
+        w1, w2, w3 = self._widths
+        self.stem = QConv2d(3, w1, 3, padding=1, bias=False, w_bits=8, a_bits=None)
+        self.bn = nn.BatchNorm2d(w1)
+        blocks, cin = [], w1
+        for s, w in enumerate((w1, w2, w3)):
+            for b in range(n):
+                blocks.append(BasicBlock(cin, w, 2 if (s > 0 and b == 0) else 1, w_bits, a_bits))
+                cin = w
+        self.blocks = nn.ModuleList(blocks)
+        self.n = n
+        self.qpool = ActQuantizer(a_bits)
+        self.fc = QLinear(w3, num_classes, bias=True, w_bits=8, a_bits=None)
+
+    @property
+    def name(self) -> str:
+        return f"resnet{self.depth}"
+
+    def arch_config(self) -> dict:
+        """Constructor arguments (of the unsliced net: checkpoints hold masked, not sliced, models)."""
+        first = self.blocks[0].conv_a
+        return {"name": self.name, "depth": self.depth, "widths": list(self._widths),
+                "num_classes": self.fc.out_features, "w_bits": first.w_bits, "a_bits": first.a_bits}
+
+    def stage_blocks(self, s: int) -> list[BasicBlock]:
+        """Blocks of stage s (0-based)."""
+        return list(self.blocks[s * self.n:(s + 1) * self.n])
+
+    def prune_groups(self) -> list[list[tuple[QConv2d, nn.BatchNorm2d]]]:
+        """[stream 1, stream 2, stream 3, then each conv_a in network order]."""
+        streams = []
+        for s in range(3):
+            g = [(self.stem, self.bn)] if s == 0 else []
+            streams.append(g + [(b.conv_b, b.bn_b) for b in self.stage_blocks(s)])
+        return streams + [[(b.conv_a, b.bn_a)] for b in self.blocks]
+
+    def group_consumers(self) -> list[list[nn.Module]]:
+        streams: list[list[nn.Module]] = [[], [], [self.fc]]
+        for i, b in enumerate(self.blocks):
+            streams[max(0, (i - 1) // self.n)].append(b.conv_a)  # a block reads the previous block's stream
+        return streams + [[b.conv_b] for b in self.blocks]
+
+    def forced_keep(self, i: int, masks: list[Tensor]) -> Tensor | None:
+        """Stream s+1 must keep channel pad + c wherever stream s keeps c (option-A tie)."""
+        if i not in (1, 2):
+            return None
+        blk = self.stage_blocks(i)[0]
+        forced = torch.zeros(len(blk.sc_index), dtype=torch.bool)
+        sel = blk.sc_index >= 0
+        forced[sel] = masks[i - 1].cpu()[blk.sc_index[sel].cpu()]
+        return forced
+
+    def after_slice(self, kept: list[Tensor]) -> None:
+        """Re-point each option-A shortcut at the kept input channels (called by slice_pruned)."""
+        for s in (1, 2):
+            blk = self.stage_blocks(s)[0]
+            size = max([int(blk.sc_index.max()) + 1] + [int(kept[s - 1].max()) + 1] * bool(len(kept[s - 1])))
+            new_pos = torch.full((size,), -1, dtype=torch.long)
+            new_pos[kept[s - 1]] = torch.arange(len(kept[s - 1]))  # old input channel -> new one
+            old = blk.sc_index[kept[s].to(blk.sc_index.device)]
+            blk.sc_index = torch.where(old >= 0, new_pos[old.clamp(min=0)], old)
+
+    def prune_report(self) -> list[dict]:
+        """Per group: name, kept, total, achieved prune rate."""
+        names = ["stream1", "stream2", "stream3"] + [f"s{i // self.n + 1}b{i % self.n}a" for i in range(len(self.blocks))]
+        out = []
+        for name, g in zip(names, self.prune_groups()):
+            m = g[0][0].filter_mask
+            out.append({"group": name, "kept": int(m.sum()), "total": int(m.numel()),
+                        "rate": 1 - float(m.sum()) / m.numel()})
+        return out
+
+    def pool_input(self, h: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """fc input (value, integer codes, quantum): DigitsNet's rule, 2**k pixels -> >> (k - 2)."""
+        if not self.quantize:
+            return h.mean((2, 3)), None, None
+        npix = h.shape[2] * h.shape[3]
+        shift = npix.bit_length() - 1 - POOL_SHIFT
+        if npix != 1 << (shift + POOL_SHIFT):
+            raise ValueError(f"Average pooling needs 2^k pixels, not {npix}")
+        hq, codes = self.qpool.quantize(h)
+        u_int = torch.floor(codes.sum((2, 3)) / (1 << shift))
+        quantum = (self.qpool.alpha / (self.qpool.denominator << POOL_SHIFT)).detach()
+        return _Replace.apply(u_int * quantum, hq.mean((2, 3))), u_int, quantum
+
+    def forward(self, X: Tensor) -> Tensor:
+        """X: pixels 0..255 as float, shape (N, 3, 32, 32); no mean/std normalisation (pixel 0 = padding)."""
+        x = X / 255
+        if self.quantize:
+            h = F.relu(self.bn(self.stem(x, X, torch.tensor(1 / 255))))
+        else:
+            h = F.relu(self.bn(self.stem(x)))
+        for b in self.blocks:
+            h = b(h)
+        u, u_int, quantum = self.pool_input(h)
+        return self.fc(u, u_int, quantum)
+
+
+def resnet(depth: int, **kw) -> CifarResNet:
+    return CifarResNet(depth, **kw)
