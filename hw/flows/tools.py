@@ -46,14 +46,19 @@ def run_tool(
     ):
         assert proc.stdout is not None
         tail: list[str] = []
-        for line in proc.stdout:
-            log.write(line)
-            line = line.rstrip("\n")
-            tail = [*tail[-19:], line]
-            if _ERROR.search(line):
-                errors.append(line)
-            if progress is not None and (progress_filter is None or progress_filter.search(line)):
-                progress(line)
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                line = line.rstrip("\n")
+                tail = [*tail[-19:], line]
+                if _ERROR.search(line):
+                    errors.append(line)
+                if progress is not None and (progress_filter is None or progress_filter.search(line)):
+                    progress(line)
+        except KeyboardInterrupt:  # Ctrl-C: stop the tool too (it may not share our process group)
+            proc.kill()
+            proc.wait()
+            raise
         returncode = proc.wait()
     if returncode != 0:
         raise ToolError(Path(cmd[0]).name, errors or tail, log_path)

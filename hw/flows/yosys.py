@@ -208,12 +208,14 @@ def synthesize(
     target: str,
     workdir: Path,
     progress: Callable[[str], None] | None = None,
+    extra_synth_args: str = "",
 ) -> dict:
     """Script, run and parse in one call. Returns :func:`parse_stat`'s dict plus ``target``,
     ``seconds``, ``log`` and (for iCE40/ECP5) ``netlist``, the JSON for :func:`..nextpnr.pnr`."""
     workdir = Path(workdir).resolve()
     start = time.perf_counter()
-    stat = run_yosys(synth_script(verilog_files, top, target, workdir=workdir), workdir, progress=progress)
+    script = synth_script(verilog_files, top, target, workdir=workdir, extra_synth_args=extra_synth_args)
+    stat = run_yosys(script, workdir, progress=progress)
     out = parse_stat(stat, target)
     out["target"] = target
     out["seconds"] = round(time.perf_counter() - start, 3)

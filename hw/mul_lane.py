@@ -1,0 +1,96 @@
+"""The multiplier-lane baseline: the same lane contract as ``Lane``, computed with a multiplier.
+
+``MulLane`` takes exactly the ports of :class:`apotflow.hw.lane.Lane` (the same ``ctrl`` fields, the
+same operand and accumulator widths), rebuilds the weight's signed integer value
+``w = (-1)**sign * sum_t en_t << s_t`` and computes ``acc = base + a * w`` (or ``max(base, a * w)``
+in max-reduce mode). It is bit-identical to the shift-add lane, so an ``Accelerator(lane_kind="mul")``
+runs the same programs; it exists only to measure what the shift-add lane saves. The decode of ``w``
+depends on shared inputs only, so after flattening Yosys merges it into one copy for the whole array.
+
+``LaneArray`` is the bare array used for the side-by-side comparison: ``lanes`` lanes of either kind
+sharing one ``ctrl``, one operand and one accumulator each, nothing else (no memories, no sequencer).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import AcceleratorConfig
+from .lane import Lane, lane_ctrl_layout
+from .layouts import reject
+
+LANE_KINDS = ("shift", "mul")
+
+
+def weight_int_bits(cfg: AcceleratorConfig) -> int:
+    """Signed width of ``sum_t en_t << s_t`` with its sign: the multiplier's weight operand."""
+    return cfg.max_shift + 1 + (cfg.terms - 1).bit_length() + 1
+
+
+class MulLane(wiring.Component):
+    """Multiplier lane; ports, latency (1) and flow control (none) as ``Lane``."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        if not isinstance(cfg, AcceleratorConfig):
+            reject(self, TypeError(f"MulLane needs an AcceleratorConfig, not {cfg!r}"))
+        self.cfg = cfg
+        super().__init__({
+            "ctrl": In(lane_ctrl_layout(cfg)),
+            "a": In(cfg.act_bits),
+            "acc": Out(signed(cfg.acc_bits)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        c = self.ctrl
+        wb = weight_int_bits(cfg)
+        mag = Signal(wb - 1)
+        m.d.comb += mag.eq(sum((Mux(c.en[t], 1 << c.s[t], 0) for t in range(cfg.terms)), 0))
+        w = Signal(signed(wb))
+        m.d.comb += w.eq(Mux(c.sign, -mag, mag))
+        a = Signal(signed(cfg.act_bits + 1))  # the unsigned activation as a non-negative signed value
+        m.d.comb += a.eq(self.a)
+        term = Signal(signed(cfg.act_bits + 1 + wb))
+        m.d.comb += term.eq(a * w)
+        base = Mux(c.first, c.bias, self.acc)
+        with m.If(c.valid):
+            if hasattr(c, "rmax"):
+                with m.If(c.rmax):
+                    m.d.sync += self.acc.eq(Mux(term > base, term, base))
+                with m.Else():
+                    m.d.sync += self.acc.eq(base + term)
+            else:
+                m.d.sync += self.acc.eq(base + term)
+        return m
+
+
+def make_lane(cfg: AcceleratorConfig, kind: str = "shift"):
+    if kind == "shift":
+        return Lane(cfg)
+    if kind == "mul":
+        return MulLane(cfg)
+    raise ValueError(f"lane_kind must be one of {', '.join(LANE_KINDS)}, not {kind!r}")
+
+
+class LaneArray(wiring.Component):
+    """``cfg.lanes`` lanes of ``kind`` with a shared ``ctrl``: lanes and accumulators only."""
+
+    def __init__(self, cfg: AcceleratorConfig, kind: str = "shift"):
+        if kind not in LANE_KINDS:
+            reject(self, ValueError(f"lane_kind must be one of {', '.join(LANE_KINDS)}, not {kind!r}"))
+        self.cfg, self.kind = cfg, kind
+        super().__init__({
+            "ctrl": In(lane_ctrl_layout(cfg)),
+            "a": In(data.ArrayLayout(cfg.act_bits, cfg.lanes)),
+            "acc": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(self.cfg.lanes):
+            m.submodules[f"lane{i}"] = ln = make_lane(self.cfg, self.kind)
+            m.d.comb += [ln.ctrl.eq(self.ctrl), ln.a.eq(self.a[i]), self.acc[i].eq(ln.acc)]
+        return m

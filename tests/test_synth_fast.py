@@ -1,0 +1,104 @@
+"""Synthesis flow pieces that need no tools: estimator, device fit, memory mapping, mul lane, CLI."""
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+from apotflow.hw.config import AcceleratorConfig
+from apotflow.hw.estimate import bram_blocks, estimate, memory_map
+from apotflow.hw.flows import devices
+from apotflow.hw.flows.build import filled_images
+from apotflow.hw.lane import lane_model
+from apotflow.hw.mul_lane import LaneArray, MulLane, weight_int_bits
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+CFG = AcceleratorConfig(lanes=16, act_depth=4096, wgt_depth=8192, rq_depth=128, prog_depth=8)
+
+
+@pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25k", "ecp5-85k", "xc7a100t"])
+def test_estimate_keys_and_monotone(target):
+    small, big = estimate(CFG, target), estimate(AcceleratorConfig(lanes=64, act_depth=4096, wgt_depth=8192), target)
+    for k in ("lut", "ff", "bram", "dsp"):
+        assert isinstance(small[k], int) and small[k] >= 0
+    assert big["lut"] > small["lut"] and big["ff"] > small["ff"]
+    arr = estimate(CFG, target, kind="array")
+    assert arr["ff"] == 16 * CFG.acc_bits and arr["bram"] == 0
+
+
+def test_bram_blocks_shapes():
+    assert bram_blocks(256, 16, "ice40") == 1
+    assert bram_blocks(256, 17, "ice40") == 2
+    assert bram_blocks(8192, 29, "ice40") == 60  # 2048x2 shape: 4 x 15
+    assert bram_blocks(1024, 18, "ecp5") == 1 and bram_blocks(512, 36, "ecp5") == 1
+    assert bram_blocks(512, 36, "ecp5", read_ports=2) == 2  # true dual port: <= 18 bits wide
+    assert bram_blocks(256, 16, "ice40", read_ports=2) == 2  # 1R1W blocks: one copy per read port
+    mm = memory_map(CFG, "ecp5")
+    assert set(mm["blocks"]) >= {"wgt", "rq", "prog", "act"}
+
+
+def test_fit_names_resource_and_excess():
+    rep = devices.fit({"lut": 8785, "ff": 1864, "bram": 78, "dsp": 0}, "ice40-up5k")
+    assert not rep["fits"]
+    assert rep["over"]["lut"] == {"need": 8785, "have": 5280, "excess": 3505, "percent": 66.4}
+    assert rep["over"]["bram"]["excess"] == 48 and "ff" not in rep["over"]
+    msg = devices.fit_message(rep, "ice40-up5k")
+    assert "lut: needs 8785, has 5280 (3505 over)" in msg
+    assert devices.fit({"lut": 10, "bram": 1}, "ecp5-85k")["fits"]
+    with pytest.raises(ValueError, match="Target must be one of"):
+        devices.fit({}, "gowin")
+
+
+def test_filled_images_fill_every_rom():
+    cfg = AcceleratorConfig(lanes=4, act_depth=256, wgt_depth=256, rq_depth=32, prog_depth=8)
+    img = filled_images(cfg, seed=1)
+    assert (len(img.wgt), len(img.rq), len(img.prog)) == (256, 32, 8)
+    img.check()
+
+
+def test_mul_lane_matches_lane_model():
+    cfg = AcceleratorConfig(lanes=4, terms=2, act_bits=6, acc_bits=20, shift_bits=3)
+    assert weight_int_bits(cfg) == 10
+    dut = MulLane(cfg)
+    rng = random.Random(0)
+    lo, hi = cfg.acc_range
+    steps = [(rng.randrange(64), rng.randint(0, 1), [rng.randint(0, 1) for _ in range(2)],
+              [rng.randint(0, 7) for _ in range(2)], rng.random() < 0.2, rng.randint(lo // 4, hi // 4),
+              rng.random() < 0.3) for _ in range(200)]
+    got = []
+
+    async def bench(ctx):
+        for a, sign, en, s, first, bias, rmax in steps:
+            ctx.set(dut.a, a)
+            ctx.set(dut.ctrl.valid, 1)
+            ctx.set(dut.ctrl.first, first)
+            ctx.set(dut.ctrl.sign, sign)
+            ctx.set(dut.ctrl.bias, bias)
+            ctx.set(dut.ctrl.rmax, rmax)
+            for t in range(2):
+                ctx.set(dut.ctrl.en[t], en[t])
+                ctx.set(dut.ctrl.s[t], s[t])
+            await ctx.tick()
+            got.append(ctx.get(dut.acc))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    acc = 0
+    for i, (a, sign, en, s, first, bias, rmax) in enumerate(steps):
+        acc = lane_model(cfg, acc, a, sign, en, s, first, bias, rmax=rmax)
+        assert got[i] == acc, f"step {i}: inputs {steps[i]}, expected {acc}, got {got[i]}"
+
+
+def test_lane_array_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="lane_kind must be one of"):
+        LaneArray(CFG, "booth")
+
+
+def test_synth_cli_parses_without_model():
+    from apotflow.sim.cli import build_parser
+
+    a = build_parser().parse_args(["synth", "--target", "ice40-up5k", "--lanes", "4", "--out", "x", "--no-pnr",
+                                   "--lane-kind", "mul", "--nodsp"])
+    assert a.model is None and a.lanes == 4 and a.lane_kind == "mul" and a.no_pnr and a.nodsp
