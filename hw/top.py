@@ -25,8 +25,9 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .actmem import BankedActMem
 from .config import AcceleratorConfig
-from .lane import Lane, lane_ctrl_layout
+from .lane import lane_ctrl_layout
 from .layouts import reject, rom, struct
+from .mul_lane import LANE_KINDS, make_lane
 from .requant import Requantizer
 from .sequencer import Sequencer, issue_layout, pix_bits
 
@@ -55,7 +56,7 @@ class Accelerator(wiring.Component):
     rom_style="readmemh" instantiates ``apotflow_rom`` loading wgt.hex / rq.hex / prog.hex."""
 
     def __init__(self, cfg: AcceleratorConfig, images: isa.MemoryImages | None = None,
-                 rom_style: str = "memory", act_init=None):
+                 rom_style: str = "memory", act_init=None, lane_kind: str = "shift"):
         if not isinstance(cfg, AcceleratorConfig):
             reject(self, TypeError(f"Accelerator needs an AcceleratorConfig, not {cfg!r}"))
         if rom_style not in ("memory", "readmemh"):
@@ -68,7 +69,10 @@ class Accelerator(wiring.Component):
             reject(self, ValueError(f"out_depth ({cfg.out_depth}) must not exceed act_depth ({cfg.act_depth})"))
         if cfg.bank_depth < 2:
             reject(self, ValueError(f"act_depth ({cfg.act_depth}) must be at least 2 x lanes ({cfg.lanes})"))
+        if lane_kind not in LANE_KINDS:
+            reject(self, ValueError(f"lane_kind must be one of {', '.join(LANE_KINDS)}, not {lane_kind!r}"))
         self.cfg, self.images, self.rom_style, self.act_init = cfg, images, rom_style, act_init
+        self.lane_kind = lane_kind  # "mul": the multiplier baseline (hw/mul_lane.py), same results
         super().__init__(accelerator_signature(cfg))
 
     def elaborate(self, platform):
@@ -81,7 +85,7 @@ class Accelerator(wiring.Component):
         m.submodules.seq = seq = Sequencer(cfg)
         m.submodules.act = act = BankedActMem(cfg, self.act_init)
         m.submodules.rqu = rqu = Requantizer(cfg)
-        lanes = [Lane(cfg) for _ in range(L)]
+        lanes = [make_lane(cfg, self.lane_kind) for _ in range(L)]
         for i, ln in enumerate(lanes):
             m.submodules[f"lane{i}"] = ln
 
