@@ -51,7 +51,7 @@ def prepare(net: IntNet, cfg: AcceleratorConfig, x: np.ndarray, out_dir: Path, *
             expected: dict[str, np.ndarray] | None = None, log=print) -> CosimSetup:
     from apotflow.hw.rtl import generate_verilog  # amaranth: imported only when RTL is generated
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # the simulator runs in sim_dir: every path it gets is absolute
     rtl_dir, sim_dir, build_dir = out_dir / "rtl", out_dir / "sim", out_dir / "sim_build"
     sim_dir.mkdir(parents=True, exist_ok=True)
     prog = compile_net(net, cfg)
