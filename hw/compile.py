@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from apotflow.sw.intnet import IntNet, Op, macs
 
 from . import isa
@@ -150,7 +149,39 @@ def _layouts(net: IntNet) -> dict[str, bool]:
     return {n: n in phase for n in net.tensors}
 
 
-def compile_net(net: IntNet, cfg: AcceleratorConfig) -> Program:
+def live_ranges(net: IntNet) -> dict[str, tuple[int, int]]:
+    """Tensor -> (index of the op that writes it, or -1 for the input; index of its last reader).
+    Tensors nobody reads (the outputs) stay live to the end, so the host can read them."""
+    n = len(net.ops)
+    first = {op.out: i for i, op in enumerate(net.ops)}
+    last: dict[str, int] = {}
+    for i, op in enumerate(net.ops):
+        for s in op.sources:
+            last[s.tensor] = i
+    return {name: (first.get(name, -1), last.get(name, n)) for name in net.tensors}
+
+
+def reuse_bases(sizes: dict[str, int], ranges: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """First-fit ACT bases such that tensors whose live ranges overlap get disjoint regions.
+
+    Live ranges are inclusive, so an op's output never overlaps the inputs it reads."""
+    placed: list[tuple[int, int, int, int]] = []  # base, size, first, last
+    bases = {}
+    for name in sorted(sizes, key=lambda t: (ranges[t][0], list(sizes).index(t))):
+        size, (a, b) = sizes[name], ranges[name]
+        live = [(pb, ps) for pb, ps, pa, pz in placed if not (pz < a or b < pa)]
+        for base in sorted({0} | {pb + ps for pb, ps in live}):
+            if all(base + size <= pb or pb + ps <= base for pb, ps in live):
+                break
+        bases[name] = base
+        placed.append((base, size, a, b))
+    return bases
+
+
+def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Program:
+    """``reuse=True`` (deployment builds): tensors share ACT regions by liveness (``reuse_bases``),
+    so intermediate tensors are overwritten and only the input and the outputs can be read back
+    after a run. The default gives every tensor its own region."""
     net.validate()
     el, rl, dl = isa.entry_layout(cfg), isa.rq_layout(cfg), isa.desc_layout(cfg)
     acc_lo, acc_hi = cfg.acc_range
@@ -159,6 +190,10 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig) -> Program:
     # -- placement
     placements, act_top, out_top = {}, 0, 0
     raw_outs = {op.out for op in net.ops if op.mode == "raw"}
+    bases = None
+    if reuse:
+        ranges = live_ranges(net)
+        bases = reuse_bases({n: int(np.prod(t.shape)) for n, t in net.tensors.items() if n not in raw_outs}, ranges)
     for name, t in net.tensors.items():
         if name in raw_outs:
             placements[name] = Placement(name, t.shape, out_top, False, "out")
@@ -172,8 +207,12 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig) -> Program:
             _log2(t.shape[2], f"width of {name}")
             if t.shape[1] < 2 or t.shape[2] < 2:
                 raise CompileError(f"tensor {name} is read with stride 2 but is only {t.shape[1]}x{t.shape[2]}")
-        placements[name] = Placement(name, t.shape, act_top, phase[name])
-        act_top += int(np.prod(t.shape))
+        if bases is None:
+            placements[name] = Placement(name, t.shape, act_top, phase[name])
+            act_top += int(np.prod(t.shape))
+        else:
+            placements[name] = Placement(name, t.shape, bases[name], phase[name])
+            act_top = max(act_top, bases[name] + int(np.prod(t.shape)))
     if act_top > cfg.act_depth:
         raise CompileError(f"activations need {act_top} words; act_depth is {cfg.act_depth} (raise --act-depth)")
     if out_top > cfg.out_depth:
@@ -268,7 +307,7 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig) -> Program:
     images = isa.MemoryImages(cfg, wgt, rq, prog)
     images.check()
     m = macs(net)
-    stats = {"macs": m["macs"], "macs_nonzero": m["macs_nonzero"],
+    stats = {"act_reuse": reuse, "macs": m["macs"], "macs_nonzero": m["macs_nonzero"],
              "cycles_ideal": m["macs_nonzero"] / cfg.lanes, "work_cycles": sum(li.work for li in layers)}
     return Program(cfg, images, placements, layers, net.input, net.output, act_top, stats)
 
@@ -292,4 +331,4 @@ def first_mismatch(expected: dict[str, np.ndarray], got: dict[str, np.ndarray], 
     return None
 
 
-__all__ = ["CompileError", "Program", "compile_net", "run_functional", "weight_entries", "first_mismatch", "Op"]
+__all__ = ["CompileError", "Op", "Program", "compile_net", "first_mismatch", "run_functional", "weight_entries"]

@@ -102,3 +102,26 @@ def test_synth_cli_parses_without_model():
     a = build_parser().parse_args(["synth", "--target", "ice40-up5k", "--lanes", "4", "--out", "x", "--no-pnr",
                                    "--lane-kind", "mul", "--nodsp"])
     assert a.model is None and a.lanes == 4 and a.lane_kind == "mul" and a.no_pnr and a.nodsp
+
+
+def test_compile_reuse_shrinks_act_and_keeps_output():
+    from pathlib import Path
+
+    import numpy as np
+    from apotflow.hw.compile import compile_net, live_ranges, run_functional
+    from apotflow.sw import export
+
+    net = export.load(Path(__file__).resolve().parent.parent / "bench" / "models" / "digits.apot")
+    cfg = AcceleratorConfig(lanes=16, act_depth=4096, wgt_depth=8192, rq_depth=128, prog_depth=8)
+    a, b = compile_net(net, cfg), compile_net(net, cfg, reuse=True)
+    assert b.act_words < a.act_words and b.stats["act_reuse"]
+    ranges = live_ranges(net)
+    for n1, p1 in b.placements.items():  # overlapping lifetimes never share words
+        for n2, p2 in b.placements.items():
+            if n1 < n2 and p1.memory == p2.memory == "act":
+                (a1, z1), (a2, z2) = ranges[n1], ranges[n2]
+                if not (z1 < a2 or z2 < a1):
+                    assert p1.base + p1.size <= p2.base or p2.base + p2.size <= p1.base, (n1, n2)
+    x = np.random.default_rng(0).integers(0, 16, size=net.tensors[net.input].shape)
+    ya, yb = run_functional(a, x), run_functional(b, x)
+    assert np.array_equal(ya[net.output], yb[net.output])
