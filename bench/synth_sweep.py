@@ -24,6 +24,7 @@ RESULTS = ROOT / "bench" / "results"
 
 # Memories of the digits model (apotflow fitted config), and a small config for the UP5K.
 DIGITS = dict(act_depth=4096, wgt_depth=8192, rq_depth=128, prog_depth=8, out_depth=16)
+RESNET = dict(act_depth=65536, wgt_depth=131072, rq_depth=1024, prog_depth=32, out_depth=16)
 SMALL = dict(act_bits=6, acc_bits=20, max_levels=8, act_depth=512, wgt_depth=1024, rq_depth=64, prog_depth=8,
              out_depth=16)
 
@@ -31,6 +32,8 @@ SMALL = dict(act_bits=6, acc_bits=20, max_levels=8, act_depth=512, wgt_depth=102
 def jobs(name: str) -> list[dict]:
     if name == "lanes":
         return [dict(target="ecp5-85k", lanes=n, cfg=DIGITS, model=True, pnr=True) for n in (8, 16, 32, 64, 128, 256)]
+    if name == "resnet":  # 64 lanes, ResNet-20-sized memories (ACT with liveness reuse; see docs/resources.md)
+        return [dict(target="ecp5-85k", lanes=64, cfg=dict(RESNET, wgt_depth=w), pnr=True) for w in (32768, 131072)]
     if name == "ice40":
         return [dict(target="ice40-up5k", lanes=n, cfg=SMALL, pnr=True) for n in (2, 4, 8)]
     if name == "calib":

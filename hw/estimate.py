@@ -34,17 +34,18 @@ _BRAM_SHAPES = {
     "xilinx": [(512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)],
 }
 _TDP_MAX_WIDTH = {"ice40": 0, "ecp5": 18, "xilinx": 18}  # widest shape with two independent ports
+BLOCK_COST = {"ice40": 64, "ecp5": 128, "xilinx": 128}  # Yosys' cost of one block (its brams .txt files)
 
 FAMILY = {"ice40-up5k": "ice40", "ecp5-25k": "ecp5", "ecp5-85k": "ecp5", "xc7a100t": "xilinx"}
 
 # Fitted by bench/calibrate_estimator.py (see docs/resources.md). Per family.
 COEF = {
-    "ice40": {"lut_const": 900.0, "lut_lane": 1.0, "lut_rot": 0.55, "lut_rq": 1.1, "ff_const": 150.0,
-              "lutram_max_bits": 0},
-    "ecp5": {"lut_const": 900.0, "lut_lane": 1.0, "lut_rot": 0.55, "lut_rq": 1.1, "ff_const": 150.0,
-             "lutram_max_bits": 1024},
-    "xilinx": {"lut_const": 560.0, "lut_lane": 0.62, "lut_rot": 0.35, "lut_rq": 0.7, "ff_const": 150.0,
-               "lutram_max_bits": 1024},
+    "ice40": {"lut_const": 900.0, "lut_lane": 1.0, "lut_rot": 0.55, "lut_per_lane": 1.0, "lut_rq": 1.1,
+              "lut_rom": 1.0, "ff_const": 150.0},
+    "ecp5": {"lut_const": 900.0, "lut_lane": 1.0, "lut_rot": 0.55, "lut_per_lane": 1.0, "lut_rq": 1.1,
+             "lut_rom": 1.0, "ff_const": 150.0},
+    "xilinx": {"lut_const": 560.0, "lut_lane": 0.62, "lut_rot": 0.35, "lut_per_lane": 0.62, "lut_rq": 0.7,
+               "lut_rom": 0.6, "ff_const": 150.0},
 }
 
 
@@ -59,22 +60,35 @@ def bram_blocks(depth: int, width: int, family: str, read_ports: int = 1) -> int
 
 
 def memory_map(cfg: AcceleratorConfig, family: str) -> dict:
-    """Block RAM per memory, and the activation banks' placement (bram / lutram / ff)."""
-    c = COEF[family]
-    mems = {
-        "wgt": bram_blocks(cfg.wgt_depth, isa.entry_layout(cfg).width, family),
-        "rq": bram_blocks(cfg.rq_depth, isa.rq_layout(cfg).width, family, read_ports=2),
-        "prog": bram_blocks(cfg.prog_depth, isa.desc_layout(cfg).width, family),
-    }
-    bank_bits = cfg.bank_depth * cfg.act_bits
-    if bank_bits <= c["lutram_max_bits"]:
-        act_where, act_blocks = ("lutram" if family != "ice40" else "ff"), 0
-    else:
-        act_where, act_blocks = "bram", cfg.lanes * bram_blocks(cfg.bank_depth, cfg.act_bits, family)
-    mems["act"] = act_blocks
-    mems["out"] = 0 if cfg.out_depth * cfg.acc_bits <= 1024 else bram_blocks(cfg.out_depth, cfg.acc_bits, family)
-    mems["perf"] = 0 if cfg.prog_depth * 32 <= 1024 else bram_blocks(cfg.prog_depth, 32, family)
-    return {"blocks": mems, "act_banks_in": act_where}
+    """Where each memory goes and how many blocks it takes, by Yosys memory_libmap's cost rule: a
+    block costs ``BLOCK_COST``; soft logic costs 1/16 per bit for a ROM and 1 per bit for a RAM;
+    ECP5/Xilinx distributed RAM (16x4 per 4 units) is an option for RAMs. The cheapest wins."""
+    blocks, where, logic_rom_bits, lutram_bits, ff_bits = {}, {}, 0, 0, 0
+    mems = [("wgt", cfg.wgt_depth, isa.entry_layout(cfg).width, 1, True, 1),
+            ("rq", cfg.rq_depth, isa.rq_layout(cfg).width, 2, True, 1),
+            ("prog", cfg.prog_depth, isa.desc_layout(cfg).width, 1, True, 1),
+            ("act", cfg.bank_depth, cfg.act_bits, 1, False, cfg.lanes),
+            ("out", cfg.out_depth, cfg.acc_bits, 1, False, 1),
+            ("perf", cfg.prog_depth, 32, 1, False, 1)]
+    for name, depth, width, ports, rom, copies in mems:
+        n = bram_blocks(depth, width, family, ports)
+        bits = depth * width
+        options = {"logic": bits / 16 if rom else bits}  # first: a tie goes to logic
+        options["bram"] = n * BLOCK_COST[family]
+        if family != "ice40" and not rom:
+            options["lutram"] = math.ceil(depth / 16) * math.ceil(width / 4) * 4
+        best = min(options, key=options.get)
+        where[name] = best
+        blocks[name] = n * copies if best == "bram" else 0
+        if best == "logic":
+            if rom:
+                logic_rom_bits += bits * copies
+            else:
+                ff_bits += depth * width * copies
+        elif best == "lutram":
+            lutram_bits += depth * width * copies
+    return {"blocks": blocks, "where": where, "logic_rom_bits": logic_rom_bits, "lutram_bits": lutram_bits,
+            "ff_bits": ff_bits}
 
 
 def _lane_luts(cfg: AcceleratorConfig, lane_kind: str) -> float:
@@ -89,33 +103,36 @@ def _lane_luts(cfg: AcceleratorConfig, lane_kind: str) -> float:
     return cfg.terms * cfg.act_bits * cfg.shift_bits + shifted + 2 * cfg.acc_bits
 
 
+def lut_features(cfg: AcceleratorConfig, family: str, kind: str = "board", lane_kind: str = "shift") -> dict:
+    """The LUT model's terms (LUT4-equivalents before the fitted coefficients)."""
+    L = cfg.lanes
+    lane = L * _lane_luts(cfg, lane_kind)
+    if kind == "array":
+        return {"lane": lane}
+    mm = memory_map(cfg, family)
+    return {
+        "const": 1.0,
+        "lane": lane,
+        "rot": L * cfg.act_bits * max(1, cfg.lane_bits),  # ACT barrel rotation, 2:1 muxes
+        "per_lane": L * (4 * (cfg.delta_bits + 1) + cfg.acc_bits / 3),  # padding checks, writeback select
+        "rq": (cfg.max_levels - 1) * cfg.acc_bits,  # requantizer comparators
+        "rom": mm["logic_rom_bits"] / 16 + mm["lutram_bits"] / 32 + mm["ff_bits"] / 4,  # memories in logic
+    }
+
+
 def estimate(cfg: AcceleratorConfig, target: str, *, kind: str = "board", lane_kind: str = "shift") -> dict:
     """Estimated ``lut``, ``ff``, ``bram`` (family units), ``dsp`` (0: none inferred for shift lanes),
-    ``blocks`` (bram per memory) for the design ``hw/flows/build.py`` synthesises."""
+    ``blocks`` (bram per memory) and ``memories_in`` for the design ``hw/flows/build.py`` synthesises."""
     if target not in FAMILY:
         raise ValueError(f"Target must be one of {', '.join(FAMILY)}, not {target!r}")
     fam = FAMILY[target]
     c = COEF[fam]
-    L, lb = cfg.lanes, cfg.lane_bits
-    lane = c["lut_lane"] * _lane_luts(cfg, lane_kind)
+    lut = sum(c.get(f"lut_{k}", 1.0) * v for k, v in lut_features(cfg, fam, kind, lane_kind).items())
     if kind == "array":
-        return {"lut": round(L * lane), "ff": L * cfg.acc_bits, "bram": 0, "dsp": 0, "target": target}
+        return {"lut": round(lut), "ff": cfg.lanes * cfg.acc_bits, "bram": 0, "dsp": 0, "target": target}
     mm = memory_map(cfg, fam)
-    rot = c["lut_rot"] * L * cfg.act_bits * max(1, lb)
-    pad = 4 * L * (cfg.delta_bits + 1)  # per-lane iy/ix range checks
-    wbmux = cfg.acc_bits * L / 3  # writeback lane select
-    rq = c["lut_rq"] * (cfg.max_levels - 1) * cfg.acc_bits
-    act_lut = 0
-    if mm["act_banks_in"] == "lutram":
-        act_lut = L * math.ceil(cfg.bank_depth / 16) * math.ceil(cfg.act_bits / 4) * 2
-    lut = c["lut_const"] + L * lane + rot + pad + wbmux + rq + act_lut
     n_in, n_out = shell_bits(cfg)
-    ff = (L * (2 * cfg.acc_bits + cfg.act_bits + 1) + n_in + n_out + 64 + 3 * cfg.acc_bits
-          + isa.desc_layout(cfg).width + isa.entry_layout(cfg).width + c["ff_const"])
-    if mm["act_banks_in"] == "ff":
-        ff += cfg.act_depth * cfg.act_bits
-    if mm["act_banks_in"] == "bram":
-        ff += 0
-    bram = sum(mm["blocks"].values())
-    return {"lut": round(lut), "ff": round(ff), "bram": bram, "dsp": 0, "blocks": mm["blocks"],
-            "act_banks_in": mm["act_banks_in"], "target": target}
+    ff = (cfg.lanes * (2 * cfg.acc_bits + cfg.act_bits + 1) + n_in + n_out + 64 + 3 * cfg.acc_bits
+          + isa.desc_layout(cfg).width + isa.entry_layout(cfg).width + c["ff_const"] + mm["ff_bits"])
+    return {"lut": round(lut), "ff": round(ff), "bram": sum(mm["blocks"].values()), "dsp": 0,
+            "blocks": mm["blocks"], "memories_in": mm["where"], "target": target}

@@ -1,0 +1,82 @@
+"""Fit hw/estimate.py's LUT coefficients to synthesis, and report the estimator's error.
+
+    .venv/bin/python bench/calibrate_estimator.py     -> bench/results/calibration.json (+ printed table)
+
+Reads every whole-accelerator build in bench/results/*.jsonl (written by bench/synth_sweep.py), fits
+the LUT coefficients per family by non-negative least squares on the relative error (each design
+weighs the same), prints the COEF lines to paste into hw/estimate.py, and the error of the estimator
+*as committed* for LUT, FF and block RAM per design (worst case last). ``--fit`` only prints.
+"""
+
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from apotflow.hw.config import AcceleratorConfig
+from apotflow.hw.estimate import FAMILY, estimate, lut_features
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def rows() -> list[dict]:
+    out, seen = [], set()
+    for f in sorted(RESULTS.glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            r = json.loads(line)
+            key = (r["target"], r["design"], json.dumps(r["config"], sort_keys=True))
+            if r["kind"] == "board" and r["target"] in FAMILY and key not in seen:
+                seen.add(key)
+                out.append(r)
+    return out
+
+
+def cfg_of(r) -> AcceleratorConfig:
+    names = {f.name for f in fields(AcceleratorConfig)}
+    return AcceleratorConfig(**{k: v for k, v in r["config"].items() if k in names})
+
+
+def fit(rs: list[dict], family: str) -> dict:
+    from scipy.optimize import nnls
+
+    sel = [r for r in rs if FAMILY[r["target"]] == family]
+    if not sel:
+        return {}
+    keys = list(lut_features(cfg_of(sel[0]), family, "board", sel[0]["lane_kind"]))
+    A = np.array([[lut_features(cfg_of(r), family, "board", r["lane_kind"])[k] for k in keys] for r in sel])
+    y = np.array([r["lut"] for r in sel], dtype=float)
+    w = 1 / y
+    coef, _ = nnls(A * w[:, None], y * w)
+    return {f"lut_{k}": round(float(c), 4) for k, c in zip(keys, coef)}
+
+
+def main() -> int:
+    rs = rows()
+    fitted = {fam: fit(rs, fam) for fam in ("ice40", "ecp5")}
+    print("fitted COEF (paste into hw/estimate.py):", json.dumps(fitted, indent=1))
+    if "--fit" in sys.argv:
+        return 0
+    table, worst = [], {"lut": 0.0, "ff": 0.0, "bram": 0.0}
+    for r in rs:
+        e = estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"])
+        row = {"target": r["target"], "design": r["design"], "lanes": r["lanes"]}
+        for k in ("lut", "ff", "bram"):
+            err = (e[k] - r[k]) / r[k] if r[k] else (0.0 if e[k] == 0 else float("inf"))
+            row[k] = {"synth": r[k], "estimate": e[k], "error": round(err, 4)}
+            worst[k] = max(worst[k], abs(err))
+        table.append(row)
+        print(f"{r['target']:11s} {r['design']:28s} " + "  ".join(
+            f"{k} {row[k]['synth']:6d} est {row[k]['estimate']:6d} ({100 * row[k]['error']:+5.1f}%)"
+            for k in ("lut", "ff", "bram")))
+    print("worst |error|:", {k: f"{100 * v:.1f}%" for k, v in worst.items()})
+    out = {"command": "python bench/calibrate_estimator.py", "fitted": fitted, "rows": table,
+           "worst_abs_error": worst, "note": "coefficients fitted on these same designs (in-sample)"}
+    (RESULTS / "calibration.json").write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

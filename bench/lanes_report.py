@@ -1,0 +1,83 @@
+"""Table and plot of the lanes sweep (bench/results/lanes.jsonl from ``bench/synth_sweep.py lanes``).
+
+    .venv/bin/python bench/lanes_report.py    -> bench/results/lanes.md, bench/results/lanes.svg
+
+The SVG is written by hand (no plotting dependency): LUTs and images/s against lanes, log2 x axis.
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RES = ROOT / "bench" / "results"
+
+
+def load() -> list[dict]:
+    rows = {}
+    for line in (RES / "lanes.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        rows[r["lanes"]] = r  # the last run of a lane count wins
+    return [rows[k] for k in sorted(rows)]
+
+
+def table(rows) -> str:
+    out = ["| lanes | LUT4 | FF | CCU2C | DP16KD | est. LUT / FF / BRAM | Fmax (MHz) | cycles/image | images/s |",
+           "|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for r in rows:
+        e = r["estimate"]
+        fmax = f"{r['fmax_mhz']:.1f}" if r.get("fmax_mhz") else "-"
+        ips = f"{r['images_per_s']:,.0f}" if r.get("images_per_s") else "-"
+        out.append(f"| {r['lanes']} | {r['lut']} | {r['ff']} | {r['carry']} | {r['bram']} | "
+                   f"{e['lut']} / {e['ff']} / {e['bram']} | {fmax} | {r['cycles_per_image']} | {ips} |")
+    return "\n".join(out) + "\n"
+
+
+def svg(rows) -> str:
+    W, H, m = 640, 360, 60
+    xs = [math.log2(r["lanes"]) for r in rows]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+
+    def X(v):
+        return m + (v - x0) / (x1 - x0) * (W - 2 * m)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" '
+             f'font-size="12"><rect width="{W}" height="{H}" fill="white"/>',
+             f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14">apotflow on ECP5-85k, digits model: '
+             f'LUT4 (blue) and images/s (red) vs lanes</text>',
+             f'<line x1="{m}" y1="{H - m}" x2="{W - m}" y2="{H - m}" stroke="black"/>']
+    for r, xv in zip(rows, xs):
+        parts.append(f'<text x="{X(xv)}" y="{H - m + 16}" text-anchor="middle">{r["lanes"]}</text>')
+    for key, color, side in (("lut", "#1f77b4", "left"), ("images_per_s", "#d62728", "right")):
+        pts = [(X(xv), r.get(key)) for r, xv in zip(rows, xs) if r.get(key)]
+        if not pts:
+            continue
+        top = max(v for _, v in pts) * 1.1
+
+        def Y(v, top=top):
+            return H - m - v / top * (H - 2 * m)
+
+        parts.append('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>'
+                     % (color, " ".join(f"{x:.1f},{Y(v):.1f}" for x, v in pts)))
+        for x, v in pts:
+            parts.append(f'<circle cx="{x:.1f}" cy="{Y(v):.1f}" r="3" fill="{color}"/>'
+                         f'<text x="{x + 4:.1f}" y="{Y(v) - 6:.1f}" fill="{color}">{v:,.0f}</text>')
+        ax = m if side == "left" else W - m
+        parts.append(f'<line x1="{ax}" y1="{m}" x2="{ax}" y2="{H - m}" stroke="{color}"/>')
+        label = "LUT4" if key == "lut" else "images/s"
+        parts.append(f'<text x="{ax}" y="{m - 8}" text-anchor="middle" fill="{color}">{label}</text>')
+    parts.append(f'<text x="{W / 2}" y="{H - 20}" text-anchor="middle">lanes (log scale)</text></svg>')
+    return "\n".join(parts) + "\n"
+
+
+def main() -> int:
+    rows = load()
+    (RES / "lanes.md").write_text(table(rows))
+    (RES / "lanes.svg").write_text(svg(rows))
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
