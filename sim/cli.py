@@ -62,9 +62,19 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from apotflow.sim.flow import export_checkpoint
+    from apotflow.sim.flow import FlowError, export_checkpoint, export_random
 
-    path = export_checkpoint(args.checkpoint, args.output)
+    if args.random:
+        if args.checkpoint is not None or args.arch is None:
+            raise FlowError("export --random takes --arch and no checkpoint")
+        path, info = export_random(args.arch, args.output, prune=args.prune, seed=args.seed,
+                                   width_scale=args.width_scale)
+        _progress(f"{info['model']}: random weights, prune {args.prune}, built in {info['seconds_model']:.1f} s, "
+                  f"lowered and saved in {info['seconds_lower_save']:.1f} s")
+    else:
+        if args.checkpoint is None:
+            raise FlowError("export needs a CHECKPOINT (or --random --arch ARCH)")
+        path = export_checkpoint(args.checkpoint, args.output)
     print(path)
     return 0
 
@@ -175,9 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="runs/train", help="folder for model.pt, model.apot, train.json")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("export", help="export a training checkpoint to the packed format")
-    s.add_argument("checkpoint")
+    s = sub.add_parser("export", help="export a training checkpoint (or a random-weight model) to the packed format")
+    s.add_argument("checkpoint", nargs="?", help="training checkpoint (model.pt); omit with --random")
     s.add_argument("-o", "--output", required=True, help="the .apot file to write")
+    s.add_argument("--random", action="store_true",
+                   help="no checkpoint: random (seeded) weights, calibrated BN and clipping, GM-pruned (hardware work)")
+    s.add_argument("--arch", choices=["resnet20", "resnet32", "resnet56", "resnet110", "vgg16"],
+                   help="architecture for --random")
+    s.add_argument("--prune", type=float, default=0.3, help="GM prune rate for --random (default 0.3)")
+    s.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
+    s.add_argument("--width-scale", type=float, default=1.0, help="channel multiplier for --random (default 1)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("info", help="summarise an exported model")

@@ -88,17 +88,12 @@ def integer_accuracy(net: IntNet, model, x: np.ndarray, y: np.ndarray) -> dict:
 
 
 def _lower(model) -> IntNet:
-    from apotflow.sw.lower import lower_digits
+    """(IntNet, sliced model) of any zoo model; fp32_shapes = the unpruned layers' shapes."""
+    from apotflow.sw.lower import lower
     from apotflow.sw.prune import slice_pruned
 
-    shapes = {n: list(m.weight.shape) + ([1, 1] if m.weight.dim() == 2 else [])
-              for n, m in (("conv1", model.conv1), ("conv2", model.conv2), ("conv3", model.conv3),
-                           ("conv4", model.conv4), ("fc", model.fc))}
-    full = dict(shapes)  # shapes of the unpruned float layers (masks do not change shapes)
-    sliced = slice_pruned(model).eval()
-    net = lower_digits(sliced)
-    net.meta["fp32_shapes"] = full
-    return net, sliced
+    sliced = slice_pruned(model).eval()  # records the unpruned shapes, which lower() reports
+    return lower(sliced), sliced
 
 
 def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print) -> dict:
@@ -139,6 +134,32 @@ def export_checkpoint(checkpoint, output) -> Path:
     net, _ = _lower(model)
     net.meta.update({k: v for k, v in meta.items() if isinstance(v, (str, int, float))})
     return export.save(net, output)
+
+
+def export_random(arch: str, output, prune: float = 0.3, seed: int = 0, width_scale: float = 1.0) -> tuple[Path, dict]:
+    """A pruned, quantized, calibrated model with random (seeded) weights, lowered and saved.
+
+    Returns (path, info) with the achieved prune rate per group and the seconds each step took."""
+    from apotflow.sw import export
+    from apotflow.sw.randmodel import ARCHS, random_model
+
+    if arch not in ARCHS:
+        raise FlowError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    if not 0.0 <= prune < 1.0:
+        raise FlowError(f"--prune must be in [0, 1), not {prune}")
+    if not width_scale > 0:
+        raise FlowError(f"--width-scale must be positive, not {width_scale}")
+    t0 = time.perf_counter()
+    model = random_model(arch, prune, seed, width_scale)
+    t1 = time.perf_counter()
+    net, sliced = _lower(model)
+    report = model.prune_report()
+    net.meta.update({"model": arch, "random_weights": True, "seed": seed, "prune": prune,
+                     "width_scale": width_scale, "prune_report": report})
+    path = export.save(net, output)
+    t2 = time.perf_counter()
+    return path, {"model": arch, "path": str(path), "prune_report": report, "seconds_model": t1 - t0,
+                  "seconds_lower_save": t2 - t1, **{k: v for k, v in size_and_bops(net).items() if k != "counting_rules"}}
 
 
 # ----------------------------------------------------------------------------- hardware side

@@ -78,89 +78,214 @@ def _float(t) -> float:
     return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
 
 
-def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: tuple[str, int, float] | None,
+def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: Residual | None,
                      in_max: int) -> tuple[list[Source], np.ndarray]:
-    """Fill src.ch_sign/ch_shift, build the optional residual source; return (sources, thresholds)."""
+    """Fill src.ch_sign/ch_shift, build the optional residual source; return (sources, thresholds).
+
+    residual = (tensor, select, s_r, stride): select is a 0/1 (Cout, Cr) matrix naming the shortcut's
+    input channel of each output channel (identity, or option A's strided channel selection; a row
+    of zeros = no shortcut), s_r the shortcut codes' quantum."""
     a, b = _bn_affine(bn)
     a = a * s_acc
     alpha = _float(next_aq.alpha)
-    mids = next_aq.midpoints().double().numpy() if hasattr(next_aq.midpoints(), "numpy") else np.asarray(next_aq.midpoints())
-    t = alpha * mids  # (nlev-1,)
+    t = alpha * next_aq.midpoints().double().numpy()  # (nlev-1,)
     cout = len(a)
     main_bound = np.abs(src.weight).reshape(cout, -1).sum(axis=1) * in_max
     thr = np.zeros((cout, len(t)), dtype=np.int64)
     res_w = None
     if residual is not None:
-        r_tensor, r_ch, s_r = residual
-        res_w = np.zeros((cout, r_ch, 1, 1), dtype=np.int64)
+        r_tensor, select, s_r, r_stride = residual
+        select = np.asarray(select, dtype=np.int64)
+        res_w = np.zeros((cout, select.shape[1], 1, 1), dtype=np.int64)
     for c in range(cout):
+        has_res = residual is not None and bool(select[c].any())
         if abs(a[c]) < 1e-30:  # BN scale 0: the output does not depend on the conv
             src.codes[c] = 0
-            if residual is None:
+            if not has_res:
                 thr[c] = np.where(b[c] >= t, -BIG, BIG)
             else:
-                res_w[c, c, 0, 0] = 1
+                res_w[c, :, 0, 0] = select[c]
                 thr[c] = np.clip(np.ceil((t - b[c]) / s_r), -BIG, BIG).astype(np.int64)
             continue
         src.ch_sign[c] = 1 if a[c] > 0 else -1
         f = 0
-        if residual is not None:
+        if has_res:
             ratio = s_r / abs(a[c])
             want = max(0, math.ceil(math.log2(128 / ratio))) if ratio > 0 else 0
             room = ACC_TARGET_BITS - max(1, int(main_bound[c]).bit_length())
             f = max(0, min(want, room, 8))
-            res_w[c, c, 0, 0] = nearest_few_digits(ratio * 2**f)
+            res_w[c, :, 0, 0] = select[c] * nearest_few_digits(ratio * 2**f)
         src.ch_shift[c] = f
         thr[c] = np.clip(np.ceil((t - b[c]) * 2**f / abs(a[c])), -BIG, BIG).astype(np.int64)
     sources = [src]
     if residual is not None:
-        sources.append(Source(residual[0], res_w, 1, 0, "int", w_bits=0, role="residual"))
+        sources.append(Source(r_tensor, res_w, r_stride, 0, "int", w_bits=0, role="residual"))
     return sources, thr
+
+
+Residual = tuple[str, np.ndarray, float, int]
+
+
+def _code_tensor(name: str, shape: tuple[int, int, int], aq) -> TensorSpec:
+    """A tensor of APoT activation codes of quantizer aq (the consumer's quantizer)."""
+    return TensorSpec(name, shape, int(aq.levels_int()[-1]), _float(aq.alpha) / aq.denominator, bits=aq.bits)
+
+
+def _conv_op(name: str, conv, bn, src_t: str, out_t: str, next_aq, tensors: dict,
+             residual: Residual | None = None) -> Op:
+    """conv + BN (+ shortcut) + ReLU + next_aq -> one thresh op; declares the output tensor."""
+    src, w_scale = _levels_source(conv, src_t, conv.stride[0], conv.padding[0])
+    spec = tensors[src_t]
+    stride, k, pad = conv.stride[0], conv.kernel_size[0], conv.padding[0]
+    ho, wo = (spec.shape[1] + 2 * pad - k) // stride + 1, (spec.shape[2] + 2 * pad - k) // stride + 1
+    tensors[out_t] = _code_tensor(out_t, (conv.out_channels, ho, wo), next_aq)
+    sources, thr = _fold_thresholds(src, w_scale * spec.scale, bn, next_aq, residual, spec.max_value)
+    lv = np.asarray(next_aq.levels_int(), dtype=np.int64)
+    return Op(name, "conv", out_t, sources, np.zeros(conv.out_channels, np.int64), "thresh", thr, lv)
+
+
+def _eye(c: int, k: int) -> np.ndarray:
+    w = np.zeros((c, c, k, k), dtype=np.int64)
+    w[np.arange(c), np.arange(c)] = 1
+    return w
+
+
+def _avg_pool_op(src_t: str, out_t: str, tensors: dict) -> Op:
+    """Global average pooling over 2**k pixels: sum >> (k - 2), the fc's 2-fractional-bit format."""
+    c, h, w = tensors[src_t].shape
+    npix = h * w
+    if npix & (npix - 1) or npix < 4:
+        raise ValueError(f"global average pooling needs 2^k >= 4 pixels, not {npix}")
+    shift = npix.bit_length() - 1 - 2
+    spec = tensors[src_t]
+    tensors[out_t] = TensorSpec(out_t, (c, 1, 1), (spec.max_value * npix) >> shift, spec.scale / 4, bits=8)
+    return Op("pool", "pool", out_t, [Source(src_t, _eye(c, h), h, 0, "int", w_bits=0, role="pool")],
+              np.zeros(c, np.int64), "shift", shift=shift)
+
+
+def _max_pool_op(name: str, src_t: str, out_t: str, tensors: dict) -> Op:
+    """2x2 / stride 2 max pooling of codes (reduce=max over identity depthwise weights, shift 0)."""
+    spec = tensors[src_t]
+    c, h, w = spec.shape
+    tensors[out_t] = TensorSpec(out_t, (c, h // 2, w // 2), spec.max_value, spec.scale, bits=spec.bits)
+    return Op(name, "pool", out_t, [Source(src_t, _eye(c, 2), 2, 0, "int", w_bits=0, role="pool")],
+              np.zeros(c, np.int64), "shift", shift=0, reduce="max")
+
+
+def _fc_op(fc, src_t: str, tensors: dict) -> Op:
+    """fc raw: acc = 2**f * sum(W*u) + round(2**f * bias / S); declares "logits"."""
+    fsrc, w_scale = _levels_source(fc, src_t, 1, 0)
+    s_fc = w_scale * tensors[src_t].scale
+    wsum = int(np.abs(fsrc.weight).sum(axis=(1, 2, 3)).max()) * tensors[src_t].max_value
+    f = max(0, min(4, ACC_TARGET_BITS - wsum.bit_length()))
+    fsrc.ch_shift[:] = f
+    bias = np.round(fc.bias.detach().double().numpy() * 2**f / s_fc).astype(np.int64)
+    bound = int(np.abs(fsrc.weight).sum(axis=(1, 2, 3)).max()) * tensors[src_t].max_value + int(np.abs(bias).max())
+    tensors["logits"] = TensorSpec("logits", (fc.out_features, 1, 1), bound, s_fc / 2**f, signed=True, bits=32)
+    return Op("fc", "fc", "logits", [fsrc], bias, "raw")
+
+
+def _fp32_shapes(model, layers: dict) -> dict:
+    """{op: [Cout, Cin, k, k]} of the unpruned model (slice_pruned records them as unpruned_shapes)."""
+    names = {id(mod): n for n, mod in model.named_modules()}
+    ref = getattr(model, "unpruned_shapes", {})
+    out = {}
+    for op, layer in layers.items():
+        shape = list(ref.get(names.get(id(layer)), list(layer.weight.shape)))
+        out[op] = shape + [1, 1] if len(shape) == 2 else shape
+    return out
+
+
+def _pixels(shape: tuple[int, int, int]) -> TensorSpec:
+    return TensorSpec("x", shape, 255, 1 / 255, bits=8)
 
 
 def lower_digits(model) -> IntNet:
     """DigitsNet (sliced or masked, eval mode) -> IntNet. Tensors: x, h1, h2, h3, h4, u, logits."""
     m = model.eval()
-    aq2, aq3, aq4, aqp = m.conv2.aq, m.conv3.aq, m.conv4.aq, m.qpool
-    lv = np.asarray(aq2.levels_int(), dtype=np.int64)
-    D = aq2.denominator
-    c1, _, h, w = m.conv1.out_channels, 1, 8, 8
-    c2, c4 = m.conv2.out_channels, m.conv4.out_channels
-    s = {n: _float(q.alpha) / q.denominator for n, q in (("h1", aq2), ("h2", aq3), ("h3", aq4), ("h4", aqp))}
-    tensors = {
-        "x": TensorSpec("x", (1, h, w), 16, 1 / 16, bits=5),
-        "h1": TensorSpec("h1", (c1, h, w), int(lv[-1]), s["h1"], bits=4),
-        "h2": TensorSpec("h2", (c2, h, w), int(lv[-1]), s["h2"], bits=4),
-        "h3": TensorSpec("h3", (c1, h, w), int(lv[-1]), s["h3"], bits=4),
-        "h4": TensorSpec("h4", (c4, h // 2, w // 2), int(lv[-1]), s["h4"], bits=4),
-    }
-    npix = (h // 2) * (w // 2)
-    pool_shift = npix.bit_length() - 1 - 2
-    tensors["u"] = TensorSpec("u", (c4, 1, 1), (int(lv[-1]) * npix) >> pool_shift, s["h4"] / 4, bits=8)
-    ops = []
-    specs = [("conv1", m.conv1, m.bn1, "x", "h1", aq2, 1, None),
-             ("conv2", m.conv2, m.bn2, "h1", "h2", aq3, 1, None),
-             ("conv3", m.conv3, m.bn3, "h2", "h3", aq4, 1, ("h1", c1, s["h1"])),
-             ("conv4", m.conv4, m.bn4, "h3", "h4", aqp, 2, None)]
-    for name, conv, bn, src_t, out_t, nxt, stride, res in specs:
-        src, w_scale = _levels_source(conv, src_t, stride, 1)
-        in_spec = tensors[src_t]
-        sources, thr = _fold_thresholds(src, w_scale * in_spec.scale, bn, nxt, res, in_spec.max_value)
-        ops.append(Op(name, "conv", out_t, sources, np.zeros(conv.out_channels, np.int64), "thresh", thr, lv.copy()))
-    eye = np.zeros((c4, c4, h // 2, w // 2), dtype=np.int64)
-    eye[np.arange(c4), np.arange(c4)] = 1
-    ops.append(Op("pool", "pool", "u", [Source("h4", eye, h // 2, 0, "int", w_bits=0, role="pool")],
-                  np.zeros(c4, np.int64), "shift", shift=pool_shift))
-    fsrc, w_scale = _levels_source(m.fc, "u", 1, 0)
-    s_fc = w_scale * tensors["u"].scale
-    bound = int(np.abs(fsrc.weight).sum(axis=(1, 2, 3)).max()) * tensors["u"].max_value
-    f = max(0, min(4, ACC_TARGET_BITS - bound.bit_length()))
-    fsrc.ch_shift[:] = f
-    bias = np.round(m.fc.bias.detach().double().numpy() * 2**f / s_fc).astype(np.int64)
-    ncls = m.fc.out_features
-    logit_bound = int(np.abs(fsrc.weight).sum(axis=(1, 2, 3)).max()) * tensors["u"].max_value + int(np.abs(bias).max())
-    tensors["logits"] = TensorSpec("logits", (ncls, 1, 1), logit_bound, s_fc / 2**f, signed=True, bits=32)
-    ops.append(Op("fc", "fc", "logits", [fsrc], bias, "raw"))
-    meta = {"model": "digits", "widths": [c1, c2, c4], "classes": ncls,
-            "input_format": "pixels 0..16 (scale 1/16), 1x8x8"}
+    c1, c2, c4 = m.conv1.out_channels, m.conv2.out_channels, m.conv4.out_channels
+    tensors = {"x": TensorSpec("x", (1, 8, 8), 16, 1 / 16, bits=5)}
+    ops = [_conv_op("conv1", m.conv1, m.bn1, "x", "h1", m.conv2.aq, tensors),
+           _conv_op("conv2", m.conv2, m.bn2, "h1", "h2", m.conv3.aq, tensors)]
+    ops.append(_conv_op("conv3", m.conv3, m.bn3, "h2", "h3", m.conv4.aq, tensors,
+                        ("h1", np.eye(c1, dtype=np.int64), tensors["h1"].scale, 1)))
+    ops.append(_conv_op("conv4", m.conv4, m.bn4, "h3", "h4", m.qpool, tensors))
+    ops.append(_avg_pool_op("h4", "u", tensors))
+    ops.append(_fc_op(m.fc, "u", tensors))
+    shapes = _fp32_shapes(m, {"conv1": m.conv1, "conv2": m.conv2, "conv3": m.conv3, "conv4": m.conv4, "fc": m.fc})
+    meta = {"model": "digits", "widths": [c1, c2, c4], "classes": m.fc.out_features,
+            "input_format": "pixels 0..16 (scale 1/16), 1x8x8", "fp32_shapes": shapes}
     return IntNet(tensors, ops, "x", "logits", meta).validate()
+
+
+def lower_resnet(model) -> IntNet:
+    """CifarResNet (sliced or masked, eval mode) -> IntNet.
+
+    Tensors: x (pixels), stem, then per block s{stage}b{block}a (conv_a's output) and s{stage}b{block}
+    (the block output), u (pooled), logits. Ops: stem, s1b0a, s1b0b (-> tensor s1b0), ..., pool, fc.
+    The shortcut is conv_b's second source ("residual"): identity (stride 1) or option A (stride 2,
+    kernel 1, K at the selected input channel)."""
+    m = model.eval()
+    tensors = {"x": _pixels((3, 32, 32))}
+    first_aq = m.blocks[0].conv_a.aq
+    ops = [_conv_op("stem", m.stem, m.bn, "x", "stem", first_aq, tensors)]
+    layers = {"stem": m.stem, "fc": m.fc}
+    cur = "stem"
+    for i, b in enumerate(m.blocks):
+        tag = f"s{i // m.n + 1}b{i % m.n}"
+        nxt = m.blocks[i + 1].conv_a.aq if i + 1 < len(m.blocks) else m.qpool
+        ops.append(_conv_op(tag + "a", b.conv_a, b.bn_a, cur, tag + "a", b.conv_b.aq, tensors))
+        cin = tensors[cur].shape[0]
+        if b.downsample:
+            select = np.zeros((b.conv_b.out_channels, cin), dtype=np.int64)
+            idx = b.sc_index.cpu().numpy()
+            select[np.nonzero(idx >= 0)[0], idx[idx >= 0]] = 1
+        else:
+            select = np.eye(cin, dtype=np.int64)
+        res = (cur, select, tensors[cur].scale, 2 if b.downsample else 1)
+        ops.append(_conv_op(tag + "b", b.conv_b, b.bn_b, tag + "a", tag, nxt, tensors, res))
+        layers.update({tag + "a": b.conv_a, tag + "b": b.conv_b})
+        cur = tag
+    ops.append(_avg_pool_op(cur, "u", tensors))
+    ops.append(_fc_op(m.fc, "u", tensors))
+    meta = {"model": m.name, "depth": m.depth, "widths": list(m.arch_config()["widths"]),
+            "classes": m.fc.out_features, "input_format": "pixels 0..255 (scale 1/255), 3x32x32",
+            "fp32_shapes": _fp32_shapes(m, layers)}
+    return IntNet(tensors, ops, "x", "logits", meta).validate()
+
+
+def lower_vgg(model) -> IntNet:
+    """CifarVGG16 (sliced or masked, eval mode) -> IntNet.
+
+    Tensors: x, h0..h12 (conv outputs = the next consumer's codes), p0..p4 (max-pooled codes), logits.
+    Ops: conv0..conv12, pool0..pool4 (reduce=max, 2x2 stride 2), fc (on qfc codes of the 1x1 map)."""
+    m = model.eval()
+    tensors = {"x": _pixels((3, 32, 32))}
+    ops, layers, cur, i, k = [], {"fc": m.fc}, "x", 0, 0
+    for v in m.cfg:
+        if v == "M":
+            ops.append(_max_pool_op(f"pool{k}", cur, f"p{k}", tensors))
+            cur, k = f"p{k}", k + 1
+            continue
+        nxt = m.convs[i + 1].aq if i + 1 < len(m.convs) else m.qfc
+        ops.append(_conv_op(f"conv{i}", m.convs[i], m.bns[i], cur, f"h{i}", nxt, tensors))
+        layers[f"conv{i}"] = m.convs[i]
+        cur, i = f"h{i}", i + 1
+    if tensors[cur].shape[1:] != (1, 1):
+        raise ValueError(f"the fc expects a 1x1 map, not {tensors[cur].shape}")
+    ops.append(_fc_op(m.fc, cur, tensors))
+    meta = {"model": "vgg16", "scale": m.scale, "classes": m.fc.out_features,
+            "input_format": "pixels 0..255 (scale 1/255), 3x32x32", "fp32_shapes": _fp32_shapes(m, layers)}
+    return IntNet(tensors, ops, "x", "logits", meta).validate()
+
+
+def lower(model) -> IntNet:
+    """Any model of the zoo (masked or sliced) -> IntNet: slices pruned channels, then lowers."""
+    from .models import CifarResNet, CifarVGG16, DigitsNet
+    from .prune import slice_pruned
+
+    fns = {DigitsNet: lower_digits, CifarResNet: lower_resnet, CifarVGG16: lower_vgg}
+    fn = fns.get(type(model))
+    if fn is None:
+        raise TypeError(f"no lowering for {type(model).__name__}; known: {sorted(t.__name__ for t in fns)}")
+    return fn(slice_pruned(model).eval())

@@ -53,6 +53,11 @@ class CifarVGG16(nn.Module):
     def group_consumers(self) -> list[list[nn.Module]]:
         return [[c] for c in self.convs[1:]] + [[self.fc]]
 
+    def prune_report(self) -> list[dict]:
+        """Per group (conv{i}): kept, total, achieved prune rate."""
+        return [{"group": f"conv{i}", "kept": int(c.filter_mask.sum()), "total": int(c.filter_mask.numel()),
+                 "rate": 1 - float(c.filter_mask.sum()) / c.filter_mask.numel()} for i, c in enumerate(self.convs)]
+
     def forward(self, X: Tensor) -> Tensor:
         """X: pixels 0..255 as float, shape (N, 3, 32, 32)."""
         x, i = X / 255, 0
