@@ -211,7 +211,7 @@ def cosim_model(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, n_images: in
 
 
 def synth_model(net: IntNet | None, cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *,
-                lane_kind: str = "shift", pnr: bool = True, freq_mhz: float | None = None, nodsp: bool = False,
+                lane_kind: str = "shift", pnr: bool = False, freq_mhz: float | None = None, nodsp: bool = False,
                 design: str | None = None, bitstreams: Path | None = None, seed: int = 0) -> dict:
     """Synthesise the accelerator for ``target`` (hw/flows/build.py): resources, fit, Fmax, bitstream.
 

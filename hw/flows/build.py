@@ -40,7 +40,14 @@ Log = Callable[[str], None]
 def filled_images(cfg: AcceleratorConfig, seed: int = 0) -> isa.MemoryImages:
     """A valid random program, every ROM filled to its depth with random words."""
     rng = random.Random(seed)
-    images, _ = random_program(cfg, rng)
+    for _ in range(50):  # a tiny ACT can make one random layout impossible; another seed will do
+        try:
+            images, _ = random_program(cfg, rng, n_layers=3, max_ch=2)
+            break
+        except RuntimeError:
+            continue
+    else:
+        raise ValueError(f"no random program fits act_depth={cfg.act_depth}; raise --act-depth")
     widths = {"wgt": isa.entry_layout(cfg).width, "rq": isa.rq_layout(cfg).width,
               "prog": isa.desc_layout(cfg).width}
     depths = {"wgt": cfg.wgt_depth, "rq": cfg.rq_depth, "prog": cfg.prog_depth}
