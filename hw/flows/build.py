@@ -23,7 +23,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from .. import isa
-from ..config import AcceleratorConfig
+from ..config import AcceleratorConfig, ConfigError
 from ..ioshell import SerialShell
 from ..mul_lane import LaneArray
 from ..randprog import random_program
@@ -47,7 +47,7 @@ def filled_images(cfg: AcceleratorConfig, seed: int = 0) -> isa.MemoryImages:
         except RuntimeError:
             continue
     else:
-        raise ValueError(f"no random program fits act_depth={cfg.act_depth}; raise --act-depth")
+        raise ConfigError(f"no random program fits act_depth={cfg.act_depth}; raise --act-depth")
     widths = {"wgt": isa.entry_layout(cfg).width, "rq": isa.rq_layout(cfg).width,
               "prog": isa.desc_layout(cfg).width}
     depths = {"wgt": cfg.wgt_depth, "rq": cfg.rq_depth, "prog": cfg.prog_depth}
