@@ -93,7 +93,7 @@ def calibrate_alphas(model: nn.Module, x: torch.Tensor, percentile: float = PERC
 
 
 def random_model(arch: str | nn.Module, prune: float = 0.3, seed: int = 0, width_scale: float = 1.0,
-                 batches: int = 2, batch_size: int = 16, rounds: int = 2) -> nn.Module:
+                 batches: int = 2, batch_size: int = 8, rounds: int = 2) -> nn.Module:
     """A masked (unsliced), calibrated, fake-quant model in eval mode (see the module doc)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
