@@ -9,11 +9,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import DigitsNet
+from .models import CifarResNet, CifarVGG16, DigitsNet
+from .models.resnet import DEPTHS
 from .quant import set_quantize
 
 CHECKPOINT_VERSION = 1
-ARCHS = {"digits": DigitsNet}
+ARCHS = {"digits": DigitsNet, "vgg16": CifarVGG16, **{f"resnet{d}": CifarResNet for d in DEPTHS}}
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:

@@ -55,3 +55,17 @@ def test_resnet56_full_width_export_compiles(tmp_path):
     x = random_images(1, seed=2).long().numpy()
     exp = {k: v[0].numpy() for k, v in run_integer(net, x).items()}
     assert first_mismatch(exp, run_functional(prog, x[0]), list(prog.placements)) is None
+
+
+def test_export_checkpoint_of_a_masked_resnet(tmp_path):
+    """A (masked, unsliced) ResNet checkpoint exports through the positional form, like DigitsNet's."""
+    from apotflow.sw.checkpoint import save_checkpoint
+    from apotflow.sw.lower import lower
+    from apotflow.sw.randmodel import random_model
+
+    m = random_model("resnet20", 0.3, seed=0, width_scale=0.25, batches=1, batch_size=4)
+    save_checkpoint(m, tmp_path / "m.pt", {"method": "random"})
+    assert main(["export", str(tmp_path / "m.pt"), "-o", str(tmp_path / "m.apot")]) == 0
+    a, b = export.load(tmp_path / "m.apot"), lower(m)
+    assert a.meta["model"] == "resnet20" and a.meta["fp32_shapes"] == b.meta["fp32_shapes"]
+    assert all((x.thresholds == y.thresholds).all() for x, y in zip(a.ops, b.ops) if x.mode == "thresh")
