@@ -152,7 +152,7 @@ def export_random(arch: str, output, prune: float = 0.3, seed: int = 0, width_sc
     t0 = time.perf_counter()
     model = random_model(arch, prune, seed, width_scale)
     t1 = time.perf_counter()
-    net, sliced = _lower(model)
+    net, _ = _lower(model)
     report = model.prune_report()
     net.meta.update({"model": arch, "random_weights": True, "seed": seed, "prune": prune,
                      "width_scale": width_scale, "prune_report": report})

@@ -14,6 +14,11 @@ Folding rules (float64 once, at export; the integer math afterwards is exact):
   This is the one approximation of the integer model with respect to the float model.
 * global average pooling over 2**k pixels: sum, then >> (k - 2) (2 fractional bits kept: the fc's
   input format, exactly as the fake-quant model floors it).
+* a ResNet's option-A (downsampling) shortcut is the residual source with stride 2 and a 1x1 kernel
+  whose K sits at the selected input channel (a 0/1 channel selection scaled by K per output channel).
+* VGG max pooling: the conv's thresholds already give the next consumer's codes (the quantizer is
+  monotonic, so quantize-then-max == max-then-quantize); a reduce="max" op (2x2 window, stride 2,
+  identity depthwise weights, mode shift 0) pools the codes.
 * fc: acc = 2**f * sum(W*u) + round(2**f * bias / S); logits = acc * S / 2**f (argmax is what matters).
 """
 

@@ -27,7 +27,7 @@ class CifarVGG16(nn.Module):
         if not scale > 0:
             raise ValueError(f"scale must be positive, not {scale!r}")
         self.scale, self.quantize = float(scale), False
-        self.cfg = [v if v == "M" else max(1, int(round(v * scale))) for v in CFG16]
+        self.cfg = [v if v == "M" else max(1, round(v * scale)) for v in CFG16]
         convs, bns, cin = [], [], 3
         for v in self.cfg:
             if v == "M":
