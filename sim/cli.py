@@ -53,12 +53,48 @@ def _progress(msg: str) -> None:
 
 
 # ----------------------------------------------------------------------------- commands
-def cmd_train(args) -> int:
-    from apotflow.sim.flow import train_and_export
+TRAIN_FLAGS = ("epochs", "stage_epochs", "qat_epochs", "lr", "qat_lr", "wd", "batch_size", "prune_rate",
+               "w_bits", "a_bits", "schedule", "warmup_epochs", "step_mode", "eval_every", "train_subset")
 
-    info = train_and_export(args.out, seed=args.seed, method=args.method, log=_progress)
-    print(json.dumps({k: info[k] for k in ("accuracy_float", "accuracy_int", "agreement", "model")}, indent=1))
+
+def cmd_train(args) -> int:
+    if args.model == "digits":
+        from apotflow.sim.flow import train_and_export
+
+        info = train_and_export(args.out, seed=args.seed, method=args.method, log=_progress)
+        print(json.dumps({k: info[k] for k in ("accuracy_float", "accuracy_int", "agreement", "model")}, indent=1))
+        return 0
+    if not args.data:
+        raise UserError(f"--model {args.model} needs --data (cifar-10-batches-py folder or cifar10-jpeg tarball)")
+    from apotflow.sw.cifar_run import run
+    from apotflow.sw.fasttrain import FastConfig
+
+    given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    cfg = FastConfig(method=args.method, seed=args.seed, nesterov=args.nesterov, bf16=not args.no_bf16,
+                     channels_last=not args.no_channels_last, **given)
+    bar = _Bar(cfg)
+    res = run(args.model, args.data, args.out, cfg, dataset=args.dataset, cache=args.cache,
+              command="apotflow " + " ".join(sys.argv[1:]), log=_progress, progress=bar)
+    keys = ("model", "method", "dataset", "accuracy", "accuracy_int", "agreement", "size_reduction",
+            "bops_reduction", "train_seconds", "wall_seconds", "device")
+    print(json.dumps({k: res.get(k) for k in keys}, indent=1))
     return 0
+
+
+class _Bar:
+    """One progress line per epoch on stderr: phase, epoch/total, loss, img/s, test accuracy."""
+
+    def __init__(self, cfg) -> None:
+        from apotflow.sw.fasttrain import phases
+
+        self.total = {p.name: p.epochs for p in phases(cfg)}
+
+    def __call__(self, rec: dict) -> None:
+        n = self.total.get(rec["phase"], 0)
+        done = int(20 * rec["epoch"] / n) if n else 0
+        acc = f" test {rec['test_acc']:.4f}" if "test_acc" in rec else ""
+        _progress(f"[{'#' * done}{'.' * (20 - done)}] {rec['phase']} {rec['epoch']}/{n} loss {rec['loss']:.4f} "
+                  f"{rec['images_per_s']:.0f} img/s ({rec['step_mode']}){acc}")
 
 
 def cmd_export(args) -> int:
@@ -178,11 +214,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--targets", nargs="*", default=["ice40-up5k", "ecp5-25k"], help="synthesis targets ('' for none)")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("train", help="train the digits net (pruned, APoT) and export it")
-    s.add_argument("--model", default="digits", choices=["digits"], help="network (CIFAR nets: see docs)")
+    s = sub.add_parser("train", help="train a pruned APoT net (digits on the CPU; CIFAR nets on the GPU) and export it")
+    s.add_argument("--model", default="digits",
+                   choices=["digits", "resnet20", "resnet32", "resnet56", "resnet110", "vgg16"])
     s.add_argument("--method", default="ppq", choices=["fp", "apot", "fpgm", "spq", "ppq"])
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default="runs/train", help="folder for model.pt, model.apot, train.json")
+    s.add_argument("--out", default="runs/train", help="folder for model.pt, model.apot, train.json / result.json")
+    g = s.add_argument_group("CIFAR (defaults: sw.fasttrain.FastConfig, the paper's recipe)")
+    g.add_argument("--data", help="cifar-10-batches-py folder or the cifar10-jpeg .tar.xz")
+    g.add_argument("--dataset", choices=["cifar10", "cifar10-jpeg"], help="default: from --data (folder/tarball)")
+    g.add_argument("--cache", help="decoded-data cache folder (default ~/.cache/apotflow)")
+    for flag, typ, help_ in (("epochs", int, "main phase epochs (ppq: float phase)"),
+                             ("stage-epochs", int, "ppq: epochs after each pruning stage"),
+                             ("qat-epochs", int, "ppq: final QAT epochs"), ("lr", float, "base learning rate"),
+                             ("qat-lr", float, "ppq QAT learning rate"), ("wd", float, "weight decay"),
+                             ("batch-size", int, "batch size"), ("prune-rate", float, "GM filter prune rate"),
+                             ("w-bits", int, "inner-layer weight bits"), ("a-bits", int, "activation bits"),
+                             ("schedule", str, "cosine | plateau"), ("warmup-epochs", float, "linear warm-up"),
+                             ("step-mode", str, "graph | compile | eager"),
+                             ("eval-every", int, "epochs between test evaluations"),
+                             ("train-subset", int, "first N training images only (smoke tests)")):
+        g.add_argument("--" + flag, type=typ, dest=flag.replace("-", "_"), help=help_)
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    g.add_argument("--no-bf16", action="store_true", help="train in fp32 (no bf16 autocast)")
+    g.add_argument("--no-channels-last", action="store_true")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("export", help="export a training checkpoint (or a random-weight model) to the packed format")
@@ -242,7 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from apotflow.sim.errors import USER_ERRORS
+    try:
+        from apotflow.sim.errors import USER_ERRORS
+    except ImportError:  # a training-only install (GPU machine: no cocotb / amaranth)
+        USER_ERRORS = (FileNotFoundError, IsADirectoryError, PermissionError)
+    from apotflow.sw.cifar import CifarError
+
+    USER_ERRORS = (*USER_ERRORS, UserError, CifarError)
 
     try:
         return args.func(args)

@@ -85,3 +85,76 @@ def run_integer(net: IntNet, x: torch.Tensor | np.ndarray) -> dict[str, torch.Te
 def predict(net: IntNet, x) -> np.ndarray:
     logits = run_integer(net, x)[net.output]
     return logits.reshape(logits.shape[0], -1).argmax(dim=1).numpy()
+
+
+# ----------------------------------------------------------------------------- float64 backend (GPU)
+# The same network in float64 on any device. Exact, not approximate: every value is an integer and
+# every partial sum is bounded by IntNet.acc_bound(op) < 2**53, so each float64 add and multiply is
+# exact whatever order cuDNN sums in; thresholds (|t| <= 2**40) compare exactly; ">> s" is floor(/2**s).
+F64_LIMIT = 1 << 53
+
+
+def _max_f64(x: torch.Tensor, w: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
+    n, cin, h, wd = x.shape
+    cout, _, k, _ = w.shape
+    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    patches = F.unfold(x, k, padding=pad, stride=stride)  # (N, Cin*k*k, P), zero padding included
+    wf = w.reshape(cout, cin * k * k)
+    out = torch.full((n, cout, ho * wo), -float("inf"), dtype=x.dtype, device=x.device)
+    for c in range(cout):
+        nz = torch.nonzero(wf[c]).flatten()
+        if len(nz):
+            out[:, c] = (wf[c, nz].view(1, -1, 1) * patches[:, nz]).amax(dim=1)
+    return out.reshape(n, cout, ho, wo)
+
+
+def run_float64(net: IntNet, x, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """run_integer's result (as exact float64 integers) computed with float64 convolutions on `device`."""
+    for op in net.ops:
+        if net.acc_bound(op) >= F64_LIMIT:
+            raise ValueError(f"op {op.name}: accumulator bound {net.acc_bound(op)} >= 2**53, float64 is not exact")
+    dev = torch.device(device)
+    xi = torch.as_tensor(np.asarray(x), dtype=torch.int64)
+    spec = net.tensors[net.input]
+    if tuple(xi.shape[1:]) != spec.shape:
+        raise ValueError(f"input must be (N, {', '.join(map(str, spec.shape))}), not {tuple(xi.shape)}")
+    if xi.min() < 0 or xi.max() > spec.max_value:
+        raise ValueError(f"input values must be integers in 0..{spec.max_value}")
+
+    def t(a) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(a, dtype=np.int64)).to(dev, torch.float64)
+
+    vals = {net.input: xi.to(dev, torch.float64)}
+    for op in net.ops:
+        bias = t(op.bias).view(1, -1, 1, 1)
+        if op.reduce == "max":
+            acc = bias
+            for s in op.sources:
+                acc = torch.maximum(acc, _max_f64(vals[s.tensor], t(s.weight), s.stride, s.pad))
+        else:
+            acc = bias
+            for s in op.sources:
+                acc = acc + F.conv2d(vals[s.tensor], t(s.weight), None, s.stride, s.pad)
+        if op.mode == "thresh":
+            k = (acc.unsqueeze(-1) >= t(op.thresholds).view(1, acc.shape[1], 1, 1, -1)).sum(dim=-1)
+            acc = t(op.levels_out)[k]
+        elif op.mode == "shift":
+            acc = torch.floor(acc / float(1 << op.shift))
+        vals[op.out] = acc
+    return vals
+
+
+def predict_batched(net: IntNet, x, backend: str = "int64", device: str | torch.device = "cpu",
+                    batch: int = 500) -> np.ndarray:
+    """Top-1 classes of the golden model, in batches; backend "int64" (CPU) or "float64" (any device)."""
+    if backend not in ("int64", "float64"):
+        raise ValueError(f"backend must be int64 or float64, not {backend!r}")
+    x = np.asarray(x)
+    out = []
+    for i in range(0, len(x), batch):
+        if backend == "int64":
+            out.append(predict(net, x[i:i + batch]))
+        else:
+            logits = run_float64(net, x[i:i + batch], device)[net.output]
+            out.append(logits.reshape(logits.shape[0], -1).argmax(dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)

@@ -69,7 +69,7 @@ def compute_masks(model: nn.Module, rate: float, incremental: bool = False) -> l
     masks: list[Tensor] = []
     for i, (g, p) in enumerate(zip(groups, prev)):
         forced = forced_keep(i, masks) if forced_keep is not None else None
-        masks.append(gm_mask(group_weight(g), rate, p, forced))
+        masks.append(gm_mask(group_weight(g).cpu(), rate, p, forced))  # scored on the CPU (any device)
     set_masks(model, masks)
     return masks
 

@@ -1,0 +1,115 @@
+"""One CIFAR training run end to end: data -> GPU trainer -> export -> golden integer accuracy -> run JSON.
+
+The JSON (``<out>/result.json``, written atomically) holds: fake-quant accuracy, integer golden
+accuracy and agreement (the exported IntNet on the whole test split; float64 backend on the GPU,
+int64 on the CPU), size / BOPs with their reductions and counting rules (sw.intnet.size_and_bops),
+the config, the command, the device, wall times and the per-epoch history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MODELS = ("resnet20", "resnet32", "resnet56", "resnet110", "vgg16")
+
+
+def build_model(name: str, w_bits: int = 4, a_bits: int = 4):
+    from .models.resnet import CifarResNet
+
+    if name.startswith("resnet") and name[6:].isdigit():
+        return CifarResNet(int(name[6:]), w_bits=w_bits, a_bits=a_bits)
+    if name == "vgg16":
+        from .models.vgg import CifarVGG16
+
+        return CifarVGG16(w_bits=w_bits, a_bits=a_bits)
+    raise ValueError(f"unknown CIFAR model {name!r}; known: {', '.join(MODELS)}")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    os.replace(tmp, path)
+
+
+def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str) -> dict:
+    """Lower, run the golden model on every test image; fake-quant vs integer accuracy and agreement."""
+    from .golden import predict_batched
+    from .intnet import size_and_bops
+    from .lower import lower
+
+    model = model.cpu().eval()
+    net = lower(model)
+    backend = "float64" if device.startswith("cuda") else "int64"
+    t0 = time.perf_counter()
+    pi = predict_batched(net, x.numpy().astype(np.int64), backend, device)
+    golden_s = time.perf_counter() - t0
+    dev = torch.device(device)
+    model.to(dev)
+    with torch.no_grad():
+        pf = torch.cat([model(x[i:i + 1000].to(dev).float()).argmax(1).cpu() for i in range(0, len(x), 1000)]).numpy()
+    model.cpu()
+    yn = y.numpy()
+    return {"net": net, "accuracy_fakequant_check": float((pf == yn).mean()), "accuracy_int": float((pi == yn).mean()),
+            "agreement": float((pf == pi).mean()), "golden_backend": backend, "golden_seconds": golden_s,
+            **size_and_bops(net)}
+
+
+def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = None, cache=None,
+        command: str | None = None, log=print, progress=None) -> dict:
+    from . import export
+    from .cifar import DEFAULT_CACHE, load_cifar10
+    from .fasttrain import train_fast
+    from .quant import set_quantize
+
+    t_all = time.perf_counter()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_cifar10(data_path, dataset, DEFAULT_CACHE if cache is None else cache)
+    log(f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test images from {data.source}")
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_name, cfg.w_bits, cfg.a_bits)
+    info = train_fast(model, data, cfg, str(out_dir / "train.ckpt"), progress=progress, log=log)
+    quant = cfg.method in ("apot", "spq", "ppq")
+    model.cpu()
+    torch.save({"arch": model.arch_config(), "quantize": quant,
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, out_dir / "model.pt")
+    result = {"model": model_name, "method": cfg.method, "dataset": data.name, "data": data.source,
+              "accuracy": info["accuracy"], "accuracy_float_mode": info["accuracy_float_mode"],
+              "pre_qat_float_acc": info["pre_qat_float_acc"], "config": cfg.to_dict(),
+              "command": command or " ".join(shlex.quote(a) for a in sys.argv), "device": info["device"],
+              "train_seconds": info["train_seconds"], "torch": torch.__version__, "python": platform.python_version()}
+    if quant:
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            ie = integer_eval(model, data.x_test, data.y_test, dev)
+            net = ie.pop("net")
+            export.save(net, out_dir / "model.apot")
+            result.update(ie)
+            result["int_minus_fakequant"] = ie["accuracy_int"] - info["accuracy"]
+        except Exception as e:  # report, do not lose the trained model
+            result["accuracy_int"] = None
+            result["integer_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            log(f"integer evaluation failed: {result['integer_error']}")
+        set_quantize(model, True)
+    else:
+        from .metrics import model_metrics
+
+        mm = model_metrics(model.eval(), (3, 32, 32))
+        result.update({k: mm[k] for k in ("size_reduction", "bops_reduction", "counting_rules")})
+        result["accuracy_int"] = None
+    result["wall_seconds"] = time.perf_counter() - t_all
+    result["history"] = info["history"]
+    _write_json(out_dir / "result.json", result)
+    log(f"{model_name} {cfg.method}: fake-quant {result['accuracy']:.4f}, integer {result.get('accuracy_int')}, "
+        f"size x{result.get('size_reduction') or 0:.2f}, BOPs x{result.get('bops_reduction') or 0:.2f}, "
+        f"{result['wall_seconds']:.0f} s")
+    return result

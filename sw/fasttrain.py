@@ -1,0 +1,372 @@
+"""The GPU trainer for CIFAR nets: fp / apot / fpgm / spq / ppq (DESIGN §4), resumable.
+
+Speed (DESIGN §9: launch overhead and unfused quantizer kernels are the cost): the data set lives on
+the GPU as uint8; each epoch is augmented at once (random crop with 4-pixel zero padding, flip: one
+gather); the training kernels of sw/fastkernels.py (exact APoT threshold search, dense masks) are
+compiled with torch.compile and the WHOLE step -- forward, backward, SGD, mask and alpha upkeep -- is
+captured in one CUDA graph and replayed (``step_mode="graph"``; "compile" and "eager" are fallbacks).
+bf16 autocast and channels_last for training; evaluation is the exact fp32 fake-quant model.
+
+Schedule choices (ours where the paper leaves them open; all in FastConfig):
+- SGD momentum 0.9, wd 5e-4 on weights; alphas wd 1e-4, lr x1 (activations) and x0.2 (weights).
+- One cosine schedule per phase with a linear warm-up of ``warmup_epochs`` (fixed budgets); the paper's
+  SPQ rule (x0.9 after 3 epochs without train-loss improvement) is ``schedule="plateau"``.
+- Epoch = floor(50000 / batch) full batches (static shapes for the graph); the tail is dropped.
+- Activation alphas are calibrated (99.9th percentile, float mode) before the first quantized epoch.
+- spq/fpgm: pruned filters masked in the forward but still updated; GM recomputed and the pruned
+  filters zeroed at every epoch end. ppq: float phase, prune rate/2 then rate (stages fine-tuned with
+  pruned entries frozen at zero after every step), then QAT at qat_lr.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .fastkernels import GraphSGD, augment_epoch, fast_kernels
+from .prune import apply_masks, compute_masks
+from .quant import ActQuantizer, WeightQuantizer, _QLayer, set_quantize
+
+METHODS = ("fp", "apot", "fpgm", "spq", "ppq")
+STEP_MODES = ("graph", "compile", "eager")
+
+
+@dataclass
+class FastConfig:
+    method: str = "ppq"
+    w_bits: int = 4
+    a_bits: int = 4
+    prune_rate: float = 0.3
+    epochs: int = 200  # main phase (ppq: the float phase)
+    stage_epochs: int = 20  # ppq: fine-tuning after each pruning stage
+    qat_epochs: int = 50  # ppq: final QAT
+    lr: float = 0.1
+    qat_lr: float = 0.01  # ppq QAT (the paper's 0.01); stages use lr / 10
+    wd: float = 5e-4
+    alpha_wd: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    batch_size: int = 128
+    schedule: str = "cosine"  # cosine | plateau
+    warmup_epochs: float = 0.0
+    seed: int = 0
+    bf16: bool = True
+    channels_last: bool = True
+    step_mode: str = "graph"  # graph | compile | eager
+    eval_every: int = 10  # epochs between test evaluations (and every phase end)
+    train_subset: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
+        if self.step_mode not in STEP_MODES:
+            raise ValueError(f"step_mode must be one of {STEP_MODES}, not {self.step_mode!r}")
+        if self.schedule not in ("cosine", "plateau"):
+            raise ValueError(f"schedule must be cosine or plateau, not {self.schedule!r}")
+        if not 0.0 <= self.prune_rate < 1.0:
+            raise ValueError(f"prune_rate must be in [0, 1), not {self.prune_rate!r}")
+        for name in ("epochs", "stage_epochs", "qat_epochs", "batch_size", "eval_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if not (self.lr > 0 and self.qat_lr > 0):
+            raise ValueError("learning rates must be > 0")
+
+    def to_dict(self) -> dict:
+        return {"version": 1, **asdict(self)}
+
+
+@dataclass
+class Phase:
+    name: str
+    epochs: int
+    lr: float
+    quant: bool
+    frozen: bool = False  # re-zero pruned entries after every step
+    regm: float | None = None  # recompute GM masks at every epoch end with this rate
+    prune_before: float | None = None  # incremental GM pruning to this rate before the phase
+    calibrate: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def phases(cfg: FastConfig) -> list[Phase]:
+    m, r = cfg.method, cfg.prune_rate
+    if m == "fp":
+        return [Phase("fp", cfg.epochs, cfg.lr, False)]
+    if m == "fpgm":
+        return [Phase("fpgm", cfg.epochs, cfg.lr, False, regm=r)]
+    if m == "apot":
+        return [Phase("apot", cfg.epochs, cfg.lr, True, calibrate=True)]
+    if m == "spq":
+        return [Phase("spq", cfg.epochs, cfg.lr, True, regm=r, calibrate=True)]
+    return [Phase("float", cfg.epochs, cfg.lr, False),
+            Phase("prune1", cfg.stage_epochs, cfg.lr / 10, False, frozen=True, prune_before=r / 2),
+            Phase("prune2", cfg.stage_epochs, cfg.lr / 10, False, frozen=True, prune_before=r),
+            Phase("qat", cfg.qat_epochs, cfg.qat_lr, True, frozen=True, calibrate=True)]
+
+
+def lr_at(cfg: FastConfig, ph: Phase, step: int, total: int) -> float:
+    warm = int(cfg.warmup_epochs * total / max(ph.epochs, 1))
+    if step < warm:
+        return ph.lr * (step + 1) / warm
+    t = (step - warm) / max(total - warm, 1)
+    return ph.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def param_groups(model: nn.Module, cfg: FastConfig, quant: bool) -> list[dict]:
+    a_w = [m.alpha for m in model.modules() if isinstance(m, WeightQuantizer)] if quant else []
+    a_a = [m.alpha for m in model.modules() if isinstance(m, ActQuantizer)] if quant else []
+    ids = {id(m.alpha) for m in model.modules() if isinstance(m, (WeightQuantizer, ActQuantizer))}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": rest, "wd": cfg.wd, "lr_mult": 1.0},
+            {"params": a_a, "wd": cfg.alpha_wd, "lr_mult": 1.0},
+            {"params": a_w, "wd": cfg.alpha_wd, "lr_mult": 0.2}]
+
+
+def mask_pairs(model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(params, float keep-masks) so that ``_foreach_mul_`` re-zeroes every pruned entry."""
+    ps, ms = [], []
+    for group in model.prune_groups():
+        for conv, bn in group:
+            keep = conv.filter_mask.to(conv.weight.dtype)
+            for p in [conv.weight, bn.weight, bn.bias] + ([conv.bias] if conv.bias is not None else []):
+                ps.append(p)
+                ms.append(keep.view((-1,) + (1,) * (p.dim() - 1)).expand_as(p).contiguous())
+    return ps, ms
+
+
+class Stepper:
+    """One training step on static (x, y) buffers: eager, compiled, or compiled + CUDA graph."""
+
+    def __init__(self, model: nn.Module, cfg: FastConfig, ph: Phase, opt: GraphSGD, log) -> None:
+        self.model, self.cfg, self.opt, self.log = model, cfg, opt, log
+        dev = next(model.parameters()).device
+        bs = cfg.batch_size
+        self.x = torch.zeros(bs, 3, 32, 32, device=dev)
+        if cfg.channels_last:
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        self.y = torch.zeros(bs, dtype=torch.long, device=dev)
+        self.loss_sum = torch.zeros((), device=dev)
+        self.alphas = [m.alpha for m in model.modules() if isinstance(m, (WeightQuantizer, ActQuantizer))] \
+            if ph.quant else []
+        self.mps, self.mms = mask_pairs(model) if ph.frozen else ([], [])
+        self.fwd = model
+        self.mode = cfg.step_mode if dev.type == "cuda" else "eager"
+        if self.mode in ("graph", "compile"):
+            try:
+                self.fwd = torch.compile(model)
+            except Exception as e:  # no compiler on this machine
+                log(f"torch.compile unavailable ({type(e).__name__}: {e}); eager steps")
+                self.mode = "eager"
+        self.graph = None
+
+    def _step(self) -> None:
+        with torch.autocast("cuda", torch.bfloat16, enabled=self.cfg.bf16 and self.x.is_cuda):
+            loss = F.cross_entropy(self.fwd(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad()
+        with torch.no_grad():
+            if self.alphas:
+                torch._foreach_clamp_min_(self.alphas, 1e-2)
+            if self.mps:
+                torch._foreach_mul_(self.mps, self.mms)
+            self.loss_sum += loss.detach()
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        self.x.copy_(xb)
+        self.y.copy_(yb)
+        if self.mode != "graph":
+            return self._step()
+        if self.graph is None:
+            self._capture()
+        if self.graph is None:
+            return self._step()
+        self.graph.replay()
+
+    def _capture(self) -> None:
+        """Warm up (compiles) on a side stream, then capture one step. Warm-up steps are real steps."""
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(3):
+                self._step()
+        torch.cuda.current_stream().wait_stream(s)
+        try:
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                self._step()
+            self.graph = g
+        except Exception as e:
+            self.log(f"CUDA graph capture failed ({type(e).__name__}: {str(e).splitlines()[0]}); compiled steps")
+            self.mode = "compile"
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, quant: bool, bs: int = 1000) -> float:
+    """Exact fake-quant (or float) test accuracy: original kernels, fp32, eval mode."""
+    was_train = model.training
+    set_quantize(model, quant)
+    model.eval()
+    dev = next(model.parameters()).device
+    correct = 0
+    for i in range(0, len(x), bs):
+        xb = x[i:i + bs].to(dev).float()
+        correct += int((model(xb).argmax(1) == y[i:i + bs].to(dev)).sum())
+    model.train(was_train)
+    return correct / len(x)
+
+
+@torch.no_grad()
+def calibrate_alphas(model: nn.Module, x: torch.Tensor, q: float = 0.999) -> None:
+    """Each ActQuantizer's alpha := q-quantile of what it sees (float mode, BN batch statistics).
+    The pooled quantizer (qpool) sees the last block's output."""
+    seen: dict[nn.Module, torch.Tensor] = {}
+
+    def record(q: nn.Module, v: torch.Tensor) -> None:  # hooks must return None (else they replace)
+        seen.setdefault(q, v.detach().flatten())
+
+    hooks = [m.register_forward_pre_hook(lambda m, a: record(m.aq, a[0]))
+             for m in model.modules() if isinstance(m, _QLayer) and m.aq is not None]
+    qpool = getattr(model, "qpool", None)  # ResNet: sees the last block's output
+    if qpool is not None and hasattr(model, "blocks"):
+        hooks.append(model.blocks[-1].register_forward_hook(lambda m, a, out: record(qpool, out)))
+    qfc = getattr(model, "qfc", None)  # VGG: sees the fc's input
+    if qfc is not None:
+        hooks.append(model.fc.register_forward_pre_hook(lambda m, a: record(qfc, a[0])))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    set_quantize(model, False)
+    model.train()
+    model(x.float())
+    for h in hooks:
+        h.remove()
+    model.load_state_dict(state)
+    for m, v in seen.items():
+        v = v[torch.randperm(len(v), device=v.device)[:1_000_000]] if len(v) > 1_000_000 else v
+        m.alpha.fill_(max(float(torch.quantile(v.float(), q)), 1e-2))
+
+
+# ----------------------------------------------------------------------------- the loop
+def _save(path, blob: dict) -> None:
+    import os
+
+    tmp = f"{path}.tmp"
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def _same_run(a: dict, b: dict) -> bool:
+    skip = {"step_mode", "eval_every"}
+    return {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
+
+
+def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None, progress=None,
+               log=print) -> dict:
+    """Run cfg.method on `model` (moved to the GPU if there is one). ``ckpt``: written atomically after
+    every epoch; if it exists (same config) training resumes from it. Returns a summary dict."""
+    import os
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)
+    model.to(dev)
+    if cfg.channels_last and dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    xtr, ytr = data.x_train.to(dev), data.y_train.to(dev)
+    n_all = len(xtr)
+    if cfg.train_subset:
+        keep = torch.linspace(0, n_all - 1, min(cfg.train_subset, n_all), device=dev).long()  # all classes
+        xtr, ytr = xtr[keep], ytr[keep]
+    xte, yte = data.x_test, data.y_test
+    n, bs = len(xtr), cfg.batch_size
+    steps = n // bs
+    if steps == 0:
+        raise ValueError(f"batch size {bs} is larger than the training set ({n})")
+    phs = phases(cfg)
+    hist, start_phase, start_epoch, opt_state, spent, plateau = [], 0, 0, None, 0.0, {}
+    if ckpt and os.path.exists(ckpt):
+        blob = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if not _same_run(blob["cfg"], cfg.to_dict()):
+            raise ValueError(f"{ckpt}: checkpoint of a different configuration; remove it or change --out")
+        model.load_state_dict(blob["model"])
+        hist, start_phase, start_epoch = blob["history"], blob["phase"], blob["epoch"]
+        opt_state, spent, plateau = blob["opt"], blob["seconds"], blob.get("plateau", {})
+        log(f"resuming from {ckpt}: phase {phs[start_phase].name if start_phase < len(phs) else 'done'}, "
+            f"epoch {start_epoch}")
+    t0 = time.perf_counter() - spent
+    pre_qat = None
+    for pi in range(start_phase, len(phs)):
+        ph = phs[pi]
+        e0 = start_epoch if pi == start_phase else 0
+        if e0 == 0:
+            if ph.prune_before is not None:
+                compute_masks(model, ph.prune_before, incremental=True)
+            if ph.quant and pi > 0 and pre_qat is None:
+                pre_qat = evaluate(model, xte, yte, False)
+            if ph.calibrate:
+                calibrate_alphas(model, xtr[:1024])
+            plateau = {"lr": ph.lr, "best": float("inf"), "bad": 0}
+        if ph.frozen:
+            apply_masks(model)
+        set_quantize(model, ph.quant)
+        model.train()
+        opt = GraphSGD(param_groups(model, cfg, ph.quant), cfg.momentum, cfg.nesterov)
+        if opt_state is not None and pi == start_phase and e0 > 0:
+            opt.load_state_dict(opt_state)
+        total = ph.epochs * steps
+        with fast_kernels(model) as fk:
+            stepper = Stepper(model, cfg, ph, opt, log)
+            for ep in range(e0, ph.epochs):
+                te = time.perf_counter()
+                gen = torch.Generator(device=dev).manual_seed(cfg.seed * 100_003 + pi * 1_000 + ep)
+                xa = augment_epoch(xtr, gen)
+                perm = torch.randperm(n, device=dev, generator=gen)
+                stepper.loss_sum.zero_()
+                for k in range(steps):
+                    if cfg.schedule == "cosine":
+                        opt.set_lr(lr_at(cfg, ph, ep * steps + k, total))
+                    elif k == 0:
+                        opt.set_lr(plateau["lr"])
+                    idx = perm[k * bs:(k + 1) * bs]
+                    stepper(xa[idx], ytr[idx])
+                loss = float(stepper.loss_sum) / steps
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                ep_s = time.perf_counter() - te
+                if ph.regm is not None:
+                    compute_masks(model, ph.regm)
+                if cfg.schedule == "plateau":
+                    if loss < plateau["best"]:
+                        plateau.update(best=loss, bad=0)
+                    else:
+                        plateau["bad"] += 1
+                        if plateau["bad"] >= 3:
+                            plateau.update(lr=plateau["lr"] * 0.9, bad=0)
+                rec = {"phase": ph.name, "epoch": ep + 1, "loss": loss, "epoch_seconds": ep_s,
+                       "images_per_s": steps * bs / ep_s, "step_mode": stepper.mode}
+                if (ep + 1) % cfg.eval_every == 0 or ep + 1 == ph.epochs:
+                    with fk.suspended():
+                        rec["test_acc"] = evaluate(model, xte, yte, ph.quant)
+                    model.train()
+                hist.append(rec)
+                if progress is not None:
+                    progress(rec)
+                if ckpt:
+                    nxt = (pi, ep + 1) if ep + 1 < ph.epochs else (pi + 1, 0)
+                    _save(ckpt, {"cfg": cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                 "opt": opt.state_dict(), "phase": nxt[0], "epoch": nxt[1], "history": hist,
+                                 "plateau": plateau, "seconds": time.perf_counter() - t0,
+                                 "arch": model.arch_config() if hasattr(model, "arch_config") else None})
+            del stepper
+    quant = cfg.method in ("apot", "spq", "ppq")
+    if cfg.method in ("fpgm", "spq", "ppq"):
+        apply_masks(model)
+    set_quantize(model, quant)
+    model.eval()
+    return {"config": cfg.to_dict(), "history": hist, "train_seconds": time.perf_counter() - t0,
+            "accuracy": evaluate(model, xte, yte, quant), "accuracy_float_mode": evaluate(model, xte, yte, False),
+            "pre_qat_float_acc": pre_qat, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
