@@ -47,6 +47,10 @@ def jobs(name: str) -> list[dict]:
                 dict(target=target, lanes=16, cfg=DIGITS, model=True, pnr=False),
             ]
         return out
+    if name == "lanes-cmp-nomax":  # the bare arrays again with the max-pooling mode tied off
+        w = dict(act_bits=6, acc_bits=20, shift_bits=3)
+        return [dict(target="ecp5-25k", lanes=16, cfg=w, kind="array", lane_kind=lk, extra="-nodsp", pnr=False,
+                     max_reduce=False) for lk in ("shift", "mul")]
     if name == "lanes-cmp":
         out = []
         for lk in ("shift", "mul"):
@@ -77,7 +81,11 @@ def run_job(job: dict, out_root: str) -> dict:
     design = f"{'digits' if job.get('model') else 'array'}-{kind}-{lk}-l{cfg.lanes}"
     out = Path(out_root) / job["target"] / design
     t0 = time.perf_counter()
+    mr = job.get("max_reduce", True)
+    design += "" if mr else "-nomax"
+    out = Path(out_root) / job["target"] / design
     r = build(cfg, job["target"], out, images, design=design, kind=kind, lane_kind=lk, pnr=job.get("pnr", True),
+              max_reduce=mr,
               extra_synth_args=job.get("extra", ""))
     row = {k: r[k] for k in ("target", "design", "kind", "lane_kind", "lut", "ff", "carry", "bram", "spram", "dsp",
                              "lutram", "fits", "over", "fmax_mhz", "estimate", "synth_command")}

@@ -8,7 +8,8 @@ runs the same programs; it exists only to measure what the shift-add lane saves.
 depends on shared inputs only, so after flattening Yosys merges it into one copy for the whole array.
 
 ``LaneArray`` is the bare array used for the side-by-side comparison: ``lanes`` lanes of either kind
-sharing one ``ctrl``, one operand and one accumulator each, nothing else (no memories, no sequencer).
+sharing one ``ctrl``, one operand and one accumulator each, nothing else (no memories, no sequencer);
+``max_reduce=False`` ties the max-pooling control to 0 (the lanes as they were before max pooling).
 """
 
 from __future__ import annotations
@@ -78,10 +79,11 @@ def make_lane(cfg: AcceleratorConfig, kind: str = "shift"):
 class LaneArray(wiring.Component):
     """``cfg.lanes`` lanes of ``kind`` with a shared ``ctrl``: lanes and accumulators only."""
 
-    def __init__(self, cfg: AcceleratorConfig, kind: str = "shift"):
+    def __init__(self, cfg: AcceleratorConfig, kind: str = "shift", max_reduce: bool = True):
         if kind not in LANE_KINDS:
             reject(self, ValueError(f"lane_kind must be one of {', '.join(LANE_KINDS)}, not {kind!r}"))
         self.cfg, self.kind = cfg, kind
+        self.max_reduce = max_reduce  # False: rmax tied to 0, the max-pooling logic optimizes away
         super().__init__({
             "ctrl": In(lane_ctrl_layout(cfg)),
             "a": In(data.ArrayLayout(cfg.act_bits, cfg.lanes)),
@@ -93,4 +95,6 @@ class LaneArray(wiring.Component):
         for i in range(self.cfg.lanes):
             m.submodules[f"lane{i}"] = ln = make_lane(self.cfg, self.kind)
             m.d.comb += [ln.ctrl.eq(self.ctrl), ln.a.eq(self.a[i]), self.acc[i].eq(ln.acc)]
+            if not self.max_reduce and hasattr(ln.ctrl, "rmax"):
+                m.d.comb += ln.ctrl.rmax.eq(0)
         return m

