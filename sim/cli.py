@@ -194,7 +194,7 @@ def cmd_demo(args) -> int:
     from apotflow.sim.report import demo
 
     report = demo(Path(args.out), images=args.images, seed=args.seed, lanes=args.lanes,
-                  targets=args.targets, log=_progress)
+                  targets=args.targets, log=_progress, reuse=args.reuse)
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0 if report["bitexact_mismatches"] == 0 else 1
 
@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lanes", type=int, default=16, help="shift-add lanes (default 16)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--targets", nargs="*", default=["ice40-up5k", "ecp5-25k"], help="synthesis targets ('' for none)")
+    s.add_argument("--reuse", action="store_true", help="reuse OUT/model.apot and OUT/train.json if present (skip training)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("train", help="train a pruned APoT net (digits on the CPU; CIFAR nets on the GPU) and export it")

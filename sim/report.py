@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from . import flow
 
 
 def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("ice40-up5k", "ecp5-25k"),
-         log=print) -> dict:
+         log=print, reuse: bool = False) -> dict:
     from apotflow.hw.fit import fitted_config
     from apotflow.sw import export
 
@@ -21,8 +22,12 @@ def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("i
     t0 = time.perf_counter()
     steps = {}
 
-    log("[1/4] training the digits net (PPQ: float, GM pruning 15% -> 30%, APoT W4/A4 QAT) ...")
-    tr = flow.train_and_export(out, seed=seed, method="ppq", log=log)
+    if reuse and (out / "train.json").is_file() and (out / "model.apot").is_file():
+        log(f"[1/4] reusing the trained model in {out} (--reuse)")
+        tr = json.loads((out / "train.json").read_text())
+    else:
+        log("[1/4] training the digits net (PPQ: float, GM pruning 15% -> 30%, APoT W4/A4 QAT) ...")
+        tr = flow.train_and_export(out, seed=seed, method="ppq", log=log)
     steps["train_export"] = time.perf_counter() - t0
     net = export.load(out / "model.apot")  # what the hardware sees: the file, read back and validated
     cfg = fitted_config(net, AcceleratorConfig(lanes=lanes))
@@ -45,7 +50,7 @@ def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("i
         steps[f"synth_{target}"] = time.perf_counter() - t
 
     report = {
-        "model": "digits", "dataset": "sklearn-digits (test split: 25%, stratified, seed %d)" % seed,
+        "model": "digits", "dataset": f"sklearn-digits (test split: 25%, stratified, seed {seed})",
         "method": tr["method"], "seed": seed,
         "accuracy_float": tr["accuracy_float"], "accuracy_int": tr["accuracy_int"], "agreement": tr["agreement"],
         "accuracy_fp32_before_quant": tr["accuracy_fp32_before_quant"], "test_images": tr["test_images"],
