@@ -87,6 +87,7 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
               "pre_qat_float_acc": info["pre_qat_float_acc"], "config": cfg.to_dict(),
               "command": command or " ".join(shlex.quote(a) for a in sys.argv), "device": info["device"],
               "train_seconds": info["train_seconds"], "torch": torch.__version__, "python": platform.python_version()}
+    set_quantize(model, quant)  # train_fast's last evaluation leaves the float mode on
     if quant:
         dev = "cuda" if torch.cuda.is_available() else "cpu"
         try:

@@ -368,5 +368,5 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
     set_quantize(model, quant)
     model.eval()
     return {"config": cfg.to_dict(), "history": hist, "train_seconds": time.perf_counter() - t0,
-            "accuracy": evaluate(model, xte, yte, quant), "accuracy_float_mode": evaluate(model, xte, yte, False),
+            "accuracy_float_mode": evaluate(model, xte, yte, False), "accuracy": evaluate(model, xte, yte, quant),
             "pre_qat_float_acc": pre_qat, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
