@@ -16,19 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.hw.estimate import FAMILY, estimate, lut_features
+from apotflow.hw.estimate import COEF, FAMILY, estimate, lut_features
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-def rows() -> list[dict]:
+def rows(kind: str = "board") -> list[dict]:
     out, seen = [], set()
     for f in sorted(RESULTS.glob("*.jsonl")):
         for line in f.read_text().splitlines():
             r = json.loads(line)
             key = (r["target"], r["design"], json.dumps(r["config"], sort_keys=True))
-            if r["kind"] == "board" and r["target"] in FAMILY and key not in seen:
+            if r["kind"] == kind and r["target"] in FAMILY and key not in seen:
                 seen.add(key)
                 out.append(r)
     return out
@@ -39,23 +39,36 @@ def cfg_of(r) -> AcceleratorConfig:
     return AcceleratorConfig(**{k: v for k, v in r["config"].items() if k in names})
 
 
-def fit(rs: list[dict], family: str) -> dict:
+def fit(boards: list[dict], arrays: list[dict], family: str) -> dict:
+    """Lane coefficients from the bare arrays (LUT / lane feature), then the other LUT terms of the
+    whole accelerator by non-negative least squares on the relative error, and the FF constant."""
     from scipy.optimize import nnls
 
-    sel = [r for r in rs if FAMILY[r["target"]] == family]
+    coef = {}
+    for lk, key in (("shift", "lut_lane"), ("mul", "lut_lane_mul")):
+        sel = [r for r in arrays if FAMILY[r["target"]] == family and r["lane_kind"] == lk and r.get("max_reduce", True)]
+        if sel:
+            coef[key] = round(float(np.mean([r["lut"] / lut_features(cfg_of(r), family, "array", lk)["lane"]
+                                             for r in sel])), 4)
+    sel = [r for r in boards if FAMILY[r["target"]] == family]
     if not sel:
-        return {}
-    keys = list(lut_features(cfg_of(sel[0]), family, "board", sel[0]["lane_kind"]))
+        return coef
+    keys = [k for k in lut_features(cfg_of(sel[0]), family) if k != "lane"]
+    lane = np.array([coef.get("lut_lane" if r["lane_kind"] == "shift" else "lut_lane_mul", 1.0)
+                     * lut_features(cfg_of(r), family, "board", r["lane_kind"])["lane"] for r in sel])
     A = np.array([[lut_features(cfg_of(r), family, "board", r["lane_kind"])[k] for k in keys] for r in sel])
-    y = np.array([r["lut"] for r in sel], dtype=float)
-    w = 1 / y
-    coef, _ = nnls(A * w[:, None], y * w)
-    return {f"lut_{k}": round(float(c), 4) for k, c in zip(keys, coef)}
+    y = np.array([r["lut"] for r in sel], dtype=float) - lane
+    w = 1 / np.array([r["lut"] for r in sel], dtype=float)
+    c, _ = nnls(A * w[:, None], y * w)
+    coef.update({f"lut_{k}": round(float(v), 4) for k, v in zip(keys, c)})
+    ff_rest = [r["ff"] - estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"])["ff"] for r in sel]
+    coef["ff_const"] = round(float(COEF[family]["ff_const"] + np.median(ff_rest)), 1)
+    return coef
 
 
 def main() -> int:
-    rs = rows()
-    fitted = {fam: fit(rs, fam) for fam in ("ice40", "ecp5")}
+    rs, arrays = rows("board"), rows("array")
+    fitted = {fam: fit(rs, arrays, fam) for fam in ("ice40", "ecp5")}
     print("fitted COEF (paste into hw/estimate.py):", json.dumps(fitted, indent=1))
     if "--fit" in sys.argv:
         return 0

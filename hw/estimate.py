@@ -127,12 +127,15 @@ def estimate(cfg: AcceleratorConfig, target: str, *, kind: str = "board", lane_k
         raise ValueError(f"Target must be one of {', '.join(FAMILY)}, not {target!r}")
     fam = FAMILY[target]
     c = COEF[fam]
-    lut = sum(c.get(f"lut_{k}", 1.0) * v for k, v in lut_features(cfg, fam, kind, lane_kind).items())
+    feats = lut_features(cfg, fam, kind, lane_kind)
+    lane_key = "lut_lane" if lane_kind == "shift" else "lut_lane_mul"
+    lut = sum(c.get(lane_key if k == "lane" else f"lut_{k}", 1.0) * v for k, v in feats.items())
+    dsp = cfg.lanes if (lane_kind == "mul" and fam == "ice40") else 0  # synth_ice40 -dsp: one SB_MAC16 a lane
     if kind == "array":
-        return {"lut": round(lut), "ff": cfg.lanes * cfg.acc_bits, "bram": 0, "dsp": 0, "target": target}
+        return {"lut": round(lut), "ff": cfg.lanes * cfg.acc_bits, "bram": 0, "dsp": dsp, "target": target}
     mm = memory_map(cfg, fam)
     n_in, n_out = shell_bits(cfg)
     ff = (cfg.lanes * (2 * cfg.acc_bits + cfg.act_bits + 1) + n_in + n_out + 64 + 3 * cfg.acc_bits
           + isa.desc_layout(cfg).width + isa.entry_layout(cfg).width + c["ff_const"] + mm["ff_bits"])
-    return {"lut": round(lut), "ff": round(ff), "bram": sum(mm["blocks"].values()), "dsp": 0,
+    return {"lut": round(lut), "ff": round(ff), "bram": sum(mm["blocks"].values()), "dsp": dsp,
             "blocks": mm["blocks"], "memories_in": mm["where"], "target": target}

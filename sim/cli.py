@@ -167,9 +167,10 @@ def cmd_cosim(args) -> int:
 
     net = export.load(args.model)
     summary = cosim_model(net, _config(args, net), Path(args.out), args.images, seed=args.seed,
-                          waves=args.waves, log=_progress)
-    keys = ("images", "mismatches", "cycles_total", "cycles_ideal", "cycles_ratio", "sim_seconds", "first_mismatch")
-    print(json.dumps({k: summary[k] for k in keys}, indent=1))
+                          waves=args.waves, log=_progress, data=args.data)
+    keys = ("images", "mismatches", "cycles_total", "cycles_model", "cycles_ideal", "cycles_ratio", "sim_seconds",
+            "sim_seconds_per_image", "build_seconds", "first_mismatch", "waveform")
+    print(json.dumps({k: summary.get(k) for k in keys}, indent=1))
     return 0 if summary["mismatches"] == 0 else 1
 
 
@@ -181,7 +182,12 @@ def cmd_synth(args) -> int:
         from apotflow.sw import export
 
         net = export.load(args.model)
-    res = synth_model(net, _config(args, net), Path(args.out), args.target, log=_progress,
+    cfg = _config(args, net)
+    if args.max_levels is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, max_levels=args.max_levels)
+    res = synth_model(net, cfg, Path(args.out), args.target, log=_progress,
                       lane_kind=args.lane_kind, pnr=not args.no_pnr, freq_mhz=args.freq, nodsp=args.nodsp,
                       design=args.design, bitstreams=args.bitstreams, seed=args.seed)
     keys = ("target", "lut", "ff", "carry", "bram", "spram", "dsp", "fits", "over", "fmax_mhz", "bitstream",
@@ -274,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", type=int, default=16, help="test images (default 16)")
     s.add_argument("--seed", type=int, default=0, help="data split seed")
     s.add_argument("--waves", action="store_true", help="dump a VCD waveform")
+    s.add_argument("--data", help="CIFAR-10 (cifar-10-batches-py folder or the JPEG .tar.xz) for CIFAR nets; "
+                                  "default: seeded random pixels")
     s.add_argument("--out", required=True)
     _add_config(s)
     s.set_defaults(func=cmd_cosim)
@@ -291,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--design", help="design name for bitstreams/<target>/<design>/ (default from model and lanes)")
     s.add_argument("--bitstreams", help="bitstream root folder (default: the project's bitstreams/)")
     s.add_argument("--seed", type=int, default=0, help="random program seed (without --model)")
+    s.add_argument("--max-levels", type=int, help="requantizer output levels (default 16)")
     _add_config(s)
     s.set_defaults(func=cmd_synth)
     return p
