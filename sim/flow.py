@@ -189,15 +189,29 @@ def write_rtl(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, log=print) -> 
     return manifest
 
 
+def input_images(net: IntNet, n: int, seed: int = 0, data: str | None = None, log=print) -> np.ndarray:
+    """Test images for a model: the digits test split, CIFAR-10 test images (data=path), or, for a
+    CIFAR net without data, seeded random pixels (bit-exactness does not depend on the data)."""
+    if net.meta.get("model") == "digits":
+        x = digits_test_images(seed)[0]
+        return x[:n] if n else x
+    if data:
+        from apotflow.sw.cifar import load_cifar10
+
+        x = load_cifar10(data).x_test.numpy().astype(np.int64)
+        return x[:n] if n else x
+    spec = net.tensors[net.input]
+    log(f"no --data given: {n or 16} random input images, integers 0..{spec.max_value} (seed {seed})")
+    return np.random.default_rng(seed).integers(0, spec.max_value + 1, size=(n or 16, *spec.shape))
+
+
 def cosim_model(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, n_images: int = 16, seed: int = 0,
-                waves: bool = False, log=print, x: np.ndarray | None = None) -> dict:
+                waves: bool = False, log=print, x: np.ndarray | None = None, data: str | None = None) -> dict:
     from apotflow.sim.cosim import execute, prepare
 
     if x is None:
-        x, _ = digits_test_images(seed) if net.meta.get("model") == "digits" else (None, None)
-        if x is None:
-            raise FlowError("co-simulation of this model needs input images")
-    if n_images:
+        x = input_images(net, n_images, seed, data, log)
+    elif n_images:
         x = x[:n_images]
     setup = prepare(net, cfg, x, Path(out_dir), waves=waves, log=log)
     summary = execute(setup, waves=waves, log=log)
