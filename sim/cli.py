@@ -189,7 +189,8 @@ def cmd_synth(args) -> int:
         cfg = replace(cfg, max_levels=args.max_levels)
     res = synth_model(net, cfg, Path(args.out), args.target, log=_progress,
                       lane_kind=args.lane_kind, pnr=not args.no_pnr, freq_mhz=args.freq, nodsp=args.nodsp,
-                      design=args.design, bitstreams=args.bitstreams, seed=args.seed)
+                      design=args.design, bitstreams=args.bitstreams, seed=args.seed,
+                      command=" ".join(["apotflow", *sys.argv[1:]]))
     keys = ("target", "lut", "ff", "carry", "bram", "spram", "dsp", "fits", "over", "fmax_mhz", "bitstream",
             "estimate", "transistors", "gates", "notes")
     print(json.dumps({k: res[k] for k in keys if k in res}, indent=1))
