@@ -96,6 +96,7 @@ def test_vgg16_full_width_export_compiles(tmp_path):
     t1 = time.perf_counter()
     net = export.load(out)
     assert net.meta["fp32_shapes"]["conv12"] == [512, 512, 3, 3]
-    prog = compile_net(net, fitted_config(net, AcceleratorConfig()))
+    big = AcceleratorConfig(wgt_depth=1 << 23)  # ~7 M non-zero weights: more than fitted_config's 2**20 probe
+    prog = compile_net(net, fitted_config(net, big, keep={"wgt_depth"}))
     print(f"vgg16: export {t1 - t0:.1f} s, fit+compile {time.perf_counter() - t1:.1f} s, "
           f"{len(prog.images.wgt)} weight entries")
