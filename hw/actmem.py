@@ -12,7 +12,7 @@ clock edge; a read in the same cycle as a write to the same word returns the old
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, ClockSignal, Instance, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -22,7 +22,12 @@ from .layouts import reject
 
 
 class BankedActMem(wiring.Component):
-    def __init__(self, cfg: AcceleratorConfig, init=None):
+    def __init__(self, cfg: AcceleratorConfig, init=None, style: str = "memory"):
+        """style "memory": Amaranth memories (simulation); "verilog": instances of ``apotflow_ram``
+        (hw/apotflow_rom.v) without initial contents, which keeps the Verilog small for deep banks."""
+        if style not in ("memory", "verilog") or (style == "verilog" and init is not None):
+            reject(self, ValueError(f"style must be 'memory' or 'verilog' (no init), not {style!r}"))
+        self.style = style
         if not isinstance(cfg, AcceleratorConfig):
             reject(self, TypeError(f"BankedActMem needs an AcceleratorConfig, not {cfg!r}"))
         if cfg.bank_depth < 2:
@@ -53,17 +58,22 @@ class BankedActMem(wiring.Component):
             init = [0] * cfg.bank_depth
             if self.init is not None:
                 init = [int(self.init[r * L + b]) for r in range(cfg.bank_depth)]
-            mem = Memory(shape=cfg.act_bits, depth=cfg.bank_depth, init=init)
-            m.submodules[f"bank{b}"] = mem
-            rp = mem.read_port(domain="sync")
-            wp = mem.write_port()
-            m.d.comb += rp.addr.eq(R + (b < rot))
-            m.d.comb += [
-                wp.addr.eq(self.wr_addr >> lb),
-                wp.data.eq(self.wr_data),
-                wp.en.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b)),
-            ]
-            outs.append(rp.data)
+            raddr, rdata = Signal(row_bits, name=f"bank{b}_raddr"), Signal(cfg.act_bits, name=f"bank{b}_rdata")
+            we = Signal(name=f"bank{b}_we")
+            m.d.comb += [raddr.eq(R + (b < rot)), we.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b))]
+            if self.style == "verilog":
+                m.submodules[f"bank{b}"] = Instance(
+                    "apotflow_ram", p_WIDTH=cfg.act_bits, p_DEPTH=cfg.bank_depth, p_ABITS=row_bits,
+                    i_clk=ClockSignal("sync"), i_raddr=raddr, o_rdata=rdata, i_we=we,
+                    i_waddr=self.wr_addr >> lb, i_wdata=self.wr_data)
+            else:
+                mem = Memory(shape=cfg.act_bits, depth=cfg.bank_depth, init=init)
+                m.submodules[f"bank{b}"] = mem
+                rp = mem.read_port(domain="sync")
+                wp = mem.write_port()
+                m.d.comb += [rp.addr.eq(raddr), rdata.eq(rp.data),
+                             wp.addr.eq(self.wr_addr >> lb), wp.data.eq(self.wr_data), wp.en.eq(we)]
+            outs.append(rdata)
         banks = Array(outs)
         for lane in range(L):
             m.d.comb += self.rd_data[lane].eq(banks[(rot_q + lane)[:lb] if lb else 0])

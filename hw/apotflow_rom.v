@@ -22,3 +22,24 @@ module apotflow_rom #(
         data_b <= mem[addr_b];
     end
 endmodule
+
+// apotflow_ram: one synchronous read port, one write port, no initial contents (the activation
+// banks). A read and a write of the same word in one cycle returns the old word.
+module apotflow_ram #(
+    parameter WIDTH = 8,
+    parameter DEPTH = 256,
+    parameter ABITS = 8
+) (
+    input  wire             clk,
+    input  wire [ABITS-1:0] raddr,
+    output reg  [WIDTH-1:0] rdata,
+    input  wire             we,
+    input  wire [ABITS-1:0] waddr,
+    input  wire [WIDTH-1:0] wdata
+);
+    reg [WIDTH-1:0] mem [0:DEPTH-1];
+    always @(posedge clk) begin
+        rdata <= mem[raddr];
+        if (we) mem[waddr] <= wdata;
+    end
+endmodule

@@ -83,7 +83,8 @@ class Accelerator(wiring.Component):
         el, rl, dl = isa.entry_layout(cfg), isa.rq_layout(cfg), isa.desc_layout(cfg)
 
         m.submodules.seq = seq = Sequencer(cfg)
-        m.submodules.act = act = BankedActMem(cfg, self.act_init)
+        m.submodules.act = act = BankedActMem(
+            cfg, self.act_init, style="verilog" if self.rom_style == "readmemh" and self.act_init is None else "memory")
         m.submodules.rqu = rqu = Requantizer(cfg)
         lanes = [make_lane(cfg, self.lane_kind) for _ in range(L)]
         for i, ln in enumerate(lanes):
