@@ -34,6 +34,20 @@ def rows(kind: str = "board") -> list[dict]:
     return out
 
 
+def used_of(r):
+    """ROM words holding the program: the model's program for model builds, all words otherwise."""
+    if r.get("rom_used"):
+        return r["rom_used"]
+    if r["design"].startswith("digits"):  # rows written before rom_used was recorded
+        from apotflow.hw.compile import compile_net
+        from apotflow.sw import export
+
+        img = compile_net(export.load(ROOT / "bench" / "models" / "digits.apot"), cfg_of(r)).images
+        r["rom_used"] = {k: len(getattr(img, k)) for k in ("wgt", "rq", "prog")}
+        return r["rom_used"]
+    return None
+
+
 def cfg_of(r) -> AcceleratorConfig:
     names = {f.name for f in fields(AcceleratorConfig)}
     return AcceleratorConfig(**{k: v for k, v in r["config"].items() if k in names})
@@ -55,13 +69,15 @@ def fit(boards: list[dict], arrays: list[dict], family: str) -> dict:
         return coef
     keys = [k for k in lut_features(cfg_of(sel[0]), family) if k != "lane"]
     lane = np.array([coef.get("lut_lane" if r["lane_kind"] == "shift" else "lut_lane_mul", 1.0)
-                     * lut_features(cfg_of(r), family, "board", r["lane_kind"])["lane"] for r in sel])
-    A = np.array([[lut_features(cfg_of(r), family, "board", r["lane_kind"])[k] for k in keys] for r in sel])
+                     * lut_features(cfg_of(r), family, "board", r["lane_kind"], used_of(r))["lane"] for r in sel])
+    A = np.array([[lut_features(cfg_of(r), family, "board", r["lane_kind"], used_of(r))[k] for k in keys]
+                  for r in sel])
     y = np.array([r["lut"] for r in sel], dtype=float) - lane
     w = 1 / np.array([r["lut"] for r in sel], dtype=float)
     c, _ = nnls(A * w[:, None], y * w)
     coef.update({f"lut_{k}": round(float(v), 4) for k, v in zip(keys, c)})
-    ff_rest = [r["ff"] - estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"])["ff"] for r in sel]
+    ff_rest = [r["ff"] - estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"], rom_used=used_of(r))["ff"]
+               for r in sel]
     coef["ff_const"] = round(float(COEF[family]["ff_const"] + np.median(ff_rest)), 1)
     return coef
 
@@ -74,7 +90,7 @@ def main() -> int:
         return 0
     table, worst = [], {"lut": 0.0, "ff": 0.0, "bram": 0.0}
     for r in rs:
-        e = estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"])
+        e = estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"], rom_used=used_of(r))
         row = {"target": r["target"], "design": r["design"], "lanes": r["lanes"]}
         for k in ("lut", "ff", "bram"):
             err = (e[k] - r[k]) / r[k] if r[k] else (0.0 if e[k] == 0 else float("inf"))

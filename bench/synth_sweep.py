@@ -89,7 +89,8 @@ def run_job(job: dict, out_root: str) -> dict:
               extra_synth_args=job.get("extra", ""))
     row = {k: r[k] for k in ("target", "design", "kind", "lane_kind", "lut", "ff", "carry", "bram", "spram", "dsp",
                              "lutram", "fits", "over", "fmax_mhz", "estimate", "synth_command")}
-    row.update(lanes=cfg.lanes, config=cfg.to_dict(), cycles_per_image=cycles, seconds=round(time.perf_counter() - t0, 1))
+    row.update(lanes=cfg.lanes, config=cfg.to_dict(), cycles_per_image=cycles, seconds=round(time.perf_counter() - t0, 1),
+               rom_used=r.get("rom_used"), max_reduce=mr)
     if cycles and r["fmax_mhz"]:
         row["images_per_s"] = round(r["fmax_mhz"] * 1e6 / cycles, 1)
     return row

@@ -40,12 +40,9 @@ FAMILY = {"ice40-up5k": "ice40", "ecp5-25k": "ecp5", "ecp5-85k": "ecp5", "xc7a10
 
 # Fitted by bench/calibrate_estimator.py (see docs/resources.md). Per family.
 COEF = {
-    "ice40": {"lut_const": 900.0, "lut_lane": 1.0, "lut_rot": 0.55, "lut_per_lane": 1.0, "lut_rq": 1.1,
-              "lut_rom": 1.0, "ff_const": 150.0},
-    "ecp5": {"lut_const": 900.0, "lut_lane": 1.0, "lut_rot": 0.55, "lut_per_lane": 1.0, "lut_rq": 1.1,
-             "lut_rom": 1.0, "ff_const": 150.0},
-    "xilinx": {"lut_const": 560.0, "lut_lane": 0.62, "lut_rot": 0.35, "lut_per_lane": 0.62, "lut_rq": 0.7,
-               "lut_rom": 0.6, "ff_const": 150.0},
+    "ice40": {"lut_const": 2021.2592, "lut_lane": 2.4452, "lut_rot": 2.2359, "lut_per_lane": 3.6867, "lut_rq": 0.0, "lut_rom": 0.3031, "ff_const": 669.0, "lut_lane_mul": 1.1244},
+    "ecp5": {"lut_const": 0.0, "lut_lane": 1.8957, "lut_rot": 3.7764, "lut_per_lane": 1.4209, "lut_rq": 0.0, "lut_rom": 1.2746, "ff_const": 588.0, "lut_lane_mul": 3.0611},
+    "xilinx": {"lut_const": 560.0, "lut_lane": 0.62, "lut_rot": 0.35, "lut_per_lane": 0.62, "lut_rq": 0.7, "lut_rom": 0.6, "ff_const": 150.0},
 }
 
 
@@ -59,11 +56,11 @@ def bram_blocks(depth: int, width: int, family: str, read_ports: int = 1) -> int
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
 
 
-def memory_map(cfg: AcceleratorConfig, family: str) -> dict:
+def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None) -> dict:
     """Where each memory goes and how many blocks it takes, by Yosys memory_libmap's cost rule: a
     block costs ``BLOCK_COST``; soft logic costs 1/16 per bit for a ROM and 1 per bit for a RAM;
     ECP5/Xilinx distributed RAM (16x4 per 4 units) is an option for RAMs. The cheapest wins."""
-    blocks, where, logic_rom_bits, lutram_bits, ff_bits = {}, {}, 0, 0, 0
+    blocks, where, logic_rom_bits, lutram_bits, ff_bits, rom_regs = {}, {}, 0, 0, 0, 0
     mems = [("wgt", cfg.wgt_depth, isa.entry_layout(cfg).width, 1, True, 1),
             ("rq", cfg.rq_depth, isa.rq_layout(cfg).width, 2, True, 1),
             ("prog", cfg.prog_depth, isa.desc_layout(cfg).width, 1, True, 1),
@@ -81,14 +78,16 @@ def memory_map(cfg: AcceleratorConfig, family: str) -> dict:
         where[name] = best
         blocks[name] = n * copies if best == "bram" else 0
         if best == "logic":
-            if rom:
-                logic_rom_bits += bits * copies
+            if rom:  # words beyond the program are zero and fold away: count the used ones
+                used = min(depth, (rom_used or {}).get(name, depth))
+                logic_rom_bits += used * width * copies
+                rom_regs += ports * width  # read-data registers as FFs (reported; Yosys trims constant bits)
             else:
                 ff_bits += depth * width * copies
         elif best == "lutram":
             lutram_bits += depth * width * copies
     return {"blocks": blocks, "where": where, "logic_rom_bits": logic_rom_bits, "lutram_bits": lutram_bits,
-            "ff_bits": ff_bits}
+            "ff_bits": ff_bits, "rom_regs": rom_regs}
 
 
 def _lane_luts(cfg: AcceleratorConfig, lane_kind: str) -> float:
@@ -103,13 +102,14 @@ def _lane_luts(cfg: AcceleratorConfig, lane_kind: str) -> float:
     return cfg.terms * cfg.act_bits * cfg.shift_bits + shifted + 2 * cfg.acc_bits
 
 
-def lut_features(cfg: AcceleratorConfig, family: str, kind: str = "board", lane_kind: str = "shift") -> dict:
+def lut_features(cfg: AcceleratorConfig, family: str, kind: str = "board", lane_kind: str = "shift",
+                 rom_used: dict | None = None) -> dict:
     """The LUT model's terms (LUT4-equivalents before the fitted coefficients)."""
     L = cfg.lanes
     lane = L * _lane_luts(cfg, lane_kind)
     if kind == "array":
         return {"lane": lane}
-    mm = memory_map(cfg, family)
+    mm = memory_map(cfg, family, rom_used)
     return {
         "const": 1.0,
         "lane": lane,
@@ -120,20 +120,24 @@ def lut_features(cfg: AcceleratorConfig, family: str, kind: str = "board", lane_
     }
 
 
-def estimate(cfg: AcceleratorConfig, target: str, *, kind: str = "board", lane_kind: str = "shift") -> dict:
+def estimate(cfg: AcceleratorConfig, target: str, *, kind: str = "board", lane_kind: str = "shift",
+             rom_used: dict | None = None) -> dict:
     """Estimated ``lut``, ``ff``, ``bram`` (family units), ``dsp`` (0: none inferred for shift lanes),
-    ``blocks`` (bram per memory) and ``memories_in`` for the design ``hw/flows/build.py`` synthesises."""
+    ``blocks`` (bram per memory) and ``memories_in`` for the design ``hw/flows/build.py`` synthesises.
+
+    ``rom_used`` ({"wgt"|"rq"|"prog": words holding the program}) matters for ROMs that Yosys turns
+    into logic: their zero tail folds away. Default: every word used (random contents, the worst case)."""
     if target not in FAMILY:
         raise ValueError(f"Target must be one of {', '.join(FAMILY)}, not {target!r}")
     fam = FAMILY[target]
     c = COEF[fam]
-    feats = lut_features(cfg, fam, kind, lane_kind)
+    feats = lut_features(cfg, fam, kind, lane_kind, rom_used)
     lane_key = "lut_lane" if lane_kind == "shift" else "lut_lane_mul"
     lut = sum(c.get(lane_key if k == "lane" else f"lut_{k}", 1.0) * v for k, v in feats.items())
     dsp = cfg.lanes if (lane_kind == "mul" and fam == "ice40") else 0  # synth_ice40 -dsp: one SB_MAC16 a lane
     if kind == "array":
         return {"lut": round(lut), "ff": cfg.lanes * cfg.acc_bits, "bram": 0, "dsp": dsp, "target": target}
-    mm = memory_map(cfg, fam)
+    mm = memory_map(cfg, fam, rom_used)
     n_in, n_out = shell_bits(cfg)
     ff = (cfg.lanes * (2 * cfg.acc_bits + cfg.act_bits + 1) + n_in + n_out + 64 + 3 * cfg.acc_bits
           + isa.desc_layout(cfg).width + isa.entry_layout(cfg).width + c["ff_const"] + mm["ff_bits"])

@@ -127,7 +127,9 @@ def build(
     out.update(fits=fit["fits"], over=fit["over"], utilisation=fit["utilisation"])
     log(f"[{target}] {devices.fit_message(fit, target)}: " +
         ", ".join(f"{k} {out[k]}" for k in ("lut", "ff", "carry", "bram", "spram", "dsp")))
-    out["estimate"] = estimate(cfg, target, kind=kind, lane_kind=lane_kind)
+    used = {k: len(getattr(images, k)) for k in ("wgt", "rq", "prog")} if images is not None else None
+    out["estimate"] = estimate(cfg, target, kind=kind, lane_kind=lane_kind, rom_used=used)
+    out["rom_used"] = used
     out.update(fmax_mhz=None, pnr=None, bitstream=None, notes=[])
     if family == "xilinx":
         out["notes"].append("Xilinx 7-series: synthesis counts only (Yosys synth_xilinx); there is no open "
