@@ -91,7 +91,10 @@ def main() -> int:
     table, worst = [], {"lut": 0.0, "ff": 0.0, "bram": 0.0}
     for r in rs:
         e = estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"], rom_used=used_of(r))
-        row = {"target": r["target"], "design": r["design"], "lanes": r["lanes"]}
+        c = r["config"]
+        row = {"target": r["target"], "design": r["design"], "lanes": r["lanes"],
+               "memories": f"ACT {c['act_depth']}, WGT {c['wgt_depth']}, RQ {c['rq_depth']}, acc {c['acc_bits']}",
+               "config": c, "lane_kind": r["lane_kind"], "rom_used": used_of(r)}
         for k in ("lut", "ff", "bram"):
             err = (e[k] - r[k]) / r[k] if r[k] else (0.0 if e[k] == 0 else float("inf"))
             row[k] = {"synth": r[k], "estimate": e[k], "error": round(err, 4)}
@@ -104,6 +107,14 @@ def main() -> int:
     out = {"command": "python bench/calibrate_estimator.py", "fitted": fitted, "rows": table,
            "worst_abs_error": worst, "note": "coefficients fitted on these same designs (in-sample)"}
     (RESULTS / "calibration.json").write_text(json.dumps(out, indent=1))
+    md = ["| target | design | memories | LUT synth / est | FF synth / est | BRAM synth / est |",
+          "|---|---|---|---|---|---|"]
+    for row in table:
+        md.append(f"| {row['target']} | {row['design']} | {row['memories']} | " + " | ".join(
+            f"{row[k]['synth']} / {row[k]['estimate']} ({100 * row[k]['error']:+.1f}%)" for k in ("lut", "ff", "bram"))
+            + " |")
+    md.append("| **worst** | | | " + " | ".join(f"**{100 * worst[k]:.1f}%**" for k in ("lut", "ff", "bram")) + " |")
+    (RESULTS / "calibration.md").write_text("\n".join(md) + "\n")
     return 0
 
 

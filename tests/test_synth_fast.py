@@ -125,3 +125,18 @@ def test_compile_reuse_shrinks_act_and_keeps_output():
     x = np.random.default_rng(0).integers(0, 16, size=net.tensors[net.input].shape)
     ya, yb = run_functional(a, x), run_functional(b, x)
     assert np.array_equal(ya[net.output], yb[net.output])
+
+
+def test_estimator_against_recorded_synthesis():
+    """hw/estimate.py against the syntheses recorded in bench/results (bench/calibrate_estimator.py)."""
+    import json
+    from pathlib import Path
+
+    cal = json.loads((Path(__file__).resolve().parent.parent / "bench" / "results" / "calibration.json").read_text())
+    assert cal["rows"]
+    for row in cal["rows"]:
+        e = estimate(AcceleratorConfig.from_dict(row["config"]), row["target"], lane_kind=row["lane_kind"],
+                     rom_used=row["rom_used"])
+        for key, tol in (("lut", 0.25), ("ff", 0.15), ("bram", 0.10)):
+            synth = row[key]["synth"]
+            assert abs(e[key] - synth) <= tol * synth, (row["target"], row["design"], key, synth, e[key])
