@@ -86,7 +86,7 @@ def decode_jpeg_tar(path: Path) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise CifarError(f"{path}: no such file") from None
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise CifarError(f"{path}: not a readable tar archive ({e})") from None
+        raise CifarError(f"{path}: not a readable tar archive ({type(e).__name__})") from None
     found: dict[str, dict[str, list[tuple[str, bytes]]]] = {"train": {}, "test": {}}
     try:
         with tf:
@@ -98,7 +98,7 @@ def decode_jpeg_tar(path: Path) -> dict[str, np.ndarray]:
                     continue
                 found[parts[-3]].setdefault(parts[-2], []).append((parts[-1], tf.extractfile(m).read()))
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise CifarError(f"{path}: truncated or damaged archive ({e})") from None
+        raise CifarError(f"{path}: truncated or damaged archive ({type(e).__name__})") from None
     out = {}
     for split, by_class in found.items():
         classes = sorted(by_class)

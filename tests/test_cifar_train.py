@@ -1,0 +1,99 @@
+"""GPU trainer pieces on the CPU: exact fast quantizer, augmentation, one eager step, float64 golden."""
+
+import numpy as np
+import pytest
+import torch
+
+from apotflow.sw.fastkernels import augment_epoch, fast_kernels, roundup_f32
+from apotflow.sw.models.resnet import CifarResNet
+from apotflow.sw.quant import ActQuantizer, WeightQuantizer, set_quantize
+
+
+@pytest.mark.parametrize("q", [ActQuantizer(4), WeightQuantizer(4), WeightQuantizer(8), ActQuantizer(3)])
+def test_fast_quantizer_is_exact(q):
+    """Same codes and values as sw/quant.py, midpoints and their float32 neighbours included."""
+    q.alpha.data.fill_(1.0)
+    mids = q.midpoints().float()
+    x = torch.cat([torch.randn(4000) * 0.7, mids, torch.nextafter(mids, torch.zeros_like(mids)), -mids])
+    if not q.signed:
+        x = x.abs()
+    ref_out, ref_codes = q._quant(x)
+    m = torch.nn.Sequential(q)
+    with fast_kernels(m):
+        out, codes = q._quant(x)
+    assert torch.equal(codes, ref_codes) and torch.allclose(out, ref_out, rtol=0, atol=1e-6)
+    assert (roundup_f32(q.midpoints()).double() >= q.midpoints()).all()
+
+
+def test_fast_gradients_match():
+    q = ActQuantizer(4)
+    x = torch.linspace(-1, 10, 301, requires_grad=True)
+    q(x).sum().backward()
+    gx, ga = x.grad.clone(), q.alpha.grad.clone()
+    x.grad, q.alpha.grad = None, None
+    with fast_kernels(torch.nn.Sequential(q)):
+        q(x).sum().backward()
+    assert torch.allclose(x.grad, gx) and torch.allclose(q.alpha.grad, ga, atol=1e-4)
+
+
+def test_augment_is_crop_and_flip():
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.int64).view(2, 3, 32, 32).to(torch.uint8)
+    out = augment_epoch(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    xp = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for i in range(2):
+        ok = any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(-1))
+                 for oy in range(9) for ox in range(9) for c in [xp[i, :, oy:oy + 32, ox:ox + 32]])
+        assert ok
+
+
+def test_one_eager_step_and_masks():
+    from apotflow.sw.fastkernels import GraphSGD
+    from apotflow.sw.fasttrain import FastConfig, Phase, Stepper, calibrate_alphas, param_groups
+    from apotflow.sw.prune import compute_masks
+
+    torch.manual_seed(0)
+    m = CifarResNet(20)
+    compute_masks(m, 0.3)
+    x = torch.randint(0, 256, (8, 3, 32, 32)).to(torch.uint8)
+    y = torch.arange(8)
+    calibrate_alphas(m, x)
+    set_quantize(m, True)
+    cfg = FastConfig(batch_size=8, step_mode="eager", bf16=False, channels_last=False)
+    opt = GraphSGD(param_groups(m, cfg, True))
+    opt.set_lr(0.1)
+    before = m.blocks[0].conv_a.weight.detach().clone()
+    with fast_kernels(m):
+        Stepper(m, cfg, Phase("t", 1, 0.1, True, frozen=True), opt, print)(x, y)
+    w = m.blocks[0].conv_a.weight
+    assert not torch.equal(w, before) and (w[~m.blocks[0].conv_a.filter_mask] == 0).all()
+
+
+def test_float64_golden_equals_int64():
+    from apotflow.sw.golden import run_float64, run_integer
+    from apotflow.sw.lower import lower
+    from apotflow.sw.prune import compute_masks
+
+    torch.manual_seed(1)
+    m = CifarResNet(20, widths=(8, 16, 32))
+    compute_masks(m, 0.3)
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_var.uniform_(0.5, 2)
+            mod.weight.data.uniform_(0.5, 1.5)
+        if isinstance(mod, ActQuantizer):
+            mod.alpha.data.fill_(2.0)
+    set_quantize(m, True)
+    net = lower(m.eval())
+    x = np.random.default_rng(0).integers(0, 256, (3, 3, 32, 32))
+    a, b = run_integer(net, x), run_float64(net, x)
+    for k in a:
+        assert torch.equal(a[k].double(), b[k]), k
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_graph_step_on_gpu():
+    from bench.train_speed import bench
+
+    assert bench("graph", 5, 128)["mode"] == "graph"
