@@ -38,11 +38,42 @@ BLOCK_COST = {"ice40": 64, "ecp5": 128, "xilinx": 128}  # Yosys' cost of one blo
 
 FAMILY = {"ice40-up5k": "ice40", "ecp5-25k": "ecp5", "ecp5-85k": "ecp5", "xc7a100t": "xilinx"}
 
-# Fitted by bench/calibrate_estimator.py (see docs/resources.md). Per family.
+# Fitted by bench/calibrate_estimator.py (see docs/resources.md). Per family. Xilinx is not calibrated
+# (no place and route here): the ECP5 LUT4 coefficients x 0.62 (a LUT6 holds ~1.6 LUT4 of this logic).
 COEF = {
-    "ice40": {"lut_const": 2021.2592, "lut_lane": 2.4452, "lut_rot": 2.2359, "lut_per_lane": 3.6867, "lut_rq": 0.0, "lut_rom": 0.3031, "ff_const": 669.0, "lut_lane_mul": 1.1244},
-    "ecp5": {"lut_const": 0.0, "lut_lane": 1.8957, "lut_rot": 3.7764, "lut_per_lane": 1.4209, "lut_rq": 0.0, "lut_rom": 1.2746, "ff_const": 588.0, "lut_lane_mul": 3.0611},
-    "xilinx": {"lut_const": 560.0, "lut_lane": 0.62, "lut_rot": 0.35, "lut_per_lane": 0.62, "lut_rq": 0.7, "lut_rom": 0.6, "ff_const": 150.0},
+    "ice40": {
+        "lut_const": 2096.8254,
+        "lut_lane": 2.4452,
+        "lut_rot": 0.0,
+        "lut_per_lane": 0.7443,
+        "lut_rq": 0.0,
+        "lut_rom": 0.5399,
+        "ff_const": 669.5,
+        "lut_lane_mul": 1.1244,
+        "lut_rot2": 3.1324,
+    },
+    "ecp5": {
+        "lut_const": 0.0,
+        "lut_lane": 1.8957,
+        "lut_rot": 2.1943,
+        "lut_per_lane": 0.4816,
+        "lut_rq": 1.0666,
+        "lut_rom": 1.409,
+        "ff_const": 463.5,
+        "lut_lane_mul": 3.0611,
+        "lut_rot2": 1.3978,
+    },
+    "xilinx": {
+        "lut_const": 0.0,
+        "lut_lane": 1.1753,
+        "lut_rot": 1.3605,
+        "lut_per_lane": 0.2986,
+        "lut_rq": 0.6613,
+        "lut_rom": 0.8736,
+        "ff_const": 463.5,
+        "lut_lane_mul": 1.8979,
+        "lut_rot2": 0.8666,
+    },
 }
 
 
@@ -61,12 +92,14 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
     block costs ``BLOCK_COST``; soft logic costs 1/16 per bit for a ROM and 1 per bit for a RAM;
     ECP5/Xilinx distributed RAM (16x4 per 4 units) is an option for RAMs. The cheapest wins."""
     blocks, where, logic_rom_bits, lutram_bits, ff_bits, rom_regs = {}, {}, 0, 0, 0, 0
-    mems = [("wgt", cfg.wgt_depth, isa.entry_layout(cfg).width, 1, True, 1),
-            ("rq", cfg.rq_depth, isa.rq_layout(cfg).width, 2, True, 1),
-            ("prog", cfg.prog_depth, isa.desc_layout(cfg).width, 1, True, 1),
-            ("act", cfg.bank_depth, cfg.act_bits, 1, False, cfg.lanes),
-            ("out", cfg.out_depth, cfg.acc_bits, 1, False, 1),
-            ("perf", cfg.prog_depth, 32, 1, False, 1)]
+    mems = [
+        ("wgt", cfg.wgt_depth, isa.entry_layout(cfg).width, 1, True, 1),
+        ("rq", cfg.rq_depth, isa.rq_layout(cfg).width, 2, True, 1),
+        ("prog", cfg.prog_depth, isa.desc_layout(cfg).width, 1, True, 1),
+        ("act", cfg.bank_depth, cfg.act_bits, 1, False, cfg.lanes),
+        ("out", cfg.out_depth, cfg.acc_bits, 1, False, 1),
+        ("perf", cfg.prog_depth, 32, 1, False, 1),
+    ]
     for name, depth, width, ports, rom, copies in mems:
         n = bram_blocks(depth, width, family, ports)
         bits = depth * width
@@ -86,8 +119,14 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
                 ff_bits += depth * width * copies
         elif best == "lutram":
             lutram_bits += depth * width * copies
-    return {"blocks": blocks, "where": where, "logic_rom_bits": logic_rom_bits, "lutram_bits": lutram_bits,
-            "ff_bits": ff_bits, "rom_regs": rom_regs}
+    return {
+        "blocks": blocks,
+        "where": where,
+        "logic_rom_bits": logic_rom_bits,
+        "lutram_bits": lutram_bits,
+        "ff_bits": ff_bits,
+        "rom_regs": rom_regs,
+    }
 
 
 def _lane_luts(cfg: AcceleratorConfig, lane_kind: str) -> float:
@@ -102,8 +141,13 @@ def _lane_luts(cfg: AcceleratorConfig, lane_kind: str) -> float:
     return cfg.terms * cfg.act_bits * cfg.shift_bits + shifted + 2 * cfg.acc_bits
 
 
-def lut_features(cfg: AcceleratorConfig, family: str, kind: str = "board", lane_kind: str = "shift",
-                 rom_used: dict | None = None) -> dict:
+def lut_features(
+    cfg: AcceleratorConfig,
+    family: str,
+    kind: str = "board",
+    lane_kind: str = "shift",
+    rom_used: dict | None = None,
+) -> dict:
     """The LUT model's terms (LUT4-equivalents before the fitted coefficients)."""
     L = cfg.lanes
     lane = L * _lane_luts(cfg, lane_kind)
@@ -113,15 +157,22 @@ def lut_features(cfg: AcceleratorConfig, family: str, kind: str = "board", lane_
     return {
         "const": 1.0,
         "lane": lane,
-        "rot": L * cfg.act_bits * max(1, cfg.lane_bits),  # ACT barrel rotation, 2:1 muxes
+        "rot": L * cfg.act_bits * max(1, cfg.lane_bits),  # ACT rotation as a barrel shifter (2:1 muxes)
+        "rot2": L * cfg.act_bits * L / 4,  # ... or as lanes:1 muxes per lane (what Yosys builds from Array)
         "per_lane": L * (4 * (cfg.delta_bits + 1) + cfg.acc_bits / 3),  # padding checks, writeback select
         "rq": (cfg.max_levels - 1) * cfg.acc_bits,  # requantizer comparators
         "rom": mm["logic_rom_bits"] / 16 + mm["lutram_bits"] / 32 + mm["ff_bits"] / 4,  # memories in logic
     }
 
 
-def estimate(cfg: AcceleratorConfig, target: str, *, kind: str = "board", lane_kind: str = "shift",
-             rom_used: dict | None = None) -> dict:
+def estimate(
+    cfg: AcceleratorConfig,
+    target: str,
+    *,
+    kind: str = "board",
+    lane_kind: str = "shift",
+    rom_used: dict | None = None,
+) -> dict:
     """Estimated ``lut``, ``ff``, ``bram`` (family units), ``dsp`` (0: none inferred for shift lanes),
     ``blocks`` (bram per memory) and ``memories_in`` for the design ``hw/flows/build.py`` synthesises.
 
@@ -139,7 +190,23 @@ def estimate(cfg: AcceleratorConfig, target: str, *, kind: str = "board", lane_k
         return {"lut": round(lut), "ff": cfg.lanes * cfg.acc_bits, "bram": 0, "dsp": dsp, "target": target}
     mm = memory_map(cfg, fam, rom_used)
     n_in, n_out = shell_bits(cfg)
-    ff = (cfg.lanes * (2 * cfg.acc_bits + cfg.act_bits + 1) + n_in + n_out + 64 + 3 * cfg.acc_bits
-          + isa.desc_layout(cfg).width + isa.entry_layout(cfg).width + c["ff_const"] + mm["ff_bits"])
-    return {"lut": round(lut), "ff": round(ff), "bram": sum(mm["blocks"].values()), "dsp": dsp,
-            "blocks": mm["blocks"], "memories_in": mm["where"], "target": target}
+    ff = (
+        cfg.lanes * (2 * cfg.acc_bits + cfg.act_bits + 1)
+        + n_in
+        + n_out
+        + 64
+        + 3 * cfg.acc_bits
+        + isa.desc_layout(cfg).width
+        + isa.entry_layout(cfg).width
+        + c["ff_const"]
+        + mm["ff_bits"]
+    )
+    return {
+        "lut": round(lut),
+        "ff": round(ff),
+        "bram": sum(mm["blocks"].values()),
+        "dsp": dsp,
+        "blocks": mm["blocks"],
+        "memories_in": mm["where"],
+        "target": target,
+    }
