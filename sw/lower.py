@@ -83,6 +83,38 @@ def _float(t) -> float:
     return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
 
 
+def residual_fk(a: float, s_r: float, main_bound: int) -> tuple[int, int]:
+    """(f, K) of one output channel: acc' = 2**f * sigma * acc + K * R approximates (a*acc + s_r*R)/|a|.
+
+    K = 2**f * s_r / |a| rounded to at most 4 signed power-of-two digits; f (<= 8) gives K about 7
+    significant bits while the accumulator bound stays under 2**ACC_TARGET_BITS.
+    """
+    ratio = s_r / abs(a)
+    want = max(0, math.ceil(math.log2(128 / ratio))) if ratio > 0 else 0
+    room = ACC_TARGET_BITS - max(1, int(main_bound).bit_length())
+    f = max(0, min(want, room, 8))
+    return f, nearest_few_digits(ratio * 2**f)
+
+
+@torch.no_grad()
+def residual_gain(conv, bn, r_aq) -> torch.Tensor:
+    """Per-channel factor g = K*|a| / (2**f * s_r) (about 1) by which the fake-quant model scales its
+    quantized shortcut in eval mode, so that it adds exactly what the integer model adds (K*R in the
+    accumulator domain). One definition with the lowering: both call residual_fk."""
+    s_in = _float(conv.aq.alpha) / conv.aq.denominator  # the same floats the lowering uses
+    s_r = _float(r_aq.alpha) / r_aq.denominator
+    w_int, w_scale = conv.wq.int_weight(conv.weight, conv.filter_mask, conv.in_mask)
+    bound = w_int.abs().reshape(w_int.shape[0], -1).sum(dim=1).double() * float(conv.aq.levels_int()[-1])
+    a, _ = _bn_affine(bn)
+    a = a * (w_scale * s_in)
+    g = np.ones(len(a))
+    for c in range(len(a)):
+        if abs(a[c]) >= 1e-30 and s_r > 0:
+            f, k = residual_fk(a[c], s_r, int(bound[c]))
+            g[c] = k * abs(a[c]) / (2**f * s_r)
+    return torch.from_numpy(g).float()
+
+
 def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: Residual | None,
                      in_max: int) -> tuple[list[Source], np.ndarray]:
     """Fill src.ch_sign/ch_shift, build the optional residual source; return (sources, thresholds).
@@ -115,11 +147,8 @@ def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: Residual 
         src.ch_sign[c] = 1 if a[c] > 0 else -1
         f = 0
         if has_res:
-            ratio = s_r / abs(a[c])
-            want = max(0, math.ceil(math.log2(128 / ratio))) if ratio > 0 else 0
-            room = ACC_TARGET_BITS - max(1, int(main_bound[c]).bit_length())
-            f = max(0, min(want, room, 8))
-            res_w[c, :, 0, 0] = select[c] * nearest_few_digits(ratio * 2**f)
+            f, k = residual_fk(a[c], s_r, int(main_bound[c]))
+            res_w[c, :, 0, 0] = select[c] * k
         src.ch_shift[c] = f
         thr[c] = np.clip(np.ceil((t - b[c]) * 2**f / abs(a[c])), -BIG, BIG).astype(np.int64)
     sources = [src]

@@ -109,6 +109,10 @@ class DigitsNet(nn.Module):
             h1 = F.relu(self.bn1(self.conv1(x)))
             r = h1
         h2 = F.relu(self.bn2(self.conv2(h1)))
+        if self.quantize and not self.training:
+            from ..lower import residual_gain  # eval: the shortcut scale the integer model uses
+
+            r = r * residual_gain(self.conv3, self.bn3, self.conv2.aq).to(r).view(1, -1, 1, 1)
         h3 = F.relu(self.bn3(self.conv3(h2)) + r)
         h4 = F.relu(self.bn4(self.conv4(h3)))
         u, u_int, quantum = self.pool_input(h4)

@@ -64,7 +64,12 @@ class BasicBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         r = self.conv_a.aq(x) if self.quantize else x
         h = F.relu(self.bn_a(self.conv_a(x)))
-        return F.relu(self.bn_b(self.conv_b(h)) + self.shortcut(r))
+        sc = self.shortcut(r)
+        if self.quantize and not self.training:
+            from ..lower import residual_gain  # eval: the shortcut scale the integer model uses
+
+            sc = sc * residual_gain(self.conv_b, self.bn_b, self.conv_a.aq).to(sc).view(1, -1, 1, 1)
+        return F.relu(self.bn_b(self.conv_b(h)) + sc)
 
 
 class CifarResNet(nn.Module):
