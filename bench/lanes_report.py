@@ -22,15 +22,40 @@ def load() -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
+def resnet_cycles() -> dict:
+    f = RES / "cycles-resnet20-r.json"
+    return {r["lanes"]: r["cycles"] for r in json.loads(f.read_text())["rows"]} if f.exists() else {}
+
+
 def table(rows) -> str:
-    out = ["| lanes | LUT4 | FF | CCU2C | DP16KD | est. LUT / FF / BRAM | Fmax (MHz) | cycles/image | images/s |",
-           "|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
-    for r in rows:
-        e = r["estimate"]
+    from calibrate_estimator import used_of  # same directory
+
+    from apotflow.hw.config import AcceleratorConfig
+    from apotflow.hw.estimate import estimate
+
+    rc = resnet_cycles()
+    out = ["| lanes | LUT4 | FF | CCU2C | DP16KD | estimate LUT / FF / BRAM | Fmax (MHz) | digits cycles | digits images/s "
+           "| ResNet-20 cycles | ResNet-20 images/s |",
+           "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    done = set()
+    for r in rows:  # the estimate as the estimator stands now (the row's own is from build time)
+        e = estimate(AcceleratorConfig.from_dict(r["config"]), r["target"], rom_used=used_of(r))
         fmax = f"{r['fmax_mhz']:.1f}" if r.get("fmax_mhz") else "-"
         ips = f"{r['images_per_s']:,.0f}" if r.get("images_per_s") else "-"
+        rn = rc.get(r["lanes"])
+        rips = f"{r['fmax_mhz'] * 1e6 / rn:,.0f}" if rn and r.get("fmax_mhz") else "-"
         out.append(f"| {r['lanes']} | {r['lut']} | {r['ff']} | {r['carry']} | {r['bram']} | "
-                   f"{e['lut']} / {e['ff']} / {e['bram']} | {fmax} | {r['cycles_per_image']} | {ips} |")
+                   f"{e['lut']} / {e['ff']} / {e['bram']} | {fmax} | {r['cycles_per_image']} | {ips} | "
+                   f"{rn or '-':,} | {rips} |")
+        done.add(r["lanes"])
+    cfg0 = rows[0]["config"] if rows else {}
+    for lanes in (8, 16, 32, 64, 128, 256):
+        if lanes in done or not cfg0:
+            continue
+        cfg = AcceleratorConfig.from_dict({**cfg0, "lanes": lanes})
+        e = estimate(cfg, "ecp5-85k")
+        out.append(f"| {lanes} | (not synthesised) | | | | {e['lut']} / {e['ff']} / {e['bram']} | - | - | - | "
+                   f"{rc.get(lanes, '-'):,} | - |")
     return "\n".join(out) + "\n"
 
 
