@@ -4,6 +4,7 @@ import random
 
 import pytest
 from amaranth.sim import Simulator
+
 from apotflow.hw.config import AcceleratorConfig
 from apotflow.hw.estimate import bram_blocks, estimate, memory_map
 from apotflow.hw.flows import devices
@@ -108,6 +109,7 @@ def test_compile_reuse_shrinks_act_and_keeps_output():
     from pathlib import Path
 
     import numpy as np
+
     from apotflow.hw.compile import compile_net, live_ranges, run_functional
     from apotflow.sw import export
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from apotflow.hw.config import AcceleratorConfig
 from apotflow.hw.flows.asic import asic_estimate
 from apotflow.hw.flows.build import build
