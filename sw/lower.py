@@ -57,8 +57,8 @@ def nearest_few_digits(x: float, digits: int = 4) -> int:
 
 
 def _bn_affine(bn) -> tuple[np.ndarray, np.ndarray]:
-    g, beta = bn.weight.detach().double().numpy(), bn.bias.detach().double().numpy()
-    mu, var = bn.running_mean.double().numpy(), bn.running_var.double().numpy()
+    g, beta = bn.weight.detach().cpu().double().numpy(), bn.bias.detach().cpu().double().numpy()
+    mu, var = bn.running_mean.cpu().double().numpy(), bn.running_var.cpu().double().numpy()
     inv = 1.0 / np.sqrt(var + bn.eps)
     return g * inv, beta - g * mu * inv
 
@@ -104,7 +104,7 @@ def residual_gain(conv, bn, r_aq) -> torch.Tensor:
     s_in = _float(conv.aq.alpha) / conv.aq.denominator  # the same floats the lowering uses
     s_r = _float(r_aq.alpha) / r_aq.denominator
     w_int, w_scale = conv.wq.int_weight(conv.weight, conv.filter_mask, conv.in_mask)
-    bound = w_int.abs().reshape(w_int.shape[0], -1).sum(dim=1).double() * float(conv.aq.levels_int()[-1])
+    bound = (w_int.abs().reshape(w_int.shape[0], -1).sum(dim=1).cpu().double() * float(conv.aq.levels_int()[-1])).tolist()
     a, _ = _bn_affine(bn)
     a = a * (w_scale * s_in)
     g = np.ones(len(a))
