@@ -33,8 +33,9 @@ __all__ = ["VERILATOR_ARGS", "BuildError", "SimResult", "SimulationError", "buil
 
 #: Flags for every Verilator build. ``--x-assign fast`` keeps X handling cheap (Amaranth's Verilog
 #: initialises its registers, so X never reaches a compared output); warnings stay warnings because
-#: generated Verilog trips style lints; ``-O2`` (after Verilator's own ``-Os``) makes the model
-#: faster for a few seconds more of compile; one thread because cocotb drives the model serially.
+#: generated Verilog trips style lints; one thread because cocotb drives the model serially.
+#: Optimisation levels go through make (``build``): OPT_FAST=-O2 for the model's evaluation code,
+#: OPT_SLOW=-O0 for its run-once setup code (a -CFLAGS level would apply to both).
 VERILATOR_ARGS = (
     "--x-assign", "fast",
     "--x-initial", "fast",
@@ -42,7 +43,6 @@ VERILATOR_ARGS = (
     "-Wno-lint",
     "-Wno-style",
     "--threads", "1",
-    "-CFLAGS", "-O2",
 )  # fmt: skip
 
 # Lines worth showing from a Verilator / make / cocotb log when something failed.
@@ -126,7 +126,7 @@ def build(
     # OPT_SLOW=-O0: gcc at -Os needs many minutes for the symbol-table constructor that cocotb's
     # --public-flat-rw makes for a 64-lane array (under a second at -O0); that code runs once.
     saved_makeflags = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = f"{saved_makeflags or ''} CFG_CXXFLAGS_PCH_I=-include OPT_SLOW=-O0".strip()
+    os.environ["MAKEFLAGS"] = f"{saved_makeflags or ''} CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2 OPT_SLOW=-O0".strip()
     try:
         runner.build(
             sources=[Path(s).resolve() for s in verilog_sources],
