@@ -69,7 +69,8 @@ def main(argv=None) -> int:
             "data": args.data or "random pixels", "machine": f"{platform.machine()}, {platform.node()}",
             "command": "python bench/cosim_networks.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         }
-        (out / f"cosim-{row['net']}-{args.lanes}.json").write_text(json.dumps(row, indent=1))
+        tag = path.stem if args.model else row["net"]
+        (out / f"cosim-{tag}-{args.lanes}.json").write_text(json.dumps(row, indent=1))
         print(json.dumps({k: row[k] for k in ("net", "images", "mismatches", "cycles_ratio",
                                               "model_error_worst_layer", "build_seconds", "sim_seconds_per_image")}))
     return 0
