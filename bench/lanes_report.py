@@ -83,8 +83,8 @@ def svg(rows) -> str:
         def Y(v, top=top):
             return H - m - v / top * (H - 2 * m)
 
-        parts.append('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>'
-                     % (color, " ".join(f"{x:.1f},{Y(v):.1f}" for x, v in pts)))
+        points = " ".join(f"{x:.1f},{Y(v):.1f}" for x, v in pts)
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>')
         for x, v in pts:
             parts.append(f'<circle cx="{x:.1f}" cy="{Y(v):.1f}" r="3" fill="{color}"/>'
                          f'<text x="{x + 4:.1f}" y="{Y(v) - 6:.1f}" fill="{color}">{v:,.0f}</text>')

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from apotflow.sw.intnet import IntNet, Op, macs
 
 from . import isa
@@ -247,7 +248,7 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
         weights = [(s, s.weight, placements[s.tensor], net.tensors[s.tensor].shape) for s in op.sources]
         for c in range(cout):
             n0 = len(wgt)
-            for s, W, pl, (cin, h, w) in weights:
+            for s, W, pl, (_cin, h, w) in weights:
                 for ic, ky, kx in zip(*np.nonzero(W[c])):
                     ty, tx = int(ky) - s.pad, int(kx) - s.pad
                     if npix == 1:

@@ -125,7 +125,7 @@ class AcceleratorConfig:
         return {"version": CONFIG_VERSION, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AcceleratorConfig":
+    def from_dict(cls, d: dict) -> AcceleratorConfig:
         d = dict(d)
         version = d.pop("version", CONFIG_VERSION)
         if version != CONFIG_VERSION:

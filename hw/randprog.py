@@ -67,7 +67,7 @@ def random_program(cfg: AcceleratorConfig, rng: random.Random, n_layers: int | N
         bias_lim = 1 << max(0, cfg.acc_bits - 3)
         w_start, rq_start = len(wgt), len(rq)
         typical = (amax << min(smax, 3)) * 2
-        for c in range(n_ch):
+        for _c in range(n_ch):
             count = rng.choice([0, 1, 1, 2, 3, max_count]) if rng.random() < 0.4 else rng.randint(1, max_count)
             for _ in range(count):
                 for _try in range(100):

@@ -83,7 +83,7 @@ def render_markdown(r: dict) -> str:
         "# apotflow demo report", "",
         f"Digits net, {r['method'].upper()} (30% GM filter pruning, APoT W4/A4, 8-bit first/last layers), "
         f"seed {r['seed']}, git {r['git_revision']}.", "",
-        "## Accuracy (test split, %d images)" % r["test_images"], "",
+        f"## Accuracy (test split, {r['test_images']} images)", "",
         "| model | top-1 |", "|---|---|",
         f"| float, pruned (before quantization) | {_fmt(r['accuracy_fp32_before_quant'])} |",
         f"| fake-quant (training model) | {r['accuracy_float']:.4f} |",
@@ -92,7 +92,7 @@ def render_markdown(r: dict) -> str:
         f"## Bit-exact co-simulation: {ok}", "",
         f"{r['bitexact_images']} of {r['cosim_images']} images equal the golden model in every layer "
         f"(every activation word and every logit compared as integers on Verilator).", "",
-        "## Cycles (one image, %d lanes)" % r["config"]["lanes"], "",
+        f"## Cycles (one image, {r['config']['lanes']} lanes)", "",
         "| layer | measured | ideal | ratio |", "|---|---|---|---|",
     ]
     for pl in r["cycles_per_layer"]:

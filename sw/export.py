@@ -220,7 +220,9 @@ def from_bytes(data: bytes, name: str = "model") -> IntNet:
                     raise ExportError(f"{name}: {where}: a stored non-zero weight decodes to zero")
                 codes = np.zeros(size, dtype=np.int64)
                 codes[idx] = vals
-                arr = lambda k: None if s.get(k) is None else np.asarray(s[k], dtype=np.int64)  # noqa: E731
+                def arr(k, s=s):
+                    return None if s.get(k) is None else np.asarray(s[k], dtype=np.int64)
+
                 srcs.append(Source(s["tensor"], codes.reshape(shape), int(s["stride"]), int(s["pad"]),
                                    s["encoding"], arr("levels"), arr("ch_shift"), arr("ch_sign"),
                                    int(s["w_bits"]), s.get("role", "main")))

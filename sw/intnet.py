@@ -96,7 +96,7 @@ class IntNet:
     output: str
     meta: dict = field(default_factory=dict)
 
-    def validate(self) -> "IntNet":
+    def validate(self) -> IntNet:
         """Check the structural contract; raise IntNetError naming what is wrong."""
         if self.input not in self.tensors:
             raise IntNetError(f"input tensor {self.input!r} is not declared")

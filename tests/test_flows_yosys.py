@@ -8,6 +8,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
 from apotflow.hw.flows import nextpnr, yosys
 
 # Trimmed `stat -json` outputs of Yosys 0.70 (the layout it writes: per-module and "design").

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import random_digits_net
 
 from apotflow.hw.compile import CompileError, compile_net, first_mismatch, run_functional, weight_entries
 from apotflow.hw.config import AcceleratorConfig, ConfigError
@@ -12,8 +13,6 @@ from apotflow.hw.fit import fitted_config
 from apotflow.sim.cosim import golden_tensors
 from apotflow.sw.golden import predict
 from apotflow.sw.lower import naf_weight, nearest_few_digits
-
-from conftest import random_digits_net
 
 
 def test_golden_agrees_with_fake_quant(digits_images):

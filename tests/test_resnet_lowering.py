@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from apotflow.hw.compile import compile_net, first_mismatch, run_functional
 from apotflow.hw.config import AcceleratorConfig
 from apotflow.hw.fit import fitted_config

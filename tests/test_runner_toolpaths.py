@@ -3,6 +3,7 @@
 import os
 
 import pytest
+
 from apotflow.sim import toolpaths
 
 

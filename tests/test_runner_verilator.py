@@ -9,6 +9,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
 from apotflow.sim import runner
 
 HERE = Path(__file__).parent

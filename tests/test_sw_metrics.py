@@ -1,6 +1,7 @@
 """Size / BOPs counting on DigitsNet, by hand."""
 
 import torch
+
 from apotflow.sw.metrics import bops_metrics, model_metrics, size_metrics
 from apotflow.sw.models import DigitsNet
 from apotflow.sw.prune import compute_masks, slice_pruned

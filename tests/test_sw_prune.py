@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from apotflow.sw.models import DigitsNet
 from apotflow.sw.prune import apply_masks, compute_masks, gm_mask, gm_scores, group_weight, slice_pruned
 from apotflow.sw.quant import set_quantize
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _ref_scores(w: np.ndarray) -> np.ndarray:

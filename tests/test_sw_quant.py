@@ -2,9 +2,10 @@
 
 import pytest
 import torch
-from apotflow.sw.quant import ActQuantizer, QConv2d, QLinear, WeightQuantizer, _codes, apot_levels, midpoints
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from apotflow.sw.quant import ActQuantizer, QConv2d, QLinear, WeightQuantizer, _codes, apot_levels, midpoints
 
 BITS = [2, 3, 4, 5, 8]
 floats = st.floats(-20.0, 20.0, allow_nan=False, width=32)

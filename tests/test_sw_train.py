@@ -4,6 +4,7 @@ import time
 
 import pytest
 import torch
+
 from apotflow.sw.data import load_digits_split
 from apotflow.sw.models import DigitsNet
 from apotflow.sw.prune import slice_pruned
