@@ -20,7 +20,7 @@ def fitted_config(net: IntNet, cfg: AcceleratorConfig, keep: set[str] = frozense
     The network is first compiled with generous depths to learn its needs; any other error
     (accumulator width, shifts) surfaces from that compile.
     """
-    big = {k: 1 << 20 for k in ("act_depth", "wgt_depth", "rq_depth", "prog_depth", "out_depth") if k not in keep}
+    big = {k: 1 << 24 for k in ("act_depth", "wgt_depth", "rq_depth", "prog_depth", "out_depth") if k not in keep}
     prog = compile_net(net, replace(cfg, **big))
     need = {
         "act_depth": max(_pow2(prog.act_words), cfg.lanes),
