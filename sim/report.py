@@ -105,9 +105,14 @@ def render_markdown(r: dict) -> str:
               f"- BOPs: {r['bops']} ({r['bops_reduction']:.2f}x fewer than FP32)",
               f"- rules: {r['counting_rules']}", "",
               "## FPGA resources (Yosys synthesis)", "",
-              "| target | LUT | FF | carry | BRAM | DSP |", "|---|---|---|---|---|---|"]
+              "| target | LUT | FF | carry | BRAM | DSP | fits |", "|---|---|---|---|---|---|---|"]
     for t, res in r["resources"].items():
-        lines.append(f"| {t} | {res.get('lut')} | {res.get('ff')} | {res.get('carry')} | {res.get('bram')} | {res.get('dsp')} |")
+        over = res.get("over") or {}
+        fits = "yes" if res.get("fits") else "no: " + ", ".join(
+            f"{k} {v['need']} of {v['have']}" for k, v in over.items() if isinstance(v, dict)) if over else "-"
+        lines.append(f"| {t} | {res.get('lut')} | {res.get('ff')} | {res.get('carry')} | {res.get('bram')} | "
+                     f"{res.get('dsp')} | {fits} |")
+    lines += ["", "Fmax, place and route and bitstreams: `apotflow synth --target ... --out DIR` (docs/resources.md)."]
     lines += ["", "## Timings (s)", ""] + [f"- {k}: {v:.1f}" for k, v in r["seconds"].items()]
     lines += ["", "Configuration: `" + ", ".join(f"{k}={v}" for k, v in r["config"].items()) + "`", ""]
     return "\n".join(lines)
