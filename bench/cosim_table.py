@@ -29,6 +29,10 @@ def main(paths: list[str]) -> int:
             f"{r['images'] - r['mismatches']}/{r['images']} | {r['cycles_total']:,} | {r['cycles_model']:,} | "
             f"{r['cycles_ideal']:,.0f} | {r['cycles_ratio']:.3f} | {100 * r['model_error_worst_layer']:.2f}% | "
             f"{r['build_seconds']:.0f} | {r['sim_seconds_per_image']:.1f} |")
+    out += ["", "Lanes compute consecutive output pixels of one channel, so a layer with fewer output pixels "
+            "than lanes leaves lanes idle: VGG-16's 4x4 layers run at 4x and its 2x2 layers at 16x their ideal "
+            "bound at 64 lanes (ResNets never go below 8x8 = 64 pixels). Spreading the idle lanes over output "
+            "channels, with one weight stream per lane group, is the fix; not built yet."]
     out += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in rows] + [""]
     print("\n".join(out))
     return 0
