@@ -13,73 +13,91 @@ import torch.nn.functional as F
 from .intnet import IntNet, Op
 
 
+def _patches(x: torch.Tensor, k: int, stride: int, pad: int) -> tuple[torch.Tensor, int, int]:
+    """im2col for any dtype: (N, Cin*k*k, Ho*Wo) patches of x, zero padding included; and (Ho, Wo)."""
+    n, cin, h, wd = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad)) if pad else x
+    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    cols = [xp[:, :, ky:ky + stride * (ho - 1) + 1:stride, kx:kx + stride * (wo - 1) + 1:stride]
+            for ky in range(k) for kx in range(k)]
+    return torch.stack(cols, dim=2).reshape(n, cin * k * k, ho * wo), ho, wo
+
+
 def _conv_int(x: torch.Tensor, w: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
     """Exact int64 convolution by im2col and an integer matmul (torch has no int64 conv2d)."""
-    n, cin, h, wd = x.shape
-    cout, _, k, _ = w.shape
-    xp = F.pad(x, (pad, pad, pad, pad)) if pad else x
-    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
-    cols = [xp[:, :, ky:ky + stride * (ho - 1) + 1:stride, kx:kx + stride * (wo - 1) + 1:stride]
-            for ky in range(k) for kx in range(k)]
-    patches = torch.stack(cols, dim=2).reshape(n, cin * k * k, ho * wo)  # (N, Cin*k*k, P)
+    cout, cin, k, _ = w.shape
+    patches, ho, wo = _patches(x, k, stride, pad)
     out = torch.matmul(w.reshape(cout, cin * k * k).unsqueeze(0), patches)  # int64 matmul
-    return out.reshape(n, cout, ho, wo)
+    return out.reshape(x.shape[0], cout, ho, wo)
 
 
-def _max_int(x: torch.Tensor, w: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
-    """max over the non-zero weights j of w[c, j] * patch_j (the products a sum would add)."""
-    n, cin, h, wd = x.shape
-    cout, _, k, _ = w.shape
-    xp = F.pad(x, (pad, pad, pad, pad)) if pad else x
-    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
-    cols = [xp[:, :, ky:ky + stride * (ho - 1) + 1:stride, kx:kx + stride * (wo - 1) + 1:stride]
-            for ky in range(k) for kx in range(k)]
-    patches = torch.stack(cols, dim=2).reshape(n, cin * k * k, ho * wo)
+def _max_reduce(x: torch.Tensor, w: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
+    """max over the non-zero weights j of w[c, j] * patch_j (the products a sum would add); any dtype."""
+    cout, cin, k, _ = w.shape
+    patches, ho, wo = _patches(x, k, stride, pad)
     wf = w.reshape(cout, cin * k * k)
-    out = torch.full((n, cout, ho * wo), torch.iinfo(torch.int64).min, dtype=torch.int64)
+    lowest = torch.iinfo(x.dtype).min if not x.dtype.is_floating_point else -float("inf")
+    out = torch.full((x.shape[0], cout, ho * wo), lowest, dtype=x.dtype, device=x.device)
     for c in range(cout):
         nz = torch.nonzero(wf[c]).flatten()
         if len(nz):
             out[:, c] = (wf[c, nz].view(1, -1, 1) * patches[:, nz]).amax(dim=1)
-    return out.reshape(n, cout, ho, wo)
+    return out.reshape(x.shape[0], cout, ho, wo)
+
+
+def _conv_f64(x: torch.Tensor, w: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
+    return F.conv2d(x, w, None, stride, pad)
+
+
+# The float64 backend (GPU) runs the same ops. Exact, not approximate: every value is an integer and
+# every partial sum is bounded by IntNet.acc_bound(op) < 2**53, so each float64 add and multiply is
+# exact whatever order cuDNN sums in; thresholds (|t| <= 2**40) compare exactly; ">> s" is floor(/2**s).
+F64_LIMIT = 1 << 53
+
+
+def _tensor(a, like: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(a, dtype=np.int64)).to(like.device, like.dtype)
 
 
 def op_accumulator(op: Op, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    bias = torch.from_numpy(np.asarray(op.bias, dtype=np.int64)).view(1, -1, 1, 1)
-    if op.reduce == "max":
-        acc = bias
-        for s in op.sources:
-            acc = torch.maximum(acc, _max_int(inputs[s.tensor], torch.from_numpy(s.weight), s.stride, s.pad))
-        return acc
-    acc = None
+    some = next(iter(inputs.values()))
+    conv = _conv_int if not some.dtype.is_floating_point else _conv_f64
+    acc = _tensor(op.bias, some).view(1, -1, 1, 1)
     for s in op.sources:
-        part = _conv_int(inputs[s.tensor], torch.from_numpy(s.weight), s.stride, s.pad)
-        acc = part if acc is None else acc + part
-    return acc + torch.from_numpy(np.asarray(op.bias, dtype=np.int64)).view(1, -1, 1, 1)
+        x = inputs[s.tensor]
+        if op.reduce == "max":
+            acc = torch.maximum(acc, _max_reduce(x, _tensor(s.weight, x), s.stride, s.pad))
+        else:
+            acc = acc + conv(x, _tensor(s.weight, x), s.stride, s.pad)
+    return acc
 
 
 def requantize(op: Op, acc: torch.Tensor) -> torch.Tensor:
     if op.mode == "thresh":
-        thr = torch.from_numpy(op.thresholds).view(1, acc.shape[1], 1, 1, -1)
+        thr = _tensor(op.thresholds, acc).view(1, acc.shape[1], 1, 1, -1)
         k = (acc.unsqueeze(-1) >= thr).sum(dim=-1)
-        return torch.from_numpy(op.levels_out)[k]
+        return _tensor(op.levels_out, acc)[k]
     if op.mode == "shift":
-        return acc >> op.shift
+        return torch.floor(acc / float(1 << op.shift)) if acc.dtype.is_floating_point else acc >> op.shift
     return acc
 
 
-def run_integer(net: IntNet, x: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
-    """Run the integer network on integer inputs (N, C, H, W); returns every tensor by name."""
+def _run(net: IntNet, x, dtype: torch.dtype, device) -> dict[str, torch.Tensor]:
     x = torch.as_tensor(np.asarray(x), dtype=torch.int64)
     spec = net.tensors[net.input]
     if tuple(x.shape[1:]) != spec.shape:
         raise ValueError(f"input must be (N, {', '.join(map(str, spec.shape))}), not {tuple(x.shape)}")
     if x.min() < 0 or x.max() > spec.max_value:
         raise ValueError(f"input values must be integers in 0..{spec.max_value}")
-    vals = {net.input: x}
+    vals = {net.input: x.to(torch.device(device), dtype)}
     for op in net.ops:
         vals[op.out] = requantize(op, op_accumulator(op, vals))
     return vals
+
+
+def run_integer(net: IntNet, x: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
+    """Run the integer network on integer inputs (N, C, H, W); returns every tensor by name."""
+    return _run(net, x, torch.int64, "cpu")
 
 
 def predict(net: IntNet, x) -> np.ndarray:
@@ -87,61 +105,12 @@ def predict(net: IntNet, x) -> np.ndarray:
     return logits.reshape(logits.shape[0], -1).argmax(dim=1).numpy()
 
 
-# ----------------------------------------------------------------------------- float64 backend (GPU)
-# The same network in float64 on any device. Exact, not approximate: every value is an integer and
-# every partial sum is bounded by IntNet.acc_bound(op) < 2**53, so each float64 add and multiply is
-# exact whatever order cuDNN sums in; thresholds (|t| <= 2**40) compare exactly; ">> s" is floor(/2**s).
-F64_LIMIT = 1 << 53
-
-
-def _max_f64(x: torch.Tensor, w: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
-    n, cin, h, wd = x.shape
-    cout, _, k, _ = w.shape
-    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
-    patches = F.unfold(x, k, padding=pad, stride=stride)  # (N, Cin*k*k, P), zero padding included
-    wf = w.reshape(cout, cin * k * k)
-    out = torch.full((n, cout, ho * wo), -float("inf"), dtype=x.dtype, device=x.device)
-    for c in range(cout):
-        nz = torch.nonzero(wf[c]).flatten()
-        if len(nz):
-            out[:, c] = (wf[c, nz].view(1, -1, 1) * patches[:, nz]).amax(dim=1)
-    return out.reshape(n, cout, ho, wo)
-
-
 def run_float64(net: IntNet, x, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """run_integer's result (as exact float64 integers) computed with float64 convolutions on `device`."""
     for op in net.ops:
         if net.acc_bound(op) >= F64_LIMIT:
             raise ValueError(f"op {op.name}: accumulator bound {net.acc_bound(op)} >= 2**53, float64 is not exact")
-    dev = torch.device(device)
-    xi = torch.as_tensor(np.asarray(x), dtype=torch.int64)
-    spec = net.tensors[net.input]
-    if tuple(xi.shape[1:]) != spec.shape:
-        raise ValueError(f"input must be (N, {', '.join(map(str, spec.shape))}), not {tuple(xi.shape)}")
-    if xi.min() < 0 or xi.max() > spec.max_value:
-        raise ValueError(f"input values must be integers in 0..{spec.max_value}")
-
-    def t(a) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(a, dtype=np.int64)).to(dev, torch.float64)
-
-    vals = {net.input: xi.to(dev, torch.float64)}
-    for op in net.ops:
-        bias = t(op.bias).view(1, -1, 1, 1)
-        if op.reduce == "max":
-            acc = bias
-            for s in op.sources:
-                acc = torch.maximum(acc, _max_f64(vals[s.tensor], t(s.weight), s.stride, s.pad))
-        else:
-            acc = bias
-            for s in op.sources:
-                acc = acc + F.conv2d(vals[s.tensor], t(s.weight), None, s.stride, s.pad)
-        if op.mode == "thresh":
-            k = (acc.unsqueeze(-1) >= t(op.thresholds).view(1, acc.shape[1], 1, 1, -1)).sum(dim=-1)
-            acc = t(op.levels_out)[k]
-        elif op.mode == "shift":
-            acc = torch.floor(acc / float(1 << op.shift))
-        vals[op.out] = acc
-    return vals
+    return _run(net, x, torch.float64, device)
 
 
 def predict_batched(net: IntNet, x, backend: str = "int64", device: str | torch.device = "cpu",
