@@ -43,7 +43,7 @@ class Lane(wiring.Component):
 
     def __init__(self, cfg: AcceleratorConfig):
         if not isinstance(cfg, AcceleratorConfig):
-            reject(self, TypeError(f"Lane needs an AcceleratorConfig, not {cfg!r}"))
+            reject(self, TypeError(f"{type(self).__name__} needs an AcceleratorConfig, not {cfg!r}"))
         self.cfg = cfg
         super().__init__({
             "ctrl": In(lane_ctrl_layout(cfg)),
@@ -51,19 +51,22 @@ class Lane(wiring.Component):
             "acc": Out(signed(cfg.acc_bits)),
         })
 
-    def elaborate(self, platform):
-        cfg = self.cfg
-        m = Module()
-        c = self.ctrl
+    def term(self, m: Module) -> Signal:
+        """The signed product a * weight of this cycle's entry: two barrel shifters and an add/sub."""
+        cfg, c = self.cfg, self.ctrl
         wide = cfg.act_bits + cfg.max_shift + cfg.terms  # enough for the sum of all terms
-        terms = []
-        for t in range(cfg.terms):
-            terms.append(Mux(c.en[t], self.a << c.s[t], 0))  # barrel shifter per term
+        terms = [Mux(c.en[t], self.a << c.s[t], 0) for t in range(cfg.terms)]  # barrel shifter per term
         contrib = Signal(wide)
         m.d.comb += contrib.eq(sum(terms[1:], terms[0]))
-        base = Mux(c.first, c.bias, self.acc)
         term = Signal(signed(wide + 1))
         m.d.comb += term.eq(Mux(c.sign, -contrib, contrib))
+        return term
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.ctrl
+        term = self.term(m)
+        base = Mux(c.first, c.bias, self.acc)
         with m.If(c.valid):
             with m.If(c.rmax):  # max pooling: a comparator and a mux, still no multiplier
                 m.d.sync += self.acc.eq(Mux(term > base, term, base))

@@ -30,23 +30,12 @@ def weight_int_bits(cfg: AcceleratorConfig) -> int:
     return cfg.max_shift + 1 + (cfg.terms - 1).bit_length() + 1
 
 
-class MulLane(wiring.Component):
-    """Multiplier lane; ports, latency (1) and flow control (none) as ``Lane``."""
+class MulLane(Lane):
+    """Multiplier lane; ports, latency (1), flow control (none) and accumulation as ``Lane``: only
+    the product differs (a multiplier instead of the shifters)."""
 
-    def __init__(self, cfg: AcceleratorConfig):
-        if not isinstance(cfg, AcceleratorConfig):
-            reject(self, TypeError(f"MulLane needs an AcceleratorConfig, not {cfg!r}"))
-        self.cfg = cfg
-        super().__init__({
-            "ctrl": In(lane_ctrl_layout(cfg)),
-            "a": In(cfg.act_bits),
-            "acc": Out(signed(cfg.acc_bits)),
-        })
-
-    def elaborate(self, platform):
-        cfg = self.cfg
-        m = Module()
-        c = self.ctrl
+    def term(self, m: Module) -> Signal:
+        cfg, c = self.cfg, self.ctrl
         wb = weight_int_bits(cfg)
         mag = Signal(wb - 1)
         m.d.comb += mag.eq(sum((Mux(c.en[t], 1 << c.s[t], 0) for t in range(cfg.terms)), 0))
@@ -56,16 +45,7 @@ class MulLane(wiring.Component):
         m.d.comb += a.eq(self.a)
         term = Signal(signed(cfg.act_bits + 1 + wb))
         m.d.comb += term.eq(a * w)
-        base = Mux(c.first, c.bias, self.acc)
-        with m.If(c.valid):
-            if hasattr(c, "rmax"):
-                with m.If(c.rmax):
-                    m.d.sync += self.acc.eq(Mux(term > base, term, base))
-                with m.Else():
-                    m.d.sync += self.acc.eq(base + term)
-            else:
-                m.d.sync += self.acc.eq(base + term)
-        return m
+        return term
 
 
 def make_lane(cfg: AcceleratorConfig, kind: str = "shift"):
@@ -95,6 +75,6 @@ class LaneArray(wiring.Component):
         for i in range(self.cfg.lanes):
             m.submodules[f"lane{i}"] = ln = make_lane(self.cfg, self.kind)
             m.d.comb += [ln.ctrl.eq(self.ctrl), ln.a.eq(self.a[i]), self.acc[i].eq(ln.acc)]
-            if not self.max_reduce and hasattr(ln.ctrl, "rmax"):
+            if not self.max_reduce:
                 m.d.comb += ln.ctrl.rmax.eq(0)
         return m
