@@ -10,6 +10,18 @@ from .config import AcceleratorConfig
 from .top import Accelerator
 
 
+async def _read_port(ctx, addr, data, n: int) -> np.ndarray:
+    """Read words 0..n-1 of a synchronous read port (data follows the address by one cycle)."""
+    out = np.zeros(n, dtype=np.int64)
+    ctx.set(addr, 0)
+    await ctx.tick()
+    for a in range(n):
+        ctx.set(addr, (a + 1) % n)
+        out[a] = ctx.get(data)
+        await ctx.tick()
+    return out
+
+
 def simulate(cfg: AcceleratorConfig, images: isa.MemoryImages, act, max_cycles: int = 200_000,
              n_perf: int | None = None, vcd: str | None = None) -> dict:
     """Load ACT through the host port, start, wait for done, read ACT, OUT and the perf counters.
@@ -45,25 +57,9 @@ def simulate(cfg: AcceleratorConfig, images: isa.MemoryImages, act, max_cycles: 
         # One more cycle to check that done is a pulse and busy fell.
         if ctx.get(dut.busy) or ctx.get(dut.done):
             raise AssertionError("busy/done still high the cycle after done")
-        out_act = np.zeros(cfg.act_depth, dtype=np.int64)
-        ctx.set(dut.host_addr, 0)
-        await ctx.tick()
-        for a in range(cfg.act_depth):
-            ctx.set(dut.host_addr, (a + 1) % cfg.act_depth)
-            out_act[a] = ctx.get(dut.host_rdata)
-            await ctx.tick()
-        out = np.zeros(cfg.out_depth, dtype=np.int64)
-        ctx.set(dut.out_addr, 0)
-        await ctx.tick()
-        for a in range(cfg.out_depth):
-            ctx.set(dut.out_addr, (a + 1) % cfg.out_depth)
-            out[a] = ctx.get(dut.out_rdata)
-            await ctx.tick()
-        perf = []
-        for i in range(n_perf):
-            ctx.set(dut.perf_addr, i)
-            await ctx.tick()
-            perf.append(ctx.get(dut.perf_rdata))
+        out_act = await _read_port(ctx, dut.host_addr, dut.host_rdata, cfg.act_depth)
+        out = await _read_port(ctx, dut.out_addr, dut.out_rdata, cfg.out_depth)
+        perf = (await _read_port(ctx, dut.perf_addr, dut.perf_rdata, n_perf)).tolist()
         res.update(act=out_act, out=out, cycles=ctx.get(dut.cycles), perf=perf, busy_cycles=busy,
                    done_pulses=done)
 
