@@ -1,12 +1,36 @@
-# The CIFAR-10 runs of docs/cifar-runs (H100): three trainings side by side under MPS.
+# The CIFAR-10 runs of docs/cifar-runs, side by side on one GPU under MPS.
 # Usage on the GPU machine, from the repository root, with data/cifar10-jpeg.tar.xz present:
-#   bash bench/gpu_runs.sh            (then poll runs/*.log; results in runs/*/result.json)
-mkdir -p /tmp/pp/apotflow && for d in sw hw sim; do ln -sfn $PWD/$d /tmp/pp/apotflow/$d; done
+#   bash bench/gpu_runs.sh NAME...     e.g.  bash bench/gpu_runs.sh r20-ppq r20-spq
+# Each NAME trains into runs/NAME (log runs/NAME.log, result runs/NAME/result.json). A run whose
+# runs/NAME/train.ckpt exists resumes from it. An spq run distils from the float phase of the ppq run
+# of the same model (runs/<model>-ppq/float.pt) and waits for that file.
+# ResNet-20/32: the full schedule (ppq 200 float + 2 x 40 stage + 120 QAT epochs; spq 200 epochs).
+# ResNet-56/110 and VGG-16: a shorter one (ppq 80 + 2 x 15 + 50; spq 100), to fit this GPU budget.
+set -u
+mkdir -p /tmp/pp/apotflow && for d in sw hw sim; do ln -sfn "$PWD/$d" /tmp/pp/apotflow/$d; done
 export PYTHONPATH=/tmp/pp PYTHONUNBUFFERED=1
-nvidia-cuda-mps-control -d && echo "MPS on" || echo "MPS unavailable"
+nvidia-cuda-mps-control -d 2>/dev/null && echo "MPS on" || echo "MPS unavailable or already on"
 python -c "from apotflow.sw.cifar import load_cifar10; s=load_cifar10('data/cifar10-jpeg.tar.xz'); print(s.x_train.shape)"
 mkdir -p runs
-D="--data data/cifar10-jpeg.tar.xz --warmup-epochs 2 --nesterov"
-setsid nohup python -m apotflow.sim.cli train --model resnet20 --method ppq $D --epochs 200 --stage-epochs 40 --qat-epochs 120 --out runs/r20-ppq > runs/r20-ppq.log 2>&1 < /dev/null &
-setsid nohup python -m apotflow.sim.cli train --model resnet20 --method spq $D --epochs 300 --out runs/r20-spq > runs/r20-spq.log 2>&1 < /dev/null &
-setsid nohup python -m apotflow.sim.cli train --model resnet32 --method ppq $D --epochs 200 --stage-epochs 40 --qat-epochs 120 --out runs/r32-ppq > runs/r32-ppq.log 2>&1 < /dev/null &
+D="--data data/cifar10-jpeg.tar.xz --warmup-epochs 2 --nesterov --distill 0.9"
+FULL_PPQ="--epochs 200 --stage-epochs 40 --qat-epochs 120"
+SHORT_PPQ="--epochs 80 --stage-epochs 15 --qat-epochs 50"
+for name in "$@"; do
+  model=${name%%-*}; model=${model/r/resnet}; method=${name#*-}; method=${method%%-*}
+  case $name in
+    r20-ppq|r32-ppq) args="$FULL_PPQ" ;;
+    r20-ppq-qlr) args="$FULL_PPQ --qat-lr 0.005" ;;
+    r56-ppq|r110-ppq|vgg16-ppq) args="$SHORT_PPQ" ;;
+    r20-spq|r32-spq) args="--epochs 200" ;;
+    r56-spq|r110-spq|vgg16-spq) args="--epochs 100" ;;
+    *) echo "unknown run $name"; exit 2 ;;
+  esac
+  wait_for=":"
+  if [ "$method" = spq ]; then
+    t="runs/${name%%-*}-ppq/float.pt"; args="$args --teacher $t"
+    wait_for="while [ ! -f $t ]; do sleep 15; done"
+  fi
+  cmd="python -m apotflow.sim.cli train --model $model --method $method $D $args --out runs/$name"
+  echo "$name: $cmd"
+  setsid nohup bash -c "$wait_for; exec $cmd" > "runs/$name.log" 2>&1 < /dev/null &
+done

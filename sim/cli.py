@@ -54,7 +54,8 @@ def _progress(msg: str) -> None:
 
 # ----------------------------------------------------------------------------- commands
 TRAIN_FLAGS = ("epochs", "stage_epochs", "qat_epochs", "lr", "qat_lr", "wd", "batch_size", "prune_rate",
-               "w_bits", "a_bits", "schedule", "warmup_epochs", "step_mode", "eval_every", "train_subset")
+               "w_bits", "a_bits", "schedule", "warmup_epochs", "step_mode", "eval_every", "train_subset",
+               "distill", "distill_temp")
 
 
 def cmd_train(args) -> int:
@@ -74,7 +75,7 @@ def cmd_train(args) -> int:
                      channels_last=not args.no_channels_last, **given)
     bar = _Bar(cfg)
     res = run(args.model, args.data, args.out, cfg, dataset=args.dataset, cache=args.cache,
-              command="apotflow " + " ".join(sys.argv[1:]), log=_progress, progress=bar)
+              command="apotflow " + " ".join(sys.argv[1:]), log=_progress, progress=bar, teacher=args.teacher)
     keys = ("model", "method", "dataset", "accuracy", "accuracy_int", "agreement", "size_reduction",
             "bops_reduction", "train_seconds", "wall_seconds", "device")
     print(json.dumps({k: res.get(k) for k in keys}, indent=1))
@@ -241,8 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
                              ("schedule", str, "cosine | plateau"), ("warmup-epochs", float, "linear warm-up"),
                              ("step-mode", str, "graph | compile | eager"),
                              ("eval-every", int, "epochs between test evaluations"),
-                             ("train-subset", int, "first N training images only (smoke tests)")):
+                             ("train-subset", int, "first N training images only (smoke tests)"),
+                             ("distill", float, "distillation weight a in [0, 1]: (1-a) CE + a T^2 KL (default 0, off)"),
+                             ("distill-temp", float, "distillation temperature T (default 4)")):
         g.add_argument("--" + flag, type=typ, dest=flag.replace("-", "_"), help=help_)
+    g.add_argument("--teacher", help="distillation teacher checkpoint (a run's model.pt or a ppq run's float.pt); "
+                   "ppq without it distils from its own float phase")
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
     g.add_argument("--no-bf16", action="store_true", help="train in fp32 (no bf16 autocast)")
     g.add_argument("--no-channels-last", action="store_true")
@@ -313,8 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # a training-only install (GPU machine: no cocotb / amaranth)
         USER_ERRORS = (FileNotFoundError, IsADirectoryError, PermissionError)
     from apotflow.sw.cifar import CifarError
+    from apotflow.sw.cifar_run import RunError
 
-    USER_ERRORS = (*USER_ERRORS, UserError, CifarError)
+    USER_ERRORS = (*USER_ERRORS, UserError, CifarError, RunError)
 
     try:
         return args.func(args)

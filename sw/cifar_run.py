@@ -22,6 +22,10 @@ import torch
 MODELS = ("resnet20", "resnet32", "resnet56", "resnet110", "vgg16")
 
 
+class RunError(ValueError):
+    """A training run that cannot start as asked (one-line message)."""
+
+
 def build_model(name: str, w_bits: int = 4, a_bits: int = 4):
     from .models.resnet import CifarResNet
 
@@ -63,9 +67,23 @@ def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str) -> dict:
             **size_and_bops(net)}
 
 
+def load_teacher(path: str):
+    """A distillation teacher: any CIFAR checkpoint (model.pt of a run, or the float.pt of a ppq run)."""
+    from .checkpoint import load_checkpoint
+
+    if not Path(path).is_file():
+        raise RunError(f"teacher checkpoint {path} does not exist")
+    try:
+        model, _ = load_checkpoint(path)
+    except Exception as e:
+        raise RunError(f"teacher {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    return model
+
+
 def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = None, cache=None,
-        command: str | None = None, log=print, progress=None) -> dict:
+        command: str | None = None, log=print, progress=None, teacher: str | None = None) -> dict:
     from . import export
+    from .checkpoint import save_checkpoint
     from .cifar import DEFAULT_CACHE, load_cifar10
     from .fasttrain import train_fast
     from .quant import set_quantize
@@ -75,16 +93,19 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     data = load_cifar10(data_path, dataset, DEFAULT_CACHE if cache is None else cache)
     log(f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test images from {data.source}")
+    tmodel = load_teacher(teacher) if teacher else None
+    if cfg.distill > 0 and tmodel is None and cfg.method != "ppq":
+        raise RunError(f"--distill with --method {cfg.method} needs --teacher (ppq distils from its float phase)")
     torch.manual_seed(cfg.seed)
     model = build_model(model_name, cfg.w_bits, cfg.a_bits)
-    info = train_fast(model, data, cfg, str(out_dir / "train.ckpt"), progress=progress, log=log)
+    info = train_fast(model, data, cfg, str(out_dir / "train.ckpt"), progress=progress, log=log, teacher=tmodel)
     quant = cfg.method in ("apot", "spq", "ppq")
     model.cpu()
-    torch.save({"arch": model.arch_config(), "quantize": quant,
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, out_dir / "model.pt")
+    set_quantize(model, quant)
+    save_checkpoint(model, out_dir / "model.pt", {"method": cfg.method, "accuracy": info["accuracy"]})
     result = {"model": model_name, "method": cfg.method, "dataset": data.name, "data": data.source,
               "accuracy": info["accuracy"], "accuracy_float_mode": info["accuracy_float_mode"],
-              "pre_qat_float_acc": info["pre_qat_float_acc"], "config": cfg.to_dict(),
+              "pre_qat_float_acc": info["pre_qat_float_acc"], "config": cfg.to_dict(), "teacher": teacher,
               "command": command or " ".join(shlex.quote(a) for a in sys.argv), "device": info["device"],
               "train_seconds": info["train_seconds"], "torch": torch.__version__, "python": platform.python_version()}
     set_quantize(model, quant)  # train_fast's last evaluation leaves the float mode on

@@ -16,10 +16,16 @@ Schedule choices (ours where the paper leaves them open; all in FastConfig):
 - spq/fpgm: pruned filters masked in the forward but still updated; GM recomputed and the pruned
   filters zeroed at every epoch end. ppq: float phase, prune rate/2 then rate (stages fine-tuned with
   pruned entries frozen at zero after every step), then QAT at qat_lr.
+- Distillation (ours, off by default: ``distill=0`` is the paper's plain cross-entropy): with
+  ``distill=a`` the loss is ``(1-a) CE + a T^2 KL(teacher/T || student/T)``. The teacher is a frozen
+  float model in eval mode: for ppq its own float phase (saved as ``float.pt`` beside the checkpoint),
+  otherwise a checkpoint given to ``train_fast(teacher=...)`` (CLI ``--teacher``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -60,6 +66,8 @@ class FastConfig:
     step_mode: str = "graph"  # graph | compile | eager
     eval_every: int = 10  # epochs between test evaluations (and every phase end)
     train_subset: int | None = None
+    distill: float = 0.0  # weight of the distillation loss (0: off, the paper's recipe)
+    distill_temp: float = 4.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -76,6 +84,10 @@ class FastConfig:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         if not (self.lr > 0 and self.qat_lr > 0):
             raise ValueError("learning rates must be > 0")
+        if not 0.0 <= self.distill <= 1.0:
+            raise ValueError(f"distill must be in [0, 1], not {self.distill!r}")
+        if not self.distill_temp > 0:
+            raise ValueError(f"distill_temp must be > 0, not {self.distill_temp!r}")
 
     def to_dict(self) -> dict:
         return {"version": 1, **asdict(self)}
@@ -91,6 +103,7 @@ class Phase:
     regm: float | None = None  # recompute GM masks at every epoch end with this rate
     prune_before: float | None = None  # incremental GM pruning to this rate before the phase
     calibrate: bool = False
+    teacher: bool = False  # ppq: this phase's end state becomes the distillation teacher
     extra: dict = field(default_factory=dict)
 
 
@@ -104,7 +117,7 @@ def phases(cfg: FastConfig) -> list[Phase]:
         return [Phase("apot", cfg.epochs, cfg.lr, True, calibrate=True)]
     if m == "spq":
         return [Phase("spq", cfg.epochs, cfg.lr, True, regm=r, calibrate=True)]
-    return [Phase("float", cfg.epochs, cfg.lr, False),
+    return [Phase("float", cfg.epochs, cfg.lr, False, teacher=True),
             Phase("prune1", cfg.stage_epochs, cfg.lr / 10, False, frozen=True, prune_before=r / 2),
             Phase("prune2", cfg.stage_epochs, cfg.lr / 10, False, frozen=True, prune_before=r),
             Phase("qat", cfg.qat_epochs, cfg.qat_lr, True, frozen=True, calibrate=True)]
@@ -143,7 +156,8 @@ def mask_pairs(model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]
 class Stepper:
     """One training step on static (x, y) buffers: eager, compiled, or compiled + CUDA graph."""
 
-    def __init__(self, model: nn.Module, cfg: FastConfig, ph: Phase, opt: GraphSGD, log) -> None:
+    def __init__(self, model: nn.Module, cfg: FastConfig, ph: Phase, opt: GraphSGD, log,
+                 teacher: nn.Module | None = None) -> None:
         self.model, self.cfg, self.opt, self.log = model, cfg, opt, log
         dev = next(model.parameters()).device
         bs = cfg.batch_size
@@ -155,19 +169,31 @@ class Stepper:
         self.alphas = [m.alpha for m in model.modules() if isinstance(m, (WeightQuantizer, ActQuantizer))] \
             if ph.quant else []
         self.mps, self.mms = mask_pairs(model) if ph.frozen else ([], [])
-        self.fwd = model
+        self.fwd, self.tfwd = model, teacher
         self.mode = cfg.step_mode if dev.type == "cuda" else "eager"
         if self.mode in ("graph", "compile"):
             try:
                 self.fwd = torch.compile(model)
+                self.tfwd = torch.compile(teacher) if teacher is not None else None
             except Exception as e:  # no compiler on this machine
                 log(f"torch.compile unavailable ({type(e).__name__}: {e}); eager steps")
-                self.mode = "eager"
+                self.mode, self.fwd, self.tfwd = "eager", model, teacher
         self.graph = None
+
+    def _loss(self, logits: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits, self.y)
+        a, T = self.cfg.distill, self.cfg.distill_temp
+        if self.tfwd is None or a == 0:
+            return ce
+        with torch.no_grad():
+            t = self.tfwd(self.x).float()
+        kl = F.kl_div(F.log_softmax(logits.float() / T, 1), F.log_softmax(t / T, 1), reduction="batchmean",
+                      log_target=True)
+        return (1 - a) * ce + a * T * T * kl
 
     def _step(self) -> None:
         with torch.autocast("cuda", torch.bfloat16, enabled=self.cfg.bf16 and self.x.is_cuda):
-            loss = F.cross_entropy(self.fwd(self.x), self.y)
+            loss = self._loss(self.fwd(self.x))
         loss.backward()
         self.opt.step()
         self.opt.zero_grad()
@@ -265,11 +291,25 @@ def _same_run(a: dict, b: dict) -> bool:
     return {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
 
 
+def _frozen_teacher(like: nn.Module, state: dict, quant: bool, dev: torch.device, channels_last: bool) -> nn.Module:
+    t = copy.deepcopy(like)
+    t.load_state_dict(state)
+    set_quantize(t, quant)
+    t.to(dev)
+    if channels_last and dev.type == "cuda":
+        t.to(memory_format=torch.channels_last)
+    return t.eval().requires_grad_(False)
+
+
 def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None, progress=None,
-               log=print) -> dict:
+               log=print, teacher: nn.Module | None = None) -> dict:
     """Run cfg.method on `model` (moved to the GPU if there is one). ``ckpt``: written atomically after
-    every epoch; if it exists (same config) training resumes from it. Returns a summary dict."""
+    every epoch; if it exists (same config) training resumes from it; ppq also writes its float model to
+    ``float.pt`` beside it. ``teacher``: the distillation teacher (cfg.distill > 0; ppq defaults to its
+    own float phase). Returns a summary dict."""
     import os
+
+    from .checkpoint import save_checkpoint
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
@@ -288,6 +328,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         raise ValueError(f"batch size {bs} is larger than the training set ({n})")
     phs = phases(cfg)
     hist, start_phase, start_epoch, opt_state, spent, plateau = [], 0, 0, None, 0.0, {}
+    t_state = None  # ppq: the float phase's final state, the teacher of the later phases
     if ckpt and os.path.exists(ckpt):
         blob = torch.load(ckpt, map_location="cpu", weights_only=False)
         if not _same_run(blob["cfg"], cfg.to_dict()):
@@ -295,6 +336,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         model.load_state_dict(blob["model"])
         hist, start_phase, start_epoch = blob["history"], blob["phase"], blob["epoch"]
         opt_state, spent, plateau = blob["opt"], blob["seconds"], blob.get("plateau", {})
+        t_state = blob.get("teacher")
         log(f"resuming from {ckpt}: phase {phs[start_phase].name if start_phase < len(phs) else 'done'}, "
             f"epoch {start_epoch}")
     t0 = time.perf_counter() - spent
@@ -318,8 +360,17 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         if opt_state is not None and pi == start_phase and e0 > 0:
             opt.load_state_dict(opt_state)
         total = ph.epochs * steps
-        with fast_kernels(model) as fk:
-            stepper = Stepper(model, cfg, ph, opt, log)
+        tmodel = None
+        if cfg.distill > 0 and not ph.teacher:
+            if teacher is not None:
+                tmodel = _frozen_teacher(teacher, teacher.state_dict(), bool(getattr(teacher, "quantize", False)),
+                                         dev, cfg.channels_last)
+            elif t_state is not None:
+                tmodel = _frozen_teacher(model, t_state, False, dev, cfg.channels_last)
+            else:
+                raise ValueError(f"distill={cfg.distill} needs a teacher (method {cfg.method}: give one)")
+        with fast_kernels(model) as fk, (fast_kernels(tmodel) if tmodel is not None else contextlib.nullcontext()):
+            stepper = Stepper(model, cfg, ph, opt, log, tmodel)
             for ep in range(e0, ph.epochs):
                 te = time.perf_counter()
                 gen = torch.Generator(device=dev).manual_seed(cfg.seed * 100_003 + pi * 1_000 + ep)
@@ -355,13 +406,19 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                 hist.append(rec)
                 if progress is not None:
                     progress(rec)
+                if ph.teacher and ep + 1 == ph.epochs:
+                    t_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    if ckpt:
+                        with fk.suspended():
+                            save_checkpoint(model, os.path.join(os.path.dirname(ckpt) or ".", "float.pt"),
+                                            {"phase": ph.name, "test_acc": rec.get("test_acc")})
                 if ckpt:
                     nxt = (pi, ep + 1) if ep + 1 < ph.epochs else (pi + 1, 0)
                     _save(ckpt, {"cfg": cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                  "opt": opt.state_dict(), "phase": nxt[0], "epoch": nxt[1], "history": hist,
-                                 "plateau": plateau, "seconds": time.perf_counter() - t0,
+                                 "plateau": plateau, "seconds": time.perf_counter() - t0, "teacher": t_state,
                                  "arch": model.arch_config() if hasattr(model, "arch_config") else None})
-            del stepper
+            del stepper, tmodel
     quant = cfg.method in ("apot", "spq", "ppq")
     if cfg.method in ("fpgm", "spq", "ppq"):
         apply_masks(model)

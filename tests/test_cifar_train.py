@@ -97,3 +97,41 @@ def test_graph_step_on_gpu():
     from bench.train_speed import bench
 
     assert bench("graph", 5, 128)["mode"] == "graph"
+
+
+def test_cli_ppq_distill_then_spq_from_its_teacher(tmp_path, capsys):
+    """`apotflow train` on a tiny fake CIFAR folder (CPU, eager): ppq distils from its own float phase
+    and leaves float.pt; spq distils from that file; --distill without a teacher is a one-line error."""
+    import json
+
+    from test_cifar_data import _batches_folder
+
+    from apotflow.sim.cli import main
+    from apotflow.sw.checkpoint import load_checkpoint
+
+    data = _batches_folder(tmp_path / "cifar-10-batches-py", n=8)
+    common = ["--data", str(data), "--cache", str(tmp_path / "cache"), "--batch-size", "8", "--step-mode", "eager",
+              "--no-bf16", "--no-channels-last", "--distill", "0.5"]
+    ppq = tmp_path / "ppq"
+    assert main(["train", "--model", "resnet20", "--method", "ppq", "--epochs", "1", "--stage-epochs", "1",
+                 "--qat-epochs", "1", "--out", str(ppq), *common]) == 0
+    res = json.loads((ppq / "result.json").read_text())
+    assert res["config"]["distill"] == 0.5 and res["accuracy_int"] is not None
+    teacher, meta = load_checkpoint(ppq / "float.pt")
+    assert meta["phase"] == "float" and not teacher.quantize
+    blob = torch.load(ppq / "train.ckpt", weights_only=False)
+    assert blob["teacher"] is not None and set(blob["teacher"]) == set(teacher.state_dict())
+    load_checkpoint(ppq / "model.pt")  # the run's model is a loadable checkpoint too
+
+    spq = tmp_path / "spq"
+    assert main(["train", "--model", "resnet20", "--method", "spq", "--epochs", "1", "--out", str(spq),
+                 "--teacher", str(ppq / "float.pt"), *common]) == 0
+    assert json.loads((spq / "result.json").read_text())["teacher"] == str(ppq / "float.pt")
+
+    capsys.readouterr()
+    assert main(["train", "--model", "resnet20", "--method", "spq", "--epochs", "1", "--out", str(tmp_path / "x"),
+                 *common]) == 2
+    assert "needs --teacher" in capsys.readouterr().err
+    assert main(["train", "--model", "resnet20", "--method", "spq", "--epochs", "1", "--out", str(tmp_path / "y"),
+                 "--teacher", str(tmp_path / "nope.pt"), *common]) == 2
+    assert "teacher checkpoint" in capsys.readouterr().err
