@@ -1,9 +1,14 @@
 """Banked activation memory: ``lanes`` consecutive words per cycle, no bank conflicts.
 
 ACT is split into ``lanes`` banks (bank = address mod lanes, row = address >> lane_bits). A read of the
-``lanes`` words ``rd_addr .. rd_addr + lanes - 1`` touches every bank exactly once: bank b serves row
-``R + (b < rot)`` with ``R = rd_addr >> lane_bits`` and ``rot = rd_addr mod lanes``, and a barrel
-rotation by ``rot`` routes bank outputs to lanes, so ``rd_data[l] = ACT[(rd_addr + l) mod act_depth]``.
+``lanes`` words ``a .. a + lanes - 1`` touches every bank exactly once: bank b serves row
+``R + (b < rot)`` with ``R = a >> lane_bits`` and ``rot = a mod lanes``, and a barrel rotation by
+``rot`` routes bank outputs to lanes, so ``rd_data[l] = ACT[(a + l) mod act_depth]``.
+
+The read is given already split: ``rd_row`` = R, ``rd_row1`` = R + 1 (mod rows) and ``rd_rot`` = rot,
+so that a bank's address is a 2:1 mux and no adder sits in front of the block RAMs (the caller
+computes both rows in parallel, see hw/top.py). Only banks ``b < rot`` use ``rd_row1``: a caller
+that needs lane 0 alone (the host port) may pass ``rd_row1 = rd_row``.
 
 Latency 1 (synchronous read; the rotation is combinational after the bank registers): the address
 presented in cycle t gives ``rd_data`` in cycle t+1. One write per cycle (``wr_en``), landing at the
@@ -12,7 +17,7 @@ clock edge; a read in the same cycle as a write to the same word returns the old
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, ClockSignal, Instance, Module, Signal
+from amaranth.hdl import Array, ClockSignal, Instance, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -36,7 +41,9 @@ class BankedActMem(wiring.Component):
         self.cfg = cfg
         self.init = list(init) if init is not None else None
         super().__init__({
-            "rd_addr": In(cfg.addr_bits),
+            "rd_row": In(cfg.addr_bits - cfg.lane_bits),
+            "rd_row1": In(cfg.addr_bits - cfg.lane_bits),
+            "rd_rot": In(max(1, cfg.lane_bits)),
             "rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),
             "wr_en": In(1),
             "wr_addr": In(cfg.addr_bits),
@@ -48,10 +55,8 @@ class BankedActMem(wiring.Component):
         m = Module()
         L, lb = cfg.lanes, cfg.lane_bits
         row_bits = cfg.addr_bits - lb
-        R = Signal(row_bits)
-        rot = Signal(max(1, lb))
-        m.d.comb += [R.eq(self.rd_addr >> lb), rot.eq(self.rd_addr[:lb] if lb else 0)]
-        rot_q = Signal.like(rot)
+        rot = self.rd_rot if lb else 0
+        rot_q = Signal(max(1, lb))
         m.d.sync += rot_q.eq(rot)
         outs = []
         for b in range(L):
@@ -60,7 +65,8 @@ class BankedActMem(wiring.Component):
                 init = [int(self.init[r * L + b]) for r in range(cfg.bank_depth)]
             raddr, rdata = Signal(row_bits, name=f"bank{b}_raddr"), Signal(cfg.act_bits, name=f"bank{b}_rdata")
             we = Signal(name=f"bank{b}_we")
-            m.d.comb += [raddr.eq(R + (b < rot)), we.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b))]
+            m.d.comb += [raddr.eq(Mux(b < rot, self.rd_row1, self.rd_row)),
+                         we.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b))]
             if self.style == "verilog":
                 m.submodules[f"bank{b}"] = Instance(
                     "apotflow_ram", p_WIDTH=cfg.act_bits, p_DEPTH=cfg.bank_depth, p_ABITS=row_bits,

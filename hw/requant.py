@@ -1,9 +1,14 @@
-"""The requantizer: one accumulator in, one stored value out (combinational, latency 0).
+"""The requantizer: one accumulator in, one stored value out, latency 1.
 
 MODE_THRESH: ``lv[#(acc >= thr_j)]`` with ``max_levels-1`` comparators in parallel and a population
 count (the thresholds need not be sorted); MODE_SHIFT: ``(acc >> shift) mod 2**act_bits``
 (arithmetic shift); MODE_RAW: ``value`` is don't-care, the caller writes ``acc`` itself.
-The writeback unit registers its inputs and writes its output, so it is one pipeline stage there.
+
+Two halves split by a register, so that neither the comparators nor the popcount and level mux sit
+behind a block RAM's slow output: ``acc`` and ``thr`` presented in cycle t are compared at the clock
+edge ending t (the ``>=`` bits and ``acc`` are registered); ``value`` is valid in cycle t+1, computed
+from the registered bits with the ``mode``, ``shift`` and ``lv`` of cycle t+1 (the descriptor's,
+constant over a layer). No flow control: one accumulator per cycle.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from . import isa
 from .config import AcceleratorConfig
 from .layouts import reject
 
+LATENCY = 1
+
 
 def requant_model(cfg: AcceleratorConfig, acc: int, mode: int, shift: int, thr: list[int], lv: list[int]) -> int:
     mask = (1 << cfg.act_bits) - 1
@@ -24,6 +31,14 @@ def requant_model(cfg: AcceleratorConfig, acc: int, mode: int, shift: int, thr: 
     if mode == isa.MODE_SHIFT:
         return (acc >> shift) & mask
     raise ValueError(f"requant_model: mode {mode} has no stored value")
+
+
+def popcount(bits: list):
+    """Balanced adder tree over single bits (a chain of adds would be as deep as the bit count)."""
+    vals = list(bits)
+    while len(vals) > 1:
+        vals = [vals[i] + vals[i + 1] if i + 1 < len(vals) else vals[i] for i in range(0, len(vals), 2)]
+    return vals[0]
 
 
 class Requantizer(wiring.Component):
@@ -45,13 +60,15 @@ class Requantizer(wiring.Component):
         m = Module()
         nthr = cfg.max_levels - 1
         ge = Signal(nthr)
+        acc_q = Signal.like(self.acc)
+        m.d.sync += acc_q.eq(self.acc)
         for j in range(nthr):
-            m.d.comb += ge[j].eq(self.acc >= self.thr[j])
+            m.d.sync += ge[j].eq(self.acc >= self.thr[j])
         k = Signal(range(cfg.max_levels))
-        m.d.comb += k.eq(sum(ge[j] for j in range(nthr)))
+        m.d.comb += k.eq(popcount([ge[j] for j in range(nthr)]))
         lv = Array(self.lv[j] for j in range(cfg.max_levels))
         with m.If(self.mode == isa.MODE_THRESH):
             m.d.comb += self.value.eq(lv[k])
         with m.Else():
-            m.d.comb += self.value.eq(self.acc >> self.shift)
+            m.d.comb += self.value.eq(acc_q >> self.shift)
         return m

@@ -1,14 +1,18 @@
 """The accelerator: sequencer, WGT/RQ/PROG ROMs, banked ACT, ``lanes`` shift-add lanes, writeback.
 
-Pipeline of one entry issued in cycle I (see docs/hardware.md for the diagram):
+Pipeline of one entry issued in cycle I (see docs/hardware.md for the diagram). No block RAM output
+feeds anything but a register or a multiplexer, and no stage has more than one carry chain:
 
   I    issue: WGT address presented (sequencer)
-  I+1  S1: entry word arrives; ACT address off+p0 presented to the banks; per-lane padding mask
-  I+2  S2: rotated bank words arrive; masked operands registered
-  I+3  S3: lanes accumulate (acc register)
-  I+4  S4: if the entry was a group's last, the accumulators move to the writeback buffer
-  I+5  W0: the writeback unit takes one valid lane per cycle (address computed; RQ port B addressed)
-  I+6  W1: requantize and write ACT (or OUT for RAW layers)
+  I+1  S1: entry word arrives and is registered as it is; first lane's output coordinates from p0
+  I+2  S2: ACT rows R = off_row + p0_row and R + 1 (two adders in parallel) to the banks; padding mask
+  I+3  S3: rotated bank words arrive; masked operands registered
+  I+4  S4: lanes accumulate (acc register)
+  I+5  S5: if the entry was a group's last, the accumulators move to the writeback buffer
+  I+6  W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
+  I+7  W1: RQ thresholds arrive and are registered; output address computed
+  I+8  W2: requantizer comparators (registered)
+  I+9  W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
 
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1.
@@ -17,7 +21,7 @@ ACT host access is for when ``busy`` is low.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -113,96 +117,122 @@ class Accelerator(wiring.Component):
         wl, hl = desc.wo_log2, desc.ho_log2
         wo, ho, wmask = Signal(pb + 1), Signal(pb + 1), Signal(pb)
         m.d.comb += [wo.eq(1 << wl), ho.eq(1 << hl), wmask.eq(wo - 1)]
+        lb = cfg.lane_bits
+        row_bits = cfg.addr_bits - lb
 
-        # S1: entry word arrives; address the banks; padding mask per lane.
+        # S1: the entry word arrives and is registered untouched. From p0 alone (p0 is a multiple of
+        # lanes): the first lane's output coordinates and p0's ACT row + 1.
         s1 = Signal(issue_layout(cfg))
         m.d.sync += s1.eq(seq.issue)
-        ent = struct(el)(wgt_port[1])
-        oy0, ox0 = Signal(pb), Signal(pb)
-        m.d.comb += [oy0.eq(s1.p0 >> wl), ox0.eq(s1.p0 & wmask)]
+        s2 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el), "oy0": pb, "ox0": pb,
+                                       "p0_row1": row_bits}))
+        m.d.sync += [
+            s2.iss.eq(s1), s2.ent.eq(wgt_port[1]),
+            s2.oy0.eq(s1.p0 >> wl), s2.ox0.eq(s1.p0 & wmask), s2.p0_row1.eq((s1.p0 >> lb) + 1),
+        ]
+
+        # S2: address the banks: base = off + p0 has rot = off mod lanes (p0 is a multiple of lanes)
+        # and row R = off_row + p0_row; banks b < rot read R + 1. Padding mask per lane.
+        ent = s2.ent
+        rd_row, rd_row1 = Signal(row_bits), Signal(row_bits)
+        m.d.comb += [rd_row.eq((ent.off >> lb) + (s2.iss.p0 >> lb)), rd_row1.eq((ent.off >> lb) + s2.p0_row1)]
         wide_row = wl >= cfg.lane_bits
         mask = Signal(L)
         for l in range(L):
             oy, ox = Signal(pb + 1, name=f"oy{l}"), Signal(pb + 1, name=f"ox{l}")
             m.d.comb += [
-                oy.eq(Mux(wide_row, oy0, oy0 + (Const(l, cfg.lane_bits + 1) >> wl))),
-                ox.eq(Mux(wide_row, ox0 + l, l & wmask)),
+                oy.eq(Mux(wide_row, s2.oy0, s2.oy0 + (Const(l, cfg.lane_bits + 1) >> wl))),
+                ox.eq(Mux(wide_row, s2.ox0 + l, l & wmask)),
             ]
             iy, ix = oy + ent.dy, ox + ent.dx
             m.d.comb += mask[l].eq((iy >= 0) & (iy < ho) & (ix >= 0) & (ix < wo))
-        s2 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el), "mask": L}))
-        m.d.sync += [s2.iss.eq(s1), s2.ent.eq(ent), s2.mask.eq(Mux(s1.null, 0, mask))]
+        s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el), "mask": L}))
+        m.d.sync += [s3.iss.eq(s2.iss), s3.ent.eq(s2.ent), s3.mask.eq(Mux(s2.iss.null, 0, mask))]
 
-        # S2: rotated bank words arrive; mask padding.
+        # S3: rotated bank words arrive; mask padding.
         tail = data.StructLayout({"last": 1, "p0": pb, "nvalid": cfg.lane_bits + 1,
                                   "ch_base": cfg.addr_bits, "rq_row": cfg.rq_addr_bits})
-        s3 = Signal(data.StructLayout({"ctrl": lane_ctrl_layout(cfg), "a": data.ArrayLayout(cfg.act_bits, L),
+        s4 = Signal(data.StructLayout({"ctrl": lane_ctrl_layout(cfg), "a": data.ArrayLayout(cfg.act_bits, L),
                                        "tail": tail}))
         m.d.sync += [
-            s3.ctrl.valid.eq(s2.iss.valid), s3.ctrl.first.eq(s2.iss.first), s3.ctrl.sign.eq(s2.ent.sign),
-            s3.ctrl.bias.eq(s2.iss.bias), s3.ctrl.rmax.eq(desc.rmax),
-            s3.tail.last.eq(s2.iss.valid & s2.iss.last), s3.tail.p0.eq(s2.iss.p0),
-            s3.tail.nvalid.eq(s2.iss.nvalid), s3.tail.ch_base.eq(s2.iss.ch_base), s3.tail.rq_row.eq(s2.iss.rq_row),
+            s4.ctrl.valid.eq(s3.iss.valid), s4.ctrl.first.eq(s3.iss.first), s4.ctrl.sign.eq(s3.ent.sign),
+            s4.ctrl.bias.eq(s3.iss.bias), s4.ctrl.rmax.eq(desc.rmax),
+            s4.tail.last.eq(s3.iss.valid & s3.iss.last), s4.tail.p0.eq(s3.iss.p0),
+            s4.tail.nvalid.eq(s3.iss.nvalid), s4.tail.ch_base.eq(s3.iss.ch_base), s4.tail.rq_row.eq(s3.iss.rq_row),
         ]
         for t in range(cfg.terms):
-            m.d.sync += [s3.ctrl.en[t].eq(getattr(s2.ent, f"en{t}")), s3.ctrl.s[t].eq(getattr(s2.ent, f"s{t}"))]
+            m.d.sync += [s4.ctrl.en[t].eq(getattr(s3.ent, f"en{t}")), s4.ctrl.s[t].eq(getattr(s3.ent, f"s{t}"))]
         for l in range(L):
-            m.d.sync += s3.a[l].eq(Mux(s2.mask[l], act.rd_data[l], 0))
+            m.d.sync += s4.a[l].eq(Mux(s3.mask[l], act.rd_data[l], 0))
 
-        # S3: lanes.
+        # S4: lanes.
         for l, ln in enumerate(lanes):
-            m.d.comb += [ln.ctrl.eq(s3.ctrl), ln.a.eq(s3.a[l])]
-        s4 = Signal(tail)
-        m.d.sync += s4.eq(s3.tail)
+            m.d.comb += [ln.ctrl.eq(s4.ctrl), ln.a.eq(s4.a[l])]
+        s5 = Signal(tail)
+        m.d.sync += s5.eq(s4.tail)
 
-        # S4: transfer to the writeback buffer; W0: one lane per cycle.
+        # S5: transfer to the writeback buffer; W0: one lane per cycle, RQ port B addressed with the
+        # group's row. p = p0 + k is a concatenation (p0 is a multiple of lanes, k < lanes).
         wb_acc = [Signal(signed(cfg.acc_bits), name=f"wb_acc{l}") for l in range(L)]
         wb = Signal(tail)
         wb_pending = Signal()
         wb_k = Signal(cfg.lane_bits + 1)
-        w1 = Signal(data.StructLayout({"valid": 1, "acc": signed(cfg.acc_bits), "addr": cfg.addr_bits}))
+        w1 = Signal(data.StructLayout({"valid": 1, "acc": signed(cfg.acc_bits), "p": pb,
+                                       "ch_base": cfg.addr_bits}))
         m.d.comb += rq_b[0].eq(wb.rq_row)
-        p = Signal(pb)
-        m.d.comb += p.eq(wb.p0 + wb_k)
-        q, hi_mask = Signal(pb), Signal(pb)
-        m.d.comb += [q.eq(seq.npix >> 2), hi_mask.eq(~((wo << 1) - 1))]
-        phase_off = Mux((p & wo) != 0, q << 1, 0) + Mux(p[0], q, 0)
-        addr_phase = wb.ch_base + phase_off + ((p & hi_mask) >> 2) + ((p & wmask) >> 1)
         m.d.sync += [
-            w1.valid.eq(wb_pending),
-            w1.acc.eq(Array(wb_acc)[wb_k]),
-            w1.addr.eq(Mux(desc.out_phase, addr_phase, wb.ch_base + p)),
+            w1.valid.eq(wb_pending), w1.acc.eq(Array(wb_acc)[wb_k]),
+            w1.p.eq(Cat(wb_k[:lb], wb.p0[lb:])), w1.ch_base.eq(wb.ch_base),
         ]
         with m.If(wb_pending):
             with m.If(wb_k == wb.nvalid - 1):
                 m.d.sync += wb_pending.eq(0)
             with m.Else():
                 m.d.sync += wb_k.eq(wb_k + 1)
-        with m.If(s4.last):
-            m.d.sync += [wb.eq(s4), wb_pending.eq(1), wb_k.eq(0)]
+        with m.If(s5.last):
+            m.d.sync += [wb.eq(s5), wb_pending.eq(1), wb_k.eq(0)]
             m.d.sync += [wb_acc[l].eq(lanes[l].acc) for l in range(L)]
 
-        # W1: requantize and write.
+        # W1: the RQ row arrives and is registered; output address (linear or 2x2 phase-split).
+        nthr = cfg.max_levels - 1
         rqb = struct(rl)(rq_b[1])
-        m.d.comb += [rqu.acc.eq(w1.acc), rqu.mode.eq(desc.mode), rqu.shift.eq(desc.shift)]
-        m.d.comb += [rqu.thr[j].eq(getattr(rqb, f"thr{j}")) for j in range(cfg.max_levels - 1)]
+        p = w1.p
+        q, hi_mask = Signal(pb), Signal(pb)
+        m.d.comb += [q.eq(seq.npix >> 2), hi_mask.eq(~((wo << 1) - 1))]
+        phase_off = Mux((p & wo) != 0, q << 1, 0) + Mux(p[0], q, 0)
+        addr_phase = w1.ch_base + phase_off + ((p & hi_mask) >> 2) + ((p & wmask) >> 1)
+        w2 = Signal(data.StructLayout({"valid": 1, "acc": signed(cfg.acc_bits), "addr": cfg.addr_bits,
+                                       "thr": data.ArrayLayout(signed(cfg.acc_bits), nthr)}))
+        m.d.sync += [
+            w2.valid.eq(w1.valid), w2.acc.eq(w1.acc),
+            w2.addr.eq(Mux(desc.out_phase, addr_phase, w1.ch_base + p)),
+        ]
+        m.d.sync += [w2.thr[j].eq(getattr(rqb, f"thr{j}")) for j in range(nthr)]
+
+        # W2: the requantizer's comparators; W3: its level mux, and the write.
+        m.d.comb += [rqu.acc.eq(w2.acc), rqu.mode.eq(desc.mode), rqu.shift.eq(desc.shift)]
+        m.d.comb += [rqu.thr[j].eq(w2.thr[j]) for j in range(nthr)]
         m.d.comb += [rqu.lv[j].eq(getattr(desc, f"lv{j}")) for j in range(cfg.max_levels)]
+        w3 = Signal(data.StructLayout({"valid": 1, "acc": signed(cfg.acc_bits), "addr": cfg.addr_bits}))
+        m.d.sync += [w3.valid.eq(w2.valid), w3.acc.eq(w2.acc), w3.addr.eq(w2.addr)]
         raw = desc.mode == isa.MODE_RAW
         m.d.comb += [
-            out_wr.addr.eq(w1.addr), out_wr.data.eq(w1.acc), out_wr.en.eq(w1.valid & raw),
+            out_wr.addr.eq(w3.addr), out_wr.data.eq(w3.acc), out_wr.en.eq(w3.valid & raw),
         ]
-        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.ctrl.valid | s4.last | wb_pending)
-        m.d.comb += seq.pipe_busy.eq(seq.front_busy | w1.valid)
+        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.iss.valid | s4.ctrl.valid | s5.last
+                                      | wb_pending | w1.valid | w2.valid)
+        m.d.comb += seq.pipe_busy.eq(seq.front_busy | w3.valid)
 
-        # ACT: pipeline or host.
+        # ACT: pipeline or host (the host reads lane 0 only: row1 is not needed).
         with m.If(seq.busy):
             m.d.comb += [
-                act.rd_addr.eq(ent.off + s1.p0),
-                act.wr_addr.eq(w1.addr), act.wr_data.eq(rqu.value), act.wr_en.eq(w1.valid & ~raw),
+                act.rd_row.eq(rd_row), act.rd_row1.eq(rd_row1), act.rd_rot.eq(ent.off[:lb]),
+                act.wr_addr.eq(w3.addr), act.wr_data.eq(rqu.value), act.wr_en.eq(w3.valid & ~raw),
             ]
         with m.Else():
             m.d.comb += [
-                act.rd_addr.eq(self.host_addr),
+                act.rd_row.eq(self.host_addr >> lb), act.rd_row1.eq(self.host_addr >> lb),
+                act.rd_rot.eq(self.host_addr[:lb]),
                 act.wr_addr.eq(self.host_addr), act.wr_data.eq(self.host_wdata), act.wr_en.eq(self.host_we),
             ]
         m.d.comb += self.host_rdata.eq(act.rd_data[0])

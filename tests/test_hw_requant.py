@@ -27,10 +27,11 @@ def run_requant(cfg, cases):
                 ctx.set(dut.thr[j], t)
             for j, v in enumerate(lv):
                 ctx.set(dut.lv[j], v)
-            await ctx.delay(1e-9)
+            await ctx.tick()  # latency 1: value in the next cycle, inputs held
             got.append(ctx.get(dut.value))
 
     sim = Simulator(dut)
+    sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     return got
