@@ -55,7 +55,9 @@ class Lane(wiring.Component):
         """The signed product a * weight of this cycle's entry: two barrel shifters and an add/sub."""
         cfg, c = self.cfg, self.ctrl
         wide = cfg.act_bits + cfg.max_shift + cfg.terms  # enough for the sum of all terms
-        terms = [Mux(c.en[t], self.a << c.s[t], 0) for t in range(cfg.terms)]  # barrel shifter per term
+        # a barrel shifter per term; the enable gates the narrow operand before the shift (Yosys/ABC map
+        # that to ~half the LUTs of gating the shifted value)
+        terms = [Mux(c.en[t], self.a, 0) << c.s[t] for t in range(cfg.terms)]
         contrib = Signal(wide)
         m.d.comb += contrib.eq(sum(terms[1:], terms[0]))
         term = Signal(signed(wide + 1))
@@ -66,10 +68,16 @@ class Lane(wiring.Component):
         m = Module()
         c = self.ctrl
         term = self.term(m)
-        base = Mux(c.first, c.bias, self.acc)
-        with m.If(c.valid):
-            with m.If(c.rmax):  # max pooling: a comparator and a mux, still no multiplier
-                m.d.sync += self.acc.eq(Mux(term > base, term, base))
+        base = Signal(signed(self.cfg.acc_bits))
+        m.d.comb += base.eq(Mux(c.first, c.bias, self.acc))
+        # One adder for both modes: base + term, or for max pooling ~base + term = term - base - 1, whose
+        # sign (one bit wider than either operand, so it cannot wrap) is set iff base >= term. No comparator.
+        r = Signal(signed(max(len(base), len(term)) + 1))
+        m.d.comb += r.eq((base ^ c.rmax.replicate(len(base)).as_signed()) + term)
+        keep_base = c.rmax & r[-1]
+        with m.If(c.valid & ~(keep_base & ~c.first)):  # max keeps the old acc: no write at all
+            with m.If(c.rmax):
+                m.d.sync += self.acc.eq(Mux(keep_base, c.bias, term))
             with m.Else():
-                m.d.sync += self.acc.eq(base + term)
+                m.d.sync += self.acc.eq(r)
         return m

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 CFG = AcceleratorConfig(lanes=4, terms=2, act_bits=8, acc_bits=20, shift_bits=4)
 
 
-def _steps(cfg):
+def _steps(cfg, rmax=st.just(False)):
     lo, hi = cfg.acc_range
     return st.lists(st.tuples(
         st.integers(0, (1 << cfg.act_bits) - 1),  # a
@@ -23,6 +23,7 @@ def _steps(cfg):
         st.booleans(),  # first
         st.integers(lo, hi),  # bias
         st.booleans(),  # valid
+        rmax,
     ), min_size=1, max_size=40)
 
 
@@ -31,9 +32,10 @@ def run_lane(cfg, steps):
     got = []
 
     async def bench(ctx):
-        for a, sign, en, s, first, bias, valid in steps:
+        for a, sign, en, s, first, bias, valid, *rmax in steps:
             ctx.set(dut.a, a)
             ctx.set(dut.ctrl.valid, valid)
+            ctx.set(dut.ctrl.rmax, bool(rmax and rmax[0]))
             ctx.set(dut.ctrl.first, first)
             ctx.set(dut.ctrl.sign, sign)
             ctx.set(dut.ctrl.bias, bias)
@@ -53,12 +55,25 @@ def run_lane(cfg, steps):
 @settings(max_examples=40, deadline=None)
 @given(_steps(CFG))
 def test_lane_matches_model(steps):
-    got = run_lane(CFG, steps)
+    check_against_model(CFG, steps)
+
+
+def check_against_model(cfg, steps):
+    got = run_lane(cfg, steps)
     acc = 0
-    for i, (a, sign, en, s, first, bias, valid) in enumerate(steps):
+    for i, (a, sign, en, s, first, bias, valid, rmax) in enumerate(steps):
         if valid:
-            acc = lane_model(CFG, acc, a, sign, en, s, first, bias)
+            acc = lane_model(cfg, acc, a, sign, en, s, first, bias, rmax=rmax)
         assert got[i] == acc, f"step {i}: inputs {steps[i]} expected {acc} got {got[i]}"
+
+
+@settings(max_examples=60, deadline=None)
+@given(_steps(CFG, rmax=st.booleans()))
+def test_lane_mixed_modes_match_model(steps):
+    """Sums and max steps interleaved, any bias: the max shares the sum's adder, whose extra sign bit
+    must order base and term exactly even where base - term overflows the accumulator width (here the
+    term, up to 255 << 15, is wider than the 20-bit accumulator)."""
+    check_against_model(CFG, steps)
 
 
 def test_lane_one_term_config():
