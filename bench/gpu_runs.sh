@@ -5,7 +5,9 @@
 # runs/NAME/train.ckpt exists resumes from it. An spq run distils from the float phase of the ppq run
 # of the same model (runs/<model>-ppq/float.pt) and waits for that file.
 # ResNet-20/32: the full schedule (ppq 200 float + 2 x 40 stage + 120 QAT epochs; spq 200 epochs).
-# ResNet-56/110 and VGG-16: a shorter one (ppq 80 + 2 x 15 + 50; spq 100), to fit this GPU budget.
+# ResNet-56: a shorter one (ppq 80 + 2 x 15 + 50; spq 100); ResNet-110 and VGG-16 shorter still
+# (ppq 40 + 2 x 10 + 30; spq 40), to fit the session's GPU budget.
+# r20-ppq-t32: ResNet-20 ppq from r20-ppq's float model, distilled from ResNet-32's float model.
 set -u
 mkdir -p /tmp/pp/apotflow && for d in sw hw sim; do ln -sfn "$PWD/$d" /tmp/pp/apotflow/$d; done
 export PYTHONPATH=/tmp/pp PYTHONUNBUFFERED=1
@@ -15,14 +17,18 @@ mkdir -p runs
 D="--data data/cifar10-jpeg.tar.xz --warmup-epochs 2 --nesterov --distill 0.9"
 FULL_PPQ="--epochs 200 --stage-epochs 40 --qat-epochs 120"
 SHORT_PPQ="--epochs 80 --stage-epochs 15 --qat-epochs 50"
+SHORTER_PPQ="--epochs 40 --stage-epochs 10 --qat-epochs 30"
 for name in "$@"; do
   model=${name%%-*}; model=${model/r/resnet}; method=${name#*-}; method=${method%%-*}
   case $name in
     r20-ppq|r32-ppq) args="$FULL_PPQ" ;;
     r20-ppq-qlr) args="$FULL_PPQ --qat-lr 0.005" ;;
-    r56-ppq|r110-ppq|vgg16-ppq) args="$SHORT_PPQ" ;;
+    r20-ppq-t32) args="--stage-epochs 40 --qat-epochs 150 --float-init runs/r20-ppq/float.pt --teacher runs/r32-ppq/float.pt" ;;
+    r56-ppq) args="$SHORT_PPQ" ;;
+    r110-ppq|vgg16-ppq) args="$SHORTER_PPQ" ;;
     r20-spq|r32-spq) args="--epochs 200" ;;
-    r56-spq|r110-spq|vgg16-spq) args="--epochs 100" ;;
+    r56-spq) args="--epochs 100" ;;
+    r110-spq|vgg16-spq) args="--epochs 40" ;;
     *) echo "unknown run $name"; exit 2 ;;
   esac
   wait_for=":"
@@ -32,5 +38,5 @@ for name in "$@"; do
   fi
   cmd="python -m apotflow.sim.cli train --model $model --method $method $D $args --out runs/$name"
   echo "$name: $cmd"
-  setsid nohup bash -c "$wait_for; exec $cmd" > "runs/$name.log" 2>&1 < /dev/null &
+  setsid nohup bash -c "$wait_for; exec $cmd" >> "runs/$name.log" 2>&1 < /dev/null &
 done

@@ -75,7 +75,8 @@ def cmd_train(args) -> int:
                      channels_last=not args.no_channels_last, **given)
     bar = _Bar(cfg)
     res = run(args.model, args.data, args.out, cfg, dataset=args.dataset, cache=args.cache,
-              command="apotflow " + " ".join(sys.argv[1:]), log=_progress, progress=bar, teacher=args.teacher)
+              command="apotflow " + " ".join(sys.argv[1:]), log=_progress, progress=bar, teacher=args.teacher,
+              float_init=args.float_init)
     keys = ("model", "method", "dataset", "accuracy", "accuracy_int", "agreement", "size_reduction",
             "bops_reduction", "train_seconds", "wall_seconds", "device")
     print(json.dumps({k: res.get(k) for k in keys}, indent=1))
@@ -248,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--" + flag, type=typ, dest=flag.replace("-", "_"), help=help_)
     g.add_argument("--teacher", help="distillation teacher checkpoint (a run's model.pt or a ppq run's float.pt); "
                    "ppq without it distils from its own float phase")
+    g.add_argument("--float-init", help="ppq: start from this float checkpoint (e.g. an earlier ppq run's float.pt) "
+                   "instead of training the float phase")
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
     g.add_argument("--no-bf16", action="store_true", help="train in fp32 (no bf16 autocast)")
     g.add_argument("--no-channels-last", action="store_true")

@@ -46,6 +46,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str) -> dict:
     """Lower, run the golden model on every test image; fake-quant vs integer accuracy and agreement."""
+    from .fasttrain import exact_fp32
     from .golden import predict_batched
     from .intnet import size_and_bops
     from .lower import lower
@@ -58,7 +59,7 @@ def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str) -> dict:
     golden_s = time.perf_counter() - t0
     dev = torch.device(device)
     model.to(dev)
-    with torch.no_grad():
+    with torch.no_grad(), exact_fp32():
         pf = torch.cat([model(x[i:i + 1000].to(dev).float()).argmax(1).cpu() for i in range(0, len(x), 1000)]).numpy()
     model.cpu()
     yn = y.numpy()
@@ -67,21 +68,22 @@ def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str) -> dict:
             **size_and_bops(net)}
 
 
-def load_teacher(path: str):
-    """A distillation teacher: any CIFAR checkpoint (model.pt of a run, or the float.pt of a ppq run)."""
+def load_teacher(path: str, what: str = "teacher"):
+    """A distillation teacher (or a float start): any CIFAR checkpoint (a run's model.pt, a ppq run's float.pt)."""
     from .checkpoint import load_checkpoint
 
     if not Path(path).is_file():
-        raise RunError(f"teacher checkpoint {path} does not exist")
+        raise RunError(f"{what} checkpoint {path} does not exist")
     try:
         model, _ = load_checkpoint(path)
     except Exception as e:
-        raise RunError(f"teacher {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise RunError(f"{what} {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     return model
 
 
 def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = None, cache=None,
-        command: str | None = None, log=print, progress=None, teacher: str | None = None) -> dict:
+        command: str | None = None, log=print, progress=None, teacher: str | None = None,
+        float_init: str | None = None) -> dict:
     from . import export
     from .checkpoint import save_checkpoint
     from .cifar import DEFAULT_CACHE, load_cifar10
@@ -98,7 +100,17 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
         raise RunError(f"--distill with --method {cfg.method} needs --teacher (ppq distils from its float phase)")
     torch.manual_seed(cfg.seed)
     model = build_model(model_name, cfg.w_bits, cfg.a_bits)
-    info = train_fast(model, data, cfg, str(out_dir / "train.ckpt"), progress=progress, log=log, teacher=tmodel)
+    init = None
+    if float_init:
+        if cfg.method != "ppq":
+            raise RunError(f"--float-init replaces the float phase of ppq; method is {cfg.method}")
+        fm = load_teacher(float_init, "--float-init")
+        if fm.arch_config() != model.arch_config() or getattr(fm, "quantize", False):
+            raise RunError(f"--float-init {float_init}: not a float {model_name} ({fm.arch_config()['name']}"
+                           f"{', quantized' if getattr(fm, 'quantize', False) else ''})")
+        init = fm.state_dict()
+    info = train_fast(model, data, cfg, str(out_dir / "train.ckpt"), progress=progress, log=log, teacher=tmodel,
+                      float_init=init)
     quant = cfg.method in ("apot", "spq", "ppq")
     model.cpu()
     set_quantize(model, quant)
@@ -106,6 +118,7 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
     result = {"model": model_name, "method": cfg.method, "dataset": data.name, "data": data.source,
               "accuracy": info["accuracy"], "accuracy_float_mode": info["accuracy_float_mode"],
               "pre_qat_float_acc": info["pre_qat_float_acc"], "config": cfg.to_dict(), "teacher": teacher,
+              "float_init": float_init,
               "command": command or " ".join(shlex.quote(a) for a in sys.argv), "device": info["device"],
               "train_seconds": info["train_seconds"], "torch": torch.__version__, "python": platform.python_version()}
     set_quantize(model, quant)  # train_fast's last evaluation leaves the float mode on

@@ -233,17 +233,31 @@ class Stepper:
             self.mode = "compile"
 
 
+@contextlib.contextmanager
+def exact_fp32():
+    """fp32 convolutions and matmuls without TF32 (cuDNN allows TF32 convolutions by default, whose 10-bit
+    mantissa moves activations across quantizer thresholds: the fake-quant model would drift from the
+    integer model)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, quant: bool, bs: int = 1000) -> float:
-    """Exact fake-quant (or float) test accuracy: original kernels, fp32, eval mode."""
+    """Exact fake-quant (or float) test accuracy: original kernels, fp32 without TF32, eval mode."""
     was_train = model.training
     set_quantize(model, quant)
     model.eval()
     dev = next(model.parameters()).device
     correct = 0
-    for i in range(0, len(x), bs):
-        xb = x[i:i + bs].to(dev).float()
-        correct += int((model(xb).argmax(1) == y[i:i + bs].to(dev)).sum())
+    with exact_fp32():
+        for i in range(0, len(x), bs):
+            xb = x[i:i + bs].to(dev).float()
+            correct += int((model(xb).argmax(1) == y[i:i + bs].to(dev)).sum())
     model.train(was_train)
     return correct / len(x)
 
@@ -302,11 +316,12 @@ def _frozen_teacher(like: nn.Module, state: dict, quant: bool, dev: torch.device
 
 
 def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None, progress=None,
-               log=print, teacher: nn.Module | None = None) -> dict:
+               log=print, teacher: nn.Module | None = None, float_init: dict | None = None) -> dict:
     """Run cfg.method on `model` (moved to the GPU if there is one). ``ckpt``: written atomically after
     every epoch; if it exists (same config) training resumes from it; ppq also writes its float model to
     ``float.pt`` beside it. ``teacher``: the distillation teacher (cfg.distill > 0; ppq defaults to its
-    own float phase). Returns a summary dict."""
+    own float phase). ``float_init``: ppq only, a float state dict that replaces the float phase (reuse
+    one float training across pruning / QAT recipes). Returns a summary dict."""
     import os
 
     from .checkpoint import save_checkpoint
@@ -339,6 +354,13 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         t_state = blob.get("teacher")
         log(f"resuming from {ckpt}: phase {phs[start_phase].name if start_phase < len(phs) else 'done'}, "
             f"epoch {start_epoch}")
+    elif float_init is not None:
+        if cfg.method != "ppq":
+            raise ValueError(f"float_init replaces ppq's float phase; method is {cfg.method}")
+        model.load_state_dict(float_init)
+        t_state = {k: v.detach().cpu().clone() for k, v in float_init.items()}
+        start_phase = 1
+        log("float phase skipped: starting from the given float model")
     t0 = time.perf_counter() - spent
     pre_qat = None
     for pi in range(start_phase, len(phs)):

@@ -135,3 +135,34 @@ def test_cli_ppq_distill_then_spq_from_its_teacher(tmp_path, capsys):
     assert main(["train", "--model", "resnet20", "--method", "spq", "--epochs", "1", "--out", str(tmp_path / "y"),
                  "--teacher", str(tmp_path / "nope.pt"), *common]) == 2
     assert "teacher checkpoint" in capsys.readouterr().err
+
+
+def test_cli_float_init_skips_the_float_phase(tmp_path, capsys):
+    """--float-init: ppq starts from a float checkpoint (no float epochs in its history); a checkpoint of
+    another architecture or a non-ppq method is a one-line error."""
+    import json
+
+    from test_cifar_data import _batches_folder
+
+    from apotflow.sim.cli import main
+    from apotflow.sw.checkpoint import save_checkpoint
+
+    data = _batches_folder(tmp_path / "cifar-10-batches-py", n=8)
+    common = ["--data", str(data), "--cache", str(tmp_path / "cache"), "--batch-size", "8", "--step-mode", "eager",
+              "--no-bf16", "--no-channels-last", "--stage-epochs", "1", "--qat-epochs", "1"]
+    torch.manual_seed(0)
+    f20 = save_checkpoint(CifarResNet(20), tmp_path / "f20.pt")
+    out = tmp_path / "ppq"
+    assert main(["train", "--model", "resnet20", "--method", "ppq", "--float-init", str(f20), "--distill", "0.5",
+                 "--out", str(out), *common]) == 0
+    res = json.loads((out / "result.json").read_text())
+    assert [h["phase"] for h in res["history"]] == ["prune1", "prune2", "qat"] and res["float_init"] == str(f20)
+
+    capsys.readouterr()
+    f32 = save_checkpoint(CifarResNet(32), tmp_path / "f32.pt")
+    assert main(["train", "--model", "resnet20", "--method", "ppq", "--float-init", str(f32),
+                 "--out", str(tmp_path / "x"), *common]) == 2
+    assert "not a float resnet20" in capsys.readouterr().err
+    assert main(["train", "--model", "resnet20", "--method", "spq", "--float-init", str(f20),
+                 "--out", str(tmp_path / "y"), *common]) == 2
+    assert "replaces the float phase" in capsys.readouterr().err
