@@ -90,6 +90,9 @@ class Sequencer(wiring.Component):
         cur_bias = Signal(signed(cfg.acc_bits))
         ch_base = Signal(cfg.addr_bits)
         rq_next = Signal(cfg.rq_addr_bits)
+        e1 = Signal(cfg.count_bits)  # e + 1, kept beside e: the last-entry test is an equality
+        rem = Signal(pb + 1)  # npix - p0, counted down: the last-group test is a mask test
+        null = Signal()  # cur_count == 0
         rq_cur = Signal(cfg.rq_addr_bits)
         wb_wait = Signal(cfg.lane_bits + 1)
         layer_cyc = Signal(32)
@@ -99,7 +102,6 @@ class Sequencer(wiring.Component):
             self.prog_addr.eq(pc),
             self.wgt_addr.eq(w_ptr),
             self.rq_addr.eq(rq_next),
-            self.npix.eq(1 << (desc.ho_log2 + desc.wo_log2)),
             self.perf_waddr.eq(pc),
             self.perf_wdata.eq(layer_cyc + 1),
         ]
@@ -107,12 +109,9 @@ class Sequencer(wiring.Component):
         with m.If(wb_wait != 0):
             m.d.sync += wb_wait.eq(wb_wait - 1)
 
-        rem = Signal(pb + 1)
-        m.d.comb += rem.eq(self.npix - p0)
-        last_group = rem <= L
+        last_group = ((rem >> cfg.lane_bits) == 0) | (rem == L)  # rem <= L, rem >= 1
         nvalid = Mux(last_group, rem, L)
-        null = cur_count == 0
-        last_e = null | (e == cur_count - 1)
+        last_e = null | (e1 == cur_count)
         go = ~last_e | (wb_wait == 0)
 
         first_layer = Signal()
@@ -132,9 +131,10 @@ class Sequencer(wiring.Component):
                 m.d.comb += [self.busy.eq(1), self.rq_addr.eq(prog.rq_start)]
                 with m.If((settle == 2) & ~self.front_busy):
                     m.d.comb += self.rq_addr.eq(prog.rq_start + 1)
+                    npix = 1 << (prog.ho_log2 + prog.wo_log2)
                     m.d.sync += [
-                        desc.eq(prog), first_layer.eq(0),
-                        c.eq(0), e.eq(0), p0.eq(0),
+                        desc.eq(prog), first_layer.eq(0), self.npix.eq(npix), rem.eq(npix),
+                        c.eq(0), e.eq(0), e1.eq(1), p0.eq(0), null.eq(row.count == 0),
                         w_ptr.eq(prog.w_start), ch_w.eq(prog.w_start),
                         ch_base.eq(prog.out_base),
                         rq_cur.eq(prog.rq_start), rq_next.eq(prog.rq_start + 1),
@@ -159,18 +159,18 @@ class Sequencer(wiring.Component):
                 ]
                 with m.If(go):
                     with m.If(~last_e):
-                        m.d.sync += [e.eq(e + 1), w_ptr.eq(w_ptr + 1)]
+                        m.d.sync += [e.eq(e + 1), e1.eq(e1 + 1), w_ptr.eq(w_ptr + 1)]
                     with m.Else():
-                        m.d.sync += [wb_wait.eq(nvalid - 1), e.eq(0)]
+                        m.d.sync += [wb_wait.eq(nvalid - 1), e.eq(0), e1.eq(1)]
                         with m.If(~last_group):
-                            m.d.sync += [p0.eq(p0 + L), w_ptr.eq(ch_w)]
+                            m.d.sync += [p0.eq(p0 + L), rem.eq(rem - L), w_ptr.eq(ch_w)]
                         with m.Else():
                             # Next channel: its RQ row was prefetched; prefetch the one after.
                             m.d.comb += self.rq_addr.eq(rq_next + 1)
                             m.d.sync += [
-                                c.eq(c + 1), p0.eq(0),
+                                c.eq(c + 1), p0.eq(0), rem.eq(self.npix),
                                 ch_w.eq(ch_w + cur_count), w_ptr.eq(ch_w + cur_count),
-                                cur_count.eq(row.count), cur_bias.eq(row.bias),
+                                cur_count.eq(row.count), cur_bias.eq(row.bias), null.eq(row.count == 0),
                                 rq_cur.eq(rq_next), rq_next.eq(rq_next + 1),
                                 ch_base.eq(ch_base + self.npix),
                             ]

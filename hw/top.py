@@ -6,13 +6,14 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I    issue: WGT address presented (sequencer)
   I+1  S1: entry word arrives and is registered as it is; first lane's output coordinates from p0
   I+2  S2: ACT rows R = off_row + p0_row and R + 1 (two adders in parallel) to the banks; padding mask
-  I+3  S3: rotated bank words arrive; masked operands registered
-  I+4  S4: lanes accumulate (acc register)
-  I+5  S5: if the entry was a group's last, the accumulators move to the writeback buffer
-  I+6  W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
-  I+7  W1: RQ thresholds arrive and are registered; output address computed
-  I+8  W2: requantizer comparators (registered)
-  I+9  W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
+  I+3  S3: bank words arrive and are registered as they are (in BankedActMem)
+  I+4  S4: rotation to lanes, padding mask; operands registered
+  I+5  S5: lanes accumulate (acc register)
+  I+6  S6: if the entry was a group's last, the accumulators move to the writeback buffer
+  I+7  W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
+  I+8  W1: RQ thresholds arrive and are registered; output address computed
+  I+9  W2: requantizer comparators (registered)
+  I+10 W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
 
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1.
@@ -115,8 +116,15 @@ class Accelerator(wiring.Component):
         ]
         desc = seq.desc
         wl, hl = desc.wo_log2, desc.ho_log2
-        wo, ho, wmask = Signal(pb + 1), Signal(pb + 1), Signal(pb)
-        m.d.comb += [wo.eq(1 << wl), ho.eq(1 << hl), wmask.eq(wo - 1)]
+        # Layer constants from the descriptor, registered (one cycle behind desc: a layer's first entry
+        # reaches S1 two cycles after the descriptor is latched, and the previous layer's writes in
+        # flight at that moment are past W1). Masks instead of compares: no carry chain on them.
+        wo, wmask, hi_mask, q = Signal(pb + 1), Signal(pb), Signal(pb), Signal(pb)
+        m.d.sync += [wo.eq(1 << wl), wmask.eq((1 << wl) - 1), hi_mask.eq(~((2 << wl) - 1)),
+                     q.eq(1 << (hl + wl) >> 2)]
+        dim = pb + 3  # width of iy = oy + dy, ix = ox + dx below (signed)
+        ylo, xlo = Signal(dim), Signal(dim)
+        m.d.sync += [ylo.eq((1 << hl) - 1), xlo.eq((1 << wl) - 1)]
         lb = cfg.lane_bits
         row_bits = cfg.addr_bits - lb
 
@@ -144,34 +152,40 @@ class Accelerator(wiring.Component):
                 oy.eq(Mux(wide_row, s2.oy0, s2.oy0 + (Const(l, cfg.lane_bits + 1) >> wl))),
                 ox.eq(Mux(wide_row, s2.ox0 + l, l & wmask)),
             ]
-            iy, ix = oy + ent.dy, ox + ent.dx
-            m.d.comb += mask[l].eq((iy >= 0) & (iy < ho) & (ix >= 0) & (ix < wo))
+            iy, ix = Signal(signed(dim), name=f"iy{l}"), Signal(signed(dim), name=f"ix{l}")
+            m.d.comb += [iy.eq(oy + ent.dy), ix.eq(ox + ent.dx)]
+            # 0 <= iy < 2**ho_log2  <=>  no bit set at or above ho_log2 (the sign bit included)
+            m.d.comb += mask[l].eq(((iy.as_unsigned() & ~ylo) == 0) & ((ix.as_unsigned() & ~xlo) == 0))
         s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el), "mask": L}))
         m.d.sync += [s3.iss.eq(s2.iss), s3.ent.eq(s2.ent), s3.mask.eq(Mux(s2.iss.null, 0, mask))]
 
-        # S3: rotated bank words arrive; mask padding.
+        # S3: the bank words are registered (inside BankedActMem); the tags wait a cycle.
+        s3b = Signal.like(s3)
+        m.d.sync += s3b.eq(s3)
+
+        # S4: rotated bank words; mask padding.
         tail = data.StructLayout({"last": 1, "p0": pb, "nvalid": cfg.lane_bits + 1,
                                   "ch_base": cfg.addr_bits, "rq_row": cfg.rq_addr_bits})
         s4 = Signal(data.StructLayout({"ctrl": lane_ctrl_layout(cfg), "a": data.ArrayLayout(cfg.act_bits, L),
                                        "tail": tail}))
         m.d.sync += [
-            s4.ctrl.valid.eq(s3.iss.valid), s4.ctrl.first.eq(s3.iss.first), s4.ctrl.sign.eq(s3.ent.sign),
-            s4.ctrl.bias.eq(s3.iss.bias), s4.ctrl.rmax.eq(desc.rmax),
-            s4.tail.last.eq(s3.iss.valid & s3.iss.last), s4.tail.p0.eq(s3.iss.p0),
-            s4.tail.nvalid.eq(s3.iss.nvalid), s4.tail.ch_base.eq(s3.iss.ch_base), s4.tail.rq_row.eq(s3.iss.rq_row),
+            s4.ctrl.valid.eq(s3b.iss.valid), s4.ctrl.first.eq(s3b.iss.first), s4.ctrl.sign.eq(s3b.ent.sign),
+            s4.ctrl.bias.eq(s3b.iss.bias), s4.ctrl.rmax.eq(desc.rmax),
+            s4.tail.last.eq(s3b.iss.valid & s3b.iss.last), s4.tail.p0.eq(s3b.iss.p0),
+            s4.tail.nvalid.eq(s3b.iss.nvalid), s4.tail.ch_base.eq(s3b.iss.ch_base), s4.tail.rq_row.eq(s3b.iss.rq_row),
         ]
         for t in range(cfg.terms):
-            m.d.sync += [s4.ctrl.en[t].eq(getattr(s3.ent, f"en{t}")), s4.ctrl.s[t].eq(getattr(s3.ent, f"s{t}"))]
+            m.d.sync += [s4.ctrl.en[t].eq(getattr(s3b.ent, f"en{t}")), s4.ctrl.s[t].eq(getattr(s3b.ent, f"s{t}"))]
         for l in range(L):
-            m.d.sync += s4.a[l].eq(Mux(s3.mask[l], act.rd_data[l], 0))
+            m.d.sync += s4.a[l].eq(Mux(s3b.mask[l], act.rd_data[l], 0))
 
-        # S4: lanes.
+        # S5: lanes.
         for l, ln in enumerate(lanes):
             m.d.comb += [ln.ctrl.eq(s4.ctrl), ln.a.eq(s4.a[l])]
         s5 = Signal(tail)
         m.d.sync += s5.eq(s4.tail)
 
-        # S5: transfer to the writeback buffer; W0: one lane per cycle, RQ port B addressed with the
+        # S6: transfer to the writeback buffer; W0: one lane per cycle, RQ port B addressed with the
         # group's row. p = p0 + k is a concatenation (p0 is a multiple of lanes, k < lanes).
         wb_acc = [Signal(signed(cfg.acc_bits), name=f"wb_acc{l}") for l in range(L)]
         wb = Signal(tail)
@@ -196,16 +210,15 @@ class Accelerator(wiring.Component):
         # W1: the RQ row arrives and is registered; output address (linear or 2x2 phase-split).
         nthr = cfg.max_levels - 1
         rqb = struct(rl)(rq_b[1])
+        # Phase-split offset: phase * npix/4 + (y >> 1) * wo/2 + (x >> 1); the three parts occupy
+        # disjoint bits (npix/4 is a power of two above the in-phase offset), so they are ORed.
         p = w1.p
-        q, hi_mask = Signal(pb), Signal(pb)
-        m.d.comb += [q.eq(seq.npix >> 2), hi_mask.eq(~((wo << 1) - 1))]
-        phase_off = Mux((p & wo) != 0, q << 1, 0) + Mux(p[0], q, 0)
-        addr_phase = w1.ch_base + phase_off + ((p & hi_mask) >> 2) + ((p & wmask) >> 1)
+        phase_off = Mux((p & wo) != 0, q << 1, 0) | Mux(p[0], q, 0) | ((p & hi_mask) >> 2) | ((p & wmask) >> 1)
         w2 = Signal(data.StructLayout({"valid": 1, "acc": signed(cfg.acc_bits), "addr": cfg.addr_bits,
                                        "thr": data.ArrayLayout(signed(cfg.acc_bits), nthr)}))
         m.d.sync += [
             w2.valid.eq(w1.valid), w2.acc.eq(w1.acc),
-            w2.addr.eq(Mux(desc.out_phase, addr_phase, w1.ch_base + p)),
+            w2.addr.eq(w1.ch_base + Mux(desc.out_phase, phase_off, p)),
         ]
         m.d.sync += [w2.thr[j].eq(getattr(rqb, f"thr{j}")) for j in range(nthr)]
 
@@ -219,7 +232,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             out_wr.addr.eq(w3.addr), out_wr.data.eq(w3.acc), out_wr.en.eq(w3.valid & raw),
         ]
-        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.iss.valid | s4.ctrl.valid | s5.last
+        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.iss.valid | s3b.iss.valid | s4.ctrl.valid | s5.last
                                       | wb_pending | w1.valid | w2.valid)
         m.d.comb += seq.pipe_busy.eq(seq.front_busy | w3.valid)
 
@@ -235,5 +248,5 @@ class Accelerator(wiring.Component):
                 act.rd_rot.eq(self.host_addr[:lb]),
                 act.wr_addr.eq(self.host_addr), act.wr_data.eq(self.host_wdata), act.wr_en.eq(self.host_we),
             ]
-        m.d.comb += self.host_rdata.eq(act.rd_data[0])
+        m.d.comb += self.host_rdata.eq(act.rd_word)
         return m
