@@ -8,12 +8,12 @@ ACT is split into ``lanes`` banks (bank = address mod lanes, row = address >> la
 The read is given already split: ``rd_row`` = R, ``rd_row1`` = R + 1 (mod rows) and ``rd_rot`` = rot,
 so that a bank's address is a 2:1 mux and no adder sits in front of the block RAMs (the caller
 computes both rows in parallel, see hw/top.py). Only banks ``b < rot`` use ``rd_row1``: a caller
-that needs ``rd_word`` alone (the host port) may pass ``rd_row1 = rd_row``.
+that needs lane 0 alone (the host port) may pass ``rd_row1 = rd_row``.
 
-Latency 2 for ``rd_data``: the address presented in cycle t gives the bank words in cycle t+1, which
-are registered as they are (nothing but a flip-flop behind the block RAMs' slow outputs) and rotated
-combinationally in cycle t+2. Latency 1 for ``rd_word`` = ``ACT[a]`` (lane 0 straight from the banks,
-for the host port). One write per cycle (``wr_en``), landing at the clock edge; a read in the same
+Latency 2: the address presented in cycle t gives the bank words in cycle t+1, which are registered
+as they are (nothing but a flip-flop behind the block RAMs' slow outputs: a multiplexer of 16 banks
+spread over the chip right after them costs ~6 ns) and rotated combinationally in cycle t+2, when
+``rd_data`` is valid. One write per cycle (``wr_en``), landing at the clock edge; a read in the same
 cycle as a write to the same word returns the old word.
 """
 
@@ -47,7 +47,6 @@ class BankedActMem(wiring.Component):
             "rd_row1": In(cfg.addr_bits - cfg.lane_bits),
             "rd_rot": In(max(1, cfg.lane_bits)),
             "rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),
-            "rd_word": Out(cfg.act_bits),
             "wr_en": In(1),
             "wr_addr": In(cfg.addr_bits),
             "wr_data": In(cfg.act_bits),
@@ -61,7 +60,7 @@ class BankedActMem(wiring.Component):
         rot = self.rd_rot if lb else 0
         rot_q, rot_qq = Signal(max(1, lb)), Signal(max(1, lb))
         m.d.sync += [rot_q.eq(rot), rot_qq.eq(rot_q)]
-        outs, outs_q = [], []
+        outs_q = []
         for b in range(L):
             init = [0] * cfg.bank_depth
             if self.init is not None:
@@ -84,9 +83,7 @@ class BankedActMem(wiring.Component):
                              wp.addr.eq(self.wr_addr >> lb), wp.data.eq(self.wr_data), wp.en.eq(we)]
             rdata_q = Signal(cfg.act_bits, name=f"bank{b}_rdata_q")
             m.d.sync += rdata_q.eq(rdata)
-            outs.append(rdata)
             outs_q.append(rdata_q)
-        m.d.comb += self.rd_word.eq(Array(outs)[rot_q if lb else 0])
         banks = Array(outs_q)
         for lane in range(L):
             m.d.comb += self.rd_data[lane].eq(banks[(rot_qq + lane)[:lb] if lb else 0])

@@ -11,7 +11,8 @@ registers clocked by the accelerator clock:
   with ``sshift`` high it shifts out on ``sout`` (LSB first).
 
 Six pins in all plus clk/rst. Latency: the ports see the input register directly (no extra cycle);
-reads come back one cycle after the address (as on ``apotflow_top``), so capture a cycle later.
+reads come back one cycle after the address (ACT: two; as on ``apotflow_top``), so capture two cycles
+later.
 The shell costs about in+out register bits of flip-flops and a few LUTs (the estimator adds it).
 """
 

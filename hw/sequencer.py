@@ -81,7 +81,6 @@ class Sequencer(wiring.Component):
         desc = self.desc
 
         pc = Signal(cfg.prog_addr_bits)
-        c = Signal(cfg.ch_bits)
         e = Signal(cfg.count_bits)
         w_ptr = Signal(cfg.wgt_addr_bits)
         ch_w = Signal(cfg.wgt_addr_bits)
@@ -90,9 +89,17 @@ class Sequencer(wiring.Component):
         cur_bias = Signal(signed(cfg.acc_bits))
         ch_base = Signal(cfg.addr_bits)
         rq_next = Signal(cfg.rq_addr_bits)
-        e1 = Signal(cfg.count_bits)  # e + 1, kept beside e: the last-entry test is an equality
-        rem = Signal(pb + 1)  # npix - p0, counted down: the last-group test is a mask test
+        # The issue decisions come from registered flags (no carry chain between a register and the
+        # control fan-out or the RQ address): each is recomputed when its inputs change.
+        e2 = Signal(cfg.count_bits + 1)  # e + 2: the next entry is the last iff e2 == cur_count
+        c1 = Signal(cfg.ch_bits)  # channel + 1
+        rem = Signal(pb + 1)  # npix - p0, counted down
         null = Signal()  # cur_count == 0
+        one = Signal()  # cur_count <= 1
+        last_e = Signal()  # this entry is its group's last (null, or e == cur_count - 1)
+        last_group = Signal()  # rem <= lanes
+        lg_layer = Signal()  # npix <= lanes
+        wb_free = Signal(init=1)  # wb_wait == 0
         rq_cur = Signal(cfg.rq_addr_bits)
         wb_wait = Signal(cfg.lane_bits + 1)
         layer_cyc = Signal(32)
@@ -107,12 +114,10 @@ class Sequencer(wiring.Component):
         ]
         m.d.sync += [layer_cyc.eq(layer_cyc + 1), total.eq(total + 1)]
         with m.If(wb_wait != 0):
-            m.d.sync += wb_wait.eq(wb_wait - 1)
+            m.d.sync += [wb_wait.eq(wb_wait - 1), wb_free.eq(wb_wait == 1)]
 
-        last_group = ((rem >> cfg.lane_bits) == 0) | (rem == L)  # rem <= L, rem >= 1
         nvalid = Mux(last_group, rem, L)
-        last_e = null | (e1 == cur_count)
-        go = ~last_e | (wb_wait == 0)
+        go = ~last_e | wb_free
 
         first_layer = Signal()
         settle = Signal(2)
@@ -132,9 +137,13 @@ class Sequencer(wiring.Component):
                 with m.If((settle == 2) & ~self.front_busy):
                     m.d.comb += self.rq_addr.eq(prog.rq_start + 1)
                     npix = 1 << (prog.ho_log2 + prog.wo_log2)
+                    small = prog.ho_log2 + prog.wo_log2 <= cfg.lane_bits
+                    row_one = (row.count >> 1) == 0
                     m.d.sync += [
                         desc.eq(prog), first_layer.eq(0), self.npix.eq(npix), rem.eq(npix),
-                        c.eq(0), e.eq(0), e1.eq(1), p0.eq(0), null.eq(row.count == 0),
+                        last_group.eq(small), lg_layer.eq(small),
+                        c1.eq(1), e.eq(0), e2.eq(2), p0.eq(0),
+                        null.eq(row.count == 0), one.eq(row_one), last_e.eq(row_one),
                         w_ptr.eq(prog.w_start), ch_w.eq(prog.w_start),
                         ch_base.eq(prog.out_base),
                         rq_cur.eq(prog.rq_start), rq_next.eq(prog.rq_start + 1),
@@ -159,22 +168,28 @@ class Sequencer(wiring.Component):
                 ]
                 with m.If(go):
                     with m.If(~last_e):
-                        m.d.sync += [e.eq(e + 1), e1.eq(e1 + 1), w_ptr.eq(w_ptr + 1)]
+                        m.d.sync += [e.eq(e + 1), e2.eq(e2 + 1), last_e.eq(e2 == cur_count), w_ptr.eq(w_ptr + 1)]
                     with m.Else():
-                        m.d.sync += [wb_wait.eq(nvalid - 1), e.eq(0), e1.eq(1)]
+                        m.d.sync += [wb_wait.eq(nvalid - 1), wb_free.eq(Mux(last_group, rem == 1, L == 1)),
+                                     e.eq(0), e2.eq(2), last_e.eq(one)]
                         with m.If(~last_group):
-                            m.d.sync += [p0.eq(p0 + L), rem.eq(rem - L), w_ptr.eq(ch_w)]
+                            m.d.sync += [
+                                p0.eq(p0 + L), rem.eq(rem - L), w_ptr.eq(ch_w),
+                                last_group.eq(((rem >> (cfg.lane_bits + 1)) == 0) | (rem == 2 * L)),  # rem-L <= L
+                            ]
                         with m.Else():
                             # Next channel: its RQ row was prefetched; prefetch the one after.
                             m.d.comb += self.rq_addr.eq(rq_next + 1)
+                            row_one = (row.count >> 1) == 0
                             m.d.sync += [
-                                c.eq(c + 1), p0.eq(0), rem.eq(self.npix),
+                                c1.eq(c1 + 1), p0.eq(0), rem.eq(self.npix), last_group.eq(lg_layer),
                                 ch_w.eq(ch_w + cur_count), w_ptr.eq(ch_w + cur_count),
-                                cur_count.eq(row.count), cur_bias.eq(row.bias), null.eq(row.count == 0),
+                                cur_count.eq(row.count), cur_bias.eq(row.bias),
+                                null.eq(row.count == 0), one.eq(row_one), last_e.eq(row_one),
                                 rq_cur.eq(rq_next), rq_next.eq(rq_next + 1),
                                 ch_base.eq(ch_base + self.npix),
                             ]
-                            with m.If(c == desc.n_ch - 1):
+                            with m.If(c1 == desc.n_ch):
                                 with m.If(desc.last):
                                     m.next = "DRAIN"
                                 with m.Else():

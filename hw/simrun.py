@@ -7,17 +7,19 @@ from amaranth.sim import Simulator
 
 from . import isa
 from .config import AcceleratorConfig
-from .top import Accelerator
+from .top import HOST_ACT_LATENCY, Accelerator
 
 
-async def _read_port(ctx, addr, data, n: int) -> np.ndarray:
-    """Read words 0..n-1 of a synchronous read port (data follows the address by one cycle)."""
+async def _read_port(ctx, addr, data, n: int, latency: int = 1) -> np.ndarray:
+    """Read words 0..n-1 of a synchronous read port (data follows the address by ``latency`` cycles),
+    one address per cycle."""
     out = np.zeros(n, dtype=np.int64)
     ctx.set(addr, 0)
     await ctx.tick()
-    for a in range(n):
-        ctx.set(addr, (a + 1) % n)
-        out[a] = ctx.get(data)
+    for step in range(n + latency - 1):
+        ctx.set(addr, (step + 1) % n)
+        if step >= latency - 1:
+            out[step - latency + 1] = ctx.get(data)
         await ctx.tick()
     return out
 
@@ -57,7 +59,7 @@ def simulate(cfg: AcceleratorConfig, images: isa.MemoryImages, act, max_cycles: 
         # One more cycle to check that done is a pulse and busy fell.
         if ctx.get(dut.busy) or ctx.get(dut.done):
             raise AssertionError("busy/done still high the cycle after done")
-        out_act = await _read_port(ctx, dut.host_addr, dut.host_rdata, cfg.act_depth)
+        out_act = await _read_port(ctx, dut.host_addr, dut.host_rdata, cfg.act_depth, HOST_ACT_LATENCY)
         out = await _read_port(ctx, dut.out_addr, dut.out_rdata, cfg.out_depth)
         perf = (await _read_port(ctx, dut.perf_addr, dut.perf_rdata, n_perf)).tolist()
         res.update(act=out_act, out=out, cycles=ctx.get(dut.cycles), perf=perf, busy_cycles=busy,

@@ -16,13 +16,14 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+10 W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
 
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
-Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1.
+Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1,
+ACT's in cycle t+2 (``HOST_ACT_LATENCY``: it shares the pipeline's registered bank words).
 ACT host access is for when ``busy`` is low.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -37,6 +38,7 @@ from .requant import Requantizer
 from .sequencer import Sequencer, issue_layout, pix_bits
 
 HEX_FILES = {"wgt": "wgt.hex", "rq": "rq.hex", "prog": "prog.hex"}
+HOST_ACT_LATENCY = 2  # host_rdata follows host_addr by two cycles (OUT and perf ports: one)
 
 
 def accelerator_signature(cfg: AcceleratorConfig) -> dict:
@@ -144,24 +146,29 @@ class Accelerator(wiring.Component):
         ent = s2.ent
         rd_row, rd_row1 = Signal(row_bits), Signal(row_bits)
         m.d.comb += [rd_row.eq((ent.off >> lb) + (s2.iss.p0 >> lb)), rd_row1.eq((ent.off >> lb) + s2.p0_row1)]
+        # Padding mask, over S2 and S3: lane l's output pixel p0 + l has coordinates (oy0 + yoff_l,
+        # ox0 + xoff_l) with per-layer lane offsets (registered layer constants): a row of >= lanes
+        # pixels holds the whole group (yoff 0, xoff l; ox0 is a multiple of lanes), else the group
+        # spans rows (yoff l >> wo_log2, xoff l & (wo-1); ox0 = 0). S2 adds dy, dx once for all lanes.
+        lw = max(1, cfg.lane_bits)
         wide_row = wl >= cfg.lane_bits
+        yoff = [Signal(lw, name=f"yoff{l}") for l in range(L)]
+        xoff = [Signal(lw, name=f"xoff{l}") for l in range(L)]
+        for l in range(L):
+            m.d.sync += [yoff[l].eq(Mux(wide_row, 0, l >> wl)), xoff[l].eq(Mux(wide_row, l, l & wmask))]
+        s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el),
+                                       "ty": signed(pb + 2), "tx": signed(pb + 2)}))
+        m.d.sync += [s3.iss.eq(s2.iss), s3.ent.eq(s2.ent), s3.ty.eq(s2.oy0 + ent.dy), s3.tx.eq(s2.ox0 + ent.dx)]
+
+        # S3: the bank words are registered (inside BankedActMem); per-lane padding test:
+        # 0 <= iy < 2**ho_log2  <=>  no bit of iy set at or above ho_log2 (the sign bit included).
         mask = Signal(L)
         for l in range(L):
-            oy, ox = Signal(pb + 1, name=f"oy{l}"), Signal(pb + 1, name=f"ox{l}")
-            m.d.comb += [
-                oy.eq(Mux(wide_row, s2.oy0, s2.oy0 + (Const(l, cfg.lane_bits + 1) >> wl))),
-                ox.eq(Mux(wide_row, s2.ox0 + l, l & wmask)),
-            ]
             iy, ix = Signal(signed(dim), name=f"iy{l}"), Signal(signed(dim), name=f"ix{l}")
-            m.d.comb += [iy.eq(oy + ent.dy), ix.eq(ox + ent.dx)]
-            # 0 <= iy < 2**ho_log2  <=>  no bit set at or above ho_log2 (the sign bit included)
+            m.d.comb += [iy.eq(s3.ty + yoff[l]), ix.eq(s3.tx + xoff[l])]
             m.d.comb += mask[l].eq(((iy.as_unsigned() & ~ylo) == 0) & ((ix.as_unsigned() & ~xlo) == 0))
-        s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el), "mask": L}))
-        m.d.sync += [s3.iss.eq(s2.iss), s3.ent.eq(s2.ent), s3.mask.eq(Mux(s2.iss.null, 0, mask))]
-
-        # S3: the bank words are registered (inside BankedActMem); the tags wait a cycle.
-        s3b = Signal.like(s3)
-        m.d.sync += s3b.eq(s3)
+        s3b = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el), "mask": L}))
+        m.d.sync += [s3b.iss.eq(s3.iss), s3b.ent.eq(s3.ent), s3b.mask.eq(Mux(s3.iss.null, 0, mask))]
 
         # S4: rotated bank words; mask padding.
         tail = data.StructLayout({"last": 1, "p0": pb, "nvalid": cfg.lane_bits + 1,
@@ -236,7 +243,7 @@ class Accelerator(wiring.Component):
                                       | wb_pending | w1.valid | w2.valid)
         m.d.comb += seq.pipe_busy.eq(seq.front_busy | w3.valid)
 
-        # ACT: pipeline or host (the host reads lane 0 only: row1 is not needed).
+        # ACT: pipeline or host (the host reads lane 0 only: row1 is not needed; latency 2).
         with m.If(seq.busy):
             m.d.comb += [
                 act.rd_row.eq(rd_row), act.rd_row1.eq(rd_row1), act.rd_rot.eq(ent.off[:lb]),
@@ -248,5 +255,5 @@ class Accelerator(wiring.Component):
                 act.rd_rot.eq(self.host_addr[:lb]),
                 act.wr_addr.eq(self.host_addr), act.wr_data.eq(self.host_wdata), act.wr_en.eq(self.host_we),
             ]
-        m.d.comb += self.host_rdata.eq(act.rd_word)
+        m.d.comb += self.host_rdata.eq(act.rd_data[0])
         return m

@@ -42,20 +42,24 @@ async def _write_act(dut, addrs: np.ndarray, values: np.ndarray) -> None:
     dut.host_we.value = 0
 
 
-async def _read(dut, addr_sig, data_sig, n: int, signed_bits: int = 0) -> np.ndarray:
-    """Synchronous-read port: present address k, data appears after the next rising edge."""
+async def _read(dut, addr_sig, data_sig, n: int, signed_bits: int = 0, latency: int = 1) -> np.ndarray:
+    """Synchronous-read port, one address per cycle: the data of address k appears ``latency`` rising
+    edges after k is presented."""
     out = np.zeros(n, dtype=np.int64)
     if n == 0:
         return out
     addr_sig.value = 0
     await FallingEdge(dut.clk)
-    for k in range(n):
-        v = int(data_sig.value)
-        if signed_bits and v >> (signed_bits - 1):
-            v -= 1 << signed_bits
-        out[k] = v
-        if k + 1 < n:
-            addr_sig.value = k + 1
+    for step in range(n + latency - 1):
+        k = step - (latency - 1)
+        if k >= 0:
+            v = int(data_sig.value)
+            if signed_bits and v >> (signed_bits - 1):
+                v -= 1 << signed_bits
+            out[k] = v
+        if step + 1 < n:
+            addr_sig.value = step + 1
+        if step + 1 < n + latency - 1:
             await FallingEdge(dut.clk)
     return out
 
@@ -67,7 +71,7 @@ async def images_bit_exact(dut):
     in_addr, in_val = vec["in_addr"], vec["in_val"]
     exp_act, exp_out = vec["exp_act"], vec["exp_out"]
     n_img, act_words, out_words = exp_act.shape[0], exp_act.shape[1], exp_out.shape[1]
-    n_layers, acc_bits = int(vec["n_layers"]), int(vec["acc_bits"])
+    n_layers, acc_bits, act_latency = int(vec["n_layers"]), int(vec["acc_bits"]), int(vec["act_latency"])
     limit_ns = int(vec["timeout_cycles"]) * 10
     got_act = np.zeros_like(exp_act)
     got_out = np.zeros_like(exp_out)
@@ -86,7 +90,7 @@ async def images_bit_exact(dut):
         dut.start.value = 0
         await with_timeout(RisingEdge(dut.done), limit_ns, "ns")
         await FallingEdge(dut.clk)
-        got_act[i] = await _read(dut, dut.host_addr, dut.host_rdata, act_words)
+        got_act[i] = await _read(dut, dut.host_addr, dut.host_rdata, act_words, latency=act_latency)
         got_out[i] = await _read(dut, dut.out_addr, dut.out_rdata, out_words, acc_bits)
         layer_cycles[i] = await _read(dut, dut.perf_addr, dut.perf_rdata, n_layers)
         cycles[i] = int(dut.cycles.value)  # settles a cycle after done; read once the readback is over
