@@ -2,10 +2,10 @@
 
 Per layer: WAIT (PROG is addressed with pc, then RQ port A with the layer's first row; at least 2
 cycles, overlapped with the previous layer's drain; the layer starts -- descriptor and first row
-latched -- in the first cycle where the previous layer has nothing left in flight but its final write)
--> RUN (one entry per cycle: entries, then pixel groups, then channels) -> WAIT of the next layer, or
-DRAIN after the last layer (waits until every write has landed) -> IDLE with a ``done`` pulse.
-Since the new layer's first ACT read comes two cycles after the start cycle, it sees every write.
+latched -- in the cycle after the one in which the previous layer had nothing left in flight but its
+final write) -> RUN (one entry per cycle: entries, then pixel groups, then channels) -> WAIT of the
+next layer, or DRAIN after the last layer (waits until every write has landed, plus one cycle) ->
+IDLE with a ``done`` pulse. The new layer's first ACT read comes after every write of the previous one.
 
 Flow control: issue never waits on the datapath except for one rule that keeps the writeback buffer
 safe: the *last* entry of a (channel, group) is held back until ``nvalid`` cycles have passed since the
@@ -53,8 +53,8 @@ class Sequencer(wiring.Component):
         self.dl, self.rl = isa.desc_layout(cfg), isa.rq_layout(cfg)
         super().__init__({
             "start": In(1),
-            "front_busy": In(1),  # entries in S1..S4 or lanes waiting in the writeback buffer
-            "pipe_busy": In(1),  # front_busy or a write in the last stage
+            "front_busy": In(1),  # entries in S1..S7, lanes waiting in the writeback buffer, W0..W2
+            "pipe_busy": In(1),  # front_busy or a write in the last stage (W3)
             "busy": Out(1),
             "done": Out(1),
             "cycles": Out(32),
@@ -119,6 +119,13 @@ class Sequencer(wiring.Component):
         nvalid = Mux(last_group, rem, L)
         go = ~last_e | wb_free
 
+        # The pipeline's emptiness, registered (one cycle late: a layer starts, and done comes, one
+        # cycle after the last write instead of during it; the OR of every stage's valid bit then
+        # drives only two flip-flops instead of the layer-start and done logic).
+        front_idle, pipe_idle = Signal(init=1), Signal(init=1)
+        m.d.sync += [front_idle.eq(~(self.front_busy | self.issue.valid)),
+                     pipe_idle.eq(~(self.pipe_busy | self.issue.valid))]
+
         first_layer = Signal()
         settle = Signal(2)
         with m.If(settle != 2):
@@ -132,9 +139,10 @@ class Sequencer(wiring.Component):
             with m.State("WAIT"):
                 # PROG (address pc) and RQ port A (the new layer's first row) settle in 2 cycles,
                 # overlapped with the previous layer's drain; the layer starts as soon as the
-                # previous layer's last write is in its final stage (front_busy low).
+                # previous layer's last write is in its final stage (front_busy low; registered, so
+                # one cycle later).
                 m.d.comb += [self.busy.eq(1), self.rq_addr.eq(prog.rq_start)]
-                with m.If((settle == 2) & ~self.front_busy):
+                with m.If((settle == 2) & front_idle):
                     m.d.comb += self.rq_addr.eq(prog.rq_start + 1)
                     npix = 1 << (prog.ho_log2 + prog.wo_log2)
                     small = prog.ho_log2 + prog.wo_log2 <= cfg.lane_bits
@@ -197,7 +205,7 @@ class Sequencer(wiring.Component):
                                     m.next = "WAIT"
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(~self.pipe_busy):
+                with m.If(pipe_idle):
                     m.d.comb += [self.perf_we.eq(1), self.done.eq(1)]
                     m.d.sync += self.cycles.eq(total + 1)
                     m.next = "IDLE"

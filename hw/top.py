@@ -8,12 +8,13 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+2  S2: ACT rows R = off_row + p0_row and R + 1 (two adders in parallel) to the banks; padding mask
   I+3  S3: bank words arrive and are registered as they are (in BankedActMem)
   I+4  S4: rotation to lanes, padding mask; operands registered
-  I+5  S5: lanes accumulate (acc register)
-  I+6  S6: if the entry was a group's last, the accumulators move to the writeback buffer
-  I+7  W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
-  I+8  W1: RQ thresholds arrive and are registered; output address computed
-  I+9  W2: requantizer comparators (registered)
-  I+10 W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
+  I+5  S5: operands (one register per lane, next to it) and controls registered again
+  I+6  S6: lanes accumulate (acc register)
+  I+7  S7: if the entry was a group's last, the accumulators move to the writeback buffer
+  I+8  W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
+  I+9  W1: RQ thresholds arrive and are registered; output address computed
+  I+10 W2: requantizer comparators (registered)
+  I+11 W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
 
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1,
@@ -186,13 +187,23 @@ class Accelerator(wiring.Component):
         for l in range(L):
             m.d.sync += s4.a[l].eq(Mux(s3b.mask[l], act.rd_data[l], 0))
 
-        # S5: lanes.
+        # S5: each lane's operand registered once more, so that it can sit next to its lane (the
+        # rotation pulls S4 towards the banks: 2.8 ns of routing into the lane otherwise). The
+        # controls are one shared register (Yosys merges per-lane copies of identical registers).
+        ctrl5 = Signal(lane_ctrl_layout(cfg))
+        m.d.sync += ctrl5.eq(s4.ctrl)
         for l, ln in enumerate(lanes):
-            m.d.comb += [ln.ctrl.eq(s4.ctrl), ln.a.eq(s4.a[l])]
-        s5 = Signal(tail)
-        m.d.sync += s5.eq(s4.tail)
+            a_l = Signal(cfg.act_bits, name=f"lane{l}_a")
+            m.d.sync += a_l.eq(s4.a[l])
+            m.d.comb += [ln.ctrl.eq(ctrl5), ln.a.eq(a_l)]
+        s4b = Signal(tail)
+        m.d.sync += s4b.eq(s4.tail)
 
-        # S6: transfer to the writeback buffer; W0: one lane per cycle, RQ port B addressed with the
+        # S6: lanes.
+        s5 = Signal(tail)
+        m.d.sync += s5.eq(s4b)
+
+        # S7: transfer to the writeback buffer; W0: one lane per cycle, RQ port B addressed with the
         # group's row. p = p0 + k is a concatenation (p0 is a multiple of lanes, k < lanes).
         wb_acc = [Signal(signed(cfg.acc_bits), name=f"wb_acc{l}") for l in range(L)]
         wb = Signal(tail)
@@ -239,7 +250,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             out_wr.addr.eq(w3.addr), out_wr.data.eq(w3.acc), out_wr.en.eq(w3.valid & raw),
         ]
-        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.iss.valid | s3b.iss.valid | s4.ctrl.valid | s5.last
+        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.iss.valid | s3b.iss.valid | s4.ctrl.valid | s4b.last | s5.last
                                       | wb_pending | w1.valid | w2.valid)
         m.d.comb += seq.pipe_busy.eq(seq.front_busy | w3.valid)
 
