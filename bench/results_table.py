@@ -1,16 +1,20 @@
 """Build docs/results.json and docs/results.md from run JSONs (``apotflow train`` result.json files).
 
-    python bench/results_table.py docs/cifar-runs/*.json
+    python bench/results_table.py docs/cifar-runs/*.json [--variants docs/cifar-runs/variants/*.json]
 
 Never typed by hand: every number comes from a run file; rows of the paper's table that have no run
-say "not run". The paper's numbers (DESIGN §4) are on PNG CIFAR-10; ours are on the JPEG copy.
+say "not run", or, where bench/results/gpu-logs/<run>.log shows a started run, where it stopped. The
+paper's numbers (DESIGN §4) are on PNG CIFAR-10; ours are on the JPEG copy.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
+
+LOGS = Path("bench/results/gpu-logs")
 
 PAPER = {  # model: (baseline, PPQ, SPQ, size reduction, BOPs reduction), CIFAR-10 PNG, W4/A4, 30%
     "resnet20": (92.61, 91.84, 90.47, 15.78, 115.85), "resnet32": (93.08, 92.96, 91.59, 15.84, 118.18),
@@ -21,15 +25,59 @@ KEYS = ("model", "method", "dataset", "accuracy", "accuracy_int", "agreement", "
         "pre_qat_float_acc", "train_seconds", "wall_seconds", "command", "device", "torch", "counting_rules")
 
 
+def schedule(cfg: dict) -> str:
+    """The epochs of each phase, as the CLI names them."""
+    if cfg.get("method") == "ppq":
+        return f"{cfg['epochs']} + 2x{cfg['stage_epochs']} + {cfg['qat_epochs']}"
+    return str(cfg.get("epochs"))
+
+
+def ordered(rows: list[dict]) -> list[dict]:
+    models = list(PAPER)
+    return sorted(rows, key=lambda r: (models.index(r["model"]) if r["model"] in models else 99, r["method"]))
+
+
+def float_acc(run: dict) -> float | None:
+    """Test accuracy at the end of the float phase (ppq), from the run's history."""
+    accs = [h["test_acc"] for h in run.get("history", []) if h.get("phase") == "float" and "test_acc" in h]
+    return accs[-1] if accs else None
+
+
+def row(run: dict, path) -> dict:
+    cfg = run.get("config", {})
+    sched = schedule(cfg)
+    if run.get("float_init"):
+        sched = "(--float-init)" + sched[sched.index(" +"):]
+    extra = {"schedule": sched, "distill": cfg.get("distill", 0.0), "teacher": run.get("teacher"),
+             "float_init": run.get("float_init"), "float_phase_acc": float_acc(run), "source": str(path),
+             "tf32_eval": run.get("eval_precision") is None}
+    return {**{k: run.get(k) for k in KEYS}, **extra}
+
+
+def stopped(model: str, method: str) -> str | None:
+    """'stopped at <phase> <epoch>/<n>' from the run's log, if it was started and has no result."""
+    short = model.replace("resnet", "r")
+    log = LOGS / f"{short}-{method}.log"
+    if not log.exists():
+        return None
+    last = [m for m in re.finditer(r"\] (\w+) (\d+)/(\d+) ", log.read_text())]
+    return f"stopped at {last[-1][1]} epoch {last[-1][2]}/{last[-1][3]}" if last else "started, no epoch finished"
+
+
 def main(paths: list[str]) -> None:
-    runs = [json.loads(Path(p).read_text()) for p in paths]
-    rows = [{**{k: r.get(k) for k in KEYS}, "source": str(p)} for r, p in zip(runs, paths)]
+    variants = paths[paths.index("--variants") + 1:] if "--variants" in paths else []
+    paths = paths[:paths.index("--variants")] if variants else paths
+    rows = [row(json.loads(Path(p).read_text()), p) for p in paths]
+    vrows = [row(json.loads(Path(p).read_text()), p) for p in variants]
     have = {(r["model"], r["method"]) for r in rows}
     for model in PAPER:
         for method in ("ppq", "spq"):
             if (model, method) not in have:
-                rows.append({"model": model, "method": method, "dataset": None, "status": "not run"})
-    Path("docs/results.json").write_text(json.dumps({"rows": rows, "paper": PAPER}, indent=1) + "\n")
+                rows.append({"model": model, "method": method, "dataset": None,
+                             "status": stopped(model, method) or "not run"})
+    rows = ordered(rows)
+    Path("docs/results.json").write_text(json.dumps({"rows": rows, "variants": vrows, "paper": PAPER}, indent=1)
+                                         + "\n")
 
     def pct(v):
         return f"{100 * v:.2f}" if isinstance(v, (int, float)) else "—"
@@ -41,19 +89,37 @@ def main(paths: list[str]) -> None:
              "Ours: the JPEG copy of CIFAR-10 (cifar10-jpeg), W4/A4 APoT, GM pruning 30%, first/last layer "
              "8-bit. Paper: PNG CIFAR-10 (not comparable in absolute accuracy; the JPEG copy costs a few "
              "points: ResNet-20 float 88.83% here after 200 epochs vs 92.61% in the paper).", "",
-             "| model | method | ours fake-quant % | ours integer % | paper % | size red. (ours / paper) | "
-             "BOPs red. (ours / paper) | wall s | command |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+             "Schedule: epochs of each phase (ppq: float + 2 pruning stages + QAT). Distill: the weight of the "
+             "distillation loss (0: the paper's plain cross-entropy); its teacher is the ppq run's own float "
+             "phase, or the checkpoint named in the command. Float %: the ppq run's float model, before pruning. "
+             "Train s: training time on the GPU, summed over resumed parts; the runs shared one GPU (MPS) with "
+             "up to eight others, so these are not speed figures (bench/train_speed.py is).",
+             "",
+             "| model | method | ours fake-quant % | ours integer % | float % | paper % | schedule | distill | "
+             "size red. (ours / paper) | BOPs red. (ours / paper) | wall s | command |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def line(r: dict) -> str:
         p = PAPER.get(r["model"])
         paper_acc = {"ppq": p[1], "spq": p[2]}.get(r["method"]) if p else None
-        if r.get("status") == "not run":
-            lines.append(f"| {r['model']} | {r['method']} | not run | not run | {paper_acc} | — / {p[3]}x | "
-                         f"— / {p[4]}x | — | — |")
-            continue
-        wall = f"{r['wall_seconds']:.0f}" if r.get("wall_seconds") else "—"
-        lines.append(f"| {r['model']} | {r['method']} | {pct(r['accuracy'])} | {pct(r['accuracy_int'])} | "
-                     f"{paper_acc} | {x(r['size_reduction'])} / {p[3]}x | {x(r['bops_reduction'])} / {p[4]}x | "
-                     f"{wall} | `{r['command']}` |")
+        if r.get("status"):
+            return (f"| {r['model']} | {r['method']} | {r['status']} | — | — | {paper_acc} | — | — | — / {p[3]}x | "
+                    f"— / {p[4]}x | — | — |")
+        wall = f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "—"
+        mark = "†" if r["tf32_eval"] else ""
+        return (f"| {r['model']} | {r['method']} | {pct(r['accuracy'])}{mark} | {pct(r['accuracy_int'])} | "
+                f"{pct(r['float_phase_acc'])} | {paper_acc} | {r['schedule']} | {r['distill']} | "
+                f"{x(r['size_reduction'])} / {p[3]}x | {x(r['bops_reduction'])} / {p[4]}x | {wall} | "
+                f"`{r['command']}` |")
+
+    lines += [line(r) for r in rows]
+    if vrows:
+        lines += ["", "Variants tried (same table layout; not the rows above):", "", *lines[-len(rows) - 2:-len(rows)],
+                  *[line(r) for r in vrows]]
+    if any(r.get("tf32_eval") for r in rows + vrows):
+        lines += ["", "†: the fake-quant accuracy of this run was evaluated with cuDNN's TF32 convolutions (before "
+                  "sw/fasttrain.exact_fp32), which moves some activations across quantizer thresholds; the "
+                  "integer column is exact."]
     rules = next((r["counting_rules"] for r in rows if r.get("counting_rules")), "")
     devs = sorted({r["device"] for r in rows if r.get("device")})
     lines += ["", f"Device: {', '.join(devs) or '—'}.", "", f"Counting rules: {rules}", ""]

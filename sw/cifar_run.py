@@ -118,7 +118,7 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
     result = {"model": model_name, "method": cfg.method, "dataset": data.name, "data": data.source,
               "accuracy": info["accuracy"], "accuracy_float_mode": info["accuracy_float_mode"],
               "pre_qat_float_acc": info["pre_qat_float_acc"], "config": cfg.to_dict(), "teacher": teacher,
-              "float_init": float_init,
+              "float_init": float_init, "eval_precision": "fp32, no TF32",
               "command": command or " ".join(shlex.quote(a) for a in sys.argv), "device": info["device"],
               "train_seconds": info["train_seconds"], "torch": torch.__version__, "python": platform.python_version()}
     set_quantize(model, quant)  # train_fast's last evaluation leaves the float mode on
