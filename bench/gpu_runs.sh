@@ -10,7 +10,8 @@
 # r20-ppq-t32: ResNet-20 ppq from r20-ppq's float model, distilled from ResNet-32's float model.
 set -u
 mkdir -p /tmp/pp/apotflow && for d in sw hw sim; do ln -sfn "$PWD/$d" /tmp/pp/apotflow/$d; done
-export PYTHONPATH=/tmp/pp PYTHONUNBUFFERED=1
+# Two CPU threads per run: nine runs with torch's default (one thread per core each) thrashed the CPUs.
+export PYTHONPATH=/tmp/pp PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 nvidia-cuda-mps-control -d 2>/dev/null && echo "MPS on" || echo "MPS unavailable or already on"
 python -c "from apotflow.sw.cifar import load_cifar10; s=load_cifar10('data/cifar10-jpeg.tar.xz'); print(s.x_train.shape)"
 mkdir -p runs

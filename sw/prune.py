@@ -21,12 +21,15 @@ from .quant import QConv2d, QLinear
 Group = list[tuple[nn.Module, nn.BatchNorm2d]]
 
 
-def gm_scores(weight: Tensor) -> Tensor:
+def gm_scores(weight: Tensor, block_bytes: int = 1 << 27) -> Tensor:
     """Sum of float64 Euclidean distances from each filter (row after flattening) to all others.
 
-    Explicit differences, one row at a time (torch.cdist's matmul path loses precision)."""
+    Explicit differences (torch.cdist's matmul path loses precision), a block of rows at a time, on the
+    weight's own device: on the GPU, SPQ's per-epoch rescoring no longer waits on busy CPU cores."""
     w = weight.detach().reshape(weight.shape[0], -1).to(torch.float64)
-    return torch.stack([((w - w[i]) ** 2).sum(1).sqrt().sum() for i in range(w.shape[0])])
+    n, f = w.shape
+    rows = max(1, block_bytes // (8 * n * max(f, 1)))
+    return torch.cat([((w[None] - w[i:i + rows, None]) ** 2).sum(2).sqrt().sum(1) for i in range(0, n, rows)])
 
 
 def gm_mask(weight: Tensor, rate: float, prev: Tensor | None = None, forced: Tensor | None = None) -> Tensor:
@@ -44,7 +47,7 @@ def gm_mask(weight: Tensor, rate: float, prev: Tensor | None = None, forced: Ten
     kept_idx = torch.nonzero(keep).squeeze(1)
     n_extra = int(n * rate) - (n - len(kept_idx))
     if n_extra > 0:
-        order = torch.sort(gm_scores(weight[kept_idx]), stable=True).indices
+        order = torch.sort(gm_scores(weight[kept_idx.to(weight.device)]).cpu(), stable=True).indices
         cand = kept_idx[order]
         if forced is not None:
             cand = cand[~forced.cpu()[cand]]
@@ -69,7 +72,7 @@ def compute_masks(model: nn.Module, rate: float, incremental: bool = False) -> l
     masks: list[Tensor] = []
     for i, (g, p) in enumerate(zip(groups, prev)):
         forced = forced_keep(i, masks) if forced_keep is not None else None
-        masks.append(gm_mask(group_weight(g).cpu(), rate, p, forced))  # scored on the CPU (any device)
+        masks.append(gm_mask(group_weight(g), rate, p, forced))  # scored on the weights' device
     set_masks(model, masks)
     return masks
 
