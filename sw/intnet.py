@@ -185,17 +185,31 @@ def macs(net: IntNet) -> dict:
     return {"macs": total, "macs_nonzero": nonzero, "per_op": per_op}
 
 
-def size_and_bops(net: IntNet) -> dict:
-    """Model size and BOPs of the integer network against its unpruned FP32 original.
+COUNTING_RULES = (
+    "size = sum over conv/fc layers of (weights kept after pruning) x (weight bits); BOPs = sum of MACs x "
+    "weight bits x input-activation bits (the input tensor's integer width: 5 bits for 0..16 pixels, 4 for "
+    "APoT A4 codes, 8 for the pooled fc input). The reference is the unpruned model in FP32 (32-bit weights "
+    "and activations). Biases, BatchNorm, pooling and the residual add are not counted."
+)
 
-    Counting rules: size = sum over conv/fc layers of (weights kept after pruning) x (weight bits);
-    BOPs = sum of MACs x weight bits x input-activation bits (the input tensor's integer width: 5 bits
-    for 0..16 pixels, 4 for APoT A4 codes, 8 for the pooled fc input). The reference is the unpruned
-    model in FP32 (32-bit weights and activations), its shapes taken from ``meta["fp32_shapes"]``
-    ({op: [Cout, Cin, k, k]}); pooling and the residual add are not counted.
-    """
-    size = bops = size_fp = bops_fp = 0
+
+def count_totals(layers: list[dict]) -> dict:
+    """Size and BOPs from per-layer counts (keys weights, weights_fp32, macs, macs_fp32, w_bits, a_bits):
+    the one place where COUNTING_RULES are applied, for the integer network and the torch model alike."""
+    size = sum(r["weights"] * r["w_bits"] for r in layers)
+    size_fp = sum(r["weights_fp32"] * 32 for r in layers)
+    bops = sum(r["macs"] * r["w_bits"] * r["a_bits"] for r in layers)
+    bops_fp = sum(r["macs_fp32"] * 32 * 32 for r in layers)
+    return {"model_size_bits": size, "size_fp32_bits": size_fp, "size_reduction": size_fp / size if size else None,
+            "bops": bops, "bops_fp32": bops_fp, "bops_reduction": bops_fp / bops if bops else None,
+            "counting_rules": COUNTING_RULES}
+
+
+def size_and_bops(net: IntNet) -> dict:
+    """Model size and BOPs of the integer network against its unpruned FP32 original (COUNTING_RULES;
+    the FP32 shapes come from ``meta["fp32_shapes"]``, {op: [Cout, Cin, k, k]})."""
     ref = net.meta.get("fp32_shapes", {})
+    layers = []
     for op in net.ops:
         if op.kind == "pool":
             continue
@@ -204,11 +218,7 @@ def size_and_bops(net: IntNet) -> dict:
             if s.role != "main":
                 continue
             n = int(np.prod(s.codes.shape))
-            size += n * s.w_bits
-            bops += n * ho * wo * s.w_bits * net.tensors[s.tensor].bits
-            shape = ref.get(op.name, list(s.codes.shape))
-            size_fp += int(np.prod(shape)) * 32
-            bops_fp += int(np.prod(shape)) * ho * wo * 32 * 32
-    return {"model_size_bits": size, "size_fp32_bits": size_fp, "size_reduction": size_fp / size if size else None,
-            "bops": bops, "bops_fp32": bops_fp, "bops_reduction": bops_fp / bops if bops else None,
-            "counting_rules": size_and_bops.__doc__.split("Counting rules: ")[1].split("\n\n")[0].replace("\n   ", "")}
+            n_fp = int(np.prod(ref.get(op.name, list(s.codes.shape))))
+            layers.append({"weights": n, "weights_fp32": n_fp, "macs": n * ho * wo, "macs_fp32": n_fp * ho * wo,
+                           "w_bits": s.w_bits, "a_bits": net.tensors[s.tensor].bits})
+    return count_totals(layers)

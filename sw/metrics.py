@@ -8,18 +8,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .intnet import COUNTING_RULES as INT_RULES
+from .intnet import count_totals
 from .quant import QConv2d, QLinear
 
-COUNTING_RULES = (
-    "Layers: every QConv2d/QLinear; biases and BatchNorm are not counted. "
-    "Size = sum of weights in kept filters x kept input channels x weight bits; FP32 reference = all "
-    "weights of the unpruned layers x 32. "
-    "MACs = kept Cout x kept Cin x Kh x Kw x Hout x Wout (MACs against zero padding count; linear: "
-    "Hout = Wout = 1). macs_nonzero = the same with only non-zero quantized weights (float weights "
-    "when the layer is not in fake-quant mode). "
-    "BOPs = MACs x w_bits x a_bits; a_bits is the layer's ActQuantizer width, else first_a_bits for "
-    "the first layer (digits pixels 0..16 -> 5 bits) and other_a_bits for later unquantized inputs "
-    "(the digits fc input, pooled codes >> 2 -> 8 bits). BOPs FP32 reference = unpruned MACs x 32 x 32."
+COUNTING_RULES = INT_RULES + (
+    " On the torch model: every QConv2d/QLinear; MACs = kept Cout x kept Cin x Kh x Kw x Hout x Wout "
+    "(MACs against zero padding count; linear: Hout = Wout = 1); macs_nonzero = the same with only non-zero "
+    "quantized weights (float weights when the layer is not in fake-quant mode); a_bits is the layer's "
+    "ActQuantizer width, else first_a_bits for the first layer and other_a_bits for later unquantized inputs."
 )
 
 
@@ -90,12 +87,9 @@ def layer_table(
 
 def size_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     rows = layer_table(model, input_shape)
-    bits = sum(r["weights"] * r["w_bits"] for r in rows)
-    fp32 = sum(r["weights_fp32"] * 32 for r in rows)
+    t = count_totals(rows)
     return {
-        "model_size_bits": bits,
-        "size_fp32_bits": fp32,
-        "size_reduction": fp32 / bits if bits else 0.0,
+        **{k: t[k] for k in ("model_size_bits", "size_fp32_bits", "size_reduction")},
         "weights_kept": sum(r["weights"] for r in rows),
         "weights_nonzero": sum(r["nonzero_weights"] for r in rows),
         "counting_rules": COUNTING_RULES,
@@ -106,12 +100,9 @@ def bops_metrics(
     model: nn.Module, input_shape: tuple[int, ...], first_a_bits: int = 5, other_a_bits: int = 8
 ) -> dict:
     rows = layer_table(model, input_shape, first_a_bits, other_a_bits)
-    bops = sum(r["bops"] for r in rows)
-    fp32 = sum(r["macs_fp32"] * 32 * 32 for r in rows)
+    t = count_totals(rows)
     return {
-        "bops": bops,
-        "bops_fp32": fp32,
-        "bops_reduction": fp32 / bops if bops else 0.0,
+        **{k: t[k] for k in ("bops", "bops_fp32", "bops_reduction")},
         "macs": sum(r["macs"] for r in rows),
         "macs_fp32": sum(r["macs_fp32"] for r in rows),
         "macs_nonzero": sum(r["macs_nonzero"] for r in rows),
