@@ -28,7 +28,7 @@ import contextlib
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -37,60 +37,45 @@ from torch import nn
 from .fastkernels import GraphSGD, augment_epoch, fast_kernels
 from .prune import apply_masks, compute_masks
 from .quant import ActQuantizer, WeightQuantizer, _QLayer, set_quantize
+from .recipe import METHODS, Recipe  # noqa: F401  (METHODS re-exported)
 
-METHODS = ("fp", "apot", "fpgm", "spq", "ppq")
 STEP_MODES = ("graph", "compile", "eager")
 
 
 @dataclass
-class FastConfig:
-    method: str = "ppq"
-    w_bits: int = 4
-    a_bits: int = 4
-    prune_rate: float = 0.3
+class FastConfig(Recipe):
+    """The CIFAR recipe (GPU): sw.recipe.Recipe with the paper's CIFAR defaults, plus this trainer's knobs."""
+
     epochs: int = 200  # main phase (ppq: the float phase)
     stage_epochs: int = 20  # ppq: fine-tuning after each pruning stage
     qat_epochs: int = 50  # ppq: final QAT
-    lr: float = 0.1
+    batch_size: int = 128
     qat_lr: float = 0.01  # ppq QAT (the paper's 0.01); stages use lr / 10
-    wd: float = 5e-4
-    alpha_wd: float = 1e-4
     momentum: float = 0.9
     nesterov: bool = False
-    batch_size: int = 128
     schedule: str = "cosine"  # cosine | plateau
     warmup_epochs: float = 0.0
-    seed: int = 0
     bf16: bool = True
     channels_last: bool = True
     step_mode: str = "graph"  # graph | compile | eager
     eval_every: int = 10  # epochs between test evaluations (and every phase end)
-    train_subset: int | None = None
     distill: float = 0.0  # weight of the distillation loss (0: off, the paper's recipe)
     distill_temp: float = 4.0
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
+        super().__post_init__()
         if self.step_mode not in STEP_MODES:
             raise ValueError(f"step_mode must be one of {STEP_MODES}, not {self.step_mode!r}")
         if self.schedule not in ("cosine", "plateau"):
             raise ValueError(f"schedule must be cosine or plateau, not {self.schedule!r}")
-        if not 0.0 <= self.prune_rate < 1.0:
-            raise ValueError(f"prune_rate must be in [0, 1), not {self.prune_rate!r}")
-        for name in ("epochs", "stage_epochs", "qat_epochs", "batch_size", "eval_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, not {v!r}")
-        if not (self.lr > 0 and self.qat_lr > 0):
-            raise ValueError("learning rates must be > 0")
+        if not isinstance(self.eval_every, int) or self.eval_every <= 0:
+            raise ValueError(f"eval_every must be a positive integer, not {self.eval_every!r}")
+        if not self.qat_lr > 0:
+            raise ValueError(f"qat_lr must be > 0, not {self.qat_lr!r}")
         if not 0.0 <= self.distill <= 1.0:
             raise ValueError(f"distill must be in [0, 1], not {self.distill!r}")
         if not self.distill_temp > 0:
             raise ValueError(f"distill_temp must be > 0, not {self.distill_temp!r}")
-
-    def to_dict(self) -> dict:
-        return {"version": 1, **asdict(self)}
 
 
 @dataclass

@@ -1,6 +1,5 @@
 """Training schedules: config validation, 1-epoch smoke run of each method, checkpoints, slow recipe."""
 
-import time
 
 import pytest
 import torch
@@ -77,10 +76,8 @@ def test_checkpoint_roundtrip(tmp_path, data):
 
 @pytest.mark.slow
 def test_train_digits_recipe():
-    t0 = time.perf_counter()
-    _, info = train_digits(seed=0)
+    _, info = train_digits(seed=0)  # its time is a benchmark figure (make demo's report), not a test
     assert info["quant_acc"] >= 0.96, info["quant_acc"]
-    assert time.perf_counter() - t0 < 180
 
 
 def test_deterministic(data):
