@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/calibrate_estimator.py     -> bench/results/calibration.json (+ printed table)
 
-Reads every whole-accelerator build in bench/results/*.jsonl (written by bench/synth_sweep.py), fits
+Reads the whole-accelerator builds of the calibration sweeps (bench/results/{calib,calib-more,lanes,ice40}.jsonl,
+written by bench/synth_sweep.py; the bare lane arrays from lanes-cmp*.jsonl), fits
 the LUT coefficients per family by non-negative least squares on the relative error (each design
 weighs the same), prints the COEF lines to paste into hw/estimate.py, and the error of the estimator
 *as committed* for LUT, FF and block RAM per design (worst case last). ``--fit`` only prints.
@@ -16,15 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.hw.estimate import COEF, FAMILY, estimate, lut_features
+from apotflow.hw.estimate import COEF, FAMILY, estimate, ff_features, lut_features, memory_map
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
+SWEEPS = {"board": ("calib", "calib-more", "lanes", "ice40"), "array": ("lanes-cmp", "lanes-cmp-nomax")}
+
+
 def rows(kind: str = "board") -> list[dict]:
     out, seen = [], set()
-    for f in sorted(RESULTS.glob("*.jsonl")):
+    for f in [RESULTS / f"{name}.jsonl" for name in SWEEPS[kind] if (RESULTS / f"{name}.jsonl").exists()]:
         for line in f.read_text().splitlines():
             r = json.loads(line)
             key = (r["target"], r["design"], json.dumps(r["config"], sort_keys=True))
@@ -76,9 +80,15 @@ def fit(boards: list[dict], arrays: list[dict], family: str) -> dict:
     w = 1 / np.array([r["lut"] for r in sel], dtype=float)
     c, _ = nnls(A * w[:, None], y * w)
     coef.update({f"lut_{k}": round(float(v), 4) for k, v in zip(keys, c)})
-    ff_rest = [r["ff"] - estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"], rom_used=used_of(r))["ff"]
-               for r in sel]
-    coef["ff_const"] = round(float(COEF[family]["ff_const"] + np.median(ff_rest)), 1)
+    # flip-flops: synth - counted registers - memories in FFs = const + lane * L + rom_words * (width)
+    feats = [ff_features(cfg_of(r), used_of(r)) for r in sel]
+    keys = [k for k in feats[0] if k != "regs"]
+    A = np.array([[f[k] for k in keys] for f in feats])
+    y = np.array([r["ff"] - f["regs"] - memory_map(cfg_of(r), family, used_of(r))["ff_bits"]
+                  for r, f in zip(sel, feats)], dtype=float)
+    w = 1 / np.array([r["ff"] for r in sel], dtype=float)
+    c, _ = nnls(A * w[:, None], y * w)
+    coef.update({f"ff_{k}": round(float(v), 4) for k, v in zip(keys, c)})
     return coef
 
 
@@ -104,16 +114,31 @@ def main() -> int:
             f"{k} {row[k]['synth']:6d} est {row[k]['estimate']:6d} ({100 * row[k]['error']:+5.1f}%)"
             for k in ("lut", "ff", "bram")))
     print("worst |error|:", {k: f"{100 * v:.1f}%" for k, v in worst.items()})
+    # leave-one-out: refit without each design, estimate it (the estimator on a design it has not seen)
+    loo = {"lut": 0.0, "ff": 0.0}
+    for i, r in enumerate(rs):
+        fam = FAMILY[r["target"]]
+        c = {**COEF[fam], **fit(rs[:i] + rs[i + 1:], arrays, fam)}
+        e = estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"], rom_used=used_of(r), coef=c)
+        for k in loo:
+            err = (e[k] - r[k]) / r[k]
+            table[i][k]["loo_error"] = round(err, 4)
+            loo[k] = max(loo[k], abs(err))
+    print("leave-one-out worst |error|:", {k: f"{100 * v:.1f}%" for k, v in loo.items()})
     out = {"command": "python bench/calibrate_estimator.py", "fitted": fitted, "rows": table,
-           "worst_abs_error": worst, "note": "coefficients fitted on these same designs (in-sample)"}
+           "worst_abs_error": worst, "loo_worst_abs_error": loo,
+           "note": "coefficients fitted on these same designs (in-sample); loo: each design refitted without it"}
     (RESULTS / "calibration.json").write_text(json.dumps(out, indent=1))
-    md = ["| target | design | memories | LUT synth / est | FF synth / est | BRAM synth / est |",
-          "|---|---|---|---|---|---|"]
+    md = ["| target | design | memories | LUT synth / est (leave-one-out) | FF synth / est (leave-one-out) | "
+          "BRAM synth / est |", "|---|---|---|---|---|---|"]
     for row in table:
         md.append(f"| {row['target']} | {row['design']} | {row['memories']} | " + " | ".join(
-            f"{row[k]['synth']} / {row[k]['estimate']} ({100 * row[k]['error']:+.1f}%)" for k in ("lut", "ff", "bram"))
+            f"{row[k]['synth']} / {row[k]['estimate']} ({100 * row[k]['error']:+.1f}%"
+            + (f"; {100 * row[k]['loo_error']:+.1f}%)" if "loo_error" in row[k] else ")") for k in ("lut", "ff", "bram"))
             + " |")
-    md.append("| **worst** | | | " + " | ".join(f"**{100 * worst[k]:.1f}%**" for k in ("lut", "ff", "bram")) + " |")
+    md.append("| **worst** | | | " + " | ".join(
+        f"**{100 * worst[k]:.1f}%**" + (f" ({100 * loo[k]:.1f}%)" if k in loo else "") for k in ("lut", "ff", "bram"))
+        + " |")
     (RESULTS / "calibration.md").write_text("\n".join(md) + "\n")
     return 0
 

@@ -5,7 +5,7 @@
 JOBSETs: ``lanes`` (whole accelerator for the digits model, 8..256 lanes, ECP5-85k with place and
 route: LUTs, Fmax, cycles/image, images/s), ``ice40`` (the largest array that fits the UP5K),
 ``calib`` (varied memories/widths, ECP5 + iCE40, synthesis only: estimator calibration),
-``lanes-cmp`` (bare 16-lane arrays and whole accelerators, shift vs multiplier lanes, ECP5 -nodsp
+``calib-more`` (more memory shapes for the calibration), ``lanes-cmp`` (bare 16-lane arrays and whole accelerators, shift vs multiplier lanes, ECP5 -nodsp
 and iCE40). Every finished build appends one JSON line to bench/results/<JOBSET>.jsonl.
 """
 
@@ -47,6 +47,16 @@ def jobs(name: str) -> list[dict]:
                 dict(target=target, lanes=16, cfg=DIGITS, model=True, pnr=False),
             ]
         return out
+    if name == "calib-more":  # more memory shapes with random ROMs, so no ROM term rests on one design
+        out = []
+        for target in ("ecp5-25k", "ice40-up5k"):
+            out += [
+                dict(target=target, lanes=4, cfg=dict(SMALL, rq_depth=128), pnr=False),
+                dict(target=target, lanes=16, cfg=SMALL, pnr=False),
+                dict(target=target, lanes=8, cfg=dict(DIGITS, act_depth=2048, wgt_depth=2048, rq_depth=64), pnr=False),
+                dict(target=target, lanes=16, cfg=dict(SMALL, rq_depth=256, max_levels=16), pnr=False),
+            ]
+        return out
     if name == "lanes-cmp-nomax":  # the bare arrays again with the max-pooling mode tied off
         w = dict(act_bits=6, acc_bits=20, shift_bits=3)
         return [dict(target="ecp5-25k", lanes=16, cfg=w, kind="array", lane_kind=lk, extra="-nodsp", pnr=False,
@@ -62,6 +72,16 @@ def jobs(name: str) -> list[dict]:
                             pnr=True))
         return out
     raise SystemExit(f"unknown job set {name!r}")
+
+
+def _git_rev() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def run_job(job: dict, out_root: str) -> dict:
@@ -90,7 +110,7 @@ def run_job(job: dict, out_root: str) -> dict:
     row = {k: r[k] for k in ("target", "design", "kind", "lane_kind", "lut", "ff", "carry", "bram", "spram", "dsp",
                              "lutram", "fits", "over", "fmax_mhz", "estimate", "synth_command")}
     row.update(lanes=cfg.lanes, config=cfg.to_dict(), cycles_per_image=cycles, seconds=round(time.perf_counter() - t0, 1),
-               rom_used=r.get("rom_used"), max_reduce=mr)
+               rom_used=r.get("rom_used"), max_reduce=mr, git_rev=r.get("git_rev") or _git_rev())
     if cycles and r["fmax_mhz"]:
         row["images_per_s"] = round(r["fmax_mhz"] * 1e6 / cycles, 1)
     return row
@@ -102,8 +122,11 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench"))
     ap.add_argument("--only", type=int, nargs="*", help="lane counts to keep")
+    ap.add_argument("--no-pnr", action="store_true", help="synthesis only (no Fmax): e.g. the lanes set for calibration")
     a = ap.parse_args()
     todo = [j for j in jobs(a.jobset) if not a.only or j["lanes"] in a.only]
+    if a.no_pnr:
+        todo = [dict(j, pnr=False) for j in todo]
     RESULTS.mkdir(parents=True, exist_ok=True)
     dest = RESULTS / f"{a.jobset}.jsonl"
     with ProcessPoolExecutor(a.jobs) as ex:

@@ -42,37 +42,49 @@ FAMILY = {"ice40-up5k": "ice40", "ecp5-25k": "ecp5", "ecp5-85k": "ecp5", "xc7a10
 # (no place and route here): the ECP5 LUT4 coefficients x 0.62 (a LUT6 holds ~1.6 LUT4 of this logic).
 COEF = {
     "ice40": {
-        "lut_const": 2096.8254,
-        "lut_lane": 2.4452,
+        "lut_lane": 2.1348,
+        "lut_lane_mul": 0.7818,
+        "lut_const": 1211.1538,
         "lut_rot": 0.0,
-        "lut_per_lane": 0.7443,
-        "lut_rq": 0.0,
-        "lut_rom": 0.5399,
-        "ff_const": 669.0,
-        "lut_lane_mul": 1.1244,
-        "lut_rot2": 3.1324,
+        "lut_rot2": 3.5132,
+        "lut_per_lane": 3.2476,
+        "lut_rq": 0.1474,
+        "lut_ram": 0.0,
+        "lut_rom": 0.1462,
+        "lut_rom_random": 1.6075,
+        "ff_const": 968.864,
+        "ff_lane": 5.2385,
+        "ff_rom_words": 1.3712,
     },
     "ecp5": {
-        "lut_const": 596.4553,
-        "lut_lane": 1.8957,
+        "lut_lane": 1.6517,
+        "lut_lane_mul": 2.9528,
+        "lut_const": 683.2513,
         "lut_rot": 0.0,
-        "lut_per_lane": 2.3179,
+        "lut_rot2": 2.512,
+        "lut_per_lane": 3.7534,
         "lut_rq": 0.0,
-        "lut_rom": 0.7969,
-        "ff_const": 540.5,
-        "lut_lane_mul": 3.0611,
-        "lut_rot2": 1.6223,
+        "lut_ram": 1.7017,
+        "lut_rom": 0.0,
+        "lut_rom_random": 1.6219,
+        "ff_const": 974.3262,
+        "ff_lane": 10.0047,
+        "ff_rom_words": 0.772,
     },
     "xilinx": {
-        "lut_const": 0.0,
-        "lut_lane": 1.1753,
-        "lut_rot": 1.3605,
-        "lut_per_lane": 0.2986,
-        "lut_rq": 0.6613,
-        "lut_rom": 0.8736,
-        "ff_const": 463.5,
-        "lut_lane_mul": 1.8979,
-        "lut_rot2": 0.8666,
+        "lut_lane": 1.0241,
+        "lut_lane_mul": 1.8307,
+        "lut_const": 423.6158,
+        "lut_rot": 0.0,
+        "lut_rot2": 1.5574,
+        "lut_per_lane": 2.3271,
+        "lut_rq": 0.0,
+        "lut_ram": 1.0551,
+        "lut_rom": 0.0,
+        "lut_rom_random": 1.0056,
+        "ff_const": 974.3262,
+        "ff_lane": 10.0047,
+        "ff_rom_words": 0.772,
     },
 }
 
@@ -161,8 +173,34 @@ def lut_features(
         "rot2": L * cfg.act_bits * L / 4,  # ... or as lanes:1 muxes per lane (what Yosys builds from Array)
         "per_lane": L * (4 * (cfg.delta_bits + 1) + cfg.acc_bits / 3),  # padding checks, writeback select
         "rq": (cfg.max_levels - 1) * cfg.acc_bits,  # requantizer comparators
-        "rom": mm["logic_rom_bits"] / 16 + mm["lutram_bits"] / 32 + mm["ff_bits"] / 4,  # memories in logic
+        # memories in logic: RAM bits in LUT RAM / flip-flops, and ROM bits as LUTs. A ROM of random words
+        # (no program given) costs more logic per bit than a model's program, whose words repeat and
+        # whose columns are often constant: two terms, fitted apart.
+        "ram": mm["lutram_bits"] / 32 + mm["ff_bits"] / 4,
+        "rom": mm["logic_rom_bits"] / 16 if rom_used is not None else 0.0,
+        "rom_random": mm["logic_rom_bits"] / 16 if rom_used is None else 0.0,
     }
+
+
+def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None) -> dict:
+    """The flip-flop model's terms: ``regs``, registers counted from the RTL (lanes' accumulator, base,
+    operand and ACT word registers, the host shell, the perf counters, the requantizer's inputs, the
+    descriptor and entry registers), and the terms whose coefficients are fitted (``ff_<name>``): a
+    constant (control, pipeline flags), a per-lane rest, and the registered ROM words (WGT entry, RQ row)
+    that Yosys keeps in full only when the ROMs hold random words (``rom_used`` None): with a model's
+    program, their constant bits fold away."""
+    n_in, n_out = shell_bits(cfg)
+    regs = (
+        cfg.lanes * (2 * cfg.acc_bits + 3 * cfg.act_bits + 1)
+        + n_in
+        + n_out
+        + 64
+        + 3 * cfg.acc_bits
+        + isa.desc_layout(cfg).width
+        + isa.entry_layout(cfg).width
+    )
+    rom_words = isa.rq_layout(cfg).width + isa.entry_layout(cfg).width
+    return {"regs": regs, "const": 1.0, "lane": cfg.lanes, "rom_words": rom_words if rom_used is None else 0.0}
 
 
 def estimate(
@@ -172,6 +210,7 @@ def estimate(
     kind: str = "board",
     lane_kind: str = "shift",
     rom_used: dict | None = None,
+    coef: dict | None = None,
 ) -> dict:
     """Estimated ``lut``, ``ff``, ``bram`` (family units), ``dsp`` (0: none inferred for shift lanes),
     ``blocks`` (bram per memory) and ``memories_in`` for the design ``hw/flows/build.py`` synthesises.
@@ -181,7 +220,7 @@ def estimate(
     if target not in FAMILY:
         raise ValueError(f"Target must be one of {', '.join(FAMILY)}, not {target!r}")
     fam = FAMILY[target]
-    c = COEF[fam]
+    c = COEF[fam] if coef is None else coef
     feats = lut_features(cfg, fam, kind, lane_kind, rom_used)
     lane_key = "lut_lane" if lane_kind == "shift" else "lut_lane_mul"
     lut = sum(c.get(lane_key if k == "lane" else f"lut_{k}", 1.0) * v for k, v in feats.items())
@@ -189,18 +228,8 @@ def estimate(
     if kind == "array":
         return {"lut": round(lut), "ff": cfg.lanes * cfg.acc_bits, "bram": 0, "dsp": dsp, "target": target}
     mm = memory_map(cfg, fam, rom_used)
-    n_in, n_out = shell_bits(cfg)
-    ff = (
-        cfg.lanes * (2 * cfg.acc_bits + cfg.act_bits + 1)
-        + n_in
-        + n_out
-        + 64
-        + 3 * cfg.acc_bits
-        + isa.desc_layout(cfg).width
-        + isa.entry_layout(cfg).width
-        + c["ff_const"]
-        + mm["ff_bits"]
-    )
+    f = ff_features(cfg, rom_used)
+    ff = f["regs"] + mm["ff_bits"] + sum(c.get(f"ff_{k}", 0.0) * v for k, v in f.items() if k != "regs")
     return {
         "lut": round(lut),
         "ff": round(ff),
