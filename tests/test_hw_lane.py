@@ -13,7 +13,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 CFG = AcceleratorConfig(lanes=4, terms=2, act_bits=8, acc_bits=20, shift_bits=4)
 
 
-def _steps(cfg, rmax=st.just(False)):
+def _steps(cfg, rmax=st.just(False)):  # noqa: B008  (a strategy value, never mutated)
     lo, hi = cfg.acc_range
     return st.lists(st.tuples(
         st.integers(0, (1 << cfg.act_bits) - 1),  # a
