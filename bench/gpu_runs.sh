@@ -8,6 +8,9 @@
 # ResNet-56: a shorter one (ppq 80 + 2 x 15 + 50; spq 100); ResNet-110 and VGG-16 shorter still
 # (ppq 40 + 2 x 10 + 30; spq 40), to fit the session's GPU budget.
 # r20-ppq-t32: ResNet-20 ppq from r20-ppq's float model, distilled from ResNet-32's float model.
+# r20-ppq-s1, r20-ppq-s2: r20-ppq with seeds 1 and 2 (the seed's share of the ResNet-20 ppq result).
+# NAME-plain (e.g. r32-spq-plain): the paper's loss, no distillation, no teacher (spq runs whose ppq
+# float model is not on the machine).
 set -u
 mkdir -p /tmp/pp/apotflow && for d in sw hw sim; do ln -sfn "$PWD/$d" /tmp/pp/apotflow/$d; done
 # Two CPU threads per run: nine runs with torch's default (one thread per core each) thrashed the CPUs.
@@ -23,21 +26,24 @@ for name in "$@"; do
   model=${name%%-*}; model=${model/r/resnet}; method=${name#*-}; method=${method%%-*}
   case $name in
     r20-ppq|r32-ppq) args="$FULL_PPQ" ;;
+    r20-ppq-s1|r20-ppq-s2) args="$FULL_PPQ --seed ${name##*-s}" ;;
     r20-ppq-qlr) args="$FULL_PPQ --qat-lr 0.005" ;;
     r20-ppq-t32) args="--stage-epochs 40 --qat-epochs 150 --float-init runs/r20-ppq/float.pt --teacher runs/r32-ppq/float.pt" ;;
     r56-ppq) args="$SHORT_PPQ" ;;
     r110-ppq|vgg16-ppq) args="$SHORTER_PPQ" ;;
-    r20-spq|r32-spq) args="--epochs 200" ;;
-    r56-spq) args="--epochs 100" ;;
-    r110-spq|vgg16-spq) args="--epochs 40" ;;
+    r20-spq|r32-spq|r32-spq-plain) args="--epochs 200" ;;
+    r56-spq|r56-spq-plain) args="--epochs 100" ;;
+    r110-spq|vgg16-spq|r110-spq-plain|vgg16-spq-plain) args="--epochs 40" ;;
     *) echo "unknown run $name"; exit 2 ;;
   esac
-  wait_for=":"
-  if [ "$method" = spq ]; then
+  wait_for=":"; d="$D"
+  if [ "${name%-plain}" != "$name" ]; then
+    d="${D/--distill 0.9/--distill 0}"
+  elif [ "$method" = spq ]; then
     t="runs/${name%%-*}-ppq/float.pt"; args="$args --teacher $t"
     wait_for="while [ ! -f $t ]; do sleep 15; done"
   fi
-  cmd="python -m apotflow.sim.cli train --model $model --method $method $D $args --out runs/$name"
+  cmd="python -m apotflow.sim.cli train --model $model --method $method $d $args --out runs/$name"
   echo "$name: $cmd"
   setsid nohup bash -c "$wait_for; exec $cmd" >> "runs/$name.log" 2>&1 < /dev/null &
 done
