@@ -36,7 +36,7 @@ from torch import nn
 
 from .fastkernels import GraphSGD, augment_epoch, fast_kernels
 from .prune import apply_masks, compute_masks
-from .quant import ActQuantizer, WeightQuantizer, _QLayer, set_quantize
+from .quant import ActQuantizer, WeightQuantizer, _QLayer, exact_accumulation, set_quantize
 from .recipe import METHODS, Recipe  # noqa: F401  (METHODS re-exported)
 
 STEP_MODES = ("graph", "compile", "eager")
@@ -222,11 +222,13 @@ class Stepper:
 def exact_fp32():
     """fp32 convolutions and matmuls without TF32 (cuDNN allows TF32 convolutions by default, whose 10-bit
     mantissa moves activations across quantizer thresholds: the fake-quant model would drift from the
-    integer model)."""
+    integer model), and the integer accumulations of the quantized layers in float64
+    (``quant.exact_accumulation``: cuDNN's Winograd algorithms are not exact on integers)."""
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        yield
+        with exact_accumulation():
+            yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 

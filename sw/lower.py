@@ -112,7 +112,7 @@ def residual_gain(conv, bn, r_aq) -> torch.Tensor:
         if abs(a[c]) >= 1e-30 and s_r > 0:
             f, k = residual_fk(a[c], s_r, int(bound[c]))
             g[c] = k * abs(a[c]) / (2**f * s_r)
-    return torch.from_numpy(g).float()
+    return torch.from_numpy(g)  # float64; the caller casts to its activations' dtype
 
 
 def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: Residual | None,

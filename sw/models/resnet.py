@@ -170,7 +170,7 @@ class CifarResNet(nn.Module):
         """X: pixels 0..255 as float, shape (N, 3, 32, 32); no mean/std normalisation (pixel 0 = padding)."""
         x = X / 255
         if self.quantize:
-            h = F.relu(self.bn(self.stem(x, X, torch.tensor(1 / 255))))
+            h = F.relu(self.bn(self.stem(x, X, torch.tensor(1 / 255, dtype=X.dtype))))
         else:
             h = F.relu(self.bn(self.stem(x)))
         for b in self.blocks:

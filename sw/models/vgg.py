@@ -66,7 +66,7 @@ class CifarVGG16(nn.Module):
                 x = F.max_pool2d(x, 2)
                 continue
             if i == 0 and self.quantize:
-                y = self.convs[0](x, X, torch.tensor(1 / 255))
+                y = self.convs[0](x, X, torch.tensor(1 / 255, dtype=X.dtype))
             else:
                 y = self.convs[i](x)
             x, i = F.relu(self.bns[i](y)), i + 1
