@@ -11,10 +11,13 @@ docs/resources.md). What each term counts:
   per-lane padding checks, the writeback lane mux, the requantizer (``max_levels-1`` comparators of
   ``acc_bits``), and a fitted constant for the sequencer. LUT4 for iCE40/ECP5, LUT6 for Xilinx
   (a LUT6 packs about 1.6 LUT4s of this logic).
-* block RAM: each memory is cut into the block shapes of the family, the cheapest shape chosen
-  (as Yosys' memory_libmap does); ROMs with two read ports need two copies on iCE40 (1R1W blocks)
-  and true-dual-port shapes (<= 18 bits) on ECP5. Activation banks smaller than ``LUTRAM_MAX_BITS``
-  go to distributed RAM (ECP5/Xilinx) or flip-flops (iCE40) instead, as Yosys maps them.
+* block RAM: each memory is placed as Yosys' memory_libmap places it (``bram_plan``): the cheapest
+  block shape by its cost (blocks, plus the read mux of a memory deeper than the shape), the depth
+  slices of a word packed side by side into the block columns. A ROM with two read ports is
+  duplicated on iCE40 (1R1W blocks), one copy per port, and each copy keeps only the blocks holding
+  bits its port reads (the RQ's port A reads count and bias, port B the thresholds; opt_clean drops
+  the rest); on ECP5 it takes true-dual-port shapes (<= 18 bits), one copy. Memories that are cheaper
+  in logic go to distributed RAM (ECP5/Xilinx) or flip-flops / LUTs instead, as Yosys maps them.
 
 Everything is integer arithmetic on the config: microseconds per call.
 """
@@ -27,13 +30,21 @@ from . import isa
 from .config import AcceleratorConfig
 from .ioshell import shell_bits
 
-# (depth, width) shapes of one block RAM, and whether the shape is available with 2 ports.
-_BRAM_SHAPES = {
-    "ice40": [(256, 16), (512, 8), (1024, 4), (2048, 2)],
-    "ecp5": [(512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)],
-    "xilinx": [(512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)],
+# Block RAMs as Yosys' memory_libmap sees them (its techlibs brams*.txt): per family, the block types in
+# the order Yosys tries them, each with its (depth, width) shapes, narrowest first (Yosys' order: on a
+# cost tie the first shape wins), and the read ports one block gives a ROM. iCE40 SB_RAM40_4K is 1R1W:
+# a ROM with two read ports is duplicated. ECP5 DP16KD is true dual port up to 18 bits; PDPW16KD is
+# 1R1W up to 36. Xilinx is not calibrated: taken as ECP5.
+_ECP5_BRAMS = [
+    {"shapes": [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18)], "read_ports": 2},
+    {"shapes": [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)], "read_ports": 1},
+]
+_BRAMS = {
+    "ice40": [{"shapes": [(2048, 2), (1024, 4), (512, 8), (256, 16)], "read_ports": 1}],
+    "ecp5": _ECP5_BRAMS,
+    "xilinx": _ECP5_BRAMS,
 }
-_TDP_MAX_WIDTH = {"ice40": 0, "ecp5": 18, "xilinx": 18}  # widest shape with two independent ports
+FACTOR_MUX = 0.5  # memory_libmap's cost of one bit of read mux (a memory deeper than the shape), and demux
 BLOCK_COST = {"ice40": 64, "ecp5": 128, "xilinx": 128}  # Yosys' cost of one block (its brams .txt files)
 
 FAMILY = {"ice40-up5k": "ice40", "ecp5-25k": "ecp5", "ecp5-85k": "ecp5", "xc7a100t": "xilinx"}
@@ -89,34 +100,80 @@ COEF = {
 }
 
 
-def bram_blocks(depth: int, width: int, family: str, read_ports: int = 1) -> int:
-    """Blocks for a depth x width memory (cheapest shape); two read ports as the family allows."""
-    shapes = _BRAM_SHAPES[family]
-    if read_ports == 2:
-        if _TDP_MAX_WIDTH[family] == 0:  # iCE40: 1R1W only -> one copy per read port
-            return 2 * bram_blocks(depth, width, family, 1)
-        shapes = [s for s in shapes if s[1] <= _TDP_MAX_WIDTH[family]]
-    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
+def _kept_blocks(width: int, w: int, segments: int, used: list[tuple[int, int]]) -> int:
+    """Blocks of one tiling that hold a bit some port reads. memory_libmap packs the ``segments`` depth
+    slices of a word side by side (flat bit ``s * width + b``) into ``w``-bit block columns; a block whose
+    bits are read by no port is left unconnected and removed (opt_clean)."""
+    cols = set()
+    for s in range(segments):
+        for lo, hi in used:
+            if hi > lo:
+                cols.update(range((s * width + lo) // w, (s * width + hi - 1) // w + 1))
+    return len(cols)
+
+
+def bram_plan(depth: int, width: int, family: str, read_ports: int = 1,
+              port_bits: list[list[tuple[int, int]]] | None = None, writable: bool = False) -> tuple[int, float]:
+    """(blocks, cost) of a depth x width memory in block RAM, as memory_libmap places it.
+
+    For each block type and shape: ``copies`` = read ports / read ports of a block (a 1R1W block:
+    one copy of the whole memory per read port), ``ceil(depth / shape depth)`` depth segments, for a
+    ROM packed into ``ceil(segments * width / shape width)`` blocks per copy; cost = block cost x blocks x copies
+    + ``FACTOR_MUX`` x the read-mux (and write-demux) bits of the depth segments. The cheapest wins.
+    ``port_bits[p]``: the bit ranges ``[lo, hi)`` read port ``p`` uses (default all): each copy keeps
+    only the blocks holding bits of its own ports (an RQ row's port A reads count and bias, port B the
+    thresholds)."""
+    best = None
+    for bram in _BRAMS[family]:
+        copies = -(-read_ports // bram["read_ports"])
+        for d, w in bram["shapes"]:
+            segments = -(-depth // d)
+            # a ROM's depth slices share block columns; a RAM's do not (its write enables would differ)
+            per_copy = segments * -(-width // w) if writable else -(-(segments * width) // w)
+            mux = read_ports * (segments - 1) * width + (segments if writable and segments > 1 else 0)
+            cost = BLOCK_COST[family] * per_copy * copies + FACTOR_MUX * mux
+            if best is None or cost < best[0]:
+                best = (cost, w, segments, per_copy, copies, bram["read_ports"])
+    cost, w, segments, per_copy, copies, per = best
+    if not port_bits or writable:
+        return per_copy * copies, cost
+    groups = [sum(port_bits[i:i + per], []) for i in range(0, read_ports, per)]
+    return sum(_kept_blocks(width, w, segments, g) for g in groups), cost
+
+
+def bram_blocks(depth: int, width: int, family: str, read_ports: int = 1,
+                port_bits: list[list[tuple[int, int]]] | None = None) -> int:
+    """Blocks for a depth x width memory (``bram_plan``)."""
+    return bram_plan(depth, width, family, read_ports, port_bits)[0]
+
+
+def _bits_of(layout, names) -> list[tuple[int, int]]:
+    return [(layout.offsets[n], layout.offsets[n] + layout.by_name[n].width) for n in names]
 
 
 def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None) -> dict:
-    """Where each memory goes and how many blocks it takes, by Yosys memory_libmap's cost rule: a
-    block costs ``BLOCK_COST``; soft logic costs 1/16 per bit for a ROM and 1 per bit for a RAM;
+    """Where each memory goes and how many blocks it takes, by Yosys memory_libmap's cost rule: block
+    RAM costs what ``bram_plan`` says; soft logic costs 1/16 per bit for a ROM and 1 per bit for a RAM;
     ECP5/Xilinx distributed RAM (16x4 per 4 units) is an option for RAMs. The cheapest wins."""
     blocks, where, logic_rom_bits, lutram_bits, ff_bits, rom_regs = {}, {}, 0, 0, 0, 0
+    rl = isa.rq_layout(cfg)
+    # RQ: port A (sequencer) reads count and bias, port B (writeback) the thresholds
+    rq_ports = [_bits_of(rl, ("count", "bias")),
+                _bits_of(rl, [f.name for f in rl.fields if f.name.startswith("thr")])]
     mems = [
-        ("wgt", cfg.wgt_depth, isa.entry_layout(cfg).width, 1, True, 1),
-        ("rq", cfg.rq_depth, isa.rq_layout(cfg).width, 2, True, 1),
-        ("prog", cfg.prog_depth, isa.desc_layout(cfg).width, 1, True, 1),
-        ("act", cfg.bank_depth, cfg.act_bits, 1, False, cfg.lanes),
-        ("out", cfg.out_depth, cfg.acc_bits, 1, False, 1),
-        ("perf", cfg.prog_depth, 32, 1, False, 1),
+        ("wgt", cfg.wgt_depth, isa.entry_layout(cfg).width, None, True, 1),
+        ("rq", cfg.rq_depth, rl.width, rq_ports, True, 1),
+        ("prog", cfg.prog_depth, isa.desc_layout(cfg).width, None, True, 1),
+        ("act", cfg.bank_depth, cfg.act_bits, None, False, cfg.lanes),
+        ("out", cfg.out_depth, cfg.acc_bits, None, False, 1),
+        ("perf", cfg.prog_depth, 32, None, False, 1),
     ]
-    for name, depth, width, ports, rom, copies in mems:
-        n = bram_blocks(depth, width, family, ports)
+    for name, depth, width, port_bits, rom, copies in mems:
+        ports = len(port_bits) if port_bits else 1
+        n, cost = bram_plan(depth, width, family, ports, port_bits, writable=not rom)
         bits = depth * width
         options = {"logic": bits / 16 if rom else bits}  # first: a tie goes to logic
-        options["bram"] = n * BLOCK_COST[family]
+        options["bram"] = cost
         if family != "ice40" and not rom:
             options["lutram"] = math.ceil(depth / 16) * math.ceil(width / 4) * 4
         best = min(options, key=options.get)
