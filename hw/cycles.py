@@ -13,7 +13,7 @@ Time 0 is the first cycle ``busy`` is high. For layer k (npix = 2**(ho_log2+wo_l
   group waits until the writeback buffer is free;
 * the last layer ends with ``done`` at D = max(X + 1, I_last + PIPE + WB + 2 + n_last); total = D + 1.
 
-Steady state a middle layer therefore costs R_k + PIPE + WB + 1 + n_last = R_k + 11 + n_last cycles
+Steady state a middle layer therefore costs R_k + PIPE + WB + 1 + n_last = R_k + 13 + n_last cycles
 (n_last = the serial writeback of its last group), the first layer 2 more, the last layer 2 more.
 perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D).
 """
@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from . import isa
 from .config import AcceleratorConfig
+from .lane import LATENCY
 
-PIPE = 7  # S1..S7: issue of a group's last entry to the writeback buffer load
+PIPE = 6 + LATENCY  # S1..S9: issue of a group's last entry to the writeback buffer load (the lanes: S6..S8)
 WB = 3  # W1..W3: writeback stages after W0 (RQ row register, comparators, level mux and write)
 SETTLE = 2  # PROG then RQ row reads before a layer can start
 
