@@ -7,8 +7,9 @@ A measurement, not a design: the stand-in has ``Lane``'s ports and arithmetic (t
 sum, the sign, accumulate or max) in three stages (shifted terms | sum and sign | accumulate) instead
 of one, so its results come two cycles late and a program's output is wrong; but no path inside a
 lane is longer than one carry chain, and nextpnr's critical path names the slowest path of the rest of the machine
-(sequencer, ROMs, ACT banks and rotation, writeback, requantizer, serial shell). The real lane's
-one-cycle product and accumulate bounds the whole design (docs/resources.md, "Fmax").
+(sequencer, ROMs, ACT banks and rotation, writeback, requantizer, serial shell). It was written when
+the real lane was one cycle; since 996b66b ``Lane`` itself is three stages with the same split
+(docs/resources.md, "Fmax") and its latency is accounted for, so `apotflow synth` measures that directly.
 """
 
 import sys

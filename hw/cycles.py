@@ -3,7 +3,7 @@
 Time 0 is the first cycle ``busy`` is high. For layer k (npix = 2**(ho_log2+wo_log2), groups of
 ``lanes`` pixels, n_g = valid lanes of group g, count'_c = max(count_c, 1)):
 
-* it starts (descriptor and first RQ row latched) at X_k = max(W_k + 2, F), where W_k is the cycle its
+* it starts (descriptor and first RQ row latched) at X_k = max(W_k + SETTLE, F), where W_k is the cycle its
   WAIT began (0 for the first layer, I_last + 1 after a layer that issued, X + 1 after an empty one)
   and F = I + PIPE + WB + n + 1 is the cycle after the previous issuing layer's last write (last
   entry issued at I, n valid lanes) is in the final stage (the sequencer sees an empty pipeline
@@ -13,8 +13,8 @@ Time 0 is the first cycle ``busy`` is high. For layer k (npix = 2**(ho_log2+wo_l
   group waits until the writeback buffer is free;
 * the last layer ends with ``done`` at D = max(X + 1, I_last + PIPE + WB + 2 + n_last); total = D + 1.
 
-Steady state a middle layer therefore costs R_k + PIPE + WB + 1 + n_last = R_k + 11 + n_last cycles
-(n_last = the serial writeback of its last group), the first layer 2 more, the last layer 2 more.
+Steady state a middle layer therefore costs R_k + PIPE + WB + 1 + n_last = R_k + 13 + n_last cycles
+(n_last = the serial writeback of its last group), the first layer SETTLE = 4 more, the last layer 2 more.
 perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D).
 """
 
@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from . import isa
 from .config import AcceleratorConfig
+from .lane import LATENCY
 
-PIPE = 7  # S1..S7: issue of a group's last entry to the writeback buffer load
+PIPE = 6 + LATENCY  # S1..S9: issue of a group's last entry to the writeback buffer load (the lanes: S6..S8)
 WB = 3  # W1..W3: writeback stages after W0 (RQ row register, comparators, level mux and write)
-SETTLE = 2  # PROG then RQ row reads before a layer can start
+SETTLE = 4  # PROG read, RQ row address, two shifts into the (count, bias) prefetch before a layer can start
 
 
 def _layers(cfg: AcceleratorConfig, images: isa.MemoryImages):

@@ -1,9 +1,17 @@
 """One shift-add lane: ``acc (+|-)= sum_t en_t * (a << s_t)`` (or ``acc = max(acc, ...)``), no multiplier.
 
-Latency 1: the inputs presented in cycle t (with ``valid``) update ``acc`` at the clock edge that ends
-cycle t, so ``acc`` shows the new value in cycle t+1. ``first`` restarts the sum from ``bias`` instead of
-the old accumulator. No flow control: a lane takes one entry per cycle, ``valid`` low holds ``acc``.
-Arithmetic wraps modulo 2**acc_bits, which is exact whenever the final sum fits (the export checks it).
+Latency ``LATENCY`` (3), three stages, none with more than one carry chain after its registers:
+
+  t    S1: the shifted terms ``en_t ? a << s_t : 0`` (barrel shifters), registered
+  t+1  S2: their sum with the sign applied (the product), registered
+  t+2  S3: accumulate (or max): ``acc`` updated at the clock edge that ends cycle t+2
+
+so the inputs presented in cycle t (with ``valid``) show in ``acc`` in cycle t+3. The controls travel
+with their entry (``valid``/``first``/``rmax``/``bias`` to S3, ``sign`` to S2); an entry in S3 sees the
+accumulator written by the entry before it, so one entry per cycle needs no bypass. ``first`` restarts
+the sum from ``bias`` instead of the old accumulator. No flow control: a lane takes one entry per
+cycle, ``valid`` low holds ``acc``. Arithmetic wraps modulo 2**acc_bits, which is exact whenever the
+final sum fits (the export checks it).
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
 from .layouts import reject
+
+LATENCY = 3  # cycles from a lane's inputs to its acc (S1 shifted terms, S2 product, S3 accumulate)
 
 
 def lane_model(cfg: AcceleratorConfig, acc: int, a: int, sign: int, en: list[int], s: list[int],
@@ -37,9 +47,14 @@ def lane_ctrl_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     })
 
 
+def acc_ctrl_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """The controls the accumulate stage (S3) needs."""
+    return data.StructLayout({"valid": 1, "first": 1, "rmax": 1, "bias": signed(cfg.acc_bits)})
+
+
 class Lane(wiring.Component):
     """Shift-add lane. Ports: ``ctrl`` (shared entry fields), ``a`` (operand, already zero when the
-    input pixel is padding), ``acc`` (registered accumulator)."""
+    input pixel is padding), ``acc`` (registered accumulator, ``LATENCY`` cycles behind the inputs)."""
 
     def __init__(self, cfg: AcceleratorConfig):
         if not isinstance(cfg, AcceleratorConfig):
@@ -52,32 +67,39 @@ class Lane(wiring.Component):
         })
 
     def term(self, m: Module) -> Signal:
-        """The signed product a * weight of this cycle's entry: two barrel shifters and an add/sub."""
+        """The signed product a * weight of the entry presented two cycles earlier (registered in S2):
+        S1 two barrel shifters, registered; S2 their sum and the sign."""
         cfg, c = self.cfg, self.ctrl
         wide = cfg.act_bits + cfg.max_shift + cfg.terms  # enough for the sum of all terms
         # a barrel shifter per term; the enable gates the narrow operand before the shift (Yosys/ABC map
         # that to ~half the LUTs of gating the shifted value)
-        terms = [Mux(c.en[t], self.a, 0) << c.s[t] for t in range(cfg.terms)]
+        sh = [Signal(cfg.act_bits + cfg.max_shift, name=f"sh{t}") for t in range(cfg.terms)]
+        m.d.sync += [sh[t].eq(Mux(c.en[t], self.a, 0) << c.s[t]) for t in range(cfg.terms)]
+        sign = Signal()
+        m.d.sync += sign.eq(c.sign)
         contrib = Signal(wide)
-        m.d.comb += contrib.eq(sum(terms[1:], terms[0]))
+        m.d.comb += contrib.eq(sum(sh[1:], sh[0]))
         term = Signal(signed(wide + 1))
-        m.d.comb += term.eq(Mux(c.sign, -contrib, contrib))
+        m.d.sync += term.eq(Mux(sign, -contrib, contrib))
         return term
 
     def elaborate(self, platform):
         m = Module()
-        c = self.ctrl
-        term = self.term(m)
-        base = Signal(signed(self.cfg.acc_bits))
-        m.d.comb += base.eq(Mux(c.first, c.bias, self.acc))
+        cfg, c = self.cfg, self.ctrl
+        term = self.term(m)  # S2's register: the product of the entry now in S3
+        c2, c3 = Signal(acc_ctrl_layout(cfg)), Signal(acc_ctrl_layout(cfg))
+        m.d.sync += [c2.valid.eq(c.valid), c2.first.eq(c.first), c2.rmax.eq(c.rmax), c2.bias.eq(c.bias),
+                     c3.eq(c2)]
+        base = Signal(signed(cfg.acc_bits))
+        m.d.comb += base.eq(Mux(c3.first, c3.bias, self.acc))
         # One adder for both modes: base + term, or for max pooling ~base + term = term - base - 1, whose
         # sign (one bit wider than either operand, so it cannot wrap) is set iff base >= term. No comparator.
         r = Signal(signed(max(len(base), len(term)) + 1))
-        m.d.comb += r.eq((base ^ c.rmax.replicate(len(base)).as_signed()) + term)
-        keep_base = c.rmax & r[-1]
-        with m.If(c.valid & ~(keep_base & ~c.first)):  # max keeps the old acc: no write at all
-            with m.If(c.rmax):
-                m.d.sync += self.acc.eq(Mux(keep_base, c.bias, term))
+        m.d.comb += r.eq((base ^ c3.rmax.replicate(len(base)).as_signed()) + term)
+        keep_base = c3.rmax & r[-1]
+        with m.If(c3.valid & ~(keep_base & ~c3.first)):  # max keeps the old acc: no write at all
+            with m.If(c3.rmax):
+                m.d.sync += self.acc.eq(Mux(keep_base, c3.bias, term))
             with m.Else():
                 m.d.sync += self.acc.eq(r)
         return m

@@ -31,8 +31,9 @@ def weight_int_bits(cfg: AcceleratorConfig) -> int:
 
 
 class MulLane(Lane):
-    """Multiplier lane; ports, latency (1), flow control (none) and accumulation as ``Lane``: only
-    the product differs (a multiplier instead of the shifters)."""
+    """Multiplier lane; ports, latency (``LATENCY``, 3), flow control (none) and accumulation as
+    ``Lane``: only the product differs (a multiplier instead of the shifters). S1 registers the
+    operand and the decoded weight, S2 the product."""
 
     def term(self, m: Module) -> Signal:
         cfg, c = self.cfg, self.ctrl
@@ -40,11 +41,11 @@ class MulLane(Lane):
         mag = Signal(wb - 1)
         m.d.comb += mag.eq(sum((Mux(c.en[t], 1 << c.s[t], 0) for t in range(cfg.terms)), 0))
         w = Signal(signed(wb))
-        m.d.comb += w.eq(Mux(c.sign, -mag, mag))
+        m.d.sync += w.eq(Mux(c.sign, -mag, mag))
         a = Signal(signed(cfg.act_bits + 1))  # the unsigned activation as a non-negative signed value
-        m.d.comb += a.eq(self.a)
+        m.d.sync += a.eq(self.a)
         term = Signal(signed(cfg.act_bits + 1 + wb))
-        m.d.comb += term.eq(a * w)
+        m.d.sync += term.eq(a * w)
         return term
 
 

@@ -1,7 +1,7 @@
 """The sequencer: walks the program and issues one weight entry per cycle to the lane pipeline.
 
-Per layer: WAIT (PROG is addressed with pc, then RQ port A with the layer's first row; at least 2
-cycles, overlapped with the previous layer's drain; the layer starts -- descriptor and first row
+Per layer: WAIT (PROG is addressed with pc, then RQ port A with the layer's first row, then two
+shifts fill the two-deep (count, bias) prefetch; at least 4 cycles, overlapped with the previous layer's drain; the layer starts -- descriptor and first row
 latched -- in the cycle after the one in which the previous layer had nothing left in flight but its
 final write) -> RUN (one entry per cycle: entries, then pixel groups, then channels) -> WAIT of the
 next layer, or DRAIN after the last layer (waits until every write has landed, plus one cycle) ->
@@ -10,7 +10,8 @@ IDLE with a ``done`` pulse. The new layer's first ACT read comes after every wri
 Flow control: issue never waits on the datapath except for one rule that keeps the writeback buffer
 safe: the *last* entry of a (channel, group) is held back until ``nvalid`` cycles have passed since the
 last entry of the previous group (``wb_wait``), because the writeback unit needs one cycle per valid
-lane. The RQ row of the next channel is always prefetched (read port A points at it), so moving to the
+lane. The (count, bias) of the next two channels are always prefetched (registered from read port A,
+which points at the row after them), so moving to the
 next channel costs no bubble. A channel with count 0 still issues one null entry per group (its lanes
 add nothing) so that its bias is written.
 
@@ -53,7 +54,7 @@ class Sequencer(wiring.Component):
         self.dl, self.rl = isa.desc_layout(cfg), isa.rq_layout(cfg)
         super().__init__({
             "start": In(1),
-            "front_busy": In(1),  # entries in S1..S7, lanes waiting in the writeback buffer, W0..W2
+            "front_busy": In(1),  # entries in S1..S9, lanes waiting in the writeback buffer, W0..W2
             "pipe_busy": In(1),  # front_busy or a write in the last stage (W3)
             "busy": Out(1),
             "done": Out(1),
@@ -88,7 +89,7 @@ class Sequencer(wiring.Component):
         cur_count = Signal(cfg.count_bits)
         cur_bias = Signal(signed(cfg.acc_bits))
         ch_base = Signal(cfg.addr_bits)
-        rq_next = Signal(cfg.rq_addr_bits)
+        rq_next = Signal(cfg.rq_addr_bits)  # the row RQ port A reads: rq_cur + 3 while running
         # The issue decisions come from registered flags (no carry chain between a register and the
         # control fan-out or the RQ address): each is recomputed when its inputs change.
         e2 = Signal(cfg.count_bits + 1)  # e + 2: the next entry is the last iff e2 == cur_count
@@ -101,6 +102,14 @@ class Sequencer(wiring.Component):
         lg_layer = Signal()  # npix <= lanes
         wb_free = Signal(init=1)  # wb_wait == 0
         rq_cur = Signal(cfg.rq_addr_bits)
+        # Two-deep prefetch of the next channels' (count, bias): n1 = row rq_cur + 1 with its flags,
+        # n2 = row rq_cur + 2 as read. A channel change shifts port A's word into n2, n2 into n1 (its
+        # flags computed from n2's register) and n1 into the current channel, so no flag is computed
+        # from a block RAM output; port A's address moves on at each shift, and its word is there one
+        # cycle later, in time for a channel change in the very next cycle.
+        pf = data.StructLayout({"count": cfg.count_bits, "bias": signed(cfg.acc_bits)})
+        n1, n2 = Signal(pf), Signal(pf)
+        n1_null, n1_one = Signal(), Signal()
         wb_wait = Signal(cfg.lane_bits + 1)
         layer_cyc = Signal(32)
         total = Signal(32)
@@ -127,9 +136,16 @@ class Sequencer(wiring.Component):
                      pipe_idle.eq(~(self.pipe_busy | self.issue.valid))]
 
         first_layer = Signal()
-        settle = Signal(2)
-        with m.If(settle != 2):
+        settle = Signal(3)
+        with m.If(settle != 4):
             m.d.sync += settle.eq(settle + 1)
+
+        def shift():
+            m.d.comb += self.rq_addr.eq(rq_next + 1)
+            m.d.sync += [
+                rq_next.eq(rq_next + 1), n2.count.eq(row.count), n2.bias.eq(row.bias), n1.eq(n2),
+                n1_null.eq(n2.count == 0), n1_one.eq((n2.count >> 1) == 0),
+            ]
 
         with m.FSM(name="seq"):
             with m.State("IDLE"):
@@ -137,25 +153,30 @@ class Sequencer(wiring.Component):
                     m.d.sync += [pc.eq(0), settle.eq(0), layer_cyc.eq(0), total.eq(0), first_layer.eq(1)]
                     m.next = "WAIT"
             with m.State("WAIT"):
-                # PROG (address pc) and RQ port A (the new layer's first row) settle in 2 cycles,
+                # PROG (address pc), then RQ port A (the new layer's first row), then two shifts fill
+                # the prefetch (rows rq_start, rq_start + 1): 4 cycles,
                 # overlapped with the previous layer's drain; the layer starts as soon as the
                 # previous layer's last write is in its final stage (front_busy low; registered, so
                 # one cycle later).
-                m.d.comb += [self.busy.eq(1), self.rq_addr.eq(prog.rq_start)]
-                with m.If((settle == 2) & front_idle):
-                    m.d.comb += self.rq_addr.eq(prog.rq_start + 1)
+                m.d.comb += self.busy.eq(1)
+                with m.If(settle == 1):
+                    m.d.comb += self.rq_addr.eq(prog.rq_start)
+                    m.d.sync += rq_next.eq(prog.rq_start)
+                with m.If((settle == 2) | (settle == 3)):
+                    shift()
+                with m.If((settle == 4) & front_idle):
+                    shift()  # the first channel's row moves out of n1
                     npix = 1 << (prog.ho_log2 + prog.wo_log2)
                     small = prog.ho_log2 + prog.wo_log2 <= cfg.lane_bits
-                    row_one = (row.count >> 1) == 0
                     m.d.sync += [
                         desc.eq(prog), first_layer.eq(0), self.npix.eq(npix), rem.eq(npix),
                         last_group.eq(small), lg_layer.eq(small),
                         c1.eq(1), e.eq(0), e2.eq(2), p0.eq(0),
-                        null.eq(row.count == 0), one.eq(row_one), last_e.eq(row_one),
+                        null.eq(n1_null), one.eq(n1_one), last_e.eq(n1_one),
                         w_ptr.eq(prog.w_start), ch_w.eq(prog.w_start),
                         ch_base.eq(prog.out_base),
-                        rq_cur.eq(prog.rq_start), rq_next.eq(prog.rq_start + 1),
-                        cur_count.eq(row.count), cur_bias.eq(row.bias),
+                        rq_cur.eq(prog.rq_start),
+                        cur_count.eq(n1.count), cur_bias.eq(n1.bias),
                     ]
                     with m.If(~first_layer):
                         m.d.comb += [self.perf_we.eq(1), self.perf_waddr.eq(pc - 1), self.perf_wdata.eq(layer_cyc)]
@@ -186,15 +207,14 @@ class Sequencer(wiring.Component):
                                 last_group.eq(((rem >> (cfg.lane_bits + 1)) == 0) | (rem == 2 * L)),  # rem-L <= L
                             ]
                         with m.Else():
-                            # Next channel: its RQ row was prefetched; prefetch the one after.
-                            m.d.comb += self.rq_addr.eq(rq_next + 1)
-                            row_one = (row.count >> 1) == 0
+                            # Next channel: its (count, bias) was prefetched; shift the prefetch.
+                            shift()
                             m.d.sync += [
                                 c1.eq(c1 + 1), p0.eq(0), rem.eq(self.npix), last_group.eq(lg_layer),
                                 ch_w.eq(ch_w + cur_count), w_ptr.eq(ch_w + cur_count),
-                                cur_count.eq(row.count), cur_bias.eq(row.bias),
-                                null.eq(row.count == 0), one.eq(row_one), last_e.eq(row_one),
-                                rq_cur.eq(rq_next), rq_next.eq(rq_next + 1),
+                                cur_count.eq(n1.count), cur_bias.eq(n1.bias),
+                                null.eq(n1_null), one.eq(n1_one), last_e.eq(n1_one),
+                                rq_cur.eq(rq_cur + 1),
                                 ch_base.eq(ch_base + self.npix),
                             ]
                             with m.If(c1 == desc.n_ch):

@@ -9,12 +9,14 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+3  S3: bank words arrive and are registered as they are (in BankedActMem)
   I+4  S4: rotation to lanes, padding mask; operands registered
   I+5  S5: operands (one register per lane, next to it) and controls registered again
-  I+6  S6: lanes accumulate (acc register)
-  I+7  S7: if the entry was a group's last, the accumulators move to the writeback buffer
-  I+8  W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
-  I+9  W1: RQ thresholds arrive and are registered; output address computed
-  I+10 W2: requantizer comparators (registered)
-  I+11 W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
+  I+6  S6: lanes: shifted terms (registered)
+  I+7  S7: lanes: product, the terms' sum with the sign (registered)
+  I+8  S8: lanes accumulate (acc register)
+  I+9  S9: if the entry was a group's last, the accumulators move to the writeback buffer
+  I+10 W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
+  I+11 W1: RQ thresholds arrive and are registered; output address computed
+  I+12 W2: requantizer comparators (registered)
+  I+13 W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
 
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1,
@@ -32,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .actmem import BankedActMem
 from .config import AcceleratorConfig
-from .lane import lane_ctrl_layout
+from .lane import LATENCY, lane_ctrl_layout
 from .layouts import reject, rom, struct
 from .mul_lane import LANE_KINDS, make_lane
 from .requant import Requantizer
@@ -199,11 +201,14 @@ class Accelerator(wiring.Component):
         s4b = Signal(tail)
         m.d.sync += s4b.eq(s4.tail)
 
-        # S6: lanes.
-        s5 = Signal(tail)
-        m.d.sync += s5.eq(s4b)
+        # S6..S8: lanes (shifted terms | product | accumulate, LATENCY cycles); the tail follows.
+        tails = [s4b]
+        for k in range(LATENCY):
+            tails.append(Signal(tail, name=f"tail_s{7 + k}"))
+            m.d.sync += tails[-1].eq(tails[-2])
+        s5 = tails[-1]  # in S9 with the group's accumulators
 
-        # S7: transfer to the writeback buffer; W0: one lane per cycle, RQ port B addressed with the
+        # S9: transfer to the writeback buffer; W0: one lane per cycle, RQ port B addressed with the
         # group's row. p = p0 + k is a concatenation (p0 is a multiple of lanes, k < lanes).
         wb_acc = [Signal(signed(cfg.acc_bits), name=f"wb_acc{l}") for l in range(L)]
         wb = Signal(tail)
@@ -250,7 +255,10 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             out_wr.addr.eq(w3.addr), out_wr.data.eq(w3.acc), out_wr.en.eq(w3.valid & raw),
         ]
-        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.iss.valid | s3b.iss.valid | s4.ctrl.valid | s4b.last | s5.last
+        in_lanes = 0
+        for t in tails:
+            in_lanes = in_lanes | t.last
+        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.iss.valid | s3b.iss.valid | s4.ctrl.valid | in_lanes
                                       | wb_pending | w1.valid | w2.valid)
         m.d.comb += seq.pipe_busy.eq(seq.front_busy | w3.valid)
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.hw.lane import Lane, lane_model
+from apotflow.hw.lane import LATENCY, Lane, lane_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -27,8 +27,10 @@ def _steps(cfg, rmax=st.just(False)):  # noqa: B008  (a strategy value, never mu
     ), min_size=1, max_size=40)
 
 
-def run_lane(cfg, steps):
-    dut = Lane(cfg)
+def run_lane(cfg, steps, dut=None):
+    """acc after each step: the inputs of step i show in acc LATENCY cycles later (the steps are
+    followed by LATENCY - 1 cycles with valid low, so every step's result is read)."""
+    dut = Lane(cfg) if dut is None else dut
     got = []
 
     async def bench(ctx):
@@ -44,12 +46,16 @@ def run_lane(cfg, steps):
                 ctx.set(dut.ctrl.s[t], s[t])
             await ctx.tick()
             got.append(ctx.get(dut.acc))
+        ctx.set(dut.ctrl.valid, 0)
+        for _ in range(LATENCY - 1):
+            await ctx.tick()
+            got.append(ctx.get(dut.acc))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return got
+    return got[LATENCY - 1:]
 
 
 @settings(max_examples=40, deadline=None)
@@ -108,12 +114,42 @@ def test_lane_max_mode_matches_model(steps):
             ctx.set(dut.ctrl.s[0], s)
             await ctx.tick()
             got.append(ctx.get(dut.acc))
+        ctx.set(dut.ctrl.valid, 0)
+        for _ in range(LATENCY - 1):
+            await ctx.tick()
+            got.append(ctx.get(dut.acc))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    got = got[LATENCY - 1:]
     acc = 0
     for i, (a, sign, s, first, bias) in enumerate(steps):
         acc = lane_model(CFG, acc, a, sign, [1, 0], [s, 0], first, bias, rmax=True)
         assert got[i] == acc, f"step {i}: {steps[i]} expected {acc} got {got[i]}"
+
+
+def test_lane_latency():
+    """An entry's result shows in acc exactly LATENCY cycles after its inputs, not earlier."""
+    dut = Lane(CFG)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.a, 3)
+        ctx.set(dut.ctrl.valid, 1)
+        ctx.set(dut.ctrl.first, 1)
+        ctx.set(dut.ctrl.bias, 7)
+        ctx.set(dut.ctrl.en[0], 1)
+        ctx.set(dut.ctrl.s[0], 2)
+        await ctx.tick()
+        ctx.set(dut.ctrl.valid, 0)
+        for _ in range(LATENCY + 1):
+            seen.append(ctx.get(dut.acc))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [0] * (LATENCY - 1) + [7 + 12] * 2

@@ -134,3 +134,16 @@ def test_empty_layer(where):
         prog.append(dict(empty, last=1))
     images = isa.MemoryImages(cfg, images.wgt, images.rq, [dl.pack(**d) for d in prog])
     check_program(cfg, images, act)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_pixel_layers_change_channel_every_cycle(seed):
+    """Layers of one pixel with channels of 0..2 entries: a channel can end in every cycle, so the
+    (count, bias) prefetch of the sequencer must keep up with back-to-back channel changes."""
+    rng = random.Random(100 + seed)
+    cfg = random_config(rng)
+    images, act = random_program(cfg, rng, max_ch=6, max_count=2)
+    dl = isa.desc_layout(cfg)
+    prog = [dict(dl.unpack(w), ho_log2=0, wo_log2=0, out_phase=0) for w in images.prog]
+    images = isa.MemoryImages(cfg, images.wgt, images.rq, [dl.pack(**d) for d in prog])
+    check_program(cfg, images, act)

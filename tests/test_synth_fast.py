@@ -9,7 +9,7 @@ from apotflow.hw.config import AcceleratorConfig
 from apotflow.hw.estimate import bram_blocks, estimate, memory_map
 from apotflow.hw.flows import devices
 from apotflow.hw.flows.build import filled_images
-from apotflow.hw.lane import lane_model
+from apotflow.hw.lane import LATENCY, lane_model
 from apotflow.hw.mul_lane import LaneArray, MulLane, weight_int_bits
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -88,11 +88,16 @@ def test_mul_lane_matches_lane_model():
                 ctx.set(dut.ctrl.s[t], s[t])
             await ctx.tick()
             got.append(ctx.get(dut.acc))
+        ctx.set(dut.ctrl.valid, 0)
+        for _ in range(LATENCY - 1):  # the same latency as the shift-add lane
+            await ctx.tick()
+            got.append(ctx.get(dut.acc))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
+    got = got[LATENCY - 1:]
     acc = 0
     for i, (a, sign, en, s, first, bias, rmax) in enumerate(steps):
         acc = lane_model(cfg, acc, a, sign, en, s, first, bias, rmax=rmax)
