@@ -129,20 +129,28 @@ def main() -> int:
         todo = [dict(j, pnr=False) for j in todo]
     RESULTS.mkdir(parents=True, exist_ok=True)
     dest = RESULTS / f"{a.jobset}.jsonl"
-    with ProcessPoolExecutor(a.jobs) as ex:
-        futs = {ex.submit(run_job, j, a.out): j for j in todo}
-        for f in as_completed(futs):
-            j = futs[f]
-            try:
-                row = f.result()
-            except Exception as e:  # keep the sweep going; say what failed
-                print(f"FAILED {j}: {e}", file=sys.stderr, flush=True)
-                continue
-            with open(dest, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            print(json.dumps({k: row.get(k) for k in ("target", "design", "lut", "ff", "bram", "fmax_mhz",
-                                                       "images_per_s", "seconds")}), flush=True)
+    # --jobs 1: one job after the other, each in a worker of its own, so that a tool that takes its
+    # worker down (yowasp's ABC has) fails that job only, not the rest of the sweep
+    batches = [todo] if a.jobs > 1 else [[j] for j in todo]
+    for batch in batches:
+        with ProcessPoolExecutor(a.jobs) as ex:
+            futs = {ex.submit(run_job, j, a.out): j for j in batch}
+            for f in as_completed(futs):
+                j = futs[f]
+                try:
+                    row = f.result()
+                except Exception as e:  # keep the sweep going; say what failed
+                    print(f"FAILED {j}: {e}", file=sys.stderr, flush=True)
+                    continue
+                _record(dest, row)
     return 0
+
+
+def _record(dest: Path, row: dict) -> None:
+    with open(dest, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(json.dumps({k: row.get(k) for k in ("target", "design", "lut", "ff", "bram", "fmax_mhz",
+                                               "images_per_s", "seconds")}), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ The model follows the RTL block by block (docs/hardware.md); its coefficients ar
 synthesis by ``bench/calibrate_estimator.py`` (results in ``bench/results/calibration.json`` and
 docs/resources.md). What each term counts:
 
-* flip-flops: exact register bits of the pipeline (per lane: S3 operand, accumulator, writeback
-  copy), the sequencer/descriptor registers, and the serial shell; a fitted constant for the rest.
+* flip-flops: exact register bits of the pipeline (per lane: the operand registers, the lane's three
+  stages -- shifted terms or operand, product, accumulator -- and the writeback copy; the controls
+  shared by the lanes), the sequencer/descriptor registers and the (count, bias) prefetch, and the
+  serial shell; fitted terms for the rest.
 * LUTs: per lane (shift-add: ``terms`` barrel shifters, adder, add/sub, max compare; multiplier:
   an act x weight array multiplier), the ACT rotation (``lanes x act_bits x log2(lanes)`` 2:1 muxes),
   per-lane padding checks, the writeback lane mux, the requantizer (``max_levels-1`` comparators of
@@ -55,47 +57,47 @@ COEF = {
     "ice40": {
         "lut_lane": 2.1348,
         "lut_lane_mul": 0.7818,
-        "lut_const": 1211.1538,
+        "lut_const": 1195.7455,
         "lut_rot": 0.0,
-        "lut_rot2": 3.5132,
-        "lut_per_lane": 3.2476,
-        "lut_rq": 0.1474,
+        "lut_rot2": 3.4567,
+        "lut_per_lane": 2.4686,
+        "lut_rq": 0.3399,
         "lut_ram": 0.0,
-        "lut_rom": 0.1462,
-        "lut_rom_random": 1.6075,
-        "ff_const": 968.864,
-        "ff_lane": 5.2385,
-        "ff_rom_words": 1.3712,
+        "lut_rom": 0.1081,
+        "lut_rom_random": 1.6051,
+        "ff_const": 918.0086,
+        "ff_lane": 3.6843,
+        "ff_rom_words": 1.5872,
     },
     "ecp5": {
         "lut_lane": 1.6517,
         "lut_lane_mul": 2.9528,
-        "lut_const": 683.2513,
+        "lut_const": 318.6141,
         "lut_rot": 0.0,
-        "lut_rot2": 2.512,
-        "lut_per_lane": 3.7534,
-        "lut_rq": 0.0,
-        "lut_ram": 1.7017,
+        "lut_rot2": 3.738,
+        "lut_per_lane": 0.0,
+        "lut_rq": 0.5533,
+        "lut_ram": 0.6477,
         "lut_rom": 0.0,
-        "lut_rom_random": 1.6219,
-        "ff_const": 974.3262,
-        "ff_lane": 10.0047,
-        "ff_rom_words": 0.772,
+        "lut_rom_random": 1.8164,
+        "ff_const": 1079.633,
+        "ff_lane": 2.542,
+        "ff_rom_words": 0.9476,
     },
     "xilinx": {
         "lut_lane": 1.0241,
         "lut_lane_mul": 1.8307,
-        "lut_const": 423.6158,
+        "lut_const": 197.5407,
         "lut_rot": 0.0,
-        "lut_rot2": 1.5574,
-        "lut_per_lane": 2.3271,
-        "lut_rq": 0.0,
-        "lut_ram": 1.0551,
+        "lut_rot2": 2.3176,
+        "lut_per_lane": 0.0,
+        "lut_rq": 0.343,
+        "lut_ram": 0.4016,
         "lut_rom": 0.0,
-        "lut_rom_random": 1.0056,
-        "ff_const": 974.3262,
-        "ff_lane": 10.0047,
-        "ff_rom_words": 0.772,
+        "lut_rom_random": 1.1262,
+        "ff_const": 1079.633,
+        "ff_lane": 2.542,
+        "ff_rom_words": 0.9476,
     },
 }
 
@@ -239,22 +241,46 @@ def lut_features(
     }
 
 
-def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None) -> dict:
-    """The flip-flop model's terms: ``regs``, registers counted from the RTL (lanes' accumulator, base,
-    operand and ACT word registers, the host shell, the perf counters, the requantizer's inputs, the
-    descriptor and entry registers), and the terms whose coefficients are fitted (``ff_<name>``): a
-    constant (control, pipeline flags), a per-lane rest, and the registered ROM words (WGT entry, RQ row)
-    that Yosys keeps in full only when the ROMs hold random words (``rom_used`` None): with a model's
-    program, their constant bits fold away."""
+def lane_regs(cfg: AcceleratorConfig, lane_kind: str = "shift") -> tuple[int, int]:
+    """(per lane, shared) register bits of a lane array (``hw/lane.py``, ``hw/mul_lane.py``, three stages).
+    Per shift lane: the shifted terms (S1), the product (S2) and ``acc``; per multiplier lane: the operand
+    (its constant sign bit trimmed), the product and ``acc``. Shared: the controls that travel with the
+    entry to S3 (valid, first, rmax, bias, twice), and the sign to S2 (shift) or the decoded weight (mul):
+    Yosys merges the lanes' identical copies of these into one."""
+    ctrl = 2 * (3 + cfg.acc_bits)
+    if lane_kind == "mul":
+        from .mul_lane import weight_int_bits
+
+        wb = weight_int_bits(cfg)
+        return cfg.act_bits + (cfg.act_bits + 1 + wb) + cfg.acc_bits, ctrl + wb
+    shifted = cfg.act_bits + cfg.max_shift
+    return cfg.terms * shifted + (shifted + cfg.terms + 1) + cfg.acc_bits, ctrl + 1
+
+
+def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: str = "shift") -> dict:
+    """The flip-flop model's terms: ``regs``, registers counted from the RTL (the lanes' three stages and
+    accumulators, ``lane_regs``; per lane the writeback copy, the operand and ACT word registers; the host
+    shell, the perf counters, the requantizer's inputs, the descriptor and entry registers, the sequencer's
+    two-deep (count, bias) prefetch, the group tail that travels beside the lanes' extra two stages), and
+    the terms whose coefficients are fitted (``ff_<name>``): a constant (control, pipeline flags), a
+    per-lane rest, and the registered ROM words (WGT entry, RQ row) that Yosys keeps in full only when the
+    ROMs hold random words (``rom_used`` None): with a model's program, their constant bits fold away."""
+    from .sequencer import pix_bits
+
     n_in, n_out = shell_bits(cfg)
+    per_lane, shared = lane_regs(cfg, lane_kind)
+    tail = 1 + pix_bits(cfg) + cfg.lane_bits + 1 + cfg.addr_bits + cfg.rq_addr_bits
     regs = (
-        cfg.lanes * (2 * cfg.acc_bits + 3 * cfg.act_bits + 1)
+        cfg.lanes * (per_lane + cfg.acc_bits + 3 * cfg.act_bits + 1)
+        + shared
         + n_in
         + n_out
         + 64
         + 3 * cfg.acc_bits
         + isa.desc_layout(cfg).width
         + isa.entry_layout(cfg).width
+        + 2 * (cfg.count_bits + cfg.acc_bits) + 3  # prefetch n1, n2, n1's two flags, settle's third bit
+        + 2 * tail  # the group tail beside the lanes: three registers (S7..S9), was one
     )
     rom_words = isa.rq_layout(cfg).width + isa.entry_layout(cfg).width
     return {"regs": regs, "const": 1.0, "lane": cfg.lanes, "rom_words": rom_words if rom_used is None else 0.0}
@@ -283,9 +309,10 @@ def estimate(
     lut = sum(c.get(lane_key if k == "lane" else f"lut_{k}", 1.0) * v for k, v in feats.items())
     dsp = cfg.lanes if (lane_kind == "mul" and fam == "ice40") else 0  # synth_ice40 -dsp: one SB_MAC16 a lane
     if kind == "array":
-        return {"lut": round(lut), "ff": cfg.lanes * cfg.acc_bits, "bram": 0, "dsp": dsp, "target": target}
+        per_lane, shared = lane_regs(cfg, lane_kind)
+        return {"lut": round(lut), "ff": cfg.lanes * per_lane + shared, "bram": 0, "dsp": dsp, "target": target}
     mm = memory_map(cfg, fam, rom_used)
-    f = ff_features(cfg, rom_used)
+    f = ff_features(cfg, rom_used, lane_kind)
     ff = f["regs"] + mm["ff_bits"] + sum(c.get(f"ff_{k}", 0.0) * v for k, v in f.items() if k != "regs")
     return {
         "lut": round(lut),
