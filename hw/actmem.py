@@ -19,7 +19,7 @@ cycle as a write to the same word returns the old word.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, ClockSignal, Instance, Module, Mux, Signal
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -84,7 +84,16 @@ class BankedActMem(wiring.Component):
             rdata_q = Signal(cfg.act_bits, name=f"bank{b}_rdata_q")
             m.d.sync += rdata_q.eq(rdata)
             outs_q.append(rdata_q)
-        banks = Array(outs_q)
+        # The rotation as a logarithmic barrel shifter: stage k rotates by 2**k when bit k of rot is
+        # set, so lane l ends on bank (l + rot) mod lanes. Written as an array index per lane (a
+        # lanes-way case on rot + l), Yosys/ABC9 map it at 64 lanes to 64:1 mux trees (~3x the LUTs,
+        # 20k PFUMX/L6MUX21 in the digits build); this is lanes x act_bits x lane_bits 2:1 muxes.
+        v = outs_q
+        for k in range(lb):
+            step = 1 << k
+            nxt = [Signal(cfg.act_bits, name=f"rot{k}_{lane}") for lane in range(L)]
+            m.d.comb += [nxt[lane].eq(Mux(rot_qq[k], v[(lane + step) % L], v[lane])) for lane in range(L)]
+            v = nxt
         for lane in range(L):
-            m.d.comb += self.rd_data[lane].eq(banks[(rot_qq + lane)[:lb] if lb else 0])
+            m.d.comb += self.rd_data[lane].eq(v[lane])
         return m
