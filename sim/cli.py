@@ -191,7 +191,7 @@ def cmd_synth(args) -> int:
         cfg = replace(cfg, max_levels=args.max_levels)
     res = synth_model(net, cfg, Path(args.out), args.target, log=_progress,
                       lane_kind=args.lane_kind, pnr=not args.no_pnr, freq_mhz=args.freq, nodsp=args.nodsp,
-                      design=args.design, bitstreams=args.bitstreams, seed=args.seed,
+                      design=args.design, bitstreams=args.bitstreams, seed=args.seed, router=args.router,
                       command=" ".join(["apotflow", *sys.argv[1:]]))
     keys = ("target", "lut", "ff", "carry", "bram", "spram", "dsp", "fits", "over", "fmax_mhz", "bitstream",
             "estimate", "transistors", "gates", "notes")
@@ -305,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-pnr", action="store_true", help="synthesis only")
     s.add_argument("--freq", type=float, help="place-and-route constraint in MHz (default 24 iCE40, 100 ECP5)")
     s.add_argument("--nodsp", action="store_true", help="ECP5: no DSP blocks (synth_ecp5 -nodsp)")
+    s.add_argument("--router", choices=["router1", "router2"],
+                   help="nextpnr router (default: nextpnr's, router1; router2 is much faster on large designs)")
     s.add_argument("--design", help="design name for bitstreams/<target>/<design>/ (default from model and lanes)")
     s.add_argument("--bitstreams", help="bitstream root folder (default: the project's bitstreams/)")
     s.add_argument("--seed", type=int, default=0, help="random program seed (without --model)")

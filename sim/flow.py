@@ -227,7 +227,7 @@ def cosim_model(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, n_images: in
 def synth_model(net: IntNet | None, cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *,
                 lane_kind: str = "shift", pnr: bool = False, freq_mhz: float | None = None, nodsp: bool = False,
                 design: str | None = None, bitstreams: Path | None = None, seed: int = 0,
-                command: str | None = None) -> dict:
+                router: str | None = None, command: str | None = None) -> dict:
     """Synthesise the accelerator for ``target`` (hw/flows/build.py): resources, fit, Fmax, bitstream.
 
     With ``net`` the ROMs hold its compiled program; without, a random program fills them (memories
@@ -255,6 +255,7 @@ def synth_model(net: IntNet | None, cfg: AcceleratorConfig, out_dir: Path, targe
     else:
         root = Path(bitstreams) if bitstreams else Path(__file__).resolve().parent.parent / "bitstreams"
         res = build(cfg, target, out_dir, images, design=name, lane_kind=lane_kind, pnr=pnr, freq_mhz=freq_mhz,
+                    router=router,
                     extra_synth_args="-nodsp" if nodsp else "", bitstream_root=root,
                     manifest_extra={"command": command, "git_revision": git_revision(), "versions": versions(),
                                     "model_meta": net.meta if net is not None else None},

@@ -93,6 +93,7 @@ def build(
     max_reduce: bool = True,
     pnr: bool = True,
     freq_mhz: float | None = None,
+    router: str | None = None,
     extra_synth_args: str = "",
     bitstream_root: Path | None = None,
     manifest_extra: dict | None = None,
@@ -141,7 +142,7 @@ def build(
     else:
         freq = freq_mhz or DEFAULT_FREQ[family]
         log(f"[{target}] placing and routing with nextpnr at a {freq:g} MHz constraint ...")
-        p = nextpnr.pnr(res["netlist"], target, work, freq, out_of_context=(kind == "array"),
+        p = nextpnr.pnr(res["netlist"], target, work, freq, out_of_context=(kind == "array"), router=router,
                         progress=lambda m: log(f"  nextpnr: {m}"))
         out["pnr"] = {k: p.get(k) for k in ("success", "fmax_mhz", "fmax_by_clock", "constraint_mhz",
                                              "meets_constraint", "utilisation", "seconds", "errors")}

@@ -70,6 +70,7 @@ def pnr_command(
     *,
     seed: int = 1,
     out_of_context: bool = False,
+    router: str | None = None,
 ) -> list[str]:
     """nextpnr's arguments (without the executable) for ``target``; paths are used as given."""
     _check(target)
@@ -88,6 +89,10 @@ def pnr_command(
         report,
         "--timing-allow-fail",  # report the Fmax reached instead of failing below the constraint
     ]
+    if router is not None:
+        if router not in ROUTERS:
+            raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
+        args += ["--router", router]
     if out_of_context:
         if not target.startswith("ecp5"):
             raise ValueError("out_of_context is an ECP5-only nextpnr mode")
@@ -95,6 +100,9 @@ def pnr_command(
     else:
         args += [out_opt, output]
     return args
+
+
+ROUTERS = ("router1", "router2")  # nextpnr's default is router1; router2 converges far faster on congested designs
 
 
 def parse_fmax(log_text: str) -> dict[str, float]:
@@ -111,6 +119,7 @@ def pnr(
     *,
     seed: int = 1,
     out_of_context: bool = False,
+    router: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Place and route ``json_netlist`` for ``target`` at a ``freq_mhz`` constraint.
@@ -132,7 +141,8 @@ def pnr(
     # Relative paths: the yowasp sandbox hides the host's /tmp (see yosys.synth_script).
     netlist = os.path.relpath(Path(json_netlist).resolve(), workdir)
     args = pnr_command(
-        netlist, target, freq_mhz, output.name, report.name, seed=seed, out_of_context=out_of_context
+        netlist, target, freq_mhz, output.name, report.name, seed=seed, out_of_context=out_of_context,
+        router=router,
     )
     result: dict = {"target": target, "constraint_mhz": freq_mhz, "log": str(log)}
     try:
