@@ -158,7 +158,8 @@ def test_estimator_against_recorded_synthesis():
     for row in cal["rows"]:
         e = estimate(AcceleratorConfig.from_dict(row["config"]), row["target"], lane_kind=row["lane_kind"],
                      rom_used=row["rom_used"])
-        # measured worst: LUT 18.0% (the ECP5-85k 64-lane digits build; target 15%), FF 7.2%, block RAM 2.9%
-        for key, tol in (("lut", 0.181), ("ff", 0.15), ("bram", 0.05)):
+        # measured worst: LUT 15.8% (the ECP5-25k 32-lane array, ACT 8192 / WGT 16384; target 15%), FF 9.8%,
+        # block RAM 2.9%
+        for key, tol in (("lut", 0.159), ("ff", 0.15), ("bram", 0.05)):
             synth = row[key]["synth"]
             assert abs(e[key] - synth) <= tol * synth, (row["target"], row["design"], key, synth, e[key])
