@@ -29,9 +29,10 @@ from pathlib import Path
 
 import torch
 
+from apotflow.sw.fasttrain import exact_fp32
 from apotflow.sw.golden import predict_batched
 from apotflow.sw.lower import lower
-from apotflow.sw.quant import exact_accumulation, exact_copy, set_quantize
+from apotflow.sw.quant import exact_copy, set_quantize
 
 
 @contextlib.contextmanager
@@ -44,13 +45,7 @@ def tf32(allowed: bool):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-@contextlib.contextmanager
-def exact():
-    with tf32(False), exact_accumulation():
-        yield
-
-
-SETTINGS = {"tf32": lambda: tf32(True), "fp32": lambda: tf32(False), "exact-accum": exact, "fp64": exact}
+SETTINGS = {"tf32": lambda: tf32(True), "fp32": lambda: tf32(False), "exact-accum": exact_fp32, "fp64": exact_fp32}
 
 
 @torch.no_grad()

@@ -210,6 +210,8 @@ def cmd_demo(args) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from apotflow.hw.flows.nextpnr import ROUTERS  # stdlib only: no hardware imports for `train`
+
     p = argparse.ArgumentParser(prog="apotflow", description=(
         "Pruned APoT CNNs on a multiplier-free shift-add accelerator: train, export packed integer "
         "weights, generate Verilog (Amaranth), co-simulate bit-exactly (cocotb + Verilator), synthesise (Yosys)."))
@@ -305,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-pnr", action="store_true", help="synthesis only")
     s.add_argument("--freq", type=float, help="place-and-route constraint in MHz (default 24 iCE40, 100 ECP5)")
     s.add_argument("--nodsp", action="store_true", help="ECP5: no DSP blocks (synth_ecp5 -nodsp)")
-    s.add_argument("--router", choices=["router1", "router2"],
+    s.add_argument("--router", choices=ROUTERS,
                    help="nextpnr router (default: nextpnr's, router1; router2 is much faster on large designs)")
     s.add_argument("--design", help="design name for bitstreams/<target>/<design>/ (default from model and lanes)")
     s.add_argument("--bitstreams", help="bitstream root folder (default: the project's bitstreams/)")

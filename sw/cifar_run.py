@@ -60,7 +60,6 @@ def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str) -> dict:
     pi = predict_batched(net, x.numpy().astype(np.int64), backend, device)
     golden_s = time.perf_counter() - t0
     dev = torch.device(device)
-    model.to(dev)
     exact = exact_copy(model).to(dev)  # float64: equal to the integer model but for its one rounding
     with torch.no_grad(), exact_fp32():
         pf = torch.cat([exact(x[i:i + 1000].to(dev).double()).argmax(1).cpu() for i in range(0, len(x), 1000)]).numpy()

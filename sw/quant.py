@@ -108,9 +108,9 @@ class _QuantizerBase(nn.Module):
     def midpoints(self) -> Tensor:
         return self._mids.clone()
 
-    def _quant(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        alpha = self.alpha if self.alpha.dtype == v.dtype else self.alpha.to(v.dtype)  # float32 weight codes of a float64 copy
-        return _APoTQuant.apply(v, alpha, self._nums, self._mids, self.denominator, self.signed)
+    def _quant(self, v: Tensor, alpha: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return _APoTQuant.apply(v, self.alpha if alpha is None else alpha, self._nums, self._mids,
+                                self.denominator, self.signed)
 
     def scale(self) -> Tensor:
         """alpha / D as a detached float32 scalar tensor (the value every code is multiplied by)."""
@@ -138,12 +138,15 @@ class WeightQuantizer(_QuantizerBase):
         The codes are defined in float32 (what the export reads): a float64 model (``exact_copy``)
         computes them from its weights cast back to float32, then returns float64 tensors."""
         if w.dtype == torch.float64:
-            wq, codes = self.quantize(w.float(), mask, in_mask)
+            wq, codes = self._quantize(w.float(), mask, in_mask, self.alpha.float())
             return wq.double(), codes.double()
+        return self._quantize(w, mask, in_mask, self.alpha)
+
+    def _quantize(self, w: Tensor, mask: Tensor | None, in_mask: Tensor | None, alpha: Tensor):
         om, im = self._masks(w, mask, in_mask)
         kept = w.detach()[om][:, im]
         mean, std = kept.mean(), kept.std()
-        wq, codes = self._quant((w - mean) / std)
+        wq, codes = self._quant((w - mean) / std, alpha)
         keep = (om.view(-1, *[1] * (w.dim() - 1)) & im.view(1, -1, *[1] * (w.dim() - 2))).to(w.dtype)
         return wq * keep, codes * keep
 
