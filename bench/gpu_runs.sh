@@ -9,6 +9,9 @@
 # (ppq 40 + 2 x 10 + 30; spq 40), to fit the session's GPU budget.
 # r20-ppq-t32: ResNet-20 ppq from r20-ppq's float model, distilled from ResNet-32's float model.
 # r20-ppq-s1, r20-ppq-s2: r20-ppq with seeds 1 and 2 (the seed's share of the ResNet-20 ppq result).
+# r20-ppq-q200: r20-ppq with 200 QAT epochs instead of 120 (run it alone: its wall time is the pipeline's).
+# r20-ppq-q200-s1, -s2: its pruning + QAT with seeds 1 and 2 from its float model (--float-init); they
+# wait for r20-ppq-q200 to finish, so that its wall time is measured on a GPU of its own.
 # NAME-plain (e.g. r32-spq-plain): the paper's loss, no distillation, no teacher (spq runs whose ppq
 # float model is not on the machine).
 set -u
@@ -27,6 +30,8 @@ for name in "$@"; do
   case $name in
     r20-ppq|r32-ppq) args="$FULL_PPQ" ;;
     r20-ppq-s1|r20-ppq-s2) args="$FULL_PPQ --seed ${name##*-s}" ;;
+    r20-ppq-q200) args="--epochs 200 --stage-epochs 40 --qat-epochs 200" ;;
+    r20-ppq-q200-s1|r20-ppq-q200-s2) args="--stage-epochs 40 --qat-epochs 200 --seed ${name##*-s} --float-init runs/r20-ppq-q200/float.pt" ;;
     r20-ppq-qlr) args="$FULL_PPQ --qat-lr 0.005" ;;
     r20-ppq-t32) args="--stage-epochs 40 --qat-epochs 150 --float-init runs/r20-ppq/float.pt --teacher runs/r32-ppq/float.pt" ;;
     r56-ppq) args="$SHORT_PPQ" ;;
@@ -37,6 +42,7 @@ for name in "$@"; do
     *) echo "unknown run $name"; exit 2 ;;
   esac
   wait_for=":"; d="$D"
+  case $name in r20-ppq-q200-s*) wait_for="while [ ! -f runs/r20-ppq-q200/result.json ]; do sleep 15; done" ;; esac
   if [ "${name%-plain}" != "$name" ]; then
     d="${D/--distill 0.9/--distill 0}"
   elif [ "$method" = spq ]; then
@@ -46,4 +52,5 @@ for name in "$@"; do
   cmd="python -m apotflow.sim.cli train --model $model --method $method $d $args --out runs/$name"
   echo "$name: $cmd"
   setsid nohup bash -c "$wait_for; exec $cmd" >> "runs/$name.log" 2>&1 < /dev/null &
+  echo $! > "runs/$name.pid"  # setsid: the run's process group; bench/gpu_session.sh stops it with kill -- -PID
 done
