@@ -5,7 +5,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apotflow.sw.quant import ActQuantizer, QConv2d, QLinear, WeightQuantizer, _codes, apot_levels, midpoints
+from apotflow.sw.quant import (
+    ActQuantizer,
+    QConv2d,
+    QLinear,
+    WeightQuantizer,
+    _codes,
+    apot_levels,
+    exact_copy,
+    midpoints,
+)
 
 BITS = [2, 3, 4, 5, 8]
 floats = st.floats(-20.0, 20.0, allow_nan=False, width=32)
@@ -151,3 +160,23 @@ def test_qlayer_grads_match_float_fakequant(cls):
     ref.pow(2).sum().backward()
     for a, b in zip(g, [x.grad, layer.weight.grad, layer.aq.alpha.grad]):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_float64_copy_takes_weight_codes_in_float32():
+    """A float64 copy (``exact_copy``) must quantize weights as the float32 model does (the codes the
+    export reads), not in float64: the normalised weight moves by ~1e-7 between the two, so a weight that
+    lies that close to a decision point changes code. Alpha is chosen to put one weight exactly there."""
+    torch.manual_seed(0)
+    w = torch.randn(16, 8, 3, 3)
+    w64 = w.double()
+    x32 = ((w - w.mean()) / w.std()).double().flatten()
+    x64 = ((w64 - w64.mean()) / w64.std()).flatten()
+    e = int((x32 - x64).abs().argmax())
+    q = WeightQuantizer(4)
+    q.alpha.data = torch.tensor(abs(float(x32[e] + x64[e])) / 2 / 0.35)  # a decision point in |w / alpha|
+    codes = q.quantize(w)[1]
+    in_float64 = q._quantize(w64, None, None, q.alpha.double())[1]
+    assert int((in_float64 != codes.double()).sum()) == 1  # the construction does reach a decision point
+    copy64 = exact_copy(q)
+    got = copy64.quantize(w64)[1]
+    assert got.dtype == torch.float64 and torch.equal(got, codes.double())
