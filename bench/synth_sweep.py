@@ -5,7 +5,8 @@
 JOBSETs: ``lanes`` (whole accelerator for the digits model, 8..256 lanes, ECP5-85k with place and
 route: LUTs, Fmax, cycles/image, images/s), ``ice40`` (the largest array that fits the UP5K),
 ``calib`` (varied memories/widths, ECP5 + iCE40, synthesis only: estimator calibration),
-``calib-more`` (more memory shapes for the calibration), ``lanes-cmp`` (bare 16-lane arrays and whole accelerators, shift vs multiplier lanes, ECP5 -nodsp
+``calib-more`` (more memory shapes for the calibration), ``holdout`` (designs the calibration reports
+but does not fit), ``lanes-cmp`` (bare 16-lane arrays and whole accelerators, shift vs multiplier lanes, ECP5 -nodsp
 and iCE40). Every finished build appends one JSON line to bench/results/<JOBSET>.jsonl.
 """
 
@@ -57,6 +58,14 @@ def jobs(name: str) -> list[dict]:
                 dict(target=target, lanes=16, cfg=dict(SMALL, rq_depth=256, max_levels=16), pnr=False),
             ]
         return out
+    if name == "holdout":  # designs bench/calibrate_estimator.py reports but does not fit: out-of-sample error
+        return [
+            dict(target="ecp5-85k", lanes=64, cfg=dict(RESNET, wgt_depth=32768), pnr=False),
+            dict(target="ecp5-25k", lanes=32, cfg=dict(DIGITS, act_depth=2048, wgt_depth=4096), pnr=False),
+            dict(target="ecp5-25k", lanes=8, cfg=dict(SMALL, act_depth=8192, wgt_depth=16384, rq_depth=256), pnr=False),
+            dict(target="ice40-up5k", lanes=8, cfg=dict(SMALL, act_depth=4096, wgt_depth=8192, rq_depth=128), pnr=False),
+            dict(target="ice40-up5k", lanes=32, cfg=DIGITS, model=True, pnr=False),
+        ]
     if name == "lanes-cmp-nomax":  # the bare arrays again with the max-pooling mode tied off
         w = dict(act_bits=6, acc_bits=20, shift_bits=3)
         return [dict(target="ecp5-25k", lanes=16, cfg=w, kind="array", lane_kind=lk, extra="-nodsp", pnr=False,

@@ -10,8 +10,10 @@ docs/resources.md). What each term counts:
   serial shell; fitted terms for the rest.
 * LUTs: per lane (shift-add: ``terms`` barrel shifters, adder, add/sub, max compare; multiplier:
   an act x weight array multiplier), the ACT rotation (``lanes x act_bits x log2(lanes)`` 2:1 muxes),
-  per-lane padding checks, the writeback lane mux, the requantizer (``max_levels-1`` comparators of
-  ``acc_bits``), and a fitted constant for the sequencer. LUT4 for iCE40/ECP5, LUT6 for Xilinx
+  per-lane padding checks and the writeback lane mux (two terms: with a model's program the
+  descriptor fields that drive them are ROM constants and fold in; with random ROMs they do not), the
+  requantizer (``max_levels-1`` comparators of ``acc_bits``), the read mux of a block-RAM memory
+  deeper than its block shape, memories in logic, and a fitted constant for the sequencer. LUT4 for iCE40/ECP5, LUT6 for Xilinx
   (a LUT6 packs about 1.6 LUT4s of this logic).
 * block RAM: each memory is placed as Yosys' memory_libmap places it (``bram_plan``): the cheapest
   block shape by its cost (blocks, plus the read mux of a memory deeper than the shape), the depth
@@ -55,43 +57,49 @@ FAMILY = {"ice40-up5k": "ice40", "ecp5-25k": "ecp5", "ecp5-85k": "ecp5", "xc7a10
 # (no place and route here): the ECP5 LUT4 coefficients x 0.62 (a LUT6 holds ~1.6 LUT4 of this logic).
 COEF = {
     "ice40": {
-        "lut_lane": 2.1348,
+        "lut_lane": 2.0035,
         "lut_lane_mul": 0.7818,
-        "lut_const": 1311.7889,
-        "lut_rot": 2.697,
-        "lut_per_lane": 1.4926,
-        "lut_rq": 0.0,
+        "lut_const": 1059.4656,
+        "lut_rot": 0.0,
+        "lut_per_lane": 0.0,
+        "lut_per_lane_random": 4.8765,
+        "lut_rq": 0.7748,
         "lut_ram": 0.0,
-        "lut_rom": 0.0271,
-        "lut_rom_random": 1.5522,
+        "lut_bram_mux": 4.7854,
+        "lut_rom": 0.7881,
+        "lut_rom_random": 1.6011,
         "ff_const": 918.0086,
         "ff_lane": 3.6843,
         "ff_rom_words": 1.5872,
     },
     "ecp5": {
-        "lut_lane": 1.6517,
-        "lut_lane_mul": 2.9528,
-        "lut_const": 803.5172,
-        "lut_rot": 0.0,
-        "lut_per_lane": 1.1804,
-        "lut_rq": 0.0,
-        "lut_ram": 1.2333,
+        "lut_lane": 1.3069,
+        "lut_lane_mul": 2.8136,
+        "lut_const": 539.1993,
+        "lut_rot": 0.8144,
+        "lut_per_lane": 0.0,
+        "lut_per_lane_random": 2.6991,
+        "lut_rq": 1.2104,
+        "lut_ram": 1.7182,
+        "lut_bram_mux": 3.0792,
         "lut_rom": 0.0,
-        "lut_rom_random": 1.5734,
+        "lut_rom_random": 1.4019,
         "ff_const": 920.7031,
         "ff_lane": 9.9301,
         "ff_rom_words": 0.9669,
     },
     "xilinx": {
-        "lut_lane": 1.0241,
-        "lut_lane_mul": 1.8307,
-        "lut_const": 498.1807,
-        "lut_rot": 0.0,
-        "lut_per_lane": 0.7318,
-        "lut_rq": 0.0,
-        "lut_ram": 0.7646,
+        "lut_lane": 0.8103,
+        "lut_lane_mul": 1.7444,
+        "lut_const": 334.3036,
+        "lut_rot": 0.5049,
+        "lut_per_lane": 0.0,
+        "lut_per_lane_random": 1.6734,
+        "lut_rq": 0.7504,
+        "lut_ram": 1.0653,
+        "lut_bram_mux": 1.9091,
         "lut_rom": 0.0,
-        "lut_rom_random": 0.9755,
+        "lut_rom_random": 0.8692,
         "ff_const": 920.7031,
         "ff_lane": 9.9301,
         "ff_rom_words": 0.9669,
@@ -112,8 +120,8 @@ def _kept_blocks(width: int, w: int, segments: int, used: list[tuple[int, int]])
 
 
 def bram_plan(depth: int, width: int, family: str, read_ports: int = 1,
-              port_bits: list[list[tuple[int, int]]] | None = None, writable: bool = False) -> tuple[int, float]:
-    """(blocks, cost) of a depth x width memory in block RAM, as memory_libmap places it.
+              port_bits: list[list[tuple[int, int]]] | None = None, writable: bool = False) -> tuple[int, float, int]:
+    """(blocks, cost, read-mux bits) of a depth x width memory in block RAM, as memory_libmap places it.
 
     For each block type and shape: ``copies`` = read ports / read ports of a block (a 1R1W block:
     one copy of the whole memory per read port), ``ceil(depth / shape depth)`` depth segments, for a
@@ -132,12 +140,12 @@ def bram_plan(depth: int, width: int, family: str, read_ports: int = 1,
             mux = read_ports * (segments - 1) * width + (segments if writable and segments > 1 else 0)
             cost = BLOCK_COST[family] * per_copy * copies + FACTOR_MUX * mux
             if best is None or cost < best[0]:
-                best = (cost, w, segments, per_copy, copies, bram["read_ports"])
-    cost, w, segments, per_copy, copies, per = best
+                best = (cost, w, segments, per_copy, copies, bram["read_ports"], mux)
+    cost, w, segments, per_copy, copies, per, mux = best
     if not port_bits or writable:
-        return per_copy * copies, cost
+        return per_copy * copies, cost, mux
     groups = [sum(port_bits[i:i + per], []) for i in range(0, read_ports, per)]
-    return sum(_kept_blocks(width, w, segments, g) for g in groups), cost
+    return sum(_kept_blocks(width, w, segments, g) for g in groups), cost, mux
 
 
 def bram_blocks(depth: int, width: int, family: str, read_ports: int = 1,
@@ -154,7 +162,7 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
     """Where each memory goes and how many blocks it takes, by Yosys memory_libmap's cost rule: block
     RAM costs what ``bram_plan`` says; soft logic costs 1/16 per bit for a ROM and 1 per bit for a RAM;
     ECP5/Xilinx distributed RAM (16x4 per 4 units) is an option for RAMs. The cheapest wins."""
-    blocks, where, logic_rom_bits, lutram_bits, ff_bits, rom_regs = {}, {}, 0, 0, 0, 0
+    blocks, where, logic_rom_bits, lutram_bits, ff_bits, rom_regs, mux_bits = {}, {}, 0, 0, 0, 0, 0
     rl = isa.rq_layout(cfg)
     # RQ: port A (sequencer) reads count and bias, port B (writeback) the thresholds
     rq_ports = [_bits_of(rl, ("count", "bias")),
@@ -169,7 +177,7 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
     ]
     for name, depth, width, port_bits, rom, copies in mems:
         ports = len(port_bits) if port_bits else 1
-        n, cost = bram_plan(depth, width, family, ports, port_bits, writable=not rom)
+        n, cost, mux = bram_plan(depth, width, family, ports, port_bits, writable=not rom)
         bits = depth * width
         options = {"logic": bits / 16 if rom else bits}  # first: a tie goes to logic
         options["bram"] = cost
@@ -178,6 +186,8 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
         best = min(options, key=options.get)
         where[name] = best
         blocks[name] = n * copies if best == "bram" else 0
+        if best == "bram":
+            mux_bits += mux * copies
         if best == "logic":
             if rom:  # words beyond the program are zero and fold away: count the used ones
                 used = min(depth, (rom_used or {}).get(name, depth))
@@ -194,6 +204,7 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
         "lutram_bits": lutram_bits,
         "ff_bits": ff_bits,
         "rom_regs": rom_regs,
+        "bram_mux_bits": mux_bits,
     }
 
 
@@ -222,17 +233,23 @@ def lut_features(
     if kind == "array":
         return {"lane": lane}
     mm = memory_map(cfg, family, rom_used)
+    per_lane = L * (4 * (cfg.delta_bits + 1) + cfg.acc_bits / 3)
     return {
         "const": 1.0,
         "lane": lane,
         # ACT rotation (hw/actmem.py): a logarithmic barrel shifter, lane_bits stages of lanes x act_bits 2:1 muxes
         "rot": L * cfg.act_bits * max(1, cfg.lane_bits),
-        "per_lane": L * (4 * (cfg.delta_bits + 1) + cfg.acc_bits / 3),  # padding checks, writeback select
+        # padding checks and writeback select, driven by descriptor fields: with a model's program
+        # (``rom_used``) the descriptor ROM's constant columns fold into them; two terms, fitted apart
+        "per_lane": per_lane if rom_used is not None else 0.0,
+        "per_lane_random": per_lane if rom_used is None else 0.0,
         "rq": (cfg.max_levels - 1) * cfg.acc_bits,  # requantizer comparators
         # memories in logic: RAM bits in LUT RAM / flip-flops, and ROM bits as LUTs. A ROM of random words
         # (no program given) costs more logic per bit than a model's program, whose words repeat and
         # whose columns are often constant: two terms, fitted apart.
         "ram": mm["lutram_bits"] / 32 + mm["ff_bits"] / 4,
+        # a memory deeper than its block shape: the read mux between the depth slices' blocks, in LUTs
+        "bram_mux": mm["bram_mux_bits"],
         "rom": mm["logic_rom_bits"] / 16 if rom_used is not None else 0.0,
         "rom_random": mm["logic_rom_bits"] / 16 if rom_used is None else 0.0,
     }

@@ -154,12 +154,11 @@ def test_estimator_against_recorded_synthesis():
     from pathlib import Path
 
     cal = json.loads((Path(__file__).resolve().parent.parent / "bench" / "results" / "calibration.json").read_text())
-    assert cal["rows"]
-    for row in cal["rows"]:
+    assert cal["rows"] and cal["holdout"]
+    for row in cal["rows"] + cal["holdout"]:  # the fitted designs and the hold-out ones (never fitted)
         e = estimate(AcceleratorConfig.from_dict(row["config"]), row["target"], lane_kind=row["lane_kind"],
                      rom_used=row["rom_used"])
-        # measured worst: LUT 15.8% (the ECP5-25k 32-lane array, ACT 8192 / WGT 16384; target 15%), FF 9.8%,
-        # block RAM 2.9%
-        for key, tol in (("lut", 0.159), ("ff", 0.15), ("bram", 0.05)):
+        # measured worst (fitted / hold-out): LUT 3.8% / 8.8%, FF 9.8% / 3.0%, block RAM 2.9% / 0%; target 15%
+        for key, tol in (("lut", 0.15), ("ff", 0.15), ("bram", 0.05)):
             synth = row[key]["synth"]
             assert abs(e[key] - synth) <= tol * synth, (row["target"], row["design"], key, synth, e[key])
