@@ -122,7 +122,12 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
               "pre_qat_float_acc": info["pre_qat_float_acc"], "config": cfg.to_dict(), "teacher": teacher,
               "float_init": float_init, "eval_precision": "float64 copy (sw.quant.exact_copy); accuracy_fp32: fp32, no TF32",
               "command": command or " ".join(shlex.quote(a) for a in sys.argv), "device": info["device"],
-              "train_seconds": info["train_seconds"], "torch": torch.__version__, "python": platform.python_version()}
+              "train_seconds": info["train_seconds"], "resumes": info["resumes"], "torch": torch.__version__,
+              "python": platform.python_version()}
+    if info["resumes"]:
+        result["timing_note"] = (f"resumed {info['resumes']} time(s) from the checkpoint: train_seconds adds up every "
+                                 "process's training time (each one captures its CUDA graphs again); wall_seconds is "
+                                 "the last process's only")
     set_quantize(model, quant)  # train_fast's last evaluation leaves the float mode on
     if quant:
         dev = "cuda" if torch.cuda.is_available() else "cpu"

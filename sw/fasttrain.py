@@ -308,7 +308,8 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
     every epoch; if it exists (same config) training resumes from it; ppq also writes its float model to
     ``float.pt`` beside it. ``teacher``: the distillation teacher (cfg.distill > 0; ppq defaults to its
     own float phase). ``float_init``: ppq only, a float state dict that replaces the float phase (reuse
-    one float training across pruning / QAT recipes). Returns a summary dict."""
+    one float training across pruning / QAT recipes). Returns a summary dict; ``train_seconds`` adds up
+    the training time of every process that worked on the checkpoint (``resumes``: how many took it over)."""
     import os
 
     from .checkpoint import save_checkpoint
@@ -329,7 +330,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
     if steps == 0:
         raise ValueError(f"batch size {bs} is larger than the training set ({n})")
     phs = phases(cfg)
-    hist, start_phase, start_epoch, opt_state, spent, plateau = [], 0, 0, None, 0.0, {}
+    hist, start_phase, start_epoch, opt_state, spent, plateau, resumes = [], 0, 0, None, 0.0, {}, 0
     t_state = None  # ppq: the float phase's final state, the teacher of the later phases
     if ckpt and os.path.exists(ckpt):
         blob = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -339,6 +340,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         hist, start_phase, start_epoch = blob["history"], blob["phase"], blob["epoch"]
         opt_state, spent, plateau = blob["opt"], blob["seconds"], blob.get("plateau", {})
         t_state = blob.get("teacher")
+        resumes = blob.get("resumes", 0) + 1
         log(f"resuming from {ckpt}: phase {phs[start_phase].name if start_phase < len(phs) else 'done'}, "
             f"epoch {start_epoch}")
     elif float_init is not None:
@@ -426,6 +428,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                     _save(ckpt, {"cfg": cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                  "opt": opt.state_dict(), "phase": nxt[0], "epoch": nxt[1], "history": hist,
                                  "plateau": plateau, "seconds": time.perf_counter() - t0, "teacher": t_state,
+                                 "resumes": resumes,
                                  "arch": model.arch_config() if hasattr(model, "arch_config") else None})
             del stepper, tmodel
     quant = cfg.method in ("apot", "spq", "ppq")
@@ -433,6 +436,6 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         apply_masks(model)
     set_quantize(model, quant)
     model.eval()
-    return {"config": cfg.to_dict(), "history": hist, "train_seconds": time.perf_counter() - t0,
+    return {"config": cfg.to_dict(), "history": hist, "train_seconds": time.perf_counter() - t0, "resumes": resumes,
             "accuracy_float_mode": evaluate(model, xte, yte, False), "accuracy": evaluate(model, xte, yte, quant),
             "pre_qat_float_acc": pre_qat, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}

@@ -166,3 +166,44 @@ def test_cli_float_init_skips_the_float_phase(tmp_path, capsys):
     assert main(["train", "--model", "resnet20", "--method", "spq", "--float-init", str(f20),
                  "--out", str(tmp_path / "y"), *common]) == 2
     assert "replaces the float phase" in capsys.readouterr().err
+
+
+def test_interrupted_ppq_resumes_to_the_same_model(tmp_path):
+    """A ppq run stopped in the middle of its QAT phase and started again on the same checkpoint (model,
+    optimizer state, teacher, history) ends with the model of the run that was never stopped (CPU, eager)."""
+    from types import SimpleNamespace
+
+    from apotflow.sw.fasttrain import FastConfig, train_fast
+
+    g = torch.Generator().manual_seed(0)
+    data = SimpleNamespace(x_train=torch.randint(0, 256, (16, 3, 32, 32), generator=g).to(torch.uint8),
+                           y_train=torch.arange(16) % 10, x_test=torch.randint(0, 256, (8, 3, 32, 32), generator=g)
+                           .to(torch.uint8), y_test=torch.arange(8))
+    cfg = FastConfig(method="ppq", epochs=1, stage_epochs=1, qat_epochs=3, batch_size=8, step_mode="eager",
+                     bf16=False, channels_last=False, distill=0.5)
+
+    def net():
+        torch.manual_seed(0)
+        return CifarResNet(20)
+
+    whole = net()
+    ref = train_fast(whole, data, cfg, ckpt=str(tmp_path / "a" / "train.ckpt"), log=lambda *a: None)
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_qat(rec):  # raised before epoch 2's checkpoint: the run resumes from QAT epoch 1
+        if rec["phase"] == "qat" and rec["epoch"] == 2:
+            raise Stop
+
+    ck = tmp_path / "b" / "train.ckpt"
+    ck.parent.mkdir()
+    with pytest.raises(Stop):
+        train_fast(net(), data, cfg, ckpt=str(ck), progress=stop_in_qat, log=lambda *a: None)
+    resumed = net()
+    got = train_fast(resumed, data, cfg, ckpt=str(ck), log=lambda *a: None)
+    assert ref["resumes"] == 0 and got["resumes"] == 1
+    assert [r["phase"] for r in got["history"]] == ["float", "prune1", "prune2", "qat", "qat", "qat"]
+    assert [r["loss"] for r in got["history"]] == [r["loss"] for r in ref["history"]]
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
