@@ -65,6 +65,7 @@ def jobs(name: str) -> list[dict]:
             dict(target="ecp5-25k", lanes=8, cfg=dict(SMALL, act_depth=8192, wgt_depth=16384, rq_depth=256), pnr=False),
             dict(target="ice40-up5k", lanes=8, cfg=dict(SMALL, act_depth=4096, wgt_depth=8192, rq_depth=128), pnr=False),
             dict(target="ice40-up5k", lanes=32, cfg=DIGITS, model=True, pnr=False),
+            dict(target="ecp5-85k", lanes=128, cfg=DIGITS, model=True, pnr=False),
         ]
     if name == "lanes-cmp-nomax":  # the bare arrays again with the max-pooling mode tied off
         w = dict(act_bits=6, acc_bits=20, shift_bits=3)
