@@ -23,18 +23,21 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-# "holdout": whole-accelerator builds the fit never sees, reported apart (the out-of-sample error)
-SWEEPS = {"board": ("calib", "calib-more", "lanes", "ice40"), "array": ("lanes-cmp", "lanes-cmp-nomax"),
-          "holdout": ("holdout",)}
+# set -> (the kind of build its rows are, the sweep files). "holdout": whole-accelerator builds the fit
+# never sees, reported apart (the out-of-sample error)
+SWEEPS = {"board": ("board", ("calib", "calib-more", "lanes", "ice40")),
+          "array": ("array", ("lanes-cmp", "lanes-cmp-nomax")),
+          "holdout": ("board", ("holdout",))}
 
 
-def rows(kind: str = "board") -> list[dict]:
+def rows(sweep: str = "board") -> list[dict]:
+    kind, names = SWEEPS[sweep]
     out, seen = [], set()
-    for f in [RESULTS / f"{name}.jsonl" for name in SWEEPS[kind] if (RESULTS / f"{name}.jsonl").exists()]:
+    for f in [RESULTS / f"{name}.jsonl" for name in names if (RESULTS / f"{name}.jsonl").exists()]:
         for line in f.read_text().splitlines():
             r = json.loads(line)
             key = (r["target"], r["design"], json.dumps(r["config"], sort_keys=True))
-            if r["kind"] == ("board" if kind == "holdout" else kind) and r["target"] in FAMILY and key not in seen:
+            if r["kind"] == kind and r["target"] in FAMILY and key not in seen:
                 seen.add(key)
                 out.append(r)
     return out
@@ -141,21 +144,18 @@ def main() -> int:
     (RESULTS / "calibration.json").write_text(json.dumps(out, indent=1))
     md = ["| target | design | memories | LUT synth / est (leave-one-out) | FF synth / est (leave-one-out) | "
           "BRAM synth / est |", "|---|---|---|---|---|---|"]
-    for row in table:
-        md.append(f"| {row['target']} | {row['design']} | {row['memories']} | " + " | ".join(
+
+    def design_row(row: dict, label: str = "") -> str:  # a cell's leave-one-out error where it has one
+        return f"| {row['target']} | {row['design']}{label} | {row['memories']} | " + " | ".join(
             f"{row[k]['synth']} / {row[k]['estimate']} ({100 * row[k]['error']:+.1f}%"
-            + (f"; {100 * row[k]['loo_error']:+.1f}%)" if "loo_error" in row[k] else ")") for k in ("lut", "ff", "bram"))
-            + " |")
-    md.append("| **worst** | | | " + " | ".join(
-        f"**{100 * worst[k]:.1f}%**" + (f" ({100 * loo[k]:.1f}%)" if k in loo else "") for k in ("lut", "ff", "bram"))
-        + " |")
-    for row in held:
-        md.append(f"| {row['target']} | {row['design']} (hold-out) | {row['memories']} | " + " | ".join(
-            f"{row[k]['synth']} / {row[k]['estimate']} ({100 * row[k]['error']:+.1f}%)" for k in ("lut", "ff", "bram"))
-            + " |")
-    if held:
-        md.append("| **worst hold-out** | | | " + " | ".join(f"**{100 * held_worst[k]:.1f}%**" for k in ("lut", "ff", "bram"))
-                  + " |")
+            + (f"; {100 * row[k]['loo_error']:+.1f}%)" if "loo_error" in row[k] else ")") for k in ("lut", "ff", "bram")) + " |"
+
+    def worst_row(label: str, w: dict, loo_w: dict) -> str:
+        return f"| **{label}** | | | " + " | ".join(
+            f"**{100 * w[k]:.1f}%**" + (f" ({100 * loo_w[k]:.1f}%)" if k in loo_w else "") for k in ("lut", "ff", "bram")) + " |"
+
+    md += [design_row(row) for row in table] + [worst_row("worst", worst, loo)]
+    md += [design_row(row, " (hold-out)") for row in held] + ([worst_row("worst hold-out", held_worst, {})] if held else [])
     (RESULTS / "calibration.md").write_text("\n".join(md) + "\n")
     return 0
 
