@@ -2,7 +2,7 @@
 # Usage on the GPU machine, from the repository root, with data/cifar10-jpeg.tar.xz present:
 #   bash bench/gpu_runs.sh NAME...     e.g.  bash bench/gpu_runs.sh r20-ppq r20-spq
 # Each NAME trains into runs/NAME (log runs/NAME.log, result runs/NAME/result.json). A run whose
-# runs/NAME/train.ckpt exists resumes from it. An spq run distils from the float phase of the ppq run
+# runs/NAME/train.ckpt exists resumes from it; one with runs/NAME/result.json is left alone. An spq run distils from the float phase of the ppq run
 # of the same model (runs/<model>-ppq/float.pt) and waits for that file.
 # ResNet-20/32: the full schedule (ppq 200 float + 2 x 40 stage + 120 QAT epochs; spq 200 epochs).
 # ResNet-56: a shorter one (ppq 80 + 2 x 15 + 50; spq 100); ResNet-110 and VGG-16 shorter still
@@ -26,6 +26,8 @@ FULL_PPQ="--epochs 200 --stage-epochs 40 --qat-epochs 120"
 SHORT_PPQ="--epochs 80 --stage-epochs 15 --qat-epochs 50"
 SHORTER_PPQ="--epochs 40 --stage-epochs 10 --qat-epochs 30"
 for name in "$@"; do
+  # a finished run is not started again (it would only redo its final check and overwrite wall_seconds)
+  [ -f "runs/$name/result.json" ] && { echo "$name: done (runs/$name/result.json)"; continue; }
   model=${name%%-*}; model=${model/r/resnet}; method=${name#*-}; method=${method%%-*}
   case $name in
     r20-ppq|r32-ppq) args="$FULL_PPQ" ;;
