@@ -45,8 +45,9 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str) -> dict:
-    """Lower, run the golden model on every test image; fake-quant vs integer accuracy and agreement."""
+def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str, backend: str | None = None) -> dict:
+    """Lower, run the golden model on every test image; fake-quant vs integer accuracy and agreement.
+    backend: the golden model's (default float64 on a GPU, int64 on the CPU; both exact)."""
     from .fasttrain import exact_fp32
     from .golden import predict_batched
     from .intnet import size_and_bops
@@ -55,7 +56,7 @@ def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str) -> dict:
 
     model = model.cpu().eval()
     net = lower(model)
-    backend = "float64" if device.startswith("cuda") else "int64"
+    backend = backend or ("float64" if device.startswith("cuda") else "int64")
     t0 = time.perf_counter()
     pi = predict_batched(net, x.numpy().astype(np.int64), backend, device)
     golden_s = time.perf_counter() - t0

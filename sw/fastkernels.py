@@ -53,10 +53,11 @@ def _fast_wquantize(self: WeightQuantizer, w: Tensor, mask: Tensor | None = None
     om = torch.ones(w.shape[0], device=w.device) if mask is None else mask.to(w.dtype)
     im = torch.ones(w.shape[1], device=w.device) if in_mask is None else in_mask.to(w.dtype)
     keep = om.view(shape) * im.view((1, -1) + (1,) * (w.dim() - 2))
-    wd = w.detach()
+    wd = w.detach().double()  # float64 sums rounded once, as quant.weight_stats: the evaluation's codes
     n = keep.sum() * w[0, 0].numel()
     mean = (wd * keep).sum() / n
-    std = ((((wd - mean) * keep) ** 2).sum() / (n - 1)).sqrt()
+    std = ((((wd - mean) * keep) ** 2).sum() / (n - 1)).sqrt().to(w.dtype)
+    mean = mean.to(w.dtype)
     wq, codes = self._quant((w - mean) / std)
     return wq * keep, codes * keep
 

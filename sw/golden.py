@@ -46,12 +46,16 @@ def _max_reduce(x: torch.Tensor, w: torch.Tensor, stride: int, pad: int) -> torc
 
 
 def _conv_f64(x: torch.Tensor, w: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
-    return F.conv2d(x, w, None, stride, pad)
+    return F.conv2d(x, w, None, stride, pad).round()
 
 
 # The float64 backend (GPU) runs the same ops. Exact, not approximate: every value is an integer and
-# every partial sum is bounded by IntNet.acc_bound(op) < 2**53, so each float64 add and multiply is
-# exact whatever order cuDNN sums in; thresholds (|t| <= 2**40) compare exactly; ">> s" is floor(/2**s).
+# every partial sum is bounded by IntNet.acc_bound(op) < 2**53, so a float64 sum of products is exact
+# whatever order it is summed in. cuDNN may also pick an FFT or Winograd algorithm, which transforms
+# the operands into non-integers and returns the integer result off by a rounding error (far below
+# 0.5 at these magnitudes): an accumulator exactly on a threshold would then compare below it, so
+# every convolution's result is rounded to the nearest integer. Thresholds (|t| <= 2**40) compare
+# exactly; ">> s" is floor(/2**s).
 F64_LIMIT = 1 << 53
 
 

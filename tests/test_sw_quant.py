@@ -14,6 +14,7 @@ from apotflow.sw.quant import (
     apot_levels,
     exact_copy,
     midpoints,
+    weight_stats,
 )
 
 BITS = [2, 3, 4, 5, 8]
@@ -112,6 +113,32 @@ def test_weight_mask_and_kept_stats():
     assert (y[~mask] == 0).all()
     # statistics over kept filters only: same as quantizing the kept filters alone
     assert torch.equal(y[mask], wq(w[mask]))
+
+
+def test_weight_stats_do_not_depend_on_summation_order():
+    """The export (CPU) and the GPU's evaluation sum the weights in different orders; the statistics
+    (and so the weight codes) must come out the same. A float32 mean/std differs with the order in
+    about half of these layers; the float64-then-rounded one in none."""
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        k = torch.randn(45, 45, 3, 3, generator=g) * 0.05 + 0.001
+        p = k.flatten()[torch.randperm(k.numel(), generator=g)].view_as(k)
+        (m1, s1), (m2, s2) = weight_stats(k), weight_stats(p)
+        assert m1.dtype == s1.dtype == torch.float32
+        assert torch.equal(m1, m2) and torch.equal(s1, s2)
+        assert torch.allclose(m1.double(), k.double().mean(), rtol=1e-7) and torch.allclose(s1.double(), k.double().std())
+
+
+def test_fast_kernel_weight_codes_equal_evaluation_codes():
+    """The trainer's dense masked statistics (sw/fastkernels.py) give the evaluation's weight codes."""
+    from apotflow.sw.fastkernels import _fast_wquantize
+
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        w = torch.randn(23, 12, 3, 3, generator=g) * 0.1
+        mask = torch.rand(23, generator=g) > 0.3
+        wq = WeightQuantizer(4)
+        assert torch.equal(_fast_wquantize(wq, w, mask)[1], wq.quantize(w, mask)[1])
 
 
 def test_alpha_gradient_matches_reference():

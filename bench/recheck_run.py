@@ -1,0 +1,62 @@
+"""Re-check trained runs on the CPU with the current code: fake-quant vs integer accuracy and agreement.
+
+    python bench/recheck_run.py runs/NAME/model.pt ... [--data data/cifar10-jpeg.tar.xz] [--images N]
+                                [--out bench/results/recheck.json]
+
+For a run evaluated on the GPU before the weight statistics were made device-independent
+(sw/quant.weight_stats): its fake-quant accuracy was that of slightly different weight codes than
+the ones its export holds. This re-lowers each model.pt and evaluates both sides here, with the
+float64 golden backend (exact; every accumulator < 2**53) and the float64 fake-quant copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from apotflow.sw.checkpoint import load_checkpoint
+from apotflow.sw.cifar import load_cifar10
+from apotflow.sw.cifar_run import integer_eval
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", help="model.pt files of apotflow train runs")
+    ap.add_argument("--data", default="data/cifar10-jpeg.tar.xz")
+    ap.add_argument("--images", type=int, default=0, help="first N test images (0: all)")
+    ap.add_argument("--out", default="bench/results/recheck.json")
+    a = ap.parse_args(argv)
+    split = load_cifar10(a.data)
+    x, y = split.x_test, split.y_test
+    if a.images:
+        x, y = x[:a.images], y[:a.images]
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    rows = []
+    for path in a.models:
+        model, _ = load_checkpoint(path)
+        t0 = time.perf_counter()
+        r = integer_eval(model, x, y, "cpu", backend="float64")
+        r.pop("net")
+        row = {"model_file": path, "images": len(x), "accuracy": r["accuracy_fakequant_check"],
+               "accuracy_int": r["accuracy_int"], "agreement": r["agreement"],
+               "int_minus_fakequant": round(r["accuracy_int"] - r["accuracy_fakequant_check"], 6),
+               "seconds": round(time.perf_counter() - t0, 1), "git_rev": rev}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    out = {"command": "python bench/recheck_run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "device": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": rows}
+    tmp = Path(a.out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    tmp.replace(a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
