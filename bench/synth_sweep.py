@@ -66,6 +66,7 @@ def jobs(name: str) -> list[dict]:
             dict(target="ice40-up5k", lanes=8, cfg=dict(SMALL, act_depth=4096, wgt_depth=8192, rq_depth=128), pnr=False),
             dict(target="ice40-up5k", lanes=32, cfg=DIGITS, model=True, pnr=False),
             dict(target="ecp5-85k", lanes=128, cfg=DIGITS, model=True, pnr=False),
+            dict(target="ecp5-85k", lanes=256, cfg=DIGITS, model=True, pnr=False),
         ]
     if name == "lanes-cmp-nomax":  # the bare arrays again with the max-pooling mode tied off
         w = dict(act_bits=6, acc_bits=20, shift_bits=3)
@@ -88,7 +89,7 @@ def _git_rev() -> str | None:
     import subprocess
 
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None

@@ -10,10 +10,13 @@ so that a bank's address is a 2:1 mux and no adder sits in front of the block RA
 computes both rows in parallel, see hw/top.py). Only banks ``b < rot`` use ``rd_row1``: a caller
 that needs lane 0 alone (the host port) may pass ``rd_row1 = rd_row``.
 
-Latency 2: the address presented in cycle t gives the bank words in cycle t+1, which are registered
-as they are (nothing but a flip-flop behind the block RAMs' slow outputs: a multiplexer of 16 banks
-spread over the chip right after them costs ~6 ns) and rotated combinationally in cycle t+2, when
-``rd_data`` is valid. One write per cycle (``wr_en``), landing at the clock edge; a read in the same
+Latency 2 (``read_latency``): the address presented in cycle t gives the bank words in cycle t+1,
+which are registered as they are (nothing but a flip-flop behind the block RAMs' slow outputs: a
+multiplexer of 16 banks spread over the chip right after them costs ~6 ns) and rotated
+combinationally in cycle t+2, when ``rd_data`` is valid. From ``SPLIT_LANE_BITS`` (128 lanes) on,
+the rotation is registered after its first ``SPLIT_STAGES`` stages and the latency is 3: left whole,
+its 7-stage mux chain was restructured by ABC into 46,084 LUT4 for the 128-lane digits build on the
+ECP5-85k instead of 35,745 with the register (+1,024 FF). One write per cycle (``wr_en``), landing at the clock edge; a read in the same
 cycle as a write to the same word returns the old word.
 """
 
@@ -26,6 +29,14 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
 from .layouts import reject
+
+SPLIT_LANE_BITS = 7  # lanes >= 128: a register inside the rotation
+SPLIT_STAGES = 4  # rotation stages before that register (a 16-way select), the rest after it
+
+
+def read_latency(cfg: AcceleratorConfig) -> int:
+    """Cycles from rd_row/rd_row1/rd_rot to rd_data."""
+    return 3 if cfg.lane_bits >= SPLIT_LANE_BITS else 2
 
 
 class BankedActMem(wiring.Component):
@@ -58,8 +69,9 @@ class BankedActMem(wiring.Component):
         L, lb = cfg.lanes, cfg.lane_bits
         row_bits = cfg.addr_bits - lb
         rot = self.rd_rot if lb else 0
-        rot_q, rot_qq = Signal(max(1, lb)), Signal(max(1, lb))
-        m.d.sync += [rot_q.eq(rot), rot_qq.eq(rot_q)]
+        rot_q, rot_qq, rot_q3 = Signal(max(1, lb)), Signal(max(1, lb)), Signal(max(1, lb))
+        m.d.sync += [rot_q.eq(rot), rot_qq.eq(rot_q), rot_q3.eq(rot_qq)]
+        split = SPLIT_STAGES if read_latency(cfg) == 3 else None
         outs_q = []
         for b in range(L):
             init = [0] * cfg.bank_depth
@@ -88,12 +100,21 @@ class BankedActMem(wiring.Component):
         # set, so lane l ends on bank (l + rot) mod lanes. Written as an array index per lane (a
         # lanes-way case on rot + l), Yosys/ABC9 map it at 64 lanes to 64:1 mux trees (~3x the LUTs,
         # 20k PFUMX/L6MUX21 in the digits build); this is lanes x act_bits x lane_bits 2:1 muxes.
-        v = outs_q
+        v, r = outs_q, rot_qq
         for k in range(lb):
+            if k == split:  # registered mid-way (latency 3); the later stages use the rotation one cycle later
+                v = [_registered(m, v[lane], f"rot{k}_q_{lane}") for lane in range(L)]
+                r = rot_q3
             step = 1 << k
             nxt = [Signal(cfg.act_bits, name=f"rot{k}_{lane}") for lane in range(L)]
-            m.d.comb += [nxt[lane].eq(Mux(rot_qq[k], v[(lane + step) % L], v[lane])) for lane in range(L)]
+            m.d.comb += [nxt[lane].eq(Mux(r[k], v[(lane + step) % L], v[lane])) for lane in range(L)]
             v = nxt
         for lane in range(L):
             m.d.comb += self.rd_data[lane].eq(v[lane])
         return m
+
+
+def _registered(m: Module, v, name: str) -> Signal:
+    q = Signal(len(v), name=name)
+    m.d.sync += q.eq(v)
+    return q

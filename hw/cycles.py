@@ -5,15 +5,15 @@ Time 0 is the first cycle ``busy`` is high. For layer k (npix = 2**(ho_log2+wo_l
 
 * it starts (descriptor and first RQ row latched) at X_k = max(W_k + SETTLE, F), where W_k is the cycle its
   WAIT began (0 for the first layer, I_last + 1 after a layer that issued, X + 1 after an empty one)
-  and F = I + PIPE + WB + n + 1 is the cycle after the previous issuing layer's last write (last
+  and F = I + pipe + WB + n + 1 is the cycle after the previous issuing layer's last write (last
   entry issued at I, n valid lanes) is in the final stage (the sequencer sees an empty pipeline
   through a register);
 * RUN issues from X_k + 1 for R_k = sum over (c, g) in issue order of max(count'_c, n_prev) cycles
   (n_prev: valid lanes of the previous group of the same layer, 0 for the first): the last entry of a
   group waits until the writeback buffer is free;
-* the last layer ends with ``done`` at D = max(X + 1, I_last + PIPE + WB + 2 + n_last); total = D + 1.
+* the last layer ends with ``done`` at D = max(X + 1, I_last + pipe + WB + 2 + n_last); total = D + 1.
 
-Steady state a middle layer therefore costs R_k + PIPE + WB + 1 + n_last = R_k + 13 + n_last cycles
+Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 13 + n_last cycles (14 from 128 lanes on)
 (n_last = the serial writeback of its last group), the first layer SETTLE = 4 more, the last layer 2 more.
 perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D).
 """
@@ -21,10 +21,15 @@ perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D)
 from __future__ import annotations
 
 from . import isa
+from .actmem import read_latency
 from .config import AcceleratorConfig
 from .lane import LATENCY
 
-PIPE = 6 + LATENCY  # S1..S9: issue of a group's last entry to the writeback buffer load (the lanes: S6..S8)
+
+def pipe(cfg: AcceleratorConfig) -> int:
+    """S1..S9: issue of a group's last entry to the writeback buffer load (the lanes: S6..S8); one more
+    (S3c) where the ACT rotation is registered mid-way (hw/actmem.py, 128 lanes and more)."""
+    return 6 + LATENCY + (read_latency(cfg) - 2)
 WB = 3  # W1..W3: writeback stages after W0 (RQ row register, comparators, level mux and write)
 SETTLE = 4  # PROG read, RQ row address, two shifts into the (count, bias) prefetch before a layer can start
 
@@ -50,7 +55,7 @@ def layer_cycles(cfg: AcceleratorConfig, images: isa.MemoryImages) -> list[int]:
         if not counts:
             wait_start = x + 1
             if d["last"]:
-                done = x + 1 if last_issue is None else max(x + 1, last_issue[0] + PIPE + WB + 2 + last_issue[1])
+                done = x + 1 if last_issue is None else max(x + 1, last_issue[0] + pipe(cfg) + WB + 2 + last_issue[1])
             continue
         npix = 1 << (d["ho_log2"] + d["wo_log2"])
         nv = [min(L, npix - g * L) for g in range(-(-npix // L))]
@@ -61,10 +66,10 @@ def layer_cycles(cfg: AcceleratorConfig, images: isa.MemoryImages) -> list[int]:
                 prev = n
         i_last = x + run
         last_issue = (i_last, nv[-1])
-        front_free = i_last + PIPE + WB + 1 + nv[-1]
+        front_free = i_last + pipe(cfg) + WB + 1 + nv[-1]
         wait_start = i_last + 1
         if d["last"]:
-            done = i_last + PIPE + WB + 2 + nv[-1]
+            done = i_last + pipe(cfg) + WB + 2 + nv[-1]
     ends = starts[1:] + [done + 1]
     out = [e - s for s, e in zip(starts, ends)]
     out[0] = ends[0]

@@ -279,7 +279,8 @@ def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind:
     the terms whose coefficients are fitted (``ff_<name>``): a constant (control, pipeline flags), a
     per-lane rest, and the registered ROM words (WGT entry, RQ row) that Yosys keeps in full only when the
     ROMs hold random words (``rom_used`` None): with a model's program, their constant bits fold away."""
-    from .sequencer import pix_bits
+    from .actmem import read_latency
+    from .sequencer import issue_layout, pix_bits
 
     n_in, n_out = shell_bits(cfg)
     per_lane, shared = lane_regs(cfg, lane_kind)
@@ -296,6 +297,9 @@ def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind:
         + 2 * (cfg.count_bits + cfg.acc_bits) + 3  # prefetch n1, n2, n1's two flags, settle's third bit
         + 2 * tail  # the group tail beside the lanes: three registers (S7..S9), was one
     )
+    if read_latency(cfg) == 3:  # 128 lanes and more: the rotation's mid-way register and S3c
+        regs += cfg.lanes * cfg.act_bits + cfg.lane_bits + isa.entry_layout(cfg).width + cfg.lanes \
+            + issue_layout(cfg).size
     rom_words = isa.rq_layout(cfg).width + isa.entry_layout(cfg).width
     return {"regs": regs, "const": 1.0, "lane": cfg.lanes, "rom_words": rom_words if rom_used is None else 0.0}
 

@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 
 from . import isa
 from .config import AcceleratorConfig
-from .top import HOST_ACT_LATENCY, Accelerator
+from .top import Accelerator, host_act_latency
 
 
 async def _read_port(ctx, addr, data, n: int, latency: int = 1) -> np.ndarray:
@@ -59,7 +59,7 @@ def simulate(cfg: AcceleratorConfig, images: isa.MemoryImages, act, max_cycles: 
         # One more cycle to check that done is a pulse and busy fell.
         if ctx.get(dut.busy) or ctx.get(dut.done):
             raise AssertionError("busy/done still high the cycle after done")
-        out_act = await _read_port(ctx, dut.host_addr, dut.host_rdata, cfg.act_depth, HOST_ACT_LATENCY)
+        out_act = await _read_port(ctx, dut.host_addr, dut.host_rdata, cfg.act_depth, host_act_latency(cfg))
         out = await _read_port(ctx, dut.out_addr, dut.out_rdata, cfg.out_depth)
         perf = (await _read_port(ctx, dut.perf_addr, dut.perf_rdata, n_perf)).tolist()
         res.update(act=out_act, out=out, cycles=ctx.get(dut.cycles), perf=perf, busy_cycles=busy,

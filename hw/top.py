@@ -20,7 +20,8 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
 
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1,
-ACT's in cycle t+2 (``HOST_ACT_LATENCY``: it shares the pipeline's registered bank words).
+ACT's in cycle t+2 (``host_act_latency``: it shares the pipeline's registered bank words; t+3 from
+128 lanes on, where the ACT rotation is registered mid-way and S3 has a second register, S3c).
 ACT host access is for when ``busy`` is low.
 """
 
@@ -32,7 +33,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .actmem import BankedActMem
+from .actmem import BankedActMem, read_latency
 from .config import AcceleratorConfig
 from .lane import LATENCY, lane_ctrl_layout
 from .layouts import reject, rom, struct
@@ -41,7 +42,9 @@ from .requant import Requantizer
 from .sequencer import Sequencer, issue_layout, pix_bits
 
 HEX_FILES = {"wgt": "wgt.hex", "rq": "rq.hex", "prog": "prog.hex"}
-HOST_ACT_LATENCY = 2  # host_rdata follows host_addr by two cycles (OUT and perf ports: one)
+def host_act_latency(cfg: AcceleratorConfig) -> int:
+    """Cycles from host_addr to host_rdata on the ACT port (OUT and perf ports: one)."""
+    return read_latency(cfg)
 
 
 def accelerator_signature(cfg: AcceleratorConfig) -> dict:
@@ -170,8 +173,14 @@ class Accelerator(wiring.Component):
             iy, ix = Signal(signed(dim), name=f"iy{l}"), Signal(signed(dim), name=f"ix{l}")
             m.d.comb += [iy.eq(s3.ty + yoff[l]), ix.eq(s3.tx + xoff[l])]
             m.d.comb += mask[l].eq(((iy.as_unsigned() & ~ylo) == 0) & ((ix.as_unsigned() & ~xlo) == 0))
-        s3b = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el), "mask": L}))
+        s3b_layout = data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el), "mask": L})
+        s3b = Signal(s3b_layout)
         m.d.sync += [s3b.iss.eq(s3.iss), s3b.ent.eq(s3.ent), s3b.mask.eq(Mux(s3.iss.null, 0, mask))]
+        s4in, s3c_valid = s3b, 0
+        if read_latency(cfg) == 3:  # S3c: the ACT rotation's mid-way register (128 lanes and more)
+            s4in = Signal(s3b_layout, name="s3c")
+            m.d.sync += s4in.eq(s3b)
+            s3c_valid = s4in.iss.valid
 
         # S4: rotated bank words; mask padding.
         tail = data.StructLayout({"last": 1, "p0": pb, "nvalid": cfg.lane_bits + 1,
@@ -179,15 +188,15 @@ class Accelerator(wiring.Component):
         s4 = Signal(data.StructLayout({"ctrl": lane_ctrl_layout(cfg), "a": data.ArrayLayout(cfg.act_bits, L),
                                        "tail": tail}))
         m.d.sync += [
-            s4.ctrl.valid.eq(s3b.iss.valid), s4.ctrl.first.eq(s3b.iss.first), s4.ctrl.sign.eq(s3b.ent.sign),
-            s4.ctrl.bias.eq(s3b.iss.bias), s4.ctrl.rmax.eq(desc.rmax),
-            s4.tail.last.eq(s3b.iss.valid & s3b.iss.last), s4.tail.p0.eq(s3b.iss.p0),
-            s4.tail.nvalid.eq(s3b.iss.nvalid), s4.tail.ch_base.eq(s3b.iss.ch_base), s4.tail.rq_row.eq(s3b.iss.rq_row),
+            s4.ctrl.valid.eq(s4in.iss.valid), s4.ctrl.first.eq(s4in.iss.first), s4.ctrl.sign.eq(s4in.ent.sign),
+            s4.ctrl.bias.eq(s4in.iss.bias), s4.ctrl.rmax.eq(desc.rmax),
+            s4.tail.last.eq(s4in.iss.valid & s4in.iss.last), s4.tail.p0.eq(s4in.iss.p0),
+            s4.tail.nvalid.eq(s4in.iss.nvalid), s4.tail.ch_base.eq(s4in.iss.ch_base), s4.tail.rq_row.eq(s4in.iss.rq_row),
         ]
         for t in range(cfg.terms):
-            m.d.sync += [s4.ctrl.en[t].eq(getattr(s3b.ent, f"en{t}")), s4.ctrl.s[t].eq(getattr(s3b.ent, f"s{t}"))]
+            m.d.sync += [s4.ctrl.en[t].eq(getattr(s4in.ent, f"en{t}")), s4.ctrl.s[t].eq(getattr(s4in.ent, f"s{t}"))]
         for l in range(L):
-            m.d.sync += s4.a[l].eq(Mux(s3b.mask[l], act.rd_data[l], 0))
+            m.d.sync += s4.a[l].eq(Mux(s4in.mask[l], act.rd_data[l], 0))
 
         # S5: each lane's operand registered once more, so that it can sit next to its lane (the
         # rotation pulls S4 towards the banks: 2.8 ns of routing into the lane otherwise). The
@@ -258,7 +267,8 @@ class Accelerator(wiring.Component):
         in_lanes = 0
         for t in tails:
             in_lanes = in_lanes | t.last
-        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.iss.valid | s3b.iss.valid | s4.ctrl.valid | in_lanes
+        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.iss.valid | s3c_valid | s3b.iss.valid
+                                      | s4.ctrl.valid | in_lanes
                                       | wb_pending | w1.valid | w2.valid)
         m.d.comb += seq.pipe_busy.eq(seq.front_busy | w3.valid)
 
