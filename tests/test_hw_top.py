@@ -105,8 +105,7 @@ def test_lanes_16_default_widths():
     assert r["cycles"] >= ideal_cycles(cfg, images)
 
 
-@pytest.mark.parametrize("seed", range(2))
-def test_lanes_128_registered_rotation(seed):
+def test_lanes_128_registered_rotation():
     """From 128 lanes on the ACT rotation is registered mid-way (one more pipeline stage, ACT host
     latency 3): still bit-exact, and the cycle model follows it."""
     from apotflow.hw.actmem import read_latency
@@ -114,7 +113,7 @@ def test_lanes_128_registered_rotation(seed):
     cfg = AcceleratorConfig(lanes=128, act_depth=1024, wgt_depth=256, rq_depth=32, prog_depth=8, act_bits=4,
                             acc_bits=16, max_levels=4)
     assert read_latency(cfg) == 3 and read_latency(AcceleratorConfig(lanes=64)) == 2
-    images, act = random_program(cfg, random.Random(100 + seed), n_layers=3)
+    images, act = random_program(cfg, random.Random(100), n_layers=3)
     check_program(cfg, images, act)
 
 
