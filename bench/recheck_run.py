@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     x, y = split.x_test, split.y_test
     if a.images:
         x, y = x[:a.images], y[:a.images]
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     rows = []
     for path in a.models:
         model, _ = load_checkpoint(path)

@@ -1,6 +1,7 @@
 """Build docs/results.json and docs/results.md from run JSONs (``apotflow train`` result.json files).
 
     python bench/results_table.py docs/cifar-runs/*.json [--variants docs/cifar-runs/variants/*.json]
+                                  [--recheck bench/results/recheck-*.json]
 
 Never typed by hand: every number comes from a run file; rows of the paper's table that have no run
 say "not run", or, where bench/results/gpu-logs/<run>.log shows a started run, where it stopped. The
@@ -78,9 +79,20 @@ def seed_groups(rows: list[dict]) -> list[list[tuple[int, dict]]]:
     return [sorted(g, key=lambda t: t[0]) for g in groups.values() if len(g) > 1]
 
 
-def main(paths: list[str]) -> None:
-    variants = paths[paths.index("--variants") + 1:] if "--variants" in paths else []
-    paths = paths[:paths.index("--variants")] if variants else paths
+def split_args(args: list[str], flags: tuple[str, ...]) -> dict[str, list[str]]:
+    """Positional paths, then the paths after each flag: {"": [...], "--variants": [...], ...}."""
+    out, key = {"": [], **{f: [] for f in flags}}, ""
+    for a in args:
+        if a in flags:
+            key = a
+        else:
+            out[key].append(a)
+    return out
+
+
+def main(args: list[str]) -> None:
+    a = split_args(args, ("--variants", "--recheck"))
+    paths, variants, rechecks = a[""], a["--variants"], a["--recheck"]
     rows = [row(json.loads(Path(p).read_text()), p) for p in paths]
     vrows = [row(json.loads(Path(p).read_text()), p) for p in variants]
     have = {(r["model"], r["method"]) for r in rows}
@@ -153,6 +165,20 @@ def main(paths: list[str]) -> None:
         lines += ["", "†: the fake-quant accuracy of this run was evaluated with cuDNN's TF32 convolutions (before "
                   "sw/fasttrain.exact_fp32), which moves some activations across quantizer thresholds; the "
                   "integer column is exact."]
+    lines += ["", "Every run above was evaluated on the GPU before the weight statistics were made "
+              "device-independent (sw/quant.weight_stats): its fake-quant column is the accuracy of weight codes "
+              "from the GPU's float32 reductions, which can differ from the CPU export's by a flipped code "
+              "(docs/contract.md; this, not activation precision, is what pushes agreement below ~0.99). The "
+              "integer column is the exported model's, exact."]
+    recheck_rows = [(json.loads(Path(p).read_text()), p) for p in rechecks]
+    if recheck_rows:
+        lines += ["", "Re-checked on the CPU with the current code (fake-quant float64 copy vs the integer model, "
+                  "every test image):", "", "| model file | fake-quant % | integer % | agreement | git | source |",
+                  "|---|---|---|---|---|---|"]
+        for rc, p in recheck_rows:
+            for r in rc["rows"]:
+                lines.append(f"| {r['model_file']} | {pct(r['accuracy'])} | {pct(r['accuracy_int'])} | "
+                             f"{r['agreement']:.4f} | {r['git_rev']} | `{rc['command']}` ({p}) |")
     rules = next((r["counting_rules"] for r in rows if r.get("counting_rules")), "")
     devs = sorted({r["device"] for r in rows if r.get("device")})
     lines += ["", f"Device: {', '.join(devs) or '—'}.", "", f"Counting rules: {rules}", ""]
