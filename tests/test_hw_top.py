@@ -110,10 +110,10 @@ def test_lanes_128_registered_rotation():
     latency 3): still bit-exact, and the cycle model follows it."""
     from apotflow.hw.actmem import read_latency
 
-    cfg = AcceleratorConfig(lanes=128, act_depth=1024, wgt_depth=256, rq_depth=32, prog_depth=8, act_bits=4,
+    cfg = AcceleratorConfig(lanes=128, act_depth=512, wgt_depth=128, rq_depth=32, prog_depth=8, act_bits=4,
                             acc_bits=16, max_levels=4)
     assert read_latency(cfg) == 3 and read_latency(AcceleratorConfig(lanes=64)) == 2
-    images, act = random_program(cfg, random.Random(100), n_layers=3)
+    images, act = random_program(cfg, random.Random(100), n_layers=2)
     check_program(cfg, images, act)
 
 
