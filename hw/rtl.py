@@ -16,7 +16,7 @@ from amaranth.lib import wiring
 
 from . import isa
 from .config import AcceleratorConfig
-from .top import HEX_FILES, Accelerator, accelerator_signature
+from .top import HEX_FILES, Accelerator, accelerator_signature, host_act_latency
 
 TOP = "apotflow_top"
 ROM_SOURCE = Path(__file__).with_name("apotflow_rom.v")
@@ -30,7 +30,7 @@ _MEANING = {
     "host_addr": "activation memory address for host access (when busy is low)",
     "host_wdata": "activation word to write",
     "host_we": "write host_wdata to host_addr (ignored while busy)",
-    "host_rdata": "activation word at the host_addr of two cycles earlier",
+    "host_rdata": "activation word at the host_addr of act_read_latency_cycles earlier (2; 3 from 128 lanes on)",
     "out_addr": "raw output (OUT) memory address",
     "out_rdata": "raw output word (signed) at the out_addr of the previous cycle",
     "perf_addr": "layer index for the per-layer cycle counters",
@@ -52,7 +52,7 @@ def ports_manifest(cfg: AcceleratorConfig) -> dict:
         sh = Shape.cast(shape)
         ports.append({"name": name, "direction": "in" if member.flow == wiring.In else "out",
                       "width": sh.width, "signed": sh.signed, "meaning": _MEANING[name]})
-    return {"top": TOP, "ports": ports, "read_latency_cycles": 1,
+    return {"top": TOP, "ports": ports, "read_latency_cycles": 1, "act_read_latency_cycles": host_act_latency(cfg),
             "rom_files": {k: {"file": v, "width": w, "depth": d} for (k, v), (w, d) in
                           zip(HEX_FILES.items(), _rom_shapes(cfg))}}
 
