@@ -6,7 +6,8 @@
 Runs the model's float64 copy (sw/quant.exact_copy) on the CPU as the reference, then on --device
 (float64 with and without quant.exact_accumulation, float32 inside fasttrain.exact_fp32) and on the
 CPU in float32, recording every quantizer's codes: per layer, how many codes differ from the
-reference, and the top-1 agreement. Measured on the H200 at 1fc84fe (before quant.weight_stats), a
+reference, and the top-1 agreement. Measured on the H200 (1fc84fe plus the float64 rounding, before
+quant.weight_stats; first version of this script), a
 trained ResNet-20 (bench/models/r20-ppq-q200.pt): layers 0-4 equal, then 272,903 codes of layer 5
 differ on the GPU in every precision, agreement 0.9765: a weight-code flip from the device's
 float32 reduction order, not an activation precision effect (bench/results/device-codes-q200.json).

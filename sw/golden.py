@@ -51,11 +51,11 @@ def _conv_f64(x: torch.Tensor, w: torch.Tensor, stride: int, pad: int) -> torch.
 
 # The float64 backend (GPU) runs the same ops. Exact, not approximate: every value is an integer and
 # every partial sum is bounded by IntNet.acc_bound(op) < 2**53, so a float64 sum of products is exact
-# whatever order it is summed in. cuDNN may also pick an FFT or Winograd algorithm, which transforms
-# the operands into non-integers and returns the integer result off by a rounding error (far below
-# 0.5 at these magnitudes): an accumulator exactly on a threshold would then compare below it, so
-# every convolution's result is rounded to the nearest integer. Thresholds (|t| <= 2**40) compare
-# exactly; ">> s" is floor(/2**s).
+# whatever order it is summed in. Each convolution's result is still rounded to the nearest integer,
+# a guard against an algorithm that transforms the operands (FFT, Winograd) and would return the
+# integer off by a rounding error far below 0.5; none was seen (bench/device_codes.py: the golden
+# model agreed on the H200 and the CPU). Thresholds (|t| <= 2**40) compare exactly; ">> s" is
+# floor(/2**s).
 F64_LIMIT = 1 << 53
 
 

@@ -205,8 +205,8 @@ def exact_accumulation():
     exactly; cuDNN's Winograd and FFT algorithms for 3x3 float32 convolutions transform the operands
     into non-integers, so an accumulator that sits exactly on a requantization threshold can come out
     a hair below it and cross it. In float64 every algorithm returns the integer within far less than
-    0.5 (|acc| < 2**24 by far), and the result is rounded to the nearest integer (a float64 model's
-    cast to its own dtype would not round it)."""
+    0.5 (|acc| < 2**24 by far); the result is rounded to the nearest integer, because a float64
+    model's cast to its own dtype would not round it (a guard: no such error was seen)."""
     saved = _EXACT_ACCUM[0]
     _EXACT_ACCUM[0] = True
     try:
