@@ -14,6 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RES = ROOT / "bench" / "results"
 
 
+def _but_lanes(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k != "lanes"}
+
+
 def load() -> list[dict]:
     """The lanes sweep's rows; lane counts it has not built come from the same design synthesised as
     an estimator hold-out (holdout.jsonl: same config and target, synthesis only, no Fmax)."""
@@ -26,9 +30,8 @@ def load() -> list[dict]:
     if base and hold.exists():
         for line in hold.read_text().splitlines():
             r = json.loads(line)
-            same = {k: v for k, v in r["config"].items() if k != "lanes"} == \
-                {k: v for k, v in base["config"].items() if k != "lanes"}
-            if r["lanes"] not in rows and same and r["target"] == base["target"] and r["design"].startswith("digits-board-shift"):
+            same = _but_lanes(r["config"]) == _but_lanes(base["config"]) and r["target"] == base["target"]
+            if r["lanes"] not in rows and same and r["design"].startswith("digits-board-shift"):
                 rows[r["lanes"]] = r
     return [rows[k] for k in sorted(rows)]
 
