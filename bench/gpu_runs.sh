@@ -12,6 +12,9 @@
 # r20-ppq-q200: r20-ppq with 200 QAT epochs instead of 120 (run it alone: its wall time is the pipeline's).
 # r20-ppq-q200-s1, -s2: its pruning + QAT with seeds 1 and 2 from its float model (--float-init); they
 # wait for r20-ppq-q200 to finish, so that its wall time is measured on a GPU of its own.
+# r20-ppq-s80: r20-ppq with 80-epoch pruning stages (its prune2 stage was still climbing at epoch 40).
+# r20-ppq-s80-s1, -s2: its pruning + QAT with seeds 1 and 2 from its float model; r20-ppq-s120: 120-epoch
+# stages from the same float model. They wait for runs/r20-ppq-s80/float.pt, then share the GPU with it.
 # NAME-plain (e.g. r32-spq-plain): the paper's loss, no distillation, no teacher (spq runs whose ppq
 # float model is not on the machine).
 set -u
@@ -34,6 +37,9 @@ for name in "$@"; do
     r20-ppq-s1|r20-ppq-s2) args="$FULL_PPQ --seed ${name##*-s}" ;;
     r20-ppq-q200) args="--epochs 200 --stage-epochs 40 --qat-epochs 200" ;;
     r20-ppq-q200-s1|r20-ppq-q200-s2) args="--stage-epochs 40 --qat-epochs 200 --seed ${name##*-s} --float-init runs/r20-ppq-q200/float.pt" ;;
+    r20-ppq-s80) args="--epochs 200 --stage-epochs 80 --qat-epochs 120" ;;
+    r20-ppq-s80-s1|r20-ppq-s80-s2) args="--stage-epochs 80 --qat-epochs 120 --seed ${name##*-s} --float-init runs/r20-ppq-s80/float.pt" ;;
+    r20-ppq-s120) args="--stage-epochs 120 --qat-epochs 120 --float-init runs/r20-ppq-s80/float.pt" ;;
     r20-ppq-qlr) args="$FULL_PPQ --qat-lr 0.005" ;;
     r20-ppq-t32) args="--stage-epochs 40 --qat-epochs 150 --float-init runs/r20-ppq/float.pt --teacher runs/r32-ppq/float.pt" ;;
     r56-ppq) args="$SHORT_PPQ" ;;
@@ -44,7 +50,10 @@ for name in "$@"; do
     *) echo "unknown run $name"; exit 2 ;;
   esac
   wait_for=":"; d="$D"
-  case $name in r20-ppq-q200-s*) wait_for="while [ ! -f runs/r20-ppq-q200/result.json ]; do sleep 15; done" ;; esac
+  case $name in
+    r20-ppq-q200-s*) wait_for="while [ ! -f runs/r20-ppq-q200/result.json ]; do sleep 15; done" ;;
+    r20-ppq-s80-s*|r20-ppq-s120) wait_for="while [ ! -f runs/r20-ppq-s80/float.pt ]; do sleep 10; done" ;;
+  esac
   if [ "${name%-plain}" != "$name" ]; then
     d="${D/--distill 0.9/--distill 0}"
   elif [ "$method" = spq ]; then
