@@ -15,6 +15,8 @@
 # r20-ppq-s80: r20-ppq with 80-epoch pruning stages (its prune2 stage was still climbing at epoch 40).
 # r20-ppq-s80-s1, -s2: its pruning + QAT with seeds 1 and 2 from its float model; r20-ppq-s120: 120-epoch
 # stages from the same float model. They wait for runs/r20-ppq-s80/float.pt, then share the GPU with it.
+# bench/models/r20-ppq-s80-float.pt is that float model (seed 0, equal to r20-ppq-q200's float phase):
+# copied to runs/r20-ppq-s80/float.pt, the --float-init runs start at once, without the 200 float epochs.
 # NAME-plain (e.g. r32-spq-plain): the paper's loss, no distillation, no teacher (spq runs whose ppq
 # float model is not on the machine).
 set -u
