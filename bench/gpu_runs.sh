@@ -15,8 +15,11 @@
 # r20-ppq-s80: r20-ppq with 80-epoch pruning stages (its prune2 stage was still climbing at epoch 40).
 # r20-ppq-s80-s1, -s2: its pruning + QAT with seeds 1 and 2 from its float model; r20-ppq-s120: 120-epoch
 # stages from the same float model. They wait for runs/r20-ppq-s80/float.pt, then share the GPU with it.
-# bench/models/r20-ppq-s80-float.pt is that float model (seed 0, equal to r20-ppq-q200's float phase):
-# copied to runs/r20-ppq-s80/float.pt, the --float-init runs start at once, without the 200 float epochs.
+# r20-ppq-k3, r20-ppq-qtp (not run yet; -s1, -s2 for seeds 1, 2): 3 pruning stages (10/20/30%), and QAT
+# distilled from the last pruning stage's model (--qat-teacher pruned); 40-epoch stages + 120 QAT epochs
+# from bench/models/r20-ppq-s80-float.pt, which is r20-ppq-s80's float model (seed 0; its test accuracy
+# at every evaluation equals r20-ppq-q200's float phase): copied to runs/r20-ppq-s80/float.pt, the
+# --float-init runs above start at once, without the 200 float epochs.
 # NAME-plain (e.g. r32-spq-plain): the paper's loss, no distillation, no teacher (spq runs whose ppq
 # float model is not on the machine).
 set -u
@@ -30,10 +33,12 @@ D="--data data/cifar10-jpeg.tar.xz --warmup-epochs 2 --nesterov --distill 0.9"
 FULL_PPQ="--epochs 200 --stage-epochs 40 --qat-epochs 120"
 SHORT_PPQ="--epochs 80 --stage-epochs 15 --qat-epochs 50"
 SHORTER_PPQ="--epochs 40 --stage-epochs 10 --qat-epochs 30"
+F0="--stage-epochs 40 --qat-epochs 120 --float-init bench/models/r20-ppq-s80-float.pt"
 for name in "$@"; do
   # a finished run is not started again (it would only redo its final check and overwrite wall_seconds)
   [ -f "runs/$name/result.json" ] && { echo "$name: done (runs/$name/result.json)"; continue; }
   model=${name%%-*}; model=${model/r/resnet}; method=${name#*-}; method=${method%%-*}
+  seed=""; case $name in *-s[0-9]) seed=" --seed ${name##*-s}" ;; esac
   case $name in
     r20-ppq|r32-ppq) args="$FULL_PPQ" ;;
     r20-ppq-s1|r20-ppq-s2) args="$FULL_PPQ --seed ${name##*-s}" ;;
@@ -42,6 +47,8 @@ for name in "$@"; do
     r20-ppq-s80) args="--epochs 200 --stage-epochs 80 --qat-epochs 120" ;;
     r20-ppq-s80-s1|r20-ppq-s80-s2) args="--stage-epochs 80 --qat-epochs 120 --seed ${name##*-s} --float-init runs/r20-ppq-s80/float.pt" ;;
     r20-ppq-s120) args="--stage-epochs 120 --qat-epochs 120 --float-init runs/r20-ppq-s80/float.pt" ;;
+    r20-ppq-k3|r20-ppq-k3-s[12]) args="$F0 --prune-stages 3$seed" ;;
+    r20-ppq-qtp|r20-ppq-qtp-s[12]) args="$F0 --qat-teacher pruned$seed" ;;
     r20-ppq-qlr) args="$FULL_PPQ --qat-lr 0.005" ;;
     r20-ppq-t32) args="--stage-epochs 40 --qat-epochs 150 --float-init runs/r20-ppq/float.pt --teacher runs/r32-ppq/float.pt" ;;
     r56-ppq) args="$SHORT_PPQ" ;;

@@ -29,7 +29,7 @@ KEYS = ("model", "method", "dataset", "accuracy", "accuracy_int", "agreement", "
 def schedule(cfg: dict) -> str:
     """The epochs of each phase, as the CLI names them."""
     if cfg.get("method") == "ppq":
-        return f"{cfg['epochs']} + 2x{cfg['stage_epochs']} + {cfg['qat_epochs']}"
+        return f"{cfg['epochs']} + {cfg.get('prune_stages', 2)}x{cfg['stage_epochs']} + {cfg['qat_epochs']}"
     return str(cfg.get("epochs"))
 
 

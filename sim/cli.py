@@ -55,7 +55,7 @@ def _progress(msg: str) -> None:
 # ----------------------------------------------------------------------------- commands
 TRAIN_FLAGS = ("epochs", "stage_epochs", "qat_epochs", "lr", "qat_lr", "wd", "batch_size", "prune_rate",
                "w_bits", "a_bits", "schedule", "warmup_epochs", "step_mode", "eval_every", "train_subset",
-               "distill", "distill_temp")
+               "distill", "distill_temp", "prune_stages", "qat_teacher")
 
 
 def cmd_train(args) -> int:
@@ -71,8 +71,11 @@ def cmd_train(args) -> int:
     from apotflow.sw.fasttrain import FastConfig
 
     given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
-    cfg = FastConfig(method=args.method, seed=args.seed, nesterov=args.nesterov, bf16=not args.no_bf16,
-                     channels_last=not args.no_channels_last, **given)
+    try:
+        cfg = FastConfig(method=args.method, seed=args.seed, nesterov=args.nesterov, bf16=not args.no_bf16,
+                         channels_last=not args.no_channels_last, **given)
+    except (ValueError, TypeError) as e:  # an impossible option value: the config's own message
+        raise UserError(f"train: {e}") from None
     bar = _Bar(cfg)
     res = run(args.model, args.data, args.out, cfg, dataset=args.dataset, cache=args.cache,
               command="apotflow " + " ".join(sys.argv[1:]), log=_progress, progress=bar, teacher=args.teacher,
@@ -238,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache", help="decoded-data cache folder (default ~/.cache/apotflow)")
     for flag, typ, help_ in (("epochs", int, "main phase epochs (ppq: float phase)"),
                              ("stage-epochs", int, "ppq: epochs after each pruning stage"),
+                             ("prune-stages", int, "ppq: pruning stages; the rate is reached in equal steps "
+                              "(default 2: 15%% then 30%%)"),
                              ("qat-epochs", int, "ppq: final QAT epochs"), ("lr", float, "base learning rate"),
                              ("qat-lr", float, "ppq QAT learning rate"), ("wd", float, "weight decay"),
                              ("batch-size", int, "batch size"), ("prune-rate", float, "GM filter prune rate"),
@@ -251,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--" + flag, type=typ, dest=flag.replace("-", "_"), help=help_)
     g.add_argument("--teacher", help="distillation teacher checkpoint (a run's model.pt or a ppq run's float.pt); "
                    "ppq without it distils from its own float phase")
+    g.add_argument("--qat-teacher", choices=["float", "pruned"],
+                   help="ppq with --distill: the QAT phase distils from the float phase (default) or from the "
+                   "last pruning stage's model (pruned)")
     g.add_argument("--float-init", help="ppq: start from this float checkpoint (e.g. an earlier ppq run's float.pt) "
                    "instead of training the float phase")
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")

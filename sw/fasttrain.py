@@ -14,12 +14,15 @@ Schedule choices (ours where the paper leaves them open; all in FastConfig):
 - Epoch = floor(50000 / batch) full batches (static shapes for the graph); the tail is dropped.
 - Activation alphas are calibrated (99.9th percentile, float mode) before the first quantized epoch.
 - spq/fpgm: pruned filters masked in the forward but still updated; GM recomputed and the pruned
-  filters zeroed at every epoch end. ppq: float phase, prune rate/2 then rate (stages fine-tuned with
-  pruned entries frozen at zero after every step), then QAT at qat_lr.
+  filters zeroed at every epoch end. ppq: float phase, prune rate/2 then rate (``prune_stages`` equal
+  steps, 2 by default; stages fine-tuned with pruned entries frozen at zero after every step), then QAT at
+  qat_lr.
 - Distillation (ours, off by default: ``distill=0`` is the paper's plain cross-entropy): with
   ``distill=a`` the loss is ``(1-a) CE + a T^2 KL(teacher/T || student/T)``. The teacher is a frozen
   float model in eval mode: for ppq its own float phase (saved as ``float.pt`` beside the checkpoint),
-  otherwise a checkpoint given to ``train_fast(teacher=...)`` (CLI ``--teacher``).
+  otherwise a checkpoint given to ``train_fast(teacher=...)`` (CLI ``--teacher``). ppq with
+  ``qat_teacher="pruned"``: the QAT phase distils from the last pruning stage's end state instead (the
+  float model with the same filters removed as the student's).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from .quant import ActQuantizer, WeightQuantizer, _QLayer, exact_accumulation, s
 from .recipe import METHODS, Recipe  # noqa: F401  (METHODS re-exported)
 
 STEP_MODES = ("graph", "compile", "eager")
+QAT_TEACHERS = ("float", "pruned")
 
 
 @dataclass
@@ -61,6 +65,8 @@ class FastConfig(Recipe):
     eval_every: int = 10  # epochs between test evaluations (and every phase end)
     distill: float = 0.0  # weight of the distillation loss (0: off, the paper's recipe)
     distill_temp: float = 4.0
+    prune_stages: int = 2  # ppq: the prune rate is reached in this many equal steps (the paper: 15% then 30%)
+    qat_teacher: str = "float"  # ppq distillation in QAT: from the float phase, or "pruned": the last stage's end
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,6 +82,13 @@ class FastConfig(Recipe):
             raise ValueError(f"distill must be in [0, 1], not {self.distill!r}")
         if not self.distill_temp > 0:
             raise ValueError(f"distill_temp must be > 0, not {self.distill_temp!r}")
+        if not isinstance(self.prune_stages, int) or self.prune_stages <= 0:
+            raise ValueError(f"prune_stages must be a positive integer, not {self.prune_stages!r}")
+        if self.qat_teacher not in QAT_TEACHERS:
+            raise ValueError(f"qat_teacher must be one of {QAT_TEACHERS}, not {self.qat_teacher!r}")
+        if self.qat_teacher == "pruned" and (self.method != "ppq" or self.distill == 0):
+            raise ValueError("qat_teacher='pruned' is ppq's QAT distillation: it needs method ppq and distill > 0 "
+                             f"(method {self.method}, distill {self.distill})")
 
 
 @dataclass
@@ -88,7 +101,8 @@ class Phase:
     regm: float | None = None  # recompute GM masks at every epoch end with this rate
     prune_before: float | None = None  # incremental GM pruning to this rate before the phase
     calibrate: bool = False
-    teacher: bool = False  # ppq: this phase's end state becomes the distillation teacher
+    teacher: bool = False  # ppq: the float phase, whose end state becomes the teacher (float.pt); not distilled
+    hands_teacher: bool = False  # ppq, qat_teacher="pruned": this phase's end state is the next phases' teacher
     extra: dict = field(default_factory=dict)
 
 
@@ -102,9 +116,11 @@ def phases(cfg: FastConfig) -> list[Phase]:
         return [Phase("apot", cfg.epochs, cfg.lr, True, calibrate=True)]
     if m == "spq":
         return [Phase("spq", cfg.epochs, cfg.lr, True, regm=r, calibrate=True)]
-    return [Phase("float", cfg.epochs, cfg.lr, False, teacher=True),
-            Phase("prune1", cfg.stage_epochs, cfg.lr / 10, False, frozen=True, prune_before=r / 2),
-            Phase("prune2", cfg.stage_epochs, cfg.lr / 10, False, frozen=True, prune_before=r),
+    k = cfg.prune_stages
+    # r * i / k rounded: 0.3 * 1 / 3 is 0.09999999999999999 in floats, which would floor 10 filters to 0
+    stages = [Phase(f"prune{i}", cfg.stage_epochs, cfg.lr / 10, False, frozen=True, prune_before=round(r * i / k, 12),
+                    hands_teacher=i == k and cfg.qat_teacher == "pruned") for i in range(1, k + 1)]
+    return [Phase("float", cfg.epochs, cfg.lr, False, teacher=True), *stages,
             Phase("qat", cfg.qat_epochs, cfg.qat_lr, True, frozen=True, calibrate=True)]
 
 
@@ -287,9 +303,12 @@ def _save(path, blob: dict) -> None:
     os.replace(tmp, path)
 
 
-def _same_run(a: dict, b: dict) -> bool:
+def _same_run(saved: dict, now: dict) -> bool:
+    """Same configuration, but for the knobs that do not change the result. A key the saved one lacks
+    (a checkpoint from before that knob existed) counts as its default."""
     skip = {"step_mode", "eval_every"}
-    return {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
+    saved = {**FastConfig().to_dict(), **saved}
+    return {k: v for k, v in saved.items() if k not in skip} == {k: v for k, v in now.items() if k not in skip}
 
 
 def _frozen_teacher(like: nn.Module, state: dict, quant: bool, dev: torch.device, channels_last: bool) -> nn.Module:
@@ -373,7 +392,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         total = ph.epochs * steps
         tmodel = None
         if cfg.distill > 0 and not ph.teacher:
-            if teacher is not None:
+            if teacher is not None and not (ph.quant and cfg.qat_teacher == "pruned"):
                 tmodel = _frozen_teacher(teacher, teacher.state_dict(), bool(getattr(teacher, "quantize", False)),
                                          dev, cfg.channels_last)
             elif t_state is not None:
@@ -417,9 +436,9 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                 hist.append(rec)
                 if progress is not None:
                     progress(rec)
-                if ph.teacher and ep + 1 == ph.epochs:
+                if (ph.teacher or ph.hands_teacher) and ep + 1 == ph.epochs:
                     t_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                    if ckpt:
+                    if ph.teacher and ckpt:
                         with fk.suspended():
                             save_checkpoint(model, os.path.join(os.path.dirname(ckpt) or ".", "float.pt"),
                                             {"phase": ph.name, "test_acc": rec.get("test_acc")})

@@ -207,3 +207,75 @@ def test_interrupted_ppq_resumes_to_the_same_model(tmp_path):
     assert [r["loss"] for r in got["history"]] == [r["loss"] for r in ref["history"]]
     a, b = whole.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_prune_stages_reach_the_rate_in_equal_steps():
+    """--prune-stages K: K pruning stages at rate r*i/K (the default 2 is the paper's 15% then 30%)."""
+    from apotflow.sw.fasttrain import FastConfig, phases
+
+    two = [(p.name, p.prune_before) for p in phases(FastConfig()) if p.prune_before is not None]
+    assert two == [("prune1", 0.15), ("prune2", 0.3)]
+    three = [p for p in phases(FastConfig(prune_stages=3)) if p.prune_before is not None]
+    assert [(p.name, p.prune_before) for p in three] == [("prune1", 0.1), ("prune2", 0.2), ("prune3", 0.3)]
+    assert [p.name for p in phases(FastConfig(prune_stages=1))] == ["float", "prune1", "qat"]
+    for bad in ({"prune_stages": 0}, {"qat_teacher": "best"}, {"qat_teacher": "pruned"},  # distill 0
+                {"qat_teacher": "pruned", "distill": 0.5, "method": "spq"}):
+        with pytest.raises(ValueError):
+            FastConfig(**bad)
+
+
+def test_checkpoint_without_a_newer_knob_still_resumes():
+    """A checkpoint written before a config key existed matches a config that leaves that key at its default."""
+    from apotflow.sw.fasttrain import FastConfig, _same_run
+
+    old = FastConfig().to_dict()
+    del old["prune_stages"], old["qat_teacher"]
+    assert _same_run(old, FastConfig().to_dict())
+    assert not _same_run(old, FastConfig(prune_stages=3).to_dict())
+
+
+def test_qat_teacher_pruned_distils_from_the_last_stage(tmp_path):
+    """qat_teacher="pruned": the QAT phase's teacher is the last pruning stage's end state (its filters
+    removed as in the student), not the float phase (float.pt, every filter kept); the stages before QAT
+    train exactly as with the float teacher, QAT differently."""
+    from types import SimpleNamespace
+
+    from apotflow.sw.checkpoint import load_checkpoint
+    from apotflow.sw.fasttrain import FastConfig, train_fast
+
+    g = torch.Generator().manual_seed(0)
+    data = SimpleNamespace(x_train=torch.randint(0, 256, (16, 3, 32, 32), generator=g).to(torch.uint8),
+                           y_train=torch.arange(16) % 10, x_test=torch.randint(0, 256, (8, 3, 32, 32), generator=g)
+                           .to(torch.uint8), y_test=torch.arange(8))
+    runs = {}
+    for qt in ("float", "pruned"):
+        cfg = FastConfig(method="ppq", epochs=1, stage_epochs=1, qat_epochs=1, prune_stages=3, batch_size=8,
+                         step_mode="eager", bf16=False, channels_last=False, distill=0.5, qat_teacher=qt)
+        torch.manual_seed(0)
+        model = CifarResNet(20)
+        ck = tmp_path / qt / "train.ckpt"
+        ck.parent.mkdir()
+        runs[qt] = (train_fast(model, data, cfg, ckpt=str(ck), log=lambda *a: None), model, ck)
+    res, model, ck = runs["pruned"]
+    assert [h["phase"] for h in res["history"]] == ["float", "prune1", "prune2", "prune3", "qat"]
+    teacher = torch.load(ck, map_location="cpu", weights_only=False)["teacher"]
+    float_model, _ = load_checkpoint(ck.parent / "float.pt")
+    masks = [k for k in teacher if k.endswith("filter_mask")]
+    assert masks and all(torch.equal(teacher[k], model.state_dict()[k]) for k in masks)
+    assert not all(torch.equal(teacher[k], float_model.state_dict()[k]) for k in masks)
+    assert all(bool(float_model.state_dict()[k].all()) for k in masks)
+    loss = {qt: [h["loss"] for h in r[0]["history"]] for qt, r in runs.items()}
+    assert loss["float"][:4] == loss["pruned"][:4] and loss["float"][4] != loss["pruned"][4]
+
+
+def test_cli_impossible_training_option_is_one_line(tmp_path, capsys):
+    from apotflow.sim.cli import main
+
+    for flags, words in ((["--qat-teacher", "pruned"], "needs method ppq and distill > 0"),
+                         (["--prune-stages", "0"], "prune_stages must be a positive integer"),
+                         (["--epochs", "0"], "epochs must be a positive integer")):
+        assert main(["train", "--model", "resnet20", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                     *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("apotflow: error: train: ") and words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
