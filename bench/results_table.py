@@ -165,7 +165,8 @@ def main(args: list[str]) -> None:
         lines += ["", "†: the fake-quant accuracy of this run was evaluated with cuDNN's TF32 convolutions (before "
                   "sw/fasttrain.exact_fp32), which moves some activations across quantizer thresholds; the "
                   "integer column is exact."]
-    lines += ["", "Every run above was evaluated on the GPU before the weight statistics were made "
+    lines += ["", "Every run above but the 80- and 120-epoch-stage variants (trained after commit 7330819) was "
+              "evaluated on the GPU before the weight statistics were made "
               "device-independent (sw/quant.weight_stats): its fake-quant column is the accuracy of weight codes "
               "from the GPU's float32 reductions, which can differ from the CPU export's by a flipped code "
               "(docs/contract.md; this, not activation precision, is what pushes agreement below ~0.99). The "
