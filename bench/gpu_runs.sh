@@ -41,11 +41,11 @@ for name in "$@"; do
   seed=""; case $name in *-s[0-9]) seed=" --seed ${name##*-s}" ;; esac
   case $name in
     r20-ppq|r32-ppq) args="$FULL_PPQ" ;;
-    r20-ppq-s1|r20-ppq-s2) args="$FULL_PPQ --seed ${name##*-s}" ;;
+    r20-ppq-s1|r20-ppq-s2) args="$FULL_PPQ$seed" ;;
     r20-ppq-q200) args="--epochs 200 --stage-epochs 40 --qat-epochs 200" ;;
-    r20-ppq-q200-s1|r20-ppq-q200-s2) args="--stage-epochs 40 --qat-epochs 200 --seed ${name##*-s} --float-init runs/r20-ppq-q200/float.pt" ;;
+    r20-ppq-q200-s1|r20-ppq-q200-s2) args="--stage-epochs 40 --qat-epochs 200$seed --float-init runs/r20-ppq-q200/float.pt" ;;
     r20-ppq-s80) args="--epochs 200 --stage-epochs 80 --qat-epochs 120" ;;
-    r20-ppq-s80-s1|r20-ppq-s80-s2) args="--stage-epochs 80 --qat-epochs 120 --seed ${name##*-s} --float-init runs/r20-ppq-s80/float.pt" ;;
+    r20-ppq-s80-s1|r20-ppq-s80-s2) args="--stage-epochs 80 --qat-epochs 120$seed --float-init runs/r20-ppq-s80/float.pt" ;;
     r20-ppq-s120) args="--stage-epochs 120 --qat-epochs 120 --float-init runs/r20-ppq-s80/float.pt" ;;
     r20-ppq-k3|r20-ppq-k3-s[12]) args="$F0 --prune-stages 3$seed" ;;
     r20-ppq-qtp|r20-ppq-qtp-s[12]) args="$F0 --qat-teacher pruned$seed" ;;
