@@ -17,13 +17,14 @@ SHELL := /bin/bash
 # This machine's pip configuration names local mirror folders that may not exist; hide that noise.
 QUIET_PIP := 2>&1 | { grep -v "is neither a file nor a directory" || true; }
 
-.PHONY: demo test test-all lint clean help
+.PHONY: demo test test-all lint results clean help
 
 help:
 	@echo "make demo      full chain on the digits net -> runs/demo/report.{json,md}"
 	@echo "make test      fast tests (CI)"
 	@echo "make test-all  every test, slow/verilator/yosys included"
 	@echo "make lint      ruff"
+	@echo "make results   regenerate docs/results.{json,md} from the run JSONs (bench/results_table.py)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,14 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check sw hw sim tests
+
+# the CIFAR-10 table: every committed run JSON and CPU re-check (tests/test_results_table.py checks that
+# the committed docs/results.{json,md} are what this gives)
+RESULTS_ARGS := docs/cifar-runs/*.json --variants docs/cifar-runs/variants/*.json \
+                --recheck bench/results/recheck-*.json
+
+results:
+	$(PYTHON) bench/results_table.py $(RESULTS_ARGS)
 
 clean:
 	rm -rf runs build .pytest_cache

@@ -15,11 +15,11 @@
 # r20-ppq-s80: r20-ppq with 80-epoch pruning stages (its prune2 stage was still climbing at epoch 40).
 # r20-ppq-s80-s1, -s2: its pruning + QAT with seeds 1 and 2 from its float model; r20-ppq-s120: 120-epoch
 # stages from the same float model. They wait for runs/r20-ppq-s80/float.pt, then share the GPU with it.
-# r20-ppq-k3, r20-ppq-qtp (not run yet; -s1, -s2 for seeds 1, 2): 3 pruning stages (10/20/30%), and QAT
-# distilled from the last pruning stage's model (--qat-teacher pruned); 40-epoch stages + 120 QAT epochs
-# from bench/models/r20-ppq-s80-float.pt, which is r20-ppq-s80's float model (seed 0; its test accuracy
-# at every evaluation equals r20-ppq-q200's float phase): copied to runs/r20-ppq-s80/float.pt, the
-# --float-init runs above start at once, without the 200 float epochs.
+# r20-ppq-k3, r20-ppq-qtp (-s1, -s2 for seeds 1, 2; k3, k3-s1, qtp, qtp-s1 ran side by side): 3 pruning
+# stages (10/20/30%), and QAT distilled from the last pruning stage's model (--qat-teacher pruned);
+# 40-epoch stages + 120 QAT epochs from bench/models/r20-ppq-s80-float.pt, which is r20-ppq-s80's float
+# model (seed 0; its test accuracy at every evaluation equals r20-ppq-q200's float phase): copied to
+# runs/r20-ppq-s80/float.pt, the --float-init runs above start at once, without the 200 float epochs.
 # NAME-plain (e.g. r32-spq-plain): the paper's loss, no distillation, no teacher (spq runs whose ppq
 # float model is not on the machine).
 set -u

@@ -33,11 +33,12 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=0, help="first N test images (0: all)")
     ap.add_argument("--out", default="bench/results/recheck.json")
     a = ap.parse_args(argv)
+    # the checkout as the check starts (decoding the data takes a while; later edits do not count)
+    rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     split = load_cifar10(a.data)
     x, y = split.x_test, split.y_test
     if a.images:
         x, y = x[:a.images], y[:a.images]
-    rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     rows = []
     for path in a.models:
         model, _ = load_checkpoint(path)

@@ -38,6 +38,17 @@ def ordered(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (models.index(r["model"]) if r["model"] in models else 99, r["method"]))
 
 
+# trained after commit 7330819 (device-independent weight statistics), before the run's config recorded
+# prune_stages (commit 0fbe4e7), which every later run's does
+LATE_BEFORE_PRUNE_STAGES = ("resnet20-ppq-jpeg-stage80", "resnet20-ppq-jpeg-stage80-seed1",
+                            "resnet20-ppq-jpeg-stage80-seed2", "resnet20-ppq-jpeg-stage120")
+
+
+def after_weight_stats(r: dict) -> bool:
+    """Whether the run's GPU evaluation used the device-independent weight statistics (sw/quant.weight_stats)."""
+    return r.get("prune_stages") is not None or Path(r["source"]).stem in LATE_BEFORE_PRUNE_STAGES
+
+
 def float_acc(run: dict) -> float | None:
     """Test accuracy at the end of the float phase (ppq), from the run's history."""
     accs = [h["test_acc"] for h in run.get("history", []) if h.get("phase") == "float" and "test_acc" in h]
@@ -49,8 +60,11 @@ def row(run: dict, path) -> dict:
     sched = schedule(cfg)
     if run.get("float_init"):
         sched = "(--float-init)" + sched[sched.index(" +"):]
+    if cfg.get("qat_teacher", "float") != "float":
+        sched += f" (QAT teacher: {cfg['qat_teacher']})"
     extra = {"schedule": sched, "distill": cfg.get("distill", 0.0), "teacher": run.get("teacher"),
-             "float_init": run.get("float_init"), "float_phase_acc": float_acc(run), "source": str(path),
+             "float_init": run.get("float_init"), "prune_stages": cfg.get("prune_stages"),
+             "float_phase_acc": float_acc(run), "source": str(path),
              "tf32_eval": run.get("eval_precision") is None,
              "fp64_eval": "accuracy_fp32" in run}
     return {**{k: run.get(k) for k in KEYS}, **extra}
@@ -92,7 +106,8 @@ def split_args(args: list[str], flags: tuple[str, ...]) -> dict[str, list[str]]:
 
 def main(args: list[str]) -> None:
     a = split_args(args, ("--variants", "--recheck"))
-    paths, variants, rechecks = a[""], a["--variants"], a["--recheck"]
+    # sorted: the table is the same whatever order the shell expands the globs in
+    paths, variants, rechecks = (sorted(a[k]) for k in ("", "--variants", "--recheck"))
     rows = [row(json.loads(Path(p).read_text()), p) for p in paths]
     vrows = [row(json.loads(Path(p).read_text()), p) for p in variants]
     have = {(r["model"], r["method"]) for r in rows}
@@ -165,7 +180,8 @@ def main(args: list[str]) -> None:
         lines += ["", "†: the fake-quant accuracy of this run was evaluated with cuDNN's TF32 convolutions (before "
                   "sw/fasttrain.exact_fp32), which moves some activations across quantizer thresholds; the "
                   "integer column is exact."]
-    lines += ["", "Every run above but the 80- and 120-epoch-stage variants (trained after commit 7330819) was "
+    late = [Path(r["source"]).stem for r in rows + vrows if not r.get("status") and after_weight_stats(r)]
+    lines += ["", f"Every run above but {', '.join(late) or 'none'} (trained after commit 7330819) was "
               "evaluated on the GPU before the weight statistics were made "
               "device-independent (sw/quant.weight_stats): its fake-quant column is the accuracy of weight codes "
               "from the GPU's float32 reductions, which can differ from the CPU export's by a flipped code "
