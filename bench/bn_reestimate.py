@@ -14,9 +14,9 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
+from recheck_run import write_rows  # bench/ is on the path of a bench/ script
 
 from apotflow.sw.checkpoint import load_checkpoint
 from apotflow.sw.cifar import load_cifar10
@@ -60,11 +60,7 @@ def main(argv=None) -> int:
         row["seconds"] = round(time.perf_counter() - t0, 1)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    out = {"command": "python bench/bn_reestimate.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "torch": torch.__version__, "rows": rows}
-    tmp = Path(a.out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(a.out)
+    write_rows(a.out, "bn_reestimate.py", argv, rows)
     return 0
 
 

@@ -51,12 +51,18 @@ def main(argv=None) -> int:
                "seconds": round(time.perf_counter() - t0, 1), "git_rev": rev}
         print(json.dumps(row), flush=True)
         rows.append(row)
-    out = {"command": "python bench/recheck_run.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "device": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": rows}
-    tmp = Path(a.out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(a.out)
+    write_rows(a.out, "recheck_run.py", argv, rows)
     return 0
+
+
+def write_rows(out: str, script: str, argv, rows: list[dict]) -> None:
+    """The result file of a bench/ script over model files: its command, the machine, one row per model
+    (written atomically: a run stopped half-way leaves no file)."""
+    blob = {"command": f"python bench/{script} " + " ".join(sys.argv[1:] if argv is None else argv),
+            "device": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": rows}
+    tmp = Path(out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(blob, indent=1))
+    tmp.replace(out)
 
 
 if __name__ == "__main__":
