@@ -20,6 +20,8 @@
 # 40-epoch stages + 120 QAT epochs from bench/models/r20-ppq-s80-float.pt, which is r20-ppq-s80's float
 # model (seed 0; its test accuracy at every evaluation equals r20-ppq-q200's float phase): copied to
 # runs/r20-ppq-s80/float.pt, the --float-init runs above start at once, without the 200 float epochs.
+# r20-ppq-e, r20-ppq-ew, r20-ppq-ek, r20-ppq-ewk (-s1: seed 1): F0 with the weight average --ema 0.9998
+# (the final model; the live one is reported beside it), w: QAT weight decay 1e-4 (--qat-wd), k: 3 stages.
 # NAME-plain (e.g. r32-spq-plain): the paper's loss, no distillation, no teacher (spq runs whose ppq
 # float model is not on the machine).
 set -u
@@ -49,6 +51,10 @@ for name in "$@"; do
     r20-ppq-s120) args="--stage-epochs 120 --qat-epochs 120 --float-init runs/r20-ppq-s80/float.pt" ;;
     r20-ppq-k3|r20-ppq-k3-s[12]) args="$F0 --prune-stages 3$seed" ;;
     r20-ppq-qtp|r20-ppq-qtp-s[12]) args="$F0 --qat-teacher pruned$seed" ;;
+    r20-ppq-e|r20-ppq-e-s[12]) args="$F0 --ema 0.9998$seed" ;;
+    r20-ppq-ew|r20-ppq-ew-s[12]) args="$F0 --ema 0.9998 --qat-wd 1e-4$seed" ;;
+    r20-ppq-ek|r20-ppq-ek-s[12]) args="$F0 --ema 0.9998 --prune-stages 3$seed" ;;
+    r20-ppq-ewk|r20-ppq-ewk-s[12]) args="$F0 --ema 0.9998 --qat-wd 1e-4 --prune-stages 3$seed" ;;
     r20-ppq-qlr) args="$FULL_PPQ --qat-lr 0.005" ;;
     r20-ppq-t32) args="--stage-epochs 40 --qat-epochs 150 --float-init runs/r20-ppq/float.pt --teacher runs/r32-ppq/float.pt" ;;
     r56-ppq) args="$SHORT_PPQ" ;;

@@ -55,7 +55,7 @@ def _progress(msg: str) -> None:
 # ----------------------------------------------------------------------------- commands
 TRAIN_FLAGS = ("epochs", "stage_epochs", "qat_epochs", "lr", "qat_lr", "wd", "batch_size", "prune_rate",
                "w_bits", "a_bits", "schedule", "warmup_epochs", "step_mode", "eval_every", "train_subset",
-               "distill", "distill_temp", "prune_stages", "qat_teacher")
+               "distill", "distill_temp", "prune_stages", "qat_teacher", "qat_wd", "ema")
 
 
 def cmd_train(args) -> int:
@@ -98,6 +98,8 @@ class _Bar:
         n = self.total.get(rec["phase"], 0)
         done = int(20 * rec["epoch"] / n) if n else 0
         acc = f" test {rec['test_acc']:.4f}" if "test_acc" in rec else ""
+        if "test_acc_live" in rec:  # --ema: test_acc is the average's
+            acc += f" (live {rec['test_acc_live']:.4f})"
         _progress(f"[{'#' * done}{'.' * (20 - done)}] {rec['phase']} {rec['epoch']}/{n} loss {rec['loss']:.4f} "
                   f"{rec['images_per_s']:.0f} img/s ({rec['step_mode']}){acc}")
 
@@ -245,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default 2: 15%% then 30%%)"),
                              ("qat-epochs", int, "ppq: final QAT epochs"), ("lr", float, "base learning rate"),
                              ("qat-lr", float, "ppq QAT learning rate"), ("wd", float, "weight decay"),
+                             ("qat-wd", float, "ppq: the QAT phase's weight decay (default: --wd)"),
+                             ("ema", float, "decay d of a weight average over the last phase, which becomes the "
+                              "final model (e.g. 0.9998; default 0, off)"),
                              ("batch-size", int, "batch size"), ("prune-rate", float, "GM filter prune rate"),
                              ("w-bits", int, "inner-layer weight bits"), ("a-bits", int, "activation bits"),
                              ("schedule", str, "cosine | plateau"), ("warmup-epochs", float, "linear warm-up"),

@@ -125,6 +125,8 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
               "command": command or " ".join(shlex.quote(a) for a in sys.argv), "device": info["device"],
               "train_seconds": info["train_seconds"], "resumes": info["resumes"], "torch": torch.__version__,
               "python": platform.python_version()}
+    if cfg.ema > 0:  # the live model's fp32 fake-quant accuracy: what the run gives without the average
+        result["accuracy_live_fp32"] = info["accuracy_live"]
     if info["resumes"]:
         result["timing_note"] = (f"resumed {info['resumes']} time(s) from the checkpoint: train_seconds adds up every "
                                  "process's training time (each one captures its CUDA graphs again); wall_seconds is "

@@ -23,6 +23,12 @@ Schedule choices (ours where the paper leaves them open; all in FastConfig):
   otherwise a checkpoint given to ``train_fast(teacher=...)`` (CLI ``--teacher``). ppq with
   ``qat_teacher="pruned"``: the QAT phase distils from the last pruning stage's end state instead (the
   float model with the same filters removed as the student's).
+- ``qat_wd``: the weight decay of ppq's QAT phase (default: ``wd``, as every other phase).
+- ``ema=d`` (ours, off by default): an exponential moving average of the weights, alphas and BatchNorm
+  statistics over the last phase, updated after every step (``ema <- d ema + (1-d) live``, inside the
+  CUDA graph); the final model IS the average (fixed by the config, never chosen on the test set). The
+  live model's accuracy is kept beside it (``accuracy_live``, ``test_acc_live`` in the history), so one
+  run also shows what the same run without the average gives.
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ class FastConfig(Recipe):
     distill_temp: float = 4.0
     prune_stages: int = 2  # ppq: the prune rate is reached in this many equal steps (the paper: 15% then 30%)
     qat_teacher: str = "float"  # ppq distillation in QAT: from the float phase, or "pruned": the last stage's end
+    qat_wd: float | None = None  # ppq QAT weight decay (None: wd)
+    ema: float = 0.0  # decay of the weight average over the last phase, which becomes the final model (0: off)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,6 +94,12 @@ class FastConfig(Recipe):
             raise ValueError(f"prune_stages must be a positive integer, not {self.prune_stages!r}")
         if self.qat_teacher not in QAT_TEACHERS:
             raise ValueError(f"qat_teacher must be one of {QAT_TEACHERS}, not {self.qat_teacher!r}")
+        if self.qat_wd is not None and not self.qat_wd >= 0:
+            raise ValueError(f"qat_wd must be >= 0, not {self.qat_wd!r}")
+        if self.qat_wd is not None and self.method != "ppq":
+            raise ValueError(f"qat_wd is the weight decay of ppq's QAT phase; method is {self.method}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), not {self.ema!r}")
         if self.qat_teacher == "pruned" and (self.method != "ppq" or self.distill == 0):
             raise ValueError("qat_teacher='pruned' is ppq's QAT distillation: it needs method ppq and distill > 0 "
                              f"(method {self.method}, distill {self.distill})")
@@ -103,6 +117,7 @@ class Phase:
     calibrate: bool = False
     teacher: bool = False  # ppq: the float phase, whose end state becomes the teacher (float.pt); not distilled
     hands_teacher: bool = False  # ppq, qat_teacher="pruned": this phase's end state is the next phases' teacher
+    wd: float | None = None  # this phase's weight decay (None: cfg.wd)
     extra: dict = field(default_factory=dict)
 
 
@@ -121,7 +136,7 @@ def phases(cfg: FastConfig) -> list[Phase]:
     stages = [Phase(f"prune{i}", cfg.stage_epochs, cfg.lr / 10, False, frozen=True, prune_before=round(r * i / k, 12),
                     hands_teacher=i == k and cfg.qat_teacher == "pruned") for i in range(1, k + 1)]
     return [Phase("float", cfg.epochs, cfg.lr, False, teacher=True), *stages,
-            Phase("qat", cfg.qat_epochs, cfg.qat_lr, True, frozen=True, calibrate=True)]
+            Phase("qat", cfg.qat_epochs, cfg.qat_lr, True, frozen=True, calibrate=True, wd=cfg.qat_wd)]
 
 
 def lr_at(cfg: FastConfig, ph: Phase, step: int, total: int) -> float:
@@ -132,12 +147,12 @@ def lr_at(cfg: FastConfig, ph: Phase, step: int, total: int) -> float:
     return ph.lr * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def param_groups(model: nn.Module, cfg: FastConfig, quant: bool) -> list[dict]:
+def param_groups(model: nn.Module, cfg: FastConfig, quant: bool, wd: float | None = None) -> list[dict]:
     a_w = [m.alpha for m in model.modules() if isinstance(m, WeightQuantizer)] if quant else []
     a_a = [m.alpha for m in model.modules() if isinstance(m, ActQuantizer)] if quant else []
     ids = {id(m.alpha) for m in model.modules() if isinstance(m, (WeightQuantizer, ActQuantizer))}
     rest = [p for p in model.parameters() if id(p) not in ids]
-    return [{"params": rest, "wd": cfg.wd, "lr_mult": 1.0},
+    return [{"params": rest, "wd": cfg.wd if wd is None else wd, "lr_mult": 1.0},
             {"params": a_a, "wd": cfg.alpha_wd, "lr_mult": 1.0},
             {"params": a_w, "wd": cfg.alpha_wd, "lr_mult": 0.2}]
 
@@ -154,12 +169,48 @@ def mask_pairs(model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]
     return ps, ms
 
 
+class WeightAverage:
+    """``FastConfig.ema``: the moving average of a model's floating-point state (parameters, alphas,
+    BatchNorm statistics), updated in place (capturable in a CUDA graph). ``saved``: a ``state()`` to resume."""
+
+    def __init__(self, model: nn.Module, decay: float, saved: dict | None = None) -> None:
+        sd = model.state_dict()
+        self.names = [k for k, v in sd.items() if v.is_floating_point()]
+        self.live = [sd[k] for k in self.names]  # share the model's storage
+        if saved is not None:  # empty_like: the live tensors' strides (channels_last), which the graph captured
+            self.avg = [torch.empty_like(t).copy_(saved[k]) for k, t in zip(self.names, self.live)]
+        else:
+            self.avg = [t.detach().clone() for t in self.live]
+        self.weight = 1.0 - decay
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self.avg, self.live, self.weight)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        """The model holds the average inside the block, its own state again after it."""
+        keep = [t.clone() for t in self.live]
+        torch._foreach_copy_(self.live, self.avg)
+        try:
+            yield
+        finally:
+            torch._foreach_copy_(self.live, keep)
+
+    @torch.no_grad()
+    def install(self) -> None:
+        torch._foreach_copy_(self.live, self.avg)
+
+    def state(self) -> dict:
+        return {k: a.detach().cpu() for k, a in zip(self.names, self.avg)}
+
+
 class Stepper:
     """One training step on static (x, y) buffers: eager, compiled, or compiled + CUDA graph."""
 
     def __init__(self, model: nn.Module, cfg: FastConfig, ph: Phase, opt: GraphSGD, log,
-                 teacher: nn.Module | None = None) -> None:
-        self.model, self.cfg, self.opt, self.log = model, cfg, opt, log
+                 teacher: nn.Module | None = None, avg: WeightAverage | None = None) -> None:
+        self.model, self.cfg, self.opt, self.log, self.avg = model, cfg, opt, log, avg
         dev = next(model.parameters()).device
         bs = cfg.batch_size
         self.x = torch.zeros(bs, 3, 32, 32, device=dev)
@@ -203,6 +254,8 @@ class Stepper:
                 torch._foreach_clamp_min_(self.alphas, 1e-2)
             if self.mps:
                 torch._foreach_mul_(self.mps, self.mms)
+            if self.avg is not None:
+                self.avg.update()
             self.loss_sum += loss.detach()
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
@@ -351,6 +404,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
     phs = phases(cfg)
     hist, start_phase, start_epoch, opt_state, spent, plateau, resumes = [], 0, 0, None, 0.0, {}, 0
     t_state = None  # ppq: the float phase's final state, the teacher of the later phases
+    ema_state, avg, acc_live = None, None, None  # cfg.ema: the average over the last phase
     if ckpt and os.path.exists(ckpt):
         blob = torch.load(ckpt, map_location="cpu", weights_only=False)
         if not _same_run(blob["cfg"], cfg.to_dict()):
@@ -358,7 +412,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         model.load_state_dict(blob["model"])
         hist, start_phase, start_epoch = blob["history"], blob["phase"], blob["epoch"]
         opt_state, spent, plateau = blob["opt"], blob["seconds"], blob.get("plateau", {})
-        t_state = blob.get("teacher")
+        t_state, ema_state = blob.get("teacher"), blob.get("ema")
         resumes = blob.get("resumes", 0) + 1
         log(f"resuming from {ckpt}: phase {phs[start_phase].name if start_phase < len(phs) else 'done'}, "
             f"epoch {start_epoch}")
@@ -386,7 +440,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
             apply_masks(model)
         set_quantize(model, ph.quant)
         model.train()
-        opt = GraphSGD(param_groups(model, cfg, ph.quant), cfg.momentum, cfg.nesterov)
+        opt = GraphSGD(param_groups(model, cfg, ph.quant, ph.wd), cfg.momentum, cfg.nesterov)
         if opt_state is not None and pi == start_phase and e0 > 0:
             opt.load_state_dict(opt_state)
         total = ph.epochs * steps
@@ -399,8 +453,10 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                 tmodel = _frozen_teacher(model, t_state, False, dev, cfg.channels_last)
             else:
                 raise ValueError(f"distill={cfg.distill} needs a teacher (method {cfg.method}: give one)")
+        if cfg.ema > 0 and pi == len(phs) - 1:
+            avg = WeightAverage(model, cfg.ema, ema_state if pi == start_phase and e0 > 0 else None)
         with fast_kernels(model) as fk, (fast_kernels(tmodel) if tmodel is not None else contextlib.nullcontext()):
-            stepper = Stepper(model, cfg, ph, opt, log, tmodel)
+            stepper = Stepper(model, cfg, ph, opt, log, tmodel, avg)
             for ep in range(e0, ph.epochs):
                 te = time.perf_counter()
                 gen = torch.Generator(device=dev).manual_seed(cfg.seed * 100_003 + pi * 1_000 + ep)
@@ -431,7 +487,12 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                        "images_per_s": steps * bs / ep_s, "step_mode": stepper.mode}
                 if (ep + 1) % cfg.eval_every == 0 or ep + 1 == ph.epochs:
                     with fk.suspended():
-                        rec["test_acc"] = evaluate(model, xte, yte, ph.quant)
+                        if avg is not None:  # test_acc: the model the run yields (the average)
+                            rec["test_acc_live"] = evaluate(model, xte, yte, ph.quant)
+                            with avg.swapped():
+                                rec["test_acc"] = evaluate(model, xte, yte, ph.quant)
+                        else:
+                            rec["test_acc"] = evaluate(model, xte, yte, ph.quant)
                     model.train()
                 hist.append(rec)
                 if progress is not None:
@@ -447,7 +508,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                     _save(ckpt, {"cfg": cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                  "opt": opt.state_dict(), "phase": nxt[0], "epoch": nxt[1], "history": hist,
                                  "plateau": plateau, "seconds": time.perf_counter() - t0, "teacher": t_state,
-                                 "resumes": resumes,
+                                 "resumes": resumes, "ema": avg.state() if avg is not None else None,
                                  "arch": model.arch_config() if hasattr(model, "arch_config") else None})
             del stepper, tmodel
     quant = cfg.method in ("apot", "spq", "ppq")
@@ -455,6 +516,13 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         apply_masks(model)
     set_quantize(model, quant)
     model.eval()
+    if cfg.ema > 0:
+        if avg is None:  # resumed after the last epoch: the checkpoint holds the average
+            avg = WeightAverage(model, cfg.ema, ema_state)
+        acc_live = evaluate(model, xte, yte, quant)
+        avg.install()
+        if cfg.method in ("fpgm", "spq", "ppq"):
+            apply_masks(model)  # spq/fpgm: the average of a filter pruned late is not zero
     return {"config": cfg.to_dict(), "history": hist, "train_seconds": time.perf_counter() - t0, "resumes": resumes,
-            "accuracy_float_mode": evaluate(model, xte, yte, False), "accuracy": evaluate(model, xte, yte, quant),
+            "accuracy_live": acc_live, "accuracy_float_mode": evaluate(model, xte, yte, False), "accuracy": evaluate(model, xte, yte, quant),
             "pre_qat_float_acc": pre_qat, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}

@@ -168,9 +168,11 @@ def test_cli_float_init_skips_the_float_phase(tmp_path, capsys):
     assert "replaces the float phase" in capsys.readouterr().err
 
 
-def test_interrupted_ppq_resumes_to_the_same_model(tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.5])
+def test_interrupted_ppq_resumes_to_the_same_model(tmp_path, ema):
     """A ppq run stopped in the middle of its QAT phase and started again on the same checkpoint (model,
-    optimizer state, teacher, history) ends with the model of the run that was never stopped (CPU, eager)."""
+    optimizer state, teacher, weight average, history) ends with the model of the run that was never
+    stopped (CPU, eager)."""
     from types import SimpleNamespace
 
     from apotflow.sw.fasttrain import FastConfig, train_fast
@@ -180,7 +182,7 @@ def test_interrupted_ppq_resumes_to_the_same_model(tmp_path):
                            y_train=torch.arange(16) % 10, x_test=torch.randint(0, 256, (8, 3, 32, 32), generator=g)
                            .to(torch.uint8), y_test=torch.arange(8))
     cfg = FastConfig(method="ppq", epochs=1, stage_epochs=1, qat_epochs=3, batch_size=8, step_mode="eager",
-                     bf16=False, channels_last=False, distill=0.5)
+                     bf16=False, channels_last=False, distill=0.5, ema=ema)
 
     def net():
         torch.manual_seed(0)
@@ -205,6 +207,7 @@ def test_interrupted_ppq_resumes_to_the_same_model(tmp_path):
     assert ref["resumes"] == 0 and got["resumes"] == 1
     assert [r["phase"] for r in got["history"]] == ["float", "prune1", "prune2", "qat", "qat", "qat"]
     assert [r["loss"] for r in got["history"]] == [r["loss"] for r in ref["history"]]
+    assert got["accuracy_live"] == ref["accuracy_live"] and (got["accuracy_live"] is None) == (ema == 0)
     a, b = whole.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -224,12 +227,73 @@ def test_prune_stages_reach_the_rate_in_equal_steps():
             FastConfig(**bad)
 
 
+def test_weight_average_update_swap_install():
+    """WeightAverage: avg <- d avg + (1-d) live on every floating tensor (BatchNorm statistics too), none
+    of the integer ones; swapped() lends the average to the model and gives its own state back."""
+    from apotflow.sw.fasttrain import WeightAverage
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    avg = WeightAverage(net, 0.75)
+    assert "1.num_batches_tracked" not in avg.names and "1.running_var" in avg.names
+    with torch.no_grad():
+        for t in avg.live:
+            t.add_(4.0)
+    avg.update()
+    assert all(torch.equal(a, start[k] + 1.0) for k, a in zip(avg.names, avg.avg))
+    with avg.swapped():
+        assert torch.equal(net[0].weight, start["0.weight"] + 1.0)
+    assert torch.equal(net[0].weight, start["0.weight"] + 4.0)
+    resumed = WeightAverage(net, 0.75, avg.state())
+    assert all(torch.equal(a, b) for a, b in zip(resumed.avg, avg.avg))
+    net[1].num_batches_tracked.add_(3)
+    avg.install()
+    assert torch.equal(net[1].running_mean, start["1.running_mean"] + 1.0)
+    assert int(net[1].num_batches_tracked) == 3  # the model's own, not averaged
+
+
+def test_ema_and_qat_wd_change_only_what_they_name(tmp_path):
+    """ema: training (the loss history) is the run without it, whose final model is the live one
+    (accuracy_live); the final model is the average, pruned filters still zero. qat_wd: the phases before
+    QAT train as without it, QAT does not."""
+    from types import SimpleNamespace
+
+    from apotflow.sw.fasttrain import FastConfig, param_groups, phases, train_fast
+
+    g = torch.Generator().manual_seed(0)
+    data = SimpleNamespace(x_train=torch.randint(0, 256, (16, 3, 32, 32), generator=g).to(torch.uint8),
+                           y_train=torch.arange(16) % 10, x_test=torch.randint(0, 256, (8, 3, 32, 32), generator=g)
+                           .to(torch.uint8), y_test=torch.arange(8))
+    runs = {}
+    for name, extra in (("plain", {}), ("ema", {"ema": 0.5}), ("wd", {"qat_wd": 0.05})):
+        cfg = FastConfig(method="ppq", epochs=1, stage_epochs=1, qat_epochs=2, batch_size=8, step_mode="eager",
+                         bf16=False, channels_last=False, eval_every=1, **extra)
+        torch.manual_seed(0)
+        model = CifarResNet(20)
+        runs[name] = (train_fast(model, data, cfg, log=lambda *a: None), model)
+    loss = {k: [h["loss"] for h in r[0]["history"]] for k, r in runs.items()}
+    assert loss["ema"] == loss["plain"]
+    assert loss["wd"][:3] == loss["plain"][:3] and loss["wd"][3:] != loss["plain"][3:]
+    (plain, pm), (ema, em) = runs["plain"], runs["ema"]
+    assert ema["accuracy_live"] == plain["accuracy"] and plain["accuracy_live"] is None
+    assert [h["test_acc_live"] for h in ema["history"] if h["phase"] == "qat"] == \
+        [h["test_acc"] for h in plain["history"] if h["phase"] == "qat"]
+    assert not torch.equal(em.stem.weight, pm.stem.weight)
+    for conv in (m for m in em.modules() if hasattr(m, "filter_mask")):
+        assert not conv.weight[~conv.filter_mask].any()
+    assert phases(FastConfig(qat_wd=1e-4))[-1].wd == 1e-4 and phases(FastConfig())[-1].wd is None
+    assert param_groups(pm, FastConfig(), False, 1e-4)[0]["wd"] == 1e-4
+    for bad in ({"ema": 1.0}, {"ema": -0.1}, {"qat_wd": -1.0}, {"qat_wd": 1e-4, "method": "spq"}):
+        with pytest.raises(ValueError):
+            FastConfig(**bad)
+
+
 def test_checkpoint_without_a_newer_knob_still_resumes():
     """A checkpoint written before a config key existed matches a config that leaves that key at its default."""
     from apotflow.sw.fasttrain import FastConfig, _same_run
 
     old = FastConfig().to_dict()
-    del old["prune_stages"], old["qat_teacher"]
+    del old["prune_stages"], old["qat_teacher"], old["qat_wd"], old["ema"]
     assert _same_run(old, FastConfig().to_dict())
     assert not _same_run(old, FastConfig(prune_stages=3).to_dict())
 
@@ -273,6 +337,7 @@ def test_cli_impossible_training_option_is_one_line(tmp_path, capsys):
 
     for flags, words in ((["--qat-teacher", "pruned"], "needs method ppq and distill > 0"),
                          (["--prune-stages", "0"], "prune_stages must be a positive integer"),
+                         (["--ema", "1"], "ema must be in [0, 1)"),
                          (["--epochs", "0"], "epochs must be a positive integer")):
         assert main(["train", "--model", "resnet20", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                      *flags]) == 2
