@@ -2,17 +2,19 @@
 # stop them, save their state. The GPU machine is given back ~30 s after a call ends (and with it
 # runs/), so a run longer than one call lives on in the saved state:
 #   bash bench/gpu_session.sh SECONDS NAME...      e.g.  bash bench/gpu_session.sh 540 r20-ppq-q200
-# gpu-state/state.tgz (git-ignored; name it in the call's carry) is unpacked first if present, and each
+# gpu-state/state*.tgz (git-ignored; name them in the call's carry) are unpacked first if present, and each
 # run resumes from its runs/NAME/train.ckpt. After SECONDS, or as soon as every NAME has its
 # runs/NAME/result.json, the runs are stopped and logs, result.json, train.ckpt, float.pt and model.pt
-# are packed into $OUT/state.tgz: copy that to gpu-state/state.tgz for the next call.
+# are packed into $OUT/state-NAME.tgz, one per run (a file coming back from the GPU machine may not exceed
+# 16 MiB; six runs' checkpoints together did): copy them to gpu-state/ for the next call. MPS is stopped at
+# the end: a warm machine's next call found the old MPS server refusing new clients.
 # A resumed run's train_seconds adds up the training time of every call (graph captures included);
 # its wall_seconds is the last call's only.
 set -u
 [ $# -ge 2 ] || { echo "usage: bash bench/gpu_session.sh SECONDS NAME..."; exit 2; }
 secs=$1; shift
 : "${OUT:?OUT must name the folder whose files come back}"
-[ -f gpu-state/state.tgz ] && tar xzf gpu-state/state.tgz && echo "restored gpu-state/state.tgz"
+for f in gpu-state/state*.tgz; do [ -f "$f" ] && tar xzf "$f" && echo "restored $f"; done
 bash bench/gpu_runs.sh "$@"
 end=$((SECONDS + secs))
 while [ $SECONDS -lt $end ]; do
@@ -23,5 +25,8 @@ done
 for n in "$@"; do [ -f "runs/$n.pid" ] && kill -- "-$(cat "runs/$n.pid")" 2>/dev/null; done
 sleep 2
 bash bench/gpu_status.sh
-tar czf "$OUT/state.tgz" $(ls -d runs/*.log runs/*/result.json runs/*/train.ckpt runs/*/float.pt runs/*/model.pt 2>/dev/null)
+echo quit | nvidia-cuda-mps-control 2>/dev/null
+for n in "$@"; do
+  tar czf "$OUT/state-$n.tgz" $(ls -d runs/$n.log runs/$n/result.json runs/$n/train.ckpt runs/$n/float.pt runs/$n/model.pt 2>/dev/null)
+done
 ls -la "$OUT"
