@@ -10,13 +10,12 @@ once augmented as in training (random crop, flip) and once clean. Weights and al
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
 import torch
-from recheck_run import write_rows  # bench/ is on the path of a bench/ script
+from recheck_run import model_files_parser, write_rows  # bench/ is on the path of a bench/ script
 
 from apotflow.sw.checkpoint import load_checkpoint
 from apotflow.sw.cifar import load_cifar10
@@ -38,12 +37,9 @@ def reestimate(model: torch.nn.Module, x: torch.Tensor, bs: int = 128) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="+", help="model.pt files of quantized apotflow train runs")
-    ap.add_argument("--data", default="data/cifar10-jpeg.tar.xz")
-    ap.add_argument("--images", type=int, default=12800, help="training images the statistics are taken over")
-    ap.add_argument("--out", default="bench/results/bn-reestimate.json")
-    a = ap.parse_args(argv)
+    a = model_files_parser(__doc__, "bench/results/bn-reestimate.json", 12800,
+                           "training images the statistics are taken over",
+                           "model.pt files of quantized apotflow train runs").parse_args(argv)
     d = load_cifar10(a.data)
     rows = []
     for path in a.models:

@@ -26,13 +26,19 @@ from apotflow.sw.cifar import load_cifar10
 from apotflow.sw.cifar_run import integer_eval
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="+", help="model.pt files of apotflow train runs")
+def model_files_parser(doc: str, out: str, images: int, images_help: str,
+                       models_help: str = "model.pt files of apotflow train runs") -> argparse.ArgumentParser:
+    """The command line of a bench/ script over model files: MODEL.pt ... --data --images --out."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", help=models_help)
     ap.add_argument("--data", default="data/cifar10-jpeg.tar.xz")
-    ap.add_argument("--images", type=int, default=0, help="first N test images (0: all)")
-    ap.add_argument("--out", default="bench/results/recheck.json")
-    a = ap.parse_args(argv)
+    ap.add_argument("--images", type=int, default=images, help=images_help)
+    ap.add_argument("--out", default=out)
+    return ap
+
+
+def main(argv=None) -> int:
+    a = model_files_parser(__doc__, "bench/results/recheck.json", 0, "first N test images (0: all)").parse_args(argv)
     # the checkout as the check starts (decoding the data takes a while; later edits do not count)
     rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     split = load_cifar10(a.data)

@@ -66,8 +66,8 @@ def row(run: dict, path) -> dict:
         sched += f" (QAT wd {cfg['qat_wd']:g})"
     if cfg.get("ema"):  # the final model is the average; the live one's fp32 fake-quant accuracy beside it
         live = run.get("accuracy_live_fp32")
-        sched += f" (weight average {cfg['ema']:g}; live model {100 * live:.2f}% fake-quant)" if live is not None \
-            else f" (weight average {cfg['ema']:g})"
+        sched += f" (weight average {cfg['ema']:g}" + \
+            (f"; live model {100 * live:.2f}% fake-quant)" if live is not None else ")")
     extra = {"schedule": sched, "distill": cfg.get("distill", 0.0), "teacher": run.get("teacher"),
              "float_init": run.get("float_init"), "prune_stages": cfg.get("prune_stages"),
              "float_phase_acc": float_acc(run), "source": str(path),

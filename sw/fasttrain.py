@@ -487,11 +487,10 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                        "images_per_s": steps * bs / ep_s, "step_mode": stepper.mode}
                 if (ep + 1) % cfg.eval_every == 0 or ep + 1 == ph.epochs:
                     with fk.suspended():
-                        if avg is not None:  # test_acc: the model the run yields (the average)
+                        if avg is not None:
                             rec["test_acc_live"] = evaluate(model, xte, yte, ph.quant)
-                            with avg.swapped():
-                                rec["test_acc"] = evaluate(model, xte, yte, ph.quant)
-                        else:
+                        # test_acc: the model the run yields (with cfg.ema, the average)
+                        with avg.swapped() if avg is not None else contextlib.nullcontext():
                             rec["test_acc"] = evaluate(model, xte, yte, ph.quant)
                     model.train()
                 hist.append(rec)
@@ -511,8 +510,8 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                                  "resumes": resumes, "ema": avg.state() if avg is not None else None,
                                  "arch": model.arch_config() if hasattr(model, "arch_config") else None})
             del stepper, tmodel
-    quant = cfg.method in ("apot", "spq", "ppq")
-    if cfg.method in ("fpgm", "spq", "ppq"):
+    quant, pruned = cfg.method in ("apot", "spq", "ppq"), cfg.method in ("fpgm", "spq", "ppq")
+    if pruned:
         apply_masks(model)
     set_quantize(model, quant)
     model.eval()
@@ -521,7 +520,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
             avg = WeightAverage(model, cfg.ema, ema_state)
         acc_live = evaluate(model, xte, yte, quant)
         avg.install()
-        if cfg.method in ("fpgm", "spq", "ppq"):
+        if pruned:
             apply_masks(model)  # spq/fpgm: the average of a filter pruned late is not zero
     return {"config": cfg.to_dict(), "history": hist, "train_seconds": time.perf_counter() - t0, "resumes": resumes,
             "accuracy_live": acc_live, "accuracy_float_mode": evaluate(model, xte, yte, False), "accuracy": evaluate(model, xte, yte, quant),

@@ -254,8 +254,9 @@ def test_weight_average_update_swap_install():
 
 def test_ema_and_qat_wd_change_only_what_they_name(tmp_path):
     """ema: training (the loss history) is the run without it, whose final model is the live one
-    (accuracy_live); the final model is the average, pruned filters still zero. qat_wd: the phases before
-    QAT train as without it, QAT does not."""
+    (accuracy_live); the final model is the average, pruned filters still zero; with a decay so small that
+    1 - d rounds to 1 the average is the live model, bit for bit (the update runs at every step, on the
+    model's own tensors). qat_wd: the phases before QAT train as without it, QAT does not."""
     from types import SimpleNamespace
 
     from apotflow.sw.fasttrain import FastConfig, param_groups, phases, train_fast
@@ -265,7 +266,7 @@ def test_ema_and_qat_wd_change_only_what_they_name(tmp_path):
                            y_train=torch.arange(16) % 10, x_test=torch.randint(0, 256, (8, 3, 32, 32), generator=g)
                            .to(torch.uint8), y_test=torch.arange(8))
     runs = {}
-    for name, extra in (("plain", {}), ("ema", {"ema": 0.5}), ("wd", {"qat_wd": 0.05})):
+    for name, extra in (("plain", {}), ("ema", {"ema": 0.5}), ("tiny", {"ema": 1e-30}), ("wd", {"qat_wd": 0.05})):
         cfg = FastConfig(method="ppq", epochs=1, stage_epochs=1, qat_epochs=2, batch_size=8, step_mode="eager",
                          bf16=False, channels_last=False, eval_every=1, **extra)
         torch.manual_seed(0)
@@ -279,6 +280,9 @@ def test_ema_and_qat_wd_change_only_what_they_name(tmp_path):
     assert [h["test_acc_live"] for h in ema["history"] if h["phase"] == "qat"] == \
         [h["test_acc"] for h in plain["history"] if h["phase"] == "qat"]
     assert not torch.equal(em.stem.weight, pm.stem.weight)
+    tiny, tm = runs["tiny"]
+    assert tiny["accuracy"] == plain["accuracy"]
+    assert all(torch.equal(v, pm.state_dict()[k]) for k, v in tm.state_dict().items())
     for conv in (m for m in em.modules() if hasattr(m, "filter_mask")):
         assert not conv.weight[~conv.filter_mask].any()
     assert phases(FastConfig(qat_wd=1e-4))[-1].wd == 1e-4 and phases(FastConfig())[-1].wd is None
