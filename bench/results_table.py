@@ -64,6 +64,8 @@ def row(run: dict, path) -> dict:
         sched += f" (QAT teacher: {cfg['qat_teacher']})"
     if cfg.get("qat_wd") is not None:
         sched += f" (QAT wd {cfg['qat_wd']:g})"
+    if cfg.get("cutout"):
+        sched += f" (cutout {cfg['cutout']})"
     if cfg.get("ema"):  # the final model is the average; the live one's fp32 fake-quant accuracy beside it
         live = run.get("accuracy_live_fp32")
         sched += f" (weight average {cfg['ema']:g}" + \

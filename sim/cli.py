@@ -55,7 +55,7 @@ def _progress(msg: str) -> None:
 # ----------------------------------------------------------------------------- commands
 TRAIN_FLAGS = ("epochs", "stage_epochs", "qat_epochs", "lr", "qat_lr", "wd", "batch_size", "prune_rate",
                "w_bits", "a_bits", "schedule", "warmup_epochs", "step_mode", "eval_every", "train_subset",
-               "distill", "distill_temp", "prune_stages", "qat_teacher", "qat_wd", "ema")
+               "distill", "distill_temp", "prune_stages", "qat_teacher", "qat_wd", "ema", "cutout")
 
 
 def cmd_train(args) -> int:
@@ -250,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                              ("qat-wd", float, "ppq: the QAT phase's weight decay (default: --wd)"),
                              ("ema", float, "decay d of a weight average over the last phase, which becomes the "
                               "final model (e.g. 0.9998; default 0, off)"),
+                             ("cutout", int, "side in pixels of a Cutout square zeroed in every training "
+                              "image (default 0, off)"),
                              ("batch-size", int, "batch size"), ("prune-rate", float, "GM filter prune rate"),
                              ("w-bits", int, "inner-layer weight bits"), ("a-bits", int, "activation bits"),
                              ("schedule", str, "cosine | plateau"), ("warmup-epochs", float, "linear warm-up"),

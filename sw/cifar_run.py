@@ -119,7 +119,7 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
     set_quantize(model, quant)
     save_checkpoint(model, out_dir / "model.pt", {"method": cfg.method, "accuracy": info["accuracy"]})
     result = {"model": model_name, "method": cfg.method, "dataset": data.name, "data": data.source,
-              "accuracy": info["accuracy"], "accuracy_float_mode": info["accuracy_float_mode"],
+              "accuracy": info["accuracy"],
               "pre_qat_float_acc": info["pre_qat_float_acc"], "config": cfg.to_dict(), "teacher": teacher,
               "float_init": float_init, "eval_precision": "float64 copy (sw.quant.exact_copy); accuracy_fp32: fp32, no TF32",
               "command": command or " ".join(shlex.quote(a) for a in sys.argv), "device": info["device"],
@@ -131,7 +131,6 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
         result["timing_note"] = (f"resumed {info['resumes']} time(s) from the checkpoint: train_seconds adds up every "
                                  "process's training time (each one captures its CUDA graphs again); wall_seconds is "
                                  "the last process's only")
-    set_quantize(model, quant)  # train_fast's last evaluation leaves the float mode on
     if quant:
         dev = "cuda" if torch.cuda.is_available() else "cpu"
         try:

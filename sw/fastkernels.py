@@ -132,8 +132,12 @@ def fast_kernels(model: nn.Module):
 
 
 # ----------------------------------------------------------------------------- data on the GPU
-def augment_epoch(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
-    """Random crop (zero padding `pad`) and horizontal flip of every image, as one gather (uint8 in/out)."""
+def augment_epoch(x: Tensor, gen: torch.Generator, pad: int = 4, cutout: int = 0) -> Tensor:
+    """Random crop (zero padding `pad`) and horizontal flip of every image, as one gather (uint8 in/out).
+
+    ``cutout=s`` (off at 0) then zeroes one s x s square per image, its centre uniform over the image and
+    the square clipped at the border (DeVries & Taylor's Cutout; zero is the padding's black). Its random
+    numbers are drawn after the crop's and the flip's, so ``cutout=0`` gives the same images as before."""
     n, c, h, w = x.shape
     dev = x.device
     xp = F.pad(x, (pad, pad, pad, pad))
@@ -144,7 +148,15 @@ def augment_epoch(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
     cols = torch.where(flip[:, None], ar_w.flip(0)[None], ar_w[None]) + ox[:, None]  # (n, w)
     rows = ar_h[None] + oy[:, None]  # (n, h)
     flat = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
-    return xp.view(n, c, -1).gather(2, flat).view(n, c, h, w)
+    out = xp.view(n, c, -1).gather(2, flat).view(n, c, h, w)
+    if cutout:
+        cy = torch.randint(0, h, (n,), device=dev, generator=gen)
+        cx = torch.randint(0, w, (n,), device=dev, generator=gen)
+        y0, x0 = cy - cutout // 2, cx - cutout // 2
+        in_y = (ar_h[None] >= y0[:, None]) & (ar_h[None] < y0[:, None] + cutout)  # (n, h)
+        in_x = (ar_w[None] >= x0[:, None]) & (ar_w[None] < x0[:, None] + cutout)  # (n, w)
+        out = out.masked_fill((in_y[:, :, None] & in_x[:, None, :])[:, None], 0)
+    return out
 
 
 # ----------------------------------------------------------------------------- capturable SGD

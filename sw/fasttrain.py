@@ -29,6 +29,8 @@ Schedule choices (ours where the paper leaves them open; all in FastConfig):
   CUDA graph); the final model IS the average (fixed by the config, never chosen on the test set). The
   live model's accuracy is kept beside it (``accuracy_live``, ``test_acc_live`` in the history), so one
   run also shows what the same run without the average gives.
+- ``cutout=s`` (ours, off by default): one s x s square of every training image zeroed after the crop and
+  flip (sw/fastkernels.augment_epoch), in every phase this run trains.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class FastConfig(Recipe):
     qat_teacher: str = "float"  # ppq distillation in QAT: from the float phase, or "pruned": the last stage's end
     qat_wd: float | None = None  # ppq QAT weight decay (None: wd)
     ema: float = 0.0  # decay of the weight average over the last phase, which becomes the final model (0: off)
+    cutout: int = 0  # side of the Cutout square of the augmentation, in pixels (0: off, the paper's crop + flip)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -98,6 +101,8 @@ class FastConfig(Recipe):
             raise ValueError(f"qat_wd must be >= 0, not {self.qat_wd!r}")
         if self.qat_wd is not None and self.method != "ppq":
             raise ValueError(f"qat_wd is the weight decay of ppq's QAT phase; method is {self.method}")
+        if not isinstance(self.cutout, int) or not 0 <= self.cutout <= 32:
+            raise ValueError(f"cutout must be an integer side in pixels in [0, 32], not {self.cutout!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), not {self.ema!r}")
         if self.qat_teacher == "pruned" and (self.method != "ppq" or self.distill == 0):
@@ -460,7 +465,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
             for ep in range(e0, ph.epochs):
                 te = time.perf_counter()
                 gen = torch.Generator(device=dev).manual_seed(cfg.seed * 100_003 + pi * 1_000 + ep)
-                xa = augment_epoch(xtr, gen)
+                xa = augment_epoch(xtr, gen, cutout=cfg.cutout)
                 perm = torch.randperm(n, device=dev, generator=gen)
                 stepper.loss_sum.zero_()
                 for k in range(steps):
@@ -523,5 +528,5 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         if pruned:
             apply_masks(model)  # spq/fpgm: the average of a filter pruned late is not zero
     return {"config": cfg.to_dict(), "history": hist, "train_seconds": time.perf_counter() - t0, "resumes": resumes,
-            "accuracy_live": acc_live, "accuracy_float_mode": evaluate(model, xte, yte, False), "accuracy": evaluate(model, xte, yte, quant),
+            "accuracy_live": acc_live, "accuracy": evaluate(model, xte, yte, quant),
             "pre_qat_float_acc": pre_qat, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}

@@ -47,6 +47,23 @@ def test_augment_is_crop_and_flip():
         assert ok
 
 
+def test_cutout_zeroes_one_clipped_square_of_the_cropped_image():
+    """cutout=s: the crop + flip of cutout=0 (same generator), with one s x s square (clipped at the
+    border) zeroed; nothing else changes."""
+    x = torch.randint(1, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    plain = augment_epoch(x, torch.Generator().manual_seed(3), pad=0)  # no padding: no zero pixel before cutout
+    cut = augment_epoch(x, torch.Generator().manual_seed(3), pad=0, cutout=8)
+    zeroed = cut != plain
+    assert torch.equal(cut[~zeroed], plain[~zeroed]) and (cut[zeroed] == 0).all()
+    assert torch.equal(zeroed, zeroed[:, :1].expand_as(zeroed))  # every channel alike
+    sides = set()
+    for z in zeroed[:, 0]:
+        rows, cols = z.any(1).nonzero()[:, 0], z.any(0).nonzero()[:, 0]
+        assert z.sum() == len(rows) * len(cols) and z[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
+        sides |= {len(rows), len(cols)}
+    assert max(sides) == 8 and min(sides) < 8  # full squares and clipped ones
+
+
 def test_one_eager_step_and_masks():
     from apotflow.sw.fastkernels import GraphSGD
     from apotflow.sw.fasttrain import FastConfig, Phase, Stepper, calibrate_alphas, param_groups
@@ -287,7 +304,7 @@ def test_ema_and_qat_wd_change_only_what_they_name(tmp_path):
         assert not conv.weight[~conv.filter_mask].any()
     assert phases(FastConfig(qat_wd=1e-4))[-1].wd == 1e-4 and phases(FastConfig())[-1].wd is None
     assert param_groups(pm, FastConfig(), False, 1e-4)[0]["wd"] == 1e-4
-    for bad in ({"ema": 1.0}, {"ema": -0.1}, {"qat_wd": -1.0}, {"qat_wd": 1e-4, "method": "spq"}):
+    for bad in ({"ema": 1.0}, {"ema": -0.1}, {"cutout": 33}, {"cutout": 2.5}, {"qat_wd": -1.0}, {"qat_wd": 1e-4, "method": "spq"}):
         with pytest.raises(ValueError):
             FastConfig(**bad)
 
@@ -297,7 +314,7 @@ def test_checkpoint_without_a_newer_knob_still_resumes():
     from apotflow.sw.fasttrain import FastConfig, _same_run
 
     old = FastConfig().to_dict()
-    del old["prune_stages"], old["qat_teacher"], old["qat_wd"], old["ema"]
+    del old["prune_stages"], old["qat_teacher"], old["qat_wd"], old["ema"], old["cutout"]
     assert _same_run(old, FastConfig().to_dict())
     assert not _same_run(old, FastConfig(prune_stages=3).to_dict())
 
