@@ -269,11 +269,12 @@ def test_weight_average_update_swap_install():
     assert int(net[1].num_batches_tracked) == 3  # the model's own, not averaged
 
 
-def test_ema_and_qat_wd_change_only_what_they_name(tmp_path):
+def test_ema_qat_wd_and_cutout_change_only_what_they_name(tmp_path):
     """ema: training (the loss history) is the run without it, whose final model is the live one
     (accuracy_live); the final model is the average, pruned filters still zero; with a decay so small that
     1 - d rounds to 1 the average is the live model, bit for bit (the update runs at every step, on the
-    model's own tensors). qat_wd: the phases before QAT train as without it, QAT does not."""
+    model's own tensors). qat_wd: the phases before QAT train as without it, QAT does not. cutout: every
+    phase trains on other images."""
     from types import SimpleNamespace
 
     from apotflow.sw.fasttrain import FastConfig, param_groups, phases, train_fast
@@ -283,7 +284,8 @@ def test_ema_and_qat_wd_change_only_what_they_name(tmp_path):
                            y_train=torch.arange(16) % 10, x_test=torch.randint(0, 256, (8, 3, 32, 32), generator=g)
                            .to(torch.uint8), y_test=torch.arange(8))
     runs = {}
-    for name, extra in (("plain", {}), ("ema", {"ema": 0.5}), ("tiny", {"ema": 1e-30}), ("wd", {"qat_wd": 0.05})):
+    for name, extra in (("plain", {}), ("ema", {"ema": 0.5}), ("tiny", {"ema": 1e-30}), ("wd", {"qat_wd": 0.05}),
+                        ("cut", {"cutout": 8})):
         cfg = FastConfig(method="ppq", epochs=1, stage_epochs=1, qat_epochs=2, batch_size=8, step_mode="eager",
                          bf16=False, channels_last=False, eval_every=1, **extra)
         torch.manual_seed(0)
@@ -292,6 +294,7 @@ def test_ema_and_qat_wd_change_only_what_they_name(tmp_path):
     loss = {k: [h["loss"] for h in r[0]["history"]] for k, r in runs.items()}
     assert loss["ema"] == loss["plain"]
     assert loss["wd"][:3] == loss["plain"][:3] and loss["wd"][3:] != loss["plain"][3:]
+    assert all(c != p for c, p in zip(loss["cut"], loss["plain"]))
     (plain, pm), (ema, em) = runs["plain"], runs["ema"]
     assert ema["accuracy_live"] == plain["accuracy"] and plain["accuracy_live"] is None
     assert [h["test_acc_live"] for h in ema["history"] if h["phase"] == "qat"] == \
