@@ -66,10 +66,11 @@ def row(run: dict, path) -> dict:
         sched += f" (QAT wd {cfg['qat_wd']:g})"
     if cfg.get("cutout"):
         sched += f" (cutout {cfg['cutout']})"
-    if cfg.get("ema"):  # the final model is the average; the live one's fp32 fake-quant accuracy beside it
-        live = run.get("accuracy_live_fp32")
+    if cfg.get("ema"):  # the final model is the average; the live one's accuracy beside it
+        live, live_int = run.get("accuracy_live_fp32"), run.get("accuracy_live_int")
         sched += f" (weight average {cfg['ema']:g}" + \
-            (f"; live model {100 * live:.2f}% fake-quant)" if live is not None else ")")
+            (f"; live model {100 * live:.2f}% fake-quant" if live is not None else "") + \
+            (f", {100 * live_int:.2f}% integer" if live_int is not None else "") + ")"
     extra = {"schedule": sched, "distill": cfg.get("distill", 0.0), "teacher": run.get("teacher"),
              "float_init": run.get("float_init"), "prune_stages": cfg.get("prune_stages"),
              "float_phase_acc": float_acc(run), "source": str(path),

@@ -27,8 +27,8 @@ Schedule choices (ours where the paper leaves them open; all in FastConfig):
 - ``ema=d`` (ours, off by default): an exponential moving average of the weights, alphas and BatchNorm
   statistics over the last phase, updated after every step (``ema <- d ema + (1-d) live``, inside the
   CUDA graph); the final model IS the average (fixed by the config, never chosen on the test set). The
-  live model's accuracy is kept beside it (``accuracy_live``, ``test_acc_live`` in the history), so one
-  run also shows what the same run without the average gives.
+  live model's accuracy is kept beside it (``accuracy_live``, ``test_acc_live`` in the history; its state
+  is returned as ``live_state``), so one run also shows what the same run without the average gives.
 - ``cutout=s`` (ours, off by default): one s x s square of every training image zeroed after the crop and
   flip (sw/fastkernels.augment_epoch), in every phase this run trains.
 """
@@ -409,7 +409,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
     phs = phases(cfg)
     hist, start_phase, start_epoch, opt_state, spent, plateau, resumes = [], 0, 0, None, 0.0, {}, 0
     t_state = None  # ppq: the float phase's final state, the teacher of the later phases
-    ema_state, avg, acc_live = None, None, None  # cfg.ema: the average over the last phase
+    ema_state, avg, acc_live, live_state = None, None, None, None  # cfg.ema: the average over the last phase
     if ckpt and os.path.exists(ckpt):
         blob = torch.load(ckpt, map_location="cpu", weights_only=False)
         if not _same_run(blob["cfg"], cfg.to_dict()):
@@ -524,9 +524,10 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         if avg is None:  # resumed after the last epoch: the checkpoint holds the average
             avg = WeightAverage(model, cfg.ema, ema_state)
         acc_live = evaluate(model, xte, yte, quant)
+        live_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         avg.install()
         if pruned:
             apply_masks(model)  # spq/fpgm: the average of a filter pruned late is not zero
     return {"config": cfg.to_dict(), "history": hist, "train_seconds": time.perf_counter() - t0, "resumes": resumes,
-            "accuracy_live": acc_live, "accuracy": evaluate(model, xte, yte, quant),
+            "accuracy_live": acc_live, "live_state": live_state, "accuracy": evaluate(model, xte, yte, quant),
             "pre_qat_float_acc": pre_qat, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}

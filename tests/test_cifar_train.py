@@ -171,9 +171,12 @@ def test_cli_float_init_skips_the_float_phase(tmp_path, capsys):
     f20 = save_checkpoint(CifarResNet(20), tmp_path / "f20.pt")
     out = tmp_path / "ppq"
     assert main(["train", "--model", "resnet20", "--method", "ppq", "--float-init", str(f20), "--distill", "0.5",
-                 "--out", str(out), *common]) == 0
+                 "--ema", "0.5", "--out", str(out), *common]) == 0
     res = json.loads((out / "result.json").read_text())
     assert [h["phase"] for h in res["history"]] == ["prune1", "prune2", "qat"] and res["float_init"] == str(f20)
+    # --ema: the live model is lowered and checked as the average is (float64 fake-quant vs integer)
+    assert res["accuracy_live"] == res["accuracy_live_fp32"] and res["agreement_live"] == 1.0
+    assert res["accuracy_live_int"] == res["accuracy_live"]
 
     capsys.readouterr()
     f32 = save_checkpoint(CifarResNet(32), tmp_path / "f32.pt")
@@ -297,6 +300,8 @@ def test_ema_qat_wd_and_cutout_change_only_what_they_name(tmp_path):
     assert all(c != p for c, p in zip(loss["cut"], loss["plain"]))
     (plain, pm), (ema, em) = runs["plain"], runs["ema"]
     assert ema["accuracy_live"] == plain["accuracy"] and plain["accuracy_live"] is None
+    assert all(torch.equal(v, pm.state_dict()[k]) for k, v in ema["live_state"].items())  # the live model is the plain one
+    assert plain["live_state"] is None
     assert [h["test_acc_live"] for h in ema["history"] if h["phase"] == "qat"] == \
         [h["test_acc"] for h in plain["history"] if h["phase"] == "qat"]
     assert not torch.equal(em.stem.weight, pm.stem.weight)
