@@ -23,7 +23,8 @@
 # r20-ppq-e, r20-ppq-ew, r20-ppq-ek, r20-ppq-ewk (-s1: seed 1): F0 with the weight average --ema 0.9998
 # (the final model; the live one is reported beside it), w: QAT weight decay 1e-4 (--qat-wd), k: 3 stages.
 # r20-ppq-w (-s1, -s2): F0 with --qat-wd 1e-4, no average; r20-ppq-w0 (-s1, -s2): --qat-wd 0.
-# r20-ppq-c8, r20-ppq-c16 (-s1, -s2): F0 with Cutout 8 or 16 (--cutout) in the pruning stages and QAT.
+# r20-ppq-c8, r20-ppq-c16 (-s1, -s2): F0 with Cutout 8 or 16 (--cutout) in the pruning stages and QAT;
+# r20-ppq-fc8 (-s1, -s2): the whole pipeline (float phase included) with --cutout 8.
 # NAME-plain (e.g. r32-spq-plain): the paper's loss, no distillation, no teacher (spq runs whose ppq
 # float model is not on the machine).
 set -u
@@ -57,6 +58,7 @@ for name in "$@"; do
     r20-ppq-w0|r20-ppq-w0-s[12]) args="$F0 --qat-wd 0$seed" ;;
     r20-ppq-c8|r20-ppq-c8-s[12]) args="$F0 --cutout 8$seed" ;;
     r20-ppq-c16|r20-ppq-c16-s[12]) args="$F0 --cutout 16$seed" ;;
+    r20-ppq-fc8|r20-ppq-fc8-s[12]) args="$FULL_PPQ --cutout 8$seed" ;;
     r20-ppq-e|r20-ppq-e-s[12]) args="$F0 --ema 0.9998$seed" ;;
     r20-ppq-ew|r20-ppq-ew-s[12]) args="$F0 --ema 0.9998 --qat-wd 1e-4$seed" ;;
     r20-ppq-ek|r20-ppq-ek-s[12]) args="$F0 --ema 0.9998 --prune-stages 3$seed" ;;
