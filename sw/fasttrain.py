@@ -410,6 +410,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
     hist, start_phase, start_epoch, opt_state, spent, plateau, resumes = [], 0, 0, None, 0.0, {}, 0
     t_state = None  # ppq: the float phase's final state, the teacher of the later phases
     ema_state, avg, acc_live, live_state = None, None, None, None  # cfg.ema: the average over the last phase
+    pre_qat = None  # ppq: the float-mode accuracy just before QAT (kept in the checkpoint)
     if ckpt and os.path.exists(ckpt):
         blob = torch.load(ckpt, map_location="cpu", weights_only=False)
         if not _same_run(blob["cfg"], cfg.to_dict()):
@@ -417,7 +418,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         model.load_state_dict(blob["model"])
         hist, start_phase, start_epoch = blob["history"], blob["phase"], blob["epoch"]
         opt_state, spent, plateau = blob["opt"], blob["seconds"], blob.get("plateau", {})
-        t_state, ema_state = blob.get("teacher"), blob.get("ema")
+        t_state, ema_state, pre_qat = blob.get("teacher"), blob.get("ema"), blob.get("pre_qat")
         resumes = blob.get("resumes", 0) + 1
         log(f"resuming from {ckpt}: phase {phs[start_phase].name if start_phase < len(phs) else 'done'}, "
             f"epoch {start_epoch}")
@@ -429,7 +430,6 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         start_phase = 1
         log("float phase skipped: starting from the given float model")
     t0 = time.perf_counter() - spent
-    pre_qat = None
     for pi in range(start_phase, len(phs)):
         ph = phs[pi]
         e0 = start_epoch if pi == start_phase else 0
@@ -512,7 +512,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                     _save(ckpt, {"cfg": cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                  "opt": opt.state_dict(), "phase": nxt[0], "epoch": nxt[1], "history": hist,
                                  "plateau": plateau, "seconds": time.perf_counter() - t0, "teacher": t_state,
-                                 "resumes": resumes, "ema": avg.state() if avg is not None else None,
+                                 "resumes": resumes, "ema": avg.state() if avg is not None else None, "pre_qat": pre_qat,
                                  "arch": model.arch_config() if hasattr(model, "arch_config") else None})
             del stepper, tmodel
     quant, pruned = cfg.method in ("apot", "spq", "ppq"), cfg.method in ("fpgm", "spq", "ppq")

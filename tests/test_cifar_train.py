@@ -191,8 +191,8 @@ def test_cli_float_init_skips_the_float_phase(tmp_path, capsys):
 @pytest.mark.parametrize("ema", [0.0, 0.5])
 def test_interrupted_ppq_resumes_to_the_same_model(tmp_path, ema):
     """A ppq run stopped in the middle of its QAT phase and started again on the same checkpoint (model,
-    optimizer state, teacher, weight average, history) ends with the model of the run that was never
-    stopped (CPU, eager)."""
+    optimizer state, teacher, weight average, history, pre-QAT accuracy) ends with the model and figures
+    of the run that was never stopped (CPU, eager)."""
     from types import SimpleNamespace
 
     from apotflow.sw.fasttrain import FastConfig, train_fast
@@ -228,6 +228,7 @@ def test_interrupted_ppq_resumes_to_the_same_model(tmp_path, ema):
     assert [r["phase"] for r in got["history"]] == ["float", "prune1", "prune2", "qat", "qat", "qat"]
     assert [r["loss"] for r in got["history"]] == [r["loss"] for r in ref["history"]]
     assert got["accuracy_live"] == ref["accuracy_live"] and (got["accuracy_live"] is None) == (ema == 0)
+    assert got["pre_qat_float_acc"] == ref["pre_qat_float_acc"] is not None  # measured before the stop
     a, b = whole.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
