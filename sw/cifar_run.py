@@ -142,16 +142,19 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
             # the fake-quant accuracy is the float64 copy's (the float32 one, from training, is kept beside it)
             result["accuracy_fp32"], result["accuracy"] = info["accuracy"], ie["accuracy_fakequant_check"]
             result["int_minus_fakequant"] = ie["accuracy_int"] - result["accuracy"]
-            if info.get("live_state") is not None:  # cfg.ema: the live model, exported and checked the same way
+        except Exception as e:  # report, do not lose the trained model
+            result["accuracy_int"] = None
+            result["integer_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            log(f"integer evaluation failed: {result['integer_error']}")
+        if info.get("live_state") is not None:  # cfg.ema: the live model, lowered and checked the same way
+            try:
                 live = copy.deepcopy(model)
                 live.load_state_dict(info["live_state"])
                 il = integer_eval(live, data.x_test, data.y_test, dev)
                 result.update(accuracy_live=il["accuracy_fakequant_check"], accuracy_live_int=il["accuracy_int"],
                               agreement_live=il["agreement"])
-        except Exception as e:  # report, do not lose the trained model
-            result["accuracy_int"] = None
-            result["integer_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            log(f"integer evaluation failed: {result['integer_error']}")
+            except Exception as e:  # the average's result stands
+                log(f"integer evaluation of the live model failed: {type(e).__name__}: {e}")
         set_quantize(model, True)
     else:
         from .metrics import model_metrics
