@@ -353,6 +353,11 @@ def calibrate_alphas(model: nn.Module, x: torch.Tensor, q: float = 0.999) -> Non
 
 
 # ----------------------------------------------------------------------------- the loop
+def _cpu_copy(state: dict) -> dict:
+    """A state dict's tensors copied to the CPU (a snapshot: later training does not change it)."""
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
 def _save(path, blob: dict) -> None:
     import os
 
@@ -426,7 +431,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         if cfg.method != "ppq":
             raise ValueError(f"float_init replaces ppq's float phase; method is {cfg.method}")
         model.load_state_dict(float_init)
-        t_state = {k: v.detach().cpu().clone() for k, v in float_init.items()}
+        t_state = _cpu_copy(float_init)
         start_phase = 1
         log("float phase skipped: starting from the given float model")
     t0 = time.perf_counter() - spent
@@ -502,7 +507,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                 if progress is not None:
                     progress(rec)
                 if (ph.teacher or ph.hands_teacher) and ep + 1 == ph.epochs:
-                    t_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    t_state = _cpu_copy(model.state_dict())
                     if ph.teacher and ckpt:
                         with fk.suspended():
                             save_checkpoint(model, os.path.join(os.path.dirname(ckpt) or ".", "float.pt"),
@@ -524,7 +529,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         if avg is None:  # resumed after the last epoch: the checkpoint holds the average
             avg = WeightAverage(model, cfg.ema, ema_state)
         acc_live = evaluate(model, xte, yte, quant)
-        live_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        live_state = _cpu_copy(model.state_dict())
         avg.install()
         if pruned:
             apply_masks(model)  # spq/fpgm: the average of a filter pruned late is not zero
