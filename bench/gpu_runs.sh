@@ -24,7 +24,8 @@
 # (the final model; the live one is reported beside it), w: QAT weight decay 1e-4 (--qat-wd), k: 3 stages.
 # r20-ppq-w (-s1, -s2): F0 with --qat-wd 1e-4, no average; r20-ppq-w0 (-s1, -s2): --qat-wd 0.
 # r20-ppq-c8, r20-ppq-c16 (-s1, -s2): F0 with Cutout 8 or 16 (--cutout) in the pruning stages and QAT;
-# r20-ppq-fc8 (-s1, -s2): the whole pipeline (float phase included) with --cutout 8.
+# r20-ppq-fc8 (-s1, -s2): the whole pipeline (float phase included) with --cutout 8; seed 0 is the ResNet-20 ppq
+# row of docs/results.md (r20-ppq, the same without Cutout, is kept as a variant).
 # NAME-plain (e.g. r32-spq-plain): the paper's loss, no distillation, no teacher (spq runs whose ppq
 # float model is not on the machine).
 set -u
