@@ -26,6 +26,7 @@
 # r20-ppq-c8, r20-ppq-c16 (-s1, -s2): F0 with Cutout 8 or 16 (--cutout) in the pruning stages and QAT;
 # r20-ppq-fc8 (-s1, -s2): the whole pipeline (float phase included) with --cutout 8; seed 0 is the ResNet-20 ppq
 # row of docs/results.md (r20-ppq, the same without Cutout, is kept as a variant).
+# r56-spq-e200-plain: ResNet-56 spq on the paper's full 200-epoch schedule, plain loss.
 # NAME-plain (e.g. r32-spq-plain): the paper's loss, no distillation, no teacher (spq runs whose ppq
 # float model is not on the machine).
 set -u
@@ -71,6 +72,7 @@ for name in "$@"; do
     r20-spq|r32-spq|r32-spq-plain) args="--epochs 200" ;;
     r56-spq|r56-spq-plain) args="--epochs 100" ;;
     r110-spq|vgg16-spq|r110-spq-plain|vgg16-spq-plain) args="--epochs 40" ;;
+    r56-spq-e200-plain) args="--epochs 200" ;;
     *) echo "unknown run $name"; exit 2 ;;
   esac
   wait_for=":"; d="$D"
