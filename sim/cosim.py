@@ -48,13 +48,13 @@ def golden_tensors(net: IntNet, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def prepare(net: IntNet, cfg: AcceleratorConfig, x: np.ndarray, out_dir: Path, *, waves: bool = False,
-            expected: dict[str, np.ndarray] | None = None, log=print) -> CosimSetup:
+            expected: dict[str, np.ndarray] | None = None, log=print, program: Program | None = None) -> CosimSetup:
     from apotflow.hw.rtl import generate_verilog  # amaranth: imported only when RTL is generated
 
     out_dir = Path(out_dir).resolve()  # the simulator runs in sim_dir: every path it gets is absolute
     rtl_dir, sim_dir, build_dir = out_dir / "rtl", out_dir / "sim", out_dir / "sim_build"
     sim_dir.mkdir(parents=True, exist_ok=True)
-    prog = compile_net(net, cfg)
+    prog = program if program is not None else compile_net(net, cfg)  # the caller's compile, if it made one
     log(f"compiled: {len(prog.images.wgt)} weight entries, {len(prog.images.rq)} requant rows, "
         f"{len(prog.layers)} layers, {prog.act_words} activation words")
     generate_verilog(cfg, prog.images, rtl_dir)
