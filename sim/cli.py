@@ -187,6 +187,10 @@ def check_train(args) -> None:
     for flag in ("teacher", "float_init"):
         if getattr(args, flag) and not Path(getattr(args, flag)).is_file():
             raise UserError(f"{_flag(flag)} {getattr(args, flag)}: no such checkpoint")
+    if args.float_init and args.method != "ppq":
+        raise UserError(f"--float-init replaces the float phase of ppq; method is {args.method}")
+    if (args.distill or 0) > 0 and not args.teacher and args.method != "ppq":
+        raise UserError(f"--distill with --method {args.method} needs --teacher (ppq distils from its float phase)")
     if args.cache:
         check_out_dir(args.cache, "--cache")
     from apotflow.sw.fasttrain import FastConfig

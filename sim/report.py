@@ -20,7 +20,8 @@ REPORT_VERSION = 1
 CYCLE_RULES = ("measured: Verilator cycles of one image from start to done (the host's loading of the input and "
                "reading of the outputs not included); modelled: hw/cycles.py's exact model of the RTL; ideal: MACs "
                "with a non-zero weight / lanes (the bound of a perfectly busy array); lane utilisation = ideal / "
-               "measured (modelled where not measured): the share of lane-cycles doing a non-zero MAC")
+               "measured (modelled where not measured): the share of lane-cycles doing a non-zero MAC (none for a "
+               "pooling layer, which has no MACs; the total counts its cycles as work beyond the bound)")
 TIMING_RULES = ("latency = cycles per image / Fmax (nextpnr's, after routing); images/s = Fmax / cycles per image: "
                 "one image at a time, host transfers not included")
 RESOURCE_KEYS = ("lut", "ff", "carry", "bram", "spram", "dsp")
@@ -53,7 +54,7 @@ def _layers(prog: Program, cosim: dict | None) -> list[dict]:
         rows.append({"layer": li.op, "kind": li.kind, "channels": li.n_ch, "pixels": li.npix, "macs": li.macs,
                      "macs_nonzero": li.macs_nonzero, "entries": li.entries, "cycles_measured": meas,
                      "cycles_model": int(model), "cycles_ideal": ideal,
-                     "lane_utilisation": ideal / (meas or model) if (meas or model) else None})
+                     "lane_utilisation": ideal / (meas or model) if ideal and (meas or model) else None})
     return rows
 
 

@@ -49,8 +49,8 @@ def plot_cycles(r: dict) -> str:
     ax.set_ylabel("cycles per image")
     ax.set_title(f"Cycles per layer ({r['config']['lanes']} lanes)")
     ax2 = ax.twinx()
-    ax2.plot(list(x), [100 * (row["lane_utilisation"] or 0) for row in rows], "o-", color=COLORS["util"],
-             label="lane utilisation")
+    util = [(i, 100 * row["lane_utilisation"]) for i, row in zip(x, rows) if row["lane_utilisation"] is not None]
+    ax2.plot([i for i, _ in util], [u for _, u in util], "o", color=COLORS["util"], label="lane utilisation")
     ax2.set_ylim(0, 105)
     ax2.set_ylabel("lane utilisation (%)")
     h1, l1 = ax.get_legend_handles_labels()
