@@ -486,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _command(sub, "train", check_train, cmd_train,
                  help="train a pruned APoT net (digits on the CPU; CIFAR nets on the GPU) and export it")
+    p.train_parser = s
+    s.add_argument("--config", help="a recipe file (e.g. configs/resnet20-ppq.toml): its keys are this command's "
+                   "options (without the dashes); options given on the command line win")
     s.add_argument("--model", default="digits", choices=["digits", *CIFAR_MODELS])
     s.add_argument("--method", default="ppq", choices=["fp", "apot", "fpgm", "spq", "ppq"])
     s.add_argument("--seed", type=int, default=0)
@@ -597,9 +600,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def apply_recipe_file(parser: argparse.ArgumentParser, args, argv: list[str] | None):
+    """``train --config FILE``: the file's keys become the train options' defaults, and the command line is
+    parsed again, so that an option given there wins. Unknown keys and wrongly typed values are refused."""
+    import tomllib
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise UserError(f"--config {path}: no such recipe file")
     try:
+        values = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"--config {path}: not a TOML file ({e})") from None
+    actions = {a.dest: a for a in parser.train_parser._actions if a.dest not in ("help", "config", "check", "func")}
+    defaults = {}
+    for key, v in values.items():
+        dest = key.replace("-", "_")
+        a = actions.get(dest)
+        if a is None:
+            raise UserError(f"--config {path}: unknown key {key!r} (the keys are train's options: "
+                            f"{', '.join(sorted(k.replace('_', '-') for k in actions))})")
+        flag = isinstance(a, argparse._StoreTrueAction)
+        want = bool if flag else (a.type or str)
+        if not (isinstance(v, want) and not (want is int and isinstance(v, bool))
+                or want is float and isinstance(v, int) and not isinstance(v, bool)):
+            raise UserError(f"--config {path}: {key} = {v!r} is not a{'n' if want is int else ''} {want.__name__}")
+        if a.choices is not None and v not in a.choices:
+            raise UserError(f"--config {path}: {key} = {v!r} is not one of {', '.join(map(str, a.choices))}")
+        defaults[dest] = float(v) if want is float else v
+    parser.train_parser.set_defaults(**defaults)
+    new = parser.parse_args(argv)
+    new.recipe_file = str(path)
+    return new
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "config", None):
+            args = apply_recipe_file(parser, args, argv)
         args.check(args)  # everything the command was given, before its first step
         return args.func(args)
     except ModuleNotFoundError as e:
