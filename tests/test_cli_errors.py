@@ -123,3 +123,17 @@ def test_cli_model_names_match_the_trainer():
     from apotflow.sw.randmodel import ARCHS
 
     assert tuple(CIFAR_MODELS) == tuple(MODELS) == tuple(ARCHS)
+
+
+def test_gpu_recipe_without_a_gpu_says_so_before_it_starts(tmp_path, capsys):
+    import torch
+
+    from apotflow.sim.cli import build_parser, check_train
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    args = build_parser().parse_args(["train", "--model", "resnet20", "--data", str(tmp_path), "--out",
+                                      str(tmp_path / "o")])
+    check_train(args)  # the checks only: nothing is trained
+    err = capsys.readouterr().err
+    assert "is a GPU recipe and no CUDA GPU is visible" in err and not (tmp_path / "o").exists()
