@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from apotflow.sim.cli import CIFAR_MODELS, main
+from apotflow.sim.cli import main
+from apotflow.sim.commands import CIFAR_MODELS
 from apotflow.sw import export
 
 DIGITS = Path(__file__).resolve().parent.parent / "bench" / "models" / "digits.apot"
@@ -128,7 +129,8 @@ def test_cli_model_names_match_the_trainer():
 def test_gpu_recipe_without_a_gpu_says_so_before_it_starts(tmp_path, capsys):
     import torch
 
-    from apotflow.sim.cli import build_parser, check_train
+    from apotflow.sim.cli import build_parser
+    from apotflow.sim.commands import check_train
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
