@@ -83,7 +83,8 @@ def build_report(net: IntNet, prog: Program, *, model_path=None, cosim: dict | N
                  synth: dict[str, dict] | None = None, train: dict | None = None, seconds: dict | None = None,
                  command: str | None = None) -> dict:
     """report.json's dict. ``synth``: target -> synth.json dict; ``train``: train.json / result.json dict."""
-    meta = net.meta
+    meta = {**{k: (train or {}).get(k) for k in ("model", "method", "dataset", "seed")},
+            **{k: v for k, v in net.meta.items() if v is not None}}  # the model file's own words win
     layers = _layers(prog, cosim)
     measured = cosim.get("cycles_total") if cosim else None
     modelled = sum(r["cycles_model"] for r in layers)
@@ -134,7 +135,7 @@ def render_markdown(r: dict) -> str:
              f"{name}, {(m['method'] or 'n/a').upper()}, {m['dataset'] or 'no data set'}"
              f"{', random weights' if m['random_weights'] else ''}; {m['layers']} layers; "
              f"{r['config']['lanes']} lanes; git {r['git_revision']}.", "",
-             f"## Accuracy ({a['test_images'] or 'n/a'} test images)", "",
+             "## Accuracy" + (f" ({a['test_images']} test images)" if a["test_images"] else ""), "",
              "| model | top-1 |", "|---|---|",
              f"| float, pruned (before quantization) | {_f(a['float'])} |",
              f"| fake-quant (training model) | {_f(a['fake_quant'])} |",

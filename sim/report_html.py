@@ -147,7 +147,7 @@ def render_html(r: dict) -> str:
              f'{"; made by <code>" + _e(r["command"]) + "</code>" if r["command"] else ""}.</p>',
              '<div class=cards>' + "".join(f"<div class=card><span class=muted>{k}</span><b>{v}</b></div>"
                                            for k, v in cards) + "</div>"]
-    parts += [f"<h2>Accuracy ({_e(a['test_images'])} test images)</h2>",
+    parts += ["<h2>Accuracy" + (f" ({a['test_images']} test images)" if a["test_images"] else "") + "</h2>",
               _table(["model", "top-1"], [["float, pruned (before quantization)", _e(a["float"], ".4f")],
                                           ["fake-quant (training model)", _e(a["fake_quant"], ".4f")],
                                           ["integer golden model", _e(a["integer"], ".4f")],
