@@ -99,10 +99,12 @@ def _program(args, net):
     """The one compile of a command: memories fitted to the network unless --no-fit."""
     from apotflow.hw.compile import compile_net
     from apotflow.hw.fit import fit
+    from apotflow.sw.progress import heartbeat
 
-    if getattr(args, "no_fit", False):
-        return compile_net(net, args.cfg)
-    return fit(net, args.cfg, keep=set(_given_config(args)))
+    with heartbeat(_progress, f"compiling {net.meta.get('model', 'the model')} for {args.cfg.lanes} lanes"):
+        if getattr(args, "no_fit", False):
+            return compile_net(net, args.cfg)
+        return fit(net, args.cfg, keep=set(_given_config(args)))
 
 
 # ----------------------------------------------------------------------------- commands

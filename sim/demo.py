@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from apotflow.hw.config import AcceleratorConfig
+from apotflow.sw.progress import heartbeat
 
 from . import flow
 from .report import build_report, write_report
@@ -41,7 +42,8 @@ def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("i
 
     log(f"[2/{STEPS}] compiling for {lanes} lanes and generating the RTL ...")
     t = time.perf_counter()
-    prog = fit(net, AcceleratorConfig(lanes=lanes))  # the one compile: every later step uses this Program
+    with heartbeat(log, "compiling"):
+        prog = fit(net, AcceleratorConfig(lanes=lanes))  # the one compile: every later step uses this Program
     steps["compile"] = time.perf_counter() - t
     t = time.perf_counter()
     flow.write_rtl(net, prog, out / "rtl", log=log)
