@@ -25,10 +25,16 @@ class FlowError(RuntimeError):
     """A step of the flow could not run (missing data, failed check)."""
 
 
-def _write_json(path: Path, data) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary name, so that a file is whole or absent, never half-written."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=_jsonable))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_json(path: Path, data) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1, default=_jsonable))
 
 
 def _jsonable(o):

@@ -14,7 +14,7 @@ from pathlib import Path
 from apotflow.hw.compile import Program
 from apotflow.sw.intnet import IntNet, size_and_bops
 
-from .flow import _write_json, git_revision, versions
+from .flow import _write_json, git_revision, versions, write_text_atomic
 
 REPORT_VERSION = 1
 CYCLE_RULES = ("measured: Verilator cycles of one image from start to done (the host's loading of the input and "
@@ -192,10 +192,8 @@ def write_report(report: dict, out: Path) -> dict[str, Path]:
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
     html = render_html(report)  # first: a plotting failure leaves no half-set of files
     _write_json(paths["json"], report)
-    for key, text in (("md", render_markdown(report)), ("html", html)):
-        tmp = paths[key].with_name(f".{paths[key].name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(paths[key])
+    write_text_atomic(paths["md"], render_markdown(report))
+    write_text_atomic(paths["html"], html)
     return paths
 
 
