@@ -1,6 +1,6 @@
 """Time `apotflow demo` (what `make demo` runs) and count its compiles; append the result to a JSON file.
 
-    python bench/demo_time.py --label after --out /tmp/demo-after [--code DIR] [-- DEMO-ARGS...]
+    python bench/demo_time.py --label after --out /tmp/demo-after [--code DIR] [--seed-from DIR] [-- DEMO-ARGS...]
 
 ``--code DIR`` runs another checkout's code (a folder holding sw/, hw/, sim/, e.g. ``git archive`` of an
 older commit): its folders are linked into a temporary ``apotflow`` namespace that goes first on
@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,12 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--code", help="a checkout's folder holding sw/, hw/, sim/ (default: the installed apotflow)")
     p.add_argument("--results", default="bench/results/demo-time.json")
     p.add_argument("--git", help="the revision --code holds (recorded)")
+    p.add_argument("--seed-from", help="copy model.apot, model.pt and train.json from this folder into --out first "
+                   "(with the demo's --reuse: every run starts from the same trained model)")
     p.add_argument("demo_args", nargs="*")
     args = p.parse_args(argv)
 
     out = Path(args.out)
     if out.exists():
         subprocess.run(["rm", "-rf", str(out)], check=True)
+    if args.seed_from:
+        out.mkdir(parents=True)
+        for f in ("model.apot", "model.pt", "train.json"):
+            shutil.copyfile(Path(args.seed_from) / f, out / f)
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
         if args.code:
