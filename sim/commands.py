@@ -365,7 +365,8 @@ def cmd_demo(args) -> int:
     from apotflow.sim.demo import demo
 
     report = demo(Path(args.out), images=args.images, seed=args.seed, lanes=args.lanes,
-                  targets=args.targets, log=_progress, reuse=args.reuse, pnr=args.pnr)
+                  targets=args.targets, log=_progress, reuse=args.reuse, pnr=args.pnr,
+                  command="apotflow " + " ".join(sys.argv[1:]))
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0 if report["bitexact"]["mismatches"] == 0 else 1
 

@@ -16,7 +16,7 @@ STEPS = 5
 
 
 def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("ice40-up5k", "ecp5-25k"),
-         log=print, reuse: bool = False, pnr: bool = False) -> dict:
+         log=print, reuse: bool = False, pnr: bool = False, command: str = "make demo") -> dict:
     """Train (or reuse), export, compile once, RTL, co-simulation, synthesis (with ``pnr``: placed and routed
     where it fits, for Fmax) and the report: OUT/report.{html,md,json}. Returns report.json's dict."""
     from apotflow.hw.fit import fit
@@ -65,7 +65,7 @@ def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("i
     log(f"[5/{STEPS}] writing the report ...")
     steps["total"] = time.perf_counter() - t0
     report = build_report(net, prog, model_path=out / "model.apot", cosim=cos, synth=synth, train=tr,
-                          seconds=steps, command="make demo")
+                          seconds=steps, command=command)
     paths = write_report(report, out)
     log(f"done in {time.perf_counter() - t0:.0f} s: {paths['html']}")
     return report
