@@ -1,5 +1,6 @@
 # apotflow: the two set-up commands of the README.
-#   make demo   train the digits net, export, generate RTL, co-simulate on Verilator, synthesise -> runs/demo/
+#   make demo   train the digits net, export, compile once, generate RTL, co-simulate on Verilator, synthesise,
+#               report -> runs/demo/report.html
 #   make test   the fast test suite (what CI runs)
 # Both create .venv on first use and install everything the project needs from PyPI.
 
@@ -20,7 +21,7 @@ QUIET_PIP := 2>&1 | { grep -v "is neither a file nor a directory" || true; }
 .PHONY: demo test test-all lint results clean help
 
 help:
-	@echo "make demo      full chain on the digits net -> runs/demo/report.{json,md}"
+	@echo "make demo      full chain on the digits net -> runs/demo/report.{html,md,json}"
 	@echo "make test      fast tests (CI)"
 	@echo "make test-all  every test, slow/verilator/yosys included"
 	@echo "make lint      ruff"

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from apotflow.hw.config import AcceleratorConfig
-    from apotflow.hw.fit import fitted_config
+    from apotflow.hw.fit import fit
     from apotflow.sim.flow import cosim_model
     from apotflow.sw import export
 
@@ -53,9 +53,10 @@ def main(argv=None) -> int:
         else:
             export_s = None
         net = export.load(path)
-        cfg = fitted_config(net, AcceleratorConfig(lanes=args.lanes))
+        prog = fit(net, AcceleratorConfig(lanes=args.lanes))
+        cfg = prog.config
         t = time.perf_counter()
-        s = cosim_model(net, cfg, work / "cosim", args.images, seed=args.seed, data=args.data,
+        s = cosim_model(net, prog, work / "cosim", args.images, seed=args.seed, data=args.data,
                         log=lambda m: print(m, flush=True))
         wall = time.perf_counter() - t
         worst = max((abs(pl["cycles"] - pl["cycles_model"]) / pl["cycles"] for pl in s["per_layer"]), default=0)

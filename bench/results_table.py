@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 LOGS = Path("bench/results/gpu-logs")
+RECIPES = Path("configs")  # configs/<run>.toml: the recipe file of a run (`apotflow train --config FILE`)
 
 PAPER = {  # model: (baseline, PPQ, SPQ, size reduction, BOPs reduction), CIFAR-10 PNG, W4/A4, 30%
     "resnet20": (92.61, 91.84, 90.47, 15.78, 115.85), "resnet32": (93.08, 92.96, 91.59, 15.84, 118.18),
@@ -55,6 +56,13 @@ def float_acc(run: dict) -> float | None:
     return accs[-1] if accs else None
 
 
+def recipe(command: str | None) -> str | None:
+    """configs/<run>.toml where the run (named by its command's --out folder) has a recipe file."""
+    m = re.search(r"--out (\S+)", command or "")
+    f = RECIPES / f"{Path(m.group(1)).name}.toml" if m else None
+    return str(f) if f is not None and f.is_file() else None
+
+
 def row(run: dict, path) -> dict:
     cfg = run.get("config", {})
     sched = schedule(cfg)
@@ -75,7 +83,7 @@ def row(run: dict, path) -> dict:
              "float_init": run.get("float_init"), "prune_stages": cfg.get("prune_stages"),
              "float_phase_acc": float_acc(run), "source": str(path),
              "tf32_eval": run.get("eval_precision") is None,
-             "fp64_eval": "accuracy_fp32" in run}
+             "fp64_eval": "accuracy_fp32" in run, "recipe": recipe(run.get("command"))}
     return {**{k: run.get(k) for k in KEYS}, **extra}
 
 
@@ -146,24 +154,25 @@ def main(args: list[str]) -> None:
              "distillation loss (0: the paper's plain cross-entropy); its teacher is the ppq run's own float "
              "phase, or the checkpoint named in the command. Float %: the ppq run's float model, before pruning. "
              "Train s: training time on the GPU, summed over resumed parts; the runs shared one GPU (MPS) with "
-             "up to eight others, so these are not speed figures (bench/train_speed.py is).",
+             "up to eight others, so these are not speed figures (bench/train_speed.py is). Recipe: the file "
+             "`apotflow train --config FILE` runs the row's command from (docs/cli.md).",
              "",
              "| model | method | ours fake-quant % | ours integer % | float % | paper % | schedule | distill | "
-             "size red. (ours / paper) | BOPs red. (ours / paper) | agreement | wall s | command |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "size red. (ours / paper) | BOPs red. (ours / paper) | agreement | wall s | recipe | command |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def line(r: dict) -> str:
         p = PAPER.get(r["model"])
         paper_acc = {"ppq": p[1], "spq": p[2]}.get(r["method"]) if p else None
         if r.get("status"):
             return (f"| {r['model']} | {r['method']} | {r['status']} | — | — | {paper_acc} | — | — | — / {p[3]}x | "
-                    f"— / {p[4]}x | — | — | — |")
+                    f"— / {p[4]}x | — | — | — | — |")
         wall = f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "—"
         mark = "†" if r["tf32_eval"] else ("" if r.get("fp64_eval") else "‡")
         return (f"| {r['model']} | {r['method']} | {pct(r['accuracy'])}{mark} | {pct(r['accuracy_int'])} | "
                 f"{pct(r['float_phase_acc'])} | {paper_acc} | {r['schedule']} | {r['distill']} | "
                 f"{x(r['size_reduction'])} / {p[3]}x | {x(r['bops_reduction'])} / {p[4]}x | {agree(r)} | {wall} | "
-                f"`{r['command']}` |")
+                f"{'`' + r['recipe'] + '`' if r.get('recipe') else '—'} | `{r['command']}` |")
 
     lines += [line(r) for r in rows]
     if vrows:

@@ -13,7 +13,7 @@ that needs lane 0 alone (the host port) may pass ``rd_row1 = rd_row``.
 Latency 2 (``read_latency``): the address presented in cycle t gives the bank words in cycle t+1,
 which are registered as they are (nothing but a flip-flop behind the block RAMs' slow outputs: a
 multiplexer of 16 banks spread over the chip right after them costs ~6 ns) and rotated
-combinationally in cycle t+2, when ``rd_data`` is valid. From ``SPLIT_LANE_BITS`` (128 lanes) on,
+combinationally in cycle t+2, when ``rd_data`` is valid. From ``config.SPLIT_LANE_BITS`` (128 lanes) on,
 the rotation is registered after its first ``SPLIT_STAGES`` stages and the latency is 3: left whole,
 its 7-stage mux chain was restructured by ABC into 46,084 LUT4 for the 128-lane digits build on the
 ECP5-85k instead of 35,745 with the register (+1,024 FF). One write per cycle (``wr_en``), landing at the clock edge; a read in the same
@@ -30,13 +30,12 @@ from amaranth.lib.wiring import In, Out
 from .config import AcceleratorConfig
 from .layouts import reject
 
-SPLIT_LANE_BITS = 7  # lanes >= 128: a register inside the rotation
 SPLIT_STAGES = 4  # rotation stages before that register (a 16-way select), the rest after it
 
 
 def read_latency(cfg: AcceleratorConfig) -> int:
-    """Cycles from rd_row/rd_row1/rd_rot to rd_data."""
-    return 3 if cfg.lane_bits >= SPLIT_LANE_BITS else 2
+    """Cycles from rd_row/rd_row1/rd_rot to rd_data (``AcceleratorConfig.act_read_latency``)."""
+    return cfg.act_read_latency
 
 
 class BankedActMem(wiring.Component):

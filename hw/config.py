@@ -11,6 +11,11 @@ from dataclasses import asdict, dataclass, fields
 
 CONFIG_VERSION = 1
 
+# Pipeline latencies the RTL is built with; the cycle model and the co-simulation read them from here
+# (properties below), so neither imports the Amaranth code that implements them.
+LANE_LATENCY = 3  # cycles from a lane's inputs to its acc (hw/lane.py: shifted terms, product, accumulate)
+SPLIT_LANE_BITS = 7  # from 2**7 = 128 lanes on, the ACT read rotation has a register inside (hw/actmem.py)
+
 
 class ConfigError(ValueError):
     """An impossible or inconsistent accelerator configuration."""
@@ -120,6 +125,17 @@ class AcceleratorConfig:
     @property
     def acc_range(self) -> tuple[int, int]:
         return -(1 << (self.acc_bits - 1)), (1 << (self.acc_bits - 1)) - 1
+
+    @property
+    def lane_latency(self) -> int:
+        """Cycles from a lane's inputs to its accumulator (hw/lane.py)."""
+        return LANE_LATENCY
+
+    @property
+    def act_read_latency(self) -> int:
+        """Cycles from an ACT read address to its data, for the pipeline and the host port (hw/actmem.py):
+        2, or 3 where the read rotation is registered mid-way (128 lanes and more)."""
+        return 3 if self.lane_bits >= SPLIT_LANE_BITS else 2
 
     def to_dict(self) -> dict:
         return {"version": CONFIG_VERSION, **asdict(self)}

@@ -21,15 +21,13 @@ perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D)
 from __future__ import annotations
 
 from . import isa
-from .actmem import read_latency
 from .config import AcceleratorConfig
-from .lane import LATENCY
 
 
 def pipe(cfg: AcceleratorConfig) -> int:
     """S1..S9: issue of a group's last entry to the writeback buffer load (the lanes: S6..S8); one more
     (S3c) where the ACT rotation is registered mid-way (hw/actmem.py, 128 lanes and more)."""
-    return 6 + LATENCY + (read_latency(cfg) - 2)
+    return 6 + cfg.lane_latency + (cfg.act_read_latency - 2)
 WB = 3  # W1..W3: writeback stages after W0 (RQ row register, comparators, level mux and write)
 SETTLE = 4  # PROG read, RQ row address, two shifts into the (count, bias) prefetch before a layer can start
 

@@ -20,10 +20,10 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import AcceleratorConfig
+from .config import LANE_LATENCY, AcceleratorConfig
 from .layouts import reject
 
-LATENCY = 3  # cycles from a lane's inputs to its acc (S1 shifted terms, S2 product, S3 accumulate)
+LATENCY = LANE_LATENCY  # cycles from a lane's inputs to its acc (S1 shifted terms, S2 product, S3 accumulate)
 
 
 def lane_model(cfg: AcceleratorConfig, acc: int, a: int, sign: int, en: list[int], s: list[int],

@@ -20,7 +20,6 @@ import numpy as np
 from apotflow.hw import isa
 from apotflow.hw.compile import Program, compile_net
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.hw.top import host_act_latency
 from apotflow.sw.intnet import IntNet
 
 from . import runner
@@ -49,13 +48,13 @@ def golden_tensors(net: IntNet, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def prepare(net: IntNet, cfg: AcceleratorConfig, x: np.ndarray, out_dir: Path, *, waves: bool = False,
-            expected: dict[str, np.ndarray] | None = None, log=print) -> CosimSetup:
+            expected: dict[str, np.ndarray] | None = None, log=print, program: Program | None = None) -> CosimSetup:
     from apotflow.hw.rtl import generate_verilog  # amaranth: imported only when RTL is generated
 
     out_dir = Path(out_dir).resolve()  # the simulator runs in sim_dir: every path it gets is absolute
     rtl_dir, sim_dir, build_dir = out_dir / "rtl", out_dir / "sim", out_dir / "sim_build"
     sim_dir.mkdir(parents=True, exist_ok=True)
-    prog = compile_net(net, cfg)
+    prog = program if program is not None else compile_net(net, cfg)  # the caller's compile, if it made one
     log(f"compiled: {len(prog.images.wgt)} weight entries, {len(prog.images.rq)} requant rows, "
         f"{len(prog.layers)} layers, {prog.act_words} activation words")
     generate_verilog(cfg, prog.images, rtl_dir)
@@ -75,7 +74,7 @@ def prepare(net: IntNet, cfg: AcceleratorConfig, x: np.ndarray, out_dir: Path, *
         mem[:, pl.addresses().reshape(-1)] = expected[name].reshape(len(x), -1)
     work = prog.stats["work_cycles"]
     np.savez(out_dir / "vectors.npz", in_addr=in_addr, in_val=x.reshape(len(x), -1), exp_act=exp_act,
-             exp_out=exp_out, n_layers=len(prog.layers), acc_bits=cfg.acc_bits, act_latency=host_act_latency(cfg),
+             exp_out=exp_out, n_layers=len(prog.layers), acc_bits=cfg.acc_bits, act_latency=cfg.act_read_latency,
              timeout_cycles=4 * work + 100 * len(prog.layers) + 10_000)
     sources = sorted(rtl_dir.glob("*.v"))
     log(f"building the Verilator model of {len(sources)} Verilog file(s) ...")

@@ -1,4 +1,8 @@
-"""The end-to-end flow behind the CLI: train -> export -> RTL -> co-simulation -> synthesis -> report."""
+"""The hardware half of the flow behind the CLI: a compiled Program -> RTL, co-simulation, synthesis.
+
+Training and export live in sw (sw/digits_run.py, sw/cifar_run.py, sw/convert.py); every function here
+takes the one Program that hw.fit.fit (or hw.compile.compile_net) made, so a command compiles once.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,26 @@ from pathlib import Path
 
 import numpy as np
 
+from apotflow.hw.compile import Program
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.sw.intnet import IntNet, size_and_bops
+from apotflow.sw.intnet import IntNet
+from apotflow.sw.progress import heartbeat
 
 
 class FlowError(RuntimeError):
     """A step of the flow could not run (missing data, failed check)."""
 
 
-def _write_json(path: Path, data) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary name, so that a file is whole or absent, never half-written."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=_jsonable))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_json(path: Path, data) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1, default=_jsonable))
 
 
 def _jsonable(o):
@@ -50,15 +62,12 @@ def git_revision() -> str:
 
 
 def versions() -> dict:
+    from apotflow.hw.flows.tools import dist_version
     from apotflow.sim.toolpaths import tool_versions
 
     out = {"python": platform.python_version(), "numpy": np.__version__}
-    try:
-        import torch
-
-        out["torch"] = torch.__version__
-    except ImportError:
-        pass
+    if torch := dist_version("torch"):  # metadata only: the hardware side does not import torch
+        out["torch"] = torch
     try:
         out.update(tool_versions())
     except Exception as e:  # a missing tool must not hide the rest of the report
@@ -66,114 +75,18 @@ def versions() -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- software side
-def digits_test_images(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    from apotflow.sw.data import load_digits_split
-
-    d = load_digits_split(seed=seed)
-    return d.x_test.numpy().astype(np.int64), d.y_test.numpy()
-
-
-def integer_accuracy(net: IntNet, model, x: np.ndarray, y: np.ndarray) -> dict:
-    """Fake-quant accuracy, golden integer accuracy, and their top-1 agreement on (x, y)."""
-    import torch
-
-    from apotflow.sw.golden import predict
-
-    with torch.no_grad():
-        pf = model(torch.from_numpy(x).float()).argmax(1).numpy()
-    pi = predict(net, x)
-    return {"accuracy_float": float((pf == y).mean()), "accuracy_int": float((pi == y).mean()),
-            "agreement": float((pf == pi).mean()), "test_images": int(len(y))}
-
-
-def _lower(model) -> IntNet:
-    """(IntNet, sliced model) of any zoo model; fp32_shapes = the unpruned layers' shapes."""
-    from apotflow.sw.lower import lower
-    from apotflow.sw.prune import slice_pruned
-
-    sliced = slice_pruned(model).eval()  # records the unpruned shapes, which lower() reports
-    return lower(sliced), sliced
-
-
-def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print) -> dict:
-    from apotflow.sw import export
-    from apotflow.sw.checkpoint import save_checkpoint
-    from apotflow.sw.train import train_digits
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-
-    def progress(rec: dict) -> None:
-        log("train " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
-
-    model, info = train_digits(seed=seed, method=method, progress=progress)
-    save_checkpoint(model, out_dir / "model.pt", {"method": method, "seed": seed, "train": info.get("config")})
-    net, sliced = _lower(model)
-    net.meta.update({"method": method, "seed": seed, "dataset": "sklearn-digits"})
-    export.save(net, out_dir / "model.apot")
-    x, y = digits_test_images(seed)
-    acc = integer_accuracy(net, sliced, x, y)
-    result = {**acc, "accuracy_fp32_before_quant": info.get("pre_qat_float_acc"), "method": method, "seed": seed,
-              "train_seconds": time.perf_counter() - t0, "model": str(out_dir / "model.apot"),
-              "sparsity": info.get("sparsity"), **size_and_bops(net)}
-    _write_json(out_dir / "train.json", result)
-    log(f"trained and exported in {result['train_seconds']:.1f} s: fake-quant {acc['accuracy_float']:.4f}, "
-        f"integer {acc['accuracy_int']:.4f}, agreement {acc['agreement']:.4f}")
-    return result
-
-
-def export_checkpoint(checkpoint, output) -> Path:
-    from apotflow.sw import export
-    from apotflow.sw.checkpoint import load_checkpoint
-
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"{checkpoint}: no such checkpoint")
-    model, meta = load_checkpoint(checkpoint)
-    net, _ = _lower(model)
-    net.meta.update({k: v for k, v in meta.items() if isinstance(v, (str, int, float))})
-    return export.save(net, output)
-
-
-def export_random(arch: str, output, prune: float = 0.3, seed: int = 0, width_scale: float = 1.0) -> tuple[Path, dict]:
-    """A pruned, quantized, calibrated model with random (seeded) weights, lowered and saved.
-
-    Returns (path, info) with the achieved prune rate per group and the seconds each step took."""
-    from apotflow.sw import export
-    from apotflow.sw.randmodel import ARCHS, random_model
-
-    if arch not in ARCHS:
-        raise FlowError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
-    if not 0.0 <= prune < 1.0:
-        raise FlowError(f"--prune must be in [0, 1), not {prune}")
-    if not width_scale > 0:
-        raise FlowError(f"--width-scale must be positive, not {width_scale}")
-    t0 = time.perf_counter()
-    model = random_model(arch, prune, seed, width_scale)
-    t1 = time.perf_counter()
-    net, _ = _lower(model)
-    report = model.prune_report()
-    net.meta.update({"model": arch, "random_weights": True, "seed": seed, "prune": prune,
-                     "width_scale": width_scale, "prune_report": report})
-    path = export.save(net, output)
-    t2 = time.perf_counter()
-    return path, {"model": arch, "path": str(path), "prune_report": report, "seconds_model": t1 - t0,
-                  "seconds_lower_save": t2 - t1, **{k: v for k, v in size_and_bops(net).items() if k != "counting_rules"}}
-
-
 # ----------------------------------------------------------------------------- hardware side
-def write_rtl(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, log=print) -> dict:
+def write_rtl(net: IntNet, prog: Program, out_dir: Path, log=print) -> dict:
     from apotflow.hw import isa
-    from apotflow.hw.compile import compile_net
     from apotflow.hw.rtl import generate_verilog, ports_manifest
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    prog = compile_net(net, cfg)
+    cfg = prog.config
     log(f"generating Verilog for {cfg.lanes} lanes ...")
     t0 = time.perf_counter()
-    generate_verilog(cfg, prog.images, out_dir)
+    with heartbeat(log, "generating Verilog"):
+        generate_verilog(cfg, prog.images, out_dir)
     manifest = {
         "config": cfg.to_dict(), "interface": ports_manifest(cfg), "program": prog.to_dict(),
         "formats": {"entry": isa.entry_layout(cfg).to_dict(), "rq": isa.rq_layout(cfg).to_dict(),
@@ -189,23 +102,35 @@ def write_rtl(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, log=print) -> 
     return manifest
 
 
-def input_images(net: IntNet, n: int, seed: int = 0, data: str | None = None, log=print) -> np.ndarray:
-    """Test images for a model: the digits test split, CIFAR-10 test images (data=path), or, for a
-    CIFAR net without data, seeded random pixels (bit-exactness does not depend on the data)."""
-    if net.meta.get("model") == "digits":
-        x = digits_test_images(seed)[0]
-        return x[:n] if n else x
-    if data:
-        from apotflow.sw.cifar import load_cifar10
+RANDOM_IMAGES = 16  # a CIFAR net co-simulated without --data and without --images gets this many random images
 
-        x = load_cifar10(data).x_test.numpy().astype(np.int64)
+
+def input_images(net: IntNet, n: int, seed: int = 0, data: str | None = None, log=print) -> np.ndarray:
+    """``n`` test images (0: all) for a model: the digits test split, CIFAR-10 test images (data=path), or,
+    for a CIFAR net without data, seeded random pixels (bit-exactness does not depend on the data)."""
+    if n < 0:
+        raise FlowError(f"--images must be 0 (all) or a positive count, not {n}")
+    if net.meta.get("model") == "digits" or data:
+        if net.meta.get("model") == "digits":
+            from apotflow.sw.digits_run import digits_test_images
+
+            x, what = digits_test_images(seed)[0], "the digits test split"
+        else:
+            from apotflow.sw.cifar import load_cifar10
+
+            log(f"loading the CIFAR-10 test split from {data} (the first time decodes and caches it) ...")
+            with heartbeat(log, "loading CIFAR-10"):
+                x, what = load_cifar10(data).x_test.numpy().astype(np.int64), "the CIFAR-10 test split"
+        if n > len(x):
+            log(f"--images {n}: {what} holds {len(x)} images; co-simulating all {len(x)}")
         return x[:n] if n else x
     spec = net.tensors[net.input]
-    log(f"no --data given: {n or 16} random input images, integers 0..{spec.max_value} (seed {seed})")
-    return np.random.default_rng(seed).integers(0, spec.max_value + 1, size=(n or 16, *spec.shape))
+    n = n or RANDOM_IMAGES
+    log(f"no --data given: {n} random input images, integers 0..{spec.max_value} (seed {seed})")
+    return np.random.default_rng(seed).integers(0, spec.max_value + 1, size=(n, *spec.shape))
 
 
-def cosim_model(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, n_images: int = 16, seed: int = 0,
+def cosim_model(net: IntNet, prog: Program, out_dir: Path, n_images: int = 16, seed: int = 0,
                 waves: bool = False, log=print, x: np.ndarray | None = None, data: str | None = None) -> dict:
     from apotflow.sim.cosim import execute, prepare
 
@@ -213,8 +138,12 @@ def cosim_model(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, n_images: in
         x = input_images(net, n_images, seed, data, log)
     elif n_images:
         x = x[:n_images]
-    setup = prepare(net, cfg, x, Path(out_dir), waves=waves, log=log)
-    summary = execute(setup, waves=waves, log=log)
+    with heartbeat(log, "preparing the co-simulation (golden model, Verilog, Verilator build)"):
+        setup = prepare(net, prog.config, x, Path(out_dir), waves=waves, log=log, program=prog)
+    with heartbeat(log, f"co-simulating {len(x)} image(s)"):
+        summary = execute(setup, waves=waves, log=log)
+    summary["config"] = prog.config.to_dict()  # what `apotflow report --cosim` compiles for
+    _write_json(setup.out_dir / "cosim.json", summary)
     log(f"co-simulation: {summary['bitexact_images']}/{summary['images']} images bit-exact, "
         f"{summary['cycles_total']} cycles/image ({summary['cycles_ratio']:.3f}x the ideal bound)")
     if summary["first_mismatch"]:
@@ -224,28 +153,32 @@ def cosim_model(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, n_images: in
     return summary
 
 
-def synth_model(net: IntNet | None, cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *,
-                lane_kind: str = "shift", pnr: bool = False, freq_mhz: float | None = None, nodsp: bool = False,
-                design: str | None = None, bitstreams: Path | None = None, seed: int = 0,
-                router: str | None = None, command: str | None = None) -> dict:
+def design_name(meta: dict | None, cfg: AcceleratorConfig) -> str:
+    """A build's default name: <model>-l<lanes> (array-l<lanes> without a model)."""
+    return f"{meta.get('model', 'model')}-l{cfg.lanes}" if meta is not None else f"array-l{cfg.lanes}"
+
+
+def synth_model(cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *, program: Program | None = None,
+                meta: dict | None = None, lane_kind: str = "shift", pnr: bool = False,
+                freq_mhz: float | None = None, nodsp: bool = False, design: str | None = None,
+                bitstreams: Path | None = None, seed: int = 0, router: str | None = None,
+                command: str | None = None) -> dict:
     """Synthesise the accelerator for ``target`` (hw/flows/build.py): resources, fit, Fmax, bitstream.
 
-    With ``net`` the ROMs hold its compiled program; without, a random program fills them (memories
-    sized by ``cfg``). ``target="generic"`` gives the ASIC estimate (CMOS gates and transistors).
-    Writes ``out_dir/synth.json`` (and ``out_dir/synth-<target>/synth.json``) and returns it.
+    With ``program`` the ROMs hold it (its config must be ``cfg``); without, a random program fills them
+    (memories sized by ``cfg``). ``target="generic"`` gives the ASIC estimate (CMOS gates and transistors).
+    The bitstream stays in ``out_dir/synth-<target>/``; with ``bitstreams`` it is also copied to
+    ``bitstreams/<target>/<design>/`` with a manifest. Writes ``out_dir/synth.json`` (and
+    ``out_dir/synth-<target>/synth.json``) and returns it.
     """
     from apotflow.hw.flows.build import build, filled_images
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if net is not None:
-        from apotflow.hw.compile import compile_net
-
-        images = compile_net(net, cfg).images
-        name = design or f"{net.meta.get('model', 'model')}-l{cfg.lanes}"
-    else:
-        images = filled_images(cfg, seed)
-        name = design or f"array-l{cfg.lanes}"
+    if program is not None and program.config != cfg:
+        raise ValueError("synth_model: the program was compiled for another configuration")
+    images = program.images if program is not None else filled_images(cfg, seed)
+    name = design or design_name(meta if program is not None else None, cfg)
     if lane_kind != "shift":
         name += f"-{lane_kind}"
     if target == "generic":
@@ -253,12 +186,11 @@ def synth_model(net: IntNet | None, cfg: AcceleratorConfig, out_dir: Path, targe
 
         res = asic_estimate(cfg, out_dir / "synth-generic", images, kind="board", lane_kind=lane_kind, log=log)
     else:
-        root = Path(bitstreams) if bitstreams else Path(__file__).resolve().parent.parent / "bitstreams"
         res = build(cfg, target, out_dir, images, design=name, lane_kind=lane_kind, pnr=pnr, freq_mhz=freq_mhz,
-                    router=router,
-                    extra_synth_args="-nodsp" if nodsp else "", bitstream_root=root,
+                    router=router, extra_synth_args="-nodsp" if nodsp else "",
+                    bitstream_root=Path(bitstreams) if bitstreams else None,
                     manifest_extra={"command": command, "git_revision": git_revision(), "versions": versions(),
-                                    "model_meta": net.meta if net is not None else None},
+                                    "model_meta": meta},
                     log=log)
     _write_json(out_dir / "synth.json", res)
     work = out_dir / f"synth-{target}"

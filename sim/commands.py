@@ -1,0 +1,409 @@
+"""What each command of ``apotflow`` does: its checks, run before any work, and then its steps.
+
+``check_<command>(args)`` looks at everything the command was given (options, the model file, the output
+folder) and raises :class:`UserError` (or the checked library's own one-line error) before anything is
+written; ``cmd_<command>(args)`` then runs it and returns the exit status. sim/cli.py holds the grammar.
+Heavy packages are imported inside the functions that need them: torch only for training, checkpoints
+and the golden model of a co-simulation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+CONFIG_FLAGS = {  # flag -> AcceleratorConfig field
+    "lanes": "shift-add lanes (power of two)",
+    "terms": "power-of-two terms a lane adds per cycle",
+    "acc_bits": "accumulator width",
+    "act_bits": "stored activation width",
+    "shift_bits": "width of a term's shift field",
+    "act_depth": "activation memory words (power of two)",
+    "wgt_depth": "weight entries (power of two)",
+    "rq_depth": "requantization rows (power of two)",
+    "prog_depth": "layer descriptors (power of two)",
+    "out_depth": "raw output words (power of two)",
+}
+# sw/cifar_run.py MODELS, named here without importing torch (tests/test_cli_errors.py checks they agree)
+CIFAR_MODELS = ("resnet20", "resnet32", "resnet56", "resnet110", "vgg16")
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line."""
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- checks (before any work)
+def check_out_dir(path, flag: str = "--out") -> Path:
+    """A folder the command may create or fill: not an existing file, under a writable folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path}: is an existing file, not a folder")
+    return _check_writable(path, flag)
+
+
+def check_out_file(path, flag: str) -> Path:
+    """A file the command will write: not an existing folder, under a writable folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder, not a file")
+    return _check_writable(path.parent if str(path.parent) else Path("."), flag, path)
+
+
+def _check_writable(path: Path, flag: str, shown: Path | None = None) -> Path:
+    anc = path
+    while not anc.exists():
+        if anc.parent == anc:
+            break
+        anc = anc.parent
+    if anc.exists() and not anc.is_dir():
+        raise UserError(f"{flag} {shown or path}: {anc} is a file, not a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {shown or path}: {anc} is not writable")
+    return Path(shown or path)
+
+
+def check_images(n: int) -> int:
+    if n < 0:
+        raise UserError(f"--images must be 0 (all) or a positive count, not {n}")
+    return n
+
+
+def _given_config(args) -> dict:
+    return {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
+
+
+def check_config(args):
+    """The AcceleratorConfig the flags ask for (ConfigError: one line), before any work."""
+    from apotflow.hw.config import AcceleratorConfig
+
+    cfg = AcceleratorConfig(**_given_config(args))
+    if getattr(args, "max_levels", None) is not None:
+        cfg = replace(cfg, max_levels=args.max_levels)
+    return cfg
+
+
+def _load_model(path):
+    from apotflow.sw import export
+
+    return export.load(path)
+
+
+def _program(args, net):
+    """The one compile of a command: memories fitted to the network unless --no-fit."""
+    from apotflow.hw.compile import compile_net
+    from apotflow.hw.fit import fit
+    from apotflow.sw.progress import heartbeat
+
+    with heartbeat(_progress, f"compiling {net.meta.get('model', 'the model')} for {args.cfg.lanes} lanes"):
+        if getattr(args, "no_fit", False):
+            return compile_net(net, args.cfg)
+        return fit(net, args.cfg, keep=set(_given_config(args)))
+
+
+# ----------------------------------------------------------------------------- commands
+CIFAR_ONLY = ("data", "dataset", "cache", "teacher", "float_init", "qat_teacher", "prune_stages", "qat_lr",
+              "qat_wd", "ema", "cutout", "schedule", "warmup_epochs", "step_mode", "eval_every", "distill",
+              "distill_temp")
+CIFAR_SWITCHES = ("nesterov", "no_bf16", "no_channels_last")
+TRAIN_FLAGS = ("epochs", "stage_epochs", "qat_epochs", "lr", "qat_lr", "wd", "batch_size", "prune_rate",
+               "w_bits", "a_bits", "schedule", "warmup_epochs", "step_mode", "eval_every", "train_subset",
+               "distill", "distill_temp", "prune_stages", "qat_teacher", "qat_wd", "ema", "cutout")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_train(args) -> None:
+    check_out_dir(args.out)
+    if args.model == "digits":
+        from apotflow.sw.recipe import Recipe
+
+        recipe = {f.name for f in fields(Recipe)}
+        wrong = [_flag(k) for k in (*CIFAR_ONLY, *TRAIN_FLAGS) if getattr(args, k) not in (None, False)
+                 and k not in recipe] + [_flag(k) for k in CIFAR_SWITCHES if getattr(args, k)]
+        wrong = list(dict.fromkeys(wrong))
+        if wrong:
+            raise UserError(f"{', '.join(wrong)} do{'es' if len(wrong) == 1 else ''} not apply to "
+                            "--model digits (its trainer takes --epochs, --stage-epochs, --qat-epochs, --lr, --wd, "
+                            "--batch-size, --prune-rate, --w-bits, --a-bits, --train-subset)")
+        from apotflow.sw.train import TrainConfig
+
+        try:
+            args.recipe = {k: getattr(args, k) for k in TRAIN_FLAGS if k in recipe and getattr(args, k) is not None}
+            TrainConfig(method=args.method, seed=args.seed, **args.recipe)
+        except (ValueError, TypeError) as e:
+            raise UserError(f"train: {e}") from None
+        return
+    if not args.data:
+        raise UserError(f"--model {args.model} needs --data (cifar-10-batches-py folder or cifar10-jpeg tarball)")
+    if not Path(args.data).exists():
+        raise UserError(f"--data {args.data}: no such file or folder")
+    for flag in ("teacher", "float_init"):
+        if getattr(args, flag) and not Path(getattr(args, flag)).is_file():
+            raise UserError(f"{_flag(flag)} {getattr(args, flag)}: no such checkpoint")
+    if args.float_init and args.method != "ppq":
+        raise UserError(f"--float-init replaces the float phase of ppq; method is {args.method}")
+    if (args.distill or 0) > 0 and not args.teacher and args.method != "ppq":
+        raise UserError(f"--distill with --method {args.method} needs --teacher (ppq distils from its float phase)")
+    if args.cache:
+        check_out_dir(args.cache, "--cache")
+    from apotflow.sw.fasttrain import FastConfig
+
+    given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    try:
+        args.fast = FastConfig(method=args.method, seed=args.seed, nesterov=args.nesterov, bf16=not args.no_bf16,
+                               channels_last=not args.no_channels_last, **given)
+    except (ValueError, TypeError) as e:  # an impossible option value: the config's own message
+        raise UserError(f"train: {e}") from None
+    import torch
+
+    if not torch.cuda.is_available():
+        _progress(f"apotflow: note: --model {args.model} is a GPU recipe and no CUDA GPU is visible: it runs on the "
+                  "CPU, about a hundred times slower (fine for --train-subset smoke runs)")
+
+
+def cmd_train(args) -> int:
+    if args.model == "digits":
+        from apotflow.sw.digits_run import train_and_export
+
+        info = train_and_export(args.out, seed=args.seed, method=args.method, log=_progress, **args.recipe)
+        print(json.dumps({k: info[k] for k in ("accuracy_float", "accuracy_int", "agreement", "model")}, indent=1))
+        return 0
+    from apotflow.sw.cifar_run import run
+
+    res = run(args.model, args.data, args.out, args.fast, dataset=args.dataset, cache=args.cache,
+              command="apotflow " + " ".join(sys.argv[1:]), log=_progress, progress=_Bar(args.fast),
+              teacher=args.teacher, float_init=args.float_init)
+    keys = ("model", "method", "dataset", "accuracy", "accuracy_int", "agreement", "size_reduction",
+            "bops_reduction", "train_seconds", "wall_seconds", "device")
+    print(json.dumps({k: res.get(k) for k in keys}, indent=1))
+    return 0
+
+
+class _Bar:
+    """One progress line per epoch on stderr: phase, epoch/total, loss, img/s, test accuracy."""
+
+    def __init__(self, cfg) -> None:
+        from apotflow.sw.fasttrain import phases
+
+        self.total = {p.name: p.epochs for p in phases(cfg)}
+
+    def __call__(self, rec: dict) -> None:
+        n = self.total.get(rec["phase"], 0)
+        done = int(20 * rec["epoch"] / n) if n else 0
+        acc = f" test {rec['test_acc']:.4f}" if "test_acc" in rec else ""
+        if "test_acc_live" in rec:  # --ema: test_acc is the average's
+            acc += f" (live {rec['test_acc_live']:.4f})"
+        _progress(f"[{'#' * done}{'.' * (20 - done)}] {rec['phase']} {rec['epoch']}/{n} loss {rec['loss']:.4f} "
+                  f"{rec['images_per_s']:.0f} img/s ({rec['step_mode']}){acc}")
+
+
+def check_export(args) -> None:
+    check_out_file(args.output, "--output")
+    if args.random:
+        if args.checkpoint is not None or args.arch is None:
+            raise UserError("export --random takes --arch and no checkpoint")
+        from apotflow.sw.convert import check_random
+
+        check_random(args.arch, args.prune, args.width_scale)
+    elif args.checkpoint is None:
+        raise UserError("export needs a CHECKPOINT (or --random --arch ARCH)")
+    elif not Path(args.checkpoint).is_file():
+        raise UserError(f"{args.checkpoint}: no such checkpoint")
+
+
+def cmd_export(args) -> int:
+    from apotflow.sw.convert import export_checkpoint, export_random
+    from apotflow.sw.progress import heartbeat
+
+    if args.random:
+        with heartbeat(_progress, f"exporting a random {args.arch}"):
+            path, info = export_random(args.arch, args.output, prune=args.prune, seed=args.seed,
+                                       width_scale=args.width_scale, log=_progress)
+        _progress(f"{info['model']}: random weights, prune {args.prune}, built in {info['seconds_model']:.1f} s, "
+                  f"lowered and saved in {info['seconds_lower_save']:.1f} s")
+    else:
+        _progress(f"loading {args.checkpoint}, lowering and saving ...")
+        with heartbeat(_progress, "exporting"):
+            path = export_checkpoint(args.checkpoint, args.output)
+    print(path)
+    return 0
+
+
+def check_model(args) -> None:
+    args.net = _load_model(args.model)
+
+
+def cmd_info(args) -> int:
+    from apotflow.sw.intnet import macs
+
+    net = args.net
+    print(json.dumps({"meta": net.meta, "tensors": {n: list(t.shape) for n, t in net.tensors.items()},
+                      "ops": [o.name for o in net.ops], **{k: v for k, v in macs(net).items() if k != "per_op"}},
+                     indent=1))
+    return 0
+
+
+def check_rtl(args) -> None:
+    check_out_dir(args.out)
+    args.cfg = check_config(args)
+    check_model(args)
+
+
+def cmd_rtl(args) -> int:
+    from apotflow.sim.flow import write_rtl
+
+    manifest = write_rtl(args.net, _program(args, args.net), Path(args.out), log=_progress)
+    print(json.dumps({"out": str(args.out), "files": manifest["files"]}, indent=1))
+    return 0
+
+
+def check_cycles(args) -> None:
+    args.cfg = check_config(args)
+    check_model(args)
+
+
+def cycle_rows(prog) -> list[dict]:
+    """Per layer: the cycle model's count, the ideal bound (non-zero MACs / lanes), entries, MACs."""
+    from apotflow.hw.cycles import layer_cycles
+
+    cyc = layer_cycles(prog.config, prog.images)
+    return [{"layer": li.op, "kind": li.kind, "cycles_model": c, "cycles_ideal": li.macs_nonzero / prog.config.lanes,
+             "entries": li.entries, "macs_nonzero": li.macs_nonzero} for li, c in zip(prog.layers, cyc)]
+
+
+def cmd_cycles(args) -> int:
+    prog = _program(args, args.net)
+    rows = cycle_rows(prog)
+    total, ideal = sum(r["cycles_model"] for r in rows), prog.stats["cycles_ideal"]
+    if args.json:
+        print(json.dumps({"lanes": prog.config.lanes, "cycles_model": total, "cycles_ideal": ideal,
+                          "ratio": total / ideal if ideal else None, "per_layer": rows}, indent=1))
+        return 0
+    print(f"{'layer':<12}{'kind':<6}{'model':>10}{'ideal':>12}{'ratio':>8}")
+    for r in rows:
+        ratio = f"{r['cycles_model'] / r['cycles_ideal']:.3f}" if r["cycles_ideal"] else "-"
+        print(f"{r['layer']:<12}{r['kind']:<6}{r['cycles_model']:>10}{r['cycles_ideal']:>12.1f}{ratio:>8}")
+    print(f"{'total':<18}{total:>10}{ideal:>12.1f}{total / ideal:>8.3f}")
+    print(f"ideal = MACs with a non-zero weight / {prog.config.lanes} lanes; model = the RTL's exact cycle count")
+    return 0
+
+
+def check_cosim(args) -> None:
+    check_out_dir(args.out)
+    check_images(args.images)
+    if args.data and not Path(args.data).exists():
+        raise UserError(f"--data {args.data}: no such file or folder")
+    args.cfg = check_config(args)
+    check_model(args)
+
+
+def cmd_cosim(args) -> int:
+    from apotflow.sim.flow import cosim_model
+
+    summary = cosim_model(args.net, _program(args, args.net), Path(args.out), args.images, seed=args.seed,
+                          waves=args.waves, log=_progress, data=args.data)
+    keys = ("images", "mismatches", "cycles_total", "cycles_model", "cycles_ideal", "cycles_ratio", "sim_seconds",
+            "sim_seconds_per_image", "build_seconds", "first_mismatch", "waveform")
+    print(json.dumps({k: summary.get(k) for k in keys}, indent=1))
+    return 0 if summary["mismatches"] == 0 else 1
+
+
+def check_synth(args) -> None:
+    check_out_dir(args.out)
+    if args.bitstreams:
+        check_out_dir(args.bitstreams, "--bitstreams")
+    if args.freq is not None and not args.freq > 0:
+        raise UserError(f"--freq must be a positive frequency in MHz, not {args.freq}")
+    args.cfg = check_config(args)
+    args.net = _load_model(args.model) if args.model else None
+
+
+def cmd_synth(args) -> int:
+    from apotflow.sim.flow import synth_model
+
+    prog = _program(args, args.net) if args.net is not None else None
+    res = synth_model(prog.config if prog else args.cfg, Path(args.out), args.target, log=_progress, program=prog,
+                      meta=args.net.meta if args.net is not None else None, lane_kind=args.lane_kind,
+                      pnr=not args.no_pnr, freq_mhz=args.freq, nodsp=args.nodsp, design=args.design,
+                      bitstreams=args.bitstreams, seed=args.seed, router=args.router,
+                      command=" ".join(["apotflow", *sys.argv[1:]]))
+    keys = ("target", "lut", "ff", "carry", "bram", "spram", "dsp", "fits", "over", "fmax_mhz", "bitstream",
+            "estimate", "transistors", "gates", "notes")
+    print(json.dumps({k: res[k] for k in keys if k in res}, indent=1))
+    return 0 if res.get("fits", True) else 1
+
+
+def check_targets(targets) -> list[str]:
+    from apotflow.hw.flows.yosys import TARGETS
+
+    chosen = [t for t in targets if t]
+    bad = [t for t in chosen if t not in TARGETS]
+    if bad:
+        raise UserError(f"--targets: unknown target {bad[0]!r}; known: {', '.join(TARGETS)} ('' for none)")
+    return chosen
+
+
+def check_demo(args) -> None:
+    from apotflow.hw.config import AcceleratorConfig
+
+    check_out_dir(args.out)
+    check_images(args.images)
+    AcceleratorConfig(lanes=args.lanes)
+    args.targets = check_targets(args.targets)
+
+
+def cmd_demo(args) -> int:
+    from apotflow.sim.demo import demo
+
+    report = demo(Path(args.out), images=args.images, seed=args.seed, lanes=args.lanes,
+                  targets=args.targets, log=_progress, reuse=args.reuse, pnr=args.pnr,
+                  command="apotflow " + " ".join(sys.argv[1:]))
+    print(f"report: {Path(args.out) / 'report.html'}")
+    return 0 if report["bitexact"]["mismatches"] == 0 else 1
+
+
+def check_report(args) -> None:
+    from apotflow.hw.config import AcceleratorConfig
+
+    check_out_dir(args.out)
+    AcceleratorConfig(lanes=args.lanes)
+    check_model(args)
+    if args.cosim and not (Path(args.cosim) / "cosim.json").is_file():
+        raise UserError(f"--cosim {args.cosim}: holds no cosim.json (the folder of an `apotflow cosim --out`)")
+    for d in args.synth or []:
+        if not (Path(d) / "synth.json").is_file():
+            raise UserError(f"--synth {d}: holds no synth.json (the folder of an `apotflow synth --out`)")
+    if args.train and not Path(args.train).is_file():
+        raise UserError(f"--train {args.train}: no such file")
+
+
+def cmd_report(args) -> int:
+    from apotflow.hw.compile import compile_net
+    from apotflow.hw.config import AcceleratorConfig
+    from apotflow.hw.fit import fit
+    from apotflow.sim.report import build_report, load_json, write_report
+
+    cosim = load_json(Path(args.cosim) / "cosim.json") if args.cosim else None
+    synth = {}
+    for d in args.synth or []:
+        res = load_json(Path(d) / "synth.json")
+        synth[res["target"] + ("" if res.get("lane_kind", "shift") == "shift" else f"-{res['lane_kind']}")] = res
+    built = (cosim or {}).get("config") or next((r["config"] for r in synth.values() if r.get("config")), None)
+    if built:  # the configuration the co-simulation (or the build) ran with: compile for exactly that
+        prog = compile_net(args.net, AcceleratorConfig.from_dict(built))
+    else:
+        prog = fit(args.net, AcceleratorConfig(lanes=args.lanes))
+    report = build_report(args.net, prog, model_path=args.model, cosim=cosim, synth=synth,
+                          train=load_json(args.train) if args.train else None,
+                          command="apotflow " + " ".join(sys.argv[1:]))
+    print(write_report(report, Path(args.out))["html"])
+    return 0

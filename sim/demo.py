@@ -1,0 +1,71 @@
+"""`apotflow demo`: the whole chain on the digits net with fixed seeds, compiled once, and its report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from apotflow.hw.config import AcceleratorConfig
+from apotflow.sw.progress import heartbeat
+
+from . import flow
+from .report import build_report, write_report
+
+STEPS = 5
+
+
+def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("ice40-up5k", "ecp5-25k"),
+         log=print, reuse: bool = False, pnr: bool = False, command: str = "make demo") -> dict:
+    """Train (or reuse), export, compile once, RTL, co-simulation, synthesis (with ``pnr``: placed and routed
+    where it fits, for Fmax) and the report: OUT/report.{html,md,json}. Returns report.json's dict."""
+    from apotflow.hw.fit import fit
+    from apotflow.sw import export
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("report.json", "report.md", "report.html"):
+        (out / name).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    steps = {}
+
+    if reuse and (out / "train.json").is_file() and (out / "model.apot").is_file():
+        log(f"[1/{STEPS}] reusing the trained model in {out} (--reuse)")
+        tr = json.loads((out / "train.json").read_text())
+    else:
+        from apotflow.sw.digits_run import train_and_export
+
+        log(f"[1/{STEPS}] training the digits net (PPQ: float, GM pruning 15% -> 30%, APoT W4/A4 QAT) ...")
+        tr = train_and_export(out, seed=seed, method="ppq", log=log)
+    steps["train_export"] = time.perf_counter() - t0
+    net = export.load(out / "model.apot")  # what the hardware sees: the file, read back and validated
+
+    log(f"[2/{STEPS}] compiling for {lanes} lanes and generating the RTL ...")
+    t = time.perf_counter()
+    with heartbeat(log, "compiling"):
+        prog = fit(net, AcceleratorConfig(lanes=lanes))  # the one compile: every later step uses this Program
+    steps["compile"] = time.perf_counter() - t
+    t = time.perf_counter()
+    flow.write_rtl(net, prog, out / "rtl", log=log)
+    steps["rtl"] = time.perf_counter() - t
+
+    log(f"[3/{STEPS}] bit-exact co-simulation on Verilator ...")
+    t = time.perf_counter()
+    cos = flow.cosim_model(net, prog, out / "cosim", images, seed=seed, log=log)
+    steps["cosim"] = time.perf_counter() - t
+
+    log(f"[4/{STEPS}] synthesis{' (placed and routed where it fits)' if pnr else ''} ...")
+    synth = {}
+    for target in [t for t in targets if t]:
+        t = time.perf_counter()
+        synth[target] = flow.synth_model(prog.config, out, target, log=log, program=prog,
+                                         meta=net.meta, pnr=pnr)
+        steps[f"synth_{target}"] = time.perf_counter() - t
+
+    log(f"[5/{STEPS}] writing the report ...")
+    steps["total"] = time.perf_counter() - t0
+    report = build_report(net, prog, model_path=out / "model.apot", cosim=cos, synth=synth, train=tr,
+                          seconds=steps, command=command)
+    paths = write_report(report, out)
+    log(f"done in {time.perf_counter() - t0:.0f} s: {paths['html']}")
+    return report

@@ -1,0 +1,64 @@
+"""One digits training run end to end (the CPU counterpart of sw/cifar_run.py): train -> export ->
+golden integer accuracy -> ``<out>/train.json``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .cifar_run import _write_json
+from .convert import lower_model
+from .intnet import IntNet, size_and_bops
+
+
+def digits_test_images(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The digits test split as integers (pixels 0..16) and labels."""
+    from .data import load_digits_split
+
+    d = load_digits_split(seed=seed)
+    return d.x_test.numpy().astype(np.int64), d.y_test.numpy()
+
+
+def integer_accuracy(net: IntNet, model, x: np.ndarray, y: np.ndarray) -> dict:
+    """Fake-quant accuracy, golden integer accuracy, and their top-1 agreement on (x, y)."""
+    import torch
+
+    from .golden import predict
+
+    with torch.no_grad():
+        pf = model(torch.from_numpy(x).float()).argmax(1).numpy()
+    pi = predict(net, x)
+    return {"accuracy_float": float((pf == y).mean()), "accuracy_int": float((pi == y).mean()),
+            "agreement": float((pf == pi).mean()), "test_images": int(len(y))}
+
+
+def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print, **recipe) -> dict:
+    """Train the digits net (``recipe``: sw.recipe.Recipe fields overriding the digits defaults), write
+    model.pt, model.apot and train.json into out_dir; return train.json's dict."""
+    from . import export
+    from .checkpoint import save_checkpoint
+    from .train import train_digits
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def progress(rec: dict) -> None:
+        log("train " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+
+    model, info = train_digits(seed=seed, method=method, progress=progress, **recipe)
+    save_checkpoint(model, out_dir / "model.pt", {"method": method, "seed": seed, "train": info.get("config")})
+    net, sliced = lower_model(model)
+    net.meta.update({"method": method, "seed": seed, "dataset": "sklearn-digits"})
+    export.save(net, out_dir / "model.apot")
+    x, y = digits_test_images(seed)
+    acc = integer_accuracy(net, sliced, x, y)
+    result = {**acc, "accuracy_fp32_before_quant": info.get("pre_qat_float_acc"), "method": method, "seed": seed,
+              "train_seconds": time.perf_counter() - t0, "model": str(out_dir / "model.apot"),
+              "sparsity": info.get("sparsity"), **size_and_bops(net)}
+    _write_json(out_dir / "train.json", result)
+    log(f"trained and exported in {result['train_seconds']:.1f} s: fake-quant {acc['accuracy_float']:.4f}, "
+        f"integer {acc['accuracy_int']:.4f}, agreement {acc['agreement']:.4f}")
+    return result

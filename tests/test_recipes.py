@@ -1,0 +1,63 @@
+"""Named training recipes (configs/*.toml, `apotflow train --config FILE`): each is exactly the command that
+made its docs/results.md row, and a bad recipe file is refused in one line."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from apotflow.sim.cli import apply_recipe_file, build_parser, main
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = sorted((ROOT / "configs").glob("*.toml"))
+
+
+def _results_commands() -> dict[str, list[str]]:
+    """run name (the --out folder) -> the argv of every docs/results.md command."""
+    out = {}
+    for line in (ROOT / "docs" / "results.md").read_text().splitlines():
+        if line.startswith("| ") and "`apotflow train" in line:
+            argv = shlex.split(line.rsplit("`", 2)[1])[1:]
+            out[Path(argv[argv.index("--out") + 1]).name] = argv
+    return out
+
+
+def _args(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        args = apply_recipe_file(parser, args, argv)
+    return {k: v for k, v in vars(args).items() if k not in ("config", "recipe_file", "check", "func")}
+
+
+def test_there_is_a_recipe_per_main_row():
+    assert len(RECIPES) >= 10
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
+def test_recipe_is_its_results_row_command(recipe):
+    row = _results_commands()[recipe.stem]
+    assert _args(["train", "--config", str(recipe)]) == _args(row)
+
+
+def test_command_line_wins_over_the_recipe():
+    a = _args(["train", "--config", str(ROOT / "configs" / "r20-ppq-fc8.toml"), "--epochs", "3", "--seed", "2"])
+    assert a["epochs"] == 3 and a["seed"] == 2 and a["cutout"] == 8
+
+
+@pytest.mark.parametrize("text, message", [
+    ("bogus = 1\n", "unknown key 'bogus'"),
+    ("epochs = \"ten\"\n", "epochs = 'ten' is not an int"),
+    ("nesterov = 1\n", "nesterov = 1 is not a bool"),
+    ("model = \"resnet9\"\n", "is not one of digits"),
+    ("epochs = [\n", "not a TOML file"),
+])
+def test_bad_recipe_file(tmp_path, capsys, text, message):
+    f = tmp_path / "r.toml"
+    f.write_text(text)
+    assert main(["train", "--config", str(f), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("apotflow: error: --config") and message in err[0]
+    assert not (tmp_path / "o").exists()
