@@ -146,9 +146,9 @@ def check_train(args) -> None:
         raise UserError(f"--model {args.model} needs --data (cifar-10-batches-py folder or cifar10-jpeg tarball)")
     if not Path(args.data).exists():
         raise UserError(f"--data {args.data}: no such file or folder")
-    for flag in ("teacher", "float_init"):
+    for flag, what in (("teacher", "teacher"), ("float_init", "--float-init")):  # sw/cifar_run.load_teacher's words
         if getattr(args, flag) and not Path(getattr(args, flag)).is_file():
-            raise UserError(f"{_flag(flag)} {getattr(args, flag)}: no such checkpoint")
+            raise UserError(f"{what} checkpoint {getattr(args, flag)} does not exist")
     if args.float_init and args.method != "ppq":
         raise UserError(f"--float-init replaces the float phase of ppq; method is {args.method}")
     if (args.distill or 0) > 0 and not args.teacher and args.method != "ppq":

@@ -41,7 +41,7 @@ IMPOSSIBLE = [
     ("train --out {f}", "is an existing file"),
     ("train --model resnet20 --out {o}", "needs --data"),
     ("train --model resnet20 --data {d}/no-cifar --out {o}", "no such file or folder"),
-    ("train --model vgg16 --data {d} --teacher {d}/t.pt --out {o}", "no such checkpoint"),
+    ("train --model vgg16 --data {d} --teacher {d}/t.pt --out {o}", "teacher checkpoint"),
     ("train --model resnet20 --data {d} --method spq --float-init {m} --out {o}", "replaces the float phase"),
     ("train --model resnet20 --data {d} --method spq --distill 0.5 --out {o}", "needs --teacher"),
     ("train --model resnet20 --data {d} --epochs -2 --out {o}", "epochs must be a positive integer"),
