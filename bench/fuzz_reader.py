@@ -16,7 +16,7 @@ ResNet-20 variants: compile and cycles only). Outcomes: ``rejected`` (ExportErro
 ``inconsistent`` (downstream crashed or golden != ISA), ``traceback``, ``hang``, ``memory``.
 A sample also runs ``apotflow info|cycles|rtl`` in subprocesses under RLIMIT_AS and a timeout.
 
-    nice -n 10 .venv/bin/python bench/fuzz_reader.py --cases 10000 --cli 90 --out bench/results/fuzz-reader.json
+    nice -n 10 .venv/bin/python bench/fuzz_reader.py --cases 10000 --cli 60 --out bench/results/fuzz-reader.json
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "bench" / "models"
 PRE = 56
 HOSTILE = [0, 1, -1, 2, 3, 7, 255, 2**31, 2**32 + 1, 2**53 + 1, 2**63, 2**64 + 1, -(2**63) - 1, 10**30, 1.5,
-           1e308, "x", "", None, True, False, [], {}, [1, 2, 3], [0, 0, 0, 0], [[1]], {"offset": 0},
+           1e308, "x", "", "a\nb", None, True, False, [], {}, [1, 2, 3], [0, 0, 0, 0], [[1]], {"offset": 0},
            "__NAN__", "__INF__", "__BIGINT__", "__DEEP__"]
 RAW = {'"__NAN__"': "NaN", '"__INF__"': "-Infinity", '"__BIGINT__"': "9" * 5000,
        '"__DEEP__"': "[" * 100_000 + "]" * 100_000}
@@ -296,7 +296,7 @@ def downstream(net, base: str) -> str | None:
     from apotflow.hw.config import AcceleratorConfig
     from apotflow.hw.cycles import layer_cycles
     from apotflow.hw.fit import fitted_config
-    from apotflow.sim.differential import compare, test_images
+    from apotflow.sim.differential import compare, probe_images
     from apotflow.sw.intnet import macs
 
     macs(net)
@@ -307,14 +307,18 @@ def downstream(net, base: str) -> str | None:
         return None if "\n" not in str(e) else "multi-line CompileError"
     layer_cycles(cfg, prog.images)
     if base != "resnet20":
-        return compare(net, cfg, test_images(net, 0, 1))
+        return compare(net, cfg, probe_images(net, 0, 1))
     return None
 
 
-def run_case(path: Path, base: str, check: bool = True, timeout: int = 20) -> tuple[str, str]:
+def run_case(path: Path, base: str, check: bool = True, timeout: int = 20, timeout_downstream: int = 300
+             ) -> tuple[str, str]:
+    """Load under an alarm of `timeout` s (the reader: a hang), then downstream under a longer one (it
+    compiles a whole network and runs the ISA interpreter on a loaded machine)."""
     from apotflow.sw import export
 
     signal.signal(signal.SIGALRM, _alarm)
+    stage = "load"
     signal.alarm(timeout)
     try:
         try:
@@ -324,6 +328,8 @@ def run_case(path: Path, base: str, check: bool = True, timeout: int = 20) -> tu
             return ("rejected", msg) if "\n" not in msg else ("traceback", "multi-line: " + msg[:200])
         if not check:
             return "accepted", "unchecked"
+        stage = "downstream"
+        signal.alarm(timeout_downstream)
         try:
             bad = downstream(net, base)
         except (Hang, MemoryError):
@@ -332,9 +338,9 @@ def run_case(path: Path, base: str, check: bool = True, timeout: int = 20) -> tu
             return "inconsistent", f"{type(e).__name__}: {e}"[:300] + " | " + traceback.format_exc(limit=-2)[-300:]
         return ("inconsistent", bad) if bad else ("accepted", "")
     except Hang:
-        return "hang", f"over {timeout} s"
+        return "hang", f"{stage} over {timeout if stage == 'load' else timeout_downstream} s"
     except MemoryError:
-        return "memory", "MemoryError"
+        return "memory", f"MemoryError in {stage}"
     except Exception as e:  # noqa: BLE001
         return "traceback", f"{type(e).__name__}: {e}"[:300] + " | " + traceback.format_exc(limit=-2)[-300:]
     finally:
@@ -432,10 +438,11 @@ def fuzz(n_cases: int, seed: int = 0, n_cli: int = 0, log=print, resnet_share: f
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=10_000)
-    ap.add_argument("--cli", type=int, default=90, help="cases also run through the CLI in subprocesses")
+    ap.add_argument("--cli", type=int, default=60, help="cases also run through the CLI in subprocesses")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "fuzz-reader.json"))
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still removes the temporary files
     res = fuzz(args.cases, args.seed, args.cli, log=lambda m: print(m, file=sys.stderr, flush=True))
     res["command"] = "python bench/fuzz_reader.py " + " ".join(sys.argv[1:])
     res["target"] = ">= 10,000 cases; 0 traceback, 0 hang, 0 memory, 0 inconsistent (in-process and CLI)"

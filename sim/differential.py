@@ -34,7 +34,7 @@ def random_config(net: IntNet, seed: int) -> AcceleratorConfig:
     return replace(cfg, **grow)
 
 
-def test_images(net: IntNet, seed: int, n: int = 2) -> np.ndarray:
+def probe_images(net: IntNet, seed: int, n: int = 2) -> np.ndarray:
     """n images: all max_value (the worst case of non-negative weights), then uniform random ones."""
     spec = net.tensors[net.input]
     rng = np.random.default_rng(seed)
@@ -67,7 +67,7 @@ def run_one(seed: int, **net_args) -> tuple[str, str | None]:
     net = random_net(seed, **net_args)
     try:
         cfg = random_config(net, seed)
-        bad = compare(net, cfg, test_images(net, seed))
+        bad = compare(net, cfg, probe_images(net, seed))
     except CompileError as e:
         return "refused", str(e)
     return ("mismatch", bad) if bad else ("equal", None)

@@ -209,6 +209,13 @@ def _field(d: dict, key: str, kind: type | tuple, where: str, default=...):
     return v
 
 
+def _name(d: dict, key: str, where: str) -> str:
+    v = _field(d, key, str, where)
+    if not 1 <= len(v) <= 200 or not v.isprintable():
+        raise _Bad(f"{where}: {key!r} must be 1..200 printable characters, not {_text(v)}")
+    return v
+
+
 def _choice(d: dict, key: str, where: str, choices: tuple, default=...) -> str:
     v = _field(d, key, str, where, default)
     if v not in choices:
@@ -311,7 +318,7 @@ def _tensor(t, i: int) -> TensorSpec:
     where = f"tensor #{i}"
     if not isinstance(t, dict):
         raise _Bad(f"{where} is not an object")
-    name = _field(t, "name", str, where)
+    name = _name(t, "name", where)
     where = f"tensor {_text(name)}"
     shape = _int_list(t, "shape", where, 1, LIMITS["tensor_elements"], 3)
     scale = _field(t, "scale", (int, float), where)
@@ -367,7 +374,7 @@ def _source(s, where: str, tensors: dict, cout: int, arrays: _Arrays, budget: li
 def _op(o, i: int, tensors: dict, arrays: _Arrays, budget: list[int]) -> Op:
     if not isinstance(o, dict):
         raise _Bad(f"op #{i} is not an object")
-    name = _field(o, "name", str, f"op #{i}")
+    name = _name(o, "name", f"op #{i}")
     where = f"op {_text(name)}"
     out = _field(o, "out", str, where)
     if out not in tensors:

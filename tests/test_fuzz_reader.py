@@ -60,6 +60,8 @@ def _set(path, value):
     (_set(("ops", 0, "sources", 0, "stride"), 2**63), "'stride' must be an integer"),
     (_set(("tensors", 0, "max_value"), 2**64), "'max_value' must be an integer"),
     (_set(("ops", 1), 5), "op #1 is not an object"),
+    (_set(("ops", 1, "name"), "conv\nTraceback"), "'name' must be 1..200 printable characters"),
+    (_set(("tensors", 1, "name"), ""), "'name' must be 1..200 printable characters"),
     (_set(("ops", 0, "sources", 0, "ch_sign", 0), 0), "ch_sign must be -1 or +1"),
     (_set(("ops", 1, "sources", 0, "ch_shift", 0), -1), "'ch_shift' must be a list"),
     (_set(("ops", 1, "sources", 0, "levels"), [10, 8, 6, 4, 3, 2, 1, 0]), "levels must start at 0"),
