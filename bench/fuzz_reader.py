@@ -9,9 +9,9 @@ shapes, references between ops, wrong types, deep nesting, NaN/Infinity, huge in
 flips with the checksum recomputed (thresholds out of order, indices, codes, biases).
 
 Every case goes to ``export.load`` in-process under an alarm and an address-space limit; a file it
-accepts goes downstream: ``info``'s MAC count, compile_net on the CLI's default (fitted) config,
-the cycle model and, where it compiles, golden model = ISA interpreter on every tensor (one image;
-ResNet-20 variants: compile and cycles only). Outcomes: ``rejected`` (ExportError, one line),
+accepts goes downstream: ``apotflow info`` and ``apotflow cycles`` in-process (the CLI's own code),
+compile_net on the CLI's default (fitted) config and, where it compiles, golden model = ISA
+interpreter on every tensor (one image; ResNet-20 variants: info and cycles only). Outcomes: ``rejected`` (ExportError, one line),
 ``accepted`` (consistent: downstream worked or refused it with a one-line CompileError),
 ``inconsistent`` (downstream crashed or golden != ISA), ``traceback``, ``hang``, ``memory``.
 A sample also runs ``apotflow info|cycles|rtl`` in subprocesses under RLIMIT_AS and a timeout.
@@ -290,25 +290,45 @@ def _alarm(_sig, _frame):
     raise Hang()
 
 
-def downstream(net, base: str) -> str | None:
-    """None if everything downstream works or refuses with a one-line CompileError; else what broke."""
+def _cli(argv: list[str]) -> str | None:
+    """Run `apotflow argv` in-process; None if it succeeds or fails with one line and status 2."""
+    import contextlib
+    import io
+
+    from apotflow.sim.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    lines = err.getvalue().strip().splitlines()
+    errors = [line for line in lines if line.startswith("apotflow: error:")]
+    if rc == 0 or (rc == 2 and len(errors) == 1 and not any(line.startswith("  ") for line in lines)):
+        return None
+    return f"apotflow {argv[0]}: status {rc}: {err.getvalue()[-200:]}"
+
+
+def downstream(net, base: str, path: Path) -> str | None:
+    """None if everything downstream works or refuses with a one-line error; else what broke:
+    `apotflow info` and `apotflow cycles` (in-process: the CLI's own code), compile_net on the CLI's
+    default fitted config, and golden model = ISA interpreter on every tensor (not for ResNet-20,
+    whose ISA run takes minutes)."""
     from apotflow.hw.compile import CompileError, compile_net
     from apotflow.hw.config import AcceleratorConfig
-    from apotflow.hw.cycles import layer_cycles
     from apotflow.hw.fit import fitted_config
     from apotflow.sim.differential import compare, probe_images
-    from apotflow.sw.intnet import macs
 
-    macs(net)
+    for argv in (["info", "--model", str(path)], ["cycles", "--model", str(path)]):
+        bad = _cli(argv)
+        if bad:
+            return bad
+    if base == "resnet20":
+        return None
     try:
         cfg = fitted_config(net, AcceleratorConfig())
-        prog = compile_net(net, cfg)
+        compile_net(net, cfg)
     except CompileError as e:
         return None if "\n" not in str(e) else "multi-line CompileError"
-    layer_cycles(cfg, prog.images)
-    if base != "resnet20":
-        return compare(net, cfg, probe_images(net, 0, 1))
-    return None
+    return compare(net, cfg, probe_images(net, 0, 1))
 
 
 def run_case(path: Path, base: str, check: bool = True, timeout: int = 20, timeout_downstream: int = 300
@@ -331,7 +351,7 @@ def run_case(path: Path, base: str, check: bool = True, timeout: int = 20, timeo
         stage = "downstream"
         signal.alarm(timeout_downstream)
         try:
-            bad = downstream(net, base)
+            bad = downstream(net, base, path)
         except (Hang, MemoryError):
             raise
         except Exception as e:  # noqa: BLE001 - any crash downstream of an accepted file is the finding

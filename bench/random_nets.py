@@ -7,7 +7,7 @@ CompileError (a config the network cannot fit; the reason is tallied). The Veril
 networks for a few fixed configs (one Verilator build each: the ROMs are $readmemh files, so the same
 build runs every program) and co-simulates them with sim/cosim.py.
 
-    nice -n 10 .venv/bin/python bench/random_nets.py --nets 10000 --verilator 200 --out bench/results/random-nets.json
+    nice -n 10 .venv/bin/python bench/random_nets.py --nets 10000 --verilator 200 --verilator-budget 1500 --out bench/results/random-nets.json
 """
 
 from __future__ import annotations
@@ -25,20 +25,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def isa_runs(n: int, start: int = 0, log=print) -> dict:
+    """Seeds start, start+1, ... until n networks are compared (refused ones do not count)."""
     from apotflow.sim.differential import run_one
 
     counts, reasons, mismatches = collections.Counter(), collections.Counter(), []
     t0 = time.time()
-    for seed in range(start, start + n):
+    seed = start
+    while counts["equal"] + counts["mismatch"] < n:
         outcome, detail = run_one(seed)
         counts[outcome] += 1
         if outcome == "refused":
             reasons[re.sub(r"op \S+|-?\d+", "#", detail)[:90]] += 1
         elif outcome == "mismatch":
             mismatches.append([seed, detail])
-        if (seed - start + 1) % 1000 == 0:
-            log(f"{seed - start + 1} networks, {time.time() - t0:.0f} s: {dict(counts)}")
-    return {"networks": n, "seeds": [start, start + n - 1], "outcomes": dict(counts),
+        seed += 1
+        if (seed - start) % 1000 == 0:
+            log(f"{seed - start} networks, {time.time() - t0:.0f} s: {dict(counts)}")
+    return {"networks": seed - start, "seeds": [start, seed - 1], "outcomes": dict(counts),
             "compared": counts["equal"] + counts["mismatch"], "mismatches": mismatches[:50],
             "refusal_reasons": dict(reasons.most_common()), "seconds": round(time.time() - t0, 1)}
 
@@ -49,8 +52,9 @@ VERILATOR_CONFIGS = [  # fixed configs for the Verilator sample (one build each)
 ]
 
 
-def verilator_runs(n: int, start: int = 1_000_000, log=print) -> dict:
-    """n random networks co-simulated on Verilator (golden model = RTL on every tensor)."""
+def verilator_runs(n: int, start: int = 1_000_000, log=print, budget_s: float = float("inf")) -> dict:
+    """n random networks co-simulated on Verilator (golden model = RTL on every tensor), or as many
+    as budget_s seconds allow."""
     from apotflow.hw.compile import CompileError, compile_net
     from apotflow.hw.config import AcceleratorConfig
     from apotflow.sim.cosim import execute, prepare
@@ -62,6 +66,9 @@ def verilator_runs(n: int, start: int = 1_000_000, log=print) -> dict:
     seed = start
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(n):
+            if time.time() - t0 > budget_s:
+                log(f"time budget of {budget_s:.0f} s spent after {k} networks")
+                break
             spec = VERILATOR_CONFIGS[k % len(VERILATOR_CONFIGS)]
             cfg = AcceleratorConfig(**spec, max_levels=16, act_depth=4096, wgt_depth=4096, rq_depth=256,
                                     prog_depth=8, out_depth=128)
@@ -81,17 +88,18 @@ def verilator_runs(n: int, start: int = 1_000_000, log=print) -> dict:
             per_config[f"lanes={spec['lanes']} terms={spec['terms']}"] += 1
             if outcome == "mismatch":
                 mismatches.append([seed, s["first_mismatch"]])
-            if (k + 1) % 10 == 0:
+            if (k + 1) % 5 == 0:
                 log(f"{k + 1} networks on Verilator, {time.time() - t0:.0f} s: {dict(counts)}")
-    return {"networks": n, "outcomes": dict(counts), "per_config": dict(per_config), "configs": VERILATOR_CONFIGS,
+    return {"networks": counts["equal"] + counts["mismatch"], "outcomes": dict(counts), "per_config": dict(per_config), "configs": VERILATOR_CONFIGS,
             "mismatches": mismatches, "seconds": round(time.time() - t0, 1)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nets", type=int, default=10_000)
+    ap.add_argument("--nets", type=int, default=10_000, help="networks to compare (golden = ISA)")
     ap.add_argument("--start", type=int, default=0, help="first seed")
     ap.add_argument("--verilator", type=int, default=0, help="networks to co-simulate on Verilator")
+    ap.add_argument("--verilator-budget", type=float, default=float("inf"), help="seconds for the Verilator sample")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "random-nets.json"))
     args = ap.parse_args()
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -100,7 +108,7 @@ def main() -> int:
     if args.nets:
         res["isa"] = isa_runs(args.nets, args.start, log)
     if args.verilator:
-        res["verilator"] = verilator_runs(args.verilator, log=log)
+        res["verilator"] = verilator_runs(args.verilator, log=log, budget_s=args.verilator_budget)
     Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
     bad = len(res.get("isa", {}).get("mismatches", [])) + len(res.get("verilator", {}).get("mismatches", []))
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk in ("outcomes", "seconds")} if isinstance(v, dict)

@@ -22,12 +22,12 @@ def fitted_config(net: IntNet, cfg: AcceleratorConfig, keep: set[str] = frozense
     """
     big = {k: 1 << 24 for k in ("act_depth", "wgt_depth", "rq_depth", "prog_depth", "out_depth") if k not in keep}
     prog = compile_net(net, replace(cfg, **big))
-    need = {
-        "act_depth": max(_pow2(prog.act_words), cfg.lanes),
+    out_words = max((p.base + p.size for p in prog.placements.values() if p.memory == "out"), default=1)
+    need = {  # the RTL (hw/top.py) also needs act_depth >= 2 x lanes and >= out_depth
+        "act_depth": max(_pow2(prog.act_words), 2 * cfg.lanes, _pow2(out_words)),
         "wgt_depth": _pow2(len(prog.images.wgt)),
         "rq_depth": _pow2(len(prog.images.rq)),
         "prog_depth": _pow2(len(prog.images.prog)),
-        "out_depth": _pow2(max(p.base + p.size for p in prog.placements.values() if p.memory == "out")
-                           if any(p.memory == "out" for p in prog.placements.values()) else 1),
+        "out_depth": _pow2(out_words),
     }
     return replace(cfg, **{k: v for k, v in need.items() if k not in keep})

@@ -173,7 +173,10 @@ def write_rtl(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, log=print) -> 
     prog = compile_net(net, cfg)
     log(f"generating Verilog for {cfg.lanes} lanes ...")
     t0 = time.perf_counter()
-    generate_verilog(cfg, prog.images, out_dir)
+    try:
+        generate_verilog(cfg, prog.images, out_dir)
+    except ValueError as e:  # a config the RTL cannot build (hw/top.py's checks)
+        raise FlowError(f"rtl: {e}") from None
     manifest = {
         "config": cfg.to_dict(), "interface": ports_manifest(cfg), "program": prog.to_dict(),
         "formats": {"entry": isa.entry_layout(cfg).to_dict(), "rq": isa.rq_layout(cfg).to_dict(),

@@ -103,3 +103,23 @@ def test_sparse_huge_file_is_refused_without_reading(tmp_path):
     with pytest.raises(ExportError, match="exceed the reader's limit"):
         export.load(huge)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 << 10  # KiB: nothing was read
+
+
+def test_cli_on_a_network_without_macs_and_a_tiny_fitted_config(tmp_path, capsys):
+    """Found by the fuzzer's CLI sample: `cycles` divided by an ideal of 0 cycles (no non-zero MAC),
+    and a fitted act_depth of `lanes` words that the RTL refuses (it needs 2 x lanes)."""
+    import numpy as np
+
+    from apotflow.hw.config import AcceleratorConfig
+    from apotflow.hw.fit import fitted_config
+    from apotflow.sim.cli import main
+    from apotflow.sw.intnet import IntNet, Op, Source, TensorSpec
+
+    net = IntNet({"x": TensorSpec("x", (1, 2, 2), 15), "y": TensorSpec("y", (1, 1, 1), 60)},
+                 [Op("pool", "pool", "y", [Source("x", np.ones((1, 1, 2, 2), np.int64), 2, 0, role="pool")],
+                     np.zeros(1, np.int64), "shift")], "x", "y").validate()
+    export.save(net, tmp_path / "m.apot")
+    assert main(["cycles", "--model", str(tmp_path / "m.apot")]) == 0
+    assert capsys.readouterr().out.splitlines()[-2].split()[-1] == "-"
+    cfg = fitted_config(net, AcceleratorConfig(lanes=16))
+    assert cfg.act_depth >= 2 * cfg.lanes and cfg.act_depth >= cfg.out_depth
