@@ -256,12 +256,9 @@ class IntNet:
         raise KeyError(tensor)
 
     def acc_bound(self, op: Op) -> int:
-        """Worst-case |accumulator| of an op over all inputs (partial sums included)."""
-        total = np.abs(np.asarray(op.bias, dtype=np.int64)).astype(object)
-        for s in op.sources:
-            w = np.abs(s.weight).reshape(s.codes.shape[0], -1).sum(axis=1).astype(object)
-            total = total + w * int(self.tensors[s.tensor].max_value)
-        return int(max(total)) if len(total) else 0
+        """Worst-case |accumulator| of an op over all inputs (partial sums included): from acc_range."""
+        lo, hi = self.acc_range(op)
+        return max(-lo, hi, 0)
 
     def _channel_ranges(self, op: Op) -> tuple[list[int], list[int]]:
         """Per output channel, (lowest, highest) value the accumulator or, for reduce="max", any term takes,
