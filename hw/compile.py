@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from apotflow.sw.intnet import IntNet, Op, macs
+from apotflow.sw.intnet import IntNet, IntNetError, Op, macs
 
 from . import isa
 from .config import AcceleratorConfig
@@ -59,6 +59,35 @@ def weight_entries(v: int, terms: int, max_shift: int) -> list[tuple[int, list[i
     if top > max_shift:
         raise CompileError(f"weight {v} needs a shift of {top}; shift_bits allows up to {max_shift}")
     return best
+
+
+def acc_bits_needed(lo: int, hi: int) -> int:
+    """Smallest accumulator width holding lo..hi with hi below the top value: a threshold above the
+    range is clamped to the top (and unused thresholds are the top), which acc must never reach."""
+    return max(2, (-lo - 1).bit_length() + 1 if lo < 0 else 1, (hi + 1).bit_length() + 1 if hi >= 0 else 1)
+
+
+def check_accumulator(net: IntNet, op: Op, cfg: AcceleratorConfig) -> int:
+    """Refuse a config whose acc_bits cannot hold op's worst case (IntNet.acc_range: bias plus the
+    negative and positive weights times the inputs' max_value; every partial sum and, for a max
+    reduction, every term lies inside it). A max reduction compares whole products, so each of its
+    weights must be one entry. Returns the highest accumulator value."""
+    lo, hi = net.acc_range(op)
+    need = acc_bits_needed(lo, hi)
+    if need > cfg.acc_bits:
+        raise CompileError(f"op {op.name}: the accumulator spans {lo}..{hi} and needs acc_bits >= {need}; "
+                           f"acc_bits is {cfg.acc_bits} (raise --acc-bits)")
+    if op.reduce == "max":
+        for s in op.sources:
+            for v in np.unique(s.weight):
+                if v and len(weight_entries(int(v), cfg.terms, cfg.max_shift)) != 1:
+                    raise CompileError(f"op {op.name}: max-reduced weight {int(v)} needs more than one entry "
+                                       f"of {cfg.terms} terms (raise --terms)")
+        empty = ~np.any([np.any(s.codes.reshape(len(op.bias), -1) != 0, axis=1) for s in op.sources], axis=0)
+        if np.any(empty & (np.asarray(op.bias) < 0)):
+            raise CompileError(f"op {op.name}: channel {int(np.argmax(empty & (np.asarray(op.bias) < 0)))} has no "
+                               "weight and a negative bias; the array's max reduction starts from a zero term")
+    return hi
 
 
 @dataclass
@@ -180,6 +209,16 @@ def reuse_bases(sizes: dict[str, int], ranges: dict[str, tuple[int, int]]) -> di
 
 
 def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Program:
+    """net -> Program for cfg (_compile_net); a field that does not fit its memory format is a CompileError."""
+    try:
+        return _compile_net(net, cfg, reuse)
+    except (CompileError, IntNetError):
+        raise
+    except ValueError as e:  # Layout.pack / MemoryImages.check: a value outside its field
+        raise CompileError(f"the network does not fit this configuration: {e}") from None
+
+
+def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Program:
     """``reuse=True`` (deployment builds): tensors share ACT regions by liveness (``reuse_bases``),
     so intermediate tensors are overwritten and only the input and the outputs can be read back
     after a run. The default gives every tensor its own region."""
@@ -232,10 +271,7 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
         cout, ho, wo = net.tensors[op.out].shape
         hl, wl = _log2(ho, f"output height of {op.name}"), _log2(wo, f"output width of {op.name}")
         npix = ho * wo
-        bound = net.acc_bound(op)
-        if bound > acc_hi - 1:
-            raise CompileError(f"op {op.name} needs a {bound.bit_length() + 1}-bit accumulator; "
-                               f"acc_bits is {cfg.acc_bits} (raise --acc-bits)")
+        bound = check_accumulator(net, op, cfg)
         if op.mode == "shift" and (bound >> op.shift) > act_max:
             raise CompileError(f"op {op.name}: shifted sums reach {bound >> op.shift} > {act_max} (act_bits)")
         if op.mode == "thresh":
@@ -253,9 +289,12 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
                     ty, tx = int(ky) - s.pad, int(kx) - s.pad
                     if npix == 1:
                         if not (0 <= ty < h and 0 <= tx < w):
-                            continue  # multiplies zero padding
-                        dy = dx = 0
-                        off = int(addr_of(pl)[ic, ty, tx])
+                            if op.reduce != "max":
+                                continue  # multiplies zero padding
+                            dy, dx, off = 1, 0, pl.base  # a padded read: the zero term a max must see
+                        else:
+                            dy = dx = 0
+                            off = int(addr_of(pl)[ic, ty, tx])
                     elif s.stride == 1:
                         if (h, w) != (ho, wo):
                             raise CompileError(f"op {op.name}: stride-1 source {s.tensor} must have the output size")
@@ -332,4 +371,5 @@ def first_mismatch(expected: dict[str, np.ndarray], got: dict[str, np.ndarray], 
     return None
 
 
-__all__ = ["CompileError", "Op", "Program", "compile_net", "first_mismatch", "run_functional", "weight_entries"]
+__all__ = ["CompileError", "Op", "Program", "acc_bits_needed", "check_accumulator", "compile_net", "first_mismatch",
+           "run_functional", "weight_entries"]

@@ -33,13 +33,13 @@ def _pow2(n: int) -> int:
 def needs(prog: Program) -> dict[str, int]:
     """The smallest memory depths (powers of two) that hold a compiled program."""
     cfg = prog.config
-    outs = [p.base + p.size for p in prog.placements.values() if p.memory == "out"]
-    return {
-        "act_depth": max(_pow2(prog.act_words), cfg.lanes),
+    out_words = max((p.base + p.size for p in prog.placements.values() if p.memory == "out"), default=1)
+    return {  # the RTL (hw/top.py) also needs act_depth >= 2 x lanes and >= out_depth
+        "act_depth": max(_pow2(prog.act_words), 2 * cfg.lanes, _pow2(out_words)),
         "wgt_depth": _pow2(len(prog.images.wgt)),
         "rq_depth": _pow2(len(prog.images.rq)),
         "prog_depth": _pow2(len(prog.images.prog)),
-        "out_depth": _pow2(max(outs) if outs else 1),
+        "out_depth": _pow2(out_words),
     }
 
 

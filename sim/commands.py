@@ -292,7 +292,7 @@ def cmd_cycles(args) -> int:
     for r in rows:
         ratio = f"{r['cycles_model'] / r['cycles_ideal']:.3f}" if r["cycles_ideal"] else "-"
         print(f"{r['layer']:<12}{r['kind']:<6}{r['cycles_model']:>10}{r['cycles_ideal']:>12.1f}{ratio:>8}")
-    print(f"{'total':<18}{total:>10}{ideal:>12.1f}{total / ideal:>8.3f}")
+    print(f"{'total':<18}{total:>10}{ideal:>12.1f}{f'{total / ideal:.3f}' if ideal else '-':>8}")
     print(f"ideal = MACs with a non-zero weight / {prog.config.lanes} lanes; model = the RTL's exact cycle count")
     return 0
 

@@ -85,8 +85,11 @@ def write_rtl(net: IntNet, prog: Program, out_dir: Path, log=print) -> dict:
     cfg = prog.config
     log(f"generating Verilog for {cfg.lanes} lanes ...")
     t0 = time.perf_counter()
-    with heartbeat(log, "generating Verilog"):
-        generate_verilog(cfg, prog.images, out_dir)
+    try:
+        with heartbeat(log, "generating Verilog"):
+            generate_verilog(cfg, prog.images, out_dir)
+    except ValueError as e:  # a config the RTL cannot build (hw/top.py's checks)
+        raise FlowError(f"rtl: {e}") from None
     manifest = {
         "config": cfg.to_dict(), "interface": ports_manifest(cfg), "program": prog.to_dict(),
         "formats": {"entry": isa.entry_layout(cfg).to_dict(), "rq": isa.rq_layout(cfg).to_dict(),
