@@ -80,6 +80,8 @@ def cmd_train(args) -> int:
     res = run(args.model, args.data, args.out, cfg, dataset=args.dataset, cache=args.cache,
               command="apotflow " + " ".join(sys.argv[1:]), log=_progress, progress=bar, teacher=args.teacher,
               float_init=args.float_init)
+    if res is None:  # torchrun: a rank other than 0 (rank 0 writes and prints the result)
+        return 0
     keys = ("model", "method", "dataset", "accuracy", "accuracy_int", "agreement", "size_reduction",
             "bops_reduction", "train_seconds", "wall_seconds", "device")
     print(json.dumps({k: res.get(k) for k in keys}, indent=1))

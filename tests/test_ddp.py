@@ -1,0 +1,139 @@
+"""Data-parallel training (sw/distributed.py) on the CPU: two gloo ranks train the model one process trains.
+
+A small ResNet-20 runs the whole ppq recipe (float phase, two GM pruning stages, calibration, QAT) with
+distillation, the weight average and Cutout, global batch 8 (4 per rank), once in this process and once
+on two ranks started with torch.multiprocessing. The two ranks end bit for bit equal (masks, APoT weight
+codes, clipping thresholds, BatchNorm statistics); the two-rank model is the one-process model to within
+float rounding; a checkpoint the two ranks wrote resumes in one process to that model too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    return SimpleNamespace(x_train=torch.randint(0, 256, (16, 3, 32, 32), generator=g).to(torch.uint8),
+                           y_train=torch.arange(16) % 10,
+                           x_test=torch.randint(0, 256, (8, 3, 32, 32), generator=g).to(torch.uint8),
+                           y_test=torch.arange(8))
+
+
+def _cfg():
+    from apotflow.sw.fasttrain import FastConfig
+
+    # lr 0.01 / qat_lr 1e-4, not the recipe's 0.1 / 0.01: this 4-channel net on random images is chaotic at
+    # 0.1 (a 1e-7 relative change of the initial weights grows to 2e-4 in two steps of ONE process), so the
+    # two runs' float rounding differences would grow past any tolerance; at these rates they stay ~1e-6
+    return FastConfig(method="ppq", epochs=1, stage_epochs=1, qat_epochs=2, batch_size=8, lr=0.01, qat_lr=1e-4,
+                      step_mode="eager", bf16=False, channels_last=False, eval_every=1, distill=0.5, ema=0.5,
+                      cutout=8)
+
+
+def _net():
+    from apotflow.sw.models.resnet import CifarResNet
+
+    torch.manual_seed(0)
+    return CifarResNet(20, widths=(4, 8, 16))
+
+
+def _codes(model) -> list[torch.Tensor]:
+    """The exact APoT weight codes of every quantized layer (what the export stores)."""
+    from apotflow.sw.quant import QConv2d, QLinear
+
+    return [m.wq.quantize(m.weight.detach(), m.filter_mask, m.in_mask)[1]
+            for m in model.modules() if isinstance(m, (QConv2d, QLinear))]
+
+
+def _worker(rank: int, size: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from apotflow.sw import distributed as ddp
+    from apotflow.sw.fasttrain import train_fast
+    from apotflow.sw.prune import get_masks
+
+    world = ddp.from_env()
+    assert ddp.init(world) and ddp.current() == world
+    ckpt = os.path.join(out, "train.ckpt")
+
+    def keep_mid_checkpoint(rec):  # called before the epoch's checkpoint: the file holds QAT epoch 1
+        if world.main and rec["phase"] == "qat" and rec["epoch"] == 2:
+            shutil.copy(ckpt, os.path.join(out, "mid.ckpt"))
+
+    model = _net()
+    info = train_fast(model, _data(), _cfg(), ckpt=ckpt, progress=keep_mid_checkpoint, log=lambda *a: None)
+    same = ddp.same_on_every_rank(model, world)
+    torch.save({"state": model.state_dict(), "masks": get_masks(model), "codes": _codes(model), "same": same,
+                "loss": [h["loss"] for h in info["history"]], "accuracy": info["accuracy"],
+                "world_size": info["world_size"]}, os.path.join(out, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_train_the_one_process_model(tmp_path):
+    import torch.multiprocessing as mp
+
+    from apotflow.sw.fasttrain import train_fast
+    from apotflow.sw.prune import get_masks
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path / "ddp"
+        out.mkdir()
+        mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+        one = _net()
+        ref = train_fast(one, _data(), _cfg(), log=lambda *a: None)
+        resumed = _net()  # the two ranks' checkpoint after QAT epoch 1, finished by one process
+        got = train_fast(resumed, _data(), _cfg(), ckpt=str(out / "mid.ckpt"), log=lambda *a: None)
+    finally:
+        torch.set_num_threads(threads)
+    r0, r1 = (torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert r0["same"] and r1["same"] and r0["world_size"] == 2
+    assert all(torch.equal(r0["state"][k], r1["state"][k]) for k in r0["state"])  # bit for bit, every buffer
+    assert all(torch.equal(a, b) for a, b in zip(r0["masks"], r1["masks"]))
+    assert all(torch.equal(a, b) for a, b in zip(r0["codes"], r1["codes"]))
+    assert sorted(p.name for p in out.iterdir()) == ["float.pt", "mid.ckpt", "rank0.pt", "rank1.pt", "train.ckpt"]
+
+    assert r0["loss"] == pytest.approx([h["loss"] for h in ref["history"]], rel=1e-4)
+    for model in (one, resumed):
+        sd = model.state_dict()
+        for k, v in r0["state"].items():
+            if v.is_floating_point():
+                assert torch.allclose(v, sd[k], rtol=1e-4, atol=1e-5), k
+            else:
+                assert torch.equal(v, sd[k]), k
+        assert all(torch.equal(a, b) for a, b in zip(r0["masks"], get_masks(model)))
+    assert r0["accuracy"] == ref["accuracy"] == got["accuracy"] and got["resumes"] == 1
+
+
+def test_rank_shares_are_the_global_batch_and_the_batch_must_divide(tmp_path, monkeypatch, capsys):
+    from apotflow.sim.cli import main
+    from apotflow.sw import distributed as ddp
+
+    perm = torch.randperm(50)
+    shares = [ddp.rank_share(perm, 6, 8, ddp.World(r, 4)) for r in range(4)]
+    assert torch.equal(torch.stack([s.view(6, 2) for s in shares], 1).reshape(-1), perm[:48])
+    with pytest.raises(ValueError, match="does not divide among 3 ranks"):
+        ddp.per_rank_batch(128, 3)
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", "--model", "resnet20", "--data", str(tmp_path), "--batch-size", "128",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["apotflow: error: torchrun: batch size 128 does not divide among 3 ranks (the global batch is "
+                   "split evenly)"]
+    assert not (tmp_path / "run").exists()
