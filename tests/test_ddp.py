@@ -26,15 +26,15 @@ def _data():
                            y_test=torch.arange(8))
 
 
-def _cfg():
+def _cfg(**over):
     from apotflow.sw.fasttrain import FastConfig
 
     # lr 0.01 / qat_lr 1e-4, not the recipe's 0.1 / 0.01: this 4-channel net on random images is chaotic at
     # 0.1 (a 1e-7 relative change of the initial weights grows to 2e-4 in two steps of ONE process), so the
     # two runs' float rounding differences would grow past any tolerance; at these rates they stay ~1e-6
-    return FastConfig(method="ppq", epochs=1, stage_epochs=1, qat_epochs=2, batch_size=8, lr=0.01, qat_lr=1e-4,
-                      step_mode="eager", bf16=False, channels_last=False, eval_every=1, distill=0.5, ema=0.5,
-                      cutout=8)
+    kw = dict(method="ppq", epochs=1, stage_epochs=1, qat_epochs=2, batch_size=8, lr=0.01, qat_lr=1e-4,
+              step_mode="eager", bf16=False, channels_last=False, eval_every=1, distill=0.5, ema=0.5, cutout=8)
+    return FastConfig(**{**kw, **over})
 
 
 def _net():
@@ -52,7 +52,7 @@ def _codes(model) -> list[torch.Tensor]:
             for m in model.modules() if isinstance(m, (QConv2d, QLinear))]
 
 
-def _worker(rank: int, size: int, port: int, out: str) -> None:
+def _worker(rank: int, size: int, port: int, out: str, over: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -69,11 +69,12 @@ def _worker(rank: int, size: int, port: int, out: str) -> None:
             shutil.copy(ckpt, os.path.join(out, "mid.ckpt"))
 
     model = _net()
-    info = train_fast(model, _data(), _cfg(), ckpt=ckpt, progress=keep_mid_checkpoint, log=lambda *a: None)
+    info = train_fast(model, _data(), _cfg(**over), ckpt=ckpt, progress=keep_mid_checkpoint, log=lambda *a: None)
     same = ddp.same_on_every_rank(model, world)
     torch.save({"state": model.state_dict(), "masks": get_masks(model), "codes": _codes(model), "same": same,
                 "loss": [h["loss"] for h in info["history"]], "accuracy": info["accuracy"],
-                "world_size": info["world_size"]}, os.path.join(out, f"rank{rank}.pt"))
+                "world_size": info["world_size"], "step_modes": {h["step_mode"] for h in info["history"]}},
+               os.path.join(out, f"rank{rank}.pt"))
     torch.distributed.destroy_process_group()
 
 
@@ -84,6 +85,18 @@ def _free_port() -> int:
 
 
 def test_two_gloo_ranks_train_the_one_process_model(tmp_path):
+    _two_ranks_against_one_process(tmp_path, {})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
+def test_two_nccl_ranks_train_the_one_gpu_model(tmp_path):
+    """The same on 2 GPUs over NCCL, the step one CUDA graph per rank (collectives captured)."""
+    r0 = _two_ranks_against_one_process(tmp_path, {"step_mode": "graph", "channels_last": True})
+    assert r0["step_modes"] == {"graph"}
+
+
+def _two_ranks_against_one_process(tmp_path, over: dict) -> dict:
     import torch.multiprocessing as mp
 
     from apotflow.sw.fasttrain import train_fast
@@ -94,14 +107,14 @@ def test_two_gloo_ranks_train_the_one_process_model(tmp_path):
     try:
         out = tmp_path / "ddp"
         out.mkdir()
-        mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+        mp.spawn(_worker, args=(2, _free_port(), str(out), over), nprocs=2, join=True)
         one = _net()
-        ref = train_fast(one, _data(), _cfg(), log=lambda *a: None)
+        ref = train_fast(one, _data(), _cfg(**over), log=lambda *a: None)
         resumed = _net()  # the two ranks' checkpoint after QAT epoch 1, finished by one process
-        got = train_fast(resumed, _data(), _cfg(), ckpt=str(out / "mid.ckpt"), log=lambda *a: None)
+        got = train_fast(resumed, _data(), _cfg(**over), ckpt=str(out / "mid.ckpt"), log=lambda *a: None)
     finally:
         torch.set_num_threads(threads)
-    r0, r1 = (torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    r0, r1 = (torch.load(out / f"rank{r}.pt", map_location="cpu", weights_only=False) for r in (0, 1))
     assert r0["same"] and r1["same"] and r0["world_size"] == 2
     assert all(torch.equal(r0["state"][k], r1["state"][k]) for k in r0["state"])  # bit for bit, every buffer
     assert all(torch.equal(a, b) for a, b in zip(r0["masks"], r1["masks"]))
@@ -110,14 +123,15 @@ def test_two_gloo_ranks_train_the_one_process_model(tmp_path):
 
     assert r0["loss"] == pytest.approx([h["loss"] for h in ref["history"]], rel=1e-4)
     for model in (one, resumed):
-        sd = model.state_dict()
+        sd = {k: v.cpu() for k, v in model.state_dict().items()}
         for k, v in r0["state"].items():
             if v.is_floating_point():
                 assert torch.allclose(v, sd[k], rtol=1e-4, atol=1e-5), k
             else:
                 assert torch.equal(v, sd[k]), k
-        assert all(torch.equal(a, b) for a, b in zip(r0["masks"], get_masks(model)))
+        assert all(torch.equal(a, b.cpu()) for a, b in zip(r0["masks"], get_masks(model)))
     assert r0["accuracy"] == ref["accuracy"] == got["accuracy"] and got["resumes"] == 1
+    return r0
 
 
 def test_rank_shares_are_the_global_batch_and_the_batch_must_divide(tmp_path, monkeypatch, capsys):
