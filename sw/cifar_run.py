@@ -98,9 +98,9 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
     try:
         world = ddp.from_env()
         ddp.per_rank_batch(cfg.batch_size, world.size)
+        started = ddp.init(world)
     except ValueError as e:
         raise RunError(f"torchrun: {e}") from None
-    started = ddp.init(world)
     try:
         return _run(world, model_name, data_path, out, cfg, dataset, cache, command,
                     log if world.main else _quiet, progress if world.main else None, teacher, float_init)
