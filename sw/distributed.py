@@ -8,7 +8,8 @@ group) every function here is a no-op and training is exactly the single-process
   permutation and augmentation parameters from the same generator; rank r takes the r-th slice of every
   global batch (``rank_share``), so the union over ranks is exactly the single-process batch;
 - gradients: one flat buffer, all-reduced and averaged right after backward (``average_gradients``),
-  inside the CUDA graph of the step (NCCL collectives are capturable) or eagerly (CPU, gloo);
+  inside the CUDA graph of the step (NCCL collectives can be captured; not yet run on GPUs, see
+  docs/training.md) or eagerly (CPU, gloo);
 - BatchNorm: synchronised (``sync_batchnorm``): batch statistics over the global batch, as in the
   single-process recipe. Per-rank statistics over ``batch_size / N`` images would change the recipe
   (noisier statistics, at N = 8 over 16 images) and let the running statistics drift apart per rank;
