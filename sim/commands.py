@@ -172,6 +172,8 @@ def check_train(args) -> None:
 
 def cmd_train(args) -> int:
     if args.model == "digits":
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UserError("train: --model digits trains in one process; torchrun is for the CIFAR networks")
         from apotflow.sw.digits_run import train_and_export
 
         info = train_and_export(args.out, seed=args.seed, method=args.method, log=_progress, **args.recipe)
@@ -182,6 +184,8 @@ def cmd_train(args) -> int:
     res = run(args.model, args.data, args.out, args.fast, dataset=args.dataset, cache=args.cache,
               command="apotflow " + " ".join(sys.argv[1:]), log=_progress, progress=_Bar(args.fast),
               teacher=args.teacher, float_init=args.float_init)
+    if res is None:  # torchrun: a rank other than 0 (rank 0 writes and prints the result)
+        return 0
     keys = ("model", "method", "dataset", "accuracy", "accuracy_int", "agreement", "size_reduction",
             "bops_reduction", "train_seconds", "wall_seconds", "device")
     print(json.dumps({k: res.get(k) for k in keys}, indent=1))

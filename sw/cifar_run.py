@@ -5,6 +5,10 @@ model's float64 copy, ``sw.quant.exact_copy``; ``accuracy_fp32``: the trainer's 
 accuracy and agreement (the exported IntNet on the whole test split; float64 backend on the GPU,
 int64 on the CPU), size / BOPs with their reductions and counting rules (sw.intnet.size_and_bops),
 the config, the command, the device, wall times and the per-epoch history.
+
+Under torchrun (``torchrun --nproc-per-node N apotflow train ...``; sw/distributed.py) every rank trains
+its share of each batch; rank 0 alone logs, writes the checkpoints, model.pt, model.apot and result.json
+(``world_size`` in it), and the other ranks wait for it at a barrier.
 """
 
 from __future__ import annotations
@@ -87,7 +91,31 @@ def load_teacher(path: str, what: str = "teacher"):
 
 def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = None, cache=None,
         command: str | None = None, log=print, progress=None, teacher: str | None = None,
-        float_init: str | None = None) -> dict:
+        float_init: str | None = None) -> dict | None:
+    """Train, export and check one model; the result dict (None on the ranks other than 0 under torchrun)."""
+    from . import distributed as ddp
+
+    try:
+        world = ddp.from_env()
+        ddp.per_rank_batch(cfg.batch_size, world.size)
+        started = ddp.init(world)
+    except ValueError as e:
+        raise RunError(f"torchrun: {e}") from None
+    try:
+        return _run(world, model_name, data_path, out, cfg, dataset, cache, command,
+                    log if world.main else _quiet, progress if world.main else None, teacher, float_init)
+    finally:
+        if started:
+            torch.distributed.destroy_process_group()
+
+
+def _quiet(*args) -> None:
+    pass
+
+
+def _run(world, model_name: str, data_path: str, out: str, cfg, dataset, cache, command, log, progress,
+         teacher: str | None, float_init: str | None) -> dict | None:
+    from . import distributed as ddp
     from . import export
     from .checkpoint import save_checkpoint
     from .cifar import DEFAULT_CACHE, load_cifar10
@@ -100,8 +128,11 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"loading {data_path} (the first time decodes it, minutes for the JPEG tarball, and caches it in "
         f"{DEFAULT_CACHE if cache is None else cache}; APOTFLOW_CACHE moves the default) ...")
-    with heartbeat(log, "loading CIFAR-10"):
-        data = load_cifar10(data_path, dataset, DEFAULT_CACHE if cache is None else cache)
+    for turn in (True, False):  # rank 0 decodes and caches the data set first, the other ranks read the cache
+        if world.main == turn:
+            with heartbeat(log, "loading CIFAR-10"):
+                data = load_cifar10(data_path, dataset, DEFAULT_CACHE if cache is None else cache)
+        ddp.barrier(world)
     log(f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test images from {data.source}")
     tmodel = load_teacher(teacher) if teacher else None
     if cfg.distill > 0 and tmodel is None and cfg.method != "ppq":
@@ -119,6 +150,9 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
         init = fm.state_dict()
     info = train_fast(model, data, cfg, str(out_dir / "train.ckpt"), progress=progress, log=log, teacher=tmodel,
                       float_init=init)
+    if not world.main:
+        ddp.barrier(world)  # rank 0 exports, checks and writes the results
+        return None
     quant = cfg.method in ("apot", "spq", "ppq")
     model.cpu()
     set_quantize(model, quant)
@@ -128,7 +162,8 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
               "pre_qat_float_acc": info["pre_qat_float_acc"], "config": cfg.to_dict(), "teacher": teacher,
               "float_init": float_init, "eval_precision": "float64 copy (sw.quant.exact_copy); accuracy_fp32: fp32, no TF32",
               "command": command or " ".join(shlex.quote(a) for a in sys.argv), "device": info["device"],
-              "train_seconds": info["train_seconds"], "resumes": info["resumes"], "torch": torch.__version__,
+              "train_seconds": info["train_seconds"], "resumes": info["resumes"], "world_size": info["world_size"],
+              "torch": torch.__version__,
               "python": platform.python_version()}
     if cfg.ema > 0:  # the live model's fp32 fake-quant accuracy: what the run gives without the average
         result["accuracy_live_fp32"] = info["accuracy_live"]
@@ -172,6 +207,7 @@ def run(model_name: str, data_path: str, out: str, cfg, dataset: str | None = No
     result["wall_seconds"] = time.perf_counter() - t_all
     result["history"] = info["history"]
     _write_json(out_dir / "result.json", result)
+    ddp.barrier(world)
     log(f"{model_name} {cfg.method}: fake-quant {result['accuracy']:.4f}, integer {result.get('accuracy_int')}, "
         f"size x{result.get('size_reduction') or 0:.2f}, BOPs x{result.get('bops_reduction') or 0:.2f}, "
         f"{result['wall_seconds']:.0f} s")

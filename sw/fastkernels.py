@@ -138,20 +138,41 @@ def augment_epoch(x: Tensor, gen: torch.Generator, pad: int = 4, cutout: int = 0
     ``cutout=s`` (off at 0) then zeroes one s x s square per image, its centre uniform over the image and
     the square clipped at the border (DeVries & Taylor's Cutout; zero is the padding's black). Its random
     numbers are drawn after the crop's and the flip's, so ``cutout=0`` gives the same images as before."""
+    return augment_apply(x, augment_draws(x, gen, pad, cutout))
+
+
+def augment_draws(x: Tensor, gen: torch.Generator, pad: int = 4, cutout: int = 0) -> dict:
+    """augment_epoch's random numbers for every image of `x` (the crop offsets, the flips, the Cutout centres)."""
+    n, _, h, w = x.shape
+    dev = x.device
+    d = {"pad": pad, "cutout": cutout,
+         "oy": torch.randint(0, 2 * pad + 1, (n,), device=dev, generator=gen),
+         "ox": torch.randint(0, 2 * pad + 1, (n,), device=dev, generator=gen),
+         "flip": torch.rand(n, device=dev, generator=gen) < 0.5}
+    if cutout:
+        d["cy"] = torch.randint(0, h, (n,), device=dev, generator=gen)
+        d["cx"] = torch.randint(0, w, (n,), device=dev, generator=gen)
+    return d
+
+
+def augment_apply(x: Tensor, d: dict, idx: Tensor | None = None) -> Tensor:
+    """The augmentation `d` (augment_draws) of every image of `x`, or (``idx``: a data-parallel rank's
+    share, sw/distributed.py) of the images ``x[idx]`` only, in that order: rows ``idx`` of the whole."""
+    pad, cutout = d["pad"], d["cutout"]
+    oy, ox, flip, cy, cx = (d.get(k) for k in ("oy", "ox", "flip", "cy", "cx"))
+    if idx is not None:
+        x, oy, ox, flip = x[idx], oy[idx], ox[idx], flip[idx]
+        if cutout:
+            cy, cx = cy[idx], cx[idx]
     n, c, h, w = x.shape
     dev = x.device
     xp = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (n,), device=dev, generator=gen)
-    ox = torch.randint(0, 2 * pad + 1, (n,), device=dev, generator=gen)
-    flip = torch.rand(n, device=dev, generator=gen) < 0.5
     ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
     cols = torch.where(flip[:, None], ar_w.flip(0)[None], ar_w[None]) + ox[:, None]  # (n, w)
     rows = ar_h[None] + oy[:, None]  # (n, h)
     flat = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
     out = xp.view(n, c, -1).gather(2, flat).view(n, c, h, w)
     if cutout:
-        cy = torch.randint(0, h, (n,), device=dev, generator=gen)
-        cx = torch.randint(0, w, (n,), device=dev, generator=gen)
         y0, x0 = cy - cutout // 2, cx - cutout // 2
         in_y = (ar_h[None] >= y0[:, None]) & (ar_h[None] < y0[:, None] + cutout)  # (n, h)
         in_x = (ar_w[None] >= x0[:, None]) & (ar_w[None] < x0[:, None] + cutout)  # (n, w)

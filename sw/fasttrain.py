@@ -31,6 +31,11 @@ Schedule choices (ours where the paper leaves them open; all in FastConfig):
   is returned as ``live_state``), so one run also shows what the same run without the average gives.
 - ``cutout=s`` (ours, off by default): one s x s square of every training image zeroed after the crop and
   flip (sw/fastkernels.augment_epoch), in every phase this run trains.
+
+Data-parallel (``torchrun --nproc-per-node N``, sw/distributed.py): the same recipe, the global batch still
+``batch_size``, split evenly over the ranks; gradients averaged right after backward, BatchNorm over the
+global batch, masks and clipping thresholds broadcast from rank 0, checkpoint written by rank 0. One
+process (no process group) runs exactly the code above.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fastkernels import GraphSGD, augment_epoch, fast_kernels
+from . import distributed as ddp
+from .fastkernels import GraphSGD, augment_apply, augment_draws, augment_epoch, fast_kernels
 from .prune import apply_masks, compute_masks
 from .quant import ActQuantizer, WeightQuantizer, _QLayer, exact_accumulation, set_quantize
 from .recipe import METHODS, Recipe  # noqa: F401  (METHODS re-exported)
@@ -214,10 +220,12 @@ class Stepper:
     """One training step on static (x, y) buffers: eager, compiled, or compiled + CUDA graph."""
 
     def __init__(self, model: nn.Module, cfg: FastConfig, ph: Phase, opt: GraphSGD, log,
-                 teacher: nn.Module | None = None, avg: WeightAverage | None = None) -> None:
-        self.model, self.cfg, self.opt, self.log, self.avg = model, cfg, opt, log, avg
+                 teacher: nn.Module | None = None, avg: WeightAverage | None = None,
+                 world: ddp.World = ddp.SINGLE) -> None:
+        self.model, self.cfg, self.opt, self.log, self.avg, self.world = model, cfg, opt, log, avg, world
+        self.params = [p for g in opt.groups for p in g["params"]]
         dev = next(model.parameters()).device
-        bs = cfg.batch_size
+        bs = ddp.per_rank_batch(cfg.batch_size, world.size)
         self.x = torch.zeros(bs, 3, 32, 32, device=dev)
         if cfg.channels_last:
             self.x = self.x.contiguous(memory_format=torch.channels_last)
@@ -252,6 +260,8 @@ class Stepper:
         with torch.autocast("cuda", torch.bfloat16, enabled=self.cfg.bf16 and self.x.is_cuda):
             loss = self._loss(self.fwd(self.x))
         loss.backward()
+        if self.world.active:  # the flat gradient all-reduce (captured with the step on the GPU)
+            ddp.average_gradients(self.params, self.world)
         self.opt.step()
         self.opt.zero_grad()
         with torch.no_grad():
@@ -391,12 +401,16 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
     ``float.pt`` beside it. ``teacher``: the distillation teacher (cfg.distill > 0; ppq defaults to its
     own float phase). ``float_init``: ppq only, a float state dict that replaces the float phase (reuse
     one float training across pruning / QAT recipes). Returns a summary dict; ``train_seconds`` adds up
-    the training time of every process that worked on the checkpoint (``resumes``: how many took it over)."""
+    the training time of every process that worked on the checkpoint (``resumes``: how many took it over).
+
+    Under torchrun (an initialised process group, sw/distributed.py) every rank calls this with the same
+    arguments; rank 0 alone writes ``ckpt`` and ``float.pt``; every rank returns the same model and figures."""
     import os
 
     from .checkpoint import save_checkpoint
 
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    world = ddp.current()
+    dev = ddp.device(world)
     torch.manual_seed(cfg.seed)
     model.to(dev)
     if cfg.channels_last and dev.type == "cuda":
@@ -411,13 +425,17 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
     steps = n // bs
     if steps == 0:
         raise ValueError(f"batch size {bs} is larger than the training set ({n})")
+    b = ddp.per_rank_batch(bs, world.size)  # this rank's share of every batch
     phs = phases(cfg)
     hist, start_phase, start_epoch, opt_state, spent, plateau, resumes = [], 0, 0, None, 0.0, {}, 0
     t_state = None  # ppq: the float phase's final state, the teacher of the later phases
     ema_state, avg, acc_live, live_state = None, None, None, None  # cfg.ema: the average over the last phase
     pre_qat = None  # ppq: the float-mode accuracy just before QAT (kept in the checkpoint)
-    if ckpt and os.path.exists(ckpt):
+    blob = None  # under torchrun, rank 0 reads the checkpoint and hands it to every rank
+    if ckpt and world.main and os.path.exists(ckpt):
         blob = torch.load(ckpt, map_location="cpu", weights_only=False)
+    blob = ddp.broadcast_object(blob, world)
+    if blob is not None:
         if not _same_run(blob["cfg"], cfg.to_dict()):
             raise ValueError(f"{ckpt}: checkpoint of a different configuration; remove it or change --out")
         model.load_state_dict(blob["model"])
@@ -434,6 +452,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         t_state = _cpu_copy(float_init)
         start_phase = 1
         log("float phase skipped: starting from the given float model")
+    ddp.broadcast_state(model, world)  # every rank starts from rank 0's model
     t0 = time.perf_counter() - spent
     for pi in range(start_phase, len(phs)):
         ph = phs[pi]
@@ -441,10 +460,12 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
         if e0 == 0:
             if ph.prune_before is not None:
                 compute_masks(model, ph.prune_before, incremental=True)
+                ddp.broadcast_masks(model, world)
             if ph.quant and pi > 0 and pre_qat is None:
                 pre_qat = evaluate(model, xte, yte, False)
             if ph.calibrate:
                 calibrate_alphas(model, xtr[:1024])
+                ddp.broadcast_alphas(model, world)
             plateau = {"lr": ph.lr, "best": float("inf"), "bad": 0}
         if ph.frozen:
             apply_masks(model)
@@ -465,27 +486,37 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                 raise ValueError(f"distill={cfg.distill} needs a teacher (method {cfg.method}: give one)")
         if cfg.ema > 0 and pi == len(phs) - 1:
             avg = WeightAverage(model, cfg.ema, ema_state if pi == start_phase and e0 > 0 else None)
-        with fast_kernels(model) as fk, (fast_kernels(tmodel) if tmodel is not None else contextlib.nullcontext()):
-            stepper = Stepper(model, cfg, ph, opt, log, tmodel, avg)
+        with fast_kernels(model) as fk, (fast_kernels(tmodel) if tmodel is not None else contextlib.nullcontext()), \
+                ddp.sync_batchnorm(model, world):
+            stepper = Stepper(model, cfg, ph, opt, log, tmodel, avg, world)
             for ep in range(e0, ph.epochs):
                 te = time.perf_counter()
                 gen = torch.Generator(device=dev).manual_seed(cfg.seed * 100_003 + pi * 1_000 + ep)
-                xa = augment_epoch(xtr, gen, cutout=cfg.cutout)
-                perm = torch.randperm(n, device=dev, generator=gen)
+                if not world.active:
+                    xa = augment_epoch(xtr, gen, cutout=cfg.cutout)
+                    perm = torch.randperm(n, device=dev, generator=gen)
+                else:  # the same draws on every rank; each augments only its share of every global batch
+                    draws = augment_draws(xtr, gen, cutout=cfg.cutout)
+                    own = ddp.rank_share(torch.randperm(n, device=dev, generator=gen), steps, bs, world)
+                    xa, ya = augment_apply(xtr, draws, own), ytr[own]
                 stepper.loss_sum.zero_()
                 for k in range(steps):
                     if cfg.schedule == "cosine":
                         opt.set_lr(lr_at(cfg, ph, ep * steps + k, total))
                     elif k == 0:
                         opt.set_lr(plateau["lr"])
-                    idx = perm[k * bs:(k + 1) * bs]
-                    stepper(xa[idx], ytr[idx])
-                loss = float(stepper.loss_sum) / steps
+                    if not world.active:
+                        idx = perm[k * bs:(k + 1) * bs]
+                        stepper(xa[idx], ytr[idx])
+                    else:
+                        stepper(xa[k * b:(k + 1) * b], ya[k * b:(k + 1) * b])
+                loss = float(ddp.mean_(stepper.loss_sum, world)) / steps
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 ep_s = time.perf_counter() - te
                 if ph.regm is not None:
                     compute_masks(model, ph.regm)
+                    ddp.broadcast_masks(model, world)
                 if cfg.schedule == "plateau":
                     if loss < plateau["best"]:
                         plateau.update(best=loss, bad=0)
@@ -508,17 +539,19 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                     progress(rec)
                 if (ph.teacher or ph.hands_teacher) and ep + 1 == ph.epochs:
                     t_state = _cpu_copy(model.state_dict())
-                    if ph.teacher and ckpt:
+                    if ph.teacher and ckpt and world.main:
                         with fk.suspended():
                             save_checkpoint(model, os.path.join(os.path.dirname(ckpt) or ".", "float.pt"),
                                             {"phase": ph.name, "test_acc": rec.get("test_acc")})
-                if ckpt:
+                if ckpt and world.main:
                     nxt = (pi, ep + 1) if ep + 1 < ph.epochs else (pi + 1, 0)
                     _save(ckpt, {"cfg": cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                  "opt": opt.state_dict(), "phase": nxt[0], "epoch": nxt[1], "history": hist,
                                  "plateau": plateau, "seconds": time.perf_counter() - t0, "teacher": t_state,
                                  "resumes": resumes, "ema": avg.state() if avg is not None else None, "pre_qat": pre_qat,
                                  "arch": model.arch_config() if hasattr(model, "arch_config") else None})
+                if ckpt:
+                    ddp.barrier(world)  # the other ranks wait until rank 0 has written this epoch's checkpoint
             del stepper, tmodel
     quant, pruned = cfg.method in ("apot", "spq", "ppq"), cfg.method in ("fpgm", "spq", "ppq")
     if pruned:
@@ -535,4 +568,5 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
             apply_masks(model)  # spq/fpgm: the average of a filter pruned late is not zero
     return {"config": cfg.to_dict(), "history": hist, "train_seconds": time.perf_counter() - t0, "resumes": resumes,
             "accuracy_live": acc_live, "live_state": live_state, "accuracy": evaluate(model, xte, yte, quant),
-            "pre_qat_float_acc": pre_qat, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
+            "pre_qat_float_acc": pre_qat, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
+            "world_size": world.size}
