@@ -173,12 +173,28 @@ def cmd_cosim(args) -> int:
     from apotflow.sw import export
 
     net = export.load(args.model)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {args.jobs}")
     summary = cosim_model(net, _config(args, net), Path(args.out), args.images, seed=args.seed,
-                          waves=args.waves, log=_progress, data=args.data)
-    keys = ("images", "mismatches", "cycles_total", "cycles_model", "cycles_ideal", "cycles_ratio", "sim_seconds",
-            "sim_seconds_per_image", "build_seconds", "first_mismatch", "waveform")
+                          waves=args.waves, log=_progress, data=args.data, jobs=args.jobs)
+    keys = ("images", "mismatches", "cycle_mismatches", "cycles_total", "cycles_model", "cycles_ideal",
+            "cycles_ratio", "sim_seconds", "sim_seconds_per_image", "wall_seconds_per_image", "build_seconds",
+            "first_mismatch", "first_cycle_mismatch", "hang", "waveform")
     print(json.dumps({k: summary.get(k) for k in keys}, indent=1))
-    return 0 if summary["mismatches"] == 0 else 1
+    return 0 if summary["passed"] else 1
+
+
+def _image_count(text: str) -> int:
+    """--images: a positive count, or "all" (0 inside: every test image)."""
+    if text == "all":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive count or 'all', not {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive count or 'all', not {text!r}")
+    return n
 
 
 def cmd_synth(args) -> int:
@@ -303,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("cosim", help="bit-exact co-simulation of the RTL against the golden model (Verilator)")
     s.add_argument("--model", required=True)
-    s.add_argument("--images", type=int, default=16, help="test images (default 16)")
+    s.add_argument("--images", type=_image_count, default=16,
+                   help="test images: a count, or 'all' for the whole test set (default 16)")
+    s.add_argument("--jobs", type=int, default=1, help="simulator processes at a time (default 1)")
     s.add_argument("--seed", type=int, default=0, help="data split seed")
     s.add_argument("--waves", action="store_true", help="dump a VCD waveform")
     s.add_argument("--data", help="CIFAR-10 (cifar-10-batches-py folder or the JPEG .tar.xz) for CIFAR nets; "
