@@ -113,6 +113,8 @@ async def images_bit_exact(dut):
             first_bad, first_act, first_out = i, got_act, got_out
             dut._log.error("image %d: %d words differ from the golden model", i, bad_words[i])
         sim_s[i] = time.perf_counter() - t0
+        if (i + 1) % 25 == 0:
+            dut._log.info("%d of %d images done", i + 1, n_img)
         cpu_s[i] = (c2 - c1, time.process_time() - c2 + c1 - c0)
         done_images += 1
     np.savez(result_path, bad_words=bad_words, cycles=cycles, rtl_cycles=rtl_cycles, layer_cycles=layer_cycles,
