@@ -267,7 +267,7 @@ def _run_shard(sh: _Shard) -> dict:
     exp_act, exp_out = _memories(prog, expected, n)
     sh.work.mkdir(parents=True, exist_ok=True)
     for hexfile in Path(sh.hex_dir).glob("*.hex"):
-        if hexfile.name in isa_hex_names():
+        if hexfile.name in _rom_files():
             shutil.copy(hexfile, sh.work / hexfile.name)
     vectors, results = sh.work / "vectors.npz", sh.work / "results.npz"
     results.unlink(missing_ok=True)
@@ -290,7 +290,12 @@ def _run_shard(sh: _Shard) -> dict:
     first = None
     if int(r["first_bad"]) >= 0:
         i = int(r["first_bad"])
-        first = {"image": sh.first + i, **_first_difference(prog, expected, i, r["first_act"], r["first_out"])}
+        named = _first_difference(prog, expected, i, r["first_act"], r["first_out"])
+        if named is None:  # a word outside every tensor differs: name its address
+            a = int(np.flatnonzero(r["first_act"] != exp_act[i])[0])
+            named = {"layer": None, "tensor": None, "index": None, "act_address": a, "expected": int(exp_act[i][a]),
+                     "got": int(r["first_act"][a]), "elements_differing": int(r["bad_words"][i])}
+        first = {"image": sh.first + i, **named}
     hang = None
     if int(r["hang"][0]) >= 0:
         k = int(r["hang"][1])
@@ -302,7 +307,7 @@ def _run_shard(sh: _Shard) -> dict:
             "golden_cpu_seconds": golden_cpu, "cpu_seconds": cpu, "sim_seconds": sim_s, "first": sh.first, "n": n}
 
 
-def isa_hex_names() -> set[str]:
+def _rom_files() -> set[str]:
     from apotflow.hw.top import HEX_FILES
 
     return set(HEX_FILES.values())
