@@ -84,6 +84,16 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-fit", action="store_true", help="keep the default memory depths instead of fitting them")
 
 
+def _image_count(text: str) -> int:
+    """--images: a count (0: every test image) or "all"; check_images refuses a negative one."""
+    if text == "all":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count (0: all) or 'all', not {text!r}") from None
+
+
 def _command(sub, name: str, check, run, **kw) -> argparse.ArgumentParser:
     s = sub.add_parser(name, **kw)
     s.set_defaults(check=check, func=run)
@@ -189,8 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = _command(sub, "cosim", check_cosim, cmd_cosim,
                  help="bit-exact co-simulation of the RTL against the golden model (Verilator)")
     s.add_argument("--model", required=True)
-    s.add_argument("--images", type=int, default=16,
-                   help="test images (default 16; 0: the whole test split, or 16 random images without --data)")
+    s.add_argument("--images", type=_image_count, default=16,
+                   help="test images (default 16; 0 or 'all': the whole test split, or 16 random images without "
+                        "--data)")
+    s.add_argument("--jobs", type=int, default=1, help="simulator processes at a time (default 1)")
     s.add_argument("--seed", type=int, default=0, help="data split seed")
     s.add_argument("--waves", action="store_true", help="dump a VCD waveform")
     s.add_argument("--data", help="CIFAR-10 (cifar-10-batches-py folder or the JPEG .tar.xz) for CIFAR nets; "

