@@ -216,6 +216,7 @@ def cmd_demo(args) -> int:
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from apotflow.hw.flows.nextpnr import ROUTERS  # stdlib only: no hardware imports for `train`
+    from apotflow.sw.zoo import CIFAR_MODELS, MODELS  # torch-free: the zoo's names
 
     p = argparse.ArgumentParser(prog="apotflow", description=(
         "Pruned APoT CNNs on a multiplier-free shift-add accelerator: train, export packed integer "
@@ -232,8 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("train", help="train a pruned APoT net (digits on the CPU; CIFAR nets on the GPU) and export it")
-    s.add_argument("--model", default="digits",
-                   choices=["digits", "resnet20", "resnet32", "resnet56", "resnet110", "vgg16"])
+    s.add_argument("--model", default="digits", choices=MODELS)
     s.add_argument("--method", default="ppq", choices=["fp", "apot", "fpgm", "spq", "ppq"])
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="runs/train", help="folder for model.pt, model.apot, train.json / result.json")
@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="the .apot file to write")
     s.add_argument("--random", action="store_true",
                    help="no checkpoint: random (seeded) weights, calibrated BN and clipping, GM-pruned (hardware work)")
-    s.add_argument("--arch", choices=["resnet20", "resnet32", "resnet56", "resnet110", "vgg16"],
+    s.add_argument("--arch", choices=CIFAR_MODELS,
                    help="architecture for --random")
     s.add_argument("--prune", type=float, default=0.3, help="GM prune rate for --random (default 0.3)")
     s.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")

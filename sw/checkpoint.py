@@ -9,12 +9,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import CifarResNet, CifarVGG16, DigitsNet
-from .models.resnet import DEPTHS
+from .models import CifarResNet
 from .quant import set_quantize
+from .zoo import ZOO, model_class
 
 CHECKPOINT_VERSION = 1
-ARCHS = {"digits": DigitsNet, "vgg16": CifarVGG16, **{f"resnet{d}": CifarResNet for d in DEPTHS}}
+
+
+def arch_class(name: str):
+    """The class that rebuilds a checkpoint's architecture: a zoo model's, or CifarResNet for a ResNet
+    variant outside the zoo (its arch_config holds depth, shortcut and conv_bias); None if unknown."""
+    if name in ZOO:
+        return model_class(name)
+    return CifarResNet if name.startswith("resnet") else None
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
@@ -47,9 +54,10 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         raise ValueError(f"Unsupported checkpoint version {blob.get('version')!r} in {path}")
     arch = dict(blob["arch"])
     name = arch.pop("name")
-    if name not in ARCHS:
-        raise ValueError(f"Unknown architecture {name!r} in {path}; known: {sorted(ARCHS)}")
-    model = ARCHS[name](**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
+    cls = arch_class(name)
+    if cls is None:
+        raise ValueError(f"Unknown architecture {name!r} in {path}; known: {sorted(ZOO)}")
+    model = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
     model.load_state_dict(blob["state_dict"])
     set_quantize(model, blob["quantize"])
     return model.eval(), blob["meta"]
