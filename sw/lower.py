@@ -190,7 +190,8 @@ def _conv_bias(conv, bn) -> np.ndarray | None:
 
 def _projection(proj, src_t: str, tensors: dict) -> tuple[Residual, np.ndarray]:
     """A 1x1 projection shortcut (QConv2d without BatchNorm) of tensor src_t -> (residual, its bias)."""
-    w_int, w_scale = proj.wq.int_weight(proj.weight, proj.filter_mask, proj.in_mask)
+    w_int, _ = proj.wq.int_weight(proj.weight, proj.filter_mask, proj.in_mask)
+    w_scale = float(proj.weight_quantum())  # alpha / D, times the weights' std (denorm)
     if proj.kernel_size != (1, 1) or proj.padding != (0, 0):
         raise ValueError("a projection shortcut must be a 1x1 conv without padding")
     res = (src_t, w_int.numpy().astype(np.int64)[:, :, 0, 0], w_scale * tensors[src_t].scale, proj.stride[0],

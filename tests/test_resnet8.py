@@ -82,8 +82,8 @@ def test_integer_model_equals_fake_quant(r8):
     with torch.no_grad():
         pf = e(x.double()).argmax(1)
     assert torch.equal(pf, vals["logits"].reshape(len(x), -1).argmax(1))
-    # per block: the shortcut's codes, conv_a's input (the same), conv_b's input
-    first_reads = ["stem", "stem", "s1b0a", "s1b0", "s1b0", "s2b0a", "s2b0", "s2b0", "s3b0a"]
+    # per block: (option B: the projection's input codes), conv_a's input (the same), conv_b's input
+    first_reads = ["stem", "s1b0a", "s1b0", "s1b0", "s2b0a", "s2b0", "s2b0", "s3b0a"]
     assert len(seen) == len(first_reads)
     for name, codes in zip(first_reads, seen):
         assert torch.equal(codes.long(), vals[name]), name
@@ -101,6 +101,23 @@ def test_projection_source_and_counts(r8):
     assert m["per_op"]["s2b0b"]["macs_nonzero"] == nz
     sb = size_and_bops(net)
     assert sb["size_fp32_bits"] == 32 * sum(int(np.prod(v)) for v in net.meta["fp32_shapes"].values())
+
+
+def test_projection_keeps_its_float_scale():
+    """The projection (no BatchNorm after it) is de-normalised: its fake-quant output is close to its float
+    output, so QAT starts where float training ended (a normalised one would be 1/std times larger)."""
+    torch.manual_seed(0)
+    p = build("resnet8").blocks[1].proj
+    x = torch.rand(4, 16, 8, 8)
+    with torch.no_grad():
+        ref = p(x)
+        p.quantize = True
+        q = p(x)
+        p.denorm = False
+        n = p(x)
+    size = (ref - p.bias.detach().view(1, -1, 1, 1)).norm()
+    rel, rel_normalised = float((q - ref).norm() / size), float((n - ref).norm() / size)
+    assert rel < 0.3 and rel_normalised > 2, (rel, rel_normalised)  # 4-bit weights: ~0.2 off, not ~1/std
 
 
 def test_compiled_program_equals_golden(r8):

@@ -12,7 +12,8 @@ Structure (quantization placed exactly as in DigitsNet)::
     channels on each side (as in the APoT / FPGM reference code), stored as a channel selection
     ``sc_index`` (output channel -> input channel, -1 = zero), which slicing keeps exact; or option B
     (``shortcut="B"``): a 1x1 stride-2 projection ``proj`` (QConv2d, W{w_bits}, with a bias, no
-    BatchNorm) of the quantized block input r: proj(r) = s_wp * s_r * (W_p conv codes(r)) + b_p.
+    BatchNorm, so ``denorm``: its quantized weights keep their float scale) of the quantized block
+    input r: proj(r) = s_wp * s_r * (W_p conv codes(r)) + b_p, s_wp = std * alpha / D.
     ``conv_bias=True`` gives every conv a bias (before its BatchNorm; the lowering folds it).
     ResNet-8 (MLPerf Tiny IC01: depth 8, one block per stage, option B, biases) is ``resnet8``.
     u = floor(sum_pixels(qpool codes) / 2**4) * alpha_p / (4 * D)   (64 = 2**6 pixels; DigitsNet's rule)
@@ -54,7 +55,7 @@ class BasicBlock(nn.Module):
         self.downsample = stride != 1 or cin != cout
         self.proj = None
         if self.downsample and shortcut == "B":
-            self.proj = QConv2d(cin, cout, 1, stride=stride, bias=True, w_bits=w_bits, a_bits=None)
+            self.proj = QConv2d(cin, cout, 1, stride=stride, bias=True, w_bits=w_bits, a_bits=None, denorm=True)
         elif self.downsample:
             pad = cout // 4
             if stride != 2 or cin + 2 * pad != cout:
@@ -94,7 +95,7 @@ class BasicBlock(nn.Module):
         projection's weight quantum for option B (its accumulator scale). Float64 from the float32 quanta
         the export reads."""
         s_r = float(self.conv_a.aq.alpha.detach()) / self.conv_a.aq.denominator
-        return s_r * float(self.proj.wq.scale()) if self.proj is not None else s_r
+        return s_r * float(self.proj.weight_quantum()) if self.proj is not None else s_r
 
 
 class CifarResNet(nn.Module):
