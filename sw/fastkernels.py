@@ -63,7 +63,7 @@ def _fast_stats(w: Tensor, mask: Tensor | None, in_mask: Tensor | None) -> tuple
 
 def _fast_wquantize(self: WeightQuantizer, w: Tensor, mask: Tensor | None = None, in_mask: Tensor | None = None):
     keep, mean, std = _fast_stats(w, mask, in_mask)
-    wq, codes = self._quant((w - mean) / std)
+    wq, codes = self._quant((w - mean if getattr(self, "center", True) else w) / std)
     return wq * keep, codes * keep
 
 

@@ -138,6 +138,10 @@ class WeightQuantizer(_QuantizerBase):
 
     def __init__(self, bits: int, alpha_init: float = 3.0) -> None:
         super().__init__(bits, signed=True, alpha_init=alpha_init)
+        # center=False (post-training quantization, sw/api.py): the weights are divided by their std but
+        # their mean is not subtracted, so a quantized layer computes conv(x, w) / std, which the
+        # BatchNorm after it absorbs exactly (subtracting the mean would drop mean/std * sum(x))
+        self.center = True
 
     @staticmethod
     def _masks(w: Tensor, mask: Tensor | None, in_mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -158,7 +162,7 @@ class WeightQuantizer(_QuantizerBase):
     def _quantize(self, w: Tensor, mask: Tensor | None, in_mask: Tensor | None, alpha: Tensor):
         om, im = self._masks(w, mask, in_mask)
         mean, std = weight_stats(w.detach()[om][:, im])
-        wq, codes = self._quant((w - mean) / std, alpha)
+        wq, codes = self._quant((w - mean if self.center else w) / std, alpha)
         keep = (om.view(-1, *[1] * (w.dim() - 1)) & im.view(1, -1, *[1] * (w.dim() - 2))).to(w.dtype)
         return wq * keep, codes * keep
 

@@ -1,0 +1,118 @@
+"""sw/frontend.py (every unsupported node listed) and sw/api.py (prepare, calibrate, prune_, lower, export)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from apotflow.sw import export as export_mod
+from apotflow.sw.api import ApiError, QuantConfig, calibrate, export, lower, prepare, prune_
+from apotflow.sw.frontend import UnsupportedModel, check_model, unsupported_nodes
+from apotflow.sw.randmodel import random_images
+from apotflow.sw.zoo import build
+
+
+class LeNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 8, 5), nn.Conv2d(8, 16, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(16 * 7 * 7, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.c1(x / 255)))
+        x = F.pad(x, (0, 1, 0, 1))
+        x = self.pool(F.relu(self.c2(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+class Odd(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(8, 8, 3, groups=8)
+        self.act = nn.SiLU()
+        self.c = nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        h = self.act(self.dw(self.c(x)))
+        return torch.cat([h, torch.sigmoid(h)], 1).softmax(1)
+
+
+def test_supported_model_passes():
+    assert unsupported_nodes(LeNet()) == []
+    check_model(LeNet())
+
+
+def test_every_unsupported_node_is_listed():
+    with pytest.raises(UnsupportedModel) as e:
+        check_model(Odd())
+    got = {(n["op"], n["target"]) for n in e.value.nodes}
+    assert got == {("call_module", "dw"), ("call_module", "act"), ("call_function", "cat"),
+                   ("call_function", "sigmoid"), ("call_method", "softmax")}
+    msg = str(e.value).splitlines()
+    assert msg[0] == "Odd: 5 unsupported node(s); the integer network cannot express them" and len(msg) == 6
+    assert any("groups=1" in line and "module dw" in line for line in msg)
+    assert any("test_frontend_api.py" in line for line in msg if "cat" in line)  # the source line
+
+
+def test_untraceable_model_is_one_node():
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(UnsupportedModel, match="cannot trace"):
+        check_model(Branchy())
+
+
+def test_prepare_refuses_models_outside_the_zoo():
+    with pytest.raises(UnsupportedModel, match="cat"):
+        prepare(Odd())
+    with pytest.raises(ApiError, match="not a zoo model"):
+        prepare(LeNet())
+    with pytest.raises(ApiError, match="w_bits"):
+        QuantConfig(w_bits=6)
+
+
+def test_ptq_pipeline_integer_equals_fake_quant(tmp_path):
+    """prepare -> prune_ -> calibrate -> lower (checked on the example images) -> export, on a float
+    ResNet-8 with BatchNorm statistics from data: the W8/A8 fake-quant model stays close to the float one
+    (the 1/std fold into BatchNorm), and the integer model equals it."""
+    from apotflow.sw.randmodel import calibrate_bn
+
+    torch.manual_seed(0)
+    fm = build("resnet8", 0.25)
+    x = random_images(32, seed=2)
+    calibrate_bn(fm, [x])
+    q = prepare(fm, QuantConfig(8, 8))
+    with pytest.raises(ApiError, match="float model"):
+        prepare(q)
+    calibrate(q, x)
+    with torch.no_grad():
+        pf, pq = fm(x), q(x)
+    assert (pf.argmax(1) == pq.argmax(1)).float().mean() >= 0.9
+    prune_(q, 0.25)
+    calibrate(q, x)
+    net = lower(q, x[:16])
+    assert net.meta["model"] == "resnet8" and net.tensors["s3b0"].shape[0] < 16
+    path = export(net, tmp_path / "r8.apot")
+    assert export_mod.load(path).meta["model"] == "resnet8"
+
+
+def test_golden_binary_search_equals_the_count():
+    """sw/golden.requantize counts thresholds by binary search above 16 levels: the same k as the
+    definition's comparison count, int64 and float64 (8-bit activations have 255 thresholds)."""
+    import numpy as np
+
+    from apotflow.sw.golden import requantize
+    from apotflow.sw.intnet import Op
+
+    rng = np.random.default_rng(0)
+    for t in (15, 255):
+        thr = np.sort(rng.integers(-50, 50, (6, t)), axis=1)
+        op = Op("t", "conv", "o", [], np.zeros(6, np.int64), "thresh", thr, np.arange(t + 1) * 3)
+        acc = torch.from_numpy(rng.integers(-60, 60, (3, 6, 5, 4)))
+        ref = 3 * (acc.unsqueeze(-1) >= torch.from_numpy(thr).view(1, 6, 1, 1, -1)).sum(-1)
+        for a in (acc, acc.double()):
+            assert torch.equal(requantize(op, a).long(), ref), t
