@@ -339,10 +339,13 @@ def main(argv: list[str] | None = None) -> int:
         from apotflow.sim.errors import USER_ERRORS
     except ImportError:  # a training-only install (GPU machine: no cocotb / amaranth)
         USER_ERRORS = (FileNotFoundError, IsADirectoryError, PermissionError)
+    from apotflow.sw.api import ApiError
+    from apotflow.sw.checkpoint import CheckpointError
     from apotflow.sw.cifar import CifarError
     from apotflow.sw.cifar_run import RunError
+    from apotflow.sw.frontend import UnsupportedModel
 
-    USER_ERRORS = (*USER_ERRORS, UserError, CifarError, RunError)
+    USER_ERRORS = (*USER_ERRORS, UserError, CifarError, RunError, CheckpointError, ApiError, UnsupportedModel)
 
     try:
         return args.func(args)

@@ -82,7 +82,7 @@ def _fast_layer_forward(self: _QLayer, x: Tensor, x_int=None, x_scale=None, conv
     return y
 
 
-def _fast_shortcut(self, r: Tensor) -> Tensor:
+def _fast_shortcut(self, r: Tensor, r_codes: Tensor | None = None) -> Tensor:
     if not self.downsample:
         return r
     idx = self.sc_index

@@ -116,3 +116,24 @@ def test_golden_binary_search_equals_the_count():
         ref = 3 * (acc.unsqueeze(-1) >= torch.from_numpy(thr).view(1, 6, 1, 1, -1)).sum(-1)
         for a in (acc, acc.double()):
             assert torch.equal(requantize(op, a).long(), ref), t
+
+
+def test_bad_checkpoints_are_one_line_errors(tmp_path, capsys):
+    """export of a truncated file, a bare state_dict, or a checkpoint whose weights are another
+    architecture's: one line, exit 2, no output file."""
+    from apotflow.sim.cli import main
+    from apotflow.sw.checkpoint import save_checkpoint
+
+    good = save_checkpoint(build("resnet8", 0.25), tmp_path / "good.pt")
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:500])
+    torch.save(build("resnet8", 0.25).state_dict(), tmp_path / "bare.pt")
+    blob = torch.load(good, weights_only=True)
+    blob["arch"] = {**blob["arch"], "name": "resnet20", "depth": 20, "shortcut": "A", "conv_bias": False}
+    torch.save(blob, tmp_path / "other.pt")
+    for name, words in (("cut", "not a readable checkpoint"), ("bare", "not an apotflow checkpoint"),
+                        ("other", "do not fit the resnet20")):
+        capsys.readouterr()
+        assert main(["export", str(tmp_path / f"{name}.pt"), "-o", str(tmp_path / "m.apot")]) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "m.apot").exists()
