@@ -137,3 +137,19 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
     assert not (tmp_path / "m.apot").exists()
+
+
+def test_zoo_is_the_one_list():
+    """Every zoo name builds a model that calls itself by that name and that a checkpoint rebuilds; the
+    CLI offers exactly the zoo (train) and its CIFAR models (export --random)."""
+    from apotflow.sim.cli import build_parser
+    from apotflow.sw.checkpoint import arch_class
+    from apotflow.sw.zoo import CIFAR_MODELS, MODELS
+
+    for name in MODELS:
+        m = build(name)
+        assert m.arch_config()["name"] == name and arch_class(name) is type(m)
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert tuple(next(a for a in sub["train"]._actions if a.dest == "model").choices) == MODELS
+    assert tuple(next(a for a in sub["export"]._actions if a.dest == "arch").choices) == CIFAR_MODELS
+    assert "resnet8" in CIFAR_MODELS
