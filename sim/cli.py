@@ -54,6 +54,9 @@ USER_ERRORS = {
     "apotflow.sw.cifar": ("CifarError",),
     "apotflow.sw.cifar_run": ("RunError",),
     "apotflow.sw.convert": ("ConvertError",),
+    "apotflow.sw.checkpoint": ("CheckpointError",),
+    "apotflow.sw.api": ("ApiError",),
+    "apotflow.sw.frontend": ("UnsupportedModel",),
     "apotflow.sim.runner": ("BuildError", "SimulationError"),
     "apotflow.sim.flow": ("FlowError",),
 }

@@ -15,6 +15,8 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
+from apotflow.sw.zoo import CIFAR_MODELS  # torch-free: the zoo lists the model names once
+
 CONFIG_FLAGS = {  # flag -> AcceleratorConfig field
     "lanes": "shift-add lanes (power of two)",
     "terms": "power-of-two terms a lane adds per cycle",
@@ -27,8 +29,6 @@ CONFIG_FLAGS = {  # flag -> AcceleratorConfig field
     "prog_depth": "layer descriptors (power of two)",
     "out_depth": "raw output words (power of two)",
 }
-# sw/cifar_run.py MODELS, named here without importing torch (tests/test_cli_errors.py checks they agree)
-CIFAR_MODELS = ("resnet20", "resnet32", "resnet56", "resnet110", "vgg16")
 
 
 class UserError(Exception):

@@ -9,12 +9,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import CifarResNet, CifarVGG16, DigitsNet
-from .models.resnet import DEPTHS
+from .models import CifarResNet
 from .quant import set_quantize
+from .zoo import ZOO, model_class
 
 CHECKPOINT_VERSION = 1
-ARCHS = {"digits": DigitsNet, "vgg16": CifarVGG16, **{f"resnet{d}": CifarResNet for d in DEPTHS}}
+
+
+def arch_class(name: str):
+    """The class that rebuilds a checkpoint's architecture: a zoo model's, or CifarResNet for a ResNet
+    variant outside the zoo (its arch_config holds depth, shortcut and conv_bias); None if unknown."""
+    if name in ZOO:
+        return model_class(name)
+    return CifarResNet if name.startswith("resnet") else None
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
@@ -40,16 +47,36 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None
     return path
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or rebuilt (one line)."""
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
-    """(model in eval mode with its saved masks and quantize flag, meta)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    """(model in eval mode with its saved masks and quantize flag, meta). Raises FileNotFoundError or
+    CheckpointError (not a checkpoint, another version, an unknown architecture, weights that do not fit
+    the architecture it names)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, pickled code
+        msg = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {msg})") from None
+    if not isinstance(blob, dict) or not {"arch", "state_dict"} <= set(blob):
+        raise CheckpointError(f"{path}: not an apotflow checkpoint (no arch / state_dict): a bare state_dict or "
+                              "another tool's file")
     if blob.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"Unsupported checkpoint version {blob.get('version')!r} in {path}")
+        raise CheckpointError(f"Unsupported checkpoint version {blob.get('version')!r} in {path}")
     arch = dict(blob["arch"])
-    name = arch.pop("name")
-    if name not in ARCHS:
-        raise ValueError(f"Unknown architecture {name!r} in {path}; known: {sorted(ARCHS)}")
-    model = ARCHS[name](**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
-    model.load_state_dict(blob["state_dict"])
+    name = arch.pop("name", None)
+    cls = arch_class(str(name))
+    if cls is None:
+        raise CheckpointError(f"Unknown architecture {name!r} in {path}; known: {sorted(ZOO)}")
+    try:
+        model = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
+        model.load_state_dict(blob["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0][:160]
+        raise CheckpointError(f"{path}: its weights do not fit the {name} it names ({first})") from None
     set_quantize(model, blob["quantize"])
     return model.eval(), blob["meta"]

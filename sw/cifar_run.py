@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-MODELS = ("resnet20", "resnet32", "resnet56", "resnet110", "vgg16")
+from .zoo import CIFAR_MODELS as MODELS  # (the zoo's CIFAR models, sw/zoo.py)
 
 
 class RunError(ValueError):
@@ -33,15 +33,11 @@ class RunError(ValueError):
 
 
 def build_model(name: str, w_bits: int = 4, a_bits: int = 4):
-    from .models.resnet import CifarResNet
+    from .zoo import build
 
-    if name.startswith("resnet") and name[6:].isdigit():
-        return CifarResNet(int(name[6:]), w_bits=w_bits, a_bits=a_bits)
-    if name == "vgg16":
-        from .models.vgg import CifarVGG16
-
-        return CifarVGG16(w_bits=w_bits, a_bits=a_bits)
-    raise ValueError(f"unknown CIFAR model {name!r}; known: {', '.join(MODELS)}")
+    if name not in MODELS:
+        raise ValueError(f"unknown CIFAR model {name!r}; known: {', '.join(MODELS)}")
+    return build(name, w_bits=w_bits, a_bits=a_bits)
 
 
 def _write_json(path: Path, data: dict) -> None:

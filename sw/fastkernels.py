@@ -48,7 +48,8 @@ def _fast_quant(self: _QuantizerBase, v: Tensor) -> tuple[Tensor, Tensor]:
     return out, codes
 
 
-def _fast_wquantize(self: WeightQuantizer, w: Tensor, mask: Tensor | None = None, in_mask: Tensor | None = None):
+def _fast_stats(w: Tensor, mask: Tensor | None, in_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """(keep, mean, std) of the kept weights as dense masked sums (quant.weight_stats without indexing)."""
     shape = (-1,) + (1,) * (w.dim() - 1)
     om = torch.ones(w.shape[0], device=w.device) if mask is None else mask.to(w.dtype)
     im = torch.ones(w.shape[1], device=w.device) if in_mask is None else in_mask.to(w.dtype)
@@ -57,8 +58,12 @@ def _fast_wquantize(self: WeightQuantizer, w: Tensor, mask: Tensor | None = None
     n = keep.sum() * w[0, 0].numel()
     mean = (wd * keep).sum() / n
     std = ((((wd - mean) * keep) ** 2).sum() / (n - 1)).sqrt().to(w.dtype)
-    mean = mean.to(w.dtype)
-    wq, codes = self._quant((w - mean) / std)
+    return keep, mean.to(w.dtype), std
+
+
+def _fast_wquantize(self: WeightQuantizer, w: Tensor, mask: Tensor | None = None, in_mask: Tensor | None = None):
+    keep, mean, std = _fast_stats(w, mask, in_mask)
+    wq, codes = self._quant((w - mean if getattr(self, "center", True) else w) / std)
     return wq * keep, codes * keep
 
 
@@ -68,6 +73,8 @@ def _fast_layer_forward(self: _QLayer, x: Tensor, x_int=None, x_scale=None, conv
         xq = x
     else:
         w = self.wq.quantize(self.weight, self.filter_mask, self.in_mask)[0]
+        if getattr(self, "denorm", False):  # QConv2d(denorm=True): the weights keep their float scale
+            w = w * _fast_stats(self.weight, self.filter_mask, self.in_mask)[2]
         xq = self.aq.quantize(x)[0] if self.aq is not None else x
     y = F.linear(xq, w) if conv_args is None else F.conv2d(xq, w, None, *conv_args)
     if self.bias is not None:
@@ -75,7 +82,7 @@ def _fast_layer_forward(self: _QLayer, x: Tensor, x_int=None, x_scale=None, conv
     return y
 
 
-def _fast_shortcut(self, r: Tensor) -> Tensor:
+def _fast_shortcut(self, r: Tensor, r_codes: Tensor | None = None) -> Tensor:
     if not self.downsample:
         return r
     idx = self.sc_index

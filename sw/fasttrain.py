@@ -52,7 +52,7 @@ from torch import nn
 
 from . import distributed as ddp
 from .fastkernels import GraphSGD, augment_apply, augment_draws, augment_epoch, fast_kernels
-from .prune import apply_masks, compute_masks
+from .prune import apply_masks, compute_masks, masked_params
 from .quant import ActQuantizer, WeightQuantizer, _QLayer, exact_accumulation, set_quantize
 from .recipe import METHODS, Recipe  # noqa: F401  (METHODS re-exported)
 
@@ -174,7 +174,7 @@ def mask_pairs(model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]
     for group in model.prune_groups():
         for conv, bn in group:
             keep = conv.filter_mask.to(conv.weight.dtype)
-            for p in [conv.weight, bn.weight, bn.bias] + ([conv.bias] if conv.bias is not None else []):
+            for p in masked_params(conv, bn):
                 ps.append(p)
                 ms.append(keep.view((-1,) + (1,) * (p.dim() - 1)).expand_as(p).contiguous())
     return ps, ms

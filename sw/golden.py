@@ -78,8 +78,14 @@ def op_accumulator(op: Op, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def requantize(op: Op, acc: torch.Tensor) -> torch.Tensor:
     if op.mode == "thresh":
-        thr = _tensor(op.thresholds, acc).view(1, acc.shape[1], 1, 1, -1)
-        k = (acc.unsqueeze(-1) >= thr).sum(dim=-1)
+        if op.thresholds.shape[1] <= 16:  # the definition: k = #{j : acc >= thr[c, j]}
+            thr = _tensor(op.thresholds, acc).view(1, acc.shape[1], 1, 1, -1)
+            k = (acc.unsqueeze(-1) >= thr).sum(dim=-1)
+        else:  # the same count by binary search (thresholds non-decreasing): 8-bit outputs, 255 thresholds
+            n, c, h, w = acc.shape
+            flat = acc.permute(1, 0, 2, 3).reshape(c, -1).contiguous()
+            k = torch.searchsorted(_tensor(op.thresholds, acc).contiguous(), flat, right=True)
+            k = k.view(c, n, h, w).permute(1, 0, 2, 3)
         return _tensor(op.levels_out, acc)[k]
     if op.mode == "shift":
         return torch.floor(acc / float(1 << op.shift)) if acc.dtype.is_floating_point else acc >> op.shift

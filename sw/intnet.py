@@ -29,7 +29,9 @@ import numpy as np
 OP_KINDS = ("conv", "pool", "fc")
 MODES = ("thresh", "shift", "raw")
 REDUCES = ("sum", "max")
-ROLES = ("main", "residual", "pool")  # residual: the shortcut add; pool: a pooling window (neither is MACs)
+# residual: the shortcut add; pool: a pooling window (neither is MACs); projection: a 1x1 projection shortcut
+ROLES = ("main", "residual", "pool", "projection")
+MAC_ROLES = ("main", "projection")  # sources whose products are MACs and whose weights are model size
 ENCODINGS = ("levels", "int")
 # Bounds of the contract (docs/format.md): integer weights stay below 2**31 (levels < 2**16 shifted by
 # at most 15, int weights of at most 32 bits), so int64 sums of a network within the element limits
@@ -37,6 +39,11 @@ ENCODINGS = ("levels", "int")
 ACC_LIMIT = 1 << 53
 LIMITS = {"max_value": 1 << 31, "level": 1 << 16, "ch_shift": 15, "int_code": 1 << 31, "shift": 63,
           "stride": 1 << 16, "tensor_elements": 1 << 22, "weights": 1 << 24}
+
+
+def fp32_key(op: Op, s: Source) -> str:
+    """The key of a source's unpruned shape in meta["fp32_shapes"]: the op's name, or "<op>.<role>"."""
+    return op.name if s.role == "main" else f"{op.name}.{s.role}"
 
 
 class IntNetError(ValueError):
@@ -74,7 +81,8 @@ class Source:
     ch_shift: np.ndarray | None = None  # (Cout,) left shift per output channel
     ch_sign: np.ndarray | None = None  # (Cout,) +1 / -1 per output channel
     w_bits: int = 8  # weight bits (sign included) for size and BOPs
-    role: str = "main"  # "main" (MACs) or "residual" (the shortcut add: not MACs)
+    role: str = "main"  # "main" (MACs), "residual" (the shortcut add: not MACs), "pool", or "projection"
+    # (a 1x1 projection shortcut folded into the add: MACs and weights, counted as the op's "<op>.projection")
 
     @property
     def weight(self) -> np.ndarray:
@@ -307,7 +315,7 @@ def macs(net: IntNet) -> dict:
         _, ho, wo = net.tensors[op.out].shape
         m = nz = 0
         for s in op.sources:
-            if s.role != "main":
+            if s.role not in MAC_ROLES:
                 continue
             m += int(np.prod(s.codes.shape)) * ho * wo
             nz += int(np.count_nonzero(s.codes)) * ho * wo
@@ -347,10 +355,10 @@ def size_and_bops(net: IntNet) -> dict:
             continue
         _, ho, wo = net.tensors[op.out].shape
         for s in op.sources:
-            if s.role != "main":
+            if s.role not in MAC_ROLES:
                 continue
             n = int(np.prod(s.codes.shape))
-            n_fp = int(np.prod(ref.get(op.name, list(s.codes.shape))))
+            n_fp = int(np.prod(ref.get(fp32_key(op, s), list(s.codes.shape))))
             layers.append({"weights": n, "weights_fp32": n_fp, "macs": n * ho * wo, "macs_fp32": n_fp * ho * wo,
                            "w_bits": s.w_bits, "a_bits": net.tensors[s.tensor].bits})
     return count_totals(layers)

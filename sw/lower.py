@@ -14,6 +14,10 @@ Folding rules (float64 once, at export; the integer math afterwards is exact):
   This is the one approximation of the integer model with respect to the float model.
 * global average pooling over 2**k pixels: sum, then >> (k - 2) (2 fractional bits kept: the fc's
   input format, exactly as the fake-quant model floors it).
+* a 1x1 projection shortcut P (option B: z = a*acc + b + b_p + s_p*(W_p conv R), s_p = its weight
+  quantum x s_r, no BatchNorm) is the same extra source with integer weights K*W_p (K from s_p as above,
+  role "projection": its MACs and weights are counted); its bias b_p joins b.
+* a conv's own bias c (before its BatchNorm) joins b: b = B + A*c.
 * a ResNet's option-A (downsampling) shortcut is the residual source with stride 2 and a 1x1 kernel
   whose K sits at the selected input channel (a 0/1 channel selection scaled by K per output channel).
 * VGG max pooling: the conv's thresholds already give the next consumer's codes (the quantizer is
@@ -96,13 +100,19 @@ def residual_fk(a: float, s_r: float, main_bound: int) -> tuple[int, int]:
     return f, nearest_few_digits(ratio * 2**f)
 
 
+def act_quantum(aq) -> float:
+    """alpha / D of an activation quantizer in float64 from its float32 alpha (what the lowering uses)."""
+    return _float(aq.alpha) / aq.denominator
+
+
 @torch.no_grad()
-def residual_gain(conv, bn, r_aq) -> torch.Tensor:
+def residual_gain(conv, bn, s_r) -> torch.Tensor:
     """Per-channel factor g = K*|a| / (2**f * s_r) (about 1) by which the fake-quant model scales its
     quantized shortcut in eval mode, so that it adds exactly what the integer model adds (K*R in the
-    accumulator domain). One definition with the lowering: both call residual_fk."""
-    s_in = _float(conv.aq.alpha) / conv.aq.denominator  # the same floats the lowering uses
-    s_r = _float(r_aq.alpha) / r_aq.denominator
+    accumulator domain). s_r: the shortcut's quantum (a float; an activation quantizer: its codes'
+    quantum). One definition with the lowering: both call residual_fk."""
+    s_in = act_quantum(conv.aq)  # the same floats the lowering uses
+    s_r = s_r if isinstance(s_r, float) else act_quantum(s_r)
     w_int, w_scale = conv.wq.int_weight(conv.weight, conv.filter_mask, conv.in_mask)
     bound = (w_int.abs().reshape(w_int.shape[0], -1).sum(dim=1).cpu().double() * float(conv.aq.levels_int()[-1])).tolist()
     a, _ = _bn_affine(bn)
@@ -116,14 +126,18 @@ def residual_gain(conv, bn, r_aq) -> torch.Tensor:
 
 
 def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: Residual | None,
-                     in_max: int) -> tuple[list[Source], np.ndarray]:
+                     in_max: int, extra_bias: np.ndarray | None = None) -> tuple[list[Source], np.ndarray]:
     """Fill src.ch_sign/ch_shift, build the optional residual source; return (sources, thresholds).
 
-    residual = (tensor, select, s_r, stride): select is a 0/1 (Cout, Cr) matrix naming the shortcut's
-    input channel of each output channel (identity, or option A's strided channel selection; a row
-    of zeros = no shortcut), s_r the shortcut codes' quantum."""
+    residual = (tensor, select, s_r, stride[, role]): select is an integer (Cout, Cr) matrix: 0/1 naming
+    the shortcut's input channel of each output channel (identity, or option A's strided channel
+    selection; a row of zeros = no shortcut), or a projection's integer weights; s_r the quantum of one
+    unit of select @ R. extra_bias: real values added before the threshold (conv bias through BN,
+    a projection's bias)."""
     a, b = _bn_affine(bn)
     a = a * s_acc
+    if extra_bias is not None:
+        b = b + extra_bias
     alpha = _float(next_aq.alpha)
     t = alpha * next_aq.midpoints().double().numpy()  # (nlev-1,)
     cout = len(a)
@@ -131,7 +145,8 @@ def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: Residual 
     thr = np.zeros((cout, len(t)), dtype=np.int64)
     res_w = None
     if residual is not None:
-        r_tensor, select, s_r, r_stride = residual
+        r_tensor, select, s_r, r_stride = residual[:4]
+        role = residual[4] if len(residual) > 4 else "residual"
         select = np.asarray(select, dtype=np.int64)
         res_w = np.zeros((cout, select.shape[1], 1, 1), dtype=np.int64)
     for c in range(cout):
@@ -153,11 +168,12 @@ def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: Residual 
         thr[c] = np.clip(np.ceil((t - b[c]) * 2**f / abs(a[c])), -BIG, BIG).astype(np.int64)
     sources = [src]
     if residual is not None:
-        sources.append(Source(r_tensor, res_w, r_stride, 0, "int", w_bits=0, role="residual"))
+        sources.append(Source(r_tensor, res_w, r_stride, 0, "int", w_bits=residual[5] if role != "residual" else 0,
+                              role=role))
     return sources, thr
 
 
-Residual = tuple[str, np.ndarray, float, int]
+Residual = tuple  # (tensor, select, s_r, stride) or (tensor, weights, s_p, stride, "projection", w_bits)
 
 
 def _code_tensor(name: str, shape: tuple[int, int, int], aq) -> TensorSpec:
@@ -165,15 +181,37 @@ def _code_tensor(name: str, shape: tuple[int, int, int], aq) -> TensorSpec:
     return TensorSpec(name, shape, int(aq.levels_int()[-1]), _float(aq.alpha) / aq.denominator, bits=aq.bits)
 
 
+def _conv_bias(conv, bn) -> np.ndarray | None:
+    """A conv's own bias seen after its BatchNorm (A * c), or None without one."""
+    if conv.bias is None:
+        return None
+    return _bn_affine(bn)[0] * conv.bias.detach().cpu().double().numpy()
+
+
+def _projection(proj, src_t: str, tensors: dict) -> tuple[Residual, np.ndarray]:
+    """A 1x1 projection shortcut (QConv2d without BatchNorm) of tensor src_t -> (residual, its bias)."""
+    w_int, _ = proj.wq.int_weight(proj.weight, proj.filter_mask, proj.in_mask)
+    w_scale = float(proj.weight_quantum())  # alpha / D, times the weights' std (denorm)
+    if proj.kernel_size != (1, 1) or proj.padding != (0, 0):
+        raise ValueError("a projection shortcut must be a 1x1 conv without padding")
+    res = (src_t, w_int.numpy().astype(np.int64)[:, :, 0, 0], w_scale * tensors[src_t].scale, proj.stride[0],
+           "projection", proj.w_bits)
+    bias = proj.bias.detach().cpu().double().numpy() if proj.bias is not None else np.zeros(proj.out_channels)
+    return res, bias
+
+
 def _conv_op(name: str, conv, bn, src_t: str, out_t: str, next_aq, tensors: dict,
-             residual: Residual | None = None) -> Op:
+             residual: Residual | None = None, extra_bias: np.ndarray | None = None) -> Op:
     """conv + BN (+ shortcut) + ReLU + next_aq -> one thresh op; declares the output tensor."""
     src, w_scale = _levels_source(conv, src_t, conv.stride[0], conv.padding[0])
     spec = tensors[src_t]
     stride, k, pad = conv.stride[0], conv.kernel_size[0], conv.padding[0]
     ho, wo = (spec.shape[1] + 2 * pad - k) // stride + 1, (spec.shape[2] + 2 * pad - k) // stride + 1
     tensors[out_t] = _code_tensor(out_t, (conv.out_channels, ho, wo), next_aq)
-    sources, thr = _fold_thresholds(src, w_scale * spec.scale, bn, next_aq, residual, spec.max_value)
+    cb = _conv_bias(conv, bn)
+    if cb is not None:
+        extra_bias = cb if extra_bias is None else extra_bias + cb
+    sources, thr = _fold_thresholds(src, w_scale * spec.scale, bn, next_aq, residual, spec.max_value, extra_bias)
     lv = np.asarray(next_aq.levels_int(), dtype=np.int64)
     return Op(name, "conv", out_t, sources, np.zeros(conv.out_channels, np.int64), "thresh", thr, lv)
 
@@ -258,7 +296,8 @@ def lower_resnet(model) -> IntNet:
     Tensors: x (pixels), stem, then per block s{stage}b{block}a (conv_a's output) and s{stage}b{block}
     (the block output), u (pooled), logits. Ops: stem, s1b0a, s1b0b (-> tensor s1b0), ..., pool, fc.
     The shortcut is conv_b's second source ("residual"): identity (stride 1) or option A (stride 2,
-    kernel 1, K at the selected input channel)."""
+    kernel 1, K at the selected input channel); option B's projection is that source with role
+    "projection" (weights K*W_p; its unpruned shape is fp32_shapes["<op>.projection"])."""
     m = model.eval()
     tensors = {"x": _pixels((3, 32, 32))}
     first_aq = m.blocks[0].conv_a.aq
@@ -270,6 +309,12 @@ def lower_resnet(model) -> IntNet:
         nxt = m.blocks[i + 1].conv_a.aq if i + 1 < len(m.blocks) else m.qpool
         ops.append(_conv_op(tag + "a", b.conv_a, b.bn_a, cur, tag + "a", b.conv_b.aq, tensors))
         cin = tensors[cur].shape[0]
+        if b.proj is not None:
+            res, pb = _projection(b.proj, cur, tensors)
+            ops.append(_conv_op(tag + "b", b.conv_b, b.bn_b, tag + "a", tag, nxt, tensors, res, pb))
+            layers.update({tag + "a": b.conv_a, tag + "b": b.conv_b, tag + "b.projection": b.proj})
+            cur = tag
+            continue
         if b.downsample:
             select = np.zeros((b.conv_b.out_channels, cin), dtype=np.int64)
             idx = b.sc_index.cpu().numpy()

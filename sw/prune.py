@@ -1,7 +1,8 @@
 """Geometric-median (FPGM) filter pruning, masks that keep pruned channels exactly zero, and slicing.
 
 A prunable model exposes ``prune_groups()`` (list of groups, each a list of (conv, bn) pairs that
-share ONE output-channel mask: channels that meet at a residual add) and ``group_consumers()``
+share ONE output-channel mask: channels that meet at a residual add; bn is None for a conv without
+BatchNorm, e.g. a 1x1 projection shortcut) and ``group_consumers()``
 (parallel list: layers whose input channels are that group's channels).
 
 Score (DESIGN §3): flatten each filter (for a group: concatenate the channel's filters across the
@@ -18,7 +19,13 @@ from torch import Tensor, nn
 
 from .quant import QConv2d, QLinear
 
-Group = list[tuple[nn.Module, nn.BatchNorm2d]]
+Group = list[tuple[nn.Module, nn.BatchNorm2d | None]]
+
+
+def masked_params(conv: nn.Module, bn: nn.BatchNorm2d | None) -> list[nn.Parameter]:
+    """The parameters whose output-channel entries a pruned filter zeroes: weight, bias, BN gamma/beta."""
+    return ([conv.weight] + ([conv.bias] if conv.bias is not None else [])
+            + ([bn.weight, bn.bias] if bn is not None else []))
 
 
 def gm_scores(weight: Tensor, block_bytes: int = 1 << 27) -> Tensor:
@@ -99,8 +106,7 @@ def apply_masks(model: nn.Module, optimizer: torch.optim.Optimizer | None = None
     for group in model.prune_groups():
         for conv, bn in group:
             drop = ~conv.filter_mask
-            params = [conv.weight, bn.weight, bn.bias] + ([conv.bias] if conv.bias is not None else [])
-            for p in params:
+            for p in masked_params(conv, bn):
                 p[drop] = 0
                 if p.grad is not None:
                     p.grad[drop] = 0
@@ -165,7 +171,8 @@ def slice_pruned(model: nn.Module) -> nn.Module:
             if not isinstance(conv, (QConv2d, QLinear)):
                 raise TypeError(f"Prunable layers must be QConv2d/QLinear, not {type(conv).__name__}")
             _slice_out(conv, idx)
-            _slice_bn(bn, idx)
+            if bn is not None:
+                _slice_bn(bn, idx)
         for layer in cons:
             _slice_in(layer, idx)
     if hasattr(out, "after_slice"):  # model-specific wiring that follows channels (e.g. shortcuts)

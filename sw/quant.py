@@ -138,6 +138,10 @@ class WeightQuantizer(_QuantizerBase):
 
     def __init__(self, bits: int, alpha_init: float = 3.0) -> None:
         super().__init__(bits, signed=True, alpha_init=alpha_init)
+        # center=False (post-training quantization, sw/api.py): the weights are divided by their std but
+        # their mean is not subtracted, so a quantized layer computes conv(x, w) / std, which the
+        # BatchNorm after it absorbs exactly (subtracting the mean would drop mean/std * sum(x))
+        self.center = True
 
     @staticmethod
     def _masks(w: Tensor, mask: Tensor | None, in_mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -158,12 +162,18 @@ class WeightQuantizer(_QuantizerBase):
     def _quantize(self, w: Tensor, mask: Tensor | None, in_mask: Tensor | None, alpha: Tensor):
         om, im = self._masks(w, mask, in_mask)
         mean, std = weight_stats(w.detach()[om][:, im])
-        wq, codes = self._quant((w - mean) / std, alpha)
+        wq, codes = self._quant((w - mean if self.center else w) / std, alpha)
         keep = (om.view(-1, *[1] * (w.dim() - 1)) & im.view(1, -1, *[1] * (w.dim() - 2))).to(w.dtype)
         return wq * keep, codes * keep
 
     def forward(self, w: Tensor, mask: Tensor | None = None, in_mask: Tensor | None = None) -> Tensor:
         return self.quantize(w, mask, in_mask)[0]
+
+    @torch.no_grad()
+    def std(self, w: Tensor, mask: Tensor | None = None, in_mask: Tensor | None = None) -> Tensor:
+        """The std by which ``quantize`` normalises w, in float32 (what the export reads), in w's dtype."""
+        om, im = self._masks(w, mask, in_mask)
+        return weight_stats(w.detach().float()[om][:, im])[1].to(w.dtype)
 
     def scale(self) -> Tensor:
         """alpha / D rounded to float32 (the quantum the export reads), in alpha's dtype."""
@@ -249,8 +259,8 @@ class _IntAccum(torch.autograd.Function):
 class _QLayer:
     """Shared forward of QConv2d / QLinear. ``quantize`` toggles fake-quant; masks always apply."""
 
-    def _init_q(self, w_bits: int, a_bits: int | None, n_out: int, n_in: int) -> None:
-        self.w_bits, self.a_bits, self.quantize = w_bits, a_bits, False
+    def _init_q(self, w_bits: int, a_bits: int | None, n_out: int, n_in: int, denorm: bool = False) -> None:
+        self.w_bits, self.a_bits, self.quantize, self.denorm = w_bits, a_bits, False, denorm
         self.wq = WeightQuantizer(w_bits)
         self.aq = ActQuantizer(a_bits) if a_bits is not None else None
         self.register_buffer("filter_mask", torch.ones(n_out, dtype=torch.bool))
@@ -261,6 +271,11 @@ class _QLayer:
         om = self.filter_mask.view(-1, *[1] * (w.dim() - 1))
         im = self.in_mask.view(1, -1, *[1] * (w.dim() - 2))
         return (om & im).to(w.dtype)
+
+    def weight_quantum(self) -> Tensor:
+        """The real value of one integer weight unit: alpha / D (float32), times the std if denorm."""
+        q = self.wq.scale()
+        return q * self.wq.std(self.weight, self.filter_mask, self.in_mask).to(q.dtype) if self.denorm else q
 
     def _forward(self, x: Tensor, x_int: Tensor | None, x_scale: Tensor | None, conv_args) -> Tensor:
         """x_int/x_scale: the input's integer codes and quantum when a_bits is None (e.g. pixels)."""
@@ -274,10 +289,12 @@ class _QLayer:
                 x_scale = self.aq.scale()
             else:
                 xq = x
+            if self.denorm:  # no BatchNorm follows: the weights keep their float scale (x their std)
+                wq = wq * self.wq.std(self.weight, self.filter_mask, self.in_mask)
             if x_int is None:
                 y = F.linear(xq, wq) if conv_args is None else F.conv2d(xq, wq, None, *conv_args)
             else:
-                scale = x_scale.detach() * self.wq.scale()
+                scale = x_scale.detach() * self.weight_quantum()
                 y = _IntAccum.apply(xq, wq, x_int.to(xq.dtype), w_int, scale, conv_args)
         if self.bias is not None:
             y = y + (self.bias if conv_args is None else self.bias.view(1, -1, 1, 1))
@@ -285,13 +302,17 @@ class _QLayer:
 
 
 class QConv2d(_QLayer, nn.Conv2d):
-    """nn.Conv2d with APoT weights (w_bits) and, if a_bits is set, its own input quantizer."""
+    """nn.Conv2d with APoT weights (w_bits) and, if a_bits is set, its own input quantizer.
 
-    def __init__(self, *args, w_bits: int = 4, a_bits: int | None = 4, **kwargs) -> None:
+    ``denorm=True`` (a conv that no BatchNorm follows, e.g. a projection shortcut): the quantized weight
+    is ``std * code * alpha / D`` with ``std`` the normalising std of the kept float32 weights, so the
+    output keeps the float layer's scale from float training to QAT (the mean is not added back)."""
+
+    def __init__(self, *args, w_bits: int = 4, a_bits: int | None = 4, denorm: bool = False, **kwargs) -> None:
         nn.Conv2d.__init__(self, *args, **kwargs)
         if self.groups != 1 or self.padding_mode != "zeros":
             raise ValueError("QConv2d supports groups=1 and zero padding only")
-        self._init_q(w_bits, a_bits, self.out_channels, self.in_channels)
+        self._init_q(w_bits, a_bits, self.out_channels, self.in_channels, denorm)
 
     def forward(self, x: Tensor, x_int: Tensor | None = None, x_scale: Tensor | None = None) -> Tensor:
         return self._forward(x, x_int, x_scale, (self.stride, self.padding, self.dilation, self.groups))

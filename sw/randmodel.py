@@ -14,22 +14,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import CifarResNet, CifarVGG16, DigitsNet
+from .models import DigitsNet
 from .prune import apply_masks, compute_masks
 from .quant import ActQuantizer, QConv2d, QLinear, set_quantize
+from .zoo import CIFAR_MODELS
 
-ARCHS = ("resnet20", "resnet32", "resnet56", "resnet110", "vgg16")
+ARCHS = CIFAR_MODELS  # the zoo's CIFAR models (sw/zoo.py)
 PERCENTILE = 0.999
 
 
 def build(arch: str, width_scale: float = 1.0) -> nn.Module:
     """An untrained model by CLI name; width_scale shrinks channel counts (tests, small hardware)."""
-    if arch.startswith("resnet") and arch[6:].isdigit():
-        widths = tuple(max(4, 4 * round(w * width_scale / 4)) for w in (16, 32, 64))
-        return CifarResNet(int(arch[6:]), widths=widths)
-    if arch == "vgg16":
-        return CifarVGG16(width_scale)
-    raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    from . import zoo
+
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    return zoo.build(arch, width_scale)
 
 
 def random_images(n: int, seed: int = 0, shape=(3, 32, 32), top: int = 255) -> torch.Tensor:

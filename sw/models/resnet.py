@@ -1,4 +1,4 @@
-"""CIFAR ResNets (He et al. 2016, the 6n+2 family: ResNet-20/32/56/110) with APoT quantization.
+"""CIFAR ResNets (He et al. 2016, the 6n+2 family: ResNet-8/20/32/56/110) with APoT quantization.
 
 Structure (quantization placed exactly as in DigitsNet)::
 
@@ -8,14 +8,21 @@ Structure (quantization placed exactly as in DigitsNet)::
     stages 2 and 3. A block (conv_a, conv_b: 3x3, W4/A4, each quantizing its own input):
         r   = conv_a.aq(x)                 the residual stream carries the QUANTIZED block input
         out = relu(bn_b(conv_b(relu(bn_a(conv_a(x))))) + shortcut(r))      (float mode: r = x)
-    shortcut: identity, or option A when downsampling: r[:, :, ::2, ::2] with planes // 4 zero
-    channels on each side (as in the APoT / FPGM reference code). It is stored as a channel
-    selection ``sc_index`` (output channel -> input channel, -1 = zero), which slicing keeps exact.
+    shortcut: identity, or when downsampling either option A: r[:, :, ::2, ::2] with planes // 4 zero
+    channels on each side (as in the APoT / FPGM reference code), stored as a channel selection
+    ``sc_index`` (output channel -> input channel, -1 = zero), which slicing keeps exact; or option B
+    (``shortcut="B"``): a 1x1 stride-2 projection ``proj`` (QConv2d, W{w_bits}, with a bias, no
+    BatchNorm, so ``denorm``: its quantized weights keep their float scale) of the quantized block
+    input r: proj(r) = s_wp * s_r * (W_p conv codes(r)) + b_p, s_wp = std * alpha / D.
+    ``conv_bias=True`` gives every conv a bias (before its BatchNorm; the lowering folds it).
+    ResNet-8 (MLPerf Tiny IC01: depth 8, one block per stage, option B, biases) is ``resnet8``.
     u = floor(sum_pixels(qpool codes) / 2**4) * alpha_p / (4 * D)   (64 = 2**6 pixels; DigitsNet's rule)
     logits = fc(u)                         8-bit weights, float bias
 
 Prune groups (DESIGN §3, shared residual masks): one mask per residual stream -- stage 1: the stem
 and every conv_b of stage 1; stage s > 1: every conv_b of stage s -- and each conv_a its own group.
+Option B: the projection's output channels are in its stage's stream (its filters scored with the
+stream's), its input channels follow the previous stream (a consumer), and nothing is tied.
 Option A ties the streams: stage s+1 channel pad + c carries stage s channel c, so if stage s keeps
 c, stage s+1 must keep pad + c (or the shortcut would add x_c into a removed channel). Rule: stage
 masks are computed in order; for stage s+1 the tied channels are forced kept and int(N * rate)
@@ -32,63 +39,86 @@ from torch import Tensor, nn
 from ..quant import ActQuantizer, QConv2d, QLinear
 from .digits import POOL_SHIFT, _Replace
 
-DEPTHS = (20, 32, 56, 110)
+DEPTHS = (8, 20, 32, 56, 110)
+SHORTCUTS = ("A", "B")
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, w_bits: int, a_bits: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, w_bits: int, a_bits: int, shortcut: str = "A",
+                 conv_bias: bool = False) -> None:
         super().__init__()
         self.quantize = False
-        self.conv_a = QConv2d(cin, cout, 3, stride=stride, padding=1, bias=False, w_bits=w_bits, a_bits=a_bits)
+        self.conv_a = QConv2d(cin, cout, 3, stride=stride, padding=1, bias=conv_bias, w_bits=w_bits, a_bits=a_bits)
         self.bn_a = nn.BatchNorm2d(cout)
-        self.conv_b = QConv2d(cout, cout, 3, padding=1, bias=False, w_bits=w_bits, a_bits=a_bits)
+        self.conv_b = QConv2d(cout, cout, 3, padding=1, bias=conv_bias, w_bits=w_bits, a_bits=a_bits)
         self.bn_b = nn.BatchNorm2d(cout)
         self.downsample = stride != 1 or cin != cout
-        if self.downsample:
+        self.proj = None
+        if self.downsample and shortcut == "B":
+            self.proj = QConv2d(cin, cout, 1, stride=stride, bias=True, w_bits=w_bits, a_bits=None, denorm=True)
+        elif self.downsample:
             pad = cout // 4
             if stride != 2 or cin + 2 * pad != cout:
                 raise ValueError(f"Option-A shortcut needs stride 2 and {cin} + 2 * {pad} == {cout} channels")
             index = torch.full((cout,), -1, dtype=torch.long)
             index[pad:pad + cin] = torch.arange(cin)
             self.register_buffer("sc_index", index)
-        self.pad = cout // 4 if self.downsample else 0
+        self.pad = cout // 4 if self.downsample and self.proj is None else 0
 
-    def shortcut(self, r: Tensor) -> Tensor:
+    def shortcut(self, r: Tensor, r_codes: Tensor | None = None) -> Tensor:
+        """The shortcut of the (quantized) block input r; option B without its bias (see forward)."""
         if not self.downsample:
             return r
+        if self.proj is not None:
+            return self.proj(r, r_codes, None if r_codes is None else self.conv_a.aq.scale()) - self.proj.bias.view(1, -1, 1, 1)
         sel = self.sc_index >= 0
         out = r.new_zeros(r.shape[0], len(self.sc_index), (r.shape[2] + 1) // 2, (r.shape[3] + 1) // 2)
         out[:, sel] = r[:, self.sc_index[sel], ::2, ::2]
         return out
 
     def forward(self, x: Tensor) -> Tensor:
-        r = self.conv_a.aq(x) if self.quantize else x
+        r, codes = x, None
+        if self.quantize:  # option B's projection also takes the codes (an integer accumulation)
+            r, codes = self.conv_a.aq.quantize(x) if self.proj is not None else (self.conv_a.aq(x), None)
         h = F.relu(self.bn_a(self.conv_a(x)))
-        sc = self.shortcut(r)
+        sc = self.shortcut(r, codes)
         if self.quantize and not self.training:
             from ..lower import residual_gain  # eval: the shortcut scale the integer model uses
 
-            sc = sc * residual_gain(self.conv_b, self.bn_b, self.conv_a.aq).to(sc).view(1, -1, 1, 1)
+            sc = sc * residual_gain(self.conv_b, self.bn_b, self.shortcut_quantum()).to(sc).view(1, -1, 1, 1)
+        if self.proj is not None:
+            sc = sc + self.proj.bias.view(1, -1, 1, 1)
         return F.relu(self.bn_b(self.conv_b(h)) + sc)
+
+    def shortcut_quantum(self) -> float:
+        """The real value of one integer unit of the shortcut: the input codes' quantum s_r, times the
+        projection's weight quantum for option B (its accumulator scale). Float64 from the float32 quanta
+        the export reads."""
+        s_r = float(self.conv_a.aq.alpha.detach()) / self.conv_a.aq.denominator
+        return s_r * float(self.proj.weight_quantum()) if self.proj is not None else s_r
 
 
 class CifarResNet(nn.Module):
     def __init__(self, depth: int = 20, widths: tuple[int, int, int] = (16, 32, 64), num_classes: int = 10,
-                 w_bits: int = 4, a_bits: int = 4) -> None:
+                 w_bits: int = 4, a_bits: int = 4, shortcut: str = "A", conv_bias: bool = False) -> None:
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"CIFAR ResNet depth must be one of {DEPTHS}, not {depth!r}")
-        if len(widths) != 3 or any(w % 4 for w in widths[1:]):
-            raise ValueError(f"widths must be 3 channel counts, the last two multiples of 4, not {widths!r}")
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {SHORTCUTS}, not {shortcut!r}")
+        if len(widths) != 3 or (shortcut == "A" and any(w % 4 for w in widths[1:])):
+            raise ValueError(f"widths must be 3 channel counts (option A: the last two multiples of 4), not {widths!r}")
         self.depth, self._widths, self.quantize = depth, tuple(int(w) for w in widths), False
+        self.shortcut, self.conv_bias = shortcut, bool(conv_bias)
         n = (depth - 2) // 6
         w1, w2, w3 = self._widths
-        self.stem = QConv2d(3, w1, 3, padding=1, bias=False, w_bits=8, a_bits=None)
+        self.stem = QConv2d(3, w1, 3, padding=1, bias=self.conv_bias, w_bits=8, a_bits=None)
         self.bn = nn.BatchNorm2d(w1)
         blocks, cin = [], w1
         for s, w in enumerate((w1, w2, w3)):
             for b in range(n):
-                blocks.append(BasicBlock(cin, w, 2 if (s > 0 and b == 0) else 1, w_bits, a_bits))
+                blocks.append(BasicBlock(cin, w, 2 if (s > 0 and b == 0) else 1, w_bits, a_bits, shortcut,
+                                         self.conv_bias))
                 cin = w
         self.blocks = nn.ModuleList(blocks)
         self.n = n
@@ -97,35 +127,48 @@ class CifarResNet(nn.Module):
 
     @property
     def name(self) -> str:
-        return f"resnet{self.depth}"
+        """resnet{depth}: option A without conv biases, but resnet8 = option B with biases (MLPerf Tiny);
+        any other combination gets a suffix (b: option B, a: option A, then +bias)."""
+        standard = (self.shortcut, self.conv_bias) == (("B", True) if self.depth == 8 else ("A", False))
+        if standard:
+            return f"resnet{self.depth}"
+        return f"resnet{self.depth}{self.shortcut.lower()}{'-bias' if self.conv_bias else ''}"
 
     def arch_config(self) -> dict:
         """Constructor arguments (of the unsliced net: checkpoints hold masked, not sliced, models)."""
         first = self.blocks[0].conv_a
-        return {"name": self.name, "depth": self.depth, "widths": list(self._widths),
-                "num_classes": self.fc.out_features, "w_bits": first.w_bits, "a_bits": first.a_bits}
+        cfg = {"name": self.name, "depth": self.depth, "widths": list(self._widths),
+               "num_classes": self.fc.out_features, "w_bits": first.w_bits, "a_bits": first.a_bits}
+        if (self.shortcut, self.conv_bias) != ("A", False):  # the keys of older checkpoints stay as they were
+            cfg.update(shortcut=self.shortcut, conv_bias=self.conv_bias)
+        return cfg
 
     def stage_blocks(self, s: int) -> list[BasicBlock]:
         """Blocks of stage s (0-based)."""
         return list(self.blocks[s * self.n:(s + 1) * self.n])
 
-    def prune_groups(self) -> list[list[tuple[QConv2d, nn.BatchNorm2d]]]:
-        """[stream 1, stream 2, stream 3, then each conv_a in network order]."""
+    def prune_groups(self) -> list[list[tuple[QConv2d, nn.BatchNorm2d | None]]]:
+        """[stream 1, stream 2, stream 3, then each conv_a in network order]; an option-B projection
+        (no BatchNorm: None) is in the stream its output joins."""
         streams = []
         for s in range(3):
             g = [(self.stem, self.bn)] if s == 0 else []
+            g += [(b.proj, None) for b in self.stage_blocks(s) if b.proj is not None]
             streams.append(g + [(b.conv_b, b.bn_b) for b in self.stage_blocks(s)])
         return streams + [[(b.conv_a, b.bn_a)] for b in self.blocks]
 
     def group_consumers(self) -> list[list[nn.Module]]:
         streams: list[list[nn.Module]] = [[], [], [self.fc]]
         for i, b in enumerate(self.blocks):
-            streams[max(0, (i - 1) // self.n)].append(b.conv_a)  # a block reads the previous block's stream
+            s = max(0, (i - 1) // self.n)  # a block reads the previous block's stream
+            streams[s].append(b.conv_a)
+            if b.proj is not None:
+                streams[s].append(b.proj)
         return streams + [[b.conv_b] for b in self.blocks]
 
     def forced_keep(self, i: int, masks: list[Tensor]) -> Tensor | None:
         """Stream s+1 must keep channel pad + c wherever stream s keeps c (option-A tie)."""
-        if i not in (1, 2):
+        if i not in (1, 2) or self.shortcut != "A":
             return None
         blk = self.stage_blocks(i)[0]
         forced = torch.zeros(len(blk.sc_index), dtype=torch.bool)
@@ -135,6 +178,8 @@ class CifarResNet(nn.Module):
 
     def after_slice(self, kept: list[Tensor]) -> None:
         """Re-point each option-A shortcut at the kept input channels (called by slice_pruned)."""
+        if self.shortcut != "A":
+            return
         for s in (1, 2):
             blk = self.stage_blocks(s)[0]
             size = max([int(blk.sc_index.max()) + 1] + [int(kept[s - 1].max()) + 1] * bool(len(kept[s - 1])))

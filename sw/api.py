@@ -1,0 +1,196 @@
+"""The public Python API: a float model in, an exported integer network out.
+
+    from apotflow.sw.api import QuantConfig, prepare, calibrate, prune_, lower, export
+    q = prepare(float_model, QuantConfig(w_bits=8, a_bits=8))   # APoT layers, float weights kept
+    prune_(q, 0.3)                                              # optional: GM filter pruning by add-groups
+    calibrate(q, images)                                        # post-training: clipping thresholds from data
+    net = lower(q)                                              # the IntNet (golden model's definition)
+    export(net, "model.apot")
+
+Scope today: ``prepare`` takes a model of the zoo (sw/zoo.py) in float mode -- a checkpoint trained
+with ``apotflow train --method fp`` or the float phase of ppq (``float.pt``). A model outside the zoo
+is refused with the list of what would have to change (sw/frontend.py checks its graph).
+
+Post-training quantization (``prepare`` + ``calibrate``):
+
+* The APoT weight quantizer normalises each layer's weights before quantizing (sw/quant.py). In QAT
+  it subtracts their mean; ``prepare`` turns that off (``WeightQuantizer.center = False``: a trained
+  float ResNet-20's layers have mean/std up to -0.16, and with the mean dropped, mean/std * sum(x) over
+  a 3x3x16 window swamps the output: 1% top-1 measured). A quantized layer then computes about
+  ``conv(x, w) / std``, and ``prepare`` folds that 1/std into the BatchNorm that follows (running mean /
+  std and eps scaled, the conv's own bias divided by std): exact up to the quantization. A layer without
+  BatchNorm keeps its float scale (``denorm``), except the last linear layer, whose bias is divided by
+  its std instead (the logits are scaled by 1/std, the argmax is unchanged).
+* ``calibrate``: weight clipping thresholds alpha (normalised units): the largest |w| for 8-bit weights,
+  the alpha of a grid that minimises the squared quantization error for fewer bits; activation
+  thresholds: a high percentile of each quantizer's input over the calibration images, quantizers set
+  in network order in fake-quant mode (each sees already-quantized inputs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .quant import SUPPORTED_BITS, ActQuantizer, QConv2d, QLinear, set_quantize
+
+
+class ApiError(ValueError):
+    """A model or argument the API cannot take (one line)."""
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Bits of the inner layers; the first conv and the last linear layer always have 8-bit weights
+    (the first sees integer pixels, the last gives the logits). Everything lowers to integers: no layer
+    stays in float."""
+
+    w_bits: int = 4
+    a_bits: int = 4
+    act_percentile: float = 0.9999  # activation clipping threshold: this quantile of the calibration inputs
+
+    def __post_init__(self) -> None:
+        for k in ("w_bits", "a_bits"):
+            if getattr(self, k) not in SUPPORTED_BITS:
+                raise ApiError(f"{k} must be one of {SUPPORTED_BITS}, not {getattr(self, k)!r}")
+        if not 0.5 < self.act_percentile <= 1.0:
+            raise ApiError(f"act_percentile must be in (0.5, 1], not {self.act_percentile!r}")
+
+
+def _zoo_class(model: nn.Module):
+    from .checkpoint import arch_class
+
+    cfg = getattr(model, "arch_config", None)
+    cls = arch_class(cfg()["name"]) if callable(cfg) else None
+    if cls is None:
+        from .frontend import check_model
+
+        check_model(model)  # raises the list of unsupported nodes, if any
+        raise ApiError(f"{type(model).__name__} is not a zoo model (sw/zoo.py): only zoo models are prepared "
+                       "today; build the same network from the zoo's classes")
+    return cls
+
+
+def conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Module, nn.BatchNorm2d | None]]:
+    """Every prunable conv with the BatchNorm after it (None: none), from the model's prune groups."""
+    return [pair for group in model.prune_groups() for pair in group]
+
+
+@torch.no_grad()
+def prepare(model: nn.Module, config: QuantConfig | None = None) -> nn.Module:
+    """A fake-quant copy of a float zoo model with ``config``'s bits, its weights' scale folded (module doc).
+    The copy is in eval mode with quantization on; ``calibrate`` it before use."""
+    config = config or QuantConfig()
+    if getattr(model, "quantize", False):
+        raise ApiError("prepare takes a float model (quantization is already on: this is a quantized model)")
+    cls = _zoo_class(model)
+    arch = dict(model.arch_config())
+    arch.pop("name")
+    arch.update(w_bits=config.w_bits, a_bits=config.a_bits)
+    q = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
+    q.load_state_dict(model.state_dict())
+    q.ptq_config = config
+    for m in q.modules():
+        if isinstance(m, (QConv2d, QLinear)):
+            m.wq.center = False
+    for conv, bn in conv_bn_pairs(q):
+        s = float(conv.wq.std(conv.weight, conv.filter_mask, conv.in_mask))
+        if bn is not None:
+            bn.running_mean /= s
+            bn.running_var /= s * s
+            bn.eps /= s * s
+            if conv.bias is not None:
+                conv.bias /= s
+        elif not getattr(conv, "denorm", False):
+            raise ApiError(f"{type(conv).__name__} without BatchNorm and not de-normalised: cannot fold its scale")
+    last = [m for m in q.modules() if isinstance(m, QLinear)][-1]
+    if last.bias is not None:
+        last.bias /= float(last.wq.std(last.weight, last.filter_mask, last.in_mask))
+    set_quantize(q, True)
+    return q.eval()
+
+
+def _mse_alpha(wn: torch.Tensor, wq, grid: int = 100) -> float:
+    """The clipping threshold (normalised units) that minimises the squared quantization error of wn."""
+    top = float(wn.abs().max())
+    best, best_err = top, float("inf")
+    saved = float(wq.alpha)
+    for a in torch.linspace(top / grid * 10, top, grid - 9).tolist():
+        wq.alpha.fill_(a)
+        err = float(((wq._quant(wn)[0] - wn) ** 2).sum())
+        if err < best_err:
+            best, best_err = a, err
+    wq.alpha.fill_(saved)
+    return best
+
+
+@torch.no_grad()
+def calibrate_weights(model: nn.Module) -> None:
+    """Weight alphas: max |w| (normalised) for 8-bit weights, the squared-error-optimal one for fewer bits."""
+    for m in model.modules():
+        if isinstance(m, (QConv2d, QLinear)):
+            om, im = m.wq._masks(m.weight, m.filter_mask, m.in_mask)
+            kept = m.weight.detach().float()[om][:, im]
+            from .quant import weight_stats
+
+            mean, std = weight_stats(kept)
+            wn = (kept - mean if m.wq.center else kept) / std
+            m.wq.alpha.fill_(float(wn.abs().max()) if m.w_bits == 8 else _mse_alpha(wn, m.wq))
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, images: torch.Tensor, percentile: float | None = None) -> nn.Module:
+    """Post-training calibration of a prepared model on integer images (N, C, H, W) (module doc)."""
+    from .randmodel import calibrate_alphas
+
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) == 0:
+        raise ApiError("calibrate needs a non-empty (N, C, H, W) tensor of images")
+    q = percentile if percentile is not None else getattr(model, "ptq_config", QuantConfig()).act_percentile
+    calibrate_weights(model)
+    set_quantize(model, True)
+    for _ in range(2):  # the second pass: every quantizer sees inputs quantized with calibrated thresholds
+        calibrate_alphas(model, images.float(), q)
+    if not any(isinstance(m, ActQuantizer) for m in model.modules()):
+        raise ApiError("the model has no activation quantizers: was it prepared?")
+    return model.eval()
+
+
+def prune_(model: nn.Module, rate: float) -> nn.Module:
+    """GM filter pruning in place: the channels that meet at an add are one group (the model's groups)."""
+    from .prune import compute_masks
+
+    if not 0.0 <= rate < 1.0:
+        raise ApiError(f"prune rate must be in [0, 1), not {rate!r}")
+    compute_masks(model, rate)
+    return model
+
+
+def lower(model: nn.Module, example: torch.Tensor | None = None):
+    """The IntNet of a quantized (calibrated or trained) model; pruned channels are sliced away.
+    ``example`` (optional): integer images on which the integer model is checked against the float64
+    fake-quant model (top-1 agreement must be 1.0)."""
+    from .lower import lower as _lower
+
+    if not getattr(model, "quantize", False):
+        raise ApiError("lower takes a quantized model (prepare and calibrate it first)")
+    net = _lower(model)
+    if example is not None:
+        from .golden import predict
+        from .quant import exact_copy
+
+        with torch.no_grad():
+            pf = exact_copy(model).eval()(example.double()).argmax(1).numpy()
+        pi = predict(net, example.long().numpy())
+        if (pf != pi).any():
+            raise ApiError(f"integer model disagrees with the fake-quant model on {int((pf != pi).sum())} of "
+                           f"{len(pf)} example images")
+    return net
+
+
+def export(net, path):
+    """Write the IntNet to a .apot file (sw/export.py); returns the path."""
+    from . import export as _export
+
+    return _export.save(net, path)
