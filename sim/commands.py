@@ -15,7 +15,7 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-from apotflow.sw.zoo import CIFAR_MODELS  # torch-free: the zoo lists the model names once
+from apotflow.sw.zoo import CIFAR_MODELS  # noqa: F401  (cli.py reads it; torch-free)
 
 CONFIG_FLAGS = {  # flag -> AcceleratorConfig field
     "lanes": "shift-add lanes (power of two)",
