@@ -411,7 +411,7 @@ FAMILIES = {  # family -> share of the cases
 
 
 def fuzz(n_cases: int, seed: int = 0, n_cli: int = 0, log=print, resnet_share: float = 0.1,
-         mem_gib: int = 3) -> dict:
+         mem_gib: int = 3, cli_accepted: int = 0) -> dict:
     """Run the cases; return the counts, per family, with examples of every non-clean outcome."""
     rng = random.Random(seed)
     base_data = bases()
@@ -444,11 +444,16 @@ def fuzz(n_cases: int, seed: int = 0, n_cli: int = 0, log=print, resnet_share: f
                 by_family[fam][outcome] += 1
                 if outcome not in ("rejected", "accepted") or len(examples[f"{fam}:{outcome}"]) < 3:
                     examples[f"{fam}:{outcome}"].append([base, desc, detail[:300]])
-                if i in cli_plan:
-                    cmd = rng.choice(("info", "cycles", "rtl") if outcome == "accepted" else ("info", "cycles"))
+                extra = outcome == "accepted" and cli_accepted > 0
+                if i in cli_plan or extra:
+                    if extra:  # the first cli_accepted accepted files: rtl and cycles in turn
+                        cli_accepted -= 1
+                        cmd = ("rtl", "cycles")[cli_accepted % 2]
+                    else:
+                        cmd = rng.choice(("info", "cycles", "rtl") if outcome == "accepted" else ("info", "cycles"))
                     res = run_cli(cmd, path, work)
                     cli_counts[res[0]] += 1
-                    if res[0] not in ("ok", "error-exit-2") or len(cli_examples) < 10:
+                    if res[0] not in ("ok", "error-exit-2") or len(cli_examples) < 10 or outcome == "accepted":
                         cli_examples.append([base, desc, cmd, outcome, *res])
                 if (i + 1) % 500 == 0:
                     log(f"{i + 1 + len(cases)} cases, {time.time() - t0:.0f} s: {dict(counts)}")
@@ -469,11 +474,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=10_000)
     ap.add_argument("--cli", type=int, default=40, help="cases also run through the CLI in subprocesses")
+    ap.add_argument("--cli-accepted", type=int, default=0, help="also run rtl/cycles on the first N accepted files")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "fuzz-reader.json"))
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still removes the temporary files
-    res = fuzz(args.cases, args.seed, args.cli, log=lambda m: print(m, file=sys.stderr, flush=True))
+    res = fuzz(args.cases, args.seed, args.cli, log=lambda m: print(m, file=sys.stderr, flush=True),
+               cli_accepted=args.cli_accepted)
     res["command"] = "python bench/fuzz_reader.py " + " ".join(sys.argv[1:])
     res["target"] = ">= 10,000 cases; 0 traceback, 0 hang, 0 memory, 0 inconsistent (in-process and CLI)"
     bad = sum(res["outcomes"].get(k, 0) for k in ("traceback", "hang", "memory", "inconsistent"))
