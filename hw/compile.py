@@ -22,7 +22,7 @@ import numpy as np
 from apotflow.sw.intnet import IntNet, Op, macs
 
 from . import isa
-from .config import AcceleratorConfig
+from .config import TAP_LOG2_MAX, AcceleratorConfig
 
 
 class CompileError(ValueError):
@@ -59,6 +59,78 @@ def weight_entries(v: int, terms: int, max_shift: int) -> list[tuple[int, list[i
     if top > max_shift:
         raise CompileError(f"weight {v} needs a shift of {top}; shift_bits allows up to {max_shift}")
     return best
+
+
+def _signed_digits(v: int) -> list[list[tuple[int, tuple[int, ...]]]]:
+    """The two single-term forms of v (binary, non-adjacent), each a list of same-sign digit groups."""
+    mag, sgn = abs(int(v)), 1 if v < 0 else 0
+    binary = [(sgn, tuple(i for i in range(mag.bit_length()) if mag >> i & 1))]
+    pos, neg, x, i = [], [], mag, 0
+    while x:
+        if x & 1:
+            d = 2 - (x & 3)
+            (pos if d > 0 else neg).append(i)
+            x -= d
+        x >>= 1
+        i += 1
+    return [binary, [(sgn, tuple(pos)), (1 - sgn, tuple(neg))]]
+
+
+def value_table(values: dict[int, int], cfg: AcceleratorConfig) -> tuple[list[tuple[int, tuple[int, ...]]],
+                                                                      dict[int, list[int]]]:
+    """A layer's value table and each weight value's codes (rows 1..; row 0 is the filler).
+
+    ``values``: weight value -> how many weights hold it. A row is ``(sign, shifts)``: at most ``terms``
+    same-sign powers of two. When the rows of every value's ``weight_entries`` fit the ``2**code_bits - 1``
+    codes, those are the table. Otherwise the table holds every single signed power of two the values
+    need, and then, greedily, the multi-term rows that save the most entries (weighted by how many
+    weights hold each value); each value takes the cheaper of its binary and non-adjacent forms, a group
+    of digits one row where the table has it, else one row per digit."""
+    cap = (1 << cfg.code_bits) - 1
+    T = cfg.terms
+    rows_of = {v: [(sg, tuple(sh)) for sg, sh in weight_entries(v, T, cfg.max_shift)] for v in values}
+    table: list[tuple[int, tuple[int, ...]]] = []
+    for v in sorted(values, key=lambda v: (-values[v], v)):
+        table += [r for r in rows_of[v] if r not in table]
+    if len(table) > cap:
+        forms = {v: [[(sg, sh[k:k + T]) for sg, sh in f for k in range(0, len(sh), T)] for f in _signed_digits(v)]
+                 for v in values}
+        for v in values:
+            top = max(x for f in forms[v] for _, sh in f for x in sh)
+            if top > cfg.max_shift:
+                raise CompileError(f"weight {v} needs a shift of {top}; shift_bits allows up to {cfg.max_shift}")
+        singles = sorted({(sg, (x,)) for fs in forms.values() for f in fs for sg, sh in f for x in sh})
+        if len(singles) > cap:
+            raise CompileError(f"{len(singles)} distinct powers of two do not fit the {cap} codes of "
+                               f"code_bits={cfg.code_bits} (raise --code-bits)")
+        table = list(singles)
+
+        def cost(v, have):
+            return min(sum(1 if len(ch[1]) == 1 or ch in have else len(ch[1]) for ch in f) for f in forms[v])
+        have = set(table)
+        cands = {ch for fs in forms.values() for f in fs for ch in f if len(ch[1]) > 1}
+        cur = {v: cost(v, have) for v in values}
+        while len(table) < cap and cands:
+            gains = {}
+            for ch in cands:
+                have.add(ch)
+                gains[ch] = sum(values[v] * (cur[v] - cost(v, have)) for v in values
+                                if any(ch in f for f in forms[v]))
+                have.discard(ch)
+            best = max(sorted(gains), key=gains.get)
+            if gains[best] <= 0:
+                break
+            table.append(best)
+            have.add(best)
+            cands.discard(best)
+            cur = {v: cost(v, have) for v in values}
+        rows_of = {}
+        for v in values:
+            f = min(forms[v], key=lambda f: sum(1 if len(ch[1]) == 1 or ch in have else len(ch[1]) for ch in f))
+            rows_of[v] = [r for ch in f for r in ([ch] if len(ch[1]) == 1 or ch in have
+                                                  else [(ch[0], (x,)) for x in ch[1]])]
+    index = {r: i + 1 for i, r in enumerate(table)}
+    return table, {v: [index[r] for r in rows] for v, rows in rows_of.items()}
 
 
 @dataclass
@@ -185,6 +257,7 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
     after a run. The default gives every tensor its own region."""
     net.validate()
     el, rl, dl = isa.entry_layout(cfg), isa.rq_layout(cfg), isa.desc_layout(cfg)
+    vl, tl = isa.val_layout(cfg), isa.tap_layout(cfg)
     acc_lo, acc_hi = cfg.acc_range
     act_max = (1 << cfg.act_bits) - 1
     phase = _layouts(net)
@@ -220,6 +293,9 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
         raise CompileError(f"raw outputs need {out_top} words; out_depth is {cfg.out_depth} (raise --out-depth)")
     # -- layers
     wgt, rq, prog, layers = [], [], [], []
+    tap_rows: list[int] = []
+    val_rows: list[int] = []
+    val_tables: dict[tuple, int] = {}
     dmin, dmax = cfg.delta_range
     mac_info = macs(net)["per_op"]
     cache: dict[str, np.ndarray] = {}
@@ -246,36 +322,83 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
                 raise CompileError(f"op {op.name}: output level {op.levels_out.max()} exceeds act_bits")
         w_start, rq_start, counts = len(wgt), len(rq), []
         weights = [(s, s.weight, placements[s.tensor], net.tensors[s.tensor].shape) for s in op.sources]
-        for c in range(cout):
-            n0 = len(wgt)
-            for s, W, pl, (_cin, h, w) in weights:
-                for ic, ky, kx in zip(*np.nonzero(W[c])):
-                    ty, tx = int(ky) - s.pad, int(kx) - s.pad
-                    if npix == 1:
-                        if not (0 <= ty < h and 0 <= tx < w):
-                            continue  # multiplies zero padding
-                        dy = dx = 0
-                        off = int(addr_of(pl)[ic, ty, tx])
-                    elif s.stride == 1:
-                        if (h, w) != (ho, wo):
-                            raise CompileError(f"op {op.name}: stride-1 source {s.tensor} must have the output size")
+        # -- the tap table: one row per (source, ky, kx) (npix == 1: one row, positions are addresses)
+        taps, tap_of = [], {}
+        direct = npix == 1
+        for si, (s, W, pl, (_cin, h, w)) in enumerate(weights):
+            if not direct and s.stride not in (1, 2):
+                raise CompileError(f"op {op.name}: stride {s.stride} is not supported (1 or 2)")
+            if not direct and s.stride == 1 and (h, w) != (ho, wo):
+                raise CompileError(f"op {op.name}: stride-1 source {s.tensor} must have the output size")
+            for ky in range(W.shape[2]):
+                for kx in range(W.shape[3]):
+                    ty, tx = ky - s.pad, kx - s.pad
+                    if direct:
+                        continue
+                    if s.stride == 1:
                         dy, dx = ty, tx
-                        off = pl.base + int(ic) * h * w + dy * w + dx
-                    elif s.stride == 2:
+                        off0 = pl.base + dy * w + dx
+                    else:
                         py, px = ty & 1, tx & 1
                         dy, dx = (ty - py) // 2, (tx - px) // 2
-                        off = pl.base + int(ic) * h * w + ((py << 1) | px) * (h * w // 4) + dy * wo + dx
-                    else:
-                        raise CompileError(f"op {op.name}: stride {s.stride} is not supported (1 or 2)")
+                        off0 = pl.base + ((py << 1) | px) * (h * w // 4) + dy * wo + dx
                     if not (dmin <= dy <= dmax and dmin <= dx <= dmax):
                         raise CompileError(f"op {op.name}: kernel offset ({dy},{dx}) exceeds delta_bits={cfg.delta_bits}")
-                    for sign, shifts in weight_entries(int(W[c, ic, ky, kx]), cfg.terms, cfg.max_shift):
-                        fields = {"sign": sign, "dy": dy, "dx": dx, "off": off % cfg.act_depth}
-                        for t, sh in enumerate(shifts):
-                            fields[f"en{t}"], fields[f"s{t}"] = 1, sh
-                        wgt.append(el.pack(**fields))
+                    tap_of[si, ky, kx] = len(taps)
+                    taps.append({"dy": dy, "dx": dx, "off": off0 % cfg.act_depth,
+                                 "ch_shift": _log2(h * w, f"pixels of {s.tensor}"), "valid": 1})
+        if direct:
+            dbase = min(pl.base for _s, _W, pl, _sh in weights)
+            taps = [{"off": dbase % cfg.act_depth, "valid": 1}]
+        tap_log2 = max(0, (len(taps) - 1).bit_length())
+        if tap_log2 > TAP_LOG2_MAX:
+            raise CompileError(f"op {op.name} needs {len(taps)} tap rows; a layer has at most {1 << TAP_LOG2_MAX}")
+        tap_base = -(-len(tap_rows) >> tap_log2) << tap_log2
+        if tap_base + (1 << tap_log2) > cfg.tap_depth:
+            raise CompileError(f"tap rows exceed tap_depth={cfg.tap_depth} at op {op.name} (raise --tap-depth)")
+        tap_rows += [0] * (tap_base - len(tap_rows)) + [tl.pack(**t) for t in taps]
+        tap_rows += [0] * ((1 << tap_log2) - len(taps))
+        # -- the value table, from the weight values of the whole layer
+        vcount: dict[int, int] = {}
+        for _s, W, _pl, _sh in weights:
+            for v, k in zip(*np.unique(W[W != 0], return_counts=True)):
+                vcount[int(v)] = vcount.get(int(v), 0) + int(k)
+        table, codes_of = value_table(vcount, cfg)
+        vrows = [0] + [vl.pack(sign=sg, **{f"en{t}": 1 for t in range(len(sh))},
+                               **{f"s{t}": x for t, x in enumerate(sh)}) for sg, sh in table]
+        vrows += [0] * ((1 << cfg.code_bits) - len(vrows))
+        val_base = val_tables.setdefault(tuple(vrows), len(val_tables))
+        if val_base == len(val_tables) - 1 and len(val_rows) < (val_base + 1) << cfg.code_bits:
+            val_rows += vrows
+        pos_end = 1
+        for c in range(cout):
+            n0 = len(wgt)
+            ents = []  # (position, code)
+            for si, (s, W, pl, (_cin, h, w)) in enumerate(weights):
+                for ic, ky, kx in zip(*np.nonzero(W[c])):
+                    if direct:
+                        ty, tx = int(ky) - s.pad, int(kx) - s.pad
+                        if not (0 <= ty < h and 0 <= tx < w):
+                            continue  # multiplies zero padding
+                        pos = int(addr_of(pl)[ic, ty, tx]) - dbase
+                    else:
+                        pos = (int(ic) << tap_log2) | tap_of[si, int(ky), int(kx)]
+                    ents += [(pos, code) for code in codes_of[int(W[c, ic, ky, kx])]]
+            ents.sort(key=lambda e: e[0])
+            prev, fill_max = 0, (1 << cfg.pos_bits) - 1
+            for pos, code in ents:
+                d = pos - prev
+                while d > fill_max:  # fillers (code 0) for a long jump
+                    k = min(d >> cfg.pos_bits, fill_max)
+                    wgt.append(el.pack(code=0, delta=k))
+                    d -= k << cfg.pos_bits
+                wgt.append(el.pack(code=code, delta=d))
+                prev = pos
+            pos_end = max(pos_end, prev + 1)
+            if pos_end >> cfg.pos_width:
+                raise CompileError(f"op {op.name}: position {prev} does not fit pos_width={cfg.pos_width}")
             if len(wgt) == n0:
-                wgt.append(el.pack())  # a channel with no non-zero weight still needs one (empty) entry
+                wgt.append(el.pack())  # a channel with no non-zero weight still needs one entry: a filler
             counts.append(len(wgt) - n0)
             row = {"count": counts[-1], "bias": int(op.bias[c])}
             for j in range(cfg.max_levels - 1):
@@ -294,7 +417,8 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
         desc = {"mode": {"thresh": isa.MODE_THRESH, "shift": isa.MODE_SHIFT, "raw": isa.MODE_RAW}[op.mode],
                 "last": int(li == len(net.ops) - 1), "n_ch": cout, "ho_log2": hl, "wo_log2": wl,
                 "w_start": w_start, "rq_start": rq_start, "out_base": opl.base, "out_phase": int(opl.phase),
-                "shift": op.shift, "rmax": int(op.reduce == "max")}
+                "shift": op.shift, "rmax": int(op.reduce == "max"),
+                "val_base": val_base, "tap_base": tap_base, "tap_log2": tap_log2, "pos_end": pos_end}
         if op.mode == "thresh":
             for j, v in enumerate(op.levels_out):
                 desc[f"lv{j}"] = int(v)
@@ -305,7 +429,11 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
                                 sum(counts) * groups, mi["macs"], mi["macs_nonzero"]))
     if len(prog) > cfg.prog_depth:
         raise CompileError(f"{len(prog)} layers exceed prog_depth={cfg.prog_depth} (raise --prog-depth)")
-    images = isa.MemoryImages(cfg, wgt, rq, prog)
+    if len(val_tables) > cfg.prog_depth:
+        raise CompileError(f"{len(val_tables)} value tables exceed prog_depth={cfg.prog_depth} (raise --prog-depth)")
+    if len(tap_rows) > cfg.tap_depth:
+        raise CompileError(f"tap rows ({len(tap_rows)}) exceed tap_depth={cfg.tap_depth} (raise --tap-depth)")
+    images = isa.MemoryImages(cfg, wgt, rq, prog, val_rows, tap_rows)
     images.check()
     m = macs(net)
     stats = {"act_reuse": reuse, "macs": m["macs"], "macs_nonzero": m["macs_nonzero"],

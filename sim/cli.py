@@ -37,14 +37,14 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-fit", action="store_true", help="keep the default memory depths instead of fitting them")
 
 
-def _config(args, net=None):
+def _config(args, net=None, reuse=False):
     from apotflow.hw.config import AcceleratorConfig
     from apotflow.hw.fit import fitted_config
 
     given = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
     cfg = AcceleratorConfig(**given)
     if net is not None and not getattr(args, "no_fit", False):
-        cfg = fitted_config(net, cfg, keep=set(given))
+        cfg = fitted_config(net, cfg, keep=set(given), reuse=reuse)
     return cfg
 
 
@@ -189,7 +189,7 @@ def cmd_synth(args) -> int:
         from apotflow.sw import export
 
         net = export.load(args.model)
-    cfg = _config(args, net)
+    cfg = _config(args, net, reuse=True)  # a deployment build: ACT sized to the live tensors
     if args.max_levels is not None:
         from dataclasses import replace
 

@@ -176,12 +176,13 @@ def write_rtl(net: IntNet, cfg: AcceleratorConfig, out_dir: Path, log=print) -> 
     generate_verilog(cfg, prog.images, out_dir)
     manifest = {
         "config": cfg.to_dict(), "interface": ports_manifest(cfg), "program": prog.to_dict(),
-        "formats": {"entry": isa.entry_layout(cfg).to_dict(), "rq": isa.rq_layout(cfg).to_dict(),
+        "formats": {"entry": isa.entry_layout(cfg).to_dict(), "val": isa.val_layout(cfg).to_dict(),
+                    "tap": isa.tap_layout(cfg).to_dict(), "rq": isa.rq_layout(cfg).to_dict(),
                     "desc": isa.desc_layout(cfg).to_dict()},
         "files": sorted(p.name for p in out_dir.iterdir() if p.suffix in (".v", ".hex")),
         "git_revision": git_revision(), "versions": versions(), "model_meta": net.meta,
         "seconds": time.perf_counter() - t0,
-        "notes": "$readmemh files (wgt.hex, rq.hex, prog.hex) are opened relative to the simulator's or "
+        "notes": "$readmemh files (wgt.hex, rq.hex, prog.hex, val.hex, tap.hex) are opened relative to the simulator's or "
                  "synthesis tool's working directory.",
     }
     _write_json(out_dir / "manifest.json", manifest)
@@ -241,7 +242,7 @@ def synth_model(net: IntNet | None, cfg: AcceleratorConfig, out_dir: Path, targe
     if net is not None:
         from apotflow.hw.compile import compile_net
 
-        images = compile_net(net, cfg).images
+        images = compile_net(net, cfg, reuse=True).images  # deployment: tensors share ACT words by liveness
         name = design or f"{net.meta.get('model', 'model')}-l{cfg.lanes}"
     else:
         images = filled_images(cfg, seed)
