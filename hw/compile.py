@@ -370,10 +370,9 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
         val_base = val_tables.setdefault(tuple(vrows), len(val_tables))
         if val_base == len(val_tables) - 1 and len(val_rows) < (val_base + 1) << cfg.code_bits:
             val_rows += vrows
-        pos_end = 1
+        per_ch = []  # per output channel: sorted (position, code)
         for c in range(cout):
-            n0 = len(wgt)
-            ents = []  # (position, code)
+            ents = []
             for si, (s, W, pl, (_cin, h, w)) in enumerate(weights):
                 for ic, ky, kx in zip(*np.nonzero(W[c])):
                     if direct:
@@ -385,7 +384,29 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
                         pos = (int(ic) << tap_log2) | tap_of[si, int(ky), int(kx)]
                     ents += [(pos, code) for code in codes_of[int(W[c, ic, ky, kx])]]
             ents.sort(key=lambda e: e[0])
-            prev, fill_max = 0, (1 << cfg.pos_bits) - 1
+            per_ch.append(ents)
+        fill_max = (1 << cfg.pos_bits) - 1
+
+        def fillers(start: int, ents, fill_max=fill_max) -> int:
+            n, prev = 0, start
+            for pos, _ in ents:
+                d = pos - prev
+                while d > fill_max:
+                    d -= min(d >> cfg.pos_bits, fill_max) << cfg.pos_bits
+                    n += 1
+                prev = pos
+            return n
+        # diag: channel c's positions start at c << diag_log2 (a depthwise op: pooling, a shortcut add)
+        diag_log2 = tap_log2
+        if direct and len(weights) == 1:
+            diag_log2 = _log2(weights[0][3][1] * weights[0][3][2], f"pixels of {weights[0][0].tensor}")
+        diag = all(not ents or ents[0][0] >= c << diag_log2 for c, ents in enumerate(per_ch)) and \
+            sum(fillers(c << diag_log2, e) for c, e in enumerate(per_ch)) < sum(fillers(0, e) for e in per_ch)
+        pos_end = 1
+        for c, ents in enumerate(per_ch):
+            n0 = len(wgt)
+            prev = c << diag_log2 if diag else 0
+            pos_end = max(pos_end, prev + 1)
             for pos, code in ents:
                 d = pos - prev
                 while d > fill_max:  # fillers (code 0) for a long jump
@@ -418,7 +439,8 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
                 "last": int(li == len(net.ops) - 1), "n_ch": cout, "ho_log2": hl, "wo_log2": wl,
                 "w_start": w_start, "rq_start": rq_start, "out_base": opl.base, "out_phase": int(opl.phase),
                 "shift": op.shift, "rmax": int(op.reduce == "max"),
-                "val_base": val_base, "tap_base": tap_base, "tap_log2": tap_log2, "pos_end": pos_end}
+                "val_base": val_base, "tap_base": tap_base, "tap_log2": tap_log2, "pos_end": pos_end,
+                "diag": int(diag), "diag_log2": diag_log2 if diag else 0}
         if op.mode == "thresh":
             for j, v in enumerate(op.levels_out):
                 desc[f"lv{j}"] = int(v)

@@ -157,6 +157,8 @@ def desc_layout(cfg: AcceleratorConfig) -> Layout:
         Field("tap_base", cfg.tap_addr_bits),  # tap table, aligned to its 2**tap_log2 rows
         Field("tap_log2", TAP_LOG2_BITS),
         Field("pos_end", cfg.pos_width),  # positions of every entry of the layer lie below it (load check)
+        Field("diag", 1),  # channel c's positions start at c << diag_log2 instead of 0 (depthwise layers)
+        Field("diag_log2", CH_SHIFT_BITS),
     ]
     fs += [Field(f"lv{j}", cfg.act_bits) for j in range(cfg.max_levels)]
     return Layout("desc", fs)
@@ -227,9 +229,9 @@ def decode_stream(cfg: AcceleratorConfig, images: MemoryImages) -> dict[str, np.
     (the value-table row; all zero for a filler), ``dy``, ``dx`` and ``off`` (the tap row and the channel
     stride), ``real`` (0 for a filler: it adds nothing, and a max layer keeps its accumulator).
 
-    The position of an entry is the running sum of the steps of its output channel's entries (reset to 0
-    at the channel's first entry; a filler, code 0, steps ``delta << pos_bits``, any other entry
-    ``delta``); ``tap = pos mod 2**tap_log2``, ``ic = pos >> tap_log2``, ``off = (TAP.off + (ic << TAP.ch_shift))
+    The position of an entry is the running sum of the steps of its output channel's entries, from 0 (or,
+    in a ``diag`` layer, from ``c << diag_log2`` for channel c) at the channel's first entry (a filler,
+    code 0, steps ``delta << pos_bits``, any other entry ``delta``); ``tap = pos mod 2**tap_log2``, ``ic = pos >> tap_log2``, ``off = (TAP.off + (ic << TAP.ch_shift))
     mod act_depth``. Checks, each failure a one-line ValueError naming layer, channel and entry: every
     code names a non-empty value-table row, every position lies below the layer's ``pos_end``, every
     weight's (not a filler's) on a valid tap row, and each layer's counts cover exactly the words up to the next layer's ``w_start``."""
@@ -251,13 +253,14 @@ def decode_stream(cfg: AcceleratorConfig, images: MemoryImages) -> dict[str, np.
             break
     else:
         raise ValueError("program has no descriptor with last=1")
-    prev_end = None  # (layer, word after its stream)
+    spans, prev_end = [], None  # per layer (counts, w0, w1); (layer, word after its stream)
     for li, d in enumerate(descs):
         if d["rq_start"] + d["n_ch"] > len(images.rq):
             raise ValueError(f"layer {li}: requant rows {d['rq_start']}..{d['rq_start'] + d['n_ch']} run past the "
                              f"requant image ({len(images.rq)} rows)")
         counts = [rl.unpack(images.rq[d["rq_start"] + c])["count"] for c in range(d["n_ch"])]
         w0, w1 = d["w_start"], d["w_start"] + sum(counts)
+        spans.append((counts, w0, w1))
         if w1 > n:
             raise ValueError(f"weight stream: layer {li}: its counts add up to {sum(counts)} entries from word {w0}, "
                              f"past the end of the stream ({n} words)")
@@ -267,6 +270,7 @@ def decode_stream(cfg: AcceleratorConfig, images: MemoryImages) -> dict[str, np.
             raise ValueError(f"weight stream: layer {prev_end[0]}: its counts end its stream at word {prev_end[1]}, "
                              f"but layer {li}'s stream starts at word {w0}")
         prev_end = (li, w1)
+    for li, (d, (counts, w0, w1)) in enumerate(zip(descs, spans)):
         if w1 == w0:
             continue
         code, delta = ent["code"][w0:w1], ent["delta"][w0:w1]
@@ -275,6 +279,8 @@ def decode_stream(cfg: AcceleratorConfig, images: MemoryImages) -> dict[str, np.
         starts = np.cumsum([0] + counts[:-1])
         cs = np.concatenate([[0], np.cumsum(step)])
         pos = cs[1:] - np.repeat(cs[starts], counts)
+        if d["diag"]:
+            pos = pos + (chan << d["diag_log2"])
         tmask = (1 << d["tap_log2"]) - 1
         vrow = (d["val_base"] << cfg.code_bits) + code
         trow = d["tap_base"] + (pos & tmask)

@@ -91,9 +91,11 @@ def random_program(cfg: AcceleratorConfig, rng: random.Random, n_layers: int | N
             vrows.append(vl.pack(**v))
         val += [0] * ((li << cfg.code_bits) - len(val)) + vrows + [0] * ((1 << cfg.code_bits) - len(vrows))
         pos_end = 1
-        for _c in range(n_ch):
+        diag, diag_log2 = int(rng.random() < 0.3), rng.randint(0, 3)
+        for c in range(n_ch):
             count = rng.choice([0, 1, 1, 2, 3, max_count]) if rng.random() < 0.4 else rng.randint(1, max_count)
-            pos = 0
+            pos = c << diag_log2 if diag else 0
+            pos_end = max(pos_end, pos + 1)
             for _ in range(count):
                 for _try in range(100):
                     code = 0 if rng.random() < 0.15 else rng.randint(1, ncodes)
@@ -115,7 +117,8 @@ def random_program(cfg: AcceleratorConfig, rng: random.Random, n_layers: int | N
         d = {"mode": mode, "last": int(li == n_layers - 1), "n_ch": n_ch, "ho_log2": hl, "wo_log2": wl,
              "w_start": w_start, "rq_start": rq_start, "out_base": out_base, "out_phase": phase,
              "shift": rng.randint(0, 6), "rmax": int(rng.random() < 0.3),
-             "val_base": li, "tap_base": tap_base, "tap_log2": tap_log2, "pos_end": pos_end + rng.randint(0, 2)}
+             "val_base": li, "tap_base": tap_base, "tap_log2": tap_log2, "pos_end": pos_end + rng.randint(0, 2),
+             "diag": diag, "diag_log2": diag_log2}
         d.update({f"lv{j}": rng.randint(0, amax) for j in range(cfg.max_levels)})
         prog.append(dl.pack(**d))
         if mode != isa.MODE_RAW:

@@ -143,8 +143,9 @@ class Accelerator(wiring.Component):
         lb = cfg.lane_bits
         row_bits = cfg.addr_bits - lb
 
-        # S1: the stream entry arrives; the position of its output channel's walk (reset at a group's
-        # first entry) is updated and registered with the code (D1).
+        # S1: the stream entry arrives; the position of its output channel's walk (restarted at a group's
+        # first entry, from 0 or, in a diag layer, channel << diag_log2) is updated and registered with the
+        # code (D1).
         s1 = Signal(issue_layout(cfg))
         m.d.sync += s1.eq(seq.issue)
         word = struct(el)(wgt_port[1])
@@ -152,7 +153,7 @@ class Accelerator(wiring.Component):
         pos = Signal(cfg.pos_width)
         step = Mux(filler, word.delta << cfg.pos_bits, word.delta)
         with m.If(s1.valid):
-            m.d.sync += pos.eq(Mux(s1.first, 0, pos) + step)
+            m.d.sync += pos.eq(Mux(s1.first, s1.pos0, pos) + step)
         d1 = Signal(data.StructLayout({"iss": issue_layout(cfg), "code": cfg.code_bits}))
         m.d.sync += [d1.iss.eq(s1), d1.code.eq(word.code)]
         # D1: the layer's value table (row code) and tap table (row pos mod 2**tap_log2; the table is
