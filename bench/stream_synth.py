@@ -17,7 +17,7 @@ from pathlib import Path
 
 from apotflow.hw.config import AcceleratorConfig
 from apotflow.hw.fit import fitted_config
-from apotflow.sim.flow import synth_model
+from apotflow.sim.flow import git_revision, synth_model
 from apotflow.sw import export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,7 @@ def run(name: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         res = synth_model(net, cfg, Path(tmp), target, design=name, log=lambda m: print(m, flush=True))
     res["lanes"] = lanes
+    res["git_revision"] = git_revision()
     res["command"] = f"apotflow synth --model bench/models/{model} --target {target} --lanes {lanes} --no-pnr"
     return res
 

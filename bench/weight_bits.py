@@ -10,8 +10,8 @@ the memories fitted to the network for a deployment build (``fitted_config(..., 
   the entries actually used (fillers included), and the value and tap tables beside it (VAL, TAP);
 * ``previous``: the format before the compact stream (one entry per non-zero weight and pass: sign,
   ``terms`` x (enable, shift), signed dy, dx and an absolute ACT offset; ``hw.compile.weight_entries``
-  passes; depth the next power of two; the ACT offset as wide as the ACT fitted without reuse, as that
-  flow fitted it). Its entry width is written out below: it is the reference, not a format in use.
+  passes; depth the next power of two; the ACT offset as wide as the ACT without reuse, as that flow
+  fitted it). Its entry width is written out below: it is the reference, not a format in use.
 
 bits per non-zero weight = memory bits / non-zero weights (sum over every source of every op).
 """
@@ -22,6 +22,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,9 @@ LANES = (16, 64)
 
 def previous_format(net, cfg: AcceleratorConfig) -> dict:
     """Entries and memory bits of the format before the compact stream (see the module docstring)."""
-    act = fitted_config(net, cfg).act_depth  # that flow fitted the ACT without reuse
+    raw = {op.out for op in net.ops if op.mode == "raw"}
+    act_words = sum(int(np.prod(t.shape)) for n, t in net.tensors.items() if n not in raw)  # no reuse
+    act = max(1 << max(0, (act_words - 1).bit_length()), cfg.lanes)
     addr_bits = max(1, (act - 1).bit_length())
     width = 1 + cfg.terms * (1 + cfg.shift_bits) + 2 * cfg.delta_bits + addr_bits
     cache: dict[int, int] = {}
@@ -61,22 +64,29 @@ def previous_format(net, cfg: AcceleratorConfig) -> dict:
     return {"entries": entries, "entry_bits": width, "depth": depth, "memory_bits": depth * width}
 
 
-def measure(name: str, net, lanes: int) -> dict:
+def measure(name: str, net) -> list[dict]:
+    """Rows for every lane count. The stream does not depend on the lane count, nor do the fitted depths
+    (ACT: at least max(LANES) words for every zoo network, asserted), so one compile serves them all."""
     nz = sum(int((s.weight != 0).sum()) for op in net.ops for s in op.sources)
-    cfg = fitted_config(net, AcceleratorConfig(lanes=lanes), reuse=True)
+    cfg = fitted_config(net, AcceleratorConfig(lanes=max(LANES)), reuse=True)
     img = compile_net(net, cfg, reuse=True).images
-    ent = isa.entry_layout(cfg).unpack_array(img.wgt)
-    width = isa.entry_layout(cfg).width
-    tables = cfg.val_depth * isa.val_layout(cfg).width + cfg.tap_depth * isa.tap_layout(cfg).width
-    compact = {"entries": len(img.wgt), "fillers": int((ent["code"] == 0).sum()), "entry_bits": width,
-               "depth": cfg.wgt_depth, "memory_bits": cfg.wgt_depth * width, "table_bits": tables,
-               "bits_per_nz": round(cfg.wgt_depth * width / nz, 3),
-               "bits_per_nz_used": round(len(img.wgt) * width / nz, 3),
-               "bits_per_nz_with_tables": round((cfg.wgt_depth * width + tables) / nz, 3)}
-    prev = previous_format(net, cfg)
-    prev["bits_per_nz"] = round(prev["memory_bits"] / nz, 3)
-    return {"network": name, "lanes": lanes, "nonzero_weights": nz, "compact": compact, "previous": prev,
-            "config": cfg.to_dict()}
+    rows = []
+    for lanes in LANES:
+        c = replace(cfg, lanes=lanes)
+        assert c.act_depth >= max(LANES)
+        ent = isa.entry_layout(c).unpack_array(img.wgt)
+        width = isa.entry_layout(c).width
+        tables = c.val_depth * isa.val_layout(c).width + c.tap_depth * isa.tap_layout(c).width
+        compact = {"entries": len(img.wgt), "fillers": int((ent["code"] == 0).sum()), "entry_bits": width,
+                   "depth": c.wgt_depth, "memory_bits": c.wgt_depth * width, "table_bits": tables,
+                   "bits_per_nz": round(c.wgt_depth * width / nz, 3),
+                   "bits_per_nz_used": round(len(img.wgt) * width / nz, 3),
+                   "bits_per_nz_with_tables": round((c.wgt_depth * width + tables) / nz, 3)}
+        prev = previous_format(net, c)
+        prev["bits_per_nz"] = round(prev["memory_bits"] / nz, 3)
+        rows.append({"network": name, "lanes": lanes, "nonzero_weights": nz, "compact": compact, "previous": prev,
+                     "config": c.to_dict()})
+    return rows
 
 
 def networks(tmp: Path):
@@ -91,13 +101,12 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, net in networks(Path(tmp)):
-            for lanes in LANES:
-                t0 = time.perf_counter()
-                r = measure(name, net, lanes)
+            t0 = time.perf_counter()
+            for r in measure(name, net):
                 r["seconds"] = round(time.perf_counter() - t0, 1)
                 rows.append(r)
                 c, p = r["compact"], r["previous"]
-                print(f"{name:26s} {lanes:3d} lanes  nz {r['nonzero_weights']:9d}  compact {c['bits_per_nz']:6.2f} "
+                print(f"{name:26s} {r['lanes']:3d} lanes  nz {r['nonzero_weights']:9d}  compact {c['bits_per_nz']:6.2f} "
                       f"(used {c['bits_per_nz_used']:.2f}, +tables {c['bits_per_nz_with_tables']:.2f}, "
                       f"fillers {c['fillers']})  previous {p['bits_per_nz']:6.2f}", flush=True)
     OUT.write_text(json.dumps({"command": "python bench/weight_bits.py", "rows": rows}, indent=1))

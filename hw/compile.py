@@ -402,7 +402,7 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
             diag_log2 = _log2(weights[0][3][1] * weights[0][3][2], f"pixels of {weights[0][0].tensor}")
         diag = all(not ents or ents[0][0] >= c << diag_log2 for c, ents in enumerate(per_ch)) and \
             sum(fillers(c << diag_log2, e) for c, e in enumerate(per_ch)) < sum(fillers(0, e) for e in per_ch)
-        pos_end = 1
+        pos_end, dsh = 1, el.offsets["delta"]
         for c, ents in enumerate(per_ch):
             n0 = len(wgt)
             prev = c << diag_log2 if diag else 0
@@ -411,9 +411,9 @@ def compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pro
                 d = pos - prev
                 while d > fill_max:  # fillers (code 0) for a long jump
                     k = min(d >> cfg.pos_bits, fill_max)
-                    wgt.append(el.pack(code=0, delta=k))
+                    wgt.append(k << dsh)
                     d -= k << cfg.pos_bits
-                wgt.append(el.pack(code=code, delta=d))
+                wgt.append(code | d << dsh)  # = el.pack(code=code, delta=d), fields in range by construction
                 prev = pos
             pos_end = max(pos_end, prev + 1)
             if pos_end >> cfg.pos_width:

@@ -274,12 +274,15 @@ def lane_regs(cfg: AcceleratorConfig, lane_kind: str = "shift") -> tuple[int, in
 
 
 def decode_regs(cfg: AcceleratorConfig) -> int:
-    """Register bits of the stream decode (hw/top.py S1, D1, D2): the position, the code, the input
-    channel, the filler flag, the tap mask, the decoded entry, and the issue record's two extra copies."""
+    """Register bits of the stream decode (hw/top.py S1b, D1..D3): the entry word, the position, the
+    code, the input channel and filler flag (twice), the tap mask, the VAL and TAP rows, the decoded
+    entry, and the issue record's four extra copies (its ``pos0`` only in the first: S1b uses it)."""
     from .sequencer import issue_layout
 
-    return (cfg.pos_width + cfg.code_bits + cfg.addr_bits + 1 + (1 << isa.TAP_LOG2_BITS)
-            + isa.decoded_layout(cfg).width + 2 * issue_layout(cfg).size)
+    iss = issue_layout(cfg).size
+    return (isa.entry_layout(cfg).width + cfg.pos_width + cfg.code_bits + 2 * (cfg.addr_bits + 1)
+            + (1 << isa.TAP_LOG2_BITS) + isa.val_layout(cfg).width + isa.tap_layout(cfg).width
+            + isa.decoded_layout(cfg).width + 4 * iss - 3 * cfg.pos_width)
 
 
 def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: str = "shift") -> dict:

