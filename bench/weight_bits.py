@@ -109,7 +109,7 @@ def main() -> int:
                 print(f"{name:26s} {r['lanes']:3d} lanes  nz {r['nonzero_weights']:9d}  compact {c['bits_per_nz']:6.2f} "
                       f"(used {c['bits_per_nz_used']:.2f}, +tables {c['bits_per_nz_with_tables']:.2f}, "
                       f"fillers {c['fillers']})  previous {p['bits_per_nz']:6.2f}", flush=True)
-    OUT.write_text(json.dumps({"command": "python bench/weight_bits.py", "rows": rows}, indent=1))
+            OUT.write_text(json.dumps({"command": "python bench/weight_bits.py", "rows": rows}, indent=1))  # per network
     print(f"wrote {OUT}")
     return 0
 
