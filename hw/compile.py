@@ -22,7 +22,7 @@ import numpy as np
 from apotflow.sw.intnet import IntNet, IntNetError, Op, macs
 
 from . import isa
-from .config import AcceleratorConfig
+from .config import TAP_LOG2_MAX, AcceleratorConfig
 
 
 class CompileError(ValueError):
@@ -83,11 +83,91 @@ def check_accumulator(net: IntNet, op: Op, cfg: AcceleratorConfig) -> int:
                 if v and len(weight_entries(int(v), cfg.terms, cfg.max_shift)) != 1:
                     raise CompileError(f"op {op.name}: max-reduced weight {int(v)} needs more than one entry "
                                        f"of {cfg.terms} terms (raise --terms)")
+        _, ho, wo = net.tensors[op.out].shape
+        for s in op.sources:  # a single output pixel: the stream skips taps on padding, a max must not
+            _, h, w = net.tensors[s.tensor].shape
+            for ky, kx in zip(*np.nonzero(np.any(np.asarray(s.codes) != 0, axis=(0, 1)))):
+                ty, tx = int(ky) - s.pad, int(kx) - s.pad
+                if ho * wo == 1 and not (0 <= ty < h and 0 <= tx < w):
+                    raise CompileError(f"op {op.name}: a max reduction to one pixel with weights on its padding "
+                                       "is not supported")
         empty = ~np.any([np.any(s.codes.reshape(len(op.bias), -1) != 0, axis=1) for s in op.sources], axis=0)
         if np.any(empty & (np.asarray(op.bias) < 0)):
             raise CompileError(f"op {op.name}: channel {int(np.argmax(empty & (np.asarray(op.bias) < 0)))} has no "
                                "weight and a negative bias; the array's max reduction starts from a zero term")
     return hi
+
+
+def _signed_digits(v: int) -> list[list[tuple[int, tuple[int, ...]]]]:
+    """The two single-term forms of v (binary, non-adjacent), each a list of same-sign digit groups."""
+    mag, sgn = abs(int(v)), 1 if v < 0 else 0
+    binary = [(sgn, tuple(i for i in range(mag.bit_length()) if mag >> i & 1))]
+    pos, neg, x, i = [], [], mag, 0
+    while x:
+        if x & 1:
+            d = 2 - (x & 3)
+            (pos if d > 0 else neg).append(i)
+            x -= d
+        x >>= 1
+        i += 1
+    return [binary, [(sgn, tuple(pos)), (1 - sgn, tuple(neg))]]
+
+
+def value_table(values: dict[int, int], cfg: AcceleratorConfig) -> tuple[list[tuple[int, tuple[int, ...]]],
+                                                                      dict[int, list[int]]]:
+    """A layer's value table and each weight value's codes (rows 1..; row 0 is the filler).
+
+    ``values``: weight value -> how many weights hold it. A row is ``(sign, shifts)``: at most ``terms``
+    same-sign powers of two. When the rows of every value's ``weight_entries`` fit the ``2**code_bits - 1``
+    codes, those are the table. Otherwise the table holds every single signed power of two the values
+    need, and then, greedily, the multi-term rows that save the most entries (weighted by how many
+    weights hold each value); each value takes the cheaper of its binary and non-adjacent forms, a group
+    of digits one row where the table has it, else one row per digit."""
+    cap = (1 << cfg.code_bits) - 1
+    T = cfg.terms
+    rows_of = {v: [(sg, tuple(sh)) for sg, sh in weight_entries(v, T, cfg.max_shift)] for v in values}
+    table: list[tuple[int, tuple[int, ...]]] = []
+    for v in sorted(values, key=lambda v: (-values[v], v)):
+        table += [r for r in rows_of[v] if r not in table]
+    if len(table) > cap:
+        forms = {v: [[(sg, sh[k:k + T]) for sg, sh in f for k in range(0, len(sh), T)] for f in _signed_digits(v)]
+                 for v in values}
+        for v in values:
+            top = max(x for f in forms[v] for _, sh in f for x in sh)
+            if top > cfg.max_shift:
+                raise CompileError(f"weight {v} needs a shift of {top}; shift_bits allows up to {cfg.max_shift}")
+        singles = sorted({(sg, (x,)) for fs in forms.values() for f in fs for sg, sh in f for x in sh})
+        if len(singles) > cap:
+            raise CompileError(f"{len(singles)} distinct powers of two do not fit the {cap} codes of "
+                               f"code_bits={cfg.code_bits} (raise --code-bits)")
+        table = list(singles)
+
+        def cost(v, have):
+            return min(sum(1 if len(ch[1]) == 1 or ch in have else len(ch[1]) for ch in f) for f in forms[v])
+        have = set(table)
+        cands = {ch for fs in forms.values() for f in fs for ch in f if len(ch[1]) > 1}
+        cur = {v: cost(v, have) for v in values}
+        while len(table) < cap and cands:
+            gains = {}
+            for ch in cands:
+                have.add(ch)
+                gains[ch] = sum(values[v] * (cur[v] - cost(v, have)) for v in values
+                                if any(ch in f for f in forms[v]))
+                have.discard(ch)
+            best = max(sorted(gains), key=gains.get)
+            if gains[best] <= 0:
+                break
+            table.append(best)
+            have.add(best)
+            cands.discard(best)
+            cur = {v: cost(v, have) for v in values}
+        rows_of = {}
+        for v in values:
+            f = min(forms[v], key=lambda f: sum(1 if len(ch[1]) == 1 or ch in have else len(ch[1]) for ch in f))
+            rows_of[v] = [r for ch in f for r in ([ch] if len(ch[1]) == 1 or ch in have
+                                                  else [(ch[0], (x,)) for x in ch[1]])]
+    index = {r: i + 1 for i, r in enumerate(table)}
+    return table, {v: [index[r] for r in rows] for v, rows in rows_of.items()}
 
 
 @dataclass
@@ -224,6 +304,7 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
     after a run. The default gives every tensor its own region."""
     net.validate()
     el, rl, dl = isa.entry_layout(cfg), isa.rq_layout(cfg), isa.desc_layout(cfg)
+    vl, tl = isa.val_layout(cfg), isa.tap_layout(cfg)
     acc_lo, acc_hi = cfg.acc_range
     act_max = (1 << cfg.act_bits) - 1
     phase = _layouts(net)
@@ -259,6 +340,9 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
         raise CompileError(f"raw outputs need {out_top} words; out_depth is {cfg.out_depth} (raise --out-depth)")
     # -- layers
     wgt, rq, prog, layers = [], [], [], []
+    tap_rows: list[int] = []
+    val_rows: list[int] = []
+    val_tables: dict[tuple, int] = {}
     dmin, dmax = cfg.delta_range
     mac_info = macs(net)["per_op"]
     cache: dict[str, np.ndarray] = {}
@@ -282,39 +366,104 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
                 raise CompileError(f"op {op.name}: output level {op.levels_out.max()} exceeds act_bits")
         w_start, rq_start, counts = len(wgt), len(rq), []
         weights = [(s, s.weight, placements[s.tensor], net.tensors[s.tensor].shape) for s in op.sources]
-        for c in range(cout):
-            n0 = len(wgt)
-            for s, W, pl, (_cin, h, w) in weights:
-                for ic, ky, kx in zip(*np.nonzero(W[c])):
-                    ty, tx = int(ky) - s.pad, int(kx) - s.pad
-                    if npix == 1:
-                        if not (0 <= ty < h and 0 <= tx < w):
-                            if op.reduce != "max":
-                                continue  # multiplies zero padding
-                            dy, dx, off = 1, 0, pl.base  # a padded read: the zero term a max must see
-                        else:
-                            dy = dx = 0
-                            off = int(addr_of(pl)[ic, ty, tx])
-                    elif s.stride == 1:
-                        if (h, w) != (ho, wo):
-                            raise CompileError(f"op {op.name}: stride-1 source {s.tensor} must have the output size")
+        # -- the tap table: one row per (source, ky, kx) (npix == 1: one row, positions are addresses)
+        taps, tap_of = [], {}
+        direct = npix == 1
+        for si, (s, W, pl, (_cin, h, w)) in enumerate(weights):
+            if not direct and s.stride not in (1, 2):
+                raise CompileError(f"op {op.name}: stride {s.stride} is not supported (1 or 2)")
+            if not direct and s.stride == 1 and (h, w) != (ho, wo):
+                raise CompileError(f"op {op.name}: stride-1 source {s.tensor} must have the output size")
+            for ky in range(W.shape[2]):
+                for kx in range(W.shape[3]):
+                    ty, tx = ky - s.pad, kx - s.pad
+                    if direct:
+                        continue
+                    if s.stride == 1:
                         dy, dx = ty, tx
-                        off = pl.base + int(ic) * h * w + dy * w + dx
-                    elif s.stride == 2:
+                        off0 = pl.base + dy * w + dx
+                    else:
                         py, px = ty & 1, tx & 1
                         dy, dx = (ty - py) // 2, (tx - px) // 2
-                        off = pl.base + int(ic) * h * w + ((py << 1) | px) * (h * w // 4) + dy * wo + dx
-                    else:
-                        raise CompileError(f"op {op.name}: stride {s.stride} is not supported (1 or 2)")
+                        off0 = pl.base + ((py << 1) | px) * (h * w // 4) + dy * wo + dx
                     if not (dmin <= dy <= dmax and dmin <= dx <= dmax):
                         raise CompileError(f"op {op.name}: kernel offset ({dy},{dx}) exceeds delta_bits={cfg.delta_bits}")
-                    for sign, shifts in weight_entries(int(W[c, ic, ky, kx]), cfg.terms, cfg.max_shift):
-                        fields = {"sign": sign, "dy": dy, "dx": dx, "off": off % cfg.act_depth}
-                        for t, sh in enumerate(shifts):
-                            fields[f"en{t}"], fields[f"s{t}"] = 1, sh
-                        wgt.append(el.pack(**fields))
+                    tap_of[si, ky, kx] = len(taps)
+                    taps.append({"dy": dy, "dx": dx, "off": off0 % cfg.act_depth,
+                                 "ch_shift": _log2(h * w, f"pixels of {s.tensor}"), "valid": 1})
+        if direct:
+            dbase = min(pl.base for _s, _W, pl, _sh in weights)
+            taps = [{"off": dbase % cfg.act_depth, "valid": 1}]
+        tap_log2 = max(0, (len(taps) - 1).bit_length())
+        if tap_log2 > TAP_LOG2_MAX:
+            raise CompileError(f"op {op.name} needs {len(taps)} tap rows; a layer has at most {1 << TAP_LOG2_MAX}")
+        tap_base = -(-len(tap_rows) >> tap_log2) << tap_log2
+        if tap_base + (1 << tap_log2) > cfg.tap_depth:
+            raise CompileError(f"tap rows exceed tap_depth={cfg.tap_depth} at op {op.name} (raise --tap-depth)")
+        tap_rows += [0] * (tap_base - len(tap_rows)) + [tl.pack(**t) for t in taps]
+        tap_rows += [0] * ((1 << tap_log2) - len(taps))
+        # -- the value table, from the weight values of the whole layer
+        vcount: dict[int, int] = {}
+        for _s, W, _pl, _sh in weights:
+            for v, k in zip(*np.unique(W[W != 0], return_counts=True)):
+                vcount[int(v)] = vcount.get(int(v), 0) + int(k)
+        table, codes_of = value_table(vcount, cfg)
+        vrows = [0] + [vl.pack(sign=sg, **{f"en{t}": 1 for t in range(len(sh))},
+                               **{f"s{t}": x for t, x in enumerate(sh)}) for sg, sh in table]
+        vrows += [0] * ((1 << cfg.code_bits) - len(vrows))
+        val_base = val_tables.setdefault(tuple(vrows), len(val_tables))
+        if val_base == len(val_tables) - 1 and len(val_rows) < (val_base + 1) << cfg.code_bits:
+            val_rows += vrows
+        per_ch = []  # per output channel: sorted (position, code)
+        for c in range(cout):
+            ents = []
+            for si, (s, W, pl, (_cin, h, w)) in enumerate(weights):
+                for ic, ky, kx in zip(*np.nonzero(W[c])):
+                    if direct:
+                        ty, tx = int(ky) - s.pad, int(kx) - s.pad
+                        if not (0 <= ty < h and 0 <= tx < w):
+                            continue  # multiplies zero padding
+                        pos = int(addr_of(pl)[ic, ty, tx]) - dbase
+                    else:
+                        pos = (int(ic) << tap_log2) | tap_of[si, int(ky), int(kx)]
+                    ents += [(pos, code) for code in codes_of[int(W[c, ic, ky, kx])]]
+            ents.sort(key=lambda e: e[0])
+            per_ch.append(ents)
+        fill_max = (1 << cfg.pos_bits) - 1
+
+        def fillers(start: int, ents, fill_max=fill_max) -> int:
+            n, prev = 0, start
+            for pos, _ in ents:
+                d = pos - prev
+                while d > fill_max:
+                    d -= min(d >> cfg.pos_bits, fill_max) << cfg.pos_bits
+                    n += 1
+                prev = pos
+            return n
+        # diag: channel c's positions start at c << diag_log2 (a depthwise op: pooling, a shortcut add)
+        diag_log2 = tap_log2
+        if direct and len(weights) == 1:
+            diag_log2 = _log2(weights[0][3][1] * weights[0][3][2], f"pixels of {weights[0][0].tensor}")
+        diag = all(not ents or ents[0][0] >= c << diag_log2 for c, ents in enumerate(per_ch)) and \
+            sum(fillers(c << diag_log2, e) for c, e in enumerate(per_ch)) < sum(fillers(0, e) for e in per_ch)
+        pos_end, dsh = 1, el.offsets["delta"]
+        for c, ents in enumerate(per_ch):
+            n0 = len(wgt)
+            prev = c << diag_log2 if diag else 0
+            pos_end = max(pos_end, prev + 1)
+            for pos, code in ents:
+                d = pos - prev
+                while d > fill_max:  # fillers (code 0) for a long jump
+                    k = min(d >> cfg.pos_bits, fill_max)
+                    wgt.append(k << dsh)
+                    d -= k << cfg.pos_bits
+                wgt.append(code | d << dsh)  # = el.pack(code=code, delta=d), fields in range by construction
+                prev = pos
+            pos_end = max(pos_end, prev + 1)
+            if pos_end >> cfg.pos_width:
+                raise CompileError(f"op {op.name}: position {prev} does not fit pos_width={cfg.pos_width}")
             if len(wgt) == n0:
-                wgt.append(el.pack())  # a channel with no non-zero weight still needs one (empty) entry
+                wgt.append(el.pack())  # a channel with no non-zero weight still needs one entry: a filler
             counts.append(len(wgt) - n0)
             row = {"count": counts[-1], "bias": int(op.bias[c])}
             for j in range(cfg.max_levels - 1):
@@ -333,7 +482,9 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
         desc = {"mode": {"thresh": isa.MODE_THRESH, "shift": isa.MODE_SHIFT, "raw": isa.MODE_RAW}[op.mode],
                 "last": int(li == len(net.ops) - 1), "n_ch": cout, "ho_log2": hl, "wo_log2": wl,
                 "w_start": w_start, "rq_start": rq_start, "out_base": opl.base, "out_phase": int(opl.phase),
-                "shift": op.shift, "rmax": int(op.reduce == "max")}
+                "shift": op.shift, "rmax": int(op.reduce == "max"),
+                "val_base": val_base, "tap_base": tap_base, "tap_log2": tap_log2, "pos_end": pos_end,
+                "diag": int(diag), "diag_log2": diag_log2 if diag else 0}
         if op.mode == "thresh":
             for j, v in enumerate(op.levels_out):
                 desc[f"lv{j}"] = int(v)
@@ -344,7 +495,11 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
                                 sum(counts) * groups, mi["macs"], mi["macs_nonzero"]))
     if len(prog) > cfg.prog_depth:
         raise CompileError(f"{len(prog)} layers exceed prog_depth={cfg.prog_depth} (raise --prog-depth)")
-    images = isa.MemoryImages(cfg, wgt, rq, prog)
+    if len(val_tables) > cfg.prog_depth:
+        raise CompileError(f"{len(val_tables)} value tables exceed prog_depth={cfg.prog_depth} (raise --prog-depth)")
+    if len(tap_rows) > cfg.tap_depth:
+        raise CompileError(f"tap rows ({len(tap_rows)}) exceed tap_depth={cfg.tap_depth} (raise --tap-depth)")
+    images = isa.MemoryImages(cfg, wgt, rq, prog, val_rows, tap_rows)
     images.check()
     m = macs(net)
     stats = {"act_reuse": reuse, "macs": m["macs"], "macs_nonzero": m["macs_nonzero"],

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2  # 2: the compact weight stream (code_bits, pos_bits, tap_depth)
+TAP_LOG2_MAX = 7  # a layer's tap table holds at most 2**7 rows (descriptor field tap_log2: 3 bits)
 
 # Pipeline latencies the RTL is built with; the cycle model and the co-simulation read them from here
 # (properties below), so neither imports the Amaranth code that implements them.
@@ -37,10 +38,13 @@ class AcceleratorConfig:
     act_bits: int = 8  # stored activation width (unsigned): APoT ints (0..48), pixels, pooled sums
     acc_bits: int = 24  # accumulator width (signed); the export's worst-case bound must fit
     shift_bits: int = 4  # width of a term's shift field: shifts 0 .. 2**shift_bits - 1
-    delta_bits: int = 3  # width of the signed dy/dx fields of a weight entry (padding checks)
+    delta_bits: int = 3  # width of the signed dy/dx fields of a tap row (padding checks)
+    code_bits: int = 5  # weight code of an entry: row of its layer's value table (code 0: a filler)
+    pos_bits: int = 4  # position delta of an entry (a filler's delta counts 2**pos_bits times as much)
     max_levels: int = 16  # output levels of the threshold requantizer (15 thresholds for A4)
     act_depth: int = 4096  # activation memory words in all (split in `lanes` banks); power of two
-    wgt_depth: int = 8192  # weight entries (non-zero weights x passes), power of two
+    wgt_depth: int = 8192  # weight entries (non-zero weights x passes, and fillers), power of two
+    tap_depth: int = 256  # tap rows (input offset and padding check of a position), all layers; power of two
     rq_depth: int = 256  # requantization rows (one per output channel of every layer), power of two
     prog_depth: int = 32  # layer descriptors, power of two
     out_depth: int = 16  # raw (logit) outputs, power of two
@@ -62,9 +66,13 @@ class AcceleratorConfig:
             raise ConfigError(f"shift_bits must be 2..6, not {self.shift_bits}")
         if not 2 <= self.delta_bits <= 6:
             raise ConfigError(f"delta_bits must be 2..6, not {self.delta_bits}")
+        if not 2 <= self.code_bits <= 8:
+            raise ConfigError(f"code_bits must be 2..8, not {self.code_bits}")
+        if not 2 <= self.pos_bits <= 8:
+            raise ConfigError(f"pos_bits must be 2..8, not {self.pos_bits}")
         if not 2 <= self.max_levels <= 256:
             raise ConfigError(f"max_levels must be 2..256, not {self.max_levels}")
-        for name in ("act_depth", "wgt_depth", "rq_depth", "prog_depth", "out_depth"):
+        for name in ("act_depth", "wgt_depth", "tap_depth", "rq_depth", "prog_depth", "out_depth"):
             if not _is_pow2(getattr(self, name)):
                 raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}")
         if self.act_depth < self.lanes:
@@ -87,6 +95,24 @@ class AcceleratorConfig:
     @property
     def wgt_addr_bits(self) -> int:
         return _bits_for(self.wgt_depth)
+
+    @property
+    def tap_addr_bits(self) -> int:
+        return _bits_for(self.tap_depth)
+
+    @property
+    def val_depth(self) -> int:
+        """Value-table rows: one table of 2**code_bits rows per layer descriptor."""
+        return self.prog_depth << self.code_bits
+
+    @property
+    def val_addr_bits(self) -> int:
+        return _bits_for(self.val_depth)
+
+    @property
+    def pos_width(self) -> int:
+        """An entry's position (input channel << tap_log2 | tap) within its output channel's stream."""
+        return self.addr_bits + TAP_LOG2_MAX
 
     @property
     def count_bits(self) -> int:
@@ -144,6 +170,8 @@ class AcceleratorConfig:
     def from_dict(cls, d: dict) -> AcceleratorConfig:
         d = dict(d)
         version = d.pop("version", CONFIG_VERSION)
+        if version == 1:  # before the compact weight stream: the same fields, the new ones at their defaults
+            version = CONFIG_VERSION
         if version != CONFIG_VERSION:
             raise ConfigError(f"accelerator config version {version} is not supported (expected {CONFIG_VERSION})")
         known = {f.name for f in fields(cls)}

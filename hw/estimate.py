@@ -171,6 +171,8 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
         ("wgt", cfg.wgt_depth, isa.entry_layout(cfg).width, None, True, 1),
         ("rq", cfg.rq_depth, rl.width, rq_ports, True, 1),
         ("prog", cfg.prog_depth, isa.desc_layout(cfg).width, None, True, 1),
+        ("val", cfg.val_depth, isa.val_layout(cfg).width, None, True, 1),
+        ("tap", cfg.tap_depth, isa.tap_layout(cfg).width, None, True, 1),
         ("act", cfg.bank_depth, cfg.act_bits, None, False, cfg.lanes),
         ("out", cfg.out_depth, cfg.acc_bits, None, False, 1),
         ("perf", cfg.prog_depth, 32, None, False, 1),
@@ -271,6 +273,18 @@ def lane_regs(cfg: AcceleratorConfig, lane_kind: str = "shift") -> tuple[int, in
     return cfg.terms * shifted + (shifted + cfg.terms + 1) + cfg.acc_bits, ctrl + 1
 
 
+def decode_regs(cfg: AcceleratorConfig) -> int:
+    """Register bits of the stream decode (hw/top.py S1b, D1..D3): the entry word, the position, the
+    code, the input channel and filler flag (twice), the tap mask, the VAL and TAP rows, the decoded
+    entry, and the issue record's four extra copies (its ``pos0`` only in the first: S1b uses it)."""
+    from .sequencer import issue_layout
+
+    iss = issue_layout(cfg).size
+    return (isa.entry_layout(cfg).width + cfg.pos_width + cfg.code_bits + 2 * (cfg.addr_bits + 1)
+            + (1 << isa.TAP_LOG2_BITS) + isa.val_layout(cfg).width + isa.tap_layout(cfg).width
+            + isa.decoded_layout(cfg).width + 4 * iss - 3 * cfg.pos_width)
+
+
 def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: str = "shift") -> dict:
     """The flip-flop model's terms: ``regs``, registers counted from the RTL (the lanes' three stages and
     accumulators, ``lane_regs``; per lane the writeback copy, the operand and ACT word registers; the host
@@ -293,14 +307,15 @@ def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind:
         + 64
         + 3 * cfg.acc_bits
         + isa.desc_layout(cfg).width
-        + isa.entry_layout(cfg).width
+        + decode_regs(cfg)
         + 2 * (cfg.count_bits + cfg.acc_bits) + 3  # prefetch n1, n2, n1's two flags, settle's third bit
         + 2 * tail  # the group tail beside the lanes: three registers (S7..S9), was one
     )
     if read_latency(cfg) == 3:  # 128 lanes and more: the rotation's mid-way register and S3c
-        regs += cfg.lanes * cfg.act_bits + cfg.lane_bits + isa.entry_layout(cfg).width + cfg.lanes \
+        regs += cfg.lanes * cfg.act_bits + cfg.lane_bits + isa.decoded_layout(cfg).width + cfg.lanes \
             + issue_layout(cfg).size
-    rom_words = isa.rq_layout(cfg).width + isa.entry_layout(cfg).width
+    rom_words = isa.rq_layout(cfg).width + isa.entry_layout(cfg).width + isa.val_layout(cfg).width \
+        + isa.tap_layout(cfg).width
     return {"regs": regs, "const": 1.0, "lane": cfg.lanes, "rom_words": rom_words if rom_used is None else 0.0}
 
 

@@ -7,9 +7,13 @@ packed LSB-first in the order listed (the same order as an ``amaranth.lib.data.S
 
 Memories (all word-addressed):
 
-* WGT  -- one *entry* per cycle of work: a non-zero weight (or one pass of it) with its input address
-  offset. ``acc += (-1)**sign * sum_t en_t * (a << s_t)``, ``a`` = ACT[(off + p) mod act_depth] for the
+* WGT  -- the compact weight stream, one *entry* per cycle of work: a non-zero weight (or one pass of
+  it) as a ``code`` (its row in the layer's value table; code 0: a filler, no weight) and a position
+  ``delta`` against the previous entry of the same output channel (``decode_stream``). Decoded, an
+  entry is ``acc += (-1)**sign * sum_t en_t * (a << s_t)``, ``a`` = ACT[(off + p) mod act_depth] for the
   lane's output pixel ``p`` when the input pixel lies inside the image, else 0.
+* VAL  -- value tables, ``2**code_bits`` rows per layer descriptor: (sign, en_t, s_t) of a code.
+* TAP  -- tap tables, ``2**tap_log2`` rows per layer: a position's input offset, channel stride, dy/dx.
 * RQ   -- one row per output channel: entry count, accumulator initial value (bias), thresholds.
 * PROG -- one descriptor per layer.
 * ACT  -- activations, ``act_bits`` unsigned, split over ``lanes`` banks (bank = address mod lanes).
@@ -34,6 +38,7 @@ MODE_NAMES = {MODE_THRESH: "thresh", MODE_SHIFT: "shift", MODE_RAW: "raw"}
 
 DIM_BITS = 4  # ho_log2 / wo_log2 fields
 SHIFT_FIELD_BITS = 6  # descriptor's right shift for MODE_SHIFT
+TAP_LOG2_BITS = 3  # descriptor's tap_log2 (config.TAP_LOG2_MAX = 7)
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,17 @@ class Layout:
             out[f.name] = v
         return out
 
-    def unpack_array(self, words: list[int]) -> dict[str, np.ndarray]:
-        """Vectorised unpack of many words into int64 arrays (fields up to 62 bits wide)."""
+    def unpack_array(self, words) -> dict[str, np.ndarray]:
+        """Vectorised unpack of many words into int64 arrays."""
+        if self.width <= 62:
+            arr = np.asarray(words, dtype=np.int64).reshape(-1)
+            cols = {}
+            for f in self.fields:
+                v = (arr >> self.offsets[f.name]) & ((1 << f.width) - 1)
+                if f.signed:
+                    v = np.where(v >> (f.width - 1), v - (1 << f.width), v)
+                cols[f.name] = v
+            return cols
         cols = {f.name: np.empty(len(words), dtype=np.int64) for f in self.fields}
         for i, w in enumerate(words):
             for k, v in self.unpack(w).items():
@@ -89,11 +103,35 @@ class Layout:
 
 
 def entry_layout(cfg: AcceleratorConfig) -> Layout:
+    """One stored weight entry: the row of its layer's value table, and its position delta."""
+    return Layout("entry", [Field("code", cfg.code_bits), Field("delta", cfg.pos_bits)])
+
+
+def val_layout(cfg: AcceleratorConfig) -> Layout:
+    """A value-table row: the entry's power-of-two terms, ``(-1)**sign * sum_t en_t * 2**s_t``."""
     fs = [Field("sign", 1)]
     for t in range(cfg.terms):
         fs += [Field(f"en{t}", 1), Field(f"s{t}", cfg.shift_bits)]
-    fs += [Field("dy", cfg.delta_bits, True), Field("dx", cfg.delta_bits, True), Field("off", cfg.addr_bits)]
-    return Layout("entry", fs)
+    return Layout("val", fs)
+
+
+def decoded_layout(cfg: AcceleratorConfig) -> Layout:
+    """An entry as the lanes see it after decoding (``decode_stream``'s columns): its value-table row,
+    its tap row's dy/dx and the input offset of its position."""
+    return Layout("decoded", list(val_layout(cfg).fields) + [
+        Field("dy", cfg.delta_bits, True), Field("dx", cfg.delta_bits, True), Field("off", cfg.addr_bits),
+        Field("real", 1)])  # 0: a filler, which leaves the accumulator as it is (also under max)
+
+
+CH_SHIFT_BITS = 5  # a tap row's input-channel stride, log2 (pixels of the source tensor)
+
+
+def tap_layout(cfg: AcceleratorConfig) -> Layout:
+    """A tap row: the input address of a position's channel 0 (``off``), the log2 stride between input
+    channels, and the padding check (dy, dx). ``valid``: the row is part of the table (checked on load;
+    the RTL does not read it)."""
+    return Layout("tap", [Field("dy", cfg.delta_bits, True), Field("dx", cfg.delta_bits, True),
+                          Field("off", cfg.addr_bits), Field("ch_shift", CH_SHIFT_BITS), Field("valid", 1)])
 
 
 def rq_layout(cfg: AcceleratorConfig) -> Layout:
@@ -115,6 +153,12 @@ def desc_layout(cfg: AcceleratorConfig) -> Layout:
         Field("out_phase", 1),
         Field("shift", SHIFT_FIELD_BITS),
         Field("rmax", 1),  # reduce by max instead of sum: acc = max(bias, entries' terms) (max pooling)
+        Field("val_base", cfg.prog_addr_bits),  # value table (rows val_base << code_bits ...)
+        Field("tap_base", cfg.tap_addr_bits),  # tap table, aligned to its 2**tap_log2 rows
+        Field("tap_log2", TAP_LOG2_BITS),
+        Field("pos_end", cfg.pos_width),  # positions of every entry of the layer lie below it (load check)
+        Field("diag", 1),  # channel c's positions start at c << diag_log2 instead of 0 (depthwise layers)
+        Field("diag_log2", CH_SHIFT_BITS),
     ]
     fs += [Field(f"lv{j}", cfg.act_bits) for j in range(cfg.max_levels)]
     return Layout("desc", fs)
@@ -128,16 +172,22 @@ class MemoryImages:
     wgt: list[int] = field(default_factory=list)
     rq: list[int] = field(default_factory=list)
     prog: list[int] = field(default_factory=list)
+    val: list[int] = field(default_factory=list)
+    tap: list[int] = field(default_factory=list)
 
     def check(self) -> None:
+        """Depths, and the weight stream (``decode_stream``): a bad image raises a one-line ValueError."""
         c = self.config
-        for name, words, depth in (("weight", self.wgt, c.wgt_depth), ("requant", self.rq, c.rq_depth),
-                                   ("program", self.prog, c.prog_depth)):
+        for name, flag, words, depth in (("weight", "wgt-depth", self.wgt, c.wgt_depth),
+                                         ("requant", "rq-depth", self.rq, c.rq_depth),
+                                         ("program", "prog-depth", self.prog, c.prog_depth),
+                                         ("value-table", "prog-depth", self.val, c.val_depth),
+                                         ("tap-table", "tap-depth", self.tap, c.tap_depth)):
             if len(words) > depth:
-                raise ValueError(f"{name} memory needs {len(words)} words but the config has {depth} "
-                                 f"(raise --{name[:3] if name != 'requant' else 'rq'}-depth)")
+                raise ValueError(f"{name} memory needs {len(words)} words but the config has {depth} (raise --{flag})")
         if not self.prog:
             raise ValueError("program memory is empty")
+        decode_stream(c, self)
 
 
 def hex_lines(words: list[int], width: int, depth: int | None = None) -> str:
@@ -169,6 +219,105 @@ def read_hex(path) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 
 
+def filler_step(cfg: AcceleratorConfig) -> int:
+    """How far a filler's delta unit moves the position (an ordinary entry's unit is 1)."""
+    return 1 << cfg.pos_bits
+
+
+def decode_stream(cfg: AcceleratorConfig, images: MemoryImages) -> dict[str, np.ndarray]:
+    """The weight stream decoded into one row per WGT word (``decoded_layout``): ``sign``, ``en<t>``, ``s<t>``
+    (the value-table row; all zero for a filler), ``dy``, ``dx`` and ``off`` (the tap row and the channel
+    stride), ``real`` (0 for a filler: it adds nothing, and a max layer keeps its accumulator).
+
+    The position of an entry is the running sum of the steps of its output channel's entries, from 0 (or,
+    in a ``diag`` layer, from ``c << diag_log2`` for channel c) at the channel's first entry (a filler,
+    code 0, steps ``delta << pos_bits``, any other entry ``delta``); ``tap = pos mod 2**tap_log2``, ``ic = pos >> tap_log2``, ``off = (TAP.off + (ic << TAP.ch_shift))
+    mod act_depth``. Checks, each failure a one-line ValueError naming layer, channel and entry: every
+    code names a non-empty value-table row, every position lies below the layer's ``pos_end``, every
+    weight's (not a filler's) on a valid tap row, and each layer's counts cover exactly the words up to the next layer's ``w_start``."""
+    el, vl, tl, dl, rl = entry_layout(cfg), val_layout(cfg), tap_layout(cfg), desc_layout(cfg), rq_layout(cfg)
+    n = len(images.wgt)
+    ent = el.unpack_array(images.wgt) if n else {f.name: np.zeros(0, np.int64) for f in el.fields}
+    vals = vl.unpack_array(images.val) if images.val else {f.name: np.zeros(0, np.int64) for f in vl.fields}
+    taps = tl.unpack_array(images.tap) if images.tap else {f.name: np.zeros(0, np.int64) for f in tl.fields}
+    out = {f.name: np.zeros(n, np.int64) for f in vl.fields}
+    out.update(dy=np.zeros(n, np.int64), dx=np.zeros(n, np.int64), off=np.zeros(n, np.int64),
+               real=np.zeros(n, np.int64))
+    nonempty = np.zeros(len(images.val), bool)
+    for t in range(cfg.terms):
+        nonempty |= vals[f"en{t}"] != 0
+    descs = []
+    for dword in images.prog:
+        descs.append(dl.unpack(dword))
+        if descs[-1]["last"]:
+            break
+    else:
+        raise ValueError("program has no descriptor with last=1")
+    spans, prev_end = [], None  # per layer (counts, w0, w1); (layer, word after its stream)
+    for li, d in enumerate(descs):
+        if d["rq_start"] + d["n_ch"] > len(images.rq):
+            raise ValueError(f"layer {li}: requant rows {d['rq_start']}..{d['rq_start'] + d['n_ch']} run past the "
+                             f"requant image ({len(images.rq)} rows)")
+        counts = [rl.unpack(images.rq[d["rq_start"] + c])["count"] for c in range(d["n_ch"])]
+        w0, w1 = d["w_start"], d["w_start"] + sum(counts)
+        spans.append((counts, w0, w1))
+        if w1 > n:
+            raise ValueError(f"weight stream: layer {li}: its counts add up to {sum(counts)} entries from word {w0}, "
+                             f"past the end of the stream ({n} words)")
+        if not d["n_ch"]:
+            continue
+        if prev_end is not None and w0 != prev_end[1]:
+            raise ValueError(f"weight stream: layer {prev_end[0]}: its counts end its stream at word {prev_end[1]}, "
+                             f"but layer {li}'s stream starts at word {w0}")
+        prev_end = (li, w1)
+    for li, (d, (counts, w0, w1)) in enumerate(zip(descs, spans)):
+        if w1 == w0:
+            continue
+        code, delta = ent["code"][w0:w1], ent["delta"][w0:w1]
+        step = np.where(code == 0, delta << cfg.pos_bits, delta)
+        chan = np.repeat(np.arange(len(counts)), counts)
+        starts = np.cumsum([0] + counts[:-1])
+        cs = np.concatenate([[0], np.cumsum(step)])
+        pos = cs[1:] - np.repeat(cs[starts], counts)
+        if d["diag"]:
+            pos = pos + (chan << d["diag_log2"])
+        tmask = (1 << d["tap_log2"]) - 1
+        vrow = (d["val_base"] << cfg.code_bits) + code
+        trow = d["tap_base"] + (pos & tmask)
+
+        def where(k, what, chan=chan, w0=w0, li=li, counts=counts):
+            c = int(chan[k])
+            e = k - int(sum(counts[:c]))
+            return ValueError(f"weight stream: layer {li} channel {c} entry {e} (word {w0 + k}): {what}")
+        bad = np.flatnonzero(pos >= d["pos_end"])
+        if bad.size:
+            k = int(bad[0])
+            raise where(k, f"position {int(pos[k])} is past the layer's end ({d['pos_end']})")
+        vok = np.zeros(len(vrow), bool)
+        inside = vrow < len(images.val)
+        vok[inside] = nonempty[vrow[inside]]
+        bad = np.flatnonzero((code != 0) & ~vok)
+        if bad.size:
+            k = int(bad[0])
+            raise where(k, f"code {int(code[k])} names an empty row of value table {d['val_base']}")
+        tvalid = np.zeros(len(trow), bool)
+        inside = trow < len(images.tap)
+        tvalid[inside] = taps["valid"][trow[inside]] != 0
+        bad = np.flatnonzero(~tvalid & (code != 0))  # a filler may pass over rows outside the table
+        if bad.size:
+            k = int(bad[0])
+            raise where(k, f"position {int(pos[k])} lands on tap row {int(trow[k])}, which is not in the layer's table")
+        sl = slice(w0, w1)
+        real = code != 0
+        for f in vl.fields:
+            out[f.name][sl] = np.where(real, vals[f.name][np.where(real, vrow, 0)] if len(images.val) else 0, 0)
+        out["real"][sl] = real
+        ic = pos >> d["tap_log2"]
+        out["dy"][sl], out["dx"][sl] = taps["dy"][trow], taps["dx"][trow]
+        out["off"][sl] = (taps["off"][trow] + (ic << taps["ch_shift"][trow])) & (cfg.act_depth - 1)
+    return out
+
+
 @dataclass
 class LayerTrace:
     index: int
@@ -189,15 +338,15 @@ def run_program(cfg: AcceleratorConfig, images: MemoryImages, act: np.ndarray,
     and write. A layer never reads what it writes (the compiler guarantees it), so the order of
     writes inside a layer does not matter.
     """
-    images.check()
+    images.check()  # (decodes the stream once more; cheap next to the run)
     L = cfg.lanes
     amask = cfg.act_depth - 1
     act = np.array(act, dtype=np.int64).copy()
     if act.shape != (cfg.act_depth,):
         raise ValueError(f"activation memory must have {cfg.act_depth} words, not {act.shape}")
     out = np.zeros(cfg.out_depth, dtype=np.int64)
-    el, rl, dl = entry_layout(cfg), rq_layout(cfg), desc_layout(cfg)
-    ents = el.unpack_array(images.wgt) if images.wgt else {f.name: np.zeros(0, np.int64) for f in el.fields}
+    rl, dl = rq_layout(cfg), desc_layout(cfg)
+    ents = decode_stream(cfg, images)
     acc_lo, acc_hi = cfg.acc_range
     traces = []
     for li, dword in enumerate(images.prog):
@@ -221,6 +370,8 @@ def run_program(cfg: AcceleratorConfig, images: MemoryImages, act: np.ndarray,
             acc = np.full(npix, row["bias"], dtype=np.int64)
             rmax = bool(d["rmax"])
             for e in range(w, w + cnt):
+                if not ents["real"][e]:
+                    continue  # a filler: no term at all (a max keeps its value)
                 iy, ix = oy + ents["dy"][e], ox + ents["dx"][e]
                 valid = (iy >= 0) & (iy < ho) & (ix >= 0) & (ix < wo)
                 a = np.where(valid, act[(ents["off"][e] + p) & amask], 0)

@@ -20,7 +20,8 @@ def random_config(rng: random.Random) -> AcceleratorConfig:
     return AcceleratorConfig(
         lanes=rng.choice([4, 8]), terms=rng.choice([1, 2]), act_bits=rng.choice([4, 6, 8]),
         acc_bits=rng.choice([18, 20, 24]), shift_bits=rng.choice([3, 4]), delta_bits=rng.choice([2, 3]),
-        max_levels=rng.choice([4, 8]), act_depth=256, wgt_depth=256, rq_depth=32, prog_depth=8,
+        code_bits=rng.choice([2, 3]), pos_bits=rng.choice([2, 3]),
+        max_levels=rng.choice([4, 8]), act_depth=256, wgt_depth=256, tap_depth=32, rq_depth=32, prog_depth=8,
         out_depth=16,
     )
 
@@ -35,12 +36,13 @@ def random_program(cfg: AcceleratorConfig, rng: random.Random, n_layers: int | N
                    max_ch: int = 3, max_count: int = 5):
     """Returns (images, act_init)."""
     el, rl, dl = isa.entry_layout(cfg), isa.rq_layout(cfg), isa.desc_layout(cfg)
+    vl, tl = isa.val_layout(cfg), isa.tap_layout(cfg)
     n_layers = n_layers or rng.randint(3, 4)
     modes = [isa.MODE_THRESH, isa.MODE_SHIFT, isa.MODE_RAW] + [rng.choice([0, 1, 2]) for _ in range(n_layers - 3)]
     rng.shuffle(modes)
     amax = (1 << cfg.act_bits) - 1
     dlo, dhi = cfg.delta_range
-    wgt, rq, prog = [], [], []
+    wgt, rq, prog, val, tap = [], [], [], [], []
     prev_out = None  # (base, length) of the previous ACT-writing layer
     for li, mode in enumerate(modes):
         hl, wl = rng.randint(0, 3), rng.randint(0, 3)
@@ -67,37 +69,60 @@ def random_program(cfg: AcceleratorConfig, rng: random.Random, n_layers: int | N
         bias_lim = 1 << max(0, cfg.acc_bits - 3)
         w_start, rq_start = len(wgt), len(rq)
         typical = (amax << min(smax, 3)) * 2
-        for _c in range(n_ch):
+        # the layer's tables: a few tap rows (often near the previous layer's output) and value rows
+        tap_log2 = rng.randint(0, 2)
+        tap_base = -(-len(tap) >> tap_log2) << tap_log2
+        tap += [0] * (tap_base - len(tap))
+        rows = []
+        for _ in range(1 << tap_log2):
+            near = prev_out and rng.random() < 0.6
+            off = (prev_out[0] + rng.randrange(max(1, prev_out[1]))) if near else rng.randrange(cfg.act_depth)
+            rows.append({"dy": rng.randint(dlo, dhi), "dx": rng.randint(dlo, dhi), "off": off % cfg.act_depth,
+                         "ch_shift": rng.randint(0, 3), "valid": 1})
+        tap += [tl.pack(**r) for r in rows]
+        ncodes = rng.randint(1, (1 << cfg.code_bits) - 1)
+        vrows = [0]
+        for _ in range(ncodes):
+            v = {"sign": rng.randint(0, 1)}
+            en = [int(rng.random() < 0.8) for _ in range(cfg.terms)]
+            en[rng.randrange(cfg.terms)] = 1  # a row with no term is not a weight
+            for t in range(cfg.terms):
+                v[f"en{t}"], v[f"s{t}"] = en[t], rng.randint(0, smax)
+            vrows.append(vl.pack(**v))
+        val += [0] * ((li << cfg.code_bits) - len(val)) + vrows + [0] * ((1 << cfg.code_bits) - len(vrows))
+        pos_end = 1
+        diag, diag_log2 = int(rng.random() < 0.3), rng.randint(0, 3)
+        for c in range(n_ch):
             count = rng.choice([0, 1, 1, 2, 3, max_count]) if rng.random() < 0.4 else rng.randint(1, max_count)
+            pos = c << diag_log2 if diag else 0
+            pos_end = max(pos_end, pos + 1)
             for _ in range(count):
                 for _try in range(100):
-                    if prev_out and rng.random() < 0.6:
-                        off = (prev_out[0] + rng.randrange(max(1, prev_out[1]))) % cfg.act_depth
-                    else:
-                        off = rng.randrange(cfg.act_depth)
-                    if mode == isa.MODE_RAW or _disjoint(off, npix, *region, cfg.act_depth):
+                    code = 0 if rng.random() < 0.15 else rng.randint(1, ncodes)
+                    delta = rng.randrange(1 << cfg.pos_bits)
+                    p = pos + (delta << cfg.pos_bits if code == 0 else delta)
+                    r = rows[p & ((1 << tap_log2) - 1)]
+                    off = (r["off"] + ((p >> tap_log2) << r["ch_shift"])) % cfg.act_depth
+                    if code == 0 or mode == isa.MODE_RAW or _disjoint(off, npix, *region, cfg.act_depth):
                         break
-                else:  # crowded memory: take the first free window (one exists: n_ch*npix + npix <= depth)
-                    free = [o for o in range(cfg.act_depth) if _disjoint(o, npix, *region, cfg.act_depth)]
-                    if not free:
-                        raise RuntimeError("could not place an input window")
-                    off = rng.choice(free)
-                f = {"sign": rng.randint(0, 1), "dy": rng.randint(dlo, dhi), "dx": rng.randint(dlo, dhi), "off": off}
-                for t in range(cfg.terms):
-                    f[f"en{t}"] = int(rng.random() < 0.8)
-                    f[f"s{t}"] = rng.randint(0, smax)
-                wgt.append(el.pack(**f))
+                else:  # crowded memory: a filler that stays put
+                    code, delta, p = 0, 0, pos
+                wgt.append(el.pack(code=code, delta=delta))
+                pos = p
+            pos_end = max(pos_end, pos + 1)
             thr = sorted(rng.randint(-typical, typical) for _ in range(cfg.max_levels - 1))
             row = {"count": count, "bias": rng.randint(-bias_lim // 8, bias_lim // 8)}
             row.update({f"thr{j}": t for j, t in enumerate(thr)})
             rq.append(rl.pack(**row))
         d = {"mode": mode, "last": int(li == n_layers - 1), "n_ch": n_ch, "ho_log2": hl, "wo_log2": wl,
              "w_start": w_start, "rq_start": rq_start, "out_base": out_base, "out_phase": phase,
-             "shift": rng.randint(0, 6), "rmax": int(rng.random() < 0.3)}
+             "shift": rng.randint(0, 6), "rmax": int(rng.random() < 0.3),
+             "val_base": li, "tap_base": tap_base, "tap_log2": tap_log2, "pos_end": pos_end + rng.randint(0, 2),
+             "diag": diag, "diag_log2": diag_log2}
         d.update({f"lv{j}": rng.randint(0, amax) for j in range(cfg.max_levels)})
         prog.append(dl.pack(**d))
         if mode != isa.MODE_RAW:
             prev_out = region
-    images = isa.MemoryImages(cfg, wgt, rq, prog)
+    images = isa.MemoryImages(cfg, wgt, rq, prog, val, tap)
     act = np.array([rng.randint(0, amax) for _ in range(cfg.act_depth)], dtype=np.int64)
     return images, act

@@ -1,7 +1,7 @@
 """Verilog generation: apotflow_top.v (ROMs as $readmemh instances), apotflow_rom.v and the hex images.
 
-The ROM contents are not baked into the Verilog: ``apotflow_rom`` loads ``wgt.hex``, ``rq.hex`` and
-``prog.hex`` with ``$readmemh`` at simulation/synthesis start, resolving the relative names against
+The ROM contents are not baked into the Verilog: ``apotflow_rom`` loads ``wgt.hex``, ``rq.hex``,
+``prog.hex``, ``val.hex`` and ``tap.hex`` with ``$readmemh`` at simulation/synthesis start, resolving the relative names against
 the working directory of the simulator or of yosys. Swapping weights = replacing the hex files.
 """
 
@@ -54,25 +54,27 @@ def ports_manifest(cfg: AcceleratorConfig) -> dict:
                       "width": sh.width, "signed": sh.signed, "meaning": _MEANING[name]})
     return {"top": TOP, "ports": ports, "read_latency_cycles": 1, "act_read_latency_cycles": host_act_latency(cfg),
             "rom_files": {k: {"file": v, "width": w, "depth": d} for (k, v), (w, d) in
-                          zip(HEX_FILES.items(), _rom_shapes(cfg))}}
+                          zip(HEX_FILES.items(), rom_shapes(cfg))}}
 
 
-def _rom_shapes(cfg: AcceleratorConfig):
+def rom_shapes(cfg: AcceleratorConfig):
+    """(width, depth) of each ROM, in HEX_FILES order."""
     return [(isa.entry_layout(cfg).width, cfg.wgt_depth), (isa.rq_layout(cfg).width, cfg.rq_depth),
-            (isa.desc_layout(cfg).width, cfg.prog_depth)]
+            (isa.desc_layout(cfg).width, cfg.prog_depth), (isa.val_layout(cfg).width, cfg.val_depth),
+            (isa.tap_layout(cfg).width, cfg.tap_depth)]
 
 
 def write_hex_images(cfg: AcceleratorConfig, images: isa.MemoryImages, out_dir) -> dict[str, Path]:
     out_dir = Path(out_dir)
     paths = {}
-    for (key, fname), (width, depth) in zip(HEX_FILES.items(), _rom_shapes(cfg)):
+    for (key, fname), (width, depth) in zip(HEX_FILES.items(), rom_shapes(cfg)):
         paths[key] = out_dir / fname
         isa.write_hex(paths[key], getattr(images, key), width, depth)
     return paths
 
 
 def generate_verilog(cfg: AcceleratorConfig, images: isa.MemoryImages, out_dir) -> dict:
-    """Write apotflow_top.v, apotflow_rom.v, wgt.hex, rq.hex, prog.hex into out_dir.
+    """Write apotflow_top.v, apotflow_rom.v and the hex images (``HEX_FILES``) into out_dir.
 
     Returns {"top", "verilog": [paths], "hex": {name: path}, "ports": ports_manifest(cfg)["ports"],
     "seconds"}.

@@ -42,6 +42,7 @@ def issue_layout(cfg: AcceleratorConfig) -> data.StructLayout:
         "nvalid": cfg.lane_bits + 1,
         "bias": signed(cfg.acc_bits),
         "ch_base": cfg.addr_bits,
+        "pos0": cfg.pos_width,  # where the channel's stream positions start (isa: desc.diag)
         "rq_row": cfg.rq_addr_bits,
     })
 
@@ -89,6 +90,7 @@ class Sequencer(wiring.Component):
         cur_count = Signal(cfg.count_bits)
         cur_bias = Signal(signed(cfg.acc_bits))
         ch_base = Signal(cfg.addr_bits)
+        pos0 = Signal(cfg.pos_width)  # channel << diag_log2: the channel's first position in a diag layer
         rq_next = Signal(cfg.rq_addr_bits)  # the row RQ port A reads: rq_cur + 3 while running
         # The issue decisions come from registered flags (no carry chain between a register and the
         # control fan-out or the RQ address): each is recomputed when its inputs change.
@@ -174,7 +176,7 @@ class Sequencer(wiring.Component):
                         c1.eq(1), e.eq(0), e2.eq(2), p0.eq(0),
                         null.eq(n1_null), one.eq(n1_one), last_e.eq(n1_one),
                         w_ptr.eq(prog.w_start), ch_w.eq(prog.w_start),
-                        ch_base.eq(prog.out_base),
+                        ch_base.eq(prog.out_base), pos0.eq(0),
                         rq_cur.eq(prog.rq_start),
                         cur_count.eq(n1.count), cur_bias.eq(n1.bias),
                     ]
@@ -193,7 +195,7 @@ class Sequencer(wiring.Component):
                 m.d.comb += [
                     iss.valid.eq(go), iss.first.eq(e == 0), iss.last.eq(last_e), iss.null.eq(null),
                     iss.p0.eq(p0), iss.nvalid.eq(nvalid), iss.bias.eq(cur_bias),
-                    iss.ch_base.eq(ch_base), iss.rq_row.eq(rq_cur),
+                    iss.ch_base.eq(ch_base), iss.rq_row.eq(rq_cur), iss.pos0.eq(Mux(desc.diag, pos0, 0)),
                 ]
                 with m.If(go):
                     with m.If(~last_e):
@@ -215,7 +217,7 @@ class Sequencer(wiring.Component):
                                 cur_count.eq(n1.count), cur_bias.eq(n1.bias),
                                 null.eq(n1_null), one.eq(n1_one), last_e.eq(n1_one),
                                 rq_cur.eq(rq_cur + 1),
-                                ch_base.eq(ch_base + self.npix),
+                                ch_base.eq(ch_base + self.npix), pos0.eq(pos0 + (1 << desc.diag_log2)),
                             ]
                             with m.If(c1 == desc.n_ch):
                                 with m.If(desc.last):

@@ -4,19 +4,24 @@ Pipeline of one entry issued in cycle I (see docs/hardware.md for the diagram). 
 feeds anything but a register or a multiplexer, and no stage has more than one carry chain:
 
   I    issue: WGT address presented (sequencer)
-  I+1  S1: entry word arrives and is registered as it is; first lane's output coordinates from p0
-  I+2  S2: ACT rows R = off_row + p0_row and R + 1 (two adders in parallel) to the banks; padding mask
-  I+3  S3: bank words arrive and are registered as they are (in BankedActMem)
-  I+4  S4: rotation to lanes, padding mask; operands registered
-  I+5  S5: operands (one register per lane, next to it) and controls registered again
-  I+6  S6: lanes: shifted terms (registered)
-  I+7  S7: lanes: product, the terms' sum with the sign (registered)
-  I+8  S8: lanes accumulate (acc register)
-  I+9  S9: if the entry was a group's last, the accumulators move to the writeback buffer
-  I+10 W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
-  I+11 W1: RQ thresholds arrive and are registered; output address computed
-  I+12 W2: requantizer comparators (registered)
-  I+13 W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
+  I+1  S1: stream entry (code, delta) arrives and is registered as it is
+  I+2  S1b: the channel's position += step (registered)
+  I+3  D1: VAL row (code) and TAP row (position's tap) addressed; input channel = pos >> tap_log2
+  I+4  D2: the rows arrive and are registered as they are
+  I+5  D3: off = tap.off + (ic << ch_shift); decoded entry registered; first lane's output
+           coordinates from p0
+  I+6  S2: ACT rows R = off_row + p0_row and R + 1 (two adders in parallel) to the banks; padding mask
+  I+7  S3: bank words arrive and are registered as they are (in BankedActMem)
+  I+8  S4: rotation to lanes, padding mask; operands registered
+  I+9  S5: operands (one register per lane, next to it) and controls registered again
+  I+10 S6: lanes: shifted terms (registered)
+  I+11 S7: lanes: product, the terms' sum with the sign (registered)
+  I+12 S8: lanes accumulate (acc register)
+  I+13 S9: if the entry was a group's last, the accumulators move to the writeback buffer
+  I+14 W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
+  I+15 W1: RQ thresholds arrive and are registered; output address computed
+  I+16 W2: requantizer comparators (registered)
+  I+17 W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
 
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1,
@@ -35,13 +40,14 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .actmem import BankedActMem, read_latency
 from .config import AcceleratorConfig
+from .isa import TAP_LOG2_BITS
 from .lane import LATENCY, lane_ctrl_layout
 from .layouts import reject, rom, struct
 from .mul_lane import LANE_KINDS, make_lane
 from .requant import Requantizer
 from .sequencer import Sequencer, issue_layout, pix_bits
 
-HEX_FILES = {"wgt": "wgt.hex", "rq": "rq.hex", "prog": "prog.hex"}
+HEX_FILES = {"wgt": "wgt.hex", "rq": "rq.hex", "prog": "prog.hex", "val": "val.hex", "tap": "tap.hex"}
 def host_act_latency(cfg: AcceleratorConfig) -> int:
     """Cycles from host_addr to host_rdata on the ACT port (OUT and perf ports: one)."""
     return read_latency(cfg)
@@ -66,7 +72,7 @@ def accelerator_signature(cfg: AcceleratorConfig) -> dict:
 
 class Accelerator(wiring.Component):
     """The whole machine. ``images`` gives the ROM contents for rom_style="memory" (None: zeros);
-    rom_style="readmemh" instantiates ``apotflow_rom`` loading wgt.hex / rq.hex / prog.hex."""
+    rom_style="readmemh" instantiates ``apotflow_rom`` loading wgt.hex / rq.hex / prog.hex / val.hex / tap.hex."""
 
     def __init__(self, cfg: AcceleratorConfig, images: isa.MemoryImages | None = None,
                  rom_style: str = "memory", act_init=None, lane_kind: str = "shift"):
@@ -94,6 +100,7 @@ class Accelerator(wiring.Component):
         L = cfg.lanes
         pb = pix_bits(cfg)
         el, rl, dl = isa.entry_layout(cfg), isa.rq_layout(cfg), isa.desc_layout(cfg)
+        vl, tl, xl = isa.val_layout(cfg), isa.tap_layout(cfg), isa.decoded_layout(cfg)
 
         m.submodules.seq = seq = Sequencer(cfg)
         m.submodules.act = act = BankedActMem(
@@ -106,6 +113,8 @@ class Accelerator(wiring.Component):
         (wgt_port,) = rom(m, "wgt", el.width, cfg.wgt_depth, img and img.wgt, 1, self.rom_style, HEX_FILES["wgt"])
         rq_a, rq_b = rom(m, "rq", rl.width, cfg.rq_depth, img and img.rq, 2, self.rom_style, HEX_FILES["rq"])
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
+        (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
+        (tap_port,) = rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, 1, self.rom_style, HEX_FILES["tap"])
 
         m.submodules.outmem = outmem = Memory(shape=signed(cfg.acc_bits), depth=cfg.out_depth, init=[])
         out_rd, out_wr = outmem.read_port(), outmem.write_port()
@@ -136,16 +145,46 @@ class Accelerator(wiring.Component):
         lb = cfg.lane_bits
         row_bits = cfg.addr_bits - lb
 
-        # S1: the entry word arrives and is registered untouched. From p0 alone (p0 is a multiple of
-        # lanes): the first lane's output coordinates and p0's ACT row + 1.
+        # S1: the stream entry arrives and is registered as it is (S1b: nothing behind the ROM's slow
+        # output). S1b: the position of its output channel's walk (restarted at a group's first entry, from
+        # 0 or, in a diag layer, channel << diag_log2) is updated and registered with the code (D1).
         s1 = Signal(issue_layout(cfg))
         m.d.sync += s1.eq(seq.issue)
-        s2 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el), "oy0": pb, "ox0": pb,
+        s1b = Signal(data.StructLayout({"iss": issue_layout(cfg), "word": struct(el)}))
+        m.d.sync += [s1b.iss.eq(s1), s1b.word.eq(wgt_port[1])]
+        word = s1b.word
+        pos = Signal(cfg.pos_width)
+        step = Mux(word.code == 0, word.delta << cfg.pos_bits, word.delta)
+        with m.If(s1b.iss.valid):
+            m.d.sync += pos.eq(Mux(s1b.iss.first, s1b.iss.pos0, pos) + step)
+        d1 = Signal(data.StructLayout({"iss": issue_layout(cfg), "code": cfg.code_bits}))
+        m.d.sync += [d1.iss.eq(s1b.iss), d1.code.eq(word.code)]
+        # D1: the layer's value table (row code) and tap table (row pos mod 2**tap_log2; the table is
+        # aligned, so an OR) are addressed; the input channel pos >> tap_log2 is registered (D2).
+        tmask = Signal(1 << TAP_LOG2_BITS)
+        m.d.sync += tmask.eq((1 << desc.tap_log2) - 1)
+        m.d.comb += [val_port[0].eq(Cat(d1.code, desc.val_base)), tap_port[0].eq(desc.tap_base | (pos & tmask))]
+        dl2 = data.StructLayout({"iss": issue_layout(cfg), "real": 1, "ic": cfg.addr_bits})
+        d2 = Signal(dl2)
+        m.d.sync += [d2.iss.eq(d1.iss), d2.real.eq(d1.code != 0), d2.ic.eq(pos >> desc.tap_log2)]
+        # D2: the rows arrive and are registered as they are (D3).
+        d3 = Signal(data.StructLayout({"d": dl2, "v": struct(vl), "t": struct(tl)}))
+        m.d.sync += [d3.d.eq(d2), d3.v.eq(val_port[1]), d3.t.eq(tap_port[1])]
+        # D3: off = tap.off + (ic << tap.ch_shift); a filler's terms are disabled. The decoded entry is
+        # registered (S2), with, from p0 alone (p0 is a multiple of lanes), the first lane's output
+        # coordinates and p0's ACT row + 1.
+        vrow, trow, d3i = d3.v, d3.t, d3.d.iss
+        s2 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl), "oy0": pb, "ox0": pb,
                                        "p0_row1": row_bits}))
         m.d.sync += [
-            s2.iss.eq(s1), s2.ent.eq(wgt_port[1]),
-            s2.oy0.eq(s1.p0 >> wl), s2.ox0.eq(s1.p0 & wmask), s2.p0_row1.eq((s1.p0 >> lb) + 1),
+            s2.iss.eq(d3i), s2.ent.sign.eq(vrow.sign), s2.ent.real.eq(d3.d.real),
+            s2.ent.dy.eq(trow.dy), s2.ent.dx.eq(trow.dx),
+            s2.ent.off.eq(trow.off + (d3.d.ic << trow.ch_shift)[:cfg.addr_bits]),
+            s2.oy0.eq(d3i.p0 >> wl), s2.ox0.eq(d3i.p0 & wmask), s2.p0_row1.eq((d3i.p0 >> lb) + 1),
         ]
+        for t in range(cfg.terms):
+            m.d.sync += [getattr(s2.ent, f"en{t}").eq(getattr(vrow, f"en{t}") & d3.d.real),
+                         getattr(s2.ent, f"s{t}").eq(getattr(vrow, f"s{t}"))]
 
         # S2: address the banks: base = off + p0 has rot = off mod lanes (p0 is a multiple of lanes)
         # and row R = off_row + p0_row; banks b < rot read R + 1. Padding mask per lane.
@@ -162,7 +201,7 @@ class Accelerator(wiring.Component):
         xoff = [Signal(lw, name=f"xoff{l}") for l in range(L)]
         for l in range(L):
             m.d.sync += [yoff[l].eq(Mux(wide_row, 0, l >> wl)), xoff[l].eq(Mux(wide_row, l, l & wmask))]
-        s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el),
+        s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl),
                                        "ty": signed(pb + 2), "tx": signed(pb + 2)}))
         m.d.sync += [s3.iss.eq(s2.iss), s3.ent.eq(s2.ent), s3.ty.eq(s2.oy0 + ent.dy), s3.tx.eq(s2.ox0 + ent.dx)]
 
@@ -173,7 +212,7 @@ class Accelerator(wiring.Component):
             iy, ix = Signal(signed(dim), name=f"iy{l}"), Signal(signed(dim), name=f"ix{l}")
             m.d.comb += [iy.eq(s3.ty + yoff[l]), ix.eq(s3.tx + xoff[l])]
             m.d.comb += mask[l].eq(((iy.as_unsigned() & ~ylo) == 0) & ((ix.as_unsigned() & ~xlo) == 0))
-        s3b_layout = data.StructLayout({"iss": issue_layout(cfg), "ent": struct(el), "mask": L})
+        s3b_layout = data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl), "mask": L})
         s3b = Signal(s3b_layout)
         m.d.sync += [s3b.iss.eq(s3.iss), s3b.ent.eq(s3.ent), s3b.mask.eq(Mux(s3.iss.null, 0, mask))]
         s4in, s3c_valid = s3b, 0
@@ -189,7 +228,7 @@ class Accelerator(wiring.Component):
                                        "tail": tail}))
         m.d.sync += [
             s4.ctrl.valid.eq(s4in.iss.valid), s4.ctrl.first.eq(s4in.iss.first), s4.ctrl.sign.eq(s4in.ent.sign),
-            s4.ctrl.bias.eq(s4in.iss.bias), s4.ctrl.rmax.eq(desc.rmax),
+            s4.ctrl.bias.eq(s4in.iss.bias), s4.ctrl.rmax.eq(desc.rmax & s4in.ent.real & ~s4in.iss.null),
             s4.tail.last.eq(s4in.iss.valid & s4in.iss.last), s4.tail.p0.eq(s4in.iss.p0),
             s4.tail.nvalid.eq(s4in.iss.nvalid), s4.tail.ch_base.eq(s4in.iss.ch_base), s4.tail.rq_row.eq(s4in.iss.rq_row),
         ]
@@ -267,13 +306,16 @@ class Accelerator(wiring.Component):
         in_lanes = 0
         for t in tails:
             in_lanes = in_lanes | t.last
-        m.d.comb += seq.front_busy.eq(s1.valid | s2.iss.valid | s3.iss.valid | s3c_valid | s3b.iss.valid
+        m.d.comb += seq.front_busy.eq(s1.valid | s1b.iss.valid | d1.iss.valid | d2.iss.valid | d3.d.iss.valid
+                                      | s2.iss.valid | s3.iss.valid | s3c_valid | s3b.iss.valid
                                       | s4.ctrl.valid | in_lanes
                                       | wb_pending | w1.valid | w2.valid)
         m.d.comb += seq.pipe_busy.eq(seq.front_busy | w3.valid)
 
-        # ACT: pipeline or host (the host reads lane 0 only: row1 is not needed; latency 2).
-        with m.If(seq.busy):
+        # ACT: pipeline or host (the host reads lane 0 only: row1 is not needed; latency 2). The host has
+        # the read port from the done cycle on (the pipeline is empty by then), so a read presented with
+        # done is served; it writes only while busy is low.
+        with m.If(seq.busy & ~seq.done):
             m.d.comb += [
                 act.rd_row.eq(rd_row), act.rd_row1.eq(rd_row1), act.rd_rot.eq(ent.off[:lb]),
                 act.wr_addr.eq(w3.addr), act.wr_data.eq(rqu.value), act.wr_en.eq(w3.valid & ~raw),
@@ -282,7 +324,8 @@ class Accelerator(wiring.Component):
             m.d.comb += [
                 act.rd_row.eq(self.host_addr >> lb), act.rd_row1.eq(self.host_addr >> lb),
                 act.rd_rot.eq(self.host_addr[:lb]),
-                act.wr_addr.eq(self.host_addr), act.wr_data.eq(self.host_wdata), act.wr_en.eq(self.host_we),
+                act.wr_addr.eq(self.host_addr), act.wr_data.eq(self.host_wdata),
+                act.wr_en.eq(self.host_we & ~seq.busy),
             ]
         m.d.comb += self.host_rdata.eq(act.rd_data[0])
         return m

@@ -95,16 +95,17 @@ def _load_model(path):
     return export.load(path)
 
 
-def _program(args, net):
-    """The one compile of a command: memories fitted to the network unless --no-fit."""
+def _program(args, net, reuse: bool = False):
+    """The one compile of a command: memories fitted to the network unless --no-fit. ``reuse``: a
+    deployment build (synth), tensors share ACT words by liveness."""
     from apotflow.hw.compile import compile_net
     from apotflow.hw.fit import fit
     from apotflow.sw.progress import heartbeat
 
     with heartbeat(_progress, f"compiling {net.meta.get('model', 'the model')} for {args.cfg.lanes} lanes"):
         if getattr(args, "no_fit", False):
-            return compile_net(net, args.cfg)
-        return fit(net, args.cfg, keep=set(_given_config(args)))
+            return compile_net(net, args.cfg, reuse=reuse)
+        return fit(net, args.cfg, keep=set(_given_config(args)), reuse=reuse)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -337,7 +338,7 @@ def check_synth(args) -> None:
 def cmd_synth(args) -> int:
     from apotflow.sim.flow import synth_model
 
-    prog = _program(args, args.net) if args.net is not None else None
+    prog = _program(args, args.net, reuse=True) if args.net is not None else None  # ACT sized to live tensors
     res = synth_model(prog.config if prog else args.cfg, Path(args.out), args.target, log=_progress, program=prog,
                       meta=args.net.meta if args.net is not None else None, lane_kind=args.lane_kind,
                       pnr=not args.no_pnr, freq_mhz=args.freq, nodsp=args.nodsp, design=args.design,

