@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from apotflow.hw import cycles, isa
-from apotflow.hw.compile import compile_net, weight_entries
+from apotflow.hw.compile import compile_net
 from apotflow.hw.config import AcceleratorConfig
 from apotflow.hw.cycles import total_cycles
 from apotflow.hw.fit import fitted_config
@@ -106,22 +106,29 @@ def test_hang_names_the_running_layer(setup):
 
 def _power_of_two_entries(net, cfg):
     """Zero weights of the later layers until the program has exactly a power-of-two number of
-    weight entries (the fitted depth: the weight pointer wraps to entry 0 after the last one)."""
-    n = len(compile_net(net, fitted_config(net, cfg)).images.wgt)
+    weight entries (the fitted depth: the weight pointer wraps to entry 0 after the last one). The
+    stream's entry count (fillers, value tables) is recounted by compiling after each zeroed weight."""
+    fitted = fitted_config(net, cfg)  # depths that hold the net; zeroing weights only shrinks it
+
+    def entries() -> int:
+        return len(compile_net(net, fitted).images.wgt)
+
+    n = entries()
     target = 1 << (n.bit_length() - 1)
     for op in reversed(net.ops[1:]):
         for s in op.sources:
             if s.encoding != "levels":
                 continue
-            w = s.weight
             for idx in zip(*np.nonzero(s.codes)):
-                drop = len(weight_entries(int(w[idx]), cfg.terms, cfg.max_shift))
-                drop -= np.count_nonzero(s.codes[idx[0]]) == 1  # a channel's last weight leaves an empty entry
-                if drop and n - drop >= target:
-                    s.codes[idx] = 0
-                    n -= drop
-                    if n == target:
-                        return net
+                old = s.codes[idx]
+                s.codes[idx] = 0
+                m = entries()
+                if m < target:
+                    s.codes[idx] = old
+                    continue
+                n = m
+                if n == target:
+                    return net
     raise AssertionError(f"could not reach {target} entries")
 
 

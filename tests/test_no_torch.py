@@ -46,7 +46,13 @@ def test_command_without_torch(argv, blocked, tmp_path):
     r = _run(argv, blocked)
     assert r.returncode == 0, r.stderr[-2000:]
     if argv[0] == "cycles":
-        assert json.loads(r.stdout)["cycles_model"] == 13024  # the digits demo model at 16 lanes
+        from apotflow.hw.config import AcceleratorConfig
+        from apotflow.hw.cycles import total_cycles
+        from apotflow.hw.fit import fit
+        from apotflow.sw import export
+
+        prog = fit(export.load(DIGITS), AcceleratorConfig(lanes=16))  # the CLI's default: 16 lanes, fitted
+        assert json.loads(r.stdout)["cycles_model"] == total_cycles(prog.config, prog.images)
     if argv[0] == "rtl":
         assert (tmp_path / "rtl" / "apotflow_top.v").is_file() and (tmp_path / "rtl" / "manifest.json").is_file()
     if argv[0] == "report":

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from apotflow.hw.config import AcceleratorConfig
+from apotflow.hw.cycles import total_cycles
 from apotflow.hw.fit import fit
 from apotflow.sim.report import build_report, render_markdown, write_report
 from apotflow.sim.report_html import render_html
@@ -44,14 +45,14 @@ def test_report_without_cosim_or_synthesis(digits, tmp_path):
     r = build_report(net, prog, model_path=DIGITS)
     assert set(r) == KEYS
     assert r["bitexact"]["status"] == "not run" and r["targets"] == {}
-    assert r["cycles"]["measured"] is None and r["cycles"]["model"] == 13024
+    assert r["cycles"]["measured"] is None and r["cycles"]["model"] == total_cycles(prog.config, prog.images)
     assert [row["layer"] for row in r["layers"]] == [li.op for li in prog.layers]
     assert r["size"]["bits"] == 23008 and "BOPs" in r["size"]["rules"]
     paths = write_report(r, tmp_path)
     assert json.loads(paths["json"].read_text()) == json.loads(json.dumps(r))
     page = paths["html"].read_text()
     assert "Not run" in page and page.count("data:image/png;base64,") == 1  # the cycles plot only
-    assert "| **total** | | **-** | **13024** |" in paths["md"].read_text()
+    assert f"| **total** | | **-** | **{total_cycles(prog.config, prog.images)}** |" in paths["md"].read_text()
 
 
 def test_committed_demo_report_renders_every_part():
