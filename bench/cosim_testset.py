@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(ROOT / "bench/models/resnet20-ppq-jpeg.apot"))
-    p.add_argument("--data", default="/work/main/data/cifar10-jpeg.tar.xz", help="CIFAR-10 (JPEG .tar.xz)")
+    p.add_argument("--data", default=str(ROOT / "data/cifar10-jpeg.tar.xz"), help="CIFAR-10 (JPEG .tar.xz)")
     p.add_argument("--lanes", type=int, default=64)
     p.add_argument("--images", default="50", help="a count, or 'all' (the 10,000 test images)")
     p.add_argument("--start", type=int, default=0, help="first test image (runs in ranges)")
