@@ -16,8 +16,6 @@ between the two steps.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import resource
 import shutil
 import time
@@ -34,6 +32,7 @@ from apotflow.hw.config import AcceleratorConfig
 from apotflow.sw.intnet import IntNet
 
 from . import runner
+from .flow import write_json
 
 TOP = "apotflow_top"
 BENCH_TOP = "apotflow_cosim"
@@ -434,9 +433,8 @@ def execute(setup: CosimSetup, *, waves: bool = False, waves_on_mismatch: bool =
             summary["waveform"] = str(waveform(setup, first["image"], log=log))
         except (runner.BuildError, runner.SimulationError) as e:
             summary["waveform_error"] = str(e).splitlines()[0]
-    tmp = setup.out_dir / ".cosim.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, setup.out_dir / "cosim.json")
+    summary["config"] = prog.config.to_dict()  # what `apotflow report --cosim` compiles for
+    write_json(setup.out_dir / "cosim.json", summary)
     return summary
 
 

@@ -33,7 +33,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _write_json(path: Path, data) -> None:
+def write_json(path: Path, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=1, default=_jsonable))
 
 
@@ -101,7 +101,7 @@ def write_rtl(net: IntNet, prog: Program, out_dir: Path, log=print) -> dict:
         "notes": "$readmemh files (wgt.hex, rq.hex, prog.hex, val.hex, tap.hex) are opened relative to the simulator's or "
                  "synthesis tool's working directory.",
     }
-    _write_json(out_dir / "manifest.json", manifest)
+    write_json(out_dir / "manifest.json", manifest)
     log(f"wrote {out_dir} ({len(manifest['files'])} files) in {manifest['seconds']:.1f} s")
     return manifest
 
@@ -148,8 +148,6 @@ def cosim_model(net: IntNet, prog: Program, out_dir: Path, n_images: int = 16, s
         setup = prepare(net, prog.config, x, Path(out_dir), waves=waves, log=log, program=prog)
     with heartbeat(log, f"co-simulating {len(x)} image(s)"):
         summary = execute(setup, waves=waves, jobs=jobs, shard_images=shard_images, log=log)
-    summary["config"] = prog.config.to_dict()  # what `apotflow report --cosim` compiles for
-    _write_json(setup.out_dir / "cosim.json", summary)
     log(f"co-simulation: {summary['bitexact_images']}/{summary['images']} images bit-exact, "
         f"{summary['cycles_total']} cycles/image ({summary['cycles_ratio']:.3f}x the ideal bound), "
         f"{summary['cycle_mismatches']} image(s) with cycles other than the cycle model's")
@@ -208,8 +206,8 @@ def synth_model(cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *
                     manifest_extra={"command": command, "git_revision": git_revision(), "versions": versions(),
                                     "model_meta": meta},
                     log=log)
-    _write_json(out_dir / "synth.json", res)
+    write_json(out_dir / "synth.json", res)
     work = out_dir / f"synth-{target}"
     if work.is_dir():
-        _write_json(work / "synth.json", res)
+        write_json(work / "synth.json", res)
     return res

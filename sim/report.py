@@ -14,7 +14,7 @@ from pathlib import Path
 from apotflow.hw.compile import Program
 from apotflow.sw.intnet import IntNet, size_and_bops
 
-from .flow import _write_json, git_revision, versions, write_text_atomic
+from .flow import git_revision, versions, write_json, write_text_atomic
 
 REPORT_VERSION = 1
 CYCLE_RULES = ("measured: Verilator cycles of one image from start to done (the host's loading of the input and "
@@ -191,7 +191,7 @@ def write_report(report: dict, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
     html = render_html(report)  # first: a plotting failure leaves no half-set of files
-    _write_json(paths["json"], report)
+    write_json(paths["json"], report)
     write_text_atomic(paths["md"], render_markdown(report))
     write_text_atomic(paths["html"], html)
     return paths

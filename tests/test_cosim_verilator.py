@@ -3,6 +3,7 @@ wrong values, wrong cycle counts (total and per layer) and a hang are each caugh
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,8 @@ def test_rtl_equals_golden_in_every_layer(setup):
     assert sum(pl["cycles"] for pl in s["per_layer"]) == s["cycles_total"]
     assert all(pl["cycles"] == pl["cycles_rtl_counter"] == pl["cycles_model"] for pl in s["per_layer"])
     assert s["cycles_total"] <= 1.5 * s["cycles_ideal"]
+    # cosim.json, written once by execute, carries the config that `apotflow report --cosim` compiles for
+    assert json.loads((setup.out_dir / "cosim.json").read_text())["config"] == setup.program.config.to_dict()
 
 
 def test_flipped_weight_bit_is_caught_and_named(setup):
