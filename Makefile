@@ -25,7 +25,7 @@ help:
 	@echo "make test      fast tests (CI)"
 	@echo "make test-all  every test, slow/verilator/yosys included"
 	@echo "make lint      ruff"
-	@echo "make results   regenerate docs/results.{json,md} from the run JSONs (bench/results_table.py)"
+	@echo "make results   regenerate configs/ recipes and docs/results.{json,md} from the run JSONs"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,8 +51,9 @@ lint: $(STAMP)
 RESULTS_ARGS := docs/cifar-runs/*.json --variants docs/cifar-runs/variants/*.json \
                 --recheck bench/results/recheck-*.json
 
-results:
-	$(PYTHON) bench/results_table.py $(RESULTS_ARGS)
+results: $(STAMP)
+	$(BIN)/python bench/recipes.py
+	$(BIN)/python bench/results_table.py $(RESULTS_ARGS)
 
 clean:
 	rm -rf runs build .pytest_cache

@@ -5,7 +5,7 @@
 
 Never typed by hand: every number comes from a run file; rows of the paper's table that have no run
 say "not run", or, where bench/results/gpu-logs/<run>.log shows a started run, where it stopped. The
-paper's numbers (DESIGN §4) are on PNG CIFAR-10; ours are on the JPEG copy.
+paper's numbers (its Table of CIFAR-10 results) are on PNG CIFAR-10; ours are on the JPEG copy.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 LOGS = Path("bench/results/gpu-logs")
-RECIPES = Path("configs")  # configs/<run>.toml: the recipe file of a run (`apotflow train --config FILE`)
+RECIPES = Path("configs")  # configs/[variants/]<run>.toml: a run's recipe file (bench/recipes.py writes them)
 
 PAPER = {  # model: (baseline, PPQ, SPQ, size reduction, BOPs reduction), CIFAR-10 PNG, W4/A4, 30%
     "resnet20": (92.61, 91.84, 90.47, 15.78, 115.85), "resnet32": (93.08, 92.96, 91.59, 15.84, 118.18),
@@ -59,8 +59,11 @@ def float_acc(run: dict) -> float | None:
 def recipe(command: str | None) -> str | None:
     """configs/<run>.toml where the run (named by its command's --out folder) has a recipe file."""
     m = re.search(r"--out (\S+)", command or "")
-    f = RECIPES / f"{Path(m.group(1)).name}.toml" if m else None
-    return str(f) if f is not None and f.is_file() else None
+    for f in (RECIPES / f"{Path(m.group(1)).name}.toml", RECIPES / "variants" / f"{Path(m.group(1)).name}.toml") \
+            if m else ():
+        if f.is_file():
+            return str(f)
+    return None
 
 
 def row(run: dict, path) -> dict:

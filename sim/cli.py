@@ -258,7 +258,7 @@ def apply_recipe_file(parser: argparse.ArgumentParser, args, argv: list[str] | N
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"--config {path}: not a TOML file ({e})") from None
     actions = {a.dest: a for a in parser.train_parser._actions if a.dest not in ("help", "config", "check", "func")}
-    defaults = {}
+    defaults, flags = {}, []
     for key, v in values.items():
         dest = key.replace("-", "_")
         a = actions.get(dest)
@@ -273,10 +273,13 @@ def apply_recipe_file(parser: argparse.ArgumentParser, args, argv: list[str] | N
         if a.choices is not None and v not in a.choices:
             raise UserError(f"--config {path}: {key} = {v!r} is not one of {', '.join(map(str, a.choices))}")
         defaults[dest] = float(v) if want is float else v
+        flags += [f"--{key}"] if flag else [f"--{key}", str(v)] if v is not False else []
     parser.train_parser.set_defaults(**defaults)
     new = parser.parse_args(argv)
     new.recipe_file = str(path)
+    new.recipe_flags = flags
     return new
+
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -171,6 +172,21 @@ def check_train(args) -> None:
                   "CPU, about a hundred times slower (fine for --train-subset smoke runs)")
 
 
+def command_line(args, argv: list[str]) -> str:
+    """The command as a user could type it again: with --config FILE replaced by the file's options (the
+    command line's own options after them, so they still win). ``argv`` is sys.argv[1:]."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--config":
+            skip = True
+        elif not a.startswith("--config="):
+            out.append(a)
+    if getattr(args, "recipe_flags", None) is not None:
+        out[1:1] = args.recipe_flags
+    return " ".join(["apotflow", *(shlex.quote(a) for a in out)])
+
 def cmd_train(args) -> int:
     if args.model == "digits":
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -183,7 +199,7 @@ def cmd_train(args) -> int:
     from apotflow.sw.cifar_run import run
 
     res = run(args.model, args.data, args.out, args.fast, dataset=args.dataset, cache=args.cache,
-              command="apotflow " + " ".join(sys.argv[1:]), log=_progress, progress=_Bar(args.fast),
+              command=command_line(args, sys.argv[1:]), log=_progress, progress=_Bar(args.fast),
               teacher=args.teacher, float_init=args.float_init)
     if res is None:  # torchrun: a rank other than 0 (rank 0 writes and prints the result)
         return 0

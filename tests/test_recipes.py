@@ -29,7 +29,7 @@ def _args(argv):
     args = parser.parse_args(argv)
     if args.config:
         args = apply_recipe_file(parser, args, argv)
-    return {k: v for k, v in vars(args).items() if k not in ("config", "recipe_file", "check", "func")}
+    return {k: v for k, v in vars(args).items() if k not in ("config", "recipe_file", "recipe_flags", "check", "func")}
 
 
 def test_there_is_a_recipe_per_main_row():
@@ -61,3 +61,29 @@ def test_bad_recipe_file(tmp_path, capsys, text, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("apotflow: error: --config") and message in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_recipes_are_written_from_the_run_jsons():
+    """configs/ and configs/variants/ are what bench/recipes.py writes from docs/cifar-runs (one definition:
+    the command recorded in each run JSON)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "recipes.py"), "--check"], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("**/*.toml")),
+                         ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_recorded_command_replays_the_recipe(recipe):
+    """A run started with --config records the command with the file's options written out: typed again, it
+    gives the same options (and the command line's own options still win)."""
+    from apotflow.sim.commands import command_line
+
+    argv = ["train", "--config", str(recipe), "--seed", "7"]
+    parser = build_parser()
+    args = apply_recipe_file(parser, parser.parse_args(argv), argv)
+    line = command_line(args, argv)
+    assert "--config" not in line and line.endswith("--seed 7")
+    assert _args(shlex.split(line)[1:]) == _args(argv)
