@@ -41,7 +41,7 @@ from .commands import (
 
 # A package missing from this install -> the pyproject.toml extra that brings it.
 EXTRAS = {"torch": "sw", "sklearn": "sw", "PIL": "sw", "amaranth": "hw", "cocotb": "sim", "cocotb_tools": "sim",
-          "matplotlib": "sim"}
+          "matplotlib": "sim", "onnx": "sw"}
 
 # The exceptions a user can cause, by the module that defines them. A class can only have been raised
 # if its module was imported, so the check looks in sys.modules and imports nothing (no torch for `rtl`).
