@@ -15,6 +15,56 @@ from .report import build_report, write_report
 STEPS = 5
 
 
+def lane_candidates(lanes: int) -> list[int]:
+    """The lane counts the demo tries on a target, largest first: ``lanes`` (the co-simulated one), then
+    every power of two below it down to 2."""
+    out = [lanes]
+    while out[-1] > 2:
+        out.append(1 << ((out[-1] - 1).bit_length() - 1))
+    return out
+
+
+def synth_fitting(net, prog, out: Path, target: str, log=print, pnr: bool = False) -> dict:
+    """Synthesise for ``target`` the largest configuration that fits it: the co-simulated one (``prog``) if
+    it does, else the largest smaller lane count (compiled for it) that the estimator says fits and
+    Yosys confirms. With none, the synthesis is skipped and the result's ``over`` names, for the
+    smallest configuration tried, each resource it needs more of and by how much. The result's
+    ``choice`` (one line) says which configuration it is and why; the report shows it."""
+    from apotflow.hw.config import AcceleratorConfig
+    from apotflow.hw.cycles import layer_cycles
+    from apotflow.hw.fit import fit
+    from apotflow.hw.flows import devices
+    from apotflow.hw.flows.build import design_estimate
+
+    tried = []  # (lanes, "the estimate" | "Yosys", over, estimate)
+    for lanes in lane_candidates(prog.config.lanes):
+        p = prog if lanes == prog.config.lanes else fit(net, AcceleratorConfig(lanes=lanes))
+        est = design_estimate(p.config, target, p.images)
+        over = devices.fit(est, target)["over"]
+        if over:
+            tried.append((lanes, "the estimate", over, est))
+            log(f"[{target}] {lanes} lanes: the estimate {devices.fit_message({'fits': False, 'over': over}, target)}")
+            continue
+        res = flow.synth_model(p.config, out, target, log=log, program=p, meta=net.meta, pnr=pnr)
+        if res.get("fits") is False:
+            tried.append((lanes, "Yosys", res.get("over") or {}, est))
+            continue
+        if lanes == prog.config.lanes:
+            res["choice"] = f"{lanes} lanes: the co-simulated configuration"
+        else:
+            first = tried[0]
+            res["choice"] = (f"{lanes} lanes, the largest that fits (the co-simulated {first[0]} lanes do not, by "
+                             f"{first[1]}: {devices.fit_message({'fits': False, 'over': first[2]}, target)})")
+        res.setdefault("cycles_per_image", int(sum(layer_cycles(p.config, p.images))))
+        return res
+    lanes, by, over, est = tried[-1]
+    sizes = ", ".join(str(t[0]) for t in tried)
+    log(f"[{target}] none of {sizes} lanes fits: synthesis skipped")
+    return {"target": target, "fits": False, "over": over, "skipped": True, "config": {"lanes": lanes}, "estimate": est,
+            "choice": f"none fits ({sizes} lanes tried); at {lanes} lanes {by} "
+                      f"{devices.fit_message({'fits': False, 'over': over}, target)}", "notes": []}
+
+
 def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("ice40-up5k", "ecp5-25k"),
          log=print, reuse: bool = False, pnr: bool = False, command: str = "make demo") -> dict:
     """Train (or reuse), export, compile once, RTL, co-simulation, synthesis (with ``pnr``: placed and routed
@@ -58,8 +108,7 @@ def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("i
     synth = {}
     for target in [t for t in targets if t]:
         t = time.perf_counter()
-        synth[target] = flow.synth_model(prog.config, out, target, log=log, program=prog,
-                                         meta=net.meta, pnr=pnr)
+        synth[target] = synth_fitting(net, prog, out, target, log=log, pnr=pnr)
         steps[f"synth_{target}"] = time.perf_counter() - t
 
     log(f"[5/{STEPS}] writing the report ...")

@@ -62,6 +62,7 @@ def _target(res: dict, cycles: int) -> dict:
     from apotflow.hw.flows import devices
 
     fmax = res.get("fmax_mhz")
+    cycles = res.get("cycles_per_image") or cycles  # a target built with another configuration: its own
     dev = devices.device(res["target"]) if res["target"] in devices.DEVICES else {}
     return {
         "device": dev.get("name"),
@@ -74,8 +75,10 @@ def _target(res: dict, cycles: int) -> dict:
         "latency_us": cycles / fmax if fmax else None,
         "images_per_s": fmax * 1e6 / cycles if fmax else None,
         "bitstream": res.get("bitstream"), "lane_kind": res.get("lane_kind", "shift"),
-        "lanes": (res.get("config") or {}).get("lanes"), "notes": res.get("notes") or [],
+        "lanes": (res.get("config") or {}).get("lanes"),
+        "notes": ([f"configuration: {res['choice']}"] if res.get("choice") else []) + (res.get("notes") or []),
         "synth_command": res.get("synth_command"),
+        "choice": res.get("choice"), "skipped": bool(res.get("skipped")),
     }
 
 
@@ -163,18 +166,19 @@ def render_markdown(r: dict) -> str:
     if not r["targets"]:
         lines.append("No synthesis (`apotflow synth --model M --target T --out DIR`, then `--synth DIR`).")
     else:
-        lines += ["| target | LUT (est.) | FF (est.) | BRAM (est.) | DSP | fits | Fmax MHz | latency µs | images/s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| target | lanes | LUT (est.) | FF (est.) | BRAM (est.) | DSP | fits | Fmax MHz | latency µs | images/s |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for t, x in r["targets"].items():
             sy, es = x["synthesis"], x["estimate"] or {}
             fits = "yes" if x["fits"] else "no" + (": " + ", ".join(
                 f"{k} {v['need']} of {v['have']}" for k, v in (x["over"] or {}).items() if isinstance(v, dict))
                 if x["over"] else "")
-            lines.append(f"| {t} | {sy['lut']} ({es.get('lut', '-')}) | {sy['ff']} ({es.get('ff', '-')}) | "
+            lines.append(f"| {t} | {_f(x['lanes'], 'd')} | {_f(sy['lut'], 'd')} ({es.get('lut', '-')}) | {sy['ff']} ({es.get('ff', '-')}) | "
                          f"{sy['bram']} ({es.get('bram', '-')}) | {sy['dsp']} | {fits} | {_f(x['fmax_mhz'], '.1f')} | "
                          f"{_f(x['latency_us'], '.1f')} | {_f(x['images_per_s'], ',.0f')} |")
         lines += ["", "Synthesis counts from Yosys; (est.) hw/estimate.py's analytical estimate of the same design. "
                   + r["timing_rules"] + "."]
+        lines += [""] + [f"- {t}: {n}" for t, x in r["targets"].items() for n in x["notes"]]
     if r["seconds"]:
         lines += ["", "## Timings (s)", ""] + [f"- {k}: {v:.1f}" for k, v in r["seconds"].items()]
     lines += ["", "## Configuration", "", "`" + ", ".join(f"{k}={v}" for k, v in r["config"].items()) + "`", ""]

