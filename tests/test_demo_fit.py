@@ -37,9 +37,9 @@ def test_a_target_nothing_fits_is_skipped_and_says_why(tmp_path):
 
 @pytest.mark.yosys
 def test_a_smaller_configuration_is_synthesised_when_the_cosimulated_one_does_not_fit(tmp_path, monkeypatch):
-    """A part with 5,000 LUTs (the ECP5-25k's other resources): 16 lanes do not fit by the estimate, 8 do,
+    """A part with 3,500 LUTs (the ECP5-25k's other resources): 16 lanes do not fit by the estimate, 8 do,
     and Yosys confirms; the result is that configuration's, with its own cycles."""
-    monkeypatch.setitem(devices.DEVICES, "ecp5-25k", {**devices.DEVICES["ecp5-25k"], "lut": 5000})
+    monkeypatch.setitem(devices.DEVICES, "ecp5-25k", {**devices.DEVICES["ecp5-25k"], "lut": 3500})
     net = export.load(DIGITS)
     prog = fit(net, AcceleratorConfig(lanes=16))
     res = synth_fitting(net, prog, tmp_path, "ecp5-25k", log=lambda m: None)
