@@ -1,5 +1,6 @@
 """One digits training run end to end (the CPU counterpart of sw/cifar_run.py): train -> export ->
-golden integer accuracy -> ``<out>/train.json``."""
+golden integer accuracy -> model.pt, model.apot and train.json in ``<out>``, published as one set
+(sw/atomic.publish: a killed run never leaves a new model.pt beside an old model.apot or train.json)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .cifar_run import _write_json
 from .convert import lower_model
 from .intnet import IntNet, size_and_bops
 
@@ -38,27 +38,30 @@ def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print, **r
     """Train the digits net (``recipe``: sw.recipe.Recipe fields overriding the digits defaults), write
     model.pt, model.apot and train.json into out_dir; return train.json's dict."""
     from . import export
-    from .checkpoint import save_checkpoint
+    from .atomic import digests, json_text, publish, remove_stale
+    from .checkpoint import checkpoint_bytes
     from .train import train_digits
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale(out_dir)  # what a killed run left half-written
     t0 = time.perf_counter()
 
     def progress(rec: dict) -> None:
         log("train " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
 
     model, info = train_digits(seed=seed, method=method, progress=progress, **recipe)
-    save_checkpoint(model, out_dir / "model.pt", {"method": method, "seed": seed, "train": info.get("config")})
+    files = {"model.pt": checkpoint_bytes(model, {"method": method, "seed": seed, "train": info.get("config")})}
     net, sliced = lower_model(model)
     net.meta.update({"method": method, "seed": seed, "dataset": "sklearn-digits"})
-    export.save(net, out_dir / "model.apot")
+    files["model.apot"] = export.to_bytes(net)
     x, y = digits_test_images(seed)
     acc = integer_accuracy(net, sliced, x, y)
     result = {**acc, "accuracy_fp32_before_quant": info.get("pre_qat_float_acc"), "method": method, "seed": seed,
               "train_seconds": time.perf_counter() - t0, "model": str(out_dir / "model.apot"),
-              "sparsity": info.get("sparsity"), **size_and_bops(net)}
-    _write_json(out_dir / "train.json", result)
+              "sparsity": info.get("sparsity"), **size_and_bops(net), "sha256": digests(files)}
+    files["train.json"] = json_text(result)
+    publish(out_dir, files, marker="train.json")
     log(f"trained and exported in {result['train_seconds']:.1f} s: fake-quant {acc['accuracy_float']:.4f}, "
         f"integer {acc['accuracy_int']:.4f}, agreement {acc['agreement']:.4f}")
     return result

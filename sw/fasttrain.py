@@ -369,11 +369,10 @@ def _cpu_copy(state: dict) -> dict:
 
 
 def _save(path, blob: dict) -> None:
-    import os
+    from .atomic import write_atomic
+    from .checkpoint import torch_bytes
 
-    tmp = f"{path}.tmp"
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, torch_bytes(blob))
 
 
 def _same_run(saved: dict, now: dict) -> bool:
