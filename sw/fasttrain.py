@@ -2,9 +2,9 @@
 on the GPU (graphed steps), the digits net on the CPU (eager steps: the same phases, loop, calibration,
 evaluation and checkpoint; ``DigitsConfig``).
 
-CPU runs are deterministic whatever the machine's thread count: the loop runs with the recipe's ``cpu_threads`` intra-op
-threads (2; digits 1) and torch's deterministic algorithms (a seed gives the same model bit for bit; a run resumed from its
-checkpoint ends with the same model as one that never stopped).
+CPU runs are deterministic whatever the machine's thread count: the loop runs with the recipe's
+``cpu_threads`` intra-op threads (2; digits 1) and torch's deterministic algorithms (a seed gives the same
+model bit for bit; a run resumed from its checkpoint ends with the same model as one that never stopped).
 
 Speed (DESIGN §9: launch overhead and unfused quantizer kernels are the cost): the data set lives on
 the GPU as uint8; each epoch is augmented at once (random crop with 4-pixel zero padding, flip: one
@@ -132,7 +132,7 @@ class FastConfig(Recipe):
 
 @dataclass
 class DigitsConfig(FastConfig):
-    """The digits recipe (CPU, about a minute on 2 cores): the shared recipe's epochs (sw.recipe.Recipe),
+    """The digits recipe (CPU, one thread): the shared recipe's epochs (sw.recipe.Recipe),
     batch 64 (21 steps per epoch converge faster than 128), no augmentation (a flipped digit is another
     digit), a test evaluation after every epoch; ppq's QAT at lr / 10 (``qat_lr`` None)."""
 
@@ -434,9 +434,9 @@ def _frozen_teacher(like: nn.Module, state: dict, quant: bool, dev: torch.device
 
 @contextlib.contextmanager
 def cpu_determinism(dev: torch.device, threads: int):
-    """On the CPU: ``threads`` intra-op threads and deterministic algorithms inside the block (restored after it). The
-    model then depends on the seed, torch's version and the CPU's instruction set (``cpu_capability`` in the
-    summary), not on the machine's thread count or an OMP_NUM_THREADS setting."""
+    """On the CPU: ``threads`` intra-op threads and deterministic algorithms inside the block (restored after
+    it). The model then depends on the seed, torch's version and the CPU's instruction set (``cpu_capability``
+    in the summary), not on the machine's thread count or an OMP_NUM_THREADS setting."""
     if dev.type != "cpu":
         yield
         return
@@ -455,10 +455,11 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                save_float: bool = True) -> dict:
     """Run cfg.method on `model` (moved to the GPU if there is one). ``ckpt``: written atomically after
     every epoch; if it exists (same config) training resumes from it; ppq also writes its float model to
-    ``float.pt`` beside it (``save_float``). ``teacher``: the distillation teacher (cfg.distill > 0; ppq defaults to its
-    own float phase). ``float_init``: ppq only, a float state dict that replaces the float phase (reuse
-    one float training across pruning / QAT recipes). Returns a summary dict; ``train_seconds`` adds up
-    the training time of every process that worked on the checkpoint (``resumes``: how many took it over).
+    ``float.pt`` beside it (unless ``save_float`` is False). ``teacher``: the distillation teacher
+    (cfg.distill > 0; ppq defaults to its own float phase). ``float_init``: ppq only, a float state dict
+    that replaces the float phase (reuse one float training across pruning / QAT recipes). Returns a
+    summary dict; ``train_seconds`` adds up the training time of every process that worked on the
+    checkpoint (``resumes``: how many took it over).
 
     Under torchrun (an initialised process group, sw/distributed.py) every rank calls this with the same
     arguments; rank 0 alone writes ``ckpt`` and ``float.pt``; every rank returns the same model and figures."""
