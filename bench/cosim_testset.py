@@ -38,7 +38,7 @@ def main(argv=None) -> int:
 
     from apotflow.hw.config import AcceleratorConfig
     from apotflow.hw.fit import fit
-    from apotflow.sim.flow import cosim_model, git_revision, input_images
+    from apotflow.sim.flow import cosim_model, git_revision, input_images, write_json
     from apotflow.sw import export
 
     n = 0 if args.images == "all" else int(args.images)
@@ -81,9 +81,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / (f"cosim-testset-{args.images}.json" if args.start == 0 else
                   f"cosim-testset-{args.start}-{args.start + s['images']}.json")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(row, indent=1))
-    os.replace(tmp, path)
+    write_json(path, row)
     print(json.dumps({k: row[k] for k in ("images", "bitexact_images", "mismatches", "cycle_mismatches", "wall_seconds",
                                           "seconds_per_image_per_process", "projected_testset_minutes")}))
     return 0 if s["passed"] else 1

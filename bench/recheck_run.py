@@ -17,10 +17,10 @@ import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
+from apotflow.sw.atomic import write_json
 from apotflow.sw.checkpoint import load_checkpoint
 from apotflow.sw.cifar import load_cifar10
 from apotflow.sw.cifar_run import integer_eval
@@ -66,9 +66,7 @@ def write_rows(out: str, script: str, argv, rows: list[dict]) -> None:
     (written atomically: a run stopped half-way leaves no file)."""
     blob = {"command": f"python bench/{script} " + " ".join(sys.argv[1:] if argv is None else argv),
             "device": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": rows}
-    tmp = Path(out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(blob, indent=1))
-    tmp.replace(out)
+    write_json(out, blob)
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="ppq", choices=["fp", "apot", "fpgm", "spq", "ppq"])
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="runs/train", help="folder for model.pt, model.apot, train.json / result.json")
-    g = s.add_argument_group("recipe (digits and CIFAR; defaults: sw.train.TrainConfig, sw.fasttrain.FastConfig)")
+    g = s.add_argument_group("recipe (digits and CIFAR; defaults: sw.fasttrain.DigitsConfig, sw.fasttrain.FastConfig)")
     for flag, typ, help_ in (("epochs", int, "main phase epochs (ppq: float phase)"),
                              ("stage-epochs", int, "ppq: epochs after each pruning stage"),
                              ("qat-epochs", int, "ppq: final QAT epochs"), ("lr", float, "base learning rate"),

@@ -136,11 +136,11 @@ def check_train(args) -> None:
             raise UserError(f"{', '.join(wrong)} do{'es' if len(wrong) == 1 else ''} not apply to "
                             "--model digits (its trainer takes --epochs, --stage-epochs, --qat-epochs, --lr, --wd, "
                             "--batch-size, --prune-rate, --w-bits, --a-bits, --train-subset)")
-        from apotflow.sw.train import TrainConfig
+        from apotflow.sw.fasttrain import DigitsConfig
 
         try:
             args.recipe = {k: getattr(args, k) for k in TRAIN_FLAGS if k in recipe and getattr(args, k) is not None}
-            TrainConfig(method=args.method, seed=args.seed, **args.recipe)
+            DigitsConfig(method=args.method, seed=args.seed, **args.recipe)
         except (ValueError, TypeError) as e:
             raise UserError(f"train: {e}") from None
         return

@@ -6,8 +6,6 @@ takes the one Program that hw.fit.fit (or hw.compile.compile_net) made, so a com
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import subprocess
 import time
@@ -17,6 +15,7 @@ import numpy as np
 
 from apotflow.hw.compile import Program
 from apotflow.hw.config import AcceleratorConfig
+from apotflow.sw.atomic import write_atomic, write_json  # noqa: F401  (write_json re-exported)
 from apotflow.sw.intnet import IntNet
 from apotflow.sw.progress import heartbeat
 
@@ -25,28 +24,9 @@ class FlowError(RuntimeError):
     """A step of the flow could not run (missing data, failed check)."""
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary name, so that a file is whole or absent, never half-written."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, data) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1, default=_jsonable))
-
-
-def _jsonable(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+def write_text_atomic(path: Path, text: str) -> Path:
+    """A file whole or absent, never half-written (sw/atomic.py's writer: the project's one)."""
+    return write_atomic(path, text)
 
 
 def git_revision() -> str:

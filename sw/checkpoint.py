@@ -1,14 +1,15 @@
-"""Checkpoints: state_dict + architecture + metadata, written atomically (temp file, os.replace)."""
+"""Checkpoints: state_dict + architecture + metadata, written atomically (sw/atomic.py)."""
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .atomic import write_atomic
 from .models import CifarResNet
 from .quant import set_quantize
 from .zoo import ZOO, model_class
@@ -24,27 +25,27 @@ def arch_class(name: str):
     return CifarResNet if name.startswith("resnet") else None
 
 
-def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Write {version, arch, quantize, state_dict, meta}; ``meta`` must hold plain Python values."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arch = model.arch_config()
-    blob = {
+def torch_bytes(obj) -> bytes:
+    """``torch.save``'s bytes of ``obj`` (written with sw.atomic.write_atomic or published with a run's set)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def checkpoint_bytes(model: nn.Module, meta: dict | None = None) -> bytes:
+    """The bytes of a checkpoint {version, arch, quantize, state_dict, meta}; ``meta``: plain Python values."""
+    return torch_bytes({
         "version": CHECKPOINT_VERSION,
-        "arch": arch,
+        "arch": model.arch_config(),
         "quantize": bool(getattr(model, "quantize", False)),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": dict(meta or {}),
-    }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    })
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Write checkpoint_bytes(model, meta) to ``path`` atomically."""
+    return write_atomic(path, checkpoint_bytes(model, meta))
 
 
 class CheckpointError(ValueError):

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import write_atomic
+
 DATASETS = ("cifar10", "cifar10-jpeg")
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DEFAULT_CACHE = Path(os.environ.get("APOTFLOW_CACHE", Path.home() / ".cache" / "apotflow"))
@@ -158,10 +160,9 @@ def load_cifar10(path: str | os.PathLike, dataset: str | None = None,
     if arrays is None:
         arrays = decode_batches_py(path) if dataset == "cifar10" else decode_jpeg_tar(path)
         if npz is not None:
-            npz.parent.mkdir(parents=True, exist_ok=True)
-            tmp = npz.with_name(f".{npz.name}.{os.getpid()}.tmp.npz")
-            np.savez(tmp, **arrays)
-            os.replace(tmp, npz)
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            write_atomic(npz, buf.getbuffer())
     for s in ("train", "test"):
         x, y = arrays[f"x_{s}"], arrays[f"y_{s}"]
         if x.dtype != np.uint8 or x.shape[1:] != (3, 32, 32) or len(x) != len(y) or len(x) == 0:

@@ -14,8 +14,6 @@ its share of each batch; rank 0 alone logs, writes the checkpoints, model.pt, mo
 from __future__ import annotations
 
 import copy
-import json
-import os
 import platform
 import shlex
 import sys
@@ -38,12 +36,6 @@ def build_model(name: str, w_bits: int = 4, a_bits: int = 4):
     if name not in MODELS:
         raise ValueError(f"unknown CIFAR model {name!r}; known: {', '.join(MODELS)}")
     return build(name, w_bits=w_bits, a_bits=a_bits)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-    os.replace(tmp, path)
 
 
 def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str, backend: str | None = None) -> dict:
@@ -113,7 +105,8 @@ def _run(world, model_name: str, data_path: str, out: str, cfg, dataset, cache, 
          teacher: str | None, float_init: str | None) -> dict | None:
     from . import distributed as ddp
     from . import export
-    from .checkpoint import save_checkpoint
+    from .atomic import digests, json_text, publish, remove_stale
+    from .checkpoint import checkpoint_bytes
     from .cifar import DEFAULT_CACHE, load_cifar10
     from .fasttrain import train_fast
     from .progress import heartbeat
@@ -122,6 +115,8 @@ def _run(world, model_name: str, data_path: str, out: str, cfg, dataset, cache, 
     t_all = time.perf_counter()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if world.main:
+        remove_stale(out_dir)  # what a killed run left half-written
     log(f"loading {data_path} (the first time decodes it, minutes for the JPEG tarball, and caches it in "
         f"{DEFAULT_CACHE if cache is None else cache}; APOTFLOW_CACHE moves the default) ...")
     for turn in (True, False):  # rank 0 decodes and caches the data set first, the other ranks read the cache
@@ -152,7 +147,8 @@ def _run(world, model_name: str, data_path: str, out: str, cfg, dataset, cache, 
     quant = cfg.method in ("apot", "spq", "ppq")
     model.cpu()
     set_quantize(model, quant)
-    save_checkpoint(model, out_dir / "model.pt", {"method": cfg.method, "accuracy": info["accuracy"]})
+    files = {"model.pt": checkpoint_bytes(model, {"method": cfg.method, "accuracy": info["accuracy"]}),
+             "model.apot": None, "result.json": None}
     result = {"model": model_name, "method": cfg.method, "dataset": data.name, "data": data.source,
               "accuracy": info["accuracy"],
               "pre_qat_float_acc": info["pre_qat_float_acc"], "config": cfg.to_dict(), "teacher": teacher,
@@ -174,7 +170,7 @@ def _run(world, model_name: str, data_path: str, out: str, cfg, dataset, cache, 
             with heartbeat(log, "integer evaluation"):
                 ie = integer_eval(model, data.x_test, data.y_test, dev)
             net = ie.pop("net")
-            export.save(net, out_dir / "model.apot")
+            files["model.apot"] = export.to_bytes(net)
             result.update(ie)
             # the fake-quant accuracy is the float64 copy's (the float32 one, from training, is kept beside it)
             result["accuracy_fp32"], result["accuracy"] = info["accuracy"], ie["accuracy_fakequant_check"]
@@ -202,7 +198,9 @@ def _run(world, model_name: str, data_path: str, out: str, cfg, dataset, cache, 
         result["accuracy_int"] = None
     result["wall_seconds"] = time.perf_counter() - t_all
     result["history"] = info["history"]
-    _write_json(out_dir / "result.json", result)
+    result["sha256"] = digests(files)  # the set's other files, as published beside it
+    files["result.json"] = json_text(result)
+    publish(out_dir, files, marker="result.json")  # model.pt, model.apot, result.json: one set, never a mix
     ddp.barrier(world)
     log(f"{model_name} {cfg.method}: fake-quant {result['accuracy']:.4f}, integer {result.get('accuracy_int')}, "
         f"size x{result.get('size_reduction') or 0:.2f}, BOPs x{result.get('bops_reduction') or 0:.2f}, "

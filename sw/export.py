@@ -25,11 +25,11 @@ import os
 import re
 import stat
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .intnet import (
     ENCODINGS,
     LIMITS,
@@ -158,19 +158,8 @@ def to_bytes(net: IntNet) -> bytes:
 
 
 def save(net: IntNet, path: str | os.PathLike) -> Path:
-    """Write atomically: a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = to_bytes(net)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write atomically (sw/atomic.py: a temporary file in the same folder, then rename)."""
+    return write_atomic(path, to_bytes(net))
 
 
 # ----------------------------------------------------------------------------- reader

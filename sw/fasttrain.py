@@ -1,4 +1,10 @@
-"""The GPU trainer for CIFAR nets: fp / apot / fpgm / spq / ppq (DESIGN §4), resumable.
+"""The trainer of every network: fp / apot / fpgm / spq / ppq (DESIGN §4), resumable. The CIFAR nets train
+on the GPU (graphed steps), the digits net on the CPU (eager steps: the same phases, loop, calibration,
+evaluation and checkpoint; ``DigitsConfig``).
+
+CPU runs are deterministic whatever the machine's thread count: the loop runs with the recipe's
+``cpu_threads`` intra-op threads (2; digits 1) and torch's deterministic algorithms (a seed gives the same
+model bit for bit; a run resumed from its checkpoint ends with the same model as one that never stopped).
 
 Speed (DESIGN §9: launch overhead and unfused quantizer kernels are the cost): the data set lives on
 the GPU as uint8; each epoch is augmented at once (random crop with 4-pixel zero padding, flip: one
@@ -52,7 +58,7 @@ from torch import nn
 
 from . import distributed as ddp
 from .fastkernels import GraphSGD, augment_apply, augment_draws, augment_epoch, fast_kernels
-from .prune import apply_masks, compute_masks, masked_params
+from .prune import apply_masks, compute_masks, masked_params, sparsity_report
 from .quant import ActQuantizer, WeightQuantizer, _QLayer, exact_accumulation, set_quantize
 from .recipe import METHODS, Recipe  # noqa: F401  (METHODS re-exported)
 
@@ -84,6 +90,10 @@ class FastConfig(Recipe):
     qat_wd: float | None = None  # ppq QAT weight decay (None: wd)
     ema: float = 0.0  # decay of the weight average over the last phase, which becomes the final model (0: off)
     cutout: int = 0  # side of the Cutout square of the augmentation, in pixels (0: off, the paper's crop + flip)
+    augment: bool = True  # random crop (4-pixel zero padding) and horizontal flip of every training image
+    # intra-op threads of a CPU run, whatever the machine has: how a reduction is split over threads changes its
+    # float rounding, hence the model (so it is part of the recipe); unused on the GPU
+    cpu_threads: int = 2
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -111,9 +121,35 @@ class FastConfig(Recipe):
             raise ValueError(f"cutout must be an integer side in pixels in [0, 32], not {self.cutout!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), not {self.ema!r}")
+        if not isinstance(self.cpu_threads, int) or self.cpu_threads <= 0:
+            raise ValueError(f"cpu_threads must be a positive integer, not {self.cpu_threads!r}")
+        if self.cutout and not self.augment:
+            raise ValueError(f"cutout={self.cutout} is part of the augmentation, which augment=False turns off")
         if self.qat_teacher == "pruned" and (self.method != "ppq" or self.distill == 0):
             raise ValueError("qat_teacher='pruned' is ppq's QAT distillation: it needs method ppq and distill > 0 "
                              f"(method {self.method}, distill {self.distill})")
+
+
+@dataclass
+class DigitsConfig(FastConfig):
+    """The digits recipe (CPU, one thread): the shared recipe's epochs (sw.recipe.Recipe),
+    batch 64 (21 steps per epoch converge faster than 128), no augmentation (a flipped digit is another
+    digit), a test evaluation after every epoch; ppq's QAT at lr / 10 (``qat_lr`` None)."""
+
+    epochs: int = Recipe.epochs
+    stage_epochs: int = Recipe.stage_epochs
+    qat_epochs: int = Recipe.qat_epochs
+    batch_size: int = 64
+    qat_lr: float | None = None
+    eval_every: int = 1
+    augment: bool = False
+    step_mode: str = "eager"
+    cpu_threads: int = 1  # the net is small: a second thread only waits (and burns a core doing it)
+
+    def __post_init__(self) -> None:
+        if self.qat_lr is None:
+            self.qat_lr = self.lr / 10
+        super().__post_init__()
 
 
 @dataclass
@@ -221,13 +257,13 @@ class Stepper:
 
     def __init__(self, model: nn.Module, cfg: FastConfig, ph: Phase, opt: GraphSGD, log,
                  teacher: nn.Module | None = None, avg: WeightAverage | None = None,
-                 world: ddp.World = ddp.SINGLE) -> None:
+                 world: ddp.World = ddp.SINGLE, shape: tuple[int, ...] = (3, 32, 32)) -> None:
         self.model, self.cfg, self.opt, self.log, self.avg, self.world = model, cfg, opt, log, avg, world
         self.params = [p for g in opt.groups for p in g["params"]]
         dev = next(model.parameters()).device
         bs = ddp.per_rank_batch(cfg.batch_size, world.size)
-        self.x = torch.zeros(bs, 3, 32, 32, device=dev)
-        if cfg.channels_last:
+        self.x = torch.zeros(bs, *shape, device=dev)  # one image's shape: (3, 32, 32) CIFAR, (1, 8, 8) digits
+        if cfg.channels_last and dev.type == "cuda":
             self.x = self.x.contiguous(memory_format=torch.channels_last)
         self.y = torch.zeros(bs, dtype=torch.long, device=dev)
         self.loss_sum = torch.zeros((), device=dev)
@@ -344,9 +380,11 @@ def calibrate_alphas(model: nn.Module, x: torch.Tensor, q: float = 0.999) -> Non
 
     hooks = [m.register_forward_pre_hook(lambda m, a: record(m.aq, a[0]))
              for m in model.modules() if isinstance(m, _QLayer) and m.aq is not None]
-    qpool = getattr(model, "qpool", None)  # ResNet: sees the last block's output
+    qpool = getattr(model, "qpool", None)  # ResNet: sees the last block's output; DigitsNet: relu(bn4(conv4(.)))
     if qpool is not None and hasattr(model, "blocks"):
         hooks.append(model.blocks[-1].register_forward_hook(lambda m, a, out: record(qpool, out)))
+    elif qpool is not None and hasattr(model, "bn4"):
+        hooks.append(model.bn4.register_forward_hook(lambda m, a, out: record(qpool, F.relu(out))))
     qfc = getattr(model, "qfc", None)  # VGG: sees the fc's input
     if qfc is not None:
         hooks.append(model.fc.register_forward_pre_hook(lambda m, a: record(qfc, a[0])))
@@ -357,8 +395,9 @@ def calibrate_alphas(model: nn.Module, x: torch.Tensor, q: float = 0.999) -> Non
     for h in hooks:
         h.remove()
     model.load_state_dict(state)
+    gen = torch.Generator(device=x.device).manual_seed(0)  # its own draws: a resumed run calibrates the same
     for m, v in seen.items():
-        v = v[torch.randperm(len(v), device=v.device)[:1_000_000]] if len(v) > 1_000_000 else v
+        v = v[torch.randperm(len(v), device=v.device, generator=gen)[:1_000_000]] if len(v) > 1_000_000 else v
         m.alpha.fill_(max(float(torch.quantile(v.float(), q)), 1e-2))
 
 
@@ -369,11 +408,10 @@ def _cpu_copy(state: dict) -> dict:
 
 
 def _save(path, blob: dict) -> None:
-    import os
+    from .atomic import write_atomic
+    from .checkpoint import torch_bytes
 
-    tmp = f"{path}.tmp"
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, torch_bytes(blob))
 
 
 def _same_run(saved: dict, now: dict) -> bool:
@@ -394,23 +432,48 @@ def _frozen_teacher(like: nn.Module, state: dict, quant: bool, dev: torch.device
     return t.eval().requires_grad_(False)
 
 
+@contextlib.contextmanager
+def cpu_determinism(dev: torch.device, threads: int):
+    """On the CPU: ``threads`` intra-op threads and deterministic algorithms inside the block (restored after
+    it). The model then depends on the seed, torch's version and the CPU's instruction set (``cpu_capability``
+    in the summary), not on the machine's thread count or an OMP_NUM_THREADS setting."""
+    if dev.type != "cpu":
+        yield
+        return
+    was, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(was)
+        torch.use_deterministic_algorithms(det)
+
+
 def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None, progress=None,
-               log=print, teacher: nn.Module | None = None, float_init: dict | None = None) -> dict:
+               log=print, teacher: nn.Module | None = None, float_init: dict | None = None,
+               save_float: bool = True) -> dict:
     """Run cfg.method on `model` (moved to the GPU if there is one). ``ckpt``: written atomically after
     every epoch; if it exists (same config) training resumes from it; ppq also writes its float model to
-    ``float.pt`` beside it. ``teacher``: the distillation teacher (cfg.distill > 0; ppq defaults to its
-    own float phase). ``float_init``: ppq only, a float state dict that replaces the float phase (reuse
-    one float training across pruning / QAT recipes). Returns a summary dict; ``train_seconds`` adds up
-    the training time of every process that worked on the checkpoint (``resumes``: how many took it over).
+    ``float.pt`` beside it (unless ``save_float`` is False). ``teacher``: the distillation teacher
+    (cfg.distill > 0; ppq defaults to its own float phase). ``float_init``: ppq only, a float state dict
+    that replaces the float phase (reuse one float training across pruning / QAT recipes). Returns a
+    summary dict; ``train_seconds`` adds up the training time of every process that worked on the
+    checkpoint (``resumes``: how many took it over).
 
     Under torchrun (an initialised process group, sw/distributed.py) every rank calls this with the same
     arguments; rank 0 alone writes ``ckpt`` and ``float.pt``; every rank returns the same model and figures."""
+    world = ddp.current()
+    dev = ddp.device(world)
+    with cpu_determinism(dev, cfg.cpu_threads):
+        return _train_fast(model, data, cfg, ckpt, progress, log, teacher, float_init, save_float, world, dev)
+
+
+def _train_fast(model, data, cfg, ckpt, progress, log, teacher, float_init, save_float, world, dev) -> dict:
     import os
 
     from .checkpoint import save_checkpoint
 
-    world = ddp.current()
-    dev = ddp.device(world)
     torch.manual_seed(cfg.seed)
     model.to(dev)
     if cfg.channels_last and dev.type == "cuda":
@@ -488,17 +551,17 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
             avg = WeightAverage(model, cfg.ema, ema_state if pi == start_phase and e0 > 0 else None)
         with fast_kernels(model) as fk, (fast_kernels(tmodel) if tmodel is not None else contextlib.nullcontext()), \
                 ddp.sync_batchnorm(model, world):
-            stepper = Stepper(model, cfg, ph, opt, log, tmodel, avg, world)
+            stepper = Stepper(model, cfg, ph, opt, log, tmodel, avg, world, tuple(xtr.shape[1:]))
             for ep in range(e0, ph.epochs):
                 te = time.perf_counter()
                 gen = torch.Generator(device=dev).manual_seed(cfg.seed * 100_003 + pi * 1_000 + ep)
                 if not world.active:
-                    xa = augment_epoch(xtr, gen, cutout=cfg.cutout)
+                    xa = augment_epoch(xtr, gen, cutout=cfg.cutout) if cfg.augment else xtr
                     perm = torch.randperm(n, device=dev, generator=gen)
                 else:  # the same draws on every rank; each augments only its share of every global batch
-                    draws = augment_draws(xtr, gen, cutout=cfg.cutout)
+                    draws = augment_draws(xtr, gen, cutout=cfg.cutout) if cfg.augment else None
                     own = ddp.rank_share(torch.randperm(n, device=dev, generator=gen), steps, bs, world)
-                    xa, ya = augment_apply(xtr, draws, own), ytr[own]
+                    xa, ya = augment_apply(xtr, draws, own) if cfg.augment else xtr[own], ytr[own]
                 stepper.loss_sum.zero_()
                 for k in range(steps):
                     if cfg.schedule == "cosine":
@@ -539,7 +602,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                     progress(rec)
                 if (ph.teacher or ph.hands_teacher) and ep + 1 == ph.epochs:
                     t_state = _cpu_copy(model.state_dict())
-                    if ph.teacher and ckpt and world.main:
+                    if ph.teacher and ckpt and save_float and world.main:
                         with fk.suspended():
                             save_checkpoint(model, os.path.join(os.path.dirname(ckpt) or ".", "float.pt"),
                                             {"phase": ph.name, "test_acc": rec.get("test_acc")})
@@ -569,4 +632,6 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
     return {"config": cfg.to_dict(), "history": hist, "train_seconds": time.perf_counter() - t0, "resumes": resumes,
             "accuracy_live": acc_live, "live_state": live_state, "accuracy": evaluate(model, xte, yte, quant),
             "pre_qat_float_acc": pre_qat, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
-            "world_size": world.size}
+            "world_size": world.size, "cpu_threads": cfg.cpu_threads if dev.type == "cpu" else None,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability() if dev.type == "cpu" else None,
+            "sparsity": sparsity_report(model)}

@@ -1,6 +1,6 @@
 """The training recipe both trainers share (DESIGN §4): methods, bit widths, pruning, epochs, optimizer.
 
-``sw.train.TrainConfig`` (digits, CPU) and ``sw.fasttrain.FastConfig`` (CIFAR, GPU) are this recipe with
+``sw.fasttrain.DigitsConfig`` (digits, CPU) and ``sw.fasttrain.FastConfig`` (CIFAR, GPU) are this recipe with
 their own defaults; FastConfig adds the GPU trainer's knobs.
 """
 
