@@ -381,13 +381,20 @@ def lower_vgg(model) -> IntNet:
     return IntNet(tensors, ops, "x", "logits", meta).validate()
 
 
-def lower(model) -> IntNet:
-    """Any model of the zoo (masked or sliced) -> IntNet: slices pruned channels, then lowers."""
+def lower(model, input_shape: tuple[int, int, int] | None = None) -> IntNet:
+    """A quantized model (masked or sliced) -> IntNet: slices pruned channels (a model with prune groups),
+    then lowers: the zoo's classes by their functions above, any other model from its traced graph
+    (sw/graph_lower.py; input_shape (C, H, W) needed)."""
     from .models import CifarResNet, CifarVGG16, DigitsNet
     from .prune import slice_pruned
 
     fns = {DigitsNet: lower_digits, CifarResNet: lower_resnet, CifarVGG16: lower_vgg}
     fn = fns.get(type(model))
-    if fn is None:
-        raise TypeError(f"no lowering for {type(model).__name__}; known: {sorted(t.__name__ for t in fns)}")
-    return fn(slice_pruned(model).eval())
+    sliced = (slice_pruned(model) if hasattr(model, "prune_groups") else model).eval()
+    if fn is not None:
+        return fn(sliced)
+    from .graph_lower import lower_graph
+
+    if input_shape is None:
+        raise ValueError(f"{type(model).__name__} is not a zoo model: lowering its graph needs the input shape")
+    return lower_graph(sliced, input_shape)
