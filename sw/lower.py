@@ -390,9 +390,9 @@ def lower(model, input_shape: tuple[int, int, int] | None = None) -> IntNet:
 
     fns = {DigitsNet: lower_digits, CifarResNet: lower_resnet, CifarVGG16: lower_vgg}
     fn = fns.get(type(model))
-    sliced = (slice_pruned(model) if hasattr(model, "prune_groups") else model).eval()
+    sliced = slice_pruned(model) if hasattr(model, "prune_groups") else model  # a copy, or lowered from one
     if fn is not None:
-        return fn(sliced)
+        return fn(sliced.eval())
     from .graph_lower import lower_graph
 
     if input_shape is None:

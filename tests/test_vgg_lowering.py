@@ -153,7 +153,7 @@ def test_vgg16_full_width_export_compiles(tmp_path):
           f"{len(prog.images.wgt)} weight entries")
 
 
-@pytest.mark.slow  # 13 min on the loaded 2-core machine (full width: the CLI has no width option)
+@pytest.mark.slow  # 13 to 20 min on the loaded 2-core machine (full width: the CLI has no width option)
 def test_cli_trains_vgg16_on_the_cpu(tmp_path):
     """`apotflow train --model vgg16` (the FPGM classifier) on a tiny fake CIFAR folder, CPU, eager: a ppq
     run through float, pruning and QAT to an exported integer model that equals its fake-quant model."""
