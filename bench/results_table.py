@@ -23,8 +23,12 @@ PAPER = {  # model: (baseline, PPQ, SPQ, size reduction, BOPs reduction), CIFAR-
     "resnet56": (94.30, 93.99, 92.09, 15.89, 119.88), "resnet110": (94.50, 94.56, 92.59, 15.94, 120.95),
     "vgg16": (94.05, 93.46, 93.81, 15.95, 126.24),
 }
+# a variant of a paper model, compared with that model's paper row (vgg16-1fc: VGG-16 with one fc instead of
+# the FPGM classifier, the model of the runs before the zoo's vgg16 had it)
+PAPER_ROW = {"vgg16-1fc": "vgg16"}
 KEYS = ("model", "method", "dataset", "accuracy", "accuracy_int", "agreement", "size_reduction", "bops_reduction",
-        "pre_qat_float_acc", "train_seconds", "wall_seconds", "command", "device", "torch", "counting_rules")
+        "pre_qat_float_acc", "train_seconds", "wall_seconds", "command", "command_recorded", "note", "device", "torch",
+        "counting_rules")
 
 
 def schedule(cfg: dict) -> str:
@@ -165,7 +169,7 @@ def main(args: list[str]) -> None:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def line(r: dict) -> str:
-        p = PAPER.get(r["model"])
+        p = PAPER.get(PAPER_ROW.get(r["model"], r["model"]), (None,) * 5)
         paper_acc = {"ppq": p[1], "spq": p[2]}.get(r["method"]) if p else None
         if r.get("status"):
             return (f"| {r['model']} | {r['method']} | {r['status']} | — | — | {paper_acc} | — | — | — / {p[3]}x | "
@@ -181,6 +185,10 @@ def main(args: list[str]) -> None:
     if vrows:
         lines += ["", "Variants tried (same table layout; not the rows above):", "", *lines[-len(rows) - 2:-len(rows)],
                   *[line(r) for r in vrows]]
+    notes = [r for r in rows + vrows if r.get("note")]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {Path(r['source']).name}: {r['note']}; recorded command: "
+                                       f"`{r['command_recorded']}`" for r in notes]
     seeds = seed_groups(rows + vrows)
     if seeds:
         lines += ["", "The same command with other seeds (`--seed N`; seed 0 when absent):", "",

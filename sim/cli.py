@@ -57,6 +57,7 @@ USER_ERRORS = {
     "apotflow.sw.checkpoint": ("CheckpointError",),
     "apotflow.sw.api": ("ApiError",),
     "apotflow.sw.frontend": ("UnsupportedModel",),
+    "apotflow.sw.graph_lower": ("GraphLoweringError",),
     "apotflow.sim.runner": ("BuildError", "SimulationError"),
     "apotflow.sim.flow": ("FlowError",),
 }

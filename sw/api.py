@@ -168,14 +168,19 @@ def prune_(model: nn.Module, rate: float) -> nn.Module:
 
 
 def lower(model: nn.Module, example: torch.Tensor | None = None):
-    """The IntNet of a quantized (calibrated or trained) model; pruned channels are sliced away.
-    ``example`` (optional): integer images on which the integer model is checked against the float64
-    fake-quant model (top-1 agreement must be 1.0)."""
+    """The IntNet of a quantized (calibrated or trained) model; pruned channels are sliced away. A zoo
+    model, or any model built from sw/quant.py's layers whose graph is in the op set (sw/graph_lower.py;
+    it needs ``example`` for the input shape; unsupported nodes raise frontend.UnsupportedModel, listed).
+    ``example`` (optional for zoo models): integer images on which the integer model is checked against
+    the float64 fake-quant model (top-1 agreement must be 1.0)."""
     from .lower import lower as _lower
 
-    if not getattr(model, "quantize", False):
+    if not any(getattr(m, "quantize", False) is True for m in model.modules()):
         raise ApiError("lower takes a quantized model (prepare and calibrate it first)")
-    net = _lower(model)
+    if example is None and not callable(getattr(model, "arch_config", None)):
+        raise ApiError(f"{type(model).__name__} is not a zoo model: lower(model, example) needs example images "
+                       "(the input's shape)")
+    net = _lower(model, None if example is None else tuple(example.shape[1:]))
     if example is not None:
         from .golden import predict
         from .quant import exact_copy

@@ -16,12 +16,16 @@ comes from (module path or source line) and what to do instead. ``check_model`` 
 
 from __future__ import annotations
 
+import copy
 import operator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx import Tracer
+
+from .models.resnet import option_a  # the option-A shortcut (one node: torch.fx.wrap)
 
 
 class UnsupportedModel(ValueError):
@@ -40,9 +44,9 @@ class _Rule:
     instead: str = ""
 
 
-MODULES_OK = (nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear,
+MODULES_OK = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear,
               nn.Identity, nn.Dropout, nn.ZeroPad2d)
-FUNCTIONS_OK = {operator.add, torch.add, F.relu, torch.relu, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
+FUNCTIONS_OK = {option_a, operator.add, torch.add, F.relu, torch.relu, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
                 torch.flatten, F.pad, operator.truediv, operator.mul, F.dropout, getattr}
 METHODS_OK = {"relu", "flatten", "view", "reshape", "mean", "add", "size", "contiguous"}
 INSTEAD = {  # what to do instead, by the offending operation's name
@@ -90,12 +94,34 @@ def _module_rule(mod: nn.Module) -> _Rule:
     return _Rule(False, INSTEAD.get(name, f"{type(mod).__name__} is outside the op set (docs/frontend.md)"))
 
 
-def trace(model: nn.Module):
-    """torch.fx GraphModule of the model (its Conv2d / Linear / BatchNorm and the zoo's quantized layers
-    are leaves). Raises UnsupportedModel with one node when the model cannot be traced at all."""
-    from torch.fx import GraphModule, Tracer
+class LeafTracer(Tracer):
+    """torch.fx tracer that keeps torch's layers and the quantized layers, activation quantizers and
+    BatchNorms of sw/quant.py as single nodes."""
 
-    tracer = Tracer()
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        from .quant import ActQuantizer, QConv2d, QLinear
+
+        leaf = isinstance(m, (QConv2d, QLinear, ActQuantizer, nn.modules.batchnorm._BatchNorm))
+        return leaf or super().is_leaf_module(m, qualname)
+
+
+def float_copy(model: nn.Module) -> nn.Module:
+    """A copy in eval mode with fake-quant off: its forward is the network's graph (a quantized forward
+    computes the integer model's own roundings)."""
+    from .quant import set_quantize
+
+    return set_quantize(copy.deepcopy(model), False).eval()
+
+
+def trace(model: nn.Module):
+    """torch.fx GraphModule of the model (its float-mode forward, on a copy when fake-quant is on; torch's
+    layers and the quantized layers are leaves). Raises UnsupportedModel with one node when the model
+    cannot be traced at all."""
+    from torch.fx import GraphModule
+
+    if any(getattr(m, "quantize", False) is True for m in model.modules()):
+        model = float_copy(model)
+    tracer = LeafTracer()
     tracer.record_stack_traces = True  # each node's source line, for the report
     try:
         return GraphModule(model, tracer.trace(model))

@@ -23,6 +23,9 @@ Folding rules (float64 once, at export; the integer math afterwards is exact):
 * VGG max pooling: the conv's thresholds already give the next consumer's codes (the quantizer is
   monotonic, so quantize-then-max == max-then-quantize); a reduce="max" op (2x2 window, stride 2,
   identity depthwise weights, mode shift 0) pools the codes.
+* a hidden linear layer (VGG-16's FPGM classifier: Linear + BatchNorm1d + ReLU) is the conv rule with a
+  1x1 kernel on a 1x1 map: its input is its own quantizer's codes, BatchNorm1d and its bias fold into
+  the thresholds of the next quantizer (qfc).
 * fc: acc = 2**f * sum(W*u) + round(2**f * bias / S); logits = acc * S / 2**f (argmax is what matters).
 """
 
@@ -216,6 +219,20 @@ def _conv_op(name: str, conv, bn, src_t: str, out_t: str, next_aq, tensors: dict
     return Op(name, "conv", out_t, sources, np.zeros(conv.out_channels, np.int64), "thresh", thr, lv)
 
 
+def _linear_op(name: str, fc, bn, src_t: str, out_t: str, next_aq, tensors: dict) -> Op:
+    """A hidden linear layer + BatchNorm1d + ReLU + next_aq on a 1x1 map: the conv rule with a 1x1 kernel
+    (its bias through the BN joins b, the BN folds into the thresholds); kind "fc"."""
+    if tensors[src_t].shape[1:] != (1, 1):
+        raise ValueError(f"a hidden linear layer expects a 1x1 map, not {tensors[src_t].shape}")
+    src, w_scale = _levels_source(fc, src_t, 1, 0)
+    spec = tensors[src_t]
+    tensors[out_t] = _code_tensor(out_t, (fc.out_features, 1, 1), next_aq)
+    sources, thr = _fold_thresholds(src, w_scale * spec.scale, bn, next_aq, None, spec.max_value,
+                                    _conv_bias(fc, bn))
+    lv = np.asarray(next_aq.levels_int(), dtype=np.int64)
+    return Op(name, "fc", out_t, sources, np.zeros(fc.out_features, np.int64), "thresh", thr, lv)
+
+
 def _eye(c: int, k: int) -> np.ndarray:
     w = np.zeros((c, c, k, k), dtype=np.int64)
     w[np.arange(c), np.arange(c)] = 1
@@ -336,8 +353,10 @@ def lower_resnet(model) -> IntNet:
 def lower_vgg(model) -> IntNet:
     """CifarVGG16 (sliced or masked, eval mode) -> IntNet.
 
-    Tensors: x, h0..h12 (conv outputs = the next consumer's codes), p0..p4 (max-pooled codes), logits.
-    Ops: conv0..conv12, pool0..pool4 (reduce=max, 2x2 stride 2), fc (on qfc codes of the 1x1 map)."""
+    Tensors: x, h0..h12 (conv outputs = the next consumer's codes), p0..p4 (max-pooled codes), f1 (the
+    hidden fc's output: qfc codes; with the FPGM classifier only), logits.
+    Ops: conv0..conv12, pool0..pool4 (reduce=max, 2x2 stride 2), fc1 (hidden linear + BatchNorm1d + ReLU
+    + qfc -> thresholds, a 1x1 op; FPGM classifier only), fc (on qfc codes)."""
     m = model.eval()
     tensors = {"x": _pixels((3, 32, 32))}
     ops, layers, cur, i, k = [], {"fc": m.fc}, "x", 0, 0
@@ -346,25 +365,36 @@ def lower_vgg(model) -> IntNet:
             ops.append(_max_pool_op(f"pool{k}", cur, f"p{k}", tensors))
             cur, k = f"p{k}", k + 1
             continue
-        nxt = m.convs[i + 1].aq if i + 1 < len(m.convs) else m.qfc
+        nxt = m.convs[i + 1].aq if i + 1 < len(m.convs) else (m.fc1.aq if m.hidden else m.qfc)
         ops.append(_conv_op(f"conv{i}", m.convs[i], m.bns[i], cur, f"h{i}", nxt, tensors))
         layers[f"conv{i}"] = m.convs[i]
         cur, i = f"h{i}", i + 1
     if tensors[cur].shape[1:] != (1, 1):
         raise ValueError(f"the fc expects a 1x1 map, not {tensors[cur].shape}")
+    if m.hidden:
+        ops.append(_linear_op("fc1", m.fc1, m.bn_fc1, cur, "f1", m.qfc, tensors))
+        layers["fc1"] = m.fc1
+        cur = "f1"
     ops.append(_fc_op(m.fc, cur, tensors))
-    meta = {"model": "vgg16", "scale": m.scale, "classes": m.fc.out_features,
+    meta = {"model": m.name, "scale": m.scale, "classes": m.fc.out_features,
             "input_format": "pixels 0..255 (scale 1/255), 3x32x32", "fp32_shapes": _fp32_shapes(m, layers)}
     return IntNet(tensors, ops, "x", "logits", meta).validate()
 
 
-def lower(model) -> IntNet:
-    """Any model of the zoo (masked or sliced) -> IntNet: slices pruned channels, then lowers."""
+def lower(model, input_shape: tuple[int, int, int] | None = None) -> IntNet:
+    """A quantized model (masked or sliced) -> IntNet: slices pruned channels (a model with prune groups),
+    then lowers: the zoo's classes by their functions above, any other model from its traced graph
+    (sw/graph_lower.py; input_shape (C, H, W) needed)."""
     from .models import CifarResNet, CifarVGG16, DigitsNet
     from .prune import slice_pruned
 
     fns = {DigitsNet: lower_digits, CifarResNet: lower_resnet, CifarVGG16: lower_vgg}
     fn = fns.get(type(model))
-    if fn is None:
-        raise TypeError(f"no lowering for {type(model).__name__}; known: {sorted(t.__name__ for t in fns)}")
-    return fn(slice_pruned(model).eval())
+    sliced = slice_pruned(model) if hasattr(model, "prune_groups") else model  # a copy, or lowered from one
+    if fn is not None:
+        return fn(sliced.eval())
+    from .graph_lower import lower_graph
+
+    if input_shape is None:
+        raise ValueError(f"{type(model).__name__} is not a zoo model: lowering its graph needs the input shape")
+    return lower_graph(sliced, input_shape)

@@ -50,7 +50,7 @@ def random_images(n: int, seed: int = 0, shape=(3, 32, 32), top: int = 255) -> t
 @torch.no_grad()
 def calibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
     """Running statistics = cumulative averages over the batches (train-mode forward passes)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
@@ -103,7 +103,7 @@ def random_model(arch: str | nn.Module, prune: float = 0.3, seed: int = 0, width
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=g)
             if m.bias is not None:
                 m.bias.data.uniform_(-0.1, 0.1, generator=g)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.weight.data.uniform_(0.7, 1.3, generator=g)
             m.bias.data.uniform_(-0.1, 0.3, generator=g)
     if prune:

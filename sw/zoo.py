@@ -35,7 +35,10 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in (
     ZooModel("resnet32", _RESNET, {"depth": 32}, about="CIFAR ResNet-32, option-A shortcuts"),
     ZooModel("resnet56", _RESNET, {"depth": 56}, about="CIFAR ResNet-56, option-A shortcuts"),
     ZooModel("resnet110", _RESNET, {"depth": 110}, about="CIFAR ResNet-110, option-A shortcuts"),
-    ZooModel("vgg16", "vgg:CifarVGG16", scaled="scale", about="CIFAR VGG-16 (13 convs, one fc)"),
+    ZooModel("vgg16", "vgg:CifarVGG16", {"hidden": 512}, scaled="scale",
+             about="CIFAR VGG-16 with the FPGM classifier (13 convs; fc 512 + BatchNorm1d + ReLU; fc 10)"),
+    ZooModel("vgg16-1fc", "vgg:CifarVGG16", {"hidden": 0}, scaled="scale",
+             about="CIFAR VGG-16 with one fc (13 convs; fc 10): the VGG-16 of the runs before the FPGM classifier"),
 )}
 
 CIFAR_MODELS = tuple(n for n, m in ZOO.items() if m.dataset == "cifar10")

@@ -135,8 +135,12 @@ def test_compiled_program_equals_golden(r20):
 
 
 def test_lower_dispatch_rejects_unknown():
-    with pytest.raises(TypeError, match="no lowering"):
-        lower(torch.nn.Linear(2, 2))
+    from apotflow.sw.frontend import UnsupportedModel
+
+    with pytest.raises(ValueError, match="needs the input shape"):
+        lower(torch.nn.Linear(2, 2))  # outside the zoo: lowered from its graph (tests/test_graph_lowering.py)
+    with pytest.raises(UnsupportedModel, match="linear is outside the op set"):
+        lower(torch.nn.Linear(2, 2), (2, 1, 1))  # a bare module's own forward is traced: F.linear
     net = lower_resnet(CifarResNet(20, widths=(4, 8, 16)))  # unpruned, untrained: still a valid IntNet
     assert net.meta["fp32_shapes"]["stem"] == [4, 3, 3, 3]
     assert np.all([np.all(o.bias == 0) for o in net.ops if o.kind == "conv"])

@@ -33,6 +33,7 @@ free ones are pruned. ``prune_report`` gives the achieved rate per group.
 from __future__ import annotations
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -41,6 +42,19 @@ from .digits import POOL_SHIFT, _Replace
 
 DEPTHS = (8, 20, 32, 56, 110)
 SHORTCUTS = ("A", "B")
+
+
+def option_a(r: Tensor, sc_index: Tensor) -> Tensor:
+    """The option-A shortcut: r[:, :, ::2, ::2] with output channel c = input channel sc_index[c] (-1: zero).
+    One graph node when traced (torch.fx.wrap below), which the graph lowering reads as a strided
+    channel selection."""
+    sel = sc_index >= 0
+    out = r.new_zeros(r.shape[0], len(sc_index), (r.shape[2] + 1) // 2, (r.shape[3] + 1) // 2)
+    out[:, sel] = r[:, sc_index[sel], ::2, ::2]
+    return out
+
+
+torch.fx.wrap("option_a")
 
 
 class BasicBlock(nn.Module):
@@ -71,16 +85,15 @@ class BasicBlock(nn.Module):
             return r
         if self.proj is not None:
             return self.proj(r, r_codes, None if r_codes is None else self.conv_a.aq.scale()) - self.proj.bias.view(1, -1, 1, 1)
-        sel = self.sc_index >= 0
-        out = r.new_zeros(r.shape[0], len(self.sc_index), (r.shape[2] + 1) // 2, (r.shape[3] + 1) // 2)
-        out[:, sel] = r[:, self.sc_index[sel], ::2, ::2]
-        return out
+        return option_a(r, self.sc_index)
 
     def forward(self, x: Tensor) -> Tensor:
         r, codes = x, None
         if self.quantize:  # option B's projection also takes the codes (an integer accumulation)
             r, codes = self.conv_a.aq.quantize(x) if self.proj is not None else (self.conv_a.aq(x), None)
         h = F.relu(self.bn_a(self.conv_a(x)))
+        if self.proj is not None and not self.quantize:  # float: the projection with its own bias
+            return F.relu(self.bn_b(self.conv_b(h)) + self.proj(r))
         sc = self.shortcut(r, codes)
         if self.quantize and not self.training:
             from ..lower import residual_gain  # eval: the shortcut scale the integer model uses
