@@ -91,3 +91,20 @@ def ideal_cycles(cfg: AcceleratorConfig, images: isa.MemoryImages) -> int:
         if d["last"]:
             break
     return tot
+
+
+TIMING_RULES = ("latency = cycles per image / Fmax (nextpnr's, after routing); images/s = Fmax / cycles per image: "
+                "one image at a time, host transfers not included")
+
+
+def timing(cycles: int | None, fmax_mhz: float | None) -> dict:
+    """The one definition of a build's speed: ``cycles_per_image`` (exact, from this model or the
+    co-simulation), ``fmax_mhz``, ``latency_us`` = cycles / Fmax and ``images_per_s`` = Fmax / cycles
+    (None where either is unknown: no program, or not placed and routed)."""
+    known = bool(cycles) and bool(fmax_mhz)
+    return {
+        "cycles_per_image": cycles,
+        "fmax_mhz": fmax_mhz,
+        "latency_us": round(cycles / fmax_mhz, 3) if known else None,
+        "images_per_s": round(fmax_mhz * 1e6 / cycles, 2) if known else None,
+    }

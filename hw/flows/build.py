@@ -75,6 +75,17 @@ def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages
     return {"top": BOARD_TOP, "verilog": [workdir / f"{BOARD_TOP}.v", workdir / ROM_SOURCE.name]}
 
 
+def missed_constraint(p: dict) -> str:
+    """One line for a place and route that did not reach its constraint: the best Fmax it reached, by how
+    much it missed, and nextpnr's critical path."""
+    f, c = p["fmax_mhz"], p["constraint_mhz"]
+    cp = p.get("critical_path")
+    where = (f"; critical path {cp['delay_ns']} ns ({cp['routing_ns']} ns routing) from {cp['from']} to {cp['to']}"
+             if cp else "")
+    return (f"timing constraint not met: Fmax {f} MHz < {c:g} MHz ({c - f:.2f} MHz, {100 * (c - f) / c:.1f}% short); "
+            f"the bitstream is valid up to {f} MHz{where}")
+
+
 def _quiet(_msg: str) -> None:
     pass
 
@@ -95,15 +106,19 @@ def build(
     extra_synth_args: str = "",
     bitstream_root: Path | None = None,
     manifest_extra: dict | None = None,
+    cycles: int | None = None,
     log: Log = _quiet,
 ) -> dict:
     """Synthesise (and for iCE40/ECP5 place, route and pack) one design; write ``out_dir/synth.json``.
 
     Returns the synth.json dict: ``lut``, ``ff``, ``carry``, ``bram``, ``spram``, ``dsp`` (Yosys),
     ``fits`` / ``over`` (against the device), ``fmax_mhz`` and ``pnr`` (nextpnr; None when not run),
-    ``bitstream`` (path or None), ``estimate`` (``hw/estimate.py`` for the same design), ``notes``.
+    ``bitstream`` (path or None), ``estimate`` (``hw/estimate.py`` for the same design), ``notes``, and
+    the network's speed (:func:`apotflow.hw.cycles.timing`: ``cycles_per_image`` = ``cycles``, the exact
+    cycles of the program in ``images`` where the caller gives them, ``latency_us``, ``images_per_s``).
     A design that does not fit is not placed; ``over`` says which resource and by how much.
     """
+    from ..cycles import TIMING_RULES, timing
     from ..estimate import estimate
 
     out_dir = Path(out_dir)
@@ -146,7 +161,8 @@ def build(
         p = nextpnr.pnr(res["netlist"], target, work, freq, out_of_context=(kind == "array"), router=router,
                         progress=lambda m: log(f"  nextpnr: {m}"))
         out["pnr"] = {k: p.get(k) for k in ("success", "fmax_mhz", "fmax_by_clock", "constraint_mhz",
-                                             "meets_constraint", "utilisation", "seconds", "errors")}
+                                             "meets_constraint", "utilisation", "critical_path", "seconds",
+                                             "errors", "router")}
         out["fmax_mhz"] = p.get("fmax_mhz")
         if not p["success"]:
             out["fits"] = False
@@ -154,6 +170,10 @@ def build(
             log(f"[{target}] nextpnr failed:\n" + "\n".join(p.get("errors") or []))
         else:
             log(f"[{target}] Fmax {p['fmax_mhz']} MHz (constraint {freq:g} MHz)")
+            if not p.get("meets_constraint", True):
+                miss = missed_constraint(p)
+                out["notes"].append(miss)
+                log(f"[{target}] {miss}")
             if kind == "board" and p.get("output"):
                 log(f"[{target}] packing the bitstream ...")
                 bit = nextpnr.pack(target, p["output"])
@@ -165,6 +185,7 @@ def build(
                     manifest = {"target": target, "device": devices.device(target)["name"], "design": design,
                                 "top": src["top"], "lane_kind": lane_kind, "config": cfg.to_dict(),
                                 "resources": {k: out[k] for k in keys}, "fmax_mhz": out["fmax_mhz"],
+                                "performance": {**timing(cycles, out["fmax_mhz"]), "rules": TIMING_RULES},
                                 "pnr_constraint_mhz": freq, "synth_command": out["synth_command"],
                                 "pins": ["clk", "rst", "start", "busy", "done", "sin", "sshift", "sapply",
                                          "scapture", "sout"],
@@ -177,6 +198,7 @@ def build(
                     bit = final
                 out["bitstream"] = str(bit)
                 log(f"[{target}] bitstream: {bit}")
+    out.update(timing(cycles, out["fmax_mhz"]))
     out["config"] = cfg.to_dict()
     out["seconds"] = round(time.perf_counter() - t0, 2)
     out["cells_by_type"] = res.get("cells_by_type")
