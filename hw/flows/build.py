@@ -68,7 +68,9 @@ def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages
     if kind != "board":
         raise ValueError(f"design kind must be 'board' or 'array', not {kind!r}")
     images = images if images is not None else filled_images(cfg)
-    text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind), name=BOARD_TOP, emit_src=False)
+    # The WGT ROM in banks with registered outputs (hw/top.py wgt_rom; its contents inlined)
+    text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind, wgt_banked=True), name=BOARD_TOP,
+                           emit_src=False)
     (workdir / f"{BOARD_TOP}.v").write_text(text)
     shutil.copyfile(ROM_SOURCE, workdir / ROM_SOURCE.name)
     write_hex_images(cfg, images, workdir)
