@@ -157,7 +157,9 @@ def test_missed_constraint_names_best_fmax_shortfall_and_path():
     from apotflow.hw.flows.build import missed_constraint
 
     step = {"from": {"cell": "a"}, "to": {"cell": "b"}}
-    report = {"critical_paths": [{"path": [
+    clk = "posedge clk"
+    io = {"from": "<async>", "to": clk, "path": [{**step, "type": "routing", "delay": 20.0, "net": "pin"}]}
+    report = {"critical_paths": [io, {"from": clk, "to": clk, "path": [
         {**step, "type": "clk-to-q", "delay": 0.5}, {**step, "type": "routing", "delay": 6.0, "net": "s2_row"},
         {"from": {"cell": "b"}, "to": {"cell": "bank3"}, "type": "logic", "delay": 5.5}]}]}
     cp = nextpnr.critical_path(report)
@@ -166,3 +168,4 @@ def test_missed_constraint_names_best_fmax_shortfall_and_path():
     assert msg == ("timing constraint not met: Fmax 83.33 MHz < 100 MHz (16.67 MHz, 16.7% short); the bitstream "
                    "is valid up to 83.33 MHz; critical path 12.0 ns (6.0 ns routing) from a to bank3")
     assert nextpnr.critical_path({"critical_paths": []}) is None
+    assert nextpnr.critical_path({"critical_paths": [io]})["delay_ns"] == 20.0  # only an unconstrained pin's

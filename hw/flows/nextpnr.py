@@ -120,10 +120,12 @@ def parse_fmax(log_text: str) -> dict[str, float]:
 
 
 def critical_path(report: dict) -> dict | None:
-    """The slowest path of nextpnr's ``--report`` JSON in brief: ``from`` / ``to`` (cell names),
-    ``delay_ns`` and its ``routing_ns`` share, and ``nets`` (the signals it runs through, in order)."""
-    paths = [p.get("path") or [] for p in report.get("critical_paths", [])]
-    paths = [p for p in paths if p]
+    """The slowest clock-to-clock path of nextpnr's ``--report`` JSON (the one that sets Fmax; paths from
+    or to an unconstrained pin, ``<async>``, only when there is no other) in brief: ``from`` / ``to``
+    (cell names), ``delay_ns`` and its ``routing_ns`` share, and ``nets`` (the signals it runs through)."""
+    found = [p for p in report.get("critical_paths", []) if p.get("path")]
+    clocked = [p for p in found if "<async>" not in (p.get("from"), p.get("to"))]
+    paths = [p["path"] for p in (clocked or found)]
     if not paths:
         return None
     worst = max(paths, key=lambda p: sum(step.get("delay", 0.0) for step in p))
