@@ -7,10 +7,13 @@ ACT is split into ``lanes`` banks (bank = address mod lanes, row = address >> la
 
 The read is given already split: ``rd_row`` = R, ``rd_row1`` = R + 1 (mod rows) and ``rd_rot`` = rot,
 so that a bank's address is a 2:1 mux and no adder sits in front of the block RAMs (the caller
-computes both rows in parallel, see hw/top.py). Only banks ``b < rot`` use ``rd_row1``: a caller
-that needs lane 0 alone (the host port) may pass ``rd_row1 = rd_row``.
+computes both rows in parallel, see hw/top.py). Only banks ``b < rot`` use ``rd_row1``. The
+pipeline's read (``rd_*``) goes through one more register than the host's (``host_*``, selected by
+``host_sel``): each bank's row (``R`` or ``R + 1``) is registered beside its bank (``ADDR_STAGES``),
+so the fan-out of one row to every bank, spread over the chip, has a cycle of its own; the host
+reads lane 0 alone (``host_row``, ``host_rot``) without it.
 
-Latency 2 (``read_latency``): the address presented in cycle t gives the bank words in cycle t+1,
+Latency 2 (``read_latency``; the pipeline's ``rd_*`` one more): the address presented in cycle t gives the bank words in cycle t+1,
 which are registered as they are (nothing but a flip-flop behind the block RAMs' slow outputs: a
 multiplexer of 16 banks spread over the chip right after them costs ~6 ns) and rotated
 combinationally in cycle t+2, when ``rd_data`` is valid. From ``config.SPLIT_LANE_BITS`` (128 lanes) on,
@@ -31,6 +34,7 @@ from .config import AcceleratorConfig
 from .layouts import reject
 
 SPLIT_STAGES = 4  # rotation stages before that register (a 16-way select), the rest after it
+ADDR_STAGES = 1  # the pipeline read's per-bank row register (config.ACT_ADDR_STAGES counts it)
 
 
 def read_latency(cfg: AcceleratorConfig) -> int:
@@ -56,6 +60,9 @@ class BankedActMem(wiring.Component):
             "rd_row": In(cfg.addr_bits - cfg.lane_bits),
             "rd_row1": In(cfg.addr_bits - cfg.lane_bits),
             "rd_rot": In(max(1, cfg.lane_bits)),
+            "host_sel": In(1),
+            "host_row": In(cfg.addr_bits - cfg.lane_bits),
+            "host_rot": In(max(1, cfg.lane_bits)),
             "rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),
             "wr_en": In(1),
             "wr_addr": In(cfg.addr_bits),
@@ -67,7 +74,9 @@ class BankedActMem(wiring.Component):
         m = Module()
         L, lb = cfg.lanes, cfg.lane_bits
         row_bits = cfg.addr_bits - lb
-        rot = self.rd_rot if lb else 0
+        rot_p = Signal(max(1, lb))  # the pipeline's rotation, beside its per-bank rows
+        m.d.sync += rot_p.eq(self.rd_rot if lb else 0)
+        rot = Mux(self.host_sel, self.host_rot, rot_p) if lb else 0
         rot_q, rot_qq, rot_q3 = Signal(max(1, lb)), Signal(max(1, lb)), Signal(max(1, lb))
         m.d.sync += [rot_q.eq(rot), rot_qq.eq(rot_q), rot_q3.eq(rot_qq)]
         split = SPLIT_STAGES if read_latency(cfg) == 3 else None
@@ -78,7 +87,9 @@ class BankedActMem(wiring.Component):
                 init = [int(self.init[r * L + b]) for r in range(cfg.bank_depth)]
             raddr, rdata = Signal(row_bits, name=f"bank{b}_raddr"), Signal(cfg.act_bits, name=f"bank{b}_rdata")
             we = Signal(name=f"bank{b}_we")
-            m.d.comb += [raddr.eq(Mux(b < rot, self.rd_row1, self.rd_row)),
+            raddr_p = Signal(row_bits, name=f"bank{b}_raddr_p")  # registered next to the bank
+            m.d.sync += raddr_p.eq(Mux(b < (self.rd_rot if lb else 0), self.rd_row1, self.rd_row))
+            m.d.comb += [raddr.eq(Mux(self.host_sel, self.host_row, raddr_p)),
                          we.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b))]
             if self.style == "verilog":
                 m.submodules[f"bank{b}"] = Instance(

@@ -13,7 +13,7 @@ Time 0 is the first cycle ``busy`` is high. For layer k (npix = 2**(ho_log2+wo_l
   group waits until the writeback buffer is free;
 * the last layer ends with ``done`` at D = max(X + 1, I_last + pipe + WB + 2 + n_last); total = D + 1.
 
-Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 17 + n_last cycles (18 from 128 lanes on)
+Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 21 + n_last cycles (22 from 128 lanes on)
 (n_last = the serial writeback of its last group), the first layer SETTLE = 4 more, the last layer 2 more.
 perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D).
 """
@@ -25,11 +25,12 @@ from .config import AcceleratorConfig
 
 
 def pipe(cfg: AcceleratorConfig) -> int:
-    """S1, S1b, D1..D3, S2..S9: issue of a group's last entry to the writeback buffer load (the stream
-    decode: S1b, D1..D3; the lanes: S6..S8); one more (S3c) where the ACT rotation is registered mid-way
-    (hw/actmem.py, 128 lanes and more)."""
-    return 10 + cfg.lane_latency + (cfg.act_read_latency - 2)
-WB = 3  # W1..W3: writeback stages after W0 (RQ row register, comparators, level mux and write)
+    """S1, S1a, S1b, D1..D3, S2, S2a, S2b, S3..S9: issue of a group's last entry to the writeback buffer
+    load (the WGT read's second cycle: S1a; the stream decode: S1b, D1..D3; the ACT rows registered and
+    then registered beside each bank: S2a, S2b; the lanes: S6..S8); one more (S3c) where the ACT
+    rotation is registered mid-way (hw/actmem.py, 128 lanes and more)."""
+    return 13 + cfg.lane_latency + (cfg.act_read_latency - 2)
+WB = 4  # W1..W4: writeback stages after W0 (RQ row register, comparators, level mux, registered write)
 SETTLE = 4  # PROG read, RQ row address, two shifts into the (count, bias) prefetch before a layer can start
 
 
@@ -91,3 +92,20 @@ def ideal_cycles(cfg: AcceleratorConfig, images: isa.MemoryImages) -> int:
         if d["last"]:
             break
     return tot
+
+
+TIMING_RULES = ("latency = cycles per image / Fmax (nextpnr's, after routing); images/s = Fmax / cycles per image: "
+                "one image at a time, host transfers not included")
+
+
+def timing(cycles: int | None, fmax_mhz: float | None) -> dict:
+    """The one definition of a build's speed: ``cycles_per_image`` (exact, from this model or the
+    co-simulation), ``fmax_mhz``, ``latency_us`` = cycles / Fmax and ``images_per_s`` = Fmax / cycles
+    (None where either is unknown: no program, or not placed and routed)."""
+    known = bool(cycles) and bool(fmax_mhz)
+    return {
+        "cycles_per_image": cycles,
+        "fmax_mhz": fmax_mhz,
+        "latency_us": round(cycles / fmax_mhz, 3) if known else None,
+        "images_per_s": round(fmax_mhz * 1e6 / cycles, 2) if known else None,
+    }

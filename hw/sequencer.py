@@ -55,7 +55,7 @@ class Sequencer(wiring.Component):
         self.dl, self.rl = isa.desc_layout(cfg), isa.rq_layout(cfg)
         super().__init__({
             "start": In(1),
-            "front_busy": In(1),  # entries in S1..S9, lanes waiting in the writeback buffer, W0..W2
+            "front_busy": In(1),  # entries in S1..S9, lanes waiting in the writeback buffer, W0..W3
             "pipe_busy": In(1),  # front_busy or a write in the last stage (W3)
             "busy": Out(1),
             "done": Out(1),

@@ -25,12 +25,13 @@ async def _read_port(ctx, addr, data, n: int, latency: int = 1) -> np.ndarray:
 
 
 def simulate(cfg: AcceleratorConfig, images: isa.MemoryImages, act, max_cycles: int = 200_000,
-             n_perf: int | None = None, vcd: str | None = None) -> dict:
+             n_perf: int | None = None, vcd: str | None = None, wgt_bank_words: int | None = None) -> dict:
     """Load ACT through the host port, start, wait for done, read ACT, OUT and the perf counters.
 
+    ``wgt_bank_words``: the WGT ROM's bank size (hw/top.py wgt_rom; small values test the banked form).
     Returns {"act", "out", "cycles", "perf", "busy_cycles", "done_pulses"}.
     """
-    dut = Accelerator(cfg, images)
+    dut = Accelerator(cfg, images, **({"wgt_bank_words": wgt_bank_words} if wgt_bank_words else {}))
     act = np.asarray(act, dtype=np.int64)
     n_perf = len(images.prog) if n_perf is None else n_perf
     res = {}

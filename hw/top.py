@@ -4,24 +4,28 @@ Pipeline of one entry issued in cycle I (see docs/hardware.md for the diagram). 
 feeds anything but a register or a multiplexer, and no stage has more than one carry chain:
 
   I    issue: WGT address presented (sequencer)
-  I+1  S1: stream entry (code, delta) arrives and is registered as it is
-  I+2  S1b: the channel's position += step (registered)
-  I+3  D1: VAL row (code) and TAP row (position's tap) addressed; input channel = pos >> tap_log2
-  I+4  D2: the rows arrive and are registered as they are
-  I+5  D3: off = tap.off + (ic << ch_shift); decoded entry registered; first lane's output
+  I+1  S1: the WGT bank words arrive and are registered as they are (``wgt_rom``)
+  I+2  S1a: the stream entry (code, delta) is chosen among the banks' registers and registered
+  I+3  S1b: the channel's position += step (registered)
+  I+4  D1: VAL row (code) and TAP row (position's tap) addressed; input channel = pos >> tap_log2
+  I+5  D2: the rows arrive and are registered as they are
+  I+6  D3: off = tap.off + (ic << ch_shift); decoded entry registered; first lane's output
            coordinates from p0
-  I+6  S2: ACT rows R = off_row + p0_row and R + 1 (two adders in parallel) to the banks; padding mask
-  I+7  S3: bank words arrive and are registered as they are (in BankedActMem)
-  I+8  S4: rotation to lanes, padding mask; operands registered
-  I+9  S5: operands (one register per lane, next to it) and controls registered again
-  I+10 S6: lanes: shifted terms (registered)
-  I+11 S7: lanes: product, the terms' sum with the sign (registered)
-  I+12 S8: lanes accumulate (acc register)
-  I+13 S9: if the entry was a group's last, the accumulators move to the writeback buffer
-  I+14 W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
-  I+15 W1: RQ thresholds arrive and are registered; output address computed
-  I+16 W2: requantizer comparators (registered)
-  I+17 W3: popcount and level mux (or shift); write ACT (or OUT for RAW layers)
+  I+7  S2: ACT rows R = off_row + p0_row and R + 1 (two adders in parallel), registered (S2a)
+  I+8  S2a: each bank's row (R or R + 1) registered beside the bank (in BankedActMem)
+  I+9  S2b: the banks are addressed
+  I+10 S3: bank words arrive and are registered as they are (in BankedActMem); padding mask
+  I+11 S4: rotation to lanes, padding mask; operands registered
+  I+12 S5: operands (one register per lane, next to it) and controls registered again
+  I+13 S6: lanes: shifted terms (registered)
+  I+14 S7: lanes: product, the terms' sum with the sign (registered)
+  I+15 S8: lanes accumulate (acc register)
+  I+16 S9: if the entry was a group's last, the accumulators move to the writeback buffer
+  I+17 W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
+  I+18 W1: RQ thresholds arrive and are registered; output address computed
+  I+19 W2: requantizer comparators (registered)
+  I+20 W3: popcount and level mux (or shift), registered (or the OUT write, RAW layers)
+  I+21 W4: write ACT
 
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1,
@@ -48,6 +52,43 @@ from .requant import Requantizer
 from .sequencer import Sequencer, issue_layout, pix_bits
 
 HEX_FILES = {"wgt": "wgt.hex", "rq": "rq.hex", "prog": "prog.hex", "val": "val.hex", "tap": "tap.hex"}
+WGT_BANK_WORDS = 2048  # words of one WGT bank (one ECP5 DP16KD at 9 bits), each with its own output register
+
+
+def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str, banked: bool,
+            bank_words: int = WGT_BANK_WORDS):
+    """The weight stream ROM, read latency 2: the address of cycle t gives its word in cycle t+2.
+
+    ``banked``: ``bank_words``-word memories (their contents inlined), each read into a register
+    beside it in t+1, and the word chosen among the registers in t+2, so that neither the block RAMs'
+    slow outputs nor the wide select across the chip has to fit in one cycle with the other. Else one
+    ROM (``apotflow_rom`` loading wgt.hex for ``rom_style`` "readmemh") and its word registered once
+    more: the same function and timing, one memory (the co-simulation's form). Returns (addr, data)."""
+    abits = cfg.wgt_addr_bits
+    addr, out = Signal(abits, name="wgt_addr"), Signal(width, name="wgt_word")
+    if not banked or cfg.wgt_depth <= bank_words:
+        ((a, d),) = rom(m, "wgt", width, cfg.wgt_depth, init, 1, rom_style, HEX_FILES["wgt"])
+        m.d.comb += a.eq(addr)
+        m.d.sync += out.eq(d)
+        return addr, out
+    words = list(init or [])
+    lo = (bank_words - 1).bit_length()
+    regs = []
+    for g in range(cfg.wgt_depth // bank_words):
+        part = words[g * bank_words:(g + 1) * bank_words]
+        mem = Memory(shape=width, depth=bank_words, init=part + [0] * (bank_words - len(part)))
+        m.submodules[f"wgt_bank{g}"] = mem
+        rp = mem.read_port(domain="sync")
+        q = Signal(width, name=f"wgt_bank{g}_q")
+        m.d.comb += rp.addr.eq(addr[:lo])
+        m.d.sync += q.eq(rp.data)
+        regs.append(q)
+    hi_q, hi_qq = Signal(abits - lo), Signal(abits - lo)
+    m.d.sync += [hi_q.eq(addr[lo:]), hi_qq.eq(hi_q)]
+    m.d.comb += out.eq(Array(regs)[hi_qq])
+    return addr, out
+
+
 def host_act_latency(cfg: AcceleratorConfig) -> int:
     """Cycles from host_addr to host_rdata on the ACT port (OUT and perf ports: one)."""
     return read_latency(cfg)
@@ -75,7 +116,8 @@ class Accelerator(wiring.Component):
     rom_style="readmemh" instantiates ``apotflow_rom`` loading wgt.hex / rq.hex / prog.hex / val.hex / tap.hex."""
 
     def __init__(self, cfg: AcceleratorConfig, images: isa.MemoryImages | None = None,
-                 rom_style: str = "memory", act_init=None, lane_kind: str = "shift"):
+                 rom_style: str = "memory", act_init=None, lane_kind: str = "shift", wgt_banked: bool | None = None,
+                 wgt_bank_words: int = WGT_BANK_WORDS):
         if not isinstance(cfg, AcceleratorConfig):
             reject(self, TypeError(f"Accelerator needs an AcceleratorConfig, not {cfg!r}"))
         if rom_style not in ("memory", "readmemh"):
@@ -92,6 +134,12 @@ class Accelerator(wiring.Component):
             reject(self, ValueError(f"lane_kind must be one of {', '.join(LANE_KINDS)}, not {lane_kind!r}"))
         self.cfg, self.images, self.rom_style, self.act_init = cfg, images, rom_style, act_init
         self.lane_kind = lane_kind  # "mul": the multiplier baseline (hw/mul_lane.py), same results
+        # WGT in banks with registered outputs (wgt_rom): the synthesised form (contents inlined, so it needs
+        # the images) and the Amaranth simulation's; the co-simulation reads one wgt.hex ROM of equal timing.
+        if wgt_banked and rom_style == "readmemh" and images is None:
+            reject(self, ValueError("a banked WGT ROM in readmemh style needs the memory images"))
+        self.wgt_banked = rom_style == "memory" if wgt_banked is None else wgt_banked
+        self.wgt_bank_words = wgt_bank_words
         super().__init__(accelerator_signature(cfg))
 
     def elaborate(self, platform):
@@ -110,7 +158,8 @@ class Accelerator(wiring.Component):
         for i, ln in enumerate(lanes):
             m.submodules[f"lane{i}"] = ln
 
-        (wgt_port,) = rom(m, "wgt", el.width, cfg.wgt_depth, img and img.wgt, 1, self.rom_style, HEX_FILES["wgt"])
+        wgt_addr, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
+                                      self.wgt_bank_words)
         rq_a, rq_b = rom(m, "rq", rl.width, cfg.rq_depth, img and img.rq, 2, self.rom_style, HEX_FILES["rq"])
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
         (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
@@ -126,7 +175,7 @@ class Accelerator(wiring.Component):
             self.cycles.eq(seq.cycles),
             prog_port[0].eq(seq.prog_addr), seq.prog_data.eq(prog_port[1]),
             rq_a[0].eq(seq.rq_addr), seq.rq_data.eq(rq_a[1]),
-            wgt_port[0].eq(seq.wgt_addr),
+            wgt_addr.eq(seq.wgt_addr),
             perf_wr.addr.eq(seq.perf_waddr), perf_wr.data.eq(seq.perf_wdata), perf_wr.en.eq(seq.perf_we),
             perf_rd.addr.eq(self.perf_addr), self.perf_rdata.eq(perf_rd.data),
             out_rd.addr.eq(self.out_addr), self.out_rdata.eq(out_rd.data),
@@ -150,8 +199,10 @@ class Accelerator(wiring.Component):
         # 0 or, in a diag layer, channel << diag_log2) is updated and registered with the code (D1).
         s1 = Signal(issue_layout(cfg))
         m.d.sync += s1.eq(seq.issue)
+        s1a = Signal(issue_layout(cfg))  # the WGT read's second cycle (its banks' registered words, see wgt_rom)
+        m.d.sync += s1a.eq(s1)
         s1b = Signal(data.StructLayout({"iss": issue_layout(cfg), "word": struct(el)}))
-        m.d.sync += [s1b.iss.eq(s1), s1b.word.eq(wgt_port[1])]
+        m.d.sync += [s1b.iss.eq(s1a), s1b.word.eq(wgt_data)]
         word = s1b.word
         pos = Signal(cfg.pos_width)
         step = Mux(word.code == 0, word.delta << cfg.pos_bits, word.delta)
@@ -189,8 +240,14 @@ class Accelerator(wiring.Component):
         # S2: address the banks: base = off + p0 has rot = off mod lanes (p0 is a multiple of lanes)
         # and row R = off_row + p0_row; banks b < rot read R + 1. Padding mask per lane.
         ent = s2.ent
-        rd_row, rd_row1 = Signal(row_bits), Signal(row_bits)
-        m.d.comb += [rd_row.eq((ent.off >> lb) + (s2.iss.p0 >> lb)), rd_row1.eq((ent.off >> lb) + s2.p0_row1)]
+        rd_row, rd_row1, rd_rot = Signal(row_bits), Signal(row_bits), Signal(max(1, lb))
+        m.d.sync += [rd_row.eq((ent.off >> lb) + (s2.iss.p0 >> lb)), rd_row1.eq((ent.off >> lb) + s2.p0_row1),
+                     rd_rot.eq(ent.off[:lb] if lb else 0)]
+        # S2a: the rows registered (then, S2b, each bank's row beside it in BankedActMem); the entry
+        # waits for its bank words in s2a, s2b.
+        s2_layout = s2.shape()
+        s2a, s2b = Signal(s2_layout, name="s2a"), Signal(s2_layout, name="s2b")
+        m.d.sync += [s2a.eq(s2), s2b.eq(s2a)]
         # Padding mask, over S2 and S3: lane l's output pixel p0 + l has coordinates (oy0 + yoff_l,
         # ox0 + xoff_l) with per-layer lane offsets (registered layer constants): a row of >= lanes
         # pixels holds the whole group (yoff 0, xoff l; ox0 is a multiple of lanes), else the group
@@ -203,7 +260,8 @@ class Accelerator(wiring.Component):
             m.d.sync += [yoff[l].eq(Mux(wide_row, 0, l >> wl)), xoff[l].eq(Mux(wide_row, l, l & wmask))]
         s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl),
                                        "ty": signed(pb + 2), "tx": signed(pb + 2)}))
-        m.d.sync += [s3.iss.eq(s2.iss), s3.ent.eq(s2.ent), s3.ty.eq(s2.oy0 + ent.dy), s3.tx.eq(s2.ox0 + ent.dx)]
+        m.d.sync += [s3.iss.eq(s2b.iss), s3.ent.eq(s2b.ent), s3.ty.eq(s2b.oy0 + s2b.ent.dy),
+                     s3.tx.eq(s2b.ox0 + s2b.ent.dx)]
 
         # S3: the bank words are registered (inside BankedActMem); per-lane padding test:
         # 0 <= iy < 2**ho_log2  <=>  no bit of iy set at or above ho_log2 (the sign bit included).
@@ -303,27 +361,30 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             out_wr.addr.eq(w3.addr), out_wr.data.eq(w3.acc), out_wr.en.eq(w3.valid & raw),
         ]
+        # W4: the ACT write registered (address, level, enable), so that its fan-out to every bank has
+        # a cycle of its own.
+        w4 = Signal(data.StructLayout({"valid": 1, "we": 1, "addr": cfg.addr_bits, "value": cfg.act_bits}))
+        m.d.sync += [w4.valid.eq(w3.valid), w4.we.eq(w3.valid & ~raw), w4.addr.eq(w3.addr), w4.value.eq(rqu.value)]
         in_lanes = 0
         for t in tails:
             in_lanes = in_lanes | t.last
-        m.d.comb += seq.front_busy.eq(s1.valid | s1b.iss.valid | d1.iss.valid | d2.iss.valid | d3.d.iss.valid
-                                      | s2.iss.valid | s3.iss.valid | s3c_valid | s3b.iss.valid
+        m.d.comb += seq.front_busy.eq(s1.valid | s1a.valid | s1b.iss.valid | d1.iss.valid | d2.iss.valid
+                                      | d3.d.iss.valid | s2.iss.valid | s2a.iss.valid | s2b.iss.valid
+                                      | s3.iss.valid | s3c_valid | s3b.iss.valid
                                       | s4.ctrl.valid | in_lanes
-                                      | wb_pending | w1.valid | w2.valid)
-        m.d.comb += seq.pipe_busy.eq(seq.front_busy | w3.valid)
+                                      | wb_pending | w1.valid | w2.valid | w3.valid)
+        m.d.comb += seq.pipe_busy.eq(seq.front_busy | w4.valid)
 
         # ACT: pipeline or host (the host reads lane 0 only: row1 is not needed; latency 2). The host has
         # the read port from the done cycle on (the pipeline is empty by then), so a read presented with
         # done is served; it writes only while busy is low.
+        m.d.comb += [act.rd_row.eq(rd_row), act.rd_row1.eq(rd_row1), act.rd_rot.eq(rd_rot),
+                     act.host_row.eq(self.host_addr >> lb), act.host_rot.eq(self.host_addr[:lb] if lb else 0)]
         with m.If(seq.busy & ~seq.done):
-            m.d.comb += [
-                act.rd_row.eq(rd_row), act.rd_row1.eq(rd_row1), act.rd_rot.eq(ent.off[:lb]),
-                act.wr_addr.eq(w3.addr), act.wr_data.eq(rqu.value), act.wr_en.eq(w3.valid & ~raw),
-            ]
+            m.d.comb += [act.wr_addr.eq(w4.addr), act.wr_data.eq(w4.value), act.wr_en.eq(w4.we)]
         with m.Else():
             m.d.comb += [
-                act.rd_row.eq(self.host_addr >> lb), act.rd_row1.eq(self.host_addr >> lb),
-                act.rd_rot.eq(self.host_addr[:lb]),
+                act.host_sel.eq(1),
                 act.wr_addr.eq(self.host_addr), act.wr_data.eq(self.host_wdata),
                 act.wr_en.eq(self.host_we & ~seq.busy),
             ]

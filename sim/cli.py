@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--freq", type=float, help="place-and-route constraint in MHz (default 24 iCE40, 100 ECP5)")
     s.add_argument("--nodsp", action="store_true", help="ECP5: no DSP blocks (synth_ecp5 -nodsp)")
     s.add_argument("--router", choices=ROUTERS,
-                   help="nextpnr router (default: nextpnr's, router1; router2 is much faster on large designs)")
+                   help="nextpnr router (default: router2 on ECP5, which converges on the large builds; router1 on iCE40)")
     s.add_argument("--design", help="design name for the bitstream folder (default from model and lanes)")
     s.add_argument("--bitstreams", help="also copy the bitstream, hex files and a manifest to "
                    "BITSTREAMS/<target>/<design>/ (e.g. the project's bitstreams/)")

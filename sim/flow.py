@@ -165,6 +165,7 @@ def synth_model(cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *
     ``bitstreams/<target>/<design>/`` with a manifest. Writes ``out_dir/synth.json`` (and
     ``out_dir/synth-<target>/synth.json``) and returns it.
     """
+    from apotflow.hw.cycles import total_cycles
     from apotflow.hw.flows.build import build, filled_images
 
     out_dir = Path(out_dir)
@@ -183,6 +184,7 @@ def synth_model(cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *
         res = build(cfg, target, out_dir, images, design=name, lane_kind=lane_kind, pnr=pnr, freq_mhz=freq_mhz,
                     router=router, extra_synth_args="-nodsp" if nodsp else "",
                     bitstream_root=Path(bitstreams) if bitstreams else None,
+                    cycles=total_cycles(cfg, program.images) if program is not None else None,
                     manifest_extra={"command": command, "git_revision": git_revision(), "versions": versions(),
                                     "model_meta": meta},
                     log=log)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from apotflow.hw.compile import Program
+from apotflow.hw.cycles import TIMING_RULES, timing
 from apotflow.sw.intnet import IntNet, size_and_bops
 
 from .flow import git_revision, versions, write_json, write_text_atomic
@@ -22,8 +23,6 @@ CYCLE_RULES = ("measured: Verilator cycles of one image from start to done (the 
                "with a non-zero weight / lanes (the bound of a perfectly busy array); lane utilisation = ideal / "
                "measured (modelled where not measured): the share of lane-cycles doing a non-zero MAC (none for a "
                "pooling layer, which has no MACs; the total counts its cycles as work beyond the bound)")
-TIMING_RULES = ("latency = cycles per image / Fmax (nextpnr's, after routing); images/s = Fmax / cycles per image: "
-                "one image at a time, host transfers not included")
 RESOURCE_KEYS = ("lut", "ff", "carry", "bram", "spram", "dsp")
 
 
@@ -71,9 +70,7 @@ def _target(res: dict, cycles: int) -> dict:
         "estimate": {k: (res.get("estimate") or {}).get(k) for k in ("lut", "ff", "bram", "dsp")}
         if res.get("estimate") else None,
         "fits": res.get("fits"), "over": res.get("over") or None,
-        "fmax_mhz": fmax,
-        "latency_us": cycles / fmax if fmax else None,
-        "images_per_s": fmax * 1e6 / cycles if fmax else None,
+        **{k: v for k, v in timing(cycles, fmax).items() if k != "cycles_per_image"},
         "bitstream": res.get("bitstream"), "lane_kind": res.get("lane_kind", "shift"),
         "lanes": (res.get("config") or {}).get("lanes"),
         "notes": ([f"configuration: {res['choice']}"] if res.get("choice") else []) + (res.get("notes") or []),

