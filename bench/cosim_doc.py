@@ -127,6 +127,12 @@ def _where(hit: dict) -> str:
     return f"simulator: {hit.get('error', '')}"
 
 
+def _short(statement: str, width: int = 70) -> str:
+    """A Verilog statement for a table cell: without ``assign``, long operands cut in the middle."""
+    s = statement.removeprefix("assign ").rstrip(";").strip()
+    return s if len(s) <= width else s[:width // 2 - 2] + " ... " + s[-(width // 2 - 3):]
+
+
 def mutants_section() -> str:
     path = ROOT / "bench/results/mutants.json"
     lines = [MUT_BEGIN, "## RTL mutation testing", ""]
@@ -156,44 +162,56 @@ def mutants_section() -> str:
         f"{r['seconds'] / 60:.0f} minutes on this 2-core machine"
         f"{' (every network run for every mutant)' if r.get('all_networks') else ''}.",
         "",
-        "| network | layers | cycles of work | exercises | mutants it catches |",
+        "Each mutant runs the networks in this order" + (" (all of them)." if r.get("all_networks") else
+                                                           " until one catches it."),
+        "",
+        f"| network | layers | cycles of work | exercises | mutants it {'catches' if r.get('all_networks') else 'caught first'} |",
         "|---|---|---|---|---|",
     ]
     ms = r["mutants"]
     for n in nets:
         hits = sum(1 for m in ms if any(x["network"] == n["name"] and not x["passed"] for x in m["runs"]))
         lines.append(f"| {n['name']} | {n['layers']} | {n['cycles']:,} | {', '.join(n['covers'])} | {hits} |")
+    first = nets[0]["name"]
+    missed = [m["name"] for m in ms if m["outcome"] == "caught"
+              and all(x["passed"] for x in m["runs"] if x["network"] == first)]
+    lines += ["", f"The {first} net alone misses {len(missed)} of the {t['caught']} caught mutants"
+              + (f" ({', '.join(missed)})." if missed else ".")]
     if r.get("all_networks"):
         only = {}
         for m in ms:
             catchers = [x["network"] for x in m["runs"] if not x["passed"]]
             if len(catchers) == 1:
                 only.setdefault(catchers[0], []).append(m["name"])
-        first = nets[0]["name"]
-        missed = [m["name"] for m in ms if m["outcome"] == "caught"
-                  and all(x["passed"] for x in m["runs"] if x["network"] == first)]
-        lines += ["", "Caught by one network alone: " + "; ".join(
-            f"{k}: {', '.join(v)}" for k, v in only.items()) + "." if only else "",
-            f"The {first} net alone misses {len(missed)} of the caught mutants"
-            + (f" ({', '.join(missed)})." if missed else ".")]
-    lines += ["", "| mutant | kind | where | change | outcome | first caught by | networks catching | s |",
-              "|---|---|---|---|---|---|---|---|"]
+        if only:
+            lines += ["", "Caught by one network alone: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in only.items()) + "."]
+    allnets = r.get("all_networks")
+    lines += ["", "| mutant | kind | where | change | outcome | first caught by |"
+              + (" networks catching |" if allnets else "") + " s |",
+              "|---|---|---|---|---|---|" + ("---|" if allnets else "") + "---|"]
     for m in ms:
         if m["target"] == "verilog":
             st = m["statements"]
-            change = f"`{st[0]['before'].removeprefix('assign ')}` -> `{st[0]['after'].removeprefix('assign ')}`"
+            change = f"`{_short(st[0]['before'])}` -> `{_short(st[0]['after'])}`"
             change += f" (+{len(st) - 1} more)" if len(st) > 1 else ""
             where = f"{m['source']} ({m['module'].removeprefix('apotflow_top').lstrip('.') or 'top'})"
         else:
             change, where = m["what"], "memory image" if m["kind"] != "activation input" else "input"
         change = change.replace("|", "\\|")
         hit = m["caught_by"]
-        by = f"{hit['network']}: {_where(hit)}" if hit else m.get("equivalent_because", "-")
+        by = f"{hit['network']}: {_where(hit)}" if hit else ("see below" if m["outcome"] == "equivalent" else "-")
         k = sum(1 for x in m["runs"] if not x["passed"])
         lines.append(f"| {m['name']} | {m['kind']} | {where} | {change} | {m['outcome']} | {by.replace('|', '/')} "
-                     f"| {k} of {len(m['runs'])} | {m['seconds']:.0f} |")
-    lines += ["", "Command (from the repository root; the result is bench/results/mutants.json):", "", "```",
-              f"nice -n 10 {r['command']}", "python bench/cosim_doc.py   # this section", "```", "", MUT_END]
+                     + (f"| {k} of {len(m['runs'])} " if allnets else "") + f"| {m['seconds']:.0f} |")
+    eq = [m for m in ms if m["outcome"] == "equivalent"]
+    if eq:
+        lines += ["", "Equivalent mutants (why no program the RTL is given can tell them from the original):", ""]
+        lines += [f"- {m['name']}: {m['equivalent_because']}" for m in eq]
+    cmds = r.get("commands", [r["command"]])
+    lines += ["", f"Command{'s' if len(cmds) > 1 else ''} (from the repository root; the result is "
+              f"bench/results/mutants.json{'; a later command re-ran the mutants it names, --merge' if len(cmds) > 1 else ''}):",
+              "", "```", *[f"nice -n 10 {c}" for c in cmds], "python bench/cosim_doc.py   # this section", "```", "",
+              MUT_END]
     return "\n".join(lines)
 
 

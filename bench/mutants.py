@@ -146,12 +146,9 @@ def mutate(verilog: str, mu: VerilogMutant, cfg) -> tuple[str, list[dict]]:
 
 def generate(cfg) -> str:
     """apotflow_top.v of cfg with the source attributes (hw/*.py lines) the mutants are located by."""
-    from amaranth.back import verilog
+    from apotflow.sim.cosim import top_verilog
 
-    from apotflow.hw.rtl import TOP
-    from apotflow.hw.top import Accelerator
-
-    return verilog.convert(Accelerator(cfg, None, rom_style="readmemh"), name=TOP, emit_src=True)
+    return top_verilog(cfg, emit_src=True)
 
 
 L3, SEQ, RQU, ACT = "apotflow_top.lane3", "apotflow_top.seq", "apotflow_top.rqu", "apotflow_top.act"
@@ -347,8 +344,8 @@ def _m_tap(ld, setup):
     k = _first_layer(prog, lambda d: d["n_ch"] and d["tap_log2"] > 0) if len(prog.layers) else None
     if k is None:
         return False
-    row = _layer_fields(prog, k)["tap_base"] + 1  # the second tap of the layer: its input offset + 1
-    _edit_hex(setup.sim_dir / "tap.hex", row, lambda v: v + (1 << isa.tap_layout(prog.config).offsets["off"]))
+    row = _layer_fields(prog, k)["tap_base"] + 1  # the second tap of the layer: bit 0 of its input offset
+    _edit_hex(setup.sim_dir / "tap.hex", row, lambda v: v ^ (1 << isa.tap_layout(prog.config).offsets["off"]))
 
 
 def _rq_row(ld, pred):
@@ -365,10 +362,12 @@ def _m_threshold(ld, setup):
     r = _rq_row(ld, lambda d: d["mode"] == isa.MODE_THRESH)
     if r is None:
         return False
-    # the first threshold moved to the middle of the others (a level's range changes)
+    # the first threshold moved next to the middle one (a level's range changes), within the field
     f = rl.unpack(prog.images.rq[r])
     thr = sorted(f[f"thr{j}"] for j in range(prog.config.max_levels - 1))
-    f["thr0"] = thr[len(thr) // 2] + 1 if f["thr0"] != thr[len(thr) // 2] + 1 else f["thr0"] - 1
+    lo, hi = prog.config.acc_range
+    mid = thr[len(thr) // 2]
+    f["thr0"] = next(v for v in (mid + 1, mid - 1, f["thr0"] + 1, f["thr0"] - 1) if lo <= v <= hi and v != f["thr0"])
     _edit_hex(setup.sim_dir / "rq.hex", r, lambda v: rl.pack(**f))
 
 
@@ -403,7 +402,7 @@ def _m_shift(ld, setup):
     k = _first_layer(prog, lambda d: d["mode"] == isa.MODE_SHIFT)
     if k is None:
         return False
-    _edit_hex(setup.sim_dir / "prog.hex", k, lambda v: v + (1 << dl.offsets["shift"]))
+    _edit_hex(setup.sim_dir / "prog.hex", k, lambda v: v ^ (1 << dl.offsets["shift"]))
 
 
 def _m_levels(ld, setup):
@@ -429,11 +428,11 @@ MEMORY_MUTANTS = [
     MemoryMutant("wgt-code", "weight stream code", _m_code, "bit 0 of a weight entry's code (second layer)"),
     MemoryMutant("wgt-delta", "weight stream delta", _m_delta, "bit 0 of a weight entry's position delta"),
     MemoryMutant("val-sign", "value table", _m_val_sign, "the sign of the value-table row a weight entry uses"),
-    MemoryMutant("tap-offset", "tap table", _m_tap, "a tap row's input offset + 1"),
-    MemoryMutant("rq-threshold", "thresholds", _m_threshold, "a channel's first threshold moved to the middle"),
+    MemoryMutant("tap-offset", "tap table", _m_tap, "bit 0 of a tap row's input offset"),
+    MemoryMutant("rq-threshold", "thresholds", _m_threshold, "a channel's first threshold moved next to the middle one"),
     MemoryMutant("rq-bias", "bias", _m_bias, "bit 6 of the first channel's bias"),
     MemoryMutant("rq-count", "entry counts", _m_count, "a channel's entry count + 1"),
-    MemoryMutant("desc-shift", "shift", _m_shift, "a shift-mode layer's shift + 1"),
+    MemoryMutant("desc-shift", "shift", _m_shift, "bit 0 of a shift-mode layer's shift"),
     MemoryMutant("desc-levels", "output levels", _m_levels, "bit 0 of a threshold layer's level 1"),
     MemoryMutant("act-input", "activation input", _m_input, "the first pixel of the RTL's input image"),
 ]
@@ -448,6 +447,12 @@ EQUIVALENT: dict[str, str] = {
                  "layer's channel without weights and with a negative bias is refused by the compiler (CompileError "
                  "'has no weight and a negative bias'; tests/test_random_nets.py), and null_channels keeps biases, "
                  "so no program the RTL is given has one.",
+    "raw-we": "The writeback registers (w1..w3) load every cycle from the writeback unit, which holds its last "
+              "lane between groups, so outside a valid write w3 repeats the last write: inside a raw layer an "
+              "extra OUT write stores the value that word already holds. The only other extra writes come between "
+              "a raw layer's descriptor latch and its first write (w3 still holding the previous layer's last write, "
+              "its address recomputed with the new layer's constants), and every word of the raw layer's output "
+              "tensor is written after that; OUT words outside the raw tensors are nobody's output.",
 }
 
 
@@ -455,7 +460,7 @@ def caught_by(runs: list[dict]) -> dict | None:
     return next(({k: v for k, v in r.items() if k not in ("passed", "seconds")} for r in runs if not r["passed"]), None)
 
 
-def run(names: set[str] | None, out: Path, work: Path, all_networks: bool, log) -> dict:
+def run(names: set[str] | None, out: Path, work: Path, all_networks: bool, log, merge: bool = False) -> dict:
     from apotflow.sim.cosim_suite import as_dict, coverage, load_suite, run_suite
 
     t_all = time.perf_counter()
@@ -468,12 +473,24 @@ def run(names: set[str] | None, out: Path, work: Path, all_networks: bool, log) 
     base = run_suite(suite, work / "base", verilog=base_v, build_cache=builds, log=log)
     if not all(r["passed"] for r in base):
         raise BenchError(f"the unmutated RTL fails the suite: {base}")
-    res = {"command": "python bench/mutants.py " + " ".join(sys.argv[1:]), "config": cfg.to_dict(),
+    command = "python bench/mutants.py " + " ".join(sys.argv[1:])
+    res = {"command": command, "commands": [command], "config": cfg.to_dict(),
            "networks": [{**as_dict(ld.spec), "layers": len(ld.program.layers),
                          "cycles": int(ld.program.stats["work_cycles"]),
                          "covers": [k for k, v in coverage(ld.program).items() if v]} for ld in suite],
            "baseline": {"runs": base, "seconds": round(time.perf_counter() - t0, 1)},
            "all_networks": all_networks, "machine": f"{platform.machine()}, {platform.node()}", "mutants": []}
+    earlier = 0.0
+    if merge and out.exists():  # rows of the named mutants replaced, the others kept
+        prev = json.loads(out.read_text())
+        if prev["config"] != res["config"] or prev["networks"] != res["networks"]:
+            raise BenchError(f"--merge: {out} was made with another config or suite")
+        if prev.get("all_networks") != all_networks:
+            raise BenchError("--merge: --all-networks must be as in the run being merged into")
+        res.update(command=prev["command"], commands=prev.get("commands", [prev["command"]]) + [command],
+                   mutants=prev["mutants"])
+        earlier = prev["seconds"]
+    order = [m.name for m in VERILOG_MUTANTS + MEMORY_MUTANTS]
     todo = [m for m in VERILOG_MUTANTS + MEMORY_MUTANTS if names is None or m.name in names]
     for i, mu in enumerate(todo):
         t0 = time.perf_counter()
@@ -498,19 +515,20 @@ def run(names: set[str] | None, out: Path, work: Path, all_networks: bool, log) 
             outcome = "survived"
         row.update({"outcome": outcome, "caught_by": hit, "runs": runs, "seconds": round(time.perf_counter() - t0, 1)})
         log(f"  -> {outcome}" + (f" by {hit['network']}: {hit['check']}" if hit else ""))
-        res["mutants"].append(row)
-        out.write_text(json.dumps(_summary(res, t_all), indent=1) + "\n")  # partial results as it goes
-    res = _summary(res, t_all)
+        res["mutants"] = sorted([m for m in res["mutants"] if m["name"] != mu.name] + [row],
+                                key=lambda m: order.index(m["name"]) if m["name"] in order else len(order))
+        out.write_text(json.dumps(_summary(res, t_all, earlier), indent=1) + "\n")  # partial results as it goes
+    res = _summary(res, t_all, earlier)
     out.write_text(json.dumps(res, indent=1) + "\n")
     return res
 
 
-def _summary(res: dict, t_all: float) -> dict:
+def _summary(res: dict, t_all: float, earlier: float = 0.0) -> dict:
     ms = res["mutants"]
     count = {o: sum(1 for m in ms if m["outcome"] == o) for o in ("caught", "equivalent", "survived")}
     return {**res, "totals": {"mutants": len(ms), "verilog": sum(1 for m in ms if m["target"] == "verilog"),
                               "memory": sum(1 for m in ms if m["target"] != "verilog"), **count},
-            "seconds": round(time.perf_counter() - t_all, 1)}
+            "seconds": round(earlier + time.perf_counter() - t_all, 1)}
 
 
 def main() -> int:
@@ -519,6 +537,7 @@ def main() -> int:
     ap.add_argument("--all-networks", action="store_true", help="run every network, not only up to the first catch")
     ap.add_argument("--work", default=str(ROOT / "runs" / "mutants"), help="scratch folder (builds, models)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "mutants.json"))
+    ap.add_argument("--merge", action="store_true", help="replace the named mutants' rows in --out, keep the others")
     ap.add_argument("--list", action="store_true", help="list the mutants and check each applies, then stop")
     args = ap.parse_args()
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -532,7 +551,8 @@ def main() -> int:
             print(f"{mu.name:20s} {mu.py}:{py_line(mu.py, mu.anchor)} {changed[0]['before']}  ->  {changed[0]['after']}"
                   + (f"  (+{len(changed) - 1})" if len(changed) > 1 else ""))
         return 0
-    res = run(set(args.only) if args.only else None, Path(args.out), Path(args.work), args.all_networks, log)
+    res = run(set(args.only) if args.only else None, Path(args.out), Path(args.work), args.all_networks, log,
+              args.merge)
     print(json.dumps(res["totals"]))
     return 0 if res["totals"]["survived"] == 0 else 1
 

@@ -147,6 +147,18 @@ class CosimSetup:
         return self.out_dir / "vectors.npz"
 
 
+def top_verilog(cfg: AcceleratorConfig, emit_src: bool = False) -> str:
+    """apotflow_top.v for cfg as ``generate_verilog`` writes it (the ROM contents are $readmemh files, so
+    the text depends on the config alone: one text for every network); ``emit_src``: with Amaranth's
+    source attributes (each statement names its hw/*.py line; bench/mutants.py locates mutations by them)."""
+    from amaranth.back import verilog
+
+    from apotflow.hw.rtl import TOP
+    from apotflow.hw.top import Accelerator
+
+    return verilog.convert(Accelerator(cfg, None, rom_style="readmemh"), name=TOP, emit_src=emit_src)
+
+
 def golden_tensors(net: IntNet, x: np.ndarray) -> dict[str, np.ndarray]:
     from apotflow.sw.golden import run_integer  # torch: only the golden side needs it
 

@@ -7,7 +7,8 @@ and random integer networks (sw/randnet.py) whose seeds were chosen so that, tog
 have empty (one filler) and single-entry channels, writeback stalls (a group's last entry held back), non-square
 tensors, partial lane groups, max pooling, and all three requantizer modes, and one program is run
 with its empty channels turned into count-0 channels (``null_channels``: the RTL's null-entry path,
-which compiled programs never take) (``coverage`` names these
+which compiled programs never take); a hand-made max reduction has a filler between negative
+products (``max_filler_net``) (``coverage`` names these
 facts of a compiled program; tests/test_cosim_suite.py checks the suite covers them all).
 
 Every network is compiled for one config (``suite_config``: 8 lanes, the largest depth any of them
@@ -40,7 +41,7 @@ BASE = AcceleratorConfig(lanes=8, terms=2, act_bits=8, acc_bits=32)
 @dataclass(frozen=True)
 class SuiteNet:
     name: str
-    kind: str  # "digits" | "zoo" (random weights, width-scaled) | "random" (sw/randnet.py)
+    kind: str  # "digits" | "zoo" (random weights, width-scaled) | "random" (sw/randnet.py) | "handmade"
     arch: str = ""  # zoo architecture
     width_scale: float = 1.0
     seed: int = 0  # weights (zoo), network (random) and input pixels
@@ -55,9 +56,25 @@ SUITE = (
     SuiteNet("rand-329", "random", seed=329, images=2),
     SuiteNet("rand-160", "random", seed=160, images=2),
     SuiteNet("rand-173-null", "random", seed=173, images=2, null_channels=True),
+    SuiteNet("max-filler", "handmade", images=2),
     SuiteNet("resnet8-w0.25", "zoo", "resnet8", 0.25, seed=1),
     SuiteNet("vgg16-w0.0625", "zoo", "vgg16", 0.0625, seed=1),
 )
+
+
+def max_filler_net() -> IntNet:
+    """A max reduction whose result is negative and whose stream has a filler between its two weights
+    (positions 0 and 31: a jump longer than a delta reaches): the filler must leave the running max
+    alone (it is not a zero term; the golden model takes the max over the non-zero weights only)."""
+    from apotflow.sw.intnet import Op, Source, TensorSpec
+
+    w = np.zeros((1, 8, 2, 2), dtype=np.int64)
+    w[0, 0, 0, 0], w[0, 7, 1, 1] = -1, -2
+    net = IntNet({"x": TensorSpec("x", (8, 2, 2), 15, bits=8),
+                  "y": TensorSpec("y", (1, 1, 1), 1000, signed=True, bits=32)},
+                 [Op("pool", "pool", "y", [Source("x", w, 2, 0, "int", w_bits=0, role="pool")],
+                     np.asarray([-1000], dtype=np.int64), "raw", reduce="max")], "x", "y")
+    return net.validate()
 
 
 def load_net(s: SuiteNet, cache: Path | None = None) -> tuple[IntNet, np.ndarray]:
@@ -68,6 +85,10 @@ def load_net(s: SuiteNet, cache: Path | None = None) -> tuple[IntNet, np.ndarray
         from apotflow.sw.digits_run import digits_test_images
 
         return export.load(ROOT / DIGITS_MODEL), digits_test_images(0)[0][:s.images]
+    if s.kind == "handmade":
+        net = max_filler_net()
+        x = np.random.default_rng(s.seed).integers(1, 16, size=(s.images, 8, 2, 2))  # no zero: products < 0
+        return net, x
     if s.kind == "random":
         from apotflow.sim.differential import probe_images
         from apotflow.sw.randnet import random_net
@@ -124,7 +145,8 @@ def coverage(prog: Program) -> dict[str, bool]:
     """Which of the RTL's paths a compiled program exercises."""
     cfg = prog.config
     dl, rl, el = isa.desc_layout(cfg), isa.rq_layout(cfg), isa.entry_layout(cfg)
-    cov = dict.fromkeys(("empty channel", "null channel (count 0)", "single-entry channel", "writeback stall", "non-square tensor",
+    cov = dict.fromkeys(("empty channel", "null channel (count 0)", "single-entry channel", "filler in a max layer",
+                         "writeback stall", "non-square tensor",
                          "partial lane group", "max pooling", "threshold mode", "shift mode", "raw mode",
                          "phase-split output", "depthwise (diag)"), False)
     for k in range(len(prog.layers)):
@@ -142,6 +164,9 @@ def coverage(prog: Program) -> dict[str, bool]:
         single = [el.unpack(prog.images.wgt[w % cfg.wgt_depth])["code"] for w, c in zip(starts, counts) if c == 1]
         cov["empty channel"] |= 0 in single
         cov["null channel (count 0)"] |= 0 in counts
+        codes = [el.unpack(prog.images.wgt[w % cfg.wgt_depth])["code"]
+                 for w in range(d["w_start"], d["w_start"] + sum(counts))]
+        cov["filler in a max layer"] |= bool(d["rmax"]) and 0 in codes and any(codes)
         cov["single-entry channel"] |= any(single)
         cov["non-square tensor"] |= d["ho_log2"] != d["wo_log2"]
         cov["partial lane group"] |= npix % cfg.lanes != 0
