@@ -3,13 +3,13 @@ every path of the RTL, each co-simulated bit-exactly (every tensor, every cycle 
 
 The networks (``SUITE``): the trained digits net (bench/models/digits.apot, digits test images), a
 small random-weight ResNet-8 and a VGG-16 at a sixteenth of its width (max pooling) on random pixels,
-and random integer networks (sw/randnet.py) whose seeds were chosen so that, together, the programs
-have empty (one filler) and single-entry channels, writeback stalls (a group's last entry held back), non-square
-tensors, partial lane groups, max pooling, and all three requantizer modes, and one program is run
-with its empty channels turned into count-0 channels (``null_channels``: the RTL's null-entry path,
-which compiled programs never take); a hand-made max reduction has a filler between negative
-products (``max_filler_net``) (``coverage`` names these
-facts of a compiled program; tests/test_cosim_suite.py checks the suite covers them all).
+random integer networks (sw/randnet.py) whose seeds were chosen so that, together, the programs have
+empty (one filler) and single-entry channels, writeback stalls (a group's last entry held back),
+non-square tensors, partial lane groups, max pooling and all three requantizer modes; one of them
+again with its empty channels turned into count-0 channels (``null_channels``: the RTL's null-entry
+path, which compiled programs never take); and a hand-made max reduction with a filler between
+negative products (``max_filler_net``). ``coverage`` names these facts of a compiled program;
+tests/test_cosim_suite.py checks that the suite covers them all.
 
 Every network is compiled for one config (``suite_config``: 8 lanes, the largest depth any of them
 needs), so one Verilator build runs them all -- which is what bench/mutants.py needs: one build per
