@@ -1,6 +1,7 @@
-"""Write the "Co-simulation" section of docs/verification.md from bench/results/cosim-testset-*.json.
+"""Write the "Co-simulation" section of docs/verification.md from bench/results/cosim-testset-*.json,
+and its "RTL mutation testing" section from bench/results/mutants.json.
 
-Only the text between the section's markers is replaced (other sections of the file stay as they
+Only the text between each section's markers is replaced (other sections of the file stay as they
 are); the file is created if it does not exist.
 
     python bench/cosim_doc.py
@@ -15,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs/verification.md"
 BEGIN, END = "<!-- cosim-section:begin (bench/cosim_doc.py) -->", "<!-- cosim-section:end -->"
+MUT_BEGIN, MUT_END = "<!-- mutants-section:begin (bench/cosim_doc.py) -->", "<!-- mutants-section:end -->"
 TARGET_S = 0.36  # seconds per image per process: 10,000 images in 30 minutes on 2 processes
 
 
@@ -111,13 +113,118 @@ def section() -> str:
     return "\n".join(lines)
 
 
+def _where(hit: dict) -> str:
+    """Where a check caught a mutant, in words."""
+    if hit["check"] == "value":
+        if hit.get("layer") is None:
+            return f"value at ACT address {hit.get('act_address')}"
+        return f"value: {hit['layer']} ({hit['tensor']}) at {tuple(hit['index'])}, {hit['expected']} != {hit['got']}"
+    if hit["check"] == "cycles":
+        where = f"layer {hit['layer']}" if "layer" in hit else "total"
+        return f"cycles ({hit['what']}): {where} {hit['measured']:,} != model {hit['model']:,}"
+    if hit["check"] == "hang":
+        return f"hang in layer {hit['layer']} after {hit['cycles']:,} cycles"
+    return f"simulator: {hit.get('error', '')}"
+
+
+def _short(statement: str, width: int = 70) -> str:
+    """A Verilog statement for a table cell: without ``assign``, long operands cut in the middle."""
+    s = statement.removeprefix("assign ").rstrip(";").strip()
+    return s if len(s) <= width else s[:width // 2 - 2] + " ... " + s[-(width // 2 - 3):]
+
+
+def mutants_section() -> str:
+    path = ROOT / "bench/results/mutants.json"
+    lines = [MUT_BEGIN, "## RTL mutation testing", ""]
+    if not path.exists():
+        return "\n".join(lines + ["(no results yet: run bench/mutants.py)", MUT_END])
+    r = json.loads(path.read_text())
+    t = r["totals"]
+    nets = r["networks"]
+    cfg = r["config"]
+    lines += [
+        "Do the shipped co-simulation checks catch faults in the hardware? `bench/mutants.py` changes one",
+        "thing at a time and co-simulates the suite of networks of `sim/cosim_suite.py` (the shipped checks;",
+        "tests/test_cosim_suite.py) on Verilator: every tensor bit-exact, every layer's cycles equal to the",
+        "cycle model, no hang. Verilog mutants change one operator or operand, or swap a multiplexer's",
+        "branches, in the generated `apotflow_top.v`; they are located through the source attributes Amaranth",
+        "writes (each statement names the `hw/*.py` line it came from) by a piece of that line's text, the",
+        "operator and the module, and each states how many statements it changes -- a mutation that no longer",
+        "matches exactly is an error of the bench, not a skip. Memory mutants change one word of the",
+        "`$readmemh` images (weight stream, value and tap tables, requant rows, descriptors) or the input the",
+        "RTL is given. All networks share one config "
+        f"({cfg['lanes']} lanes, {cfg['terms']} terms, acc_bits {cfg['acc_bits']}, act_depth {cfg['act_depth']:,},"
+        f" wgt_depth {cfg['wgt_depth']:,}), so a mutant costs one Verilator rebuild (in one folder: only the",
+        "design's C++ is recompiled).",
+        "",
+        f"**{t['mutants']} mutants ({t['verilog']} of the Verilog, {t['memory']} of the memory images): "
+        f"{t['caught']} caught, {t['equivalent']} shown equivalent, {t['survived']} survived.** "
+        f"{r['seconds'] / 60:.0f} minutes on this 2-core machine"
+        f"{' (every network run for every mutant)' if r.get('all_networks') else ''}.",
+        "",
+        "Each mutant runs the networks in this order" + (" (all of them)." if r.get("all_networks") else
+                                                           " until one catches it."),
+        "",
+        f"| network | layers | cycles of work | exercises | mutants it {'catches' if r.get('all_networks') else 'caught first'} |",
+        "|---|---|---|---|---|",
+    ]
+    ms = r["mutants"]
+    for n in nets:
+        hits = sum(1 for m in ms if any(x["network"] == n["name"] and not x["passed"] for x in m["runs"]))
+        lines.append(f"| {n['name']} | {n['layers']} | {n['cycles']:,} | {', '.join(n['covers'])} | {hits} |")
+    first = nets[0]["name"]
+    missed = [m["name"] for m in ms if m["outcome"] == "caught"
+              and all(x["passed"] for x in m["runs"] if x["network"] == first)]
+    lines += ["", f"The {first} net alone misses {len(missed)} of the {t['caught']} caught mutants"
+              + (f" ({', '.join(missed)})." if missed else ".")]
+    if r.get("all_networks"):
+        only = {}
+        for m in ms:
+            catchers = [x["network"] for x in m["runs"] if not x["passed"]]
+            if len(catchers) == 1:
+                only.setdefault(catchers[0], []).append(m["name"])
+        if only:
+            lines += ["", "Caught by one network alone: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in only.items()) + "."]
+    allnets = r.get("all_networks")
+    lines += ["", "| mutant | kind | where | change | outcome | first caught by |"
+              + (" networks catching |" if allnets else "") + " s |",
+              "|---|---|---|---|---|---|" + ("---|" if allnets else "") + "---|"]
+    for m in ms:
+        if m["target"] == "verilog":
+            st = m["statements"]
+            change = f"`{_short(st[0]['before'])}` -> `{_short(st[0]['after'])}`"
+            change += f" (+{len(st) - 1} more)" if len(st) > 1 else ""
+            where = f"{m['source']} ({m['module'].removeprefix('apotflow_top').lstrip('.') or 'top'})"
+        else:
+            change, where = m["what"], "memory image" if m["kind"] != "activation input" else "input"
+        change = change.replace("|", "\\|")
+        hit = m["caught_by"]
+        by = f"{hit['network']}: {_where(hit)}" if hit else ("see below" if m["outcome"] == "equivalent" else "-")
+        k = sum(1 for x in m["runs"] if not x["passed"])
+        lines.append(f"| {m['name']} | {m['kind']} | {where} | {change} | {m['outcome']} | {by.replace('|', '/')} "
+                     + (f"| {k} of {len(m['runs'])} " if allnets else "") + f"| {m['seconds']:.0f} |")
+    eq = [m for m in ms if m["outcome"] == "equivalent"]
+    if eq:
+        lines += ["", "Equivalent mutants (why no program the RTL is given can tell them from the original):", ""]
+        lines += [f"- {m['name']}: {m['equivalent_because']}" for m in eq]
+    cmds = r.get("commands", [r["command"]])
+    lines += ["", f"Command{'s' if len(cmds) > 1 else ''} (from the repository root; the result is "
+              f"bench/results/mutants.json{'; a later command re-ran the mutants it names, --merge' if len(cmds) > 1 else ''}):",
+              "", "```", *[f"nice -n 10 {c}" for c in cmds], "python bench/cosim_doc.py   # this section", "```", "",
+              MUT_END]
+    return "\n".join(lines)
+
+
+def _replace(text: str, begin: str, end: str, new: str) -> str:
+    if begin in text and end in text:
+        return text[:text.index(begin)] + new + text[text.index(end) + len(end):]
+    return text.rstrip("\n") + "\n\n" + new + "\n"
+
+
 def main() -> int:
     text = DOC.read_text() if DOC.exists() else "# Verification\n\n"
-    new = section()
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + new + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + new + "\n"
+    text = _replace(text, BEGIN, END, section())
+    text = _replace(text, MUT_BEGIN, MUT_END, mutants_section())
     DOC.write_text(text)
     print(f"wrote {DOC}")
     return 0

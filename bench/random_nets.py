@@ -5,7 +5,8 @@ terms 1..4, acc_bits exactly the worst case's or wider, memories fitted. Each ne
 (all max_value, and uniform random). ``refused`` counts networks the compiler refuses with a
 CompileError (a config the network cannot fit; the reason is tallied). The Verilator sample compiles
 networks for a few fixed configs (one Verilator build each: the ROMs are $readmemh files, so the same
-build runs every program) and co-simulates them with sim/cosim.py.
+build runs every program; the Verilog is generated once per config too) and co-simulates them with
+sim/cosim.py.
 
     nice -n 10 .venv/bin/python bench/random_nets.py --nets 10000 --verilator 200 --verilator-budget 1500 --out bench/results/random-nets.json
 """
@@ -52,16 +53,21 @@ VERILATOR_CONFIGS = [  # fixed configs for the Verilator sample (one build each)
 ]
 
 
+def spec_key(spec: dict) -> str:
+    return json.dumps(spec, sort_keys=True)
+
+
 def verilator_runs(n: int, start: int = 1_000_000, log=print, budget_s: float = float("inf")) -> dict:
     """n random networks co-simulated on Verilator (golden model = RTL on every tensor), or as many
     as budget_s seconds allow."""
     from apotflow.hw.compile import CompileError, compile_net
     from apotflow.hw.config import AcceleratorConfig
-    from apotflow.sim.cosim import execute, prepare
+    from apotflow.sim.cosim import execute, prepare, top_verilog
     from apotflow.sim.differential import probe_images
     from apotflow.sw.randnet import random_net
 
     counts, mismatches, per_config = collections.Counter(), [], collections.Counter()
+    verilog: dict[str, str] = {}
     t0 = time.time()
     seed = start
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,8 +86,10 @@ def verilator_runs(n: int, start: int = 1_000_000, log=print, budget_s: float = 
                     break
                 except CompileError:
                     counts["skipped (does not fit the fixed config)"] += 1
+            if spec_key(spec) not in verilog:  # the Verilog depends on the config alone: generated once
+                verilog[spec_key(spec)] = top_verilog(cfg)
             setup = prepare(net, cfg, probe_images(net, seed), Path(tmp) / f"cfg{k % len(VERILATOR_CONFIGS)}",
-                            log=lambda m: None)
+                            log=lambda m: None, verilog=verilog[spec_key(spec)])
             s = execute(setup, waves_on_mismatch=False, log=lambda m: None)
             outcome = "equal" if s["mismatches"] == 0 else "mismatch"
             counts[outcome] += 1

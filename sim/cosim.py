@@ -16,6 +16,7 @@ between the two steps.
 from __future__ import annotations
 
 import hashlib
+import os
 import resource
 import shutil
 import time
@@ -146,23 +147,45 @@ class CosimSetup:
         return self.out_dir / "vectors.npz"
 
 
+def top_verilog(cfg: AcceleratorConfig, emit_src: bool = False) -> str:
+    """apotflow_top.v for cfg as ``generate_verilog`` writes it (the ROM contents are $readmemh files, so
+    the text depends on the config alone: one text for every network); ``emit_src``: with Amaranth's
+    source attributes (each statement names its hw/*.py line; bench/mutants.py locates mutations by them)."""
+    from amaranth.back import verilog
+
+    from apotflow.hw.rtl import TOP
+    from apotflow.hw.top import Accelerator
+
+    return verilog.convert(Accelerator(cfg, None, rom_style="readmemh"), name=TOP, emit_src=emit_src)
+
+
 def golden_tensors(net: IntNet, x: np.ndarray) -> dict[str, np.ndarray]:
     from apotflow.sw.golden import run_integer  # torch: only the golden side needs it
 
     return {k: v.numpy() for k, v in run_integer(net, x).items()}
 
 
-def _build(cfg: AcceleratorConfig, rtl_dir: Path, build_root: Path, waves: bool = False):
+def _build(cfg: AcceleratorConfig, rtl_dir: Path, build_root: Path, waves: bool = False, in_place: bool = False):
     """Build (or reuse) the Verilator model in ``build_root/<digest>``: the digest covers the Verilog
     (which depends on the config alone; the ROM contents are $readmemh files) and the flags, so one
-    build serves every network and every run with the same config."""
+    build serves every network and every run with the same config. ``in_place``: build in build_root
+    itself, whatever the Verilog (mutation testing: Verilator rewrites only the C++ files that changed
+    and make compiles only those; a new folder would recompile Verilator's runtime as well)."""
     tb = rtl_dir / f"{BENCH_TOP}.v"
     tb.write_text(bench_verilog(cfg))
     sources = sorted(p for p in rtl_dir.glob("*.v") if p != tb) + [tb]
     h = hashlib.sha256(repr((COSIM_BUILD_ARGS, COSIM_MAKE_VARS, OPT_FAST, waves)).encode())
     for src in sources:
         h.update(src.read_bytes())
-    build_dir = Path(build_root) / h.hexdigest()[:16]
+    build_dir = Path(build_root) if in_place else Path(build_root) / h.hexdigest()[:16]
+    if in_place:
+        # Verilator rewrites its makefile on every run, and verilated.mk makes its runtime objects depend
+        # on it; they do not depend on the design (same flags for every build), so they are dated a day
+        # ahead and make keeps them: the rebuild compiles the design's C++ alone (~4x less).
+        ahead = time.time() + 86_400
+        for obj in [*build_dir.glob("verilated*.o"), build_dir / "verilator.o"]:
+            if obj.is_file():
+                os.utime(obj, (ahead, ahead))
     src_dir = build_dir / "src"  # the sources at a fixed path: Verilator's output names them
     src_dir.mkdir(parents=True, exist_ok=True)
     for src in sources:
@@ -175,10 +198,13 @@ def _build(cfg: AcceleratorConfig, rtl_dir: Path, build_root: Path, waves: bool 
 
 def prepare(net: IntNet, cfg: AcceleratorConfig, x: np.ndarray, out_dir: Path, *, waves: bool = False,
             expected: dict[str, np.ndarray] | None = None, build_cache: Path | None = None, log=print,
-            program: Program | None = None) -> CosimSetup:
+            program: Program | None = None, verilog: str | None = None, build_in_place: bool = False) -> CosimSetup:
     """Compile, generate the RTL and build the model; ``build_cache``: where builds are kept (default
-    out_dir/sim_build), one folder per Verilog and flags."""
-    from apotflow.hw.rtl import generate_verilog  # amaranth: imported only when RTL is generated
+    out_dir/sim_build), one folder per Verilog and flags. ``verilog``: the text of apotflow_top.v to
+    build instead of generating it (mutation testing, bench/mutants.py: it must be for ``cfg``); the
+    ROM source and hex images are written as ``generate_verilog`` writes them; ``build_in_place``: build
+    in ``build_cache`` itself (see ``_build``)."""
+    from apotflow.hw.rtl import ROM_SOURCE, TOP, generate_verilog, write_hex_images
 
     out_dir = Path(out_dir).resolve()  # the simulator runs in sim_dir: every path it gets is absolute
     rtl_dir, sim_dir = out_dir / "rtl", out_dir / "sim"
@@ -188,12 +214,19 @@ def prepare(net: IntNet, cfg: AcceleratorConfig, x: np.ndarray, out_dir: Path, *
     log(f"compiled: {len(prog.images.wgt)} weight entries, {len(prog.images.rq)} requant rows, "
         f"{len(prog.layers)} layers, {prog.act_words} activation words")
     _observable(prog)  # refuse a program whose layer starts the bench cannot see, before building
-    generate_verilog(cfg, prog.images, rtl_dir)
+    if verilog is None:
+        generate_verilog(cfg, prog.images, rtl_dir)
+    else:
+        rtl_dir.mkdir(parents=True, exist_ok=True)
+        prog.images.check()
+        (rtl_dir / f"{TOP}.v").write_text(verilog)
+        shutil.copyfile(ROM_SOURCE, rtl_dir / ROM_SOURCE.name)
+        write_hex_images(cfg, prog.images, rtl_dir)
     for hexfile in rtl_dir.glob("*.hex"):
         shutil.copy(hexfile, sim_dir / hexfile.name)  # $readmemh resolves against the simulator's cwd
     log("building the Verilator model ...")
     t0 = time.perf_counter()
-    model = _build(cfg, rtl_dir, build_dir, waves)
+    model = _build(cfg, rtl_dir, build_dir, waves, build_in_place)
     return CosimSetup(net, prog, out_dir, sim_dir, build_dir, np.asarray(x, dtype=np.int64), expected,
                       time.perf_counter() - t0, model)
 

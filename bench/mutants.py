@@ -1,0 +1,565 @@
+"""RTL mutation testing: do the shipped co-simulation checks catch single faults in the hardware?
+
+Each mutant changes one thing and runs the shipped checks (sim/cosim_suite.py: the digits net, random
+networks that exercise empty and single-entry channels, writeback stalls, non-square tensors and max
+pooling, a small random-weight ResNet-8 and VGG-16) on Verilator:
+
+* Verilog mutants change one operator (or one operand, or swap one multiplexer's branches) in the
+  generated Verilog. The design is generated with Amaranth's source attributes, so each expression
+  carries the hw/*.py line it came from (``assign x = a + (* src = ".../hw/lane.py:81" *) b;``); a
+  mutant names its Python line by a unique piece of its text (``anchor``), the operator, optionally a
+  regular expression the Verilog statement must match (``where``) and the module, and states how
+  many statements it must change (``count``). If the anchor is not on exactly one line of hw/, or the
+  number of statements found differs, the bench stops with an error: a mutation never silently
+  misses. All networks share one config, so each mutant costs one Verilator build (started from a
+  build folder shared by all mutants: only the C++ that changed is recompiled).
+* Memory-image mutants change one word of what the RTL loads with $readmemh (a weight entry's code or
+  delta, a value-table or tap-table row, a requant row's threshold, bias or count, a descriptor's
+  shift) or the input image the RTL is given (the golden model still sees the original).
+
+A mutant is "caught" when a check fails -- the first differing value (layer, tensor, index), a
+cycle count that differs from the exact cycle model (layer), or a hang (the layer running) -- and
+the result names it; by default the networks run in the suite's order and a mutant stops at the
+first that catches it (``--all-networks``: every network, for the full matrix). A mutant that no
+network catches is "survived" unless it is listed in ``EQUIVALENT`` with the argument why it cannot
+change any result.
+
+    nice -n 10 .venv/bin/python bench/mutants.py --out bench/results/mutants.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class BenchError(RuntimeError):
+    """A mutation that does not apply where it should (the Verilog or hw/ changed): fix the bench."""
+
+
+@dataclass(frozen=True)
+class VerilogMutant:
+    name: str
+    kind: str  # adder, subtractor, shift, comparator, counter, enable, padding mask, mux, max select, mode decode
+    py: str  # hw/<file>.py
+    anchor: str  # a piece of text on exactly one line of py
+    op: str  # the Verilog operator the statement's source attribute follows ("+", "?", "==", "<<", ...)
+    new: str  # the replacement operator; "swap": exchange a multiplexer's branches; "=<text>": the right operand
+    where: str = ""  # a regular expression the (attribute-free) statement must match
+    module: str = "apotflow_top"  # the Verilog module ("apotflow_top.lane3", "apotflow_top.seq", ...)
+    count: int | str = 1  # statements it must change (an int, or an expression of cfg)
+    what: str = ""
+
+
+@dataclass(frozen=True)
+class MemoryMutant:
+    name: str
+    kind: str
+    apply: Callable  # (loaded network, cosim setup) -> False when the network has nothing to mutate
+    what: str = ""
+
+
+_SRC = re.compile(r' \(\* src = "([^"]*)" \*\)')
+_ASSIGN = re.compile(r"^  assign (.+) = (.+);$")
+
+
+def py_line(py: str, anchor: str) -> int:
+    """The line number of anchor in hw/<py>; a BenchError unless it is on exactly one line."""
+    import apotflow.hw
+
+    text = (Path(apotflow.hw.__file__).parent.parent / py).read_text().splitlines()
+    hits = [i + 1 for i, line in enumerate(text) if anchor in line]
+    if len(hits) != 1:
+        raise BenchError(f"anchor {anchor!r} is on {len(hits)} lines of {py}, not 1")
+    return hits[0]
+
+
+def _modules(text: str):
+    """(module name, first line index, last line index) of every module of the Verilog."""
+    lines = text.split("\n")
+    out, cur, start = [], None, 0
+    for i, line in enumerate(lines):
+        m = re.match(r"^module \\?(\S+) ?\(", line)
+        if m:
+            cur, start = m.group(1), i
+        elif line.startswith("endmodule") and cur:
+            out.append((cur, start, i))
+            cur = None
+    return lines, out
+
+
+def _mutate_statement(line: str, py: str, n: int, op: str, new: str) -> str | None:
+    """The statement with its op (the one followed by the source attribute of py:n) mutated; None if
+    the statement has no such op."""
+    m = re.search(r"(\S+)" + re.escape(' (* src = "') + r'[^"]*?/' + re.escape(f'{py}:{n}" *)'), line)
+    if not m or m.group(1) != op:
+        return None
+    a, b = m.span(1)
+    if new == "swap":  # c ? x : y  ->  c ? y : x  (Yosys writes one ? : per statement, operands without " : ")
+        head, rest = line[:m.end()], line[m.end():]
+        body = rest.rstrip().rstrip(";")
+        if body.count(" : ") != 1:
+            raise BenchError(f"cannot split the multiplexer {line.strip()!r}")
+        x, y = body.split(" : ")
+        return f"{head} {y.strip()} : {x.strip()} ;"
+    if new.startswith("="):  # replace the right operand
+        head, rest = line[:m.end()], line[m.end():]
+        return f"{head} {new[1:]} ;"
+    return line[:a] + new + line[b:]
+
+
+def mutate(verilog: str, mu: VerilogMutant, cfg) -> tuple[str, list[dict]]:
+    """The mutated Verilog and the statements changed (module, line, before, after)."""
+    n = py_line(mu.py, mu.anchor)
+    lines, mods = _modules(verilog)
+    want = mu.count if isinstance(mu.count, int) else int(eval(mu.count, {"cfg": cfg}))  # noqa: S307
+    changed = []
+    for name, a, b in mods:
+        if name != mu.module:
+            continue
+        for i in range(a, b):
+            if not _ASSIGN.match(lines[i]) or f"{mu.py}:{n}\"" not in lines[i]:
+                continue
+            clean = _SRC.sub("", lines[i])
+            if mu.where and not re.search(mu.where, clean):
+                continue
+            new = _mutate_statement(lines[i], mu.py, n, mu.op, mu.new)
+            if new is None:
+                continue
+            changed.append({"module": name, "verilog_line": i + 1, "before": clean.strip(),
+                            "after": _SRC.sub("", new).strip()})
+            lines[i] = new
+    if len(changed) != want:
+        raise BenchError(f"mutant {mu.name}: {len(changed)} statement(s) of {mu.py}:{n} ({mu.anchor!r}) with "
+                         f"{mu.op!r} in {mu.module}{' matching ' + repr(mu.where) if mu.where else ''}, expected {want}")
+    return "\n".join(lines), changed
+
+
+def generate(cfg) -> str:
+    """apotflow_top.v of cfg with the source attributes (hw/*.py lines) the mutants are located by."""
+    from apotflow.sim.cosim import top_verilog
+
+    return top_verilog(cfg, emit_src=True)
+
+
+L3, SEQ, RQU, ACT = "apotflow_top.lane3", "apotflow_top.seq", "apotflow_top.rqu", "apotflow_top.act"
+VERILOG_MUTANTS = [
+    # the lane (one lane of eight: lane 3)
+    VerilogMutant("lane-terms-add", "adder", "hw/lane.py", "contrib.eq(sum(sh[1:], sh[0]))", "+", "-", module=L3,
+                  what="the sum of the shifted terms subtracts"),
+    VerilogMutant("lane-term-shift", "shift", "hw/lane.py", "Mux(c.en[t], self.a, 0) << c.s[t]", "<<", ">>",
+                  module=L3, count="cfg.terms", what="the terms' barrel shifters shift right"),
+    VerilogMutant("lane-term-enable", "enable", "hw/lane.py", "Mux(c.en[t], self.a, 0) << c.s[t]", "?", "swap",
+                  module=L3, count="cfg.terms", what="a term's enable inverted"),
+    VerilogMutant("lane-sign", "mux", "hw/lane.py", "term.eq(Mux(sign, -contrib, contrib))", "?", "swap", module=L3,
+                  what="the product's sign inverted"),
+    VerilogMutant("lane-acc-add", "adder", "hw/lane.py", "r.eq((base ^ c3.rmax", "+", "-", module=L3,
+                  what="the accumulator subtracts"),
+    VerilogMutant("lane-max-xor", "max select", "hw/lane.py", "r.eq((base ^ c3.rmax", "^", "&", module=L3,
+                  what="max mode's complement of the base dropped (the adder no longer compares)"),
+    VerilogMutant("lane-keep-base", "max select", "hw/lane.py", "keep_base = c3.rmax & r[-1]", "&", "|", module=L3,
+                  count=2, what="max pooling keeps the base whenever the sign is set, in sum mode too"),
+    VerilogMutant("lane-max-mux", "max select", "hw/lane.py", "Mux(keep_base, c3.bias, term)", "?", "swap", module=L3,
+                  what="max pooling takes the smaller operand"),
+    VerilogMutant("lane-first", "mux", "hw/lane.py", "base.eq(Mux(c3.first, c3.bias, self.acc))", "?", "swap",
+                  module=L3, what="a group's first entry adds to the old accumulator instead of the bias"),
+    VerilogMutant("lane-valid", "enable", "hw/lane.py", "with m.If(c3.valid & ~(keep_base", "&", "|", module=L3,
+                  where=r"= c3\[0\] &", what="the accumulator is written without a valid entry"),
+    # the requantizer
+    VerilogMutant("rq-compare", "comparator", "hw/requant.py", "ge[j].eq(self.acc >= self.thr[j])", ">=", ">",
+                  module=RQU, count="cfg.max_levels - 1", what="acc > threshold instead of >="),
+    VerilogMutant("rq-popcount", "adder", "hw/requant.py", "vals[i] + vals[i + 1] if i + 1", "+", "-", module=RQU,
+                  count="cfg.max_levels - 2", what="the level index subtracts the comparator bits"),
+    VerilogMutant("rq-mode", "mode decode", "hw/requant.py", "with m.If(self.mode == isa.MODE_THRESH)", "!", "|",
+                  module=RQU, what="threshold and shift modes swapped (MODE_THRESH is 0: ! mode becomes | mode)"),
+    VerilogMutant("rq-shift", "shift", "hw/requant.py", "self.value.eq(acc_q >> self.shift)", ">>>", ">>", module=RQU,
+                  what="the shift mode's arithmetic shift becomes logical"),
+    # the sequencer
+    VerilogMutant("seq-total-counter", "counter", "hw/sequencer.py", "m.d.sync += [layer_cyc.eq(layer_cyc + 1), total",
+                  "+", "=2'h2", module=SEQ, where=r"= total \+", what="the total cycle counter counts in twos"),
+    VerilogMutant("seq-perf-counter", "counter", "hw/sequencer.py", "self.perf_wdata.eq(layer_cyc + 1)", "+", "=1'h0",
+                  module=SEQ, what="the last layer's perf counter one cycle short"),
+    VerilogMutant("seq-done-cycles", "counter", "hw/sequencer.py", "self.cycles.eq(total + 1)", "+", "=1'h0",
+                  module=SEQ, what="the reported cycle total one short"),
+    VerilogMutant("seq-wptr", "counter", "hw/sequencer.py", "w_ptr.eq(w_ptr + 1)]", "+", "=2'h2", module=SEQ,
+                  where=r"= wgt_addr \+", what="the weight pointer skips every other entry"),
+    VerilogMutant("seq-last-entry", "comparator", "hw/sequencer.py", "last_e.eq(e2 == cur_count)", "==", "!=",
+                  module=SEQ, what="a group's last entry misdetected"),
+    VerilogMutant("seq-wb-stall", "enable", "hw/sequencer.py", "go = ~last_e | wb_free", "|", "=1'h1", module=SEQ,
+                  count=3, where=r"\| wb_free", what="the writeback stall removed (a last entry never waits)"),
+    VerilogMutant("seq-wb-wait", "subtractor", "hw/sequencer.py", "wb_wait.eq(nvalid - 1)", "-", "=2'h2", module=SEQ,
+                  what="the stall two cycles shorter than the writeback needs"),
+    VerilogMutant("seq-wb-free", "comparator", "hw/sequencer.py", "wb_free.eq(wb_wait == 1)", "==", "=2'h2",
+                  module=SEQ, what="the writeback buffer freed a cycle early"),
+    VerilogMutant("seq-last-group", "comparator", "hw/sequencer.py", "| (rem == 2 * L)", "==", "!=", module=SEQ,
+                  what="the last pixel group misdetected"),
+    VerilogMutant("seq-p0", "adder", "hw/sequencer.py", "p0.eq(p0 + L), rem.eq(rem - L)", "+", "-", module=SEQ,
+                  what="the pixel group walks backwards"),
+    VerilogMutant("seq-rem", "subtractor", "hw/sequencer.py", "p0.eq(p0 + L), rem.eq(rem - L)", "-", "+", module=SEQ,
+                  what="the remaining-pixel count grows"),
+    VerilogMutant("seq-ch-w", "adder", "hw/sequencer.py", "ch_w.eq(ch_w + cur_count)", "+", "-", module=SEQ, count=2,
+                  what="the next channel's weights looked for before this one's"),
+    VerilogMutant("seq-n-ch", "comparator", "hw/sequencer.py", "with m.If(c1 == desc.n_ch)", "==", "!=", module=SEQ,
+                  what="a layer ends after its first channel"),
+    VerilogMutant("seq-one-flag", "comparator", "hw/sequencer.py", "n1_one.eq((n2.count >> 1) == 0)", "!", "|",
+                  module=SEQ, count=3, where=r"= ! \\\$\d+ ;", what="the single-entry flag inverted"),
+    VerilogMutant("seq-ch-base", "adder", "hw/sequencer.py", "ch_base.eq(ch_base + self.npix)", "+", "-", module=SEQ,
+                  where=r"= ch_base \+",
+                  what="output channels placed downwards"),
+    VerilogMutant("seq-diag", "adder", "hw/sequencer.py", "pos0.eq(pos0 + (1 << desc.diag_log2))", "+", "-",
+                  module=SEQ, where=r"= pos0 \+", what="a depthwise layer's channels walk backwards"),
+    VerilogMutant("seq-settle", "comparator", "hw/sequencer.py", "with m.If((settle == 4) & front_idle)", "&", "|",
+                  module=SEQ, count=2, what="a layer starts before the previous one has drained"),
+    # the stream decode, addressing and padding (apotflow_top)
+    VerilogMutant("pos-step", "mux", "hw/top.py", "step = Mux(word.code == 0, word.delta << cfg.pos_bits", "?",
+                  "swap", what="fillers and real entries swap their position steps"),
+    VerilogMutant("pos-first", "mux", "hw/top.py", "m.d.sync += pos.eq(Mux(s1b.iss.first, s1b.iss.pos0, pos) + step)",
+                  "?", "swap", what="a group's position walk does not restart"),
+    VerilogMutant("pos-add", "adder", "hw/top.py", "m.d.sync += pos.eq(Mux(s1b.iss.first, s1b.iss.pos0, pos) + step)",
+                  "+", "-", what="positions walk backwards"),
+    VerilogMutant("tap-mask", "enable", "hw/top.py", "tap_port[0].eq(desc.tap_base | (pos & tmask))", "&", "|",
+                  what="the tap row address not masked"),
+    VerilogMutant("in-channel", "shift", "hw/top.py", "d2.ic.eq(pos >> desc.tap_log2)", ">>", "<<",
+                  what="the input channel of a position shifted the wrong way"),
+    VerilogMutant("off-ch-shift", "shift", "hw/top.py", "trow.off + (d3.d.ic << trow.ch_shift)", "<<", ">>",
+                  what="the input channel stride shifted the wrong way"),
+    VerilogMutant("off-add", "adder", "hw/top.py", "trow.off + (d3.d.ic << trow.ch_shift)", "+", "-",
+                  what="tap offset minus channel offset"),
+    VerilogMutant("filler-terms", "enable", "hw/top.py", "getattr(vrow, f\"en{t}\") & d3.d.real", "&", "|",
+                  count="cfg.terms", what="a filler's terms enabled"),
+    VerilogMutant("row-addr", "adder", "hw/top.py", "rd_row.eq((ent.off >> lb) + (s2.iss.p0 >> lb))", "+", "-",
+                  where=r"^\s*assign \\\$\d+ += \\\$\d+ +\+ \\\$\d+ ;", what="the ACT row of a read"),
+    VerilogMutant("pad-dydx", "adder", "hw/top.py", "s3.ty.eq(s2.oy0 + ent.dy)", "+", "-", count=2,
+                  what="the padding test's tap offsets (dy, dx) subtracted"),
+    VerilogMutant("pad-lane-y", "padding mask", "hw/top.py", "iy.eq(s3.ty + yoff[l])", "+", "-", where=r"assign iy2 ",
+                  what="lane 2's padding row offset subtracted"),
+    VerilogMutant("pad-mask-y", "padding mask", "hw/top.py", "mask[l].eq(((iy.as_unsigned() & ~ylo) == 0)", "&", "|",
+                  where=r"= iy5 &", what="lane 5's row padding test broken"),
+    VerilogMutant("pad-mask-x", "padding mask", "hw/top.py", "mask[l].eq(((iy.as_unsigned() & ~ylo) == 0)", "&",
+                  "=1'h0", where=r"= ix1 &", what="lane 1's column padding test always passes"),
+    VerilogMutant("null-mask", "padding mask", "hw/top.py", "s3b.mask.eq(Mux(s3.iss.null, 0, mask))", "?", "swap",
+                  what="an empty channel's operands not masked"),
+    VerilogMutant("rmax-null", "max select", "hw/top.py", "desc.rmax & s4in.ent.real & ~s4in.iss.null", "&", "=1'h1",
+                  where=r"= \\\$\d+ +& \\\$\d+ ;", what="a null entry (count-0 channel) of a max layer in max mode"),
+    VerilogMutant("rmax-real", "max select", "hw/top.py", "desc.rmax & s4in.ent.real & ~s4in.iss.null", "&", "=1'h1",
+                  where=r"& s3b\[", what="a filler of a max layer in max mode"),
+    VerilogMutant("out-phase", "mux", "hw/top.py", "w2.addr.eq(w1.ch_base + Mux(desc.out_phase, phase_off, p))", "?",
+                  "swap", what="the phase-split output layout inverted"),
+    VerilogMutant("out-addr", "adder", "hw/top.py", "w2.addr.eq(w1.ch_base + Mux(desc.out_phase, phase_off, p))",
+                  "+", "-", what="output addresses below the channel base"),
+    VerilogMutant("raw-we", "enable", "hw/top.py", "out_wr.en.eq(w3.valid & raw)", "&", "|",
+                  what="raw outputs written without a valid write"),
+    VerilogMutant("act-we", "enable", "hw/top.py", "act.wr_en.eq(w3.valid & ~raw)", "&", "|", where=r"w3\[0\] &",
+                  what="activations written without a valid write"),
+    VerilogMutant("wb-next", "comparator", "hw/top.py", "with m.If(wb_k == wb.nvalid - 1)", "==", "!=",
+                  what="the writeback buffer's last lane misdetected"),
+    # the banked activation memory
+    VerilogMutant("bank-we", "comparator", "hw/actmem.py", "we.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b))",
+                  "==", "!=", where=r"3'h5", module=ACT, what="bank 5's write enable inverted"),
+]
+
+
+def _edit_hex(path: Path, index: int, fn) -> None:
+    from apotflow.hw import isa
+
+    width = len(path.read_text().splitlines()[0].strip()) * 4
+    words = isa.read_hex(path)
+    words[index] = fn(words[index]) & ((1 << width) - 1)
+    isa.write_hex(path, words, width)
+
+
+def _layer_fields(prog, k: int) -> dict:
+    from apotflow.hw import isa
+
+    return isa.desc_layout(prog.config).unpack(prog.images.prog[k])
+
+
+def _first_layer(prog, pred):
+    return next((k for k in range(len(prog.layers)) if pred(_layer_fields(prog, k))), None)
+
+
+def _entry_of(ld, pick) -> int | None:
+    """The index of the first weight entry (of the second layer that has any, else the first) whose
+    fields satisfy pick."""
+    from apotflow.hw import isa
+
+    prog = ld.program
+    el = isa.entry_layout(prog.config)
+    ks = [k for k in range(len(prog.layers)) if prog.layers[k].entries]
+    for k in ks[1:] + ks[:1]:
+        d = _layer_fields(prog, k)
+        for w in range(d["w_start"], d["w_start"] + prog.layers[k].entries):
+            if pick(el.unpack(prog.images.wgt[w])):
+                return w
+    return None
+
+
+def _m_code(ld, setup):
+    from apotflow.hw import isa
+
+    el = isa.entry_layout(ld.program.config)
+    w = _entry_of(ld, lambda e: e["code"] != 0)
+    if w is None:
+        return False
+    _edit_hex(setup.sim_dir / "wgt.hex", w, lambda v: v ^ (1 << el.offsets["code"]))
+
+
+def _m_delta(ld, setup):
+    from apotflow.hw import isa
+
+    el = isa.entry_layout(ld.program.config)
+    w = _entry_of(ld, lambda e: e["code"] != 0 and e["delta"] > 0)
+    if w is None:
+        return False
+    _edit_hex(setup.sim_dir / "wgt.hex", w, lambda v: v ^ (1 << el.offsets["delta"]))
+
+
+def _m_val_sign(ld, setup):
+    from apotflow.hw import isa
+
+    prog = ld.program
+    el = isa.entry_layout(prog.config)
+    w = _entry_of(ld, lambda e: e["code"] != 0)
+    if w is None:
+        return False
+    k = next(k for k in range(len(prog.layers)) if _layer_fields(prog, k)["w_start"] <= w
+             < _layer_fields(prog, k)["w_start"] + prog.layers[k].entries)
+    row = (_layer_fields(prog, k)["val_base"] << prog.config.code_bits) | el.unpack(prog.images.wgt[w])["code"]
+    _edit_hex(setup.sim_dir / "val.hex", row, lambda v: v ^ (1 << isa.val_layout(prog.config).offsets["sign"]))
+
+
+def _m_tap(ld, setup):
+    from apotflow.hw import isa
+
+    prog = ld.program
+    k = _first_layer(prog, lambda d: d["n_ch"] and d["tap_log2"] > 0) if len(prog.layers) else None
+    if k is None:
+        return False
+    row = _layer_fields(prog, k)["tap_base"] + 1  # the second tap of the layer: bit 0 of its input offset
+    _edit_hex(setup.sim_dir / "tap.hex", row, lambda v: v ^ (1 << isa.tap_layout(prog.config).offsets["off"]))
+
+
+def _rq_row(ld, pred):
+    prog = ld.program
+    k = _first_layer(prog, pred)
+    return None if k is None else _layer_fields(prog, k)["rq_start"]
+
+
+def _m_threshold(ld, setup):
+    from apotflow.hw import isa
+
+    prog = ld.program
+    rl = isa.rq_layout(prog.config)
+    r = _rq_row(ld, lambda d: d["mode"] == isa.MODE_THRESH)
+    if r is None:
+        return False
+    # the first threshold moved next to the middle one (a level's range changes), within the field
+    f = rl.unpack(prog.images.rq[r])
+    thr = sorted(f[f"thr{j}"] for j in range(prog.config.max_levels - 1))
+    lo, hi = prog.config.acc_range
+    mid = thr[len(thr) // 2]
+    f["thr0"] = next(v for v in (mid + 1, mid - 1, f["thr0"] + 1, f["thr0"] - 1) if lo <= v <= hi and v != f["thr0"])
+    _edit_hex(setup.sim_dir / "rq.hex", r, lambda v: rl.pack(**f))
+
+
+def _m_bias(ld, setup):
+    from apotflow.hw import isa
+
+    prog = ld.program
+    rl = isa.rq_layout(prog.config)
+    r = _rq_row(ld, lambda d: True)
+    _edit_hex(setup.sim_dir / "rq.hex", r, lambda v: v ^ (1 << (rl.offsets["bias"] + 6)))
+
+
+def _m_count(ld, setup):
+    from apotflow.hw import isa
+
+    prog = ld.program
+    rl = isa.rq_layout(prog.config)
+    k = _first_layer(prog, lambda d: d["n_ch"] > 1)
+    if k is None:
+        return False
+    r = _layer_fields(prog, k)["rq_start"]
+    f = rl.unpack(prog.images.rq[r])
+    f["count"] += 1  # channel 0 claims one more entry (channel 1's first)
+    _edit_hex(setup.sim_dir / "rq.hex", r, lambda v: rl.pack(**f))
+
+
+def _m_shift(ld, setup):
+    from apotflow.hw import isa
+
+    prog = ld.program
+    dl = isa.desc_layout(prog.config)
+    k = _first_layer(prog, lambda d: d["mode"] == isa.MODE_SHIFT)
+    if k is None:
+        return False
+    _edit_hex(setup.sim_dir / "prog.hex", k, lambda v: v ^ (1 << dl.offsets["shift"]))
+
+
+def _m_levels(ld, setup):
+    from apotflow.hw import isa
+
+    prog = ld.program
+    dl = isa.desc_layout(prog.config)
+    k = _first_layer(prog, lambda d: d["mode"] == isa.MODE_THRESH)
+    if k is None:
+        return False
+    _edit_hex(setup.sim_dir / "prog.hex", k, lambda v: v ^ (1 << dl.offsets["lv1"]))
+
+
+def _m_input(ld, setup):
+    """The RTL's input image (not the golden model's): the first pixel of image 0 changed."""
+    x = setup.x.copy()
+    top = ld.net.tensors[ld.net.input].max_value
+    x.reshape(len(x), -1)[0, 0] = top if x.reshape(len(x), -1)[0, 0] != top else 0
+    setup.x = x
+
+
+MEMORY_MUTANTS = [
+    MemoryMutant("wgt-code", "weight stream code", _m_code, "bit 0 of a weight entry's code (second layer)"),
+    MemoryMutant("wgt-delta", "weight stream delta", _m_delta, "bit 0 of a weight entry's position delta"),
+    MemoryMutant("val-sign", "value table", _m_val_sign, "the sign of the value-table row a weight entry uses"),
+    MemoryMutant("tap-offset", "tap table", _m_tap, "bit 0 of a tap row's input offset"),
+    MemoryMutant("rq-threshold", "thresholds", _m_threshold, "a channel's first threshold moved next to the middle one"),
+    MemoryMutant("rq-bias", "bias", _m_bias, "bit 6 of the first channel's bias"),
+    MemoryMutant("rq-count", "entry counts", _m_count, "a channel's entry count + 1"),
+    MemoryMutant("desc-shift", "shift", _m_shift, "bit 0 of a shift-mode layer's shift"),
+    MemoryMutant("desc-levels", "output levels", _m_levels, "bit 0 of a threshold layer's level 1"),
+    MemoryMutant("act-input", "activation input", _m_input, "the first pixel of the RTL's input image"),
+]
+
+#: mutants that cannot change any result, with the argument (name -> why)
+EQUIVALENT: dict[str, str] = {
+    "rq-shift": "Shift mode is only valid where the op's lowest reachable accumulator is >= 0 (IntNet.validate, "
+                "sw/intnet.py, refuses it otherwise), and for a non-negative acc the arithmetic (>>>) and logical "
+                "(>>) right shifts are the same number: the only difference is the fill bit, which is the sign (0).",
+    "rmax-null": "A null entry reaches the lanes with its operand masked to 0 (s3b.mask) and first = 1, so in max mode "
+                 "the lane writes max(bias, 0) instead of bias + 0: different only for a negative bias. A max "
+                 "layer's channel without weights and with a negative bias is refused by the compiler (CompileError "
+                 "'has no weight and a negative bias'; tests/test_random_nets.py), and null_channels keeps biases, "
+                 "so no program the RTL is given has one.",
+    "raw-we": "The writeback registers (w1..w3) load every cycle from the writeback unit, which holds its last "
+              "lane between groups, so outside a valid write w3 repeats the last write: inside a raw layer an "
+              "extra OUT write stores the value that word already holds. The only other extra writes come between "
+              "a raw layer's descriptor latch and its first write (w3 still holding the previous layer's last write, "
+              "its address recomputed with the new layer's constants), and every word of the raw layer's output "
+              "tensor is written after that; OUT words outside the raw tensors are nobody's output.",
+}
+
+
+def caught_by(runs: list[dict]) -> dict | None:
+    return next(({k: v for k, v in r.items() if k not in ("passed", "seconds")} for r in runs if not r["passed"]), None)
+
+
+def run(names: set[str] | None, out: Path, work: Path, all_networks: bool, log, merge: bool = False) -> dict:
+    from apotflow.sim.cosim_suite import as_dict, coverage, load_suite, run_suite
+
+    t_all = time.perf_counter()
+    suite = load_suite(work / "models", log=log)
+    cfg = suite[0].program.config
+    base_v = generate(cfg)
+    builds = work / "builds"
+    log("baseline: the unmutated RTL must pass every network ...")
+    t0 = time.perf_counter()
+    base = run_suite(suite, work / "base", verilog=base_v, build_cache=builds, log=log)
+    if not all(r["passed"] for r in base):
+        raise BenchError(f"the unmutated RTL fails the suite: {base}")
+    command = "python bench/mutants.py " + " ".join(sys.argv[1:])
+    res = {"command": command, "commands": [command], "config": cfg.to_dict(),
+           "networks": [{**as_dict(ld.spec), "layers": len(ld.program.layers),
+                         "cycles": int(ld.program.stats["work_cycles"]),
+                         "covers": [k for k, v in coverage(ld.program).items() if v]} for ld in suite],
+           "baseline": {"runs": base, "seconds": round(time.perf_counter() - t0, 1)},
+           "all_networks": all_networks, "machine": f"{platform.machine()}, {platform.node()}", "mutants": []}
+    earlier = 0.0
+    if merge and out.exists():  # rows of the named mutants replaced, the others kept
+        prev = json.loads(out.read_text())
+        if prev["config"] != res["config"] or prev["networks"] != res["networks"]:
+            raise BenchError(f"--merge: {out} was made with another config or suite")
+        if prev.get("all_networks") != all_networks:
+            raise BenchError("--merge: --all-networks must be as in the run being merged into")
+        res.update(command=prev["command"], commands=prev.get("commands", [prev["command"]]) + [command],
+                   mutants=prev["mutants"])
+        earlier = prev["seconds"]
+    order = [m.name for m in VERILOG_MUTANTS + MEMORY_MUTANTS]
+    todo = [m for m in VERILOG_MUTANTS + MEMORY_MUTANTS if names is None or m.name in names]
+    for i, mu in enumerate(todo):
+        t0 = time.perf_counter()
+        log(f"[{i + 1}/{len(todo)}] {mu.name} ({mu.kind}): {mu.what}")
+        row = {"name": mu.name, "kind": mu.kind, "what": mu.what}
+        if isinstance(mu, VerilogMutant):
+            text, changed = mutate(base_v, mu, cfg)
+            n = py_line(mu.py, mu.anchor)
+            row.update({"target": "verilog", "source": f"{mu.py}:{n}", "module": mu.module, "statements": changed})
+            runs = run_suite(suite, work / "mut", verilog=text, build_cache=work / "mutant-build",
+                             build_in_place=True, stop_at_first=not all_networks, log=log)
+        else:
+            row.update({"target": "memory image"})
+            runs = run_suite(suite, work / "mut", verilog=base_v, build_cache=builds, tamper=mu.apply,
+                             stop_at_first=not all_networks, log=log)
+        hit = caught_by(runs)
+        if hit:
+            outcome = "caught"
+        elif mu.name in EQUIVALENT:
+            outcome, row["equivalent_because"] = "equivalent", EQUIVALENT[mu.name]
+        else:
+            outcome = "survived"
+        row.update({"outcome": outcome, "caught_by": hit, "runs": runs, "seconds": round(time.perf_counter() - t0, 1)})
+        log(f"  -> {outcome}" + (f" by {hit['network']}: {hit['check']}" if hit else ""))
+        res["mutants"] = sorted([m for m in res["mutants"] if m["name"] != mu.name] + [row],
+                                key=lambda m: order.index(m["name"]) if m["name"] in order else len(order))
+        out.write_text(json.dumps(_summary(res, t_all, earlier), indent=1) + "\n")  # partial results as it goes
+    res = _summary(res, t_all, earlier)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
+def _summary(res: dict, t_all: float, earlier: float = 0.0) -> dict:
+    ms = res["mutants"]
+    count = {o: sum(1 for m in ms if m["outcome"] == o) for o in ("caught", "equivalent", "survived")}
+    return {**res, "totals": {"mutants": len(ms), "verilog": sum(1 for m in ms if m["target"] == "verilog"),
+                              "memory": sum(1 for m in ms if m["target"] != "verilog"), **count},
+            "seconds": round(earlier + time.perf_counter() - t_all, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="*", help="mutant names (default: all)")
+    ap.add_argument("--all-networks", action="store_true", help="run every network, not only up to the first catch")
+    ap.add_argument("--work", default=str(ROOT / "runs" / "mutants"), help="scratch folder (builds, models)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "mutants.json"))
+    ap.add_argument("--merge", action="store_true", help="replace the named mutants' rows in --out, keep the others")
+    ap.add_argument("--list", action="store_true", help="list the mutants and check each applies, then stop")
+    args = ap.parse_args()
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.list:
+        from apotflow.sim.cosim_suite import SUITE, load_suite
+
+        cfg = load_suite(Path(args.work) / "models", SUITE[:1], log=log)[0].program.config
+        text = generate(cfg)
+        for mu in VERILOG_MUTANTS:
+            _, changed = mutate(text, mu, cfg)
+            print(f"{mu.name:20s} {mu.py}:{py_line(mu.py, mu.anchor)} {changed[0]['before']}  ->  {changed[0]['after']}"
+                  + (f"  (+{len(changed) - 1})" if len(changed) > 1 else ""))
+        return 0
+    res = run(set(args.only) if args.only else None, Path(args.out), Path(args.work), args.all_networks, log,
+              args.merge)
+    print(json.dumps(res["totals"]))
+    return 0 if res["totals"]["survived"] == 0 else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        print(f"mutants: {e}", file=sys.stderr)
+        sys.exit(2)
