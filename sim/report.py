@@ -170,8 +170,8 @@ def render_markdown(r: dict) -> str:
             fits = "yes" if x["fits"] else "no" + (": " + ", ".join(
                 f"{k} {v['need']} of {v['have']}" for k, v in (x["over"] or {}).items() if isinstance(v, dict))
                 if x["over"] else "")
-            lines.append(f"| {t} | {_f(x['lanes'], 'd')} | {_f(sy['lut'], 'd')} ({es.get('lut', '-')}) | {sy['ff']} ({es.get('ff', '-')}) | "
-                         f"{sy['bram']} ({es.get('bram', '-')}) | {sy['dsp']} | {fits} | {_f(x['fmax_mhz'], '.1f')} | "
+            lines.append(f"| {t} | {_f(x['lanes'], 'd')} | {_f(sy['lut'], 'd')} ({es.get('lut', '-')}) | {_f(sy['ff'], 'd')} "
+                         f"({es.get('ff', '-')}) | {_f(sy['bram'], 'd')} ({es.get('bram', '-')}) | {_f(sy['dsp'], 'd')} | {fits} | {_f(x['fmax_mhz'], '.1f')} | "
                          f"{_f(x['latency_us'], '.1f')} | {_f(x['images_per_s'], ',.0f')} |")
         lines += ["", "Synthesis counts from Yosys; (est.) hw/estimate.py's analytical estimate of the same design. "
                   + r["timing_rules"] + "."]
