@@ -396,26 +396,19 @@ def _m_count(ld, setup):
     _edit_hex(setup.sim_dir / "rq.hex", r, lambda v: rl.pack(**f))
 
 
-def _m_shift(ld, setup):
-    from apotflow.hw import isa
+def _desc_bit(mode: str, field: str):
+    """A memory mutant: bit 0 of ``field`` in the descriptor of the first layer in ``mode`` (isa.MODE_*)."""
+    def apply(ld, setup):
+        from apotflow.hw import isa
 
-    prog = ld.program
-    dl = isa.desc_layout(prog.config)
-    k = _first_layer(prog, lambda d: d["mode"] == isa.MODE_SHIFT)
-    if k is None:
-        return False
-    _edit_hex(setup.sim_dir / "prog.hex", k, lambda v: v ^ (1 << dl.offsets["shift"]))
+        prog = ld.program
+        dl = isa.desc_layout(prog.config)
+        k = _first_layer(prog, lambda d: d["mode"] == getattr(isa, mode))
+        if k is None:
+            return False
+        _edit_hex(setup.sim_dir / "prog.hex", k, lambda v: v ^ (1 << dl.offsets[field]))
 
-
-def _m_levels(ld, setup):
-    from apotflow.hw import isa
-
-    prog = ld.program
-    dl = isa.desc_layout(prog.config)
-    k = _first_layer(prog, lambda d: d["mode"] == isa.MODE_THRESH)
-    if k is None:
-        return False
-    _edit_hex(setup.sim_dir / "prog.hex", k, lambda v: v ^ (1 << dl.offsets["lv1"]))
+    return apply
 
 
 def _m_input(ld, setup):
@@ -434,8 +427,8 @@ MEMORY_MUTANTS = [
     MemoryMutant("rq-threshold", "thresholds", _m_threshold, "a channel's first threshold moved next to the middle one"),
     MemoryMutant("rq-bias", "bias", _m_bias, "bit 6 of the first channel's bias"),
     MemoryMutant("rq-count", "entry counts", _m_count, "a channel's entry count + 1"),
-    MemoryMutant("desc-shift", "shift", _m_shift, "bit 0 of a shift-mode layer's shift"),
-    MemoryMutant("desc-levels", "output levels", _m_levels, "bit 0 of a threshold layer's level 1"),
+    MemoryMutant("desc-shift", "shift", _desc_bit("MODE_SHIFT", "shift"), "bit 0 of a shift-mode layer's shift"),
+    MemoryMutant("desc-levels", "output levels", _desc_bit("MODE_THRESH", "lv1"), "bit 0 of a threshold layer's level 1"),
     MemoryMutant("act-input", "activation input", _m_input, "the first pixel of the RTL's input image"),
 ]
 

@@ -67,3 +67,18 @@ def test_one_line_errors(tmp_path, case):
     with pytest.raises(CifarError) as e:
         load_cifar10(p, ds, cache=None)
     assert "\n" not in str(e.value) and str(p) in str(e.value)
+
+
+def tiny_cpu_ppq(model: str, tmp_path) -> tuple[dict, object]:
+    """`apotflow train --model MODEL --method ppq` on a tiny fake CIFAR folder (CPU, eager, one epoch a
+    phase): the run's result.json and its --out folder."""
+    import json
+
+    from apotflow.sim.cli import main
+
+    data = _batches_folder(tmp_path / "cifar-10-batches-py", n=8)
+    out = tmp_path / "ppq"
+    assert main(["train", "--model", model, "--method", "ppq", "--epochs", "1", "--stage-epochs", "1",
+                 "--qat-epochs", "1", "--data", str(data), "--cache", str(tmp_path / "cache"), "--batch-size", "8",
+                 "--step-mode", "eager", "--no-bf16", "--no-channels-last", "--out", str(out)]) == 0
+    return json.loads((out / "result.json").read_text()), out

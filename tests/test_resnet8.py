@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -157,17 +155,11 @@ def test_fast_kernels_step_keeps_pruned_channels_zero():
 def test_cli_train_ppq_resnet8(tmp_path):
     """`apotflow train --model resnet8 --method ppq` (CPU, eager, tiny fake CIFAR folder): the run lowers and
     checks its model (integer = float64 fake-quant on every test image) and exports it."""
-    from test_cifar_data import _batches_folder
+    from test_cifar_data import tiny_cpu_ppq
 
-    from apotflow.sim.cli import main
     from apotflow.sw import export
 
-    data = _batches_folder(tmp_path / "cifar-10-batches-py", n=8)
-    out = tmp_path / "ppq"
-    assert main(["train", "--model", "resnet8", "--method", "ppq", "--epochs", "1", "--stage-epochs", "1",
-                 "--qat-epochs", "1", "--data", str(data), "--cache", str(tmp_path / "cache"), "--batch-size", "8",
-                 "--step-mode", "eager", "--no-bf16", "--no-channels-last", "--out", str(out)]) == 0
-    res = json.loads((out / "result.json").read_text())
+    res, out = tiny_cpu_ppq("resnet8", tmp_path)
     assert res["model"] == "resnet8" and res["agreement"] == 1.0 and res["accuracy_int"] is not None
     assert export.load(out / "model.apot").meta["model"] == "resnet8"
     m, _ = load_checkpoint(out / "model.pt")

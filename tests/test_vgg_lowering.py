@@ -157,18 +157,11 @@ def test_vgg16_full_width_export_compiles(tmp_path):
 def test_cli_trains_vgg16_on_the_cpu(tmp_path):
     """`apotflow train --model vgg16` (the FPGM classifier) on a tiny fake CIFAR folder, CPU, eager: a ppq
     run through float, pruning and QAT to an exported integer model that equals its fake-quant model."""
-    import json
-
-    from test_cifar_data import _batches_folder
+    from test_cifar_data import tiny_cpu_ppq
 
     from apotflow.sw.checkpoint import load_checkpoint
 
-    data = _batches_folder(tmp_path / "cifar-10-batches-py", n=8)
-    out = tmp_path / "ppq"
-    assert main(["train", "--model", "vgg16", "--method", "ppq", "--epochs", "1", "--stage-epochs", "1",
-                 "--qat-epochs", "1", "--data", str(data), "--cache", str(tmp_path / "cache"), "--batch-size", "8",
-                 "--step-mode", "eager", "--no-bf16", "--no-channels-last", "--out", str(out)]) == 0
-    res = json.loads((out / "result.json").read_text())
+    res, out = tiny_cpu_ppq("vgg16", tmp_path)
     assert res["model"] == "vgg16" and res["agreement"] == 1.0
     m, _ = load_checkpoint(out / "model.pt")
     assert m.arch_config()["name"] == "vgg16" and m.fc1.out_features == 512 and m.fc1.w_bits == 8
