@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     path = Path(sys.argv[1])
     net = export.load(path)
-    big = dict(act_depth=1 << 20, wgt_depth=1 << 20, rq_depth=1 << 12, prog_depth=64, out_depth=16)
+    big = dict(act_depth=1 << 20, wgt_depth=1 << 20, rq_depth=1 << 12, tap_depth=1 << 12, prog_depth=64, out_depth=16)
     rows = []
     for lanes in (8, 16, 32, 64, 128, 256):
         cfg = AcceleratorConfig(lanes=lanes, **big)
