@@ -30,39 +30,40 @@ def synth_fitting(net, prog, out: Path, target: str, log=print, pnr: bool = Fals
     Yosys confirms. With none, the synthesis is skipped and the result's ``over`` names, for the
     smallest configuration tried, each resource it needs more of and by how much. The result's
     ``choice`` (one line) says which configuration it is and why; the report shows it."""
-    from apotflow.hw.config import AcceleratorConfig
-    from apotflow.hw.cycles import layer_cycles
     from apotflow.hw.fit import fit
     from apotflow.hw.flows import devices
     from apotflow.hw.flows.build import design_estimate
 
-    tried = []  # (lanes, "the estimate" | "Yosys", over, estimate)
+    if target not in devices.DEVICES:  # "generic": an ASIC estimate, no device to fit
+        res = flow.synth_model(prog.config, out, target, log=log, program=prog, meta=net.meta, pnr=pnr)
+        res["choice"] = f"{prog.config.lanes} lanes: the co-simulated configuration (no device to fit)"
+        return res
+    tried = []  # (lanes, "the estimate" | "Yosys", its fit report ({"fits", "over"}), the estimate)
     for lanes in lane_candidates(prog.config.lanes):
         p = prog if lanes == prog.config.lanes else fit(net, AcceleratorConfig(lanes=lanes))
         est = design_estimate(p.config, target, p.images)
-        over = devices.fit(est, target)["over"]
-        if over:
-            tried.append((lanes, "the estimate", over, est))
-            log(f"[{target}] {lanes} lanes: the estimate {devices.fit_message({'fits': False, 'over': over}, target)}")
+        pre = devices.fit(est, target)
+        if not pre["fits"]:
+            tried.append((lanes, "the estimate", pre, est))
+            log(f"[{target}] {lanes} lanes: the estimate {devices.fit_message(pre, target)}")
             continue
         res = flow.synth_model(p.config, out, target, log=log, program=p, meta=net.meta, pnr=pnr)
         if res.get("fits") is False:
-            tried.append((lanes, "Yosys", res.get("over") or {}, est))
+            tried.append((lanes, "Yosys", res, est))
             continue
         if lanes == prog.config.lanes:
             res["choice"] = f"{lanes} lanes: the co-simulated configuration"
         else:
-            first = tried[0]
-            res["choice"] = (f"{lanes} lanes, the largest that fits (the co-simulated {first[0]} lanes do not, by "
-                             f"{first[1]}: {devices.fit_message({'fits': False, 'over': first[2]}, target)})")
-        res.setdefault("cycles_per_image", int(sum(layer_cycles(p.config, p.images))))
+            first, by, rep, _ = tried[0]
+            res["choice"] = (f"{lanes} lanes, the largest that fits (the co-simulated {first} lanes do not, by "
+                             f"{by}: {devices.fit_message(rep, target)})")
         return res
-    lanes, by, over, est = tried[-1]
+    lanes, by, rep, est = tried[-1]
     sizes = ", ".join(str(t[0]) for t in tried)
     log(f"[{target}] none of {sizes} lanes fits: synthesis skipped")
-    return {"target": target, "fits": False, "over": over, "skipped": True, "config": {"lanes": lanes}, "estimate": est,
-            "choice": f"none fits ({sizes} lanes tried); at {lanes} lanes {by} "
-                      f"{devices.fit_message({'fits': False, 'over': over}, target)}", "notes": []}
+    return {"target": target, "fits": False, "over": rep["over"], "skipped": True, "config": {"lanes": lanes},
+            "estimate": est, "choice": f"none fits ({sizes} lanes tried); at {lanes} lanes {by} "
+                                       f"{devices.fit_message(rep, target)}", "notes": []}
 
 
 def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("ice40-up5k", "ecp5-25k"),

@@ -49,3 +49,11 @@ def test_a_smaller_configuration_is_synthesised_when_the_cosimulated_one_does_no
     from apotflow.hw.cycles import layer_cycles
 
     assert res["cycles_per_image"] == sum(layer_cycles(small.config, small.images))
+
+
+@pytest.mark.yosys
+def test_the_generic_target_synthesises_the_cosimulated_configuration(tmp_path):
+    """"generic" (the ASIC estimate) has no device capacity to fit: the co-simulated configuration is built."""
+    net = export.load(DIGITS)
+    res = synth_fitting(net, fit(net, AcceleratorConfig(lanes=4)), tmp_path, "generic", log=lambda m: None)
+    assert res["choice"] == "4 lanes: the co-simulated configuration (no device to fit)"
