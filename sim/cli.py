@@ -274,7 +274,7 @@ def apply_recipe_file(parser: argparse.ArgumentParser, args, argv: list[str] | N
         if a.choices is not None and v not in a.choices:
             raise UserError(f"--config {path}: {key} = {v!r} is not one of {', '.join(map(str, a.choices))}")
         defaults[dest] = float(v) if want is float else v
-        flags += [f"--{key}"] if flag else [f"--{key}", str(v)] if v is not False else []
+        flags += ([f"--{key}"] if v else []) if flag else [f"--{key}", str(v)]
     parser.train_parser.set_defaults(**defaults)
     new = parser.parse_args(argv)
     new.recipe_file = str(path)

@@ -187,6 +187,7 @@ def command_line(args, argv: list[str]) -> str:
         out[1:1] = args.recipe_flags
     return " ".join(["apotflow", *(shlex.quote(a) for a in out)])
 
+
 def cmd_train(args) -> int:
     if args.model == "digits":
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:

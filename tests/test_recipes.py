@@ -87,3 +87,17 @@ def test_recorded_command_replays_the_recipe(recipe):
     line = command_line(args, argv)
     assert "--config" not in line and line.endswith("--seed 7")
     assert _args(shlex.split(line)[1:]) == _args(argv)
+
+
+def test_a_false_flag_is_not_recorded(tmp_path):
+    """`nesterov = false` in a recipe: the recorded command has no --nesterov (it would turn it on)."""
+    from apotflow.sim.commands import command_line
+
+    f = tmp_path / "r.toml"
+    f.write_text('model = "resnet20"\nnesterov = false\nepochs = 3\n')
+    argv = ["train", "--config", str(f)]
+    parser = build_parser()
+    args = apply_recipe_file(parser, parser.parse_args(argv), argv)
+    line = command_line(args, argv)
+    assert line == "apotflow train --model resnet20 --epochs 3"
+    assert _args(shlex.split(line)[1:]) == _args(argv)
