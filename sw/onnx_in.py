@@ -43,6 +43,11 @@ INSTEAD = {
 }
 
 
+# Inputs that must be initializers (or Constant outputs): op -> the slice of node.input holding them.
+CONST_INPUTS = {"Conv": slice(1, 3), "BatchNormalization": slice(1, 5), "Gemm": slice(1, 3), "MatMul": slice(1, 2),
+                "Pad": slice(1, 3), "Reshape": slice(1, 2)}
+
+
 class OnnxError(ValueError):
     """An ONNX file that cannot be read as a model (one line)."""
 
@@ -68,6 +73,8 @@ def _check_node(node, consts: dict) -> str | None:
         return f"custom op domain {node.domain!r}: only standard ONNX ops"
     if op not in OPS:
         return INSTEAD.get(op, f"{op} is outside the op set (docs/frontend.md)")
+    if any(k and k not in consts for k in node.input[CONST_INPUTS.get(op, slice(0, 0))]):
+        return f"{op} with constant weights, statistics, pads and shapes only (initializers, not computed tensors)"
     if op == "Conv":
         if a.get("group", 1) != 1:
             return "grouped / depthwise convolution: use group=1"
@@ -75,8 +82,8 @@ def _check_node(node, consts: dict) -> str | None:
             return "dilated convolution: use dilations 1"
         if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             return "auto_pad: export with explicit pads"
-        if len(a.get("kernel_shape", (1, 1))) != 2 or (len(node.input) > 1 and node.input[1] not in consts):
-            return "2-D convolution with constant weights only"
+        if len(a.get("kernel_shape", (1, 1))) != 2 or len(node.input) < 2:
+            return "2-D convolution with weights only"
     if op in ("MaxPool", "AveragePool"):
         if a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", (1, 1))):
             return "pooling without ceil_mode or dilation"
@@ -92,8 +99,8 @@ def _check_node(node, consts: dict) -> str | None:
         if len(node.input) > 2 and node.input[2] and float(np.asarray(consts.get(node.input[2], 1)).ravel()[0]) != 0:
             return "only zero padding"
     if op in ("Gemm", "MatMul"):
-        if len(node.input) < 2 or node.input[1] not in consts:
-            return "a linear layer with constant weights only"
+        if len(node.input) < 2:
+            return "a linear layer with weights only"
         if op == "Gemm" and a.get("transA", 0):
             return "Gemm with transA=0 only"
     if op == "Flatten" and a.get("axis", 1) != 1:
@@ -166,9 +173,12 @@ def _build(g, consts: dict, input_name: str, ranks: dict) -> fx.GraphModule:
 
     for i, n in enumerate(g.node):
         op, a, name = n.op_type, _attrs(n), n.name or f"{n.op_type.lower()}{i}"
-        ins = [env.get(x) for x in n.input]
         if op == "Constant":
             continue
+        missing = [x for x in n.input if x and x not in consts and x not in env]
+        if missing:
+            raise OnnxError(f"node {name} ({op}): its input {missing[0]!r} is produced by no earlier node")
+        ins = [env.get(x) for x in n.input]
         if op in ("Identity", "Dropout"):
             env[n.output[0]] = ins[0]
             continue
@@ -240,8 +250,6 @@ def _build(g, consts: dict, input_name: str, ranks: dict) -> fx.GraphModule:
             key, env[n.output[0]] = module(name, lin, ins[0])
             if op == "MatMul":
                 linears[n.output[0]] = key
-        if any(o not in env for o in n.output[:1]):
-            raise OnnxError(f"node {name} ({op}): its input is not produced by the graph")
     out = g.output[0].name
     if out not in env:
         raise OnnxError(f"graph output {out!r} is not produced by any node")

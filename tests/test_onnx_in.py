@@ -107,3 +107,21 @@ def test_a_broken_file_is_one_line(tmp_path, content):
     with pytest.raises((OnnxError, UnsupportedModel)) as e:
         load_onnx(f)
     assert "\n" not in str(e.value).splitlines()[0]
+
+
+def test_computed_parameters_and_dangling_inputs_are_one_line(tmp_path):
+    """A BatchNormalization whose scale is a computed tensor is named before anything is built; a node
+    reading a tensor no earlier node produced is one OnnxError line (not a KeyError traceback)."""
+    c, x = 4, helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
+    inits = [_init("b", c), _init("m", c), _init("v", c, positive=True)]
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["s"], name="r"),
+                           helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn")],
+                          "g", [x], [y], inits)
+    onnx.save(helper.make_model(g), str(tmp_path / "bn.onnx"))
+    with pytest.raises(UnsupportedModel, match="bn \\(BatchNormalization.*constant weights, statistics"):
+        load_onnx(tmp_path / "bn.onnx")
+    g = helper.make_graph([helper.make_node("Relu", ["nowhere"], ["y"], name="r")], "g", [x], [y])
+    onnx.save(helper.make_model(g), str(tmp_path / "dangling.onnx"))
+    with pytest.raises(OnnxError, match="node r \\(Relu\\): its input 'nowhere' is produced by no earlier node"):
+        load_onnx(tmp_path / "dangling.onnx")
