@@ -24,3 +24,35 @@ def test_committed_results_are_the_generated_ones(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "bench/results_table.py"), *args], cwd=tmp_path, check=True)
     for f in ("docs/results.json", "docs/results.md"):
         assert (tmp_path / f).read_text() == (ROOT / f).read_text(), f"{f} is stale: run make results"
+
+
+def _targets():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import results_table
+    finally:
+        sys.path.pop(0)
+    return results_table.targets
+
+
+def test_targets_drop_schedule_and_reductions():
+    """The issue's three targets per paper row: full schedule, drop <= the paper's + 0.3 (an spq row measured
+    from the same model's ppq float phase), reductions within 0.05x; a row without a run keeps its status."""
+    targets = _targets()
+    full = {"epochs": 200, "stage_epochs": 40, "qat_epochs": 120}
+    ppq = {"model": "resnet20", "method": "ppq", "epochs": full, "float_phase_acc": 0.90, "accuracy_int": 0.8895,
+           "size_reduction": 15.80, "bops_reduction": 115.85}
+    spq = {"model": "resnet20", "method": "spq", "epochs": {"epochs": 100}, "accuracy_int": 0.87,
+           "size_reduction": 15.78, "bops_reduction": 115.0}
+    t = {r["method"]: r for r in targets([ppq, spq])}
+    assert targets([{"model": "vgg16", "method": "ppq", "status": "not run"}]) == [
+        {"model": "vgg16", "method": "ppq", "paper_drop": 0.59, "drop_target": 0.89, "status": "not run"}]
+    # paper resnet20: 92.61 float, 91.84 ppq (drop 0.77), 90.47 spq (drop 2.14)
+    assert t["ppq"]["drop"] == 1.05 and t["ppq"]["drop_target"] == 1.07 and t["ppq"]["drop_met"]
+    assert t["ppq"]["full_schedule"] and t["ppq"]["reductions_met"]
+    assert t["spq"]["float_acc"] == 0.90 and t["spq"]["drop"] == 3.0 and not t["spq"]["drop_met"]
+    assert not t["spq"]["full_schedule"] and not t["spq"]["reductions_met"]
+    over = targets([{**ppq, "accuracy_int": 0.8890}])[0]  # a drop of 1.10 > 1.07
+    assert not over["drop_met"]
+    short = targets([{**ppq, "epochs": {**full, "qat_epochs": 50}}])[0]
+    assert not short["full_schedule"]
