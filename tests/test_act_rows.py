@@ -13,9 +13,9 @@ from amaranth.sim import Simulator
 from apotflow.hw.actmem import BankedActMem, tail_split
 from apotflow.hw.compile import CompileError, compile_net, reuse_bases
 from apotflow.hw.config import AcceleratorConfig, ConfigError
+from apotflow.hw.fit import fit
 from apotflow.hw.flows import devices
 from apotflow.hw.flows.build import design_estimate
-from apotflow.hw.fit import fit
 from apotflow.sw import export
 
 MODELS = Path(__file__).resolve().parent.parent / "bench" / "models"
