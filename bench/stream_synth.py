@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.hw.fit import fitted_config
+from apotflow.hw.fit import fit
 from apotflow.sim.flow import git_revision, synth_model
 from apotflow.sw import export
 
@@ -32,9 +32,10 @@ DESIGNS = {  # name -> (model file, target, lanes)
 def run(name: str) -> dict:
     model, target, lanes = DESIGNS[name]
     net = export.load(ROOT / "bench" / "models" / model)
-    cfg = fitted_config(net, AcceleratorConfig(lanes=lanes), reuse=True)
+    prog = fit(net, AcceleratorConfig(lanes=lanes), reuse=True)
     with tempfile.TemporaryDirectory() as tmp:
-        res = synth_model(net, cfg, Path(tmp), target, design=name, log=lambda m: print(m, flush=True))
+        res = synth_model(prog.config, Path(tmp), target, log=lambda m: print(m, flush=True), program=prog,
+                          design=name)
     res["lanes"] = lanes
     res["git_revision"] = git_revision()
     res["command"] = f"apotflow synth --model bench/models/{model} --target {target} --lanes {lanes} --no-pnr"

@@ -37,15 +37,33 @@ SPLIT_STAGES = 4  # rotation stages before that register (a 16-way select), the 
 ADDR_STAGES = 1  # the pipeline read's per-bank row register (config.ACT_ADDR_STAGES counts it)
 
 
+def tail_split(cfg: AcceleratorConfig) -> int | None:
+    """Rows of each bank kept in block RAM when the bank's tail goes to distributed RAM (the banks'
+    ``split_rows``), or None (one memory a bank): a bank deeper than the deepest ECP5 block shape that
+    holds a word (2048 x 9 for 8-bit words), by at most a quarter of it, keeps that shape in one block
+    and the rest in LUT RAM instead of a second block. ResNet-8 at 16 lanes: 2,304 rows a bank, 16
+    DP16KD and 16 x 256 x 8 bits of LUT RAM instead of 32 DP16KD."""
+    from .estimate import _ECP5_BRAMS
+
+    depth = max(d for d, w in _ECP5_BRAMS[0]["shapes"] if w >= cfg.act_bits)
+    rows = cfg.act_bank_rows
+    return depth if depth < rows <= depth + depth // 4 else None
+
+
 def read_latency(cfg: AcceleratorConfig) -> int:
     """Cycles from rd_row/rd_row1/rd_rot to rd_data (``AcceleratorConfig.act_read_latency``)."""
     return cfg.act_read_latency
 
 
 class BankedActMem(wiring.Component):
-    def __init__(self, cfg: AcceleratorConfig, init=None, style: str = "memory"):
+    def __init__(self, cfg: AcceleratorConfig, init=None, style: str = "memory", split_rows: int | None = None):
         """style "memory": Amaranth memories (simulation); "verilog": instances of ``apotflow_ram``
-        (hw/apotflow_rom.v) without initial contents, which keeps the Verilog small for deep banks."""
+        (hw/apotflow_rom.v) without initial contents, which keeps the Verilog small for deep banks.
+        Each bank holds ``cfg.act_bank_rows`` rows. ``split_rows`` (``tail_split``): each bank's rows from
+        ``split_rows`` on go to a second memory marked for distributed RAM (``ram_style``), the rest
+        stays one block-RAM shape deep (``hw/estimate.act_split``: ResNet-8's 2,304 rows a bank on the
+        ECP5 are one 2048 x 9 DP16KD and 256 rows of LUT RAM, not two DP16KD); the read picks the
+        memory by the row registered beside it, the write goes to the one that holds the row."""
         if style not in ("memory", "verilog") or (style == "verilog" and init is not None):
             reject(self, ValueError(f"style must be 'memory' or 'verilog' (no init), not {style!r}"))
         self.style = style
@@ -54,6 +72,11 @@ class BankedActMem(wiring.Component):
         if cfg.bank_depth < 2:
             reject(self, ValueError(f"act_depth ({cfg.act_depth}) must be at least 2 x lanes ({cfg.lanes}) "
                              "so that every bank has two rows"))
+        rows = cfg.act_bank_rows
+        if split_rows is not None and not (0 < split_rows < rows <= 2 * split_rows
+                                           and split_rows & (split_rows - 1) == 0):
+            reject(self, ValueError(f"split_rows must be a power of two in [{rows}/2, {rows}), not {split_rows!r}"))
+        self.split_rows = split_rows
         self.cfg = cfg
         self.init = list(init) if init is not None else None
         super().__init__({
@@ -81,28 +104,52 @@ class BankedActMem(wiring.Component):
         m.d.sync += [rot_q.eq(rot), rot_qq.eq(rot_q), rot_q3.eq(rot_qq)]
         split = SPLIT_STAGES if read_latency(cfg) == 3 else None
         outs_q = []
+        rows = cfg.act_bank_rows
         for b in range(L):
-            init = [0] * cfg.bank_depth
+            init = [0] * rows
             if self.init is not None:
-                init = [int(self.init[r * L + b]) for r in range(cfg.bank_depth)]
+                init = [int(self.init[r * L + b]) if r * L + b < len(self.init) else 0 for r in range(rows)]
             raddr, rdata = Signal(row_bits, name=f"bank{b}_raddr"), Signal(cfg.act_bits, name=f"bank{b}_rdata")
             we = Signal(name=f"bank{b}_we")
             raddr_p = Signal(row_bits, name=f"bank{b}_raddr_p")  # registered next to the bank
             m.d.sync += raddr_p.eq(Mux(b < (self.rd_rot if lb else 0), self.rd_row1, self.rd_row))
             m.d.comb += [raddr.eq(Mux(self.host_sel, self.host_row, raddr_p)),
                          we.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b))]
-            if self.style == "verilog":
+            if self.style == "verilog" and self.split_rows is not None:
                 m.submodules[f"bank{b}"] = Instance(
-                    "apotflow_ram", p_WIDTH=cfg.act_bits, p_DEPTH=cfg.bank_depth, p_ABITS=row_bits,
+                    "apotflow_ram_split", p_WIDTH=cfg.act_bits, p_DEPTH=rows, p_ABITS=row_bits,
+                    p_SPLIT=self.split_rows, p_SBITS=self.split_rows.bit_length() - 1,
                     i_clk=ClockSignal("sync"), i_raddr=raddr, o_rdata=rdata, i_we=we,
                     i_waddr=self.wr_addr >> lb, i_wdata=self.wr_data)
-            else:
-                mem = Memory(shape=cfg.act_bits, depth=cfg.bank_depth, init=init)
+            elif self.style == "verilog":
+                m.submodules[f"bank{b}"] = Instance(
+                    "apotflow_ram", p_WIDTH=cfg.act_bits, p_DEPTH=rows, p_ABITS=row_bits,
+                    i_clk=ClockSignal("sync"), i_raddr=raddr, o_rdata=rdata, i_we=we,
+                    i_waddr=self.wr_addr >> lb, i_wdata=self.wr_data)
+            elif self.split_rows is None:
+                mem = Memory(shape=cfg.act_bits, depth=rows, init=init)
                 m.submodules[f"bank{b}"] = mem
                 rp = mem.read_port(domain="sync")
                 wp = mem.write_port()
                 m.d.comb += [rp.addr.eq(raddr), rdata.eq(rp.data),
                              wp.addr.eq(self.wr_addr >> lb), wp.data.eq(self.wr_data), wp.en.eq(we)]
+            else:
+                k = self.split_rows
+                wrow = Signal(row_bits, name=f"bank{b}_wrow")
+                m.d.comb += wrow.eq(self.wr_addr >> lb)
+                hi_q = Signal(name=f"bank{b}_hi_q")  # the row read was in the tail memory
+                m.d.sync += hi_q.eq(raddr >= k)
+                words = []
+                for part, (lo, hi, attrs) in enumerate(((0, k, None), (k, rows, {"ram_style": "distributed"}))):
+                    mem = Memory(shape=cfg.act_bits, depth=hi - lo, init=init[lo:hi], attrs=attrs)
+                    m.submodules[f"bank{b}_{part}"] = mem
+                    rp, wp = mem.read_port(domain="sync"), mem.write_port()
+                    inside = (wrow >= k) if part else (wrow < k)
+                    kb = k.bit_length() - 1  # the row within its memory: the low bits (k is a power of two)
+                    m.d.comb += [rp.addr.eq(raddr[:kb]), wp.addr.eq(wrow[:kb]), wp.data.eq(self.wr_data),
+                                 wp.en.eq(we & inside)]
+                    words.append(rp.data)
+                m.d.comb += rdata.eq(Mux(hi_q, words[1], words[0]))
             rdata_q = Signal(cfg.act_bits, name=f"bank{b}_rdata_q")
             m.d.sync += rdata_q.eq(rdata)
             outs_q.append(rdata_q)

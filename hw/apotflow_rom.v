@@ -43,3 +43,36 @@ module apotflow_ram #(
         if (we) mem[waddr] <= wdata;
     end
 endmodule
+
+// apotflow_ram_split: apotflow_ram whose rows from SPLIT on live in a second array marked for
+// distributed RAM (ECP5 LUT RAM), so that a bank a little deeper than one block shape (2048 x 9)
+// takes one block and some LUT RAM instead of two blocks. SPLIT is a power of two, DEPTH <= 2 x SPLIT;
+// a row past DEPTH reads an unspecified word (the caller masks it).
+module apotflow_ram_split #(
+    parameter WIDTH = 8,
+    parameter DEPTH = 256,
+    parameter ABITS = 8,
+    parameter SPLIT = 128,
+    parameter SBITS = 7
+) (
+    input  wire             clk,
+    input  wire [ABITS-1:0] raddr,
+    output wire [WIDTH-1:0] rdata,
+    input  wire             we,
+    input  wire [ABITS-1:0] waddr,
+    input  wire [WIDTH-1:0] wdata
+);
+    reg [WIDTH-1:0] lo [0:SPLIT-1];
+    (* ram_style = "distributed" *) reg [WIDTH-1:0] hi [0:DEPTH-SPLIT-1];
+    reg [WIDTH-1:0] lo_q, hi_q;
+    reg sel_q;
+    wire w_hi = waddr >= SPLIT;
+    always @(posedge clk) begin
+        lo_q <= lo[raddr[SBITS-1:0]];
+        hi_q <= hi[raddr[SBITS-1:0]];
+        sel_q <= raddr >= SPLIT;
+        if (we && !w_hi) lo[waddr[SBITS-1:0]] <= wdata;
+        if (we && w_hi) hi[waddr[SBITS-1:0]] <= wdata;
+    end
+    assign rdata = sel_q ? hi_q : lo_q;
+endmodule

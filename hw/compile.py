@@ -272,12 +272,23 @@ def live_ranges(net: IntNet) -> dict[str, tuple[int, int]]:
 
 
 def reuse_bases(sizes: dict[str, int], ranges: dict[str, tuple[int, int]]) -> dict[str, int]:
-    """First-fit ACT bases such that tensors whose live ranges overlap get disjoint regions.
+    """First-fit ACT bases such that tensors whose live ranges overlap get disjoint regions: tensors in
+    the order they are produced, and again largest first; the order with the lower top wins (the first
+    on a tie). Largest first places ResNet-8 in 36,864 words instead of 39,936 (the input image, first
+    by production, split the three 12,288-word tensors of stack 1 apart).
 
     Live ranges are inclusive, so an op's output never overlaps the inputs it reads."""
+    order = list(sizes)
+    by_time = sorted(sizes, key=lambda t: (ranges[t][0], order.index(t)))
+    by_size = sorted(sizes, key=lambda t: (-sizes[t], ranges[t][0], order.index(t)))
+    tries = [_first_fit(sizes, ranges, names) for names in (by_time, by_size)]
+    return min(tries, key=lambda b: max((b[t] + sizes[t] for t in b), default=0))
+
+
+def _first_fit(sizes: dict[str, int], ranges: dict[str, tuple[int, int]], names: list[str]) -> dict[str, int]:
     placed: list[tuple[int, int, int, int]] = []  # base, size, first, last
     bases = {}
-    for name in sorted(sizes, key=lambda t: (ranges[t][0], list(sizes).index(t))):
+    for name in names:
         size, (a, b) = sizes[name], ranges[name]
         live = [(pb, ps) for pb, ps, pa, pz in placed if not (pz < a or b < pa)]
         for base in sorted({0} | {pb + ps for pb, ps in live}):
@@ -336,6 +347,9 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
             act_top = max(act_top, bases[name] + int(np.prod(t.shape)))
     if act_top > cfg.act_depth:
         raise CompileError(f"activations need {act_top} words; act_depth is {cfg.act_depth} (raise --act-depth)")
+    if act_top > cfg.act_capacity:
+        raise CompileError(f"activations need {act_top} words; the ACT banks hold {cfg.act_capacity} "
+                           f"(act_rows {cfg.act_rows} x {cfg.lanes} lanes)")
     if out_top > cfg.out_depth:
         raise CompileError(f"raw outputs need {out_top} words; out_depth is {cfg.out_depth} (raise --out-depth)")
     # -- layers

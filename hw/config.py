@@ -15,6 +15,7 @@ TAP_LOG2_MAX = 7  # a layer's tap table holds at most 2**7 rows (descriptor fiel
 # Pipeline latencies the RTL is built with; the cycle model and the co-simulation read them from here
 # (properties below), so neither imports the Amaranth code that implements them.
 LANE_LATENCY = 3  # cycles from a lane's inputs to its acc (hw/lane.py: shifted terms, product, accumulate)
+WGT_BANK_WORDS = 2048  # words of one WGT bank (one ECP5 DP16KD at 9 bits) in the synthesised ROM (hw/top.py)
 SPLIT_LANE_BITS = 7  # from 2**7 = 128 lanes on, the ACT read rotation has a register inside (hw/actmem.py)
 
 
@@ -48,12 +49,14 @@ class AcceleratorConfig:
     rq_depth: int = 256  # requantization rows (one per output channel of every layer), power of two
     prog_depth: int = 32  # layer descriptors, power of two
     out_depth: int = 16  # raw (logit) outputs, power of two
+    act_rows: int = 0  # rows each ACT bank holds (the live tensors' words / lanes); 0: bank_depth (all)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ConfigError(f"{f.name} must be a positive integer, not {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < (f.name != "act_rows"):
+                raise ConfigError(f"{f.name} must be a {'non-negative' if f.name == 'act_rows' else 'positive'} "
+                                  f"integer, not {v!r}")
         if not _is_pow2(self.lanes) or self.lanes > 1024:
             raise ConfigError(f"lanes must be a power of two between 1 and 1024, not {self.lanes}")
         if self.terms > 4:
@@ -77,6 +80,8 @@ class AcceleratorConfig:
                 raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}")
         if self.act_depth < self.lanes:
             raise ConfigError(f"act_depth ({self.act_depth}) must be at least lanes ({self.lanes})")
+        if self.act_rows > self.bank_depth:
+            raise ConfigError(f"act_rows ({self.act_rows}) must not exceed act_depth / lanes ({self.bank_depth})")
 
     # Derived widths, used by the ISA, the RTL and the compiler alike.
     @property
@@ -91,6 +96,18 @@ class AcceleratorConfig:
     @property
     def bank_depth(self) -> int:
         return self.act_depth // self.lanes
+
+    @property
+    def act_bank_rows(self) -> int:
+        """Rows each ACT bank holds: ``act_rows`` (the live tensors), else all ``bank_depth``. Addresses
+        still wrap modulo act_depth; a read of a row past the live ones (a padding tap, a lane beyond
+        a group's last pixel) returns an unspecified word that the padding mask or the writeback drops."""
+        return self.act_rows or self.bank_depth
+
+    @property
+    def act_capacity(self) -> int:
+        """ACT words that exist: ``act_bank_rows x lanes``."""
+        return self.act_bank_rows * self.lanes
 
     @property
     def wgt_addr_bits(self) -> int:

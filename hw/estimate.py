@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 
 from . import isa
-from .config import AcceleratorConfig
+from .config import WGT_BANK_WORDS, AcceleratorConfig
 from .ioshell import shell_bits
 
 # Block RAMs as Yosys' memory_libmap sees them (its techlibs brams*.txt): per family, the block types in
@@ -154,6 +154,21 @@ def bram_blocks(depth: int, width: int, family: str, read_ports: int = 1,
     return bram_plan(depth, width, family, read_ports, port_bits)[0]
 
 
+def rq_split(family: str | None) -> bool:
+    """Whether the build holds RQ as two one-port memories (``hw/top.rq_rom``): on ECP5 / Xilinx, whose
+    36-bit single-port shapes take the thresholds in half the blocks of the 18-bit two-port ones."""
+    return family in ("ecp5", "xilinx")
+
+
+def wgt_rows(cfg: AcceleratorConfig, rom_used: dict | None) -> int:
+    """WGT words that reach block RAM: the banked ROM (``hw/top.wgt_rom``) drops the banks that hold no
+    entry (all zero: Yosys removes them), so a program's WGT costs its used banks, not ``wgt_depth``."""
+    if rom_used is None or cfg.wgt_depth <= WGT_BANK_WORDS:
+        return cfg.wgt_depth
+    used = min(cfg.wgt_depth, rom_used.get("wgt", cfg.wgt_depth))
+    return max(1, -(-used // WGT_BANK_WORDS)) * WGT_BANK_WORDS
+
+
 def _bits_of(layout, names) -> list[tuple[int, int]]:
     return [(layout.offsets[n], layout.offsets[n] + layout.by_name[n].width) for n in names]
 
@@ -164,16 +179,25 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
     ECP5/Xilinx distributed RAM (16x4 per 4 units) is an option for RAMs. The cheapest wins."""
     blocks, where, logic_rom_bits, lutram_bits, ff_bits, rom_regs, mux_bits = {}, {}, 0, 0, 0, 0, 0
     rl = isa.rq_layout(cfg)
+    cut = rl.offsets["thr0"]  # RQ split (hw/top.rq_rom): (count, bias) for port A, the thresholds for B
+    from .actmem import tail_split
+
+    split = tail_split(cfg)
+    act = [("act", cfg.act_bank_rows, cfg.act_bits, None, False, cfg.lanes)] if split is None else [
+        ("act", split, cfg.act_bits, None, False, cfg.lanes),
+        ("act_tail", cfg.act_bank_rows - split, cfg.act_bits, None, False, cfg.lanes)]
     # RQ: port A (sequencer) reads count and bias, port B (writeback) the thresholds
     rq_ports = [_bits_of(rl, ("count", "bias")),
                 _bits_of(rl, [f.name for f in rl.fields if f.name.startswith("thr")])]
+    rq = [("rq", cfg.rq_depth, cut, None, True, 1), ("rq_thr", cfg.rq_depth, rl.width - cut, None, True, 1)] \
+        if rq_split(family) else [("rq", cfg.rq_depth, rl.width, rq_ports, True, 1)]
     mems = [
-        ("wgt", cfg.wgt_depth, isa.entry_layout(cfg).width, None, True, 1),
-        ("rq", cfg.rq_depth, rl.width, rq_ports, True, 1),
+        ("wgt", wgt_rows(cfg, rom_used), isa.entry_layout(cfg).width, None, True, 1),
+        *rq,
         ("prog", cfg.prog_depth, isa.desc_layout(cfg).width, None, True, 1),
         ("val", cfg.val_depth, isa.val_layout(cfg).width, None, True, 1),
         ("tap", cfg.tap_depth, isa.tap_layout(cfg).width, None, True, 1),
-        ("act", cfg.bank_depth, cfg.act_bits, None, False, cfg.lanes),
+        *act,
         ("out", cfg.out_depth, cfg.acc_bits, None, False, 1),
         ("perf", cfg.prog_depth, 32, None, False, 1),
     ]
@@ -185,6 +209,8 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
         options["bram"] = cost
         if family != "ice40" and not rom:
             options["lutram"] = math.ceil(depth / 16) * math.ceil(width / 4) * 4
+        if name == "act_tail":  # marked ram_style "distributed" (hw/actmem.py; iCE40 has none: flip-flops)
+            options = {"lutram": options["lutram"]} if "lutram" in options else {"logic": options["logic"]}
         best = min(options, key=options.get)
         where[name] = best
         blocks[name] = n * copies if best == "bram" else 0

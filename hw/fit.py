@@ -1,4 +1,5 @@
-"""Size the memories of an AcceleratorConfig to a network: the smallest powers of two that hold it.
+"""Size the memories of an AcceleratorConfig to a network: the smallest powers of two that hold it,
+and the ACT banks to the live tensors (``act_rows``: not rounded up, the part needs no power of two).
 
 :func:`fit` compiles the network with generous memory depths to learn what it needs, then compiles it
 once more for the fitted depths and returns that Program, which every later step (rtl, cycles, cosim,
@@ -28,8 +29,11 @@ def needs(prog: Program) -> dict[str, int]:
     """The smallest memory depths (powers of two) that hold a compiled program."""
     cfg = prog.config
     out_words = max((p.base + p.size for p in prog.placements.values() if p.memory == "out"), default=1)
+    act_depth = max(_pow2(prog.act_words), 2 * cfg.lanes, _pow2(out_words))
+    rows = max(2, -(-prog.act_words // cfg.lanes))  # the banks' live rows (at least two, as the RTL needs)
     return {  # the RTL (hw/top.py) also needs act_depth >= 2 x lanes and >= out_depth
-        "act_depth": max(_pow2(prog.act_words), 2 * cfg.lanes, _pow2(out_words)),
+        "act_depth": act_depth,
+        "act_rows": 0 if rows >= act_depth // cfg.lanes else rows,
         "wgt_depth": _pow2(len(prog.images.wgt)),
         "tap_depth": _pow2(len(prog.images.tap)),
         "rq_depth": _pow2(len(prog.images.rq)),
@@ -45,6 +49,10 @@ def fit(net: IntNet, cfg: AcceleratorConfig, keep: set[str] = frozenset(), reuse
     probe = {k: PROBE_DEPTH for k in DEPTHS if k not in keep}
     if not probe:
         return compile_net(net, cfg, reuse=reuse)
+    if "act_depth" in keep:  # the ACT as given: its rows too
+        keep = set(keep) | {"act_rows"}
+    else:
+        probe["act_rows"] = 0
     prog = compile_net(net, replace(cfg, **probe), reuse=reuse)
     fitted = replace(cfg, **{k: v for k, v in needs(prog).items() if k not in keep})
     return compile_net(net, fitted, reuse=reuse)

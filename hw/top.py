@@ -42,8 +42,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .actmem import BankedActMem, read_latency
-from .config import AcceleratorConfig
+from .actmem import BankedActMem, read_latency, tail_split
+from .config import WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
 from .lane import LATENCY, lane_ctrl_layout
 from .layouts import reject, rom, struct
@@ -52,7 +52,6 @@ from .requant import Requantizer
 from .sequencer import Sequencer, issue_layout, pix_bits
 
 HEX_FILES = {"wgt": "wgt.hex", "rq": "rq.hex", "prog": "prog.hex", "val": "val.hex", "tap": "tap.hex"}
-WGT_BANK_WORDS = 2048  # words of one WGT bank (one ECP5 DP16KD at 9 bits), each with its own output register
 
 
 def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str, banked: bool,
@@ -89,6 +88,30 @@ def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str,
     return addr, out
 
 
+def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool):
+    """The RQ ROM's two read ports ``[(addr, data)] * 2``, latency 1: port A for the sequencer's (count,
+    bias), port B for the writeback's thresholds. One two-port ROM, or (``split``, the ECP5 builds) two
+    copies of the ROM (one rq.hex), one a port, each
+    word keeping only its port's fields (the rest reads 0): Yosys drops the bits no port reads, so one
+    memory holds (count, bias) and the other the thresholds, each with one read port: the thresholds
+    take single-port 36-bit block shapes (ECP5 PDPW16KD: ResNet-8's 256 x 360 bits in 10, where one
+    two-port memory of 401-bit rows took 23 DP16KD at 18 bits) and port A's address reaches only the
+    (count, bias) blocks. The row layout (``isa.rq_layout``) is unchanged. Not split on iCE40, whose
+    blocks are 1R1W: its one ROM of two ports is already two copies, and a small RQ stays in logic there
+    (one threshold memory alone would take block RAM by Yosys' cost rule: 23 EBR for the digits net)."""
+    rl = isa.rq_layout(cfg)
+    if not split:
+        return rom(m, "rq", rl.width, cfg.rq_depth, init, 2, rom_style, HEX_FILES["rq"])
+    cut = rl.offsets["thr0"]  # count and bias below, the thresholds above
+    ports = []
+    for name, keep in (("rq", (1 << cut) - 1), ("rq_thr", ((1 << rl.width) - 1) ^ ((1 << cut) - 1))):
+        ((addr, data),) = rom(m, name, rl.width, cfg.rq_depth, init, 1, rom_style, HEX_FILES["rq"])
+        word = Signal(rl.width, name=f"{name}_word")
+        m.d.comb += word.eq(data & keep)
+        ports.append((addr, word))
+    return ports
+
+
 def host_act_latency(cfg: AcceleratorConfig) -> int:
     """Cycles from host_addr to host_rdata on the ACT port (OUT and perf ports: one)."""
     return read_latency(cfg)
@@ -117,7 +140,7 @@ class Accelerator(wiring.Component):
 
     def __init__(self, cfg: AcceleratorConfig, images: isa.MemoryImages | None = None,
                  rom_style: str = "memory", act_init=None, lane_kind: str = "shift", wgt_banked: bool | None = None,
-                 wgt_bank_words: int = WGT_BANK_WORDS):
+                 wgt_bank_words: int = WGT_BANK_WORDS, rq_split: bool = False):
         if not isinstance(cfg, AcceleratorConfig):
             reject(self, TypeError(f"Accelerator needs an AcceleratorConfig, not {cfg!r}"))
         if rom_style not in ("memory", "readmemh"):
@@ -140,6 +163,7 @@ class Accelerator(wiring.Component):
             reject(self, ValueError("a banked WGT ROM in readmemh style needs the memory images"))
         self.wgt_banked = rom_style == "memory" if wgt_banked is None else wgt_banked
         self.wgt_bank_words = wgt_bank_words
+        self.rq_split = rq_split  # RQ as two one-port memories (rq_rom): the ECP5/Xilinx builds
         super().__init__(accelerator_signature(cfg))
 
     def elaborate(self, platform):
@@ -152,7 +176,8 @@ class Accelerator(wiring.Component):
 
         m.submodules.seq = seq = Sequencer(cfg)
         m.submodules.act = act = BankedActMem(
-            cfg, self.act_init, style="verilog" if self.rom_style == "readmemh" and self.act_init is None else "memory")
+            cfg, self.act_init, style="verilog" if self.rom_style == "readmemh" and self.act_init is None else "memory",
+            split_rows=tail_split(cfg))
         m.submodules.rqu = rqu = Requantizer(cfg)
         lanes = [make_lane(cfg, self.lane_kind) for _ in range(L)]
         for i, ln in enumerate(lanes):
@@ -160,7 +185,7 @@ class Accelerator(wiring.Component):
 
         wgt_addr, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
                                       self.wgt_bank_words)
-        rq_a, rq_b = rom(m, "rq", rl.width, cfg.rq_depth, img and img.rq, 2, self.rom_style, HEX_FILES["rq"])
+        rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.rq_split)
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
         (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
         (tap_port,) = rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, 1, self.rom_style, HEX_FILES["tap"])

@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--waves", action="store_true", help="dump a VCD waveform")
     s.add_argument("--data", help="CIFAR-10 (cifar-10-batches-py folder or the JPEG .tar.xz) for CIFAR nets; "
                                   "default: seeded random pixels")
+    s.add_argument("--reuse", action="store_true",
+                   help="the deployment build `apotflow synth` makes: tensors share ACT words by liveness and the "
+                        "banks hold only the live rows (checked: the outputs, and each tensor where it survives)")
     s.add_argument("--out", required=True)
     _add_config(s)
 

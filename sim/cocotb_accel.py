@@ -45,10 +45,18 @@ def read_memh(path: Path, bits: int, signed: bool = False) -> np.ndarray:
     return v
 
 
-def write_inputs(files: list[str], rows: list[np.ndarray], values: np.ndarray, per_bank: list[np.ndarray]) -> None:
-    """One ``$readmemh`` file per ACT bank: ``@row value`` lines for the input words it holds."""
+def write_inputs(files: list[str], rows: list[np.ndarray], values: np.ndarray, per_bank: list[np.ndarray],
+                 split: int = 0) -> None:
+    """One ``$readmemh`` file per ACT bank: ``@row value`` lines for the input words it holds. ``split``
+    (banks in two memories, hw/actmem.tail_split): rows from ``split`` on go to ``act_inh<b>.hex``, less split."""
     for f, r, sel in zip(files, rows, per_bank):
-        Path(f).write_text("".join(f"@{a:x} {v:x}\n" for a, v in zip(r.tolist(), values[sel].tolist())))
+        pairs = list(zip(r.tolist(), values[sel].tolist()))
+        lo = [(a, v) for a, v in pairs if not split or a < split]
+        Path(f).write_text("// input\n" + "".join(f"@{a:x} {v:x}\n" for a, v in lo))
+        if split:
+            hi = [(a - split, v) for a, v in pairs if a >= split]
+            Path(f.replace("act_in", "act_inh")).write_text(
+                "// input\n" + "".join(f"@{a:x} {v:x}\n" for a, v in hi))
 
 
 @cocotb.test()
@@ -63,6 +71,7 @@ async def images_bit_exact(dut):
     observable = vec["observable"]  # (2, n_layers): a layer's latch changes the descriptor (first image; later)
     limit_ns = int(vec["timeout_cycles"]) * int(vec["period_ns"])
     act_rows = -(-act_words // lanes)
+    split = int(vec["split"]) if "split" in vec else 0  # banks in two memories (hw/actmem.tail_split)
     banks = in_addr % lanes
     per_bank = [np.flatnonzero(banks == b) for b in range(lanes)]
     in_rows = [in_addr[sel] // lanes for sel in per_bank]
@@ -84,7 +93,7 @@ async def images_bit_exact(dut):
     done_images = 0
     for i in range(n_img):
         t0, c0 = time.perf_counter(), time.process_time()
-        write_inputs(in_files, in_rows, in_val[i], per_bank)
+        write_inputs(in_files, in_rows, in_val[i], per_bank, split)
         obs = np.flatnonzero(observable[0 if i == 0 else 1])  # layers whose start the wrapper sees
         dut.req.value = i + 1
         c1 = time.process_time()
@@ -105,7 +114,9 @@ async def images_bit_exact(dut):
             layer_cycles[i] = ends - np.where(np.arange(n_layers) == 0, 0, starts)
             layer_cycles[i][(starts < 0) & (np.arange(n_layers) > 0)] = -1
         rtl_layer_cycles[i] = read_memh("perf.hex", 32)[:n_layers]
-        got_act = np.stack([read_memh(f"act_out{b}.hex", act_bits) for b in range(lanes)], axis=1).reshape(-1)
+        got_act = np.stack([np.concatenate([read_memh(f"act_out{b}.hex", act_bits)]
+                                           + ([read_memh(f"act_outh{b}.hex", act_bits)] if split else []))
+                            for b in range(lanes)], axis=1).reshape(-1)
         got_act = got_act[:act_words]
         got_out = read_memh("out.hex", acc_bits, signed=True)[:out_words]
         bad_words[i] = np.count_nonzero(got_act != exp_act[i]) + np.count_nonzero(got_out != exp_out[i])

@@ -333,7 +333,8 @@ def check_cosim(args) -> None:
 def cmd_cosim(args) -> int:
     from apotflow.sim.flow import cosim_model
 
-    summary = cosim_model(args.net, _program(args, args.net), Path(args.out), args.images, seed=args.seed,
+    summary = cosim_model(args.net, _program(args, args.net, reuse=args.reuse), Path(args.out), args.images,
+                          seed=args.seed,
                           waves=args.waves, log=_progress, data=args.data, jobs=args.jobs)
     keys = ("images", "mismatches", "cycle_mismatches", "cycles_total", "cycles_model", "cycles_ideal",
             "cycles_ratio", "sim_seconds", "sim_seconds_per_image", "wall_seconds_per_image", "build_seconds",

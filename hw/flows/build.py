@@ -25,6 +25,7 @@ from amaranth.back import verilog
 from .. import isa
 from ..config import AcceleratorConfig, ConfigError
 from ..cycles import TIMING_RULES, timing
+from ..estimate import rq_split
 from ..ioshell import SerialShell
 from ..mul_lane import LaneArray
 from ..randprog import random_program
@@ -57,9 +58,11 @@ def filled_images(cfg: AcceleratorConfig, seed: int = 0) -> isa.MemoryImages:
 
 
 def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages | None = None, *,
-                 kind: str = "board", lane_kind: str = "shift", max_reduce: bool = True) -> dict:
+                 kind: str = "board", lane_kind: str = "shift", max_reduce: bool = True,
+                 family: str | None = None) -> dict:
     """Verilog (+ hex files) for ``kind`` "board" (whole accelerator in the serial shell) or "array"
-    (``LaneArray``: lanes and accumulators only). Returns {"top", "verilog": [paths]}."""
+    (``LaneArray``: lanes and accumulators only). Returns {"top", "verilog": [paths]}. ``family``:
+    the target's (``estimate.rq_split``: RQ as two one-port memories on ECP5 / Xilinx)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if kind == "array":
@@ -70,7 +73,8 @@ def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages
         raise ValueError(f"design kind must be 'board' or 'array', not {kind!r}")
     images = images if images is not None else filled_images(cfg)
     # The WGT ROM in banks with registered outputs (hw/top.py wgt_rom; its contents inlined)
-    text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind, wgt_banked=True), name=BOARD_TOP,
+    text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind, wgt_banked=True,
+                                       rq_split=rq_split(family)), name=BOARD_TOP,
                            emit_src=False)
     (workdir / f"{BOARD_TOP}.v").write_text(text)
     shutil.copyfile(ROM_SOURCE, workdir / ROM_SOURCE.name)
@@ -170,8 +174,8 @@ def build(
         shutil.rmtree(work)
     t0 = time.perf_counter()
     log(f"[{target}] generating Verilog ({kind}, {cfg.lanes} {lane_kind} lanes) ...")
-    src = write_design(cfg, work, images, kind=kind, lane_kind=lane_kind, max_reduce=max_reduce)
     family = devices.device(target)["family"]
+    src = write_design(cfg, work, images, kind=kind, lane_kind=lane_kind, max_reduce=max_reduce, family=family)
     pre = design_estimate(cfg, target, images, kind=kind, lane_kind=lane_kind)
     log(f"[{target}] estimate (hw/estimate.py): {devices.fit_message(devices.fit(pre, target), target)}: "
         + ", ".join(f"{k} {pre[k]}" for k in ("lut", "ff", "bram")))
