@@ -92,6 +92,8 @@ class Sequencer(wiring.Component):
         ch_base = Signal(cfg.addr_bits)
         pos0 = Signal(cfg.pos_width)  # channel << diag_log2: the channel's first position in a diag layer
         rq_next = Signal(cfg.rq_addr_bits)  # the row RQ port A reads: rq_cur + 3 while running
+        rq_next1 = Signal(cfg.rq_addr_bits)  # rq_next + 1, registered: port A's address at a shift comes
+        # from a register through one multiplexer (no carry chain in front of the block RAMs)
         # The issue decisions come from registered flags (no carry chain between a register and the
         # control fan-out or the RQ address): each is recomputed when its inputs change.
         e2 = Signal(cfg.count_bits + 1)  # e + 2: the next entry is the last iff e2 == cur_count
@@ -143,9 +145,9 @@ class Sequencer(wiring.Component):
             m.d.sync += settle.eq(settle + 1)
 
         def shift():
-            m.d.comb += self.rq_addr.eq(rq_next + 1)
+            m.d.comb += self.rq_addr.eq(rq_next1)
             m.d.sync += [
-                rq_next.eq(rq_next + 1), n2.count.eq(row.count), n2.bias.eq(row.bias), n1.eq(n2),
+                rq_next.eq(rq_next1), rq_next1.eq(rq_next1 + 1), n2.count.eq(row.count), n2.bias.eq(row.bias), n1.eq(n2),
                 n1_null.eq(n2.count == 0), n1_one.eq((n2.count >> 1) == 0),
             ]
 
@@ -163,7 +165,7 @@ class Sequencer(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(settle == 1):
                     m.d.comb += self.rq_addr.eq(prog.rq_start)
-                    m.d.sync += rq_next.eq(prog.rq_start)
+                    m.d.sync += [rq_next.eq(prog.rq_start), rq_next1.eq(prog.rq_start + 1)]
                 with m.If((settle == 2) | (settle == 3)):
                     shift()
                 with m.If((settle == 4) & front_idle):
