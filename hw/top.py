@@ -89,22 +89,23 @@ def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str,
     return addr, out
 
 
-def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str):
+def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool):
     """RQ, two read ports of latency 1: port A (the sequencer's (count, bias) prefetch) and port B
-    (the writeback's thresholds). rom_style "memory" (the synthesised form): two memories, port A's
+    (the writeback's thresholds). ``split`` (the synthesised form, with WGT's banks): two memories (contents
+    inlined), port A's
     holding only (count, bias) (3 DP16KD at 1,024 rows instead of all 23 of the full row, so that its
     address does not fan out across the chip) and port B's only the thresholds; each port's other
-    fields read as 0. "readmemh" (the co-simulation's): one ``rq.hex`` ROM with both ports, the same
-    words for the fields each port's reader uses. Returns ((addr_a, data_a), (addr_b, data_b))."""
+    fields read as 0. Else one ROM with both ports (``apotflow_rom`` loading ``rq.hex`` for rom_style
+    "readmemh": the co-simulation's form), the same words for the fields each port's reader uses. Returns ((addr_a, data_a), (addr_b, data_b))."""
     rl = isa.rq_layout(cfg)
-    if rom_style != "memory":
+    if not split:
         return tuple(rom(m, "rq", rl.width, cfg.rq_depth, init, 2, rom_style, HEX_FILES["rq"]))
     cb = rl.offsets["bias"] + cfg.acc_bits  # count, then bias: the row's low bits
     assert rl.offsets["count"] == 0 and all(rl.offsets[f.name] >= cb for f in rl.fields if f.name.startswith("thr"))
     words = list(init or [])
-    ((a_addr, a_data),) = rom(m, "rq_cb", cb, cfg.rq_depth, [w & ((1 << cb) - 1) for w in words], 1, rom_style,
+    ((a_addr, a_data),) = rom(m, "rq_cb", cb, cfg.rq_depth, [w & ((1 << cb) - 1) for w in words], 1, "memory",
                               HEX_FILES["rq"])
-    ((b_addr, b_data),) = rom(m, "rq_thr", rl.width - cb, cfg.rq_depth, [w >> cb for w in words], 1, rom_style,
+    ((b_addr, b_data),) = rom(m, "rq_thr", rl.width - cb, cfg.rq_depth, [w >> cb for w in words], 1, "memory",
                               HEX_FILES["rq"])
     da, db = Signal(rl.width, name="rq_data_a"), Signal(rl.width, name="rq_data_b")
     m.d.comb += [da.eq(a_data), db.eq(Cat(Const(0, cb), b_data))]
@@ -182,7 +183,7 @@ class Accelerator(wiring.Component):
 
         wgt_addr, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
                                       self.wgt_bank_words)
-        rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style)
+        rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.wgt_banked)
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
         (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
         (tap_port,) = rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, 1, self.rom_style, HEX_FILES["tap"])
