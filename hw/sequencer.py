@@ -58,6 +58,8 @@ class Sequencer(wiring.Component):
             "front_busy": In(1),  # entries in S1..S9, lanes waiting in the writeback buffer, W0..W3
             "pipe_busy": In(1),  # front_busy or a write in the last stage (W3)
             "busy": Out(1),
+            "own": Out(1),  # busy & ~done, registered: the pipeline owns the ACT ports (else the host)
+            "idle": Out(1, init=1),  # ~busy, registered: the host may write ACT
             "done": Out(1),
             "cycles": Out(32),
             "prog_addr": Out(cfg.prog_addr_bits),
@@ -92,6 +94,8 @@ class Sequencer(wiring.Component):
         ch_base = Signal(cfg.addr_bits)
         pos0 = Signal(cfg.pos_width)  # channel << diag_log2: the channel's first position in a diag layer
         rq_next = Signal(cfg.rq_addr_bits)  # the row RQ port A reads: rq_cur + 3 while running
+        rq_next1 = Signal(cfg.rq_addr_bits)  # rq_next + 1, registered: port A's address at a shift comes
+        # from a register through one multiplexer (no carry chain in front of the block RAMs)
         # The issue decisions come from registered flags (no carry chain between a register and the
         # control fan-out or the RQ address): each is recomputed when its inputs change.
         e2 = Signal(cfg.count_bits + 1)  # e + 2: the next entry is the last iff e2 == cur_count
@@ -137,20 +141,25 @@ class Sequencer(wiring.Component):
         m.d.sync += [front_idle.eq(~(self.front_busy | self.issue.valid)),
                      pipe_idle.eq(~(self.pipe_busy | self.issue.valid))]
 
+        # own(t) = busy(t) & ~done(t) from a register (computed from the next state): the ACT ports'
+        # host/pipeline select fans out to every bank, so it comes from a flip-flop, not the FSM decode.
+        # Entering or staying in DRAIN, done follows pipe_idle one cycle later: own <= ~pipe_idle's next value.
+        own_next_drain = self.pipe_busy | self.issue.valid
         first_layer = Signal()
         settle = Signal(3)
         with m.If(settle != 4):
             m.d.sync += settle.eq(settle + 1)
 
         def shift():
-            m.d.comb += self.rq_addr.eq(rq_next + 1)
+            m.d.comb += self.rq_addr.eq(rq_next1)
             m.d.sync += [
-                rq_next.eq(rq_next + 1), n2.count.eq(row.count), n2.bias.eq(row.bias), n1.eq(n2),
+                rq_next.eq(rq_next1), rq_next1.eq(rq_next1 + 1), n2.count.eq(row.count), n2.bias.eq(row.bias), n1.eq(n2),
                 n1_null.eq(n2.count == 0), n1_one.eq((n2.count >> 1) == 0),
             ]
 
         with m.FSM(name="seq"):
             with m.State("IDLE"):
+                m.d.sync += [self.own.eq(self.start), self.idle.eq(~self.start)]
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), settle.eq(0), layer_cyc.eq(0), total.eq(0), first_layer.eq(1)]
                     m.next = "WAIT"
@@ -161,9 +170,10 @@ class Sequencer(wiring.Component):
                 # previous layer's last write is in its final stage (front_busy low; registered, so
                 # one cycle later).
                 m.d.comb += self.busy.eq(1)
+                m.d.sync += [self.own.eq(1), self.idle.eq(0)]
                 with m.If(settle == 1):
                     m.d.comb += self.rq_addr.eq(prog.rq_start)
-                    m.d.sync += rq_next.eq(prog.rq_start)
+                    m.d.sync += [rq_next.eq(prog.rq_start), rq_next1.eq(prog.rq_start + 1)]
                 with m.If((settle == 2) | (settle == 3)):
                     shift()
                 with m.If((settle == 4) & front_idle):
@@ -186,11 +196,13 @@ class Sequencer(wiring.Component):
                     with m.If(prog.n_ch != 0):
                         m.next = "RUN"
                     with m.Elif(prog.last):
+                        m.d.sync += self.own.eq(own_next_drain)
                         m.next = "DRAIN"
                     with m.Else():
                         m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
+                m.d.sync += [self.own.eq(1), self.idle.eq(0)]
                 iss = self.issue
                 m.d.comb += [
                     iss.valid.eq(go), iss.first.eq(e == 0), iss.last.eq(last_e), iss.null.eq(null),
@@ -221,12 +233,14 @@ class Sequencer(wiring.Component):
                             ]
                             with m.If(c1 == desc.n_ch):
                                 with m.If(desc.last):
+                                    m.d.sync += self.own.eq(own_next_drain)
                                     m.next = "DRAIN"
                                 with m.Else():
                                     m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
                                     m.next = "WAIT"
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)
+                m.d.sync += [self.own.eq(Mux(pipe_idle, 0, own_next_drain)), self.idle.eq(pipe_idle)]
                 with m.If(pipe_idle):
                     m.d.comb += [self.perf_we.eq(1), self.done.eq(1)]
                     m.d.sync += self.cycles.eq(total + 1)

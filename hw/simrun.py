@@ -25,10 +25,12 @@ async def _read_port(ctx, addr, data, n: int, latency: int = 1) -> np.ndarray:
 
 
 def simulate(cfg: AcceleratorConfig, images: isa.MemoryImages, act, max_cycles: int = 200_000,
-             n_perf: int | None = None, vcd: str | None = None, wgt_bank_words: int | None = None) -> dict:
+             n_perf: int | None = None, vcd: str | None = None, wgt_bank_words: int | None = None,
+             on_cycle=None) -> dict:
     """Load ACT through the host port, start, wait for done, read ACT, OUT and the perf counters.
 
     ``wgt_bank_words``: the WGT ROM's bank size (hw/top.py wgt_rom; small values test the banked form).
+    ``on_cycle(ctx, dut)``: called in every cycle from start to the one after done (checks on internals).
     Returns {"act", "out", "cycles", "perf", "busy_cycles", "done_pulses"}.
     """
     dut = Accelerator(cfg, images, **({"wgt_bank_words": wgt_bank_words} if wgt_bank_words else {}))
@@ -49,6 +51,8 @@ def simulate(cfg: AcceleratorConfig, images: isa.MemoryImages, act, max_cycles: 
         busy = 0
         done = 0
         for _ in range(max_cycles):
+            if on_cycle:
+                on_cycle(ctx, dut)
             b, d = ctx.get(dut.busy), ctx.get(dut.done)
             busy += b
             done += d
@@ -58,6 +62,8 @@ def simulate(cfg: AcceleratorConfig, images: isa.MemoryImages, act, max_cycles: 
         else:
             raise TimeoutError(f"no done after {max_cycles} cycles")
         # One more cycle to check that done is a pulse and busy fell.
+        if on_cycle:
+            on_cycle(ctx, dut)
         if ctx.get(dut.busy) or ctx.get(dut.done):
             raise AssertionError("busy/done still high the cycle after done")
         out_act = await _read_port(ctx, dut.host_addr, dut.host_rdata, cfg.act_depth, host_act_latency(cfg))

@@ -405,13 +405,13 @@ class Accelerator(wiring.Component):
         # done is served; it writes only while busy is low.
         m.d.comb += [act.rd_row.eq(rd_row), act.rd_row1.eq(rd_row1), act.rd_rot.eq(rd_rot),
                      act.host_row.eq(self.host_addr >> lb), act.host_rot.eq(self.host_addr[:lb] if lb else 0)]
-        with m.If(seq.busy & ~seq.done):
+        with m.If(seq.own):  # = busy & ~done, registered (the select fans out to every bank)
             m.d.comb += [act.wr_addr.eq(w4.addr), act.wr_data.eq(w4.value), act.wr_en.eq(w4.we)]
         with m.Else():
             m.d.comb += [
                 act.host_sel.eq(1),
                 act.wr_addr.eq(self.host_addr), act.wr_data.eq(self.host_wdata),
-                act.wr_en.eq(self.host_we & ~seq.busy),
+                act.wr_en.eq(self.host_we & seq.idle),  # seq.idle = ~busy, registered
             ]
         m.d.comb += self.host_rdata.eq(act.rd_data[0])
         return m

@@ -170,3 +170,32 @@ def test_one_pixel_layers_change_channel_every_cycle(seed):
     prog = [dict(dl.unpack(w), ho_log2=0, wo_log2=0, out_phase=0) for w in images.prog]
     images = isa.MemoryImages(cfg, images.wgt, images.rq, [dl.pack(**d) for d in prog], images.val, images.tap)
     check_program(cfg, images, act)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_registered_port_selects_equal_busy_and_done(seed, monkeypatch):
+    """The sequencer's registered ``own`` (the pipeline owns the ACT ports) and ``idle`` (the host may
+    write) equal busy & ~done and ~busy in every cycle, empty last layer included (hw/sequencer.py)."""
+    from apotflow.hw.sequencer import Sequencer
+
+    seqs, orig = [], Sequencer.elaborate
+    monkeypatch.setattr(Sequencer, "elaborate", lambda self, platform: (seqs.append(self), orig(self, platform))[1])
+    rng = random.Random(200 + seed)
+    cfg = random_config(rng)
+    images, act = random_program(cfg, rng, n_layers=3)
+    if seed:  # an empty last layer: DRAIN is entered from WAIT
+        dl = isa.desc_layout(cfg)
+        prog = [dl.unpack(w) for w in images.prog]
+        prog[-1]["last"] = 0
+        prog.append(dict(prog[0], n_ch=0, last=1))
+        images = isa.MemoryImages(cfg, images.wgt, images.rq, [dl.pack(**d) for d in prog], images.val, images.tap)
+    bad = []
+
+    def on_cycle(ctx, dut):
+        seq = seqs[0]
+        b, d, own, idle = (ctx.get(s) for s in (seq.busy, seq.done, seq.own, seq.idle))
+        if own != (b & ~d & 1) or idle != 1 - b:
+            bad.append((b, d, own, idle))
+
+    check_program(cfg, images, act, on_cycle=on_cycle)
+    assert not bad, f"{len(bad)} cycles with own != busy & ~done or idle != ~busy, first (busy, done, own, idle) {bad[0]}"
