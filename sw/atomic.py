@@ -11,7 +11,9 @@ renamed in, the marker last. A kill at any point leaves the old set (perhaps wit
 of the new set (without its marker), or the new set: never old and new files side by side.
 
 Temporary names carry the writer's process id (``.<name>.<pid>.<token>.tmp``, ``.publish-<pid>-<token>``),
-so ``remove_stale`` deletes exactly those a killed process left, and nothing of a live one.
+so ``remove_stale`` deletes exactly those a killed process left, and nothing of a live one. It also deletes
+the temporaries the writers before this one left (``_LEGACY``: the names they gave, which no process of this
+version writes; the CIFAR cache's carried the process id too).
 
 ``crash_point``: a test hook. With ``APOTFLOW_CRASH_AT=<point>[@<n>]`` in the environment, the process kills
 itself with SIGKILL the n-th time (default the first) it reaches ``<point>`` (bench/kill_points.py).
@@ -31,6 +33,18 @@ from pathlib import Path
 CRASH_ENV = "APOTFLOW_CRASH_AT"
 _TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
 _STAGE = re.compile(r"^\.publish-(\d+)-[0-9a-f]{8}$")
+# the temporaries of the writers this module replaced (commit 254cd6d): a killed run of that code left them
+# beside its outputs. tempfile.mkstemp's names end in 8 characters of [a-z0-9_].
+_MKSTEMP = "[a-z0-9_]{8}"
+_LEGACY = re.compile("|".join([
+    r"^train\.ckpt\.tmp$",  # the trainer's checkpoint (f"{path}.tmp")
+    rf"^.+\.pt{_MKSTEMP}\.tmp$",  # save_checkpoint: model.pt, float.pt (mkstemp, prefix the name)
+    rf"^\..+\.apot\.{_MKSTEMP}$",  # export.save (mkstemp, prefix ".<name>.")
+    # the run JSONs and the hardware side's manifests and reports (".<name>.tmp")
+    r"^\.(train|result|manifest|synth|cosim|report)\.json\.tmp$",
+    r"^\.report\.(md|html)\.tmp$",
+]))
+_LEGACY_PID = re.compile(r"^\..+\.npz\.(\d+)\.tmp\.npz$")  # the CIFAR cache (".<npz>.<pid>.tmp.npz")
 _hits: dict[str, int] = {}
 
 
@@ -116,9 +130,9 @@ def remove_stale(folder: str | os.PathLike) -> list[Path]:
         return []
     gone = []
     for p in folder.iterdir():
-        m = _TEMP.match(p.name) or _STAGE.match(p.name)
-        if m is None or _alive(int(m.group(1))):
-            continue
+        m = _TEMP.match(p.name) or _STAGE.match(p.name) or _LEGACY_PID.match(p.name)
+        if m is not None and _alive(int(m.group(1))) or m is None and not _LEGACY.match(p.name):
+            continue  # a live process's, or not a temporary of ours
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:

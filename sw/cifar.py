@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import write_atomic
+from .atomic import remove_stale, write_atomic
 
 DATASETS = ("cifar10", "cifar10-jpeg")
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -160,6 +160,7 @@ def load_cifar10(path: str | os.PathLike, dataset: str | None = None,
     if arrays is None:
         arrays = decode_batches_py(path) if dataset == "cifar10" else decode_jpeg_tar(path)
         if npz is not None:
+            remove_stale(npz.parent)  # a killed decode's half-written cache
             buf = io.BytesIO()
             np.savez(buf, **arrays)
             write_atomic(npz, buf.getbuffer())

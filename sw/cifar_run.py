@@ -41,7 +41,7 @@ def build_model(name: str, w_bits: int = 4, a_bits: int = 4):
 def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str, backend: str | None = None) -> dict:
     """Lower, run the golden model on every test image; fake-quant vs integer accuracy and agreement.
     backend: the golden model's (default float64 on a GPU, int64 on the CPU; both exact)."""
-    from .fasttrain import exact_fp32
+    from .evaluation import exact_fp32
     from .golden import predict_batched
     from .intnet import size_and_bops
     from .lower import lower

@@ -45,8 +45,9 @@ def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print, **r
     from .atomic import digests, json_text, publish, remove_stale
     from .checkpoint import checkpoint_bytes
     from .data import load_digits_split
-    from .fasttrain import DigitsConfig, train_fast
+    from .fasttrain import train_fast
     from .models import DigitsNet
+    from .recipe import DigitsConfig
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -124,24 +124,23 @@ def sparsity_report(model: nn.Module) -> dict:
     }
 
 
+def _set_width(layer: nn.Module, side: str, n: int) -> None:
+    """A conv's or linear layer's ``side`` ("in" or "out") channel / feature count := n."""
+    setattr(layer, f"{side}_channels" if isinstance(layer, nn.Conv2d) else f"{side}_features", n)
+
+
 def _slice_out(layer: nn.Module, idx: Tensor) -> None:
     layer.weight = nn.Parameter(layer.weight.data[idx].clone())
     if layer.bias is not None:
         layer.bias = nn.Parameter(layer.bias.data[idx].clone())
     layer.filter_mask = layer.filter_mask[idx].clone()
-    if isinstance(layer, nn.Conv2d):
-        layer.out_channels = len(idx)
-    else:
-        layer.out_features = len(idx)
+    _set_width(layer, "out", len(idx))
 
 
 def _slice_in(layer: nn.Module, idx: Tensor) -> None:
     layer.weight = nn.Parameter(layer.weight.data[:, idx].clone())
     layer.in_mask = layer.in_mask[idx].clone()
-    if isinstance(layer, nn.Conv2d):
-        layer.in_channels = len(idx)
-    else:
-        layer.in_features = len(idx)
+    _set_width(layer, "in", len(idx))
 
 
 def _slice_bn(bn: nn.BatchNorm2d, idx: Tensor) -> None:

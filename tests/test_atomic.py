@@ -95,3 +95,17 @@ def test_the_writers_of_the_project_are_this_one(tmp_path, monkeypatch):
     flow.write_json(tmp_path / "m.json", {})
     flow.write_text_atomic(tmp_path / "m.md", "")
     assert [p for p in seen if p.endswith(":replaced")] == [f"write:m.{e}:replaced" for e in ("apot", "pt", "json", "md")]
+
+
+def test_remove_stale_removes_the_older_writers_temporaries(tmp_path):
+    """The names the writers before sw/atomic.write_atomic gave their temporaries (no process of this version
+    writes them) are removed too; the outputs themselves and other people's files stay."""
+    legacy = ["train.ckpt.tmp", "model.ptab_3k9zq.tmp", "float.pt0123abcd.tmp", ".model.apot.x_1y2z3w",
+              ".train.json.tmp", ".result.json.tmp", ".cosim.json.tmp", ".report.md.tmp", ".report.html.tmp",
+              ".cifar10-jpeg-0123.npz.999999999.tmp.npz"]
+    keep = ["train.ckpt", "model.pt", "model.apot", "train.json", ".notes.tmp", "notes.tmp", "model.pt.bak",
+            f".cifar10-jpeg-0123.npz.{os.getpid()}.tmp.npz"]  # the last: a live process's
+    for name in legacy + keep:
+        (tmp_path / name).write_bytes(b"x")
+    assert sorted(p.name for p in atomic.remove_stale(tmp_path)) == sorted(legacy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)

@@ -94,3 +94,7 @@ def test_slice_gives_equal_logits():
         a, b = m(x), s(x)
     assert torch.equal(a, b)
     assert sum(p.numel() for p in s.parameters()) < sum(p.numel() for p in m.parameters())
+    # every sliced layer's recorded widths are its weight's (conv channels, linear features)
+    for layer in (s.conv1, s.conv2, s.conv3, s.conv4):
+        assert (layer.out_channels, layer.in_channels) == tuple(layer.weight.shape[:2])
+    assert (s.fc.out_features, s.fc.in_features) == tuple(s.fc.weight.shape) == (10, 23)

@@ -37,6 +37,22 @@ class _Replace(torch.autograd.Function):
         return None, g
 
 
+def pool_input(h: Tensor, qpool: ActQuantizer, quantize: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The global average pool feeding the fc (DigitsNet's, CifarResNet's): (value, integer codes, quantum);
+    codes and quantum are None in float mode. Quantized: ``qpool``'s codes of 2**k pixels summed and shifted
+    right by k - POOL_SHIFT (floor), the quantum alpha / (denominator * 2**POOL_SHIFT)."""
+    if not quantize:
+        return h.mean((2, 3)), None, None
+    npix = h.shape[2] * h.shape[3]
+    shift = npix.bit_length() - 1 - POOL_SHIFT
+    if npix != 1 << (shift + POOL_SHIFT):
+        raise ValueError(f"Average pooling needs 2^k pixels, not {npix}")
+    hq, codes = qpool.quantize(h)
+    u_int = torch.floor(codes.sum((2, 3)) / (1 << shift))
+    quantum = (qpool.alpha / (qpool.denominator << POOL_SHIFT)).detach()
+    return _Replace.apply(u_int * quantum, hq.mean((2, 3))), u_int, quantum
+
+
 class DigitsNet(nn.Module):
     def __init__(
         self,
@@ -87,17 +103,7 @@ class DigitsNet(nn.Module):
 
     def pool_input(self, h4: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """fc input (value, integer codes, quantum); codes/quantum are None in float mode."""
-        if not self.quantize:
-            return h4.mean((2, 3)), None, None
-        npix = h4.shape[2] * h4.shape[3]
-        shift = npix.bit_length() - 1 - POOL_SHIFT
-        if npix != 1 << (shift + POOL_SHIFT):
-            raise ValueError(f"Average pooling needs 2^k pixels, not {npix}")
-        hq, codes = self.qpool.quantize(h4)
-        u_int = torch.floor(codes.sum((2, 3)) / (1 << shift))
-        quantum = (self.qpool.alpha / (self.qpool.denominator << POOL_SHIFT)).detach()
-        u = _Replace.apply(u_int * quantum, hq.mean((2, 3)))
-        return u, u_int, quantum
+        return pool_input(h4, self.qpool, self.quantize)
 
     def forward(self, X: Tensor) -> Tensor:
         """X: pixels 0..16 as float, shape (N, 1, 8, 8)."""

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..quant import ActQuantizer, QConv2d, QLinear
-from .digits import POOL_SHIFT, _Replace
+from .digits import pool_input
 
 DEPTHS = (8, 20, 32, 56, 110)
 SHORTCUTS = ("A", "B")
@@ -212,17 +212,8 @@ class CifarResNet(nn.Module):
         return out
 
     def pool_input(self, h: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """fc input (value, integer codes, quantum): DigitsNet's rule, 2**k pixels -> >> (k - 2)."""
-        if not self.quantize:
-            return h.mean((2, 3)), None, None
-        npix = h.shape[2] * h.shape[3]
-        shift = npix.bit_length() - 1 - POOL_SHIFT
-        if npix != 1 << (shift + POOL_SHIFT):
-            raise ValueError(f"Average pooling needs 2^k pixels, not {npix}")
-        hq, codes = self.qpool.quantize(h)
-        u_int = torch.floor(codes.sum((2, 3)) / (1 << shift))
-        quantum = (self.qpool.alpha / (self.qpool.denominator << POOL_SHIFT)).detach()
-        return _Replace.apply(u_int * quantum, hq.mean((2, 3))), u_int, quantum
+        """fc input (value, integer codes, quantum): DigitsNet's rule (sw.models.digits.pool_input)."""
+        return pool_input(h, self.qpool, self.quantize)
 
     def forward(self, X: Tensor) -> Tensor:
         """X: pixels 0..255 as float, shape (N, 3, 32, 32); no mean/std normalisation (pixel 0 = padding)."""
