@@ -140,7 +140,28 @@ def load_onnx(path, max_bytes: int = MAX_ONNX_BYTES) -> fx.GraphModule:
                     "where": "graph", "instead": "one image input (N, C, H, W) and one output"})
     if bad:
         raise UnsupportedModel(bad, what=str(path))
-    return _build(g, consts, inputs[0].name, _ranks(g))
+    weights = [k for n in g.node for k in n.input[CONST_INPUTS.get(n.op_type, slice(0, 0))]
+               if k and n.op_type in ("Conv", "BatchNormalization", "Gemm", "MatMul")]
+    ints = [k for k in weights if not np.issubdtype(np.asarray(consts[k]).dtype, np.floating)]
+    if ints:
+        raise OnnxError(f"{path}: integer weights ({ints[0]!r}, {np.asarray(consts[ints[0]]).dtype}): a quantized "
+                        "ONNX model; import the float model (apotflow quantizes it)")
+    gm = _build(g, consts, inputs[0].name, _ranks(g))
+    gm.input_shape = _input_shape(inputs[0], path)
+    return gm
+
+
+def _input_shape(v, path) -> tuple[int, int, int]:
+    """(C, H, W) of the image input: static, the batch dimension may be symbolic."""
+    dims = v.type.tensor_type.shape.dim if v.type.HasField("tensor_type") else []
+    if len(dims) != 4:
+        raise OnnxError(f"{path}: the input {v.name!r} must be an (N, C, H, W) image tensor, not rank {len(dims)}")
+    chw = [d.dim_value if d.HasField("dim_value") else None for d in dims[1:]]
+    if any(c is None or c <= 0 for c in chw):
+        shown = ["?" if c is None else c for c in chw]
+        raise OnnxError(f"{path}: the input {v.name!r} has dynamic sizes (C, H, W) = ({', '.join(map(str, shown))}); "
+                        "export it with a fixed image size")
+    return tuple(int(c) for c in chw)
 
 
 def _ranks(g) -> dict[str, int]:
