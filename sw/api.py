@@ -204,3 +204,42 @@ def export(net, path):
     from . import export as _export
 
     return _export.save(net, path)
+
+
+def evaluate(float_model, float_input, q: nn.Module, net, x: torch.Tensor, y: torch.Tensor,
+             batch: int = 500) -> dict:
+    """Top-1 of the float model (on ``float_input(x)``), the fake-quant model (its float64 copy) and the
+    integer network (golden model, exact) on integer images x with labels y, and the agreement of the
+    integer and fake-quant predictions (1.0: the integer model equals the fake-quant model)."""
+    from .golden import predict_batched
+    from .quant import exact_copy
+
+    exact = exact_copy(q).eval()
+    with torch.no_grad():
+        pf = torch.cat([float_model(float_input(x[i:i + batch])).argmax(1) for i in range(0, len(x), batch)])
+        pq = torch.cat([exact(x[i:i + batch].double()).argmax(1) for i in range(0, len(x), batch)])
+    pi = torch.from_numpy(predict_batched(net, x.numpy().astype("int64"), "int64", "cpu"))
+    return {"images": len(x), "accuracy_float": float((pf == y).float().mean()),
+            "accuracy_fakequant": float((pq == y).float().mean()), "accuracy_int": float((pi == y).float().mean()),
+            "agreement": float((pq == pi).float().mean())}
+
+
+def import_float_model(model: nn.Module, calib: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                       config: QuantConfig, preprocess, prune: float = 0.0) -> tuple:
+    """A float model (a PyTorch module or load_onnx's GraphModule) -> (IntNet, report): prepare ->
+    prune_ (if prune) -> calibrate on ``calib`` -> lower -> ``evaluate`` on (x, y)."""
+    import time
+
+    t0 = time.perf_counter()
+    q = prepare(model, config, preprocess)
+    if prune:
+        prune_(q, prune)
+    calibrate(q, calib)
+    from .lower import lower as _lower
+
+    net = _lower(q, tuple(x.shape[1:]))
+    report = {"w_bits": config.w_bits, "a_bits": config.a_bits, "first_last_bits": 8, "prune": prune,
+              "act_percentile": config.act_percentile, "calib_images": len(calib),
+              **evaluate(model.eval(), preprocess.apply, q, net, x, y),
+              "ops": len(net.ops), "seconds": round(time.perf_counter() - t0, 1)}
+    return net, report
