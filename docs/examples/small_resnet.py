@@ -55,7 +55,7 @@ def main(w_bits: int = 4, a_bits: int = 4) -> dict:
     pre = Preprocess(pixel_max=16, mean=(0.3,), std=(0.4,))
     model = train(SmallResNet(), pre.apply(split.x_train), split.y_train, epochs=15)
     net, report = import_float_model(model, split.x_train[:512], split.x_test, split.y_test,
-                                     QuantConfig(w_bits, a_bits), pre, prune=0.25)
+                                     QuantConfig(w_bits, a_bits), pre)
     return report
 
 
