@@ -3,8 +3,11 @@ asymmetric pads on the stride-2 convs, 1x1 stride-2 projections without BatchNor
 pixels in) trained in float on the JPEG CIFAR-10 copy on the CPU, exported to ONNX, and imported through
 ``apotflow import``'s path (load_onnx -> prepare -> calibrate -> lower): float, fake-quant and integer top-1.
 
-    nice python bench/keras_resnet_import.py --data data/cifar10-jpeg.tar.xz --epochs 4 --train-images 20000 \
-        --bits 8 8 --out bench/results/keras-resnet-import.json
+    nice -n 10 python bench/keras_resnet_import.py --data data/cifar10-jpeg.tar.xz --epochs 2 \
+        --train-images 5000 --images 1000 --calib 256 --bits 8 8 --bits 4 4 \
+        --out bench/results/keras-resnet-import.json
+
+Subsets (training, calibration, test) are seeded random draws: the JPEG copy is ordered by class.
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
     split = load_cifar10(a.data)
-    xtr, ytr = split.x_train, split.y_train
-    if a.train_images:
-        xtr, ytr = xtr[:a.train_images], ytr[:a.train_images]
-    x, y = (split.x_test[:a.images], split.y_test[:a.images]) if a.images else (split.x_test, split.y_test)
+    g = torch.Generator().manual_seed(a.seed)  # the JPEG copy is ordered by class: seeded random subsets
+    tr = torch.randperm(len(split.x_train), generator=g)
+    te = torch.randperm(len(split.x_test), generator=g)[:a.images or None]
+    xtr, ytr = split.x_train[tr[:a.train_images or None]], split.y_train[tr[:a.train_images or None]]
+    calib = split.x_train[tr[-a.calib:]]  # training images (not trained on unless --train-images 0)
+    x, y = split.x_test[te], split.y_test[te]
     t0 = time.perf_counter()
     model = train(KerasStyleResNet(cin=3, pool=8), xtr.float(), ytr, epochs=a.epochs, seed=a.seed)
     train_s = time.perf_counter() - t0
@@ -55,17 +60,21 @@ def main(argv=None) -> int:
         gm = load_onnx(export_onnx(model, Path(tmp) / "keras-resnet.onnx", shape=(3, 32, 32)))
         pre = Preprocess(255, scale=1.0)  # raw pixels
         for w, b in a.bits or [[8, 8]]:
-            _, r = import_float_model(gm, split.x_train[:a.calib], x, y, QuantConfig(w, b), pre)
+            _, r = import_float_model(gm, calib, x, y, QuantConfig(w, b), pre)
             r["int_minus_float"] = round(r["accuracy_int"] - r["accuracy_float"], 6)
             print(json.dumps(r), flush=True)
             rows.append(r)
-    doc = {"bench": "keras_resnet_import.py", "argv": sys.argv[1:] if argv is None else argv,
+            write_atomic(a.out, json_text(_doc(a, argv, xtr, train_s, rows)))
+    return 0
+
+
+def _doc(a, argv, xtr, train_s, rows) -> dict:
+    return {"bench": "keras_resnet_import.py", "argv": sys.argv[1:] if argv is None else argv,
            "model": "KerasStyleResNet(cin=3, widths=(16, 32, 64), pool=8): docs/examples/keras_style_onnx.py",
            "train": {"epochs": a.epochs, "train_images": len(xtr), "optimizer": "Adam 3e-3, batch 128 (lenet.train)",
                      "seconds": round(train_s, 1), "device": "cpu"},
-           "rows": rows}
-    write_atomic(a.out, json_text(doc))
-    return 0
+           "calib": f"{a.calib} random training images (seed {a.seed})",
+           "test_images": f"{a.images or 'all'} random test images (seed {a.seed})", "rows": rows}
 
 
 if __name__ == "__main__":

@@ -248,14 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default S = 1 / pixel max: 1/16 digits, 1/255 CIFAR; 1 for raw pixels)")
     s.add_argument("--input-mean", type=float, nargs="+", default=[0.0], metavar="M", help="per channel (or one)")
     s.add_argument("--input-std", type=float, nargs="+", default=[1.0], metavar="STD", help="per channel (or one)")
-    s.add_argument("--calib", type=int, default=512, help="calibration images: the first N training images (512)")
-    s.add_argument("--images", type=_image_count, default=0, help="test images for the accuracies (default 0: all)")
+    s.add_argument("--calib", type=int, default=512, help="calibration images: N random training images (512)")
+    s.add_argument("--images", type=_image_count, default=0, help="test images for the accuracies: N random ones (default 0: all)")
     s.add_argument("--w-bits", type=int, default=8, help="inner-layer weight bits (default 8; first conv and last "
                    "linear: 8)")
     s.add_argument("--a-bits", type=int, default=8, help="activation bits (default 8)")
     s.add_argument("--act-percentile", type=float, default=0.9999, help="activation clipping quantile (0.9999)")
     s.add_argument("--prune", type=float, default=0.0, help="GM filter pruning rate before calibration (default 0)")
-    s.add_argument("--seed", type=int, default=0, help="digits train/test split seed")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random calibration and test subsets (and of the "
+                   "digits train/test split)")
 
     s = _command(sub, "report", check_report, cmd_report,
                  help="one HTML page (plus report.md, report.json) for a model and its co-simulation and builds")

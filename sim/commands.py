@@ -491,15 +491,17 @@ def cmd_import(args) -> int:
 
         with heartbeat(_progress, f"loading {args.data}"):
             split = load_cifar10(args.data)
-    x, y = split.x_test, split.y_test
-    if args.images:
-        x, y = x[:args.images], y[:args.images]
-    calib = split.x_train[:args.calib]
+    import torch
+
+    g = torch.Generator().manual_seed(args.seed)  # seeded random subsets: the CIFAR JPEG copy is ordered by class
+    calib = split.x_train[torch.randperm(len(split.x_train), generator=g)[:args.calib]]
+    te = torch.randperm(len(split.x_test), generator=g)[:args.images] if args.images else slice(None)
+    x, y = split.x_test[te], split.y_test[te]
     with heartbeat(_progress, f"quantizing {args.model} (W{args.w_bits}/A{args.a_bits}), lowering, evaluating "
                               f"{len(x)} images"):
         net, report = import_float_model(args.float_model, calib, x, y, args.qconfig, args.preprocess, args.prune)
     p = args.preprocess
-    result = {"model_file": str(args.model), "data": args.data,
+    result = {"model_file": str(args.model), "data": args.data, "seed": args.seed,
               "preprocess": {"pixel_max": p.pixel_max, "scale": p.scale if p.scale is not None else 1 / p.pixel_max,
                              "mean": list(p.mean), "std": list(p.std)},
               **report, "model": "model.apot"}
