@@ -182,7 +182,7 @@ def _read_graph(model: nn.Module) -> tuple[list[Step], dict[str, nn.Module], dic
         elif isinstance(mod, (nn.Identity, nn.Dropout)) or f is F.dropout or meth == "contiguous":
             alias[node.name] = args[0]
             continue
-        elif f in (operator.truediv, operator.mul) and by_name.get(args[0:1] and args[0]) == "input" \
+        elif f in (operator.truediv, operator.mul) and args and by_name.get(args[0]) == "input" \
                 and isinstance(node.args[1], (int, float)) and node.args[1] > 0:
             factor[0] *= node.args[1] if f is operator.mul else 1 / node.args[1]  # the model's own x / 255
             alias[node.name] = args[0]
@@ -428,9 +428,10 @@ def build_prepared(model: nn.Module, w_bits: int, a_bits: int, pre: Preprocess) 
     # ---- roles: first conv, projections (convs beside a conv + BN at an add), last linear
     bn_after = {s.args[0]: s for s in steps if s.kind == "bn" and by[s.args[0]].kind in ("conv", "linear")}
     for s in steps:
-        if s.kind == "bn" and s.args[0] not in bn_after or s.kind == "pad" and any(u.kind != "conv" for u in users[s.name]):
-            raise PrepareError(f"{s.name}: a {'BatchNorm' if s.kind == 'bn' else 'pad'} must follow "
-                               f"{'a conv or linear layer' if s.kind == 'bn' else 'nothing but go into a conv'}")
+        if s.kind == "bn" and s.args[0] not in bn_after:
+            raise PrepareError(f"{s.name}: a BatchNorm must follow a conv or linear layer")
+        if s.kind == "pad" and any(u.kind != "conv" for u in users[s.name]):
+            raise PrepareError(f"{s.name}: a pad must go into a conv (and only into convs)")
     last.role = "last"
     for s in steps:
         if s.kind == "conv" and through(s.args[0]).kind == "input":

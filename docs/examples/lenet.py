@@ -10,6 +10,8 @@ sees integer pixels. tests/test_examples.py runs it.
 
 from __future__ import annotations
 
+import json
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,4 +61,4 @@ def main(w_bits: int = 4, a_bits: int = 4) -> dict:
 
 
 if __name__ == "__main__":
-    print(main())
+    print(json.dumps(main()))

@@ -10,6 +10,8 @@ integer op), global average pooling over 2x2 and the classifier. The float model
 
 from __future__ import annotations
 
+import json
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,4 +62,4 @@ def main(w_bits: int = 4, a_bits: int = 4) -> dict:
 
 
 if __name__ == "__main__":
-    print(main())
+    print(json.dumps(main()))
