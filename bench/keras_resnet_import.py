@@ -4,8 +4,7 @@ pixels in) trained in float on the JPEG CIFAR-10 copy on the CPU, exported to ON
 ``apotflow import``'s path (load_onnx -> prepare -> calibrate -> lower): float, fake-quant and integer top-1.
 
     nice -n 10 python bench/keras_resnet_import.py --data data/cifar10-jpeg.tar.xz --epochs 2 \
-        --train-images 5000 --images 1000 --calib 256 --bits 8 8 --bits 4 4 \
-        --out bench/results/keras-resnet-import.json
+        --train-images 3000 --images 500 --calib 128 --bits 8 8 --out bench/results/keras-resnet-import.json
 
 Subsets (training, calibration, test) are seeded random draws: the JPEG copy is ordered by class.
 """
