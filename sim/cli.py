@@ -23,6 +23,7 @@ from .commands import (
     check_cycles,
     check_demo,
     check_export,
+    check_import,
     check_model,
     check_report,
     check_rtl,
@@ -32,6 +33,7 @@ from .commands import (
     cmd_cycles,
     cmd_demo,
     cmd_export,
+    cmd_import,
     cmd_info,
     cmd_report,
     cmd_rtl,
@@ -58,6 +60,7 @@ USER_ERRORS = {
     "apotflow.sw.api": ("ApiError",),
     "apotflow.sw.frontend": ("UnsupportedModel",),
     "apotflow.sw.graph_lower": ("GraphLoweringError",),
+    "apotflow.sw.onnx_in": ("OnnxError",),
     "apotflow.sim.runner": ("BuildError", "SimulationError"),
     "apotflow.sim.flow": ("FlowError",),
 }
@@ -236,6 +239,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random program seed (without --model)")
     s.add_argument("--max-levels", type=int, help="requantizer output levels (default 16)")
     _add_config(s)
+
+    s = _command(sub, "import", check_import, cmd_import,
+                 help="a float ONNX CNN -> post-training APoT quantization -> OUT/model.apot and OUT/result.json "
+                      "(float, fake-quant and integer top-1)")
+    s.add_argument("model", metavar="MODEL.onnx", help="float ONNX CNN (docs/frontend.md lists the op set)")
+    s.add_argument("--out", required=True, help="folder for model.apot and result.json")
+    s.add_argument("--data", default="digits", help="images for calibration and accuracy: 'digits' (8x8, pixels "
+                   "0..16) or CIFAR-10 (the JPEG .tar.xz or cifar-10-batches-py; pixels 0..255); default digits")
+    s.add_argument("--input-scale", type=float, help="the float model sees (X * S - M) / STD of integer pixels X "
+                   "(default S = 1 / pixel max: 1/16 digits, 1/255 CIFAR; 1 for raw pixels)")
+    s.add_argument("--input-mean", type=float, nargs="+", default=[0.0], metavar="M", help="per channel (or one)")
+    s.add_argument("--input-std", type=float, nargs="+", default=[1.0], metavar="STD", help="per channel (or one)")
+    s.add_argument("--calib", type=int, default=512, help="calibration images: N random training images (512)")
+    s.add_argument("--images", type=_image_count, default=0, help="test images for the accuracies: N random ones (default 0: all)")
+    s.add_argument("--w-bits", type=int, default=8, help="inner-layer weight bits (default 8; first conv and last "
+                   "linear: 8)")
+    s.add_argument("--a-bits", type=int, default=8, help="activation bits (default 8)")
+    s.add_argument("--act-percentile", type=float, default=0.9999, help="activation clipping quantile (0.9999)")
+    s.add_argument("--prune", type=float, default=0.0, help="GM filter pruning rate before calibration (default 0)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random calibration and test subsets (and of the "
+                   "digits train/test split)")
 
     s = _command(sub, "report", check_report, cmd_report,
                  help="one HTML page (plus report.md, report.json) for a model and its co-simulation and builds")

@@ -434,3 +434,82 @@ def cmd_report(args) -> int:
                           command="apotflow " + " ".join(sys.argv[1:]))
     print(write_report(report, Path(args.out))["html"])
     return 0
+
+
+# ----------------------------------------------------------------------------- import (a user's ONNX model)
+IMPORT_DATA = {"digits": ((1, 8, 8), 16)}  # named data sets: image shape, pixel max; else a CIFAR-10 path
+CIFAR_SHAPE = ((3, 32, 32), 255)
+
+
+def _import_data_shape(data: str) -> tuple[tuple[int, int, int], int]:
+    if data in IMPORT_DATA:
+        return IMPORT_DATA[data]
+    if not Path(data).exists():
+        raise UserError(f"--data {data}: no such file or folder (digits, or a CIFAR-10 .tar.xz / folder)")
+    return CIFAR_SHAPE
+
+
+def check_import(args) -> None:
+    """Every option, the ONNX file (read, its op set checked), the data and the output folder: before any work."""
+    from apotflow.sw.api import QuantConfig
+    from apotflow.sw.graph_prepare import Preprocess
+
+    check_out_dir(args.out)
+    if not Path(args.model).is_file():
+        raise UserError(f"{args.model}: no such ONNX file")
+    args.qconfig = QuantConfig(args.w_bits, args.a_bits, args.act_percentile)
+    if not 0.0 <= args.prune < 1.0:
+        raise UserError(f"--prune must be in [0, 1), not {args.prune}")
+    if args.calib < 1:
+        raise UserError(f"--calib must be a positive count of training images, not {args.calib}")
+    check_images(args.images)
+    shape, pixel_max = _import_data_shape(args.data)
+    args.preprocess = Preprocess(pixel_max, args.input_scale, tuple(args.input_mean), tuple(args.input_std))
+    for k in ("mean", "std"):
+        args.preprocess.channel(k, shape[0])
+    from apotflow.sw.onnx_in import load_onnx
+
+    args.float_model = load_onnx(args.model)  # OnnxError / UnsupportedModel: one line, every node listed
+    if tuple(args.float_model.input_shape) != shape:
+        raise UserError(f"{args.model}: input shape {tuple(args.float_model.input_shape)} but --data {args.data} "
+                        f"has {shape} images")
+
+
+def cmd_import(args) -> int:
+    """load_onnx -> prepare -> [prune_] -> calibrate -> lower -> evaluate; OUT/model.apot and OUT/result.json
+    published together (sw/atomic.publish: a crash leaves the old set or none)."""
+    from apotflow.sw import export
+    from apotflow.sw.api import import_float_model
+    from apotflow.sw.atomic import json_text, publish
+    from apotflow.sw.progress import heartbeat
+
+    if args.data in IMPORT_DATA:
+        from apotflow.sw.data import load_digits_split
+
+        split = load_digits_split(args.seed)
+    else:
+        from apotflow.sw.cifar import load_cifar10
+
+        with heartbeat(_progress, f"loading {args.data}"):
+            split = load_cifar10(args.data)
+    import torch
+
+    g = torch.Generator().manual_seed(args.seed)  # seeded random subsets: the CIFAR JPEG copy is ordered by class
+    calib = split.x_train[torch.randperm(len(split.x_train), generator=g)[:args.calib]]
+    te = torch.randperm(len(split.x_test), generator=g)[:args.images] if args.images else slice(None)
+    x, y = split.x_test[te], split.y_test[te]
+    with heartbeat(_progress, f"quantizing {args.model} (W{args.w_bits}/A{args.a_bits}), lowering, evaluating "
+                              f"{len(x)} images"):
+        net, report = import_float_model(args.float_model, calib, x, y, args.qconfig, args.preprocess, args.prune)
+    p = args.preprocess
+    result = {"model_file": str(args.model), "data": args.data, "seed": args.seed,
+              "preprocess": {"pixel_max": p.pixel_max, "scale": p.scale if p.scale is not None else 1 / p.pixel_max,
+                             "mean": list(p.mean), "std": list(p.std)},
+              **report, "model": "model.apot"}
+    publish(args.out, {"model.apot": export.to_bytes(net), "result.json": json_text(result)}, "result.json")
+    print(json.dumps({k: result[k] for k in ("accuracy_float", "accuracy_fakequant", "accuracy_int", "agreement")}))
+    if result["agreement"] != 1.0:
+        _progress(f"apotflow: warning: the integer model disagrees with the fake-quant model on "
+                  f"{1 - result['agreement']:.4%} of the images")
+        return 1
+    return 0

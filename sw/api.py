@@ -60,17 +60,11 @@ class QuantConfig:
 
 
 def _zoo_class(model: nn.Module):
+    """The zoo class of a zoo model, None for any other model."""
     from .checkpoint import arch_class
 
     cfg = getattr(model, "arch_config", None)
-    cls = arch_class(cfg()["name"]) if callable(cfg) else None
-    if cls is None:
-        from .frontend import check_model
-
-        check_model(model)  # raises the list of unsupported nodes, if any
-        raise ApiError(f"{type(model).__name__} is not a zoo model (sw/zoo.py): only zoo models are prepared "
-                       "today; build the same network from the zoo's classes")
-    return cls
+    return arch_class(cfg()["name"]) if callable(cfg) else None
 
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Module, nn.BatchNorm2d | None]]:
@@ -79,18 +73,29 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Module, nn.BatchNorm2d | No
 
 
 @torch.no_grad()
-def prepare(model: nn.Module, config: QuantConfig | None = None) -> nn.Module:
-    """A fake-quant copy of a float zoo model with ``config``'s bits, its weights' scale folded (module doc).
-    The copy is in eval mode with quantization on; ``calibrate`` it before use."""
+def prepare(model: nn.Module, config: QuantConfig | None = None, preprocess=None) -> nn.Module:
+    """A fake-quant copy of a float model with ``config``'s bits, its weights' scale folded (module doc).
+    A zoo model keeps its class; any other traceable model over the op set becomes a
+    ``graph_prepare.PreparedNet`` whose input is integer pixels, ``preprocess`` (a
+    ``graph_prepare.Preprocess``, default pixels 0..255 seen by the float model as X / 255) declaring what
+    the float model expects. The copy is in eval mode with quantization on; ``calibrate`` it before use."""
     config = config or QuantConfig()
-    if getattr(model, "quantize", False):
+    if getattr(model, "quantize", False) or any(isinstance(m, (QConv2d, QLinear)) and m.quantize
+                                                for m in model.modules()):
         raise ApiError("prepare takes a float model (quantization is already on: this is a quantized model)")
     cls = _zoo_class(model)
-    arch = dict(model.arch_config())
-    arch.pop("name")
-    arch.update(w_bits=config.w_bits, a_bits=config.a_bits)
-    q = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
-    q.load_state_dict(model.state_dict())
+    if cls is None:
+        from .graph_prepare import Preprocess, build_prepared
+
+        q = build_prepared(model, config.w_bits, config.a_bits, preprocess or Preprocess())
+    else:
+        if preprocess is not None:
+            raise ApiError("a zoo model's input is fixed (pixels 0..255 for CIFAR): no preprocess")
+        arch = dict(model.arch_config())
+        arch.pop("name")
+        arch.update(w_bits=config.w_bits, a_bits=config.a_bits)
+        q = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
+        q.load_state_dict(model.state_dict())
     q.ptq_config = config
     for m in q.modules():
         if isinstance(m, (QConv2d, QLinear)):
@@ -105,7 +110,7 @@ def prepare(model: nn.Module, config: QuantConfig | None = None) -> nn.Module:
                 conv.bias /= s
         elif not getattr(conv, "denorm", False):
             raise ApiError(f"{type(conv).__name__} without BatchNorm and not de-normalised: cannot fold its scale")
-    last = [m for m in q.modules() if isinstance(m, QLinear)][-1]
+    last = q.last_linear() if hasattr(q, "last_linear") else [m for m in q.modules() if isinstance(m, QLinear)][-1]
     if last.bias is not None:
         last.bias /= float(last.wq.std(last.weight, last.filter_mask, last.in_mask))
     set_quantize(q, True)
@@ -199,3 +204,42 @@ def export(net, path):
     from . import export as _export
 
     return _export.save(net, path)
+
+
+def evaluate(float_model, float_input, q: nn.Module, net, x: torch.Tensor, y: torch.Tensor,
+             batch: int = 500) -> dict:
+    """Top-1 of the float model (on ``float_input(x)``), the fake-quant model (its float64 copy) and the
+    integer network (golden model, exact) on integer images x with labels y, and the agreement of the
+    integer and fake-quant predictions (1.0: the integer model equals the fake-quant model)."""
+    from .golden import predict_batched
+    from .quant import exact_copy
+
+    exact = exact_copy(q).eval()
+    with torch.no_grad():
+        pf = torch.cat([float_model(float_input(x[i:i + batch])).argmax(1) for i in range(0, len(x), batch)])
+        pq = torch.cat([exact(x[i:i + batch].double()).argmax(1) for i in range(0, len(x), batch)])
+    pi = torch.from_numpy(predict_batched(net, x.numpy().astype("int64"), "int64", "cpu"))
+    return {"images": len(x), "accuracy_float": float((pf == y).float().mean()),
+            "accuracy_fakequant": float((pq == y).float().mean()), "accuracy_int": float((pi == y).float().mean()),
+            "agreement": float((pq == pi).float().mean())}
+
+
+def import_float_model(model: nn.Module, calib: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                       config: QuantConfig, preprocess, prune: float = 0.0) -> tuple:
+    """A float model (a PyTorch module or load_onnx's GraphModule) -> (IntNet, report): prepare ->
+    prune_ (if prune) -> calibrate on ``calib`` -> lower -> ``evaluate`` on (x, y)."""
+    import time
+
+    t0 = time.perf_counter()
+    q = prepare(model, config, preprocess)
+    if prune:
+        prune_(q, prune)
+    calibrate(q, calib)
+    from .lower import lower as _lower
+
+    net = _lower(q, tuple(x.shape[1:]))
+    report = {"w_bits": config.w_bits, "a_bits": config.a_bits, "first_last_bits": 8, "prune": prune,
+              "act_percentile": config.act_percentile, "calib_images": len(calib),
+              **evaluate(model.eval(), preprocess.apply, q, net, x, y),
+              "ops": len(net.ops), "seconds": round(time.perf_counter() - t0, 1)}
+    return net, report

@@ -291,7 +291,7 @@ def lower_graph(model: nn.Module, input_shape: tuple[int, int, int]) -> IntNet:
         raise GraphLoweringError("the input is never scaled to integer pixels (X / d)")
     cfg = model.arch_config() if callable(getattr(model, "arch_config", None)) else {}
     x = st.tensors["x"]
-    meta = {"model": cfg.get("name", type(model).__name__), **{k: cfg[k] for k in META_KEYS if k in cfg},
+    meta = {"model": cfg.get("name", getattr(model, "model_name", type(model).__name__)), **{k: cfg[k] for k in META_KEYS if k in cfg},
             "classes": st.tensors["logits"].shape[0],
             "input_format": f"pixels 0..{x.max_value} (scale 1/{x.max_value}), {'x'.join(map(str, x.shape))}",
             "fp32_shapes": _fp32_shapes(copied, st.layers)}

@@ -132,15 +132,37 @@ def load_onnx(path, max_bytes: int = MAX_ONNX_BYTES) -> fx.GraphModule:
             a = _attrs(n)
             if "value" in a:
                 consts[n.output[0]] = numpy_helper.to_array(a["value"])
+    nodes = _fold_constants(g.node, consts)
     bad = [{"name": n.name or f"#{i}", "op": n.op_type, "target": ",".join(n.input), "where": f"node {i}",
-            "instead": why} for i, n in enumerate(g.node) if (why := _check_node(n, consts))]
+            "instead": why} for i, n in nodes if (why := _check_node(n, consts))]
     inputs = [i for i in g.input if i.name not in consts]
     if len(inputs) != 1 or len(g.output) != 1:
         bad.append({"name": "graph", "op": "inputs/outputs", "target": f"{len(inputs)} in, {len(g.output)} out",
                     "where": "graph", "instead": "one image input (N, C, H, W) and one output"})
     if bad:
         raise UnsupportedModel(bad, what=str(path))
-    return _build(g, consts, inputs[0].name, _ranks(g))
+    weights = [k for _, n in nodes for k in n.input[CONST_INPUTS.get(n.op_type, slice(0, 0))]
+               if k and n.op_type in ("Conv", "BatchNormalization", "Gemm", "MatMul")]
+    ints = [k for k in weights if not np.issubdtype(np.asarray(consts[k]).dtype, np.floating)]
+    if ints:
+        raise OnnxError(f"{path}: integer weights ({ints[0]!r}, {np.asarray(consts[ints[0]]).dtype}): a quantized "
+                        "ONNX model; import the float model (apotflow quantizes it)")
+    gm = _build(g, [n for _, n in nodes], consts, inputs[0].name, _ranks(g))
+    gm.input_shape = _input_shape(inputs[0], path)
+    return gm
+
+
+def _input_shape(v, path) -> tuple[int, int, int]:
+    """(C, H, W) of the image input: static, the batch dimension may be symbolic."""
+    dims = v.type.tensor_type.shape.dim if v.type.HasField("tensor_type") else []
+    if len(dims) != 4:
+        raise OnnxError(f"{path}: the input {v.name!r} must be an (N, C, H, W) image tensor, not rank {len(dims)}")
+    chw = [d.dim_value if d.HasField("dim_value") else None for d in dims[1:]]
+    if any(c is None or c <= 0 for c in chw):
+        shown = ["?" if c is None else c for c in chw]
+        raise OnnxError(f"{path}: the input {v.name!r} has dynamic sizes (C, H, W) = ({', '.join(map(str, shown))}); "
+                        "export it with a fixed image size")
+    return tuple(int(c) for c in chw)
 
 
 def _ranks(g) -> dict[str, int]:
@@ -155,11 +177,34 @@ def _t(a) -> torch.Tensor:
     return torch.from_numpy(np.array(a, dtype=np.float32, copy=True))
 
 
-def _build(g, consts: dict, input_name: str, ranks: dict) -> fx.GraphModule:
+def _fold_constants(nodes, consts: dict) -> list:
+    """(index, node) of the nodes that read the image; a node whose inputs are all constants (the shape and
+    pads arithmetic exporters write, e.g. torch's F.pad: ConstantOfShape, Concat, Slice, Transpose, Cast)
+    is evaluated once with ONNX's reference evaluator, its outputs becoming constants."""
+    from onnx.reference import ReferenceEvaluator
+
+    kept = []
+    for i, n in enumerate(nodes):
+        if n.op_type == "Constant" and n.output[0] in consts:
+            continue
+        ins = [k for k in n.input if k]
+        if ins and all(k in consts for k in ins) and n.domain in ("", "ai.onnx"):
+            try:
+                outs = ReferenceEvaluator(n).run(None, {k: consts[k] for k in ins})
+            except Exception:  # left in the graph: the op check names it
+                kept.append((i, n))
+                continue
+            consts.update({k: np.asarray(v) for k, v in zip(n.output, outs)})
+            continue
+        kept.append((i, n))
+    return kept
+
+
+def _build(g, nodes: list, consts: dict, input_name: str, ranks: dict) -> fx.GraphModule:
     root, graph = nn.Module(), fx.Graph()
     env = {input_name: graph.placeholder("x")}
     uses: dict[str, int] = {}
-    for n in g.node:
+    for n in nodes:
         for i in n.input:
             uses[i] = uses.get(i, 0) + 1
     linears: dict[str, str] = {}  # output of a MatMul -> its Linear module's name (a bias Add folds into it)
@@ -171,7 +216,7 @@ def _build(g, consts: dict, input_name: str, ranks: dict) -> fx.GraphModule:
         root.add_module(key, m)
         return key, graph.call_module(key, (x,))
 
-    for i, n in enumerate(g.node):
+    for i, n in enumerate(nodes):
         op, a, name = n.op_type, _attrs(n), n.name or f"{n.op_type.lower()}{i}"
         if op == "Constant":
             continue

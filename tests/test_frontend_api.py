@@ -66,11 +66,13 @@ def test_untraceable_model_is_one_node():
         check_model(Branchy())
 
 
-def test_prepare_refuses_models_outside_the_zoo():
+def test_prepare_lists_unsupported_nodes_and_lower_refuses_a_flattened_map():
     with pytest.raises(UnsupportedModel, match="cat"):
         prepare(Odd())
-    with pytest.raises(ApiError, match="not a zoo model"):
-        prepare(LeNet())
+    from apotflow.sw.graph_lower import GraphLoweringError
+
+    with pytest.raises(GraphLoweringError, match="1x1 map"):  # prepared; a flatten of a 7x7 map cannot lower
+        lower(calibrate(prepare(LeNet()), random_images(4, shape=(3, 32, 32))), random_images(4, shape=(3, 32, 32)))
     with pytest.raises(ApiError, match="w_bits"):
         QuantConfig(w_bits=6)
 
