@@ -437,16 +437,15 @@ def cmd_report(args) -> int:
 
 
 # ----------------------------------------------------------------------------- import (a user's ONNX model)
-IMPORT_DATA = {"digits": ((1, 8, 8), 16)}  # named data sets: image shape, pixel max; else a CIFAR-10 path
-CIFAR_SHAPE = ((3, 32, 32), 255)
-
-
 def _import_data_shape(data: str) -> tuple[tuple[int, int, int], int]:
-    if data in IMPORT_DATA:
-        return IMPORT_DATA[data]
+    """(image shape, pixel max) of --data: the named digits set, else a CIFAR-10 path (sw.zoo.DATASETS)."""
+    from apotflow.sw.zoo import DATASETS
+
+    if data == "digits":
+        return DATASETS["digits"]
     if not Path(data).exists():
         raise UserError(f"--data {data}: no such file or folder (digits, or a CIFAR-10 .tar.xz / folder)")
-    return CIFAR_SHAPE
+    return DATASETS["cifar10"]
 
 
 def check_import(args) -> None:
@@ -483,7 +482,7 @@ def cmd_import(args) -> int:
     from apotflow.sw.atomic import json_text, publish
     from apotflow.sw.progress import heartbeat
 
-    if args.data in IMPORT_DATA:
+    if args.data == "digits":
         from apotflow.sw.data import load_digits_split
 
         split = load_digits_split(args.seed)

@@ -17,7 +17,7 @@ from torch import nn
 from .models import DigitsNet
 from .prune import apply_masks, compute_masks
 from .quant import ActQuantizer, QConv2d, QLinear, set_quantize
-from .zoo import CIFAR_MODELS
+from .zoo import CIFAR_MODELS, DATASETS
 
 ARCHS = CIFAR_MODELS  # the zoo's CIFAR models (sw/zoo.py)
 PERCENTILE = 0.999
@@ -110,7 +110,7 @@ def random_model(arch: str | nn.Module, prune: float = 0.3, seed: int = 0, width
         compute_masks(model, prune)
     apply_masks(model)
     set_quantize(model, True)
-    shape, top = ((1, 8, 8), 16) if isinstance(model, DigitsNet) else ((3, 32, 32), 255)
+    shape, top = DATASETS["digits" if isinstance(model, DigitsNet) else "cifar10"]
     data = [random_images(batch_size, seed * 1000 + i, shape, top) for i in range(batches)]
     for _ in range(rounds):
         calibrate_bn(model, data)

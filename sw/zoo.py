@@ -10,6 +10,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+# each data set's images: (channels, height, width) and the largest pixel value (pixels are integers 0..max)
+DATASETS: dict[str, tuple[tuple[int, int, int], int]] = {"digits": ((1, 8, 8), 16), "cifar10": ((3, 32, 32), 255)}
+
 
 @dataclass(frozen=True)
 class ZooModel:
@@ -22,7 +25,7 @@ class ZooModel:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return (1, 8, 8) if self.dataset == "digits" else (3, 32, 32)
+        return DATASETS[self.dataset][0]
 
 
 _RESNET = "resnet:CifarResNet"
