@@ -128,6 +128,28 @@ def targets(rows: list[dict]) -> list[dict]:
     return out
 
 
+def reduction_notes(goals: list[dict]) -> list[str]:
+    """Why a row's reductions miss the paper's, from bench/results/paper-reductions.json (the nearest pair
+    any kept-filter count gives under COUNTING_RULES), for the models whose reductions miss."""
+    path = Path("bench/results/paper-reductions.json")
+    missed = {t["model"] for t in goals if t.get("reductions_met") is False}
+    if not missed or not path.exists():
+        return []
+    out = []
+    for r in json.loads(path.read_text())["rows"]:
+        if r["model"] not in missed:
+            continue
+        n, p = r["nearest"], r["paper"]
+        kept = "/".join(str(k) for k in n["kept"].values())
+        out.append(f"- {r['model']}: no pruned filter count reproduces the paper's {p['size_reduction']}x size / "
+                   f"{p['bops_reduction']}x BOPs: the nearest pair over kept filters per stage width (ours +- 3), "
+                   f"the stem pruned or not and the fc input at 4 or 8 bits is {n['size_reduction']:.2f}x / "
+                   f"{n['bops_reduction']:.2f}x (kept {kept}), {n['max_error']:.2f}x off; ours is "
+                   f"{r['ours']['size_reduction']:.2f}x / {r['ours']['bops_reduction']:.2f}x. The same rules give "
+                   f"the paper's other ResNet rows within 0.05x (`{path.as_posix()}`, `python bench/paper_reductions.py`).")
+    return ["", "Reductions that miss:", "", *out] if out else []
+
+
 def stopped(model: str, method: str) -> str | None:
     """'stopped at <phase> <epoch>/<n>' from the run's log, if it was started and has no result."""
     short = model.replace("resnet", "r")
@@ -202,6 +224,7 @@ def main(args: list[str]) -> None:
              "| model | method | ours fake-quant % | ours integer % | float % | paper % | schedule | distill | "
              "size red. (ours / paper) | BOPs red. (ours / paper) | agreement | wall s | recipe | command |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    header = lines[-2:]  # the runs' table header, repeated over the variants
 
     def line(r: dict) -> str:
         p = PAPER.get(PAPER_ROW.get(r["model"], r["model"]), (None,) * 5)
@@ -240,8 +263,9 @@ def main(args: list[str]) -> None:
                      f"{yes(t['reductions_met'])} |")
     met = [t for t in goals if t.get("full_schedule") and t.get("drop_met") and t.get("reductions_met")]
     lines += ["", f"{len(met)} of {len(goals)} rows meet all three."]
+    lines += reduction_notes(goals)
     if vrows:
-        lines += ["", "Variants tried (same table layout; not the rows above):", "", *lines[-len(rows) - 2:-len(rows)],
+        lines += ["", "Variants tried (same table layout; not the rows above):", "", *header,
                   *[line(r) for r in vrows]]
     notes = [r for r in rows + vrows if r.get("note")]
     if notes:

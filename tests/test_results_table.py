@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_committed_results_are_the_generated_ones(tmp_path):
     for d in ("docs/cifar-runs", "bench/results/gpu-logs", "configs"):
         shutil.copytree(ROOT / d, tmp_path / d)
-    for p in glob.glob(str(ROOT / "bench/results/recheck-*.json")):
+    for p in glob.glob(str(ROOT / "bench/results/recheck-*.json")) + [str(ROOT / "bench/results/paper-reductions.json")]:
         shutil.copy(p, tmp_path / "bench/results")
     # the Makefile's arguments, globs expanded in the copy
     out = subprocess.run(["make", "-s", "-C", str(ROOT), "--eval=print-args: ; @echo $(RESULTS_ARGS)", "print-args"],
@@ -56,3 +56,25 @@ def test_targets_drop_schedule_and_reductions():
     assert not over["drop_met"]
     short = targets([{**ppq, "epochs": {**full, "qat_epochs": 50}}])[0]
     assert not short["full_schedule"]
+
+
+def test_variants_table_has_the_runs_header():
+    md = (ROOT / "docs/results.md").read_text().split("Variants tried (same table layout; not the rows above):\n\n")[1]
+    assert md.startswith("| model | method | ours fake-quant % |")
+
+
+def test_paper_reductions_count_like_the_integer_network():
+    """bench/paper_reductions.py counts the zoo's float layers with the kept filters; for ours that is what
+    sw.intnet.size_and_bops gives on the exported ResNet-20 (so its search explores the same counting)."""
+    from apotflow.sw.export import load
+    from apotflow.sw.intnet import size_and_bops
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import paper_reductions
+    finally:
+        sys.path.pop(0)
+    layers = paper_reductions.layer_shapes("resnet20")
+    size, bops = paper_reductions.reductions(layers, {16: 12, 32: 23, 64: 45}, True, 8)
+    ref = size_and_bops(load(ROOT / "bench/models/resnet20-ppq-jpeg.apot"))
+    assert (round(size, 9), round(bops, 9)) == (round(ref["size_reduction"], 9), round(ref["bops_reduction"], 9))
