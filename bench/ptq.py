@@ -3,8 +3,8 @@
     python bench/ptq.py bench/models/r20-ppq-s80-float.pt --bits 8 8 --data data/cifar10-jpeg.tar.xz \
         --images 2000 --calib 512 --out bench/results/ptq-r20-w8a8.json
 
-Calibration images are the first --calib TRAINING images (never test images); accuracy is on the first
---images test images: the float model in fp32, the fake-quant model's float64 copy, and the exported
+Calibration images are --calib random TRAINING images (never test images; seeded by --seed: the JPEG copy
+is ordered by class); accuracy is on --images random test images (0: all): the float model in fp32, the fake-quant model's float64 copy, and the exported
 integer network (golden model, float64 backend; exact) with its top-1 agreement.
 """
 
@@ -20,24 +20,22 @@ from apotflow.sw.api import QuantConfig, calibrate, prepare
 from apotflow.sw.checkpoint import load_checkpoint
 from apotflow.sw.cifar import load_cifar10
 from apotflow.sw.cifar_run import integer_eval
+from apotflow.sw.data import random_subsets
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from recheck_run import model_files_parser, write_rows  # noqa: E402
 
 
 def main(argv=None) -> int:
-    ap = model_files_parser(__doc__, "bench/results/ptq.json", 2000, "first N test images (0: all)",
+    ap = model_files_parser(__doc__, "bench/results/ptq.json", 2000, "N random test images (0: all)",
                             "float checkpoints (e.g. a ppq run's float.pt)")
     ap.add_argument("--bits", type=int, nargs=2, default=[8, 8], metavar=("W", "A"), help="inner-layer bits")
-    ap.add_argument("--calib", type=int, default=512, help="calibration images (the first N training images)")
+    ap.add_argument("--calib", type=int, default=512, help="calibration images (N random training images)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random calibration and test subsets")
     ap.add_argument("--percentile", type=float, default=None, help="activation clipping quantile "
                     f"(default QuantConfig's, {QuantConfig().act_percentile})")
     a = ap.parse_args(argv)
-    split = load_cifar10(a.data)
-    x, y = split.x_test, split.y_test
-    if a.images:
-        x, y = x[:a.images], y[:a.images]
-    calib = split.x_train[:a.calib]
+    calib, x, y = random_subsets(load_cifar10(a.data), a.calib, a.images, a.seed)
     rows = []
     for path in a.models:
         t0 = time.perf_counter()
@@ -50,7 +48,7 @@ def main(argv=None) -> int:
         r = integer_eval(q, x, y, "cpu", backend="float64")
         r.pop("net")
         row = {"model_file": path, "w_bits": a.bits[0], "a_bits": a.bits[1], "first_last_bits": 8,
-               "act_percentile": cfg.act_percentile, "calib_images": len(calib), "images": len(x),
+               "act_percentile": cfg.act_percentile, "calib_images": len(calib), "seed": a.seed, "images": len(x),
                "accuracy_float": acc_f, "accuracy_fakequant": r["accuracy_fakequant_check"],
                "accuracy_int": r["accuracy_int"], "agreement": r["agreement"],
                "int_minus_float": round(r["accuracy_int"] - acc_f, 6), "seconds": round(time.perf_counter() - t0, 1)}

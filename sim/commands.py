@@ -491,12 +491,9 @@ def cmd_import(args) -> int:
 
         with heartbeat(_progress, f"loading {args.data}"):
             split = load_cifar10(args.data)
-    import torch
+    from apotflow.sw.data import random_subsets
 
-    g = torch.Generator().manual_seed(args.seed)  # seeded random subsets: the CIFAR JPEG copy is ordered by class
-    calib = split.x_train[torch.randperm(len(split.x_train), generator=g)[:args.calib]]
-    te = torch.randperm(len(split.x_test), generator=g)[:args.images] if args.images else slice(None)
-    x, y = split.x_test[te], split.y_test[te]
+    calib, x, y = random_subsets(split, args.calib, args.images, args.seed)
     with heartbeat(_progress, f"quantizing {args.model} (W{args.w_bits}/A{args.a_bits}), lowering, evaluating "
                               f"{len(x)} images"):
         net, report = import_float_model(args.float_model, calib, x, y, args.qconfig, args.preprocess, args.prune)

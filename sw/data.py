@@ -35,3 +35,13 @@ def load_digits_split(seed: int = 0, test_size: float = 0.25) -> Split:
         return torch.from_numpy(a)
 
     return Split(t(xtr).unsqueeze(1), t(ytr), t(xte).unsqueeze(1), t(yte))
+
+
+def random_subsets(split, calib: int, images: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Seeded random draws of ``calib`` training images (post-training calibration) and ``images`` test images
+    (0: the whole test set, in order) with their labels. Random, not the first N: the CIFAR-10 JPEG copy is
+    ordered by class, so its first 512 training images are all airplanes."""
+    g = torch.Generator().manual_seed(seed)
+    cal = split.x_train[torch.randperm(len(split.x_train), generator=g)[:calib]]
+    te = torch.randperm(len(split.x_test), generator=g)[:images] if images else slice(None)
+    return cal, split.x_test[te], split.y_test[te]
