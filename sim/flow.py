@@ -15,7 +15,8 @@ import numpy as np
 
 from apotflow.hw.compile import Program
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.sw.atomic import write_atomic, write_json  # noqa: F401  (write_json re-exported)
+from apotflow.sw import atomic
+from apotflow.sw.atomic import remove_stale
 from apotflow.sw.intnet import IntNet
 from apotflow.sw.progress import heartbeat
 
@@ -25,8 +26,15 @@ class FlowError(RuntimeError):
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
-    """A file whole or absent, never half-written (sw/atomic.py's writer: the project's one)."""
-    return write_atomic(path, text)
+    """A file whole or absent, never half-written (sw/atomic.py's writer: the project's one); the
+    temporaries a killed earlier run left in the folder go first (sw.atomic.remove_stale)."""
+    remove_stale(Path(path).parent)
+    return atomic.write_atomic(path, text)
+
+
+def write_json(path: Path, data) -> Path:
+    """write_text_atomic of the project's JSON layout (sw.atomic.json_text)."""
+    return write_text_atomic(path, atomic.json_text(data))
 
 
 def git_revision() -> str:

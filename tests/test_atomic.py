@@ -109,3 +109,15 @@ def test_remove_stale_removes_the_older_writers_temporaries(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert sorted(p.name for p in atomic.remove_stale(tmp_path)) == sorted(legacy)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+
+
+def test_hardware_outputs_clear_what_a_killed_run_left(tmp_path):
+    """sim/flow's writers (manifest, cosim.json, synth.json, reports) remove a dead writer's temporaries."""
+    from apotflow.sim.flow import write_json
+
+    dead = tmp_path / ".synth.json.999999999.0123abcd.tmp"
+    mine = tmp_path / f".cosim.json.{os.getpid()}.0123abcd.tmp"
+    dead.write_bytes(b"{")
+    mine.write_bytes(b"")
+    write_json(tmp_path / "synth.json", {"fmax_mhz": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["synth.json", mine.name])
