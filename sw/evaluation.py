@@ -44,6 +44,16 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, quant: bool, bs
     return correct / len(x)
 
 
+CALIB_IMAGES = 1024  # training images the activation alphas are calibrated on
+
+
+def calibration_images(x: torch.Tensor, n: int = CALIB_IMAGES) -> torch.Tensor:
+    """``n`` training images spread evenly over the set (every (len // n)-th, from the first): the CIFAR-10
+    JPEG copy is ordered by class, and its first 1,024 images are all airplanes. A set of fewer than 2n
+    images (digits: 1,347) gives its first n, as before the spread."""
+    return x[::max(1, len(x) // n)][:n]
+
+
 @torch.no_grad()
 def calibrate_alphas(model: nn.Module, x: torch.Tensor, q: float = 0.999) -> None:
     """Each ActQuantizer's alpha := q-quantile of what it sees (float mode, BN batch statistics).

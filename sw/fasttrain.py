@@ -40,7 +40,7 @@ from torch import nn
 
 from . import distributed as ddp
 from .average import WeightAverage
-from .evaluation import calibrate_alphas, evaluate, exact_fp32
+from .evaluation import calibrate_alphas, calibration_images, evaluate, exact_fp32
 from .fastkernels import GraphSGD, augment_apply, augment_draws, augment_epoch, fast_kernels
 from .phases import Phase, lr_at, param_groups, phases
 from .prune import apply_masks, compute_masks, sparsity_report
@@ -220,7 +220,7 @@ def _train_fast(model, data, cfg, ckpt, progress, log, teacher, float_init, save
             if ph.quant and pi > 0 and st["pre_qat"] is None:
                 st["pre_qat"] = evaluate(model, xte, yte, False)
             if ph.calibrate:
-                calibrate_alphas(model, xtr[:1024])
+                calibrate_alphas(model, calibration_images(xtr))
                 ddp.broadcast_alphas(model, world)
             plateau = {"lr": ph.lr, "best": float("inf"), "bad": 0}
         if ph.frozen:

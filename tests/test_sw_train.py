@@ -140,3 +140,15 @@ def test_resume_equals_uninterrupted(tmp_path, data):
             _train(data, cfg, str(ckpt), progress=lambda rec, seen=[]: second_epoch_stops(rec, seen))
     model, info = _train(data, cfg, str(ckpt))
     assert info["resumes"] == 3 and _equal(_state(model), whole)
+
+
+def test_calibration_images_span_a_class_ordered_set(data):
+    """The QAT / SPQ alphas are calibrated on images spread over the training set: on a set ordered by
+    class (the CIFAR-10 JPEG copy) every class is seen; the digits set (shuffled, < 2,048 images) keeps its
+    first 1,024, so digits models are what they were."""
+    from apotflow.sw.evaluation import calibration_images
+
+    labels = torch.arange(10).repeat_interleave(5000)  # 50,000 labels, class-ordered like the JPEG copy
+    picked = calibration_images(labels)
+    assert len(picked) == 1024 and set(picked.tolist()) == set(range(10))
+    assert torch.equal(calibration_images(data.x_train), data.x_train[:1024])
