@@ -258,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--a-bits", type=int, default=8, help="activation bits (default 8)")
     s.add_argument("--act-percentile", type=float, default=0.9999, help="activation clipping quantile (0.9999)")
     s.add_argument("--prune", type=float, default=0.0, help="GM filter pruning rate before calibration (default 0)")
+    s.add_argument("--finetune", type=int, default=0, metavar="EPOCHS", help="QAT fine-tuning epochs after the "
+                   "post-training calibration, on the --data training images (default 0: none; pruned filters stay "
+                   "pruned; CIFAR-10 wants a GPU)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random calibration and test subsets (and of the "
                    "digits train/test split)")
 

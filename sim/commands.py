@@ -461,6 +461,8 @@ def check_import(args) -> None:
         raise UserError(f"--prune must be in [0, 1), not {args.prune}")
     if args.calib < 1:
         raise UserError(f"--calib must be a positive count of training images, not {args.calib}")
+    if args.finetune < 0:
+        raise UserError(f"--finetune must be a number of epochs >= 0, not {args.finetune}")
     check_images(args.images)
     shape, pixel_max = _import_data_shape(args.data)
     args.preprocess = Preprocess(pixel_max, args.input_scale, tuple(args.input_mean), tuple(args.input_std))
@@ -475,7 +477,7 @@ def check_import(args) -> None:
 
 
 def cmd_import(args) -> int:
-    """load_onnx -> prepare -> [prune_] -> calibrate -> lower -> evaluate; OUT/model.apot and OUT/result.json
+    """load_onnx -> prepare -> [prune_] -> calibrate -> [finetune] -> lower -> evaluate; OUT/model.apot and OUT/result.json
     published together (sw/atomic.publish: a crash leaves the old set or none)."""
     from apotflow.sw import export
     from apotflow.sw.api import import_float_model
@@ -496,7 +498,8 @@ def cmd_import(args) -> int:
     calib, x, y = random_subsets(split, args.calib, args.images, args.seed)
     with heartbeat(_progress, f"quantizing {args.model} (W{args.w_bits}/A{args.a_bits}), lowering, evaluating "
                               f"{len(x)} images"):
-        net, report = import_float_model(args.float_model, calib, x, y, args.qconfig, args.preprocess, args.prune)
+        net, report = import_float_model(args.float_model, calib, x, y, args.qconfig, args.preprocess, args.prune,
+                                         split, args.finetune, log=_progress)
     p = args.preprocess
     result = {"model_file": str(args.model), "data": args.data, "seed": args.seed,
               "preprocess": {"pixel_max": p.pixel_max, "scale": p.scale if p.scale is not None else 1 / p.pixel_max,

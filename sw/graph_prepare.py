@@ -230,8 +230,25 @@ def _fold_bn(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> None:
     conv.bias = nn.Parameter((cb * a + b).float())
 
 
+class _FixedStats:
+    """A BatchNorm that normalises with its running statistics in training too: the identity BatchNorm that
+    ``prepare`` puts after a layer without one stays an affine map (weight, bias) when the prepared model is
+    fine-tuned, never a batch normalisation that the float model did not have."""
+
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+class FixedBatchNorm2d(_FixedStats, nn.BatchNorm2d):
+    pass
+
+
+class FixedBatchNorm1d(_FixedStats, nn.BatchNorm1d):
+    pass
+
+
 def _identity_bn(n: int, dim: int) -> nn.Module:
-    bn = (nn.BatchNorm2d if dim == 4 else nn.BatchNorm1d)(n, eps=0.0)
+    bn = (FixedBatchNorm2d if dim == 4 else FixedBatchNorm1d)(n, eps=0.0)
     return bn.eval()
 
 

@@ -5,7 +5,8 @@ Schedule choices (ours where the paper leaves them open; all in sw.recipe.FastCo
 - SGD momentum 0.9, wd 5e-4 on weights; alphas wd 1e-4, lr x1 (activations) and x0.2 (weights).
 - One cosine schedule per phase with a linear warm-up of ``warmup_epochs`` (fixed budgets); the paper's
   SPQ rule (x0.9 after 3 epochs without train-loss improvement) is ``schedule="plateau"`` (sw/fasttrain.py).
-- Activation alphas are calibrated (99.9th percentile, float mode) before the first quantized epoch.
+- Activation alphas are calibrated (99.9th percentile, float mode) before the first quantized epoch
+  (``calibrate=False``: kept as the model has them, e.g. post-training calibrated).
 - spq/fpgm: pruned filters masked in the forward but still updated; GM recomputed and the pruned
   filters zeroed at every epoch end. ppq: float phase, prune rate/2 then rate (``prune_stages`` equal
   steps, 2 by default; stages fine-tuned with pruned entries frozen at zero after every step), then QAT at
@@ -47,15 +48,15 @@ def phases(cfg: FastConfig) -> list[Phase]:
     if m == "fpgm":
         return [Phase("fpgm", cfg.epochs, cfg.lr, False, regm=r)]
     if m == "apot":
-        return [Phase("apot", cfg.epochs, cfg.lr, True, calibrate=True)]
+        return [Phase("apot", cfg.epochs, cfg.lr, True, calibrate=cfg.calibrate)]
     if m == "spq":
-        return [Phase("spq", cfg.epochs, cfg.lr, True, regm=r, calibrate=True)]
+        return [Phase("spq", cfg.epochs, cfg.lr, True, regm=r, calibrate=cfg.calibrate)]
     k = cfg.prune_stages
     # r * i / k rounded: 0.3 * 1 / 3 is 0.09999999999999999 in floats, which would floor 10 filters to 0
     stages = [Phase(f"prune{i}", cfg.stage_epochs, cfg.lr / 10, False, frozen=True, prune_before=round(r * i / k, 12),
                     hands_teacher=i == k and cfg.qat_teacher == "pruned") for i in range(1, k + 1)]
     return [Phase("float", cfg.epochs, cfg.lr, False, teacher=True), *stages,
-            Phase("qat", cfg.qat_epochs, cfg.qat_lr, True, frozen=True, calibrate=True, wd=cfg.qat_wd)]
+            Phase("qat", cfg.qat_epochs, cfg.qat_lr, True, frozen=True, calibrate=cfg.calibrate, wd=cfg.qat_wd)]
 
 
 def lr_at(cfg: FastConfig, ph: Phase, step: int, total: int) -> float:

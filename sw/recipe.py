@@ -74,9 +74,12 @@ class FastConfig(Recipe):
     eval_every: int = 10  # epochs between test evaluations (and every phase end)
     distill: float = 0.0  # weight of the distillation loss (0: off, the paper's recipe)
     distill_temp: float = 4.0
-    prune_stages: int = 2  # ppq: the prune rate is reached in this many equal steps (the paper: 15% then 30%)
+    # ppq: the prune rate is reached in this many equal steps (the paper: 15% then 30%); 0: no pruning stages,
+    # the QAT phase keeps the masks the model has (a fine-tune from float_init: apotflow import --finetune)
+    prune_stages: int = 2
     qat_teacher: str = "float"  # ppq distillation in QAT: from the float phase, or "pruned": the last stage's end
     qat_wd: float | None = None  # ppq QAT weight decay (None: wd)
+    calibrate: bool = True  # a quantizing phase starts by calibrating the activation alphas (False: keep the model's)
     ema: float = 0.0  # decay of the weight average over the last phase, which becomes the final model (0: off)
     cutout: int = 0  # side of the Cutout square of the augmentation, in pixels (0: off, the paper's crop + flip)
     augment: bool = True  # random crop (4-pixel zero padding) and horizontal flip of every training image
@@ -98,8 +101,8 @@ class FastConfig(Recipe):
             raise ValueError(f"distill must be in [0, 1], not {self.distill!r}")
         if not self.distill_temp > 0:
             raise ValueError(f"distill_temp must be > 0, not {self.distill_temp!r}")
-        if not isinstance(self.prune_stages, int) or self.prune_stages <= 0:
-            raise ValueError(f"prune_stages must be a positive integer, not {self.prune_stages!r}")
+        if not isinstance(self.prune_stages, int) or self.prune_stages < 0:
+            raise ValueError(f"prune_stages must be an integer >= 0, not {self.prune_stages!r}")
         if self.qat_teacher not in QAT_TEACHERS:
             raise ValueError(f"qat_teacher must be one of {QAT_TEACHERS}, not {self.qat_teacher!r}")
         if self.qat_wd is not None and not self.qat_wd >= 0:
