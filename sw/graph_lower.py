@@ -16,9 +16,14 @@ quantizers and BatchNorms as leaves. Walking the graph in order:
   or full-window average pooling) -> sum >> (k - 2); flatten / view / dropout / identity: nothing;
 * the last linear layer (the output) -> raw logits.
 
-Names: an op and the tensor it writes are named after the layer's graph node (``convs_0``,
-``blocks_3_conv_b``), max pools ``pool{k}`` / ``p{k}``, the average pool ``pool`` / ``u``, the last fc
-``fc`` / ``logits``, the input ``x``.
+Names: a model may name its layers' ops and output tensors with a method ``int_names()`` -> {module path:
+(op, tensor)} (the zoo's classes do: ``stem``, ``s1b0a``, ``conv0`` / ``h0``, ...); any other layer's op
+and tensor are named after its graph node (``convs_0``, ``blocks_3_conv_b``). Max pools are ``pool{k}`` /
+``p{k}``, the average pool ``pool`` / ``u``, the last fc ``fc`` / ``logits``, the input ``x``.
+
+Meta: the model's name (``arch_config()["name"]``, else its class name), the constructor arguments of
+META_KEYS that its ``arch_config()`` records, the classes, the input format and the unpruned layer shapes
+(``fp32_shapes``, which the size and BOPs reductions read).
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ class _Acc:
 
     layer: nn.Module
     src: str
-    name: str
+    name: str  # the op's name
+    out: str  # the tensor it writes (if requantized)
     bn: nn.Module | None = None
     residual: tuple | None = None
     extra_bias: np.ndarray | None = None
@@ -80,6 +86,7 @@ class _State:
     layers: dict = field(default_factory=dict)
     free: ActQuantizer | None = None
     pools: int = 0
+    names: dict = field(default_factory=dict)  # module path -> (op, tensor): the model's int_names()
 
 
 def _is(node: Node, *what) -> bool:
@@ -161,12 +168,12 @@ def _requantize(st: _State, node: Node, acc: _Acc) -> str:
     if isinstance(acc.layer, QLinear):
         if acc.residual is not None:
             raise GraphLoweringError(f"{acc.name}: a residual add after a linear layer")
-        op = _linear_op(acc.name, acc.layer, acc.bn, acc.src, acc.name, nxt, st.tensors)
+        op = _linear_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, nxt, st.tensors)
     else:
-        op = _conv_op(acc.name, acc.layer, acc.bn, acc.src, acc.name, nxt, st.tensors, acc.residual, acc.extra_bias)
+        op = _conv_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, nxt, st.tensors, acc.residual, acc.extra_bias)
     st.ops.append(op)
     st.layers[acc.name] = acc.layer
-    return acc.name
+    return acc.out
 
 
 def _add(st: _State, node: Node, a, b) -> _Acc:
@@ -205,7 +212,7 @@ def _step(st: _State, node: Node, env: dict):
     if isinstance(mod, (QConv2d, QLinear)):
         if not isinstance(args[0], str):
             raise GraphLoweringError(f"{node.name}: its input is not a quantized tensor")
-        return _Acc(mod, args[0], node.name)
+        return _Acc(mod, args[0], *st.names.get(node.target, (node.name, node.name)))
     if isinstance(mod, nn.modules.batchnorm._BatchNorm):
         if not isinstance(args[0], _Acc) or args[0].bn is not None:
             raise GraphLoweringError(f"{node.name}: a BatchNorm must follow a conv or linear layer")
@@ -283,7 +290,8 @@ def lower_graph(model: nn.Module, input_shape: tuple[int, int, int]) -> IntNet:
     if len(free) > 1:
         raise GraphLoweringError(f"{len(free)} activation quantizers belong to no layer; at most one (the "
                                  "last linear layer's input) can be placed")
-    st = _State(gm, tuple(input_shape), free=free[0] if free else None)
+    names = model.int_names() if callable(getattr(model, "int_names", None)) else {}
+    st = _State(gm, tuple(input_shape), free=free[0] if free else None, names=names)
     env: dict = {}
     for node in gm.graph.nodes:
         env[node] = _step(st, node, env)

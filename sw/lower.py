@@ -383,18 +383,14 @@ def lower_vgg(model) -> IntNet:
 
 def lower(model, input_shape: tuple[int, int, int] | None = None) -> IntNet:
     """A quantized model (masked or sliced) -> IntNet: slices pruned channels (a model with prune groups),
-    then lowers: the zoo's classes by their functions above, any other model from its traced graph
-    (sw/graph_lower.py; input_shape (C, H, W) needed)."""
-    from .models import CifarResNet, CifarVGG16, DigitsNet
-    from .prune import slice_pruned
-
-    fns = {DigitsNet: lower_digits, CifarResNet: lower_resnet, CifarVGG16: lower_vgg}
-    fn = fns.get(type(model))
-    sliced = slice_pruned(model) if hasattr(model, "prune_groups") else model  # a copy, or lowered from one
-    if fn is not None:
-        return fn(sliced.eval())
+    then lowers its traced graph (sw/graph_lower.py), the zoo's models and every other one alike.
+    input_shape (C, H, W): the zoo's models default to their data set's; any other model needs it."""
     from .graph_lower import lower_graph
+    from .prune import slice_pruned
+    from .zoo import input_shape_of
 
-    if input_shape is None:
+    shape = input_shape or input_shape_of(model)
+    if shape is None:
         raise ValueError(f"{type(model).__name__} is not a zoo model: lowering its graph needs the input shape")
-    return lower_graph(sliced, input_shape)
+    sliced = slice_pruned(model) if hasattr(model, "prune_groups") else model  # a copy, or lowered from one
+    return lower_graph(sliced.eval(), shape)

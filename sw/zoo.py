@@ -54,6 +54,16 @@ def model_class(name: str):
     return getattr(importlib.import_module(f"apotflow.sw.models.{mod}"), cls)
 
 
+def input_shape_of(model) -> tuple[int, int, int] | None:
+    """The input shape (C, H, W) of an instance of a zoo class (its data set's images), None outside the zoo."""
+    cls = type(model)
+    for m in ZOO.values():
+        mod, name = m.cls.split(":")
+        if cls.__name__ == name and cls.__module__.endswith(f"models.{mod}"):
+            return m.input_shape
+    return None
+
+
 def build(name: str, width_scale: float = 1.0, **kw):
     """An untrained zoo model by name; kw (w_bits, a_bits, ...) go to the constructor; width_scale
     shrinks channel counts (tests, small hardware; stage widths stay multiples of 4)."""

@@ -156,6 +156,16 @@ class CifarResNet(nn.Module):
             cfg.update(shortcut=self.shortcut, conv_bias=self.conv_bias)
         return cfg
 
+    def int_names(self) -> dict[str, tuple[str, str]]:
+        """{layer: (op, tensor it writes)} in the integer network (sw/graph_lower.py): the stem; block b of
+        stage s: conv_a -> op and tensor s{s}b{b}a, conv_b (with the shortcut) -> op s{s}b{b}b writing the
+        block output s{s}b{b} (then pool -> u, fc -> logits)."""
+        out = {"stem": ("stem", "stem")}
+        for i in range(len(self.blocks)):
+            tag = f"s{i // self.n + 1}b{i % self.n}"
+            out.update({f"blocks.{i}.conv_a": (tag + "a", tag + "a"), f"blocks.{i}.conv_b": (tag + "b", tag)})
+        return out
+
     def stage_blocks(self, s: int) -> list[BasicBlock]:
         """Blocks of stage s (0-based)."""
         return list(self.blocks[s * self.n:(s + 1) * self.n])
