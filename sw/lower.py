@@ -1,5 +1,9 @@
 """Lowering a trained fake-quant model to the integer network (the golden model's definition).
 
+``lower(model)`` is the one entry: every model, the zoo's included, is lowered from its traced graph by
+sw/graph_lower.py, which calls the per-op builders below (``_conv_op``, ``_linear_op``, ``_max_pool_op``,
+``_avg_pool_op``, ``_fc_op``, ``_projection``); they hold the arithmetic.
+
 Folding rules (float64 once, at export; the integer math afterwards is exact):
 
 * conv + BN + ReLU + the next APoT quantizer -> integer thresholds. With the conv's accumulator
@@ -283,102 +287,6 @@ def _fp32_shapes(model, layers: dict) -> dict:
         shape = list(ref.get(names.get(id(layer)), list(layer.weight.shape)))
         out[op] = shape + [1, 1] if len(shape) == 2 else shape
     return out
-
-
-def _pixels(shape: tuple[int, int, int]) -> TensorSpec:
-    return TensorSpec("x", shape, 255, 1 / 255, bits=8)
-
-
-def lower_digits(model) -> IntNet:
-    """DigitsNet (sliced or masked, eval mode) -> IntNet. Tensors: x, h1, h2, h3, h4, u, logits."""
-    m = model.eval()
-    c1, c2, c4 = m.conv1.out_channels, m.conv2.out_channels, m.conv4.out_channels
-    tensors = {"x": TensorSpec("x", (1, 8, 8), 16, 1 / 16, bits=5)}
-    ops = [_conv_op("conv1", m.conv1, m.bn1, "x", "h1", m.conv2.aq, tensors),
-           _conv_op("conv2", m.conv2, m.bn2, "h1", "h2", m.conv3.aq, tensors)]
-    ops.append(_conv_op("conv3", m.conv3, m.bn3, "h2", "h3", m.conv4.aq, tensors,
-                        ("h1", np.eye(c1, dtype=np.int64), tensors["h1"].scale, 1)))
-    ops.append(_conv_op("conv4", m.conv4, m.bn4, "h3", "h4", m.qpool, tensors))
-    ops.append(_avg_pool_op("h4", "u", tensors))
-    ops.append(_fc_op(m.fc, "u", tensors))
-    shapes = _fp32_shapes(m, {"conv1": m.conv1, "conv2": m.conv2, "conv3": m.conv3, "conv4": m.conv4, "fc": m.fc})
-    meta = {"model": "digits", "widths": [c1, c2, c4], "classes": m.fc.out_features,
-            "input_format": "pixels 0..16 (scale 1/16), 1x8x8", "fp32_shapes": shapes}
-    return IntNet(tensors, ops, "x", "logits", meta).validate()
-
-
-def lower_resnet(model) -> IntNet:
-    """CifarResNet (sliced or masked, eval mode) -> IntNet.
-
-    Tensors: x (pixels), stem, then per block s{stage}b{block}a (conv_a's output) and s{stage}b{block}
-    (the block output), u (pooled), logits. Ops: stem, s1b0a, s1b0b (-> tensor s1b0), ..., pool, fc.
-    The shortcut is conv_b's second source ("residual"): identity (stride 1) or option A (stride 2,
-    kernel 1, K at the selected input channel); option B's projection is that source with role
-    "projection" (weights K*W_p; its unpruned shape is fp32_shapes["<op>.projection"])."""
-    m = model.eval()
-    tensors = {"x": _pixels((3, 32, 32))}
-    first_aq = m.blocks[0].conv_a.aq
-    ops = [_conv_op("stem", m.stem, m.bn, "x", "stem", first_aq, tensors)]
-    layers = {"stem": m.stem, "fc": m.fc}
-    cur = "stem"
-    for i, b in enumerate(m.blocks):
-        tag = f"s{i // m.n + 1}b{i % m.n}"
-        nxt = m.blocks[i + 1].conv_a.aq if i + 1 < len(m.blocks) else m.qpool
-        ops.append(_conv_op(tag + "a", b.conv_a, b.bn_a, cur, tag + "a", b.conv_b.aq, tensors))
-        cin = tensors[cur].shape[0]
-        if b.proj is not None:
-            res, pb = _projection(b.proj, cur, tensors)
-            ops.append(_conv_op(tag + "b", b.conv_b, b.bn_b, tag + "a", tag, nxt, tensors, res, pb))
-            layers.update({tag + "a": b.conv_a, tag + "b": b.conv_b, tag + "b.projection": b.proj})
-            cur = tag
-            continue
-        if b.downsample:
-            select = np.zeros((b.conv_b.out_channels, cin), dtype=np.int64)
-            idx = b.sc_index.cpu().numpy()
-            select[np.nonzero(idx >= 0)[0], idx[idx >= 0]] = 1
-        else:
-            select = np.eye(cin, dtype=np.int64)
-        res = (cur, select, tensors[cur].scale, 2 if b.downsample else 1)
-        ops.append(_conv_op(tag + "b", b.conv_b, b.bn_b, tag + "a", tag, nxt, tensors, res))
-        layers.update({tag + "a": b.conv_a, tag + "b": b.conv_b})
-        cur = tag
-    ops.append(_avg_pool_op(cur, "u", tensors))
-    ops.append(_fc_op(m.fc, "u", tensors))
-    meta = {"model": m.name, "depth": m.depth, "widths": list(m.arch_config()["widths"]),
-            "classes": m.fc.out_features, "input_format": "pixels 0..255 (scale 1/255), 3x32x32",
-            "fp32_shapes": _fp32_shapes(m, layers)}
-    return IntNet(tensors, ops, "x", "logits", meta).validate()
-
-
-def lower_vgg(model) -> IntNet:
-    """CifarVGG16 (sliced or masked, eval mode) -> IntNet.
-
-    Tensors: x, h0..h12 (conv outputs = the next consumer's codes), p0..p4 (max-pooled codes), f1 (the
-    hidden fc's output: qfc codes; with the FPGM classifier only), logits.
-    Ops: conv0..conv12, pool0..pool4 (reduce=max, 2x2 stride 2), fc1 (hidden linear + BatchNorm1d + ReLU
-    + qfc -> thresholds, a 1x1 op; FPGM classifier only), fc (on qfc codes)."""
-    m = model.eval()
-    tensors = {"x": _pixels((3, 32, 32))}
-    ops, layers, cur, i, k = [], {"fc": m.fc}, "x", 0, 0
-    for v in m.cfg:
-        if v == "M":
-            ops.append(_max_pool_op(f"pool{k}", cur, f"p{k}", tensors))
-            cur, k = f"p{k}", k + 1
-            continue
-        nxt = m.convs[i + 1].aq if i + 1 < len(m.convs) else (m.fc1.aq if m.hidden else m.qfc)
-        ops.append(_conv_op(f"conv{i}", m.convs[i], m.bns[i], cur, f"h{i}", nxt, tensors))
-        layers[f"conv{i}"] = m.convs[i]
-        cur, i = f"h{i}", i + 1
-    if tensors[cur].shape[1:] != (1, 1):
-        raise ValueError(f"the fc expects a 1x1 map, not {tensors[cur].shape}")
-    if m.hidden:
-        ops.append(_linear_op("fc1", m.fc1, m.bn_fc1, cur, "f1", m.qfc, tensors))
-        layers["fc1"] = m.fc1
-        cur = "f1"
-    ops.append(_fc_op(m.fc, cur, tensors))
-    meta = {"model": m.name, "scale": m.scale, "classes": m.fc.out_features,
-            "input_format": "pixels 0..255 (scale 1/255), 3x32x32", "fp32_shapes": _fp32_shapes(m, layers)}
-    return IntNet(tensors, ops, "x", "logits", meta).validate()
 
 
 def lower(model, input_shape: tuple[int, int, int] | None = None) -> IntNet:
