@@ -11,7 +11,8 @@ quantizers and BatchNorms as leaves. Walking the graph in order:
   for a linear layer without one (the last) and for global average pooling, the model's one
   activation quantizer that no layer owns (``qpool`` / ``qfc`` in the zoo);
 * the residual add's other operand: a tensor of codes (identity shortcut), an option-A shortcut
-  (``models.resnet.option_a``: strided channel selection) or a 1x1 projection conv without BatchNorm;
+  (``models.resnet.option_a``: strided channel selection) or a 1x1 projection conv (a QConv2d without
+  its own input quantizer: it reads the block input's codes), with or without a BatchNorm;
 * max pooling 2x2 / stride 2 -> a reduce=max op; global average pooling (``mean((2, 3))``, adaptive
   or full-window average pooling) -> sum >> (k - 2); flatten / view / dropout / identity: nothing;
 * the last linear layer (the output) -> raw logits.
@@ -113,10 +114,19 @@ def _module(st: _State, node: Node) -> nn.Module | None:
 
 
 def _is_projection(st: _State, node: Node) -> bool:
-    """A QConv2d without its own quantizer whose output goes straight into an add (no BatchNorm)."""
+    """A QConv2d without its own quantizer whose output goes into an add (straight, or through a BatchNorm)."""
     mod = _module(st, node)
-    return (isinstance(mod, QConv2d) and mod.aq is None and len(node.users) == 1
-            and _is(next(iter(node.users)), *ADD))
+    if not (isinstance(mod, QConv2d) and mod.aq is None and len(node.users) == 1):
+        return False
+    user = next(iter(node.users))
+    if isinstance(_module(st, user), nn.modules.batchnorm._BatchNorm) and len(user.users) == 1:
+        user = next(iter(user.users))
+    return _is(user, *ADD)
+
+
+def _shortcut_conv(v) -> bool:
+    """An accumulation that can be the add's projection: a QConv2d without its own input quantizer."""
+    return isinstance(v, _Acc) and isinstance(v.layer, QConv2d) and v.layer.aq is None and v.residual is None
 
 
 def _consumer_quantizer(st: _State, node: Node) -> ActQuantizer:
@@ -178,7 +188,7 @@ def _requantize(st: _State, node: Node, acc: _Acc) -> str:
 
 def _add(st: _State, node: Node, a, b) -> _Acc:
     """main accumulation (with its BatchNorm) + shortcut -> the accumulation with a residual source."""
-    main, other = (a, b) if isinstance(a, _Acc) and a.bn is not None else (b, a)
+    main, other = (a, b) if isinstance(a, _Acc) and a.bn is not None and not _shortcut_conv(a) else (b, a)
     if not isinstance(main, _Acc) or main.bn is None or main.residual is not None:
         raise GraphLoweringError(f"{node.name}: an add needs a conv + BatchNorm on one side")
     cout = main.layer.out_channels
@@ -190,12 +200,12 @@ def _add(st: _State, node: Node, a, b) -> _Acc:
         idx = other.index
         select[np.nonzero(idx >= 0)[0], idx[idx >= 0]] = 1
         main.residual = (other.src, select, st.tensors[other.src].scale, 2)
-    elif isinstance(other, _Acc) and other.bn is None and isinstance(other.layer, QConv2d):
-        main.residual, main.extra_bias = _projection(other.layer, other.src, st.tensors)
+    elif _shortcut_conv(other):
+        main.residual, main.extra_bias = _projection(other.layer, other.src, st.tensors, other.bn)
         st.layers[f"{main.name}.projection"] = other.layer
     else:
         raise GraphLoweringError(f"{node.name}: the shortcut must be a tensor, an option-A selection or a 1x1 "
-                                 "projection conv")
+                                 "projection conv (+ BatchNorm)")
     return main
 
 

@@ -20,7 +20,9 @@ Folding rules (float64 once, at export; the integer math afterwards is exact):
   input format, exactly as the fake-quant model floors it).
 * a 1x1 projection shortcut P (option B: z = a*acc + b + b_p + s_p*(W_p conv R), s_p = its weight
   quantum x s_r, no BatchNorm) is the same extra source with integer weights K*W_p (K from s_p as above,
-  role "projection": its MACs and weights are counted); its bias b_p joins b.
+  role "projection": its MACs and weights are counted); its bias b_p joins b. A projection followed by a
+  BatchNorm A_p*y + B_p: s_p becomes A_p*s_p per output channel (signed: K takes its sign), A_p*b_p + B_p
+  joins b.
 * a conv's own bias c (before its BatchNorm) joins b: b = B + A*c.
 * a ResNet's option-A (downsampling) shortcut is the residual source with stride 2 and a 1x1 kernel
   whose K sits at the selected input channel (a 0/1 channel selection scaled by K per output channel).
@@ -100,8 +102,8 @@ def residual_fk(a: float, s_r: float, main_bound: int) -> tuple[int, int]:
     K = 2**f * s_r / |a| rounded to at most 4 signed power-of-two digits; f (<= 8) gives K about 7
     significant bits while the accumulator bound stays under 2**ACC_TARGET_BITS.
     """
-    ratio = s_r / abs(a)
-    want = max(0, math.ceil(math.log2(128 / ratio))) if ratio > 0 else 0
+    ratio = s_r / abs(a)  # negative for a projection whose BatchNorm scale is: K takes its sign
+    want = max(0, math.ceil(math.log2(128 / abs(ratio)))) if ratio else 0
     room = ACC_TARGET_BITS - max(1, int(main_bound).bit_length())
     f = max(0, min(want, room, 8))
     return f, nearest_few_digits(ratio * 2**f)
@@ -116,19 +118,20 @@ def act_quantum(aq) -> float:
 def residual_gain(conv, bn, s_r) -> torch.Tensor:
     """Per-channel factor g = K*|a| / (2**f * s_r) (about 1) by which the fake-quant model scales its
     quantized shortcut in eval mode, so that it adds exactly what the integer model adds (K*R in the
-    accumulator domain). s_r: the shortcut's quantum (a float; an activation quantizer: its codes'
-    quantum). One definition with the lowering: both call residual_fk."""
+    accumulator domain). s_r: the shortcut's quantum (a float; an array: one per output channel, signed;
+    an activation quantizer: its codes' quantum). One definition with the lowering: both call residual_fk."""
     s_in = act_quantum(conv.aq)  # the same floats the lowering uses
-    s_r = s_r if isinstance(s_r, float) else act_quantum(s_r)
+    s_r = s_r if isinstance(s_r, (float, np.ndarray)) else act_quantum(s_r)
     w_int, w_scale = conv.wq.int_weight(conv.weight, conv.filter_mask, conv.in_mask)
     bound = (w_int.abs().reshape(w_int.shape[0], -1).sum(dim=1).cpu().double() * float(conv.aq.levels_int()[-1])).tolist()
     a, _ = _bn_affine(bn)
     a = a * (w_scale * s_in)
     g = np.ones(len(a))
     for c in range(len(a)):
-        if abs(a[c]) >= 1e-30 and s_r > 0:
-            f, k = residual_fk(a[c], s_r, int(bound[c]))
-            g[c] = k * abs(a[c]) / (2**f * s_r)
+        s_c = s_r[c] if np.ndim(s_r) else s_r
+        if abs(a[c]) >= 1e-30 and s_c != 0:
+            f, k = residual_fk(a[c], s_c, int(bound[c]))
+            g[c] = k * abs(a[c]) / (2**f * s_c)
     return torch.from_numpy(g)  # float64; the caller casts to its activations' dtype
 
 
@@ -139,7 +142,7 @@ def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: Residual 
     residual = (tensor, select, s_r, stride[, role]): select is an integer (Cout, Cr) matrix: 0/1 naming
     the shortcut's input channel of each output channel (identity, or option A's strided channel
     selection; a row of zeros = no shortcut), or a projection's integer weights; s_r the quantum of one
-    unit of select @ R. extra_bias: real values added before the threshold (conv bias through BN,
+    unit of select @ R (an array: one per output channel, signed: a projection's BatchNorm scale in it). extra_bias: real values added before the threshold (conv bias through BN,
     a projection's bias)."""
     a, b = _bn_affine(bn)
     a = a * s_acc
@@ -157,19 +160,20 @@ def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: Residual 
         select = np.asarray(select, dtype=np.int64)
         res_w = np.zeros((cout, select.shape[1], 1, 1), dtype=np.int64)
     for c in range(cout):
-        has_res = residual is not None and bool(select[c].any())
+        s_c = (s_r[c] if np.ndim(s_r) else s_r) if residual is not None else 0
+        has_res = residual is not None and bool(select[c].any()) and s_c != 0
         if abs(a[c]) < 1e-30:  # BN scale 0: the output does not depend on the conv
             src.codes[c] = 0
             if not has_res:
                 thr[c] = np.where(b[c] >= t, -BIG, BIG)
             else:
-                res_w[c, :, 0, 0] = select[c]
-                thr[c] = np.clip(np.ceil((t - b[c]) / s_r), -BIG, BIG).astype(np.int64)
+                res_w[c, :, 0, 0] = select[c] * (1 if s_c > 0 else -1)
+                thr[c] = np.clip(np.ceil((t - b[c]) / abs(s_c)), -BIG, BIG).astype(np.int64)
             continue
         src.ch_sign[c] = 1 if a[c] > 0 else -1
         f = 0
         if has_res:
-            f, k = residual_fk(a[c], s_r, int(main_bound[c]))
+            f, k = residual_fk(a[c], s_c, int(main_bound[c]))
             res_w[c, :, 0, 0] = select[c] * k
         src.ch_shift[c] = f
         thr[c] = np.clip(np.ceil((t - b[c]) * 2**f / abs(a[c])), -BIG, BIG).astype(np.int64)
@@ -195,8 +199,9 @@ def _conv_bias(conv, bn) -> np.ndarray | None:
     return _bn_affine(bn)[0] * conv.bias.detach().cpu().double().numpy()
 
 
-def _projection(proj, src_t: str, tensors: dict) -> tuple[Residual, np.ndarray]:
-    """A 1x1 projection shortcut (QConv2d without BatchNorm) of tensor src_t -> (residual, its bias)."""
+def _projection(proj, src_t: str, tensors: dict, bn=None) -> tuple[Residual, np.ndarray]:
+    """A 1x1 projection shortcut (QConv2d, then optionally a BatchNorm bn) of tensor src_t -> (residual,
+    its bias). With bn = A*y + B: the quantum A*s_p per output channel (signed), the bias A*b_p + B."""
     w_int, _ = proj.wq.int_weight(proj.weight, proj.filter_mask, proj.in_mask)
     w_scale = float(proj.weight_quantum())  # alpha / D, times the weights' std (denorm)
     if proj.kernel_size != (1, 1) or proj.padding != (0, 0):
@@ -204,6 +209,10 @@ def _projection(proj, src_t: str, tensors: dict) -> tuple[Residual, np.ndarray]:
     res = (src_t, w_int.numpy().astype(np.int64)[:, :, 0, 0], w_scale * tensors[src_t].scale, proj.stride[0],
            "projection", proj.w_bits)
     bias = proj.bias.detach().cpu().double().numpy() if proj.bias is not None else np.zeros(proj.out_channels)
+    if bn is not None:
+        a_p, b_p = _bn_affine(bn)
+        res = res[:2] + (res[2] * a_p,) + res[3:]
+        bias = a_p * bias + b_p
     return res, bias
 
 
