@@ -182,7 +182,9 @@ def lower(model: nn.Module, example: torch.Tensor | None = None):
 
     if not any(getattr(m, "quantize", False) is True for m in model.modules()):
         raise ApiError("lower takes a quantized model (prepare and calibrate it first)")
-    if example is None and not callable(getattr(model, "arch_config", None)):
+    from .zoo import input_shape_of
+
+    if example is None and input_shape_of(model) is None:
         raise ApiError(f"{type(model).__name__} is not a zoo model: lower(model, example) needs example images "
                        "(the input's shape)")
     net = _lower(model, None if example is None else tuple(example.shape[1:]))

@@ -11,14 +11,20 @@ quantizers and BatchNorms as leaves. Walking the graph in order:
   for a linear layer without one (the last) and for global average pooling, the model's one
   activation quantizer that no layer owns (``qpool`` / ``qfc`` in the zoo);
 * the residual add's other operand: a tensor of codes (identity shortcut), an option-A shortcut
-  (``models.resnet.option_a``: strided channel selection) or a 1x1 projection conv without BatchNorm;
+  (``models.resnet.option_a``: strided channel selection) or a 1x1 projection conv (a QConv2d without
+  its own input quantizer: it reads the block input's codes), with or without a BatchNorm;
 * max pooling 2x2 / stride 2 -> a reduce=max op; global average pooling (``mean((2, 3))``, adaptive
   or full-window average pooling) -> sum >> (k - 2); flatten / view / dropout / identity: nothing;
 * the last linear layer (the output) -> raw logits.
 
-Names: an op and the tensor it writes are named after the layer's graph node (``convs_0``,
-``blocks_3_conv_b``), max pools ``pool{k}`` / ``p{k}``, the average pool ``pool`` / ``u``, the last fc
-``fc`` / ``logits``, the input ``x``.
+Names: a model may name its layers' ops and output tensors with a method ``int_names()`` -> {module path:
+(op, tensor)} (the zoo's classes do: ``stem``, ``s1b0a``, ``conv0`` / ``h0``, ...); any other layer's op
+and tensor are named after its graph node (``convs_0``, ``blocks_3_conv_b``). Max pools are ``pool{k}`` /
+``p{k}``, the average pool ``pool`` / ``u``, the last fc ``fc`` / ``logits``, the input ``x``.
+
+Meta: the model's name (``arch_config()["name"]``, else its class name), the constructor arguments of
+META_KEYS that its ``arch_config()`` records, the classes, the input format and the unpruned layer shapes
+(``fp32_shapes``, which the size and BOPs reductions read).
 """
 
 from __future__ import annotations
@@ -59,7 +65,8 @@ class _Acc:
 
     layer: nn.Module
     src: str
-    name: str
+    name: str  # the op's name
+    out: str  # the tensor it writes (if requantized)
     bn: nn.Module | None = None
     residual: tuple | None = None
     extra_bias: np.ndarray | None = None
@@ -80,6 +87,7 @@ class _State:
     layers: dict = field(default_factory=dict)
     free: ActQuantizer | None = None
     pools: int = 0
+    names: dict = field(default_factory=dict)  # module path -> (op, tensor): the model's int_names()
 
 
 def _is(node: Node, *what) -> bool:
@@ -106,10 +114,19 @@ def _module(st: _State, node: Node) -> nn.Module | None:
 
 
 def _is_projection(st: _State, node: Node) -> bool:
-    """A QConv2d without its own quantizer whose output goes straight into an add (no BatchNorm)."""
+    """A QConv2d without its own quantizer whose output goes into an add (straight, or through a BatchNorm)."""
     mod = _module(st, node)
-    return (isinstance(mod, QConv2d) and mod.aq is None and len(node.users) == 1
-            and _is(next(iter(node.users)), *ADD))
+    if not (isinstance(mod, QConv2d) and mod.aq is None and len(node.users) == 1):
+        return False
+    user = next(iter(node.users))
+    if isinstance(_module(st, user), nn.modules.batchnorm._BatchNorm) and len(user.users) == 1:
+        user = next(iter(user.users))
+    return _is(user, *ADD)
+
+
+def _shortcut_conv(v) -> bool:
+    """An accumulation that can be the add's projection: a QConv2d without its own input quantizer."""
+    return isinstance(v, _Acc) and isinstance(v.layer, QConv2d) and v.layer.aq is None and v.residual is None
 
 
 def _consumer_quantizer(st: _State, node: Node) -> ActQuantizer:
@@ -161,17 +178,17 @@ def _requantize(st: _State, node: Node, acc: _Acc) -> str:
     if isinstance(acc.layer, QLinear):
         if acc.residual is not None:
             raise GraphLoweringError(f"{acc.name}: a residual add after a linear layer")
-        op = _linear_op(acc.name, acc.layer, acc.bn, acc.src, acc.name, nxt, st.tensors)
+        op = _linear_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, nxt, st.tensors)
     else:
-        op = _conv_op(acc.name, acc.layer, acc.bn, acc.src, acc.name, nxt, st.tensors, acc.residual, acc.extra_bias)
+        op = _conv_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, nxt, st.tensors, acc.residual, acc.extra_bias)
     st.ops.append(op)
     st.layers[acc.name] = acc.layer
-    return acc.name
+    return acc.out
 
 
 def _add(st: _State, node: Node, a, b) -> _Acc:
     """main accumulation (with its BatchNorm) + shortcut -> the accumulation with a residual source."""
-    main, other = (a, b) if isinstance(a, _Acc) and a.bn is not None else (b, a)
+    main, other = (a, b) if isinstance(a, _Acc) and a.bn is not None and not _shortcut_conv(a) else (b, a)
     if not isinstance(main, _Acc) or main.bn is None or main.residual is not None:
         raise GraphLoweringError(f"{node.name}: an add needs a conv + BatchNorm on one side")
     cout = main.layer.out_channels
@@ -183,12 +200,12 @@ def _add(st: _State, node: Node, a, b) -> _Acc:
         idx = other.index
         select[np.nonzero(idx >= 0)[0], idx[idx >= 0]] = 1
         main.residual = (other.src, select, st.tensors[other.src].scale, 2)
-    elif isinstance(other, _Acc) and other.bn is None and isinstance(other.layer, QConv2d):
-        main.residual, main.extra_bias = _projection(other.layer, other.src, st.tensors)
+    elif _shortcut_conv(other):
+        main.residual, main.extra_bias = _projection(other.layer, other.src, st.tensors, other.bn)
         st.layers[f"{main.name}.projection"] = other.layer
     else:
         raise GraphLoweringError(f"{node.name}: the shortcut must be a tensor, an option-A selection or a 1x1 "
-                                 "projection conv")
+                                 "projection conv (+ BatchNorm)")
     return main
 
 
@@ -205,7 +222,7 @@ def _step(st: _State, node: Node, env: dict):
     if isinstance(mod, (QConv2d, QLinear)):
         if not isinstance(args[0], str):
             raise GraphLoweringError(f"{node.name}: its input is not a quantized tensor")
-        return _Acc(mod, args[0], node.name)
+        return _Acc(mod, args[0], *st.names.get(node.target, (node.name, node.name)))
     if isinstance(mod, nn.modules.batchnorm._BatchNorm):
         if not isinstance(args[0], _Acc) or args[0].bn is not None:
             raise GraphLoweringError(f"{node.name}: a BatchNorm must follow a conv or linear layer")
@@ -283,7 +300,8 @@ def lower_graph(model: nn.Module, input_shape: tuple[int, int, int]) -> IntNet:
     if len(free) > 1:
         raise GraphLoweringError(f"{len(free)} activation quantizers belong to no layer; at most one (the "
                                  "last linear layer's input) can be placed")
-    st = _State(gm, tuple(input_shape), free=free[0] if free else None)
+    names = model.int_names() if callable(getattr(model, "int_names", None)) else {}
+    st = _State(gm, tuple(input_shape), free=free[0] if free else None, names=names)
     env: dict = {}
     for node in gm.graph.nodes:
         env[node] = _step(st, node, env)

@@ -1,5 +1,9 @@
 """Lowering a trained fake-quant model to the integer network (the golden model's definition).
 
+``lower(model)`` is the one entry: every model, the zoo's included, is lowered from its traced graph by
+sw/graph_lower.py, which calls the per-op builders below (``_conv_op``, ``_linear_op``, ``_max_pool_op``,
+``_avg_pool_op``, ``_fc_op``, ``_projection``); they hold the arithmetic.
+
 Folding rules (float64 once, at export; the integer math afterwards is exact):
 
 * conv + BN + ReLU + the next APoT quantizer -> integer thresholds. With the conv's accumulator
@@ -16,7 +20,9 @@ Folding rules (float64 once, at export; the integer math afterwards is exact):
   input format, exactly as the fake-quant model floors it).
 * a 1x1 projection shortcut P (option B: z = a*acc + b + b_p + s_p*(W_p conv R), s_p = its weight
   quantum x s_r, no BatchNorm) is the same extra source with integer weights K*W_p (K from s_p as above,
-  role "projection": its MACs and weights are counted); its bias b_p joins b.
+  role "projection": its MACs and weights are counted); its bias b_p joins b. A projection followed by a
+  BatchNorm A_p*y + B_p: s_p becomes A_p*s_p per output channel (signed: K takes its sign), A_p*b_p + B_p
+  joins b.
 * a conv's own bias c (before its BatchNorm) joins b: b = B + A*c.
 * a ResNet's option-A (downsampling) shortcut is the residual source with stride 2 and a 1x1 kernel
   whose K sits at the selected input channel (a 0/1 channel selection scaled by K per output channel).
@@ -96,8 +102,8 @@ def residual_fk(a: float, s_r: float, main_bound: int) -> tuple[int, int]:
     K = 2**f * s_r / |a| rounded to at most 4 signed power-of-two digits; f (<= 8) gives K about 7
     significant bits while the accumulator bound stays under 2**ACC_TARGET_BITS.
     """
-    ratio = s_r / abs(a)
-    want = max(0, math.ceil(math.log2(128 / ratio))) if ratio > 0 else 0
+    ratio = s_r / abs(a)  # negative for a projection whose BatchNorm scale is: K takes its sign
+    want = max(0, math.ceil(math.log2(128 / abs(ratio)))) if ratio else 0
     room = ACC_TARGET_BITS - max(1, int(main_bound).bit_length())
     f = max(0, min(want, room, 8))
     return f, nearest_few_digits(ratio * 2**f)
@@ -112,19 +118,20 @@ def act_quantum(aq) -> float:
 def residual_gain(conv, bn, s_r) -> torch.Tensor:
     """Per-channel factor g = K*|a| / (2**f * s_r) (about 1) by which the fake-quant model scales its
     quantized shortcut in eval mode, so that it adds exactly what the integer model adds (K*R in the
-    accumulator domain). s_r: the shortcut's quantum (a float; an activation quantizer: its codes'
-    quantum). One definition with the lowering: both call residual_fk."""
+    accumulator domain). s_r: the shortcut's quantum (a float; an array: one per output channel, signed;
+    an activation quantizer: its codes' quantum). One definition with the lowering: both call residual_fk."""
     s_in = act_quantum(conv.aq)  # the same floats the lowering uses
-    s_r = s_r if isinstance(s_r, float) else act_quantum(s_r)
+    s_r = s_r if isinstance(s_r, (float, np.ndarray)) else act_quantum(s_r)
     w_int, w_scale = conv.wq.int_weight(conv.weight, conv.filter_mask, conv.in_mask)
     bound = (w_int.abs().reshape(w_int.shape[0], -1).sum(dim=1).cpu().double() * float(conv.aq.levels_int()[-1])).tolist()
     a, _ = _bn_affine(bn)
     a = a * (w_scale * s_in)
     g = np.ones(len(a))
     for c in range(len(a)):
-        if abs(a[c]) >= 1e-30 and s_r > 0:
-            f, k = residual_fk(a[c], s_r, int(bound[c]))
-            g[c] = k * abs(a[c]) / (2**f * s_r)
+        s_c = s_r[c] if np.ndim(s_r) else s_r
+        if abs(a[c]) >= 1e-30 and s_c != 0:
+            f, k = residual_fk(a[c], s_c, int(bound[c]))
+            g[c] = k * abs(a[c]) / (2**f * s_c)
     return torch.from_numpy(g)  # float64; the caller casts to its activations' dtype
 
 
@@ -135,7 +142,7 @@ def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: Residual 
     residual = (tensor, select, s_r, stride[, role]): select is an integer (Cout, Cr) matrix: 0/1 naming
     the shortcut's input channel of each output channel (identity, or option A's strided channel
     selection; a row of zeros = no shortcut), or a projection's integer weights; s_r the quantum of one
-    unit of select @ R. extra_bias: real values added before the threshold (conv bias through BN,
+    unit of select @ R (an array: one per output channel, signed: a projection's BatchNorm scale in it). extra_bias: real values added before the threshold (conv bias through BN,
     a projection's bias)."""
     a, b = _bn_affine(bn)
     a = a * s_acc
@@ -153,19 +160,20 @@ def _fold_thresholds(src: Source, s_acc: float, bn, next_aq, residual: Residual 
         select = np.asarray(select, dtype=np.int64)
         res_w = np.zeros((cout, select.shape[1], 1, 1), dtype=np.int64)
     for c in range(cout):
-        has_res = residual is not None and bool(select[c].any())
+        s_c = (s_r[c] if np.ndim(s_r) else s_r) if residual is not None else 0
+        has_res = residual is not None and bool(select[c].any()) and s_c != 0
         if abs(a[c]) < 1e-30:  # BN scale 0: the output does not depend on the conv
             src.codes[c] = 0
             if not has_res:
                 thr[c] = np.where(b[c] >= t, -BIG, BIG)
             else:
-                res_w[c, :, 0, 0] = select[c]
-                thr[c] = np.clip(np.ceil((t - b[c]) / s_r), -BIG, BIG).astype(np.int64)
+                res_w[c, :, 0, 0] = select[c] * (1 if s_c > 0 else -1)
+                thr[c] = np.clip(np.ceil((t - b[c]) / abs(s_c)), -BIG, BIG).astype(np.int64)
             continue
         src.ch_sign[c] = 1 if a[c] > 0 else -1
         f = 0
         if has_res:
-            f, k = residual_fk(a[c], s_r, int(main_bound[c]))
+            f, k = residual_fk(a[c], s_c, int(main_bound[c]))
             res_w[c, :, 0, 0] = select[c] * k
         src.ch_shift[c] = f
         thr[c] = np.clip(np.ceil((t - b[c]) * 2**f / abs(a[c])), -BIG, BIG).astype(np.int64)
@@ -191,8 +199,9 @@ def _conv_bias(conv, bn) -> np.ndarray | None:
     return _bn_affine(bn)[0] * conv.bias.detach().cpu().double().numpy()
 
 
-def _projection(proj, src_t: str, tensors: dict) -> tuple[Residual, np.ndarray]:
-    """A 1x1 projection shortcut (QConv2d without BatchNorm) of tensor src_t -> (residual, its bias)."""
+def _projection(proj, src_t: str, tensors: dict, bn=None) -> tuple[Residual, np.ndarray]:
+    """A 1x1 projection shortcut (QConv2d, then optionally a BatchNorm bn) of tensor src_t -> (residual,
+    its bias). With bn = A*y + B: the quantum A*s_p per output channel (signed), the bias A*b_p + B."""
     w_int, _ = proj.wq.int_weight(proj.weight, proj.filter_mask, proj.in_mask)
     w_scale = float(proj.weight_quantum())  # alpha / D, times the weights' std (denorm)
     if proj.kernel_size != (1, 1) or proj.padding != (0, 0):
@@ -200,6 +209,10 @@ def _projection(proj, src_t: str, tensors: dict) -> tuple[Residual, np.ndarray]:
     res = (src_t, w_int.numpy().astype(np.int64)[:, :, 0, 0], w_scale * tensors[src_t].scale, proj.stride[0],
            "projection", proj.w_bits)
     bias = proj.bias.detach().cpu().double().numpy() if proj.bias is not None else np.zeros(proj.out_channels)
+    if bn is not None:
+        a_p, b_p = _bn_affine(bn)
+        res = res[:2] + (res[2] * a_p,) + res[3:]
+        bias = a_p * bias + b_p
     return res, bias
 
 
@@ -285,116 +298,16 @@ def _fp32_shapes(model, layers: dict) -> dict:
     return out
 
 
-def _pixels(shape: tuple[int, int, int]) -> TensorSpec:
-    return TensorSpec("x", shape, 255, 1 / 255, bits=8)
-
-
-def lower_digits(model) -> IntNet:
-    """DigitsNet (sliced or masked, eval mode) -> IntNet. Tensors: x, h1, h2, h3, h4, u, logits."""
-    m = model.eval()
-    c1, c2, c4 = m.conv1.out_channels, m.conv2.out_channels, m.conv4.out_channels
-    tensors = {"x": TensorSpec("x", (1, 8, 8), 16, 1 / 16, bits=5)}
-    ops = [_conv_op("conv1", m.conv1, m.bn1, "x", "h1", m.conv2.aq, tensors),
-           _conv_op("conv2", m.conv2, m.bn2, "h1", "h2", m.conv3.aq, tensors)]
-    ops.append(_conv_op("conv3", m.conv3, m.bn3, "h2", "h3", m.conv4.aq, tensors,
-                        ("h1", np.eye(c1, dtype=np.int64), tensors["h1"].scale, 1)))
-    ops.append(_conv_op("conv4", m.conv4, m.bn4, "h3", "h4", m.qpool, tensors))
-    ops.append(_avg_pool_op("h4", "u", tensors))
-    ops.append(_fc_op(m.fc, "u", tensors))
-    shapes = _fp32_shapes(m, {"conv1": m.conv1, "conv2": m.conv2, "conv3": m.conv3, "conv4": m.conv4, "fc": m.fc})
-    meta = {"model": "digits", "widths": [c1, c2, c4], "classes": m.fc.out_features,
-            "input_format": "pixels 0..16 (scale 1/16), 1x8x8", "fp32_shapes": shapes}
-    return IntNet(tensors, ops, "x", "logits", meta).validate()
-
-
-def lower_resnet(model) -> IntNet:
-    """CifarResNet (sliced or masked, eval mode) -> IntNet.
-
-    Tensors: x (pixels), stem, then per block s{stage}b{block}a (conv_a's output) and s{stage}b{block}
-    (the block output), u (pooled), logits. Ops: stem, s1b0a, s1b0b (-> tensor s1b0), ..., pool, fc.
-    The shortcut is conv_b's second source ("residual"): identity (stride 1) or option A (stride 2,
-    kernel 1, K at the selected input channel); option B's projection is that source with role
-    "projection" (weights K*W_p; its unpruned shape is fp32_shapes["<op>.projection"])."""
-    m = model.eval()
-    tensors = {"x": _pixels((3, 32, 32))}
-    first_aq = m.blocks[0].conv_a.aq
-    ops = [_conv_op("stem", m.stem, m.bn, "x", "stem", first_aq, tensors)]
-    layers = {"stem": m.stem, "fc": m.fc}
-    cur = "stem"
-    for i, b in enumerate(m.blocks):
-        tag = f"s{i // m.n + 1}b{i % m.n}"
-        nxt = m.blocks[i + 1].conv_a.aq if i + 1 < len(m.blocks) else m.qpool
-        ops.append(_conv_op(tag + "a", b.conv_a, b.bn_a, cur, tag + "a", b.conv_b.aq, tensors))
-        cin = tensors[cur].shape[0]
-        if b.proj is not None:
-            res, pb = _projection(b.proj, cur, tensors)
-            ops.append(_conv_op(tag + "b", b.conv_b, b.bn_b, tag + "a", tag, nxt, tensors, res, pb))
-            layers.update({tag + "a": b.conv_a, tag + "b": b.conv_b, tag + "b.projection": b.proj})
-            cur = tag
-            continue
-        if b.downsample:
-            select = np.zeros((b.conv_b.out_channels, cin), dtype=np.int64)
-            idx = b.sc_index.cpu().numpy()
-            select[np.nonzero(idx >= 0)[0], idx[idx >= 0]] = 1
-        else:
-            select = np.eye(cin, dtype=np.int64)
-        res = (cur, select, tensors[cur].scale, 2 if b.downsample else 1)
-        ops.append(_conv_op(tag + "b", b.conv_b, b.bn_b, tag + "a", tag, nxt, tensors, res))
-        layers.update({tag + "a": b.conv_a, tag + "b": b.conv_b})
-        cur = tag
-    ops.append(_avg_pool_op(cur, "u", tensors))
-    ops.append(_fc_op(m.fc, "u", tensors))
-    meta = {"model": m.name, "depth": m.depth, "widths": list(m.arch_config()["widths"]),
-            "classes": m.fc.out_features, "input_format": "pixels 0..255 (scale 1/255), 3x32x32",
-            "fp32_shapes": _fp32_shapes(m, layers)}
-    return IntNet(tensors, ops, "x", "logits", meta).validate()
-
-
-def lower_vgg(model) -> IntNet:
-    """CifarVGG16 (sliced or masked, eval mode) -> IntNet.
-
-    Tensors: x, h0..h12 (conv outputs = the next consumer's codes), p0..p4 (max-pooled codes), f1 (the
-    hidden fc's output: qfc codes; with the FPGM classifier only), logits.
-    Ops: conv0..conv12, pool0..pool4 (reduce=max, 2x2 stride 2), fc1 (hidden linear + BatchNorm1d + ReLU
-    + qfc -> thresholds, a 1x1 op; FPGM classifier only), fc (on qfc codes)."""
-    m = model.eval()
-    tensors = {"x": _pixels((3, 32, 32))}
-    ops, layers, cur, i, k = [], {"fc": m.fc}, "x", 0, 0
-    for v in m.cfg:
-        if v == "M":
-            ops.append(_max_pool_op(f"pool{k}", cur, f"p{k}", tensors))
-            cur, k = f"p{k}", k + 1
-            continue
-        nxt = m.convs[i + 1].aq if i + 1 < len(m.convs) else (m.fc1.aq if m.hidden else m.qfc)
-        ops.append(_conv_op(f"conv{i}", m.convs[i], m.bns[i], cur, f"h{i}", nxt, tensors))
-        layers[f"conv{i}"] = m.convs[i]
-        cur, i = f"h{i}", i + 1
-    if tensors[cur].shape[1:] != (1, 1):
-        raise ValueError(f"the fc expects a 1x1 map, not {tensors[cur].shape}")
-    if m.hidden:
-        ops.append(_linear_op("fc1", m.fc1, m.bn_fc1, cur, "f1", m.qfc, tensors))
-        layers["fc1"] = m.fc1
-        cur = "f1"
-    ops.append(_fc_op(m.fc, cur, tensors))
-    meta = {"model": m.name, "scale": m.scale, "classes": m.fc.out_features,
-            "input_format": "pixels 0..255 (scale 1/255), 3x32x32", "fp32_shapes": _fp32_shapes(m, layers)}
-    return IntNet(tensors, ops, "x", "logits", meta).validate()
-
-
 def lower(model, input_shape: tuple[int, int, int] | None = None) -> IntNet:
     """A quantized model (masked or sliced) -> IntNet: slices pruned channels (a model with prune groups),
-    then lowers: the zoo's classes by their functions above, any other model from its traced graph
-    (sw/graph_lower.py; input_shape (C, H, W) needed)."""
-    from .models import CifarResNet, CifarVGG16, DigitsNet
-    from .prune import slice_pruned
-
-    fns = {DigitsNet: lower_digits, CifarResNet: lower_resnet, CifarVGG16: lower_vgg}
-    fn = fns.get(type(model))
-    sliced = slice_pruned(model) if hasattr(model, "prune_groups") else model  # a copy, or lowered from one
-    if fn is not None:
-        return fn(sliced.eval())
+    then lowers its traced graph (sw/graph_lower.py), the zoo's models and every other one alike.
+    input_shape (C, H, W): the zoo's models default to their data set's; any other model needs it."""
     from .graph_lower import lower_graph
+    from .prune import slice_pruned
+    from .zoo import input_shape_of
 
-    if input_shape is None:
+    shape = input_shape or input_shape_of(model)
+    if shape is None:
         raise ValueError(f"{type(model).__name__} is not a zoo model: lowering its graph needs the input shape")
-    return lower_graph(sliced, input_shape)
+    sliced = slice_pruned(model) if hasattr(model, "prune_groups") else model  # a copy, or lowered from one
+    return lower_graph(sliced.eval(), shape)

@@ -35,6 +35,8 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in (
     ZooModel("resnet8", _RESNET, {"depth": 8, "shortcut": "B", "conv_bias": True},
              about="MLPerf Tiny IC01 ResNet-8: 1x1 stride-2 projection shortcuts, biases on every conv"),
     ZooModel("resnet20", _RESNET, {"depth": 20}, about="CIFAR ResNet-20, option-A shortcuts"),
+    ZooModel("resnet20bn", _RESNET, {"depth": 20, "shortcut": "BN"},
+             about="CIFAR ResNet-20 with 1x1 stride-2 projection shortcuts + BatchNorm (the APoT authors' variant)"),
     ZooModel("resnet32", _RESNET, {"depth": 32}, about="CIFAR ResNet-32, option-A shortcuts"),
     ZooModel("resnet56", _RESNET, {"depth": 56}, about="CIFAR ResNet-56, option-A shortcuts"),
     ZooModel("resnet110", _RESNET, {"depth": 110}, about="CIFAR ResNet-110, option-A shortcuts"),
@@ -52,6 +54,16 @@ def model_class(name: str):
     """The torch class of a zoo model (imports torch)."""
     mod, cls = ZOO[name].cls.split(":")
     return getattr(importlib.import_module(f"apotflow.sw.models.{mod}"), cls)
+
+
+def input_shape_of(model) -> tuple[int, int, int] | None:
+    """The input shape (C, H, W) of an instance of a zoo class (its data set's images), None outside the zoo."""
+    cls = type(model)
+    for m in ZOO.values():
+        mod, name = m.cls.split(":")
+        if cls.__name__ == name and cls.__module__.endswith(f"models.{mod}"):
+            return m.input_shape
+    return None
 
 
 def build(name: str, width_scale: float = 1.0, **kw):

@@ -7,10 +7,18 @@ import pytest
 
 
 def random_digits_net(seed: int = 0, widths=(16, 16, 32), prune: float = 0.0):
-    """An IntNet lowered from a DigitsNet with random weights, BN statistics and clipping thresholds."""
+    """(IntNet, model): a DigitsNet with random weights, BN statistics and clipping thresholds, lowered."""
+    from apotflow.sw.lower import lower
+
+    m = random_digits_net_model(seed, widths, prune)
+    return lower(m), m
+
+
+def random_digits_net_model(seed: int = 0, widths=(16, 16, 32), prune: float = 0.0):
+    """A DigitsNet (fake-quant, eval mode; pruned: sliced) with random weights, BN statistics and clipping
+    thresholds."""
     import torch
 
-    from apotflow.sw.lower import lower_digits
     from apotflow.sw.models.digits import DigitsNet
     from apotflow.sw.prune import apply_masks, compute_masks, slice_pruned
     from apotflow.sw.quant import set_quantize
@@ -29,8 +37,7 @@ def random_digits_net(seed: int = 0, widths=(16, 16, 32), prune: float = 0.0):
         apply_masks(m)
         m = slice_pruned(m)
     set_quantize(m, True)
-    m.eval()
-    return lower_digits(m), m
+    return m.eval()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
-"""One lowering from the traced graph (sw/graph_lower.py): every zoo model lowers to the same integer
-network as its hand-written lowering (sw/lower.py), up to the names of ops and tensors; a user's model
-outside the zoo lowers, exports and generates RTL; one outside the op set is refused with its nodes listed."""
+"""One lowering from the traced graph (sw/graph_lower.py), for every model: a zoo model's names (its
+int_names()) change nothing but the names; a user's model outside the zoo lowers, exports and generates
+RTL; one outside the op set is refused with its nodes listed. (That the graph lowering gives the zoo's
+models the integer networks of the hand-written lowerings it replaced: tests/test_lowering_reference.py
+and bench/lowering_equivalence.py.)"""
 
 from __future__ import annotations
 
@@ -53,11 +55,17 @@ DEEP = ("resnet32", "resnet56", "resnet110")  # resnet20's graph with more block
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in MODELS])
-def test_graph_lowering_equals_the_hand_written_one(name):
+def test_zoo_names_change_only_the_names(name, monkeypatch):
+    """A zoo model lowered with its int_names() and with the graph's node names: the same network."""
     scale = 1 if name == "digits" else (1 / 16 if ZOO[name].scaled == "scale" else 0.25)
     model = build(name, scale) if name != "digits" else build(name)
     m = random_model(model, 0.3, seed=1, batches=1, batch_size=8)
-    same_net(lower_graph(slice_pruned(m), ZOO[name].input_shape), lower(m))
+    named = lower(m)
+    assert named.ops[0].name in ("conv1", "stem", "conv0") and named.ops[-2:][1].name == "fc"
+    monkeypatch.delattr(type(m), "int_names")
+    nameless = lower_graph(slice_pruned(m), ZOO[name].input_shape)
+    assert [(o.name, o.out) for o in nameless.ops] != [(o.name, o.out) for o in named.ops]
+    same_net(nameless, named)
 
 
 class TinyNet(nn.Module):

@@ -10,7 +10,7 @@ from apotflow.hw.compile import compile_net, first_mismatch, run_functional
 from apotflow.hw.config import AcceleratorConfig
 from apotflow.hw.fit import fitted_config
 from apotflow.sw.golden import run_integer
-from apotflow.sw.lower import lower, lower_resnet
+from apotflow.sw.lower import lower
 from apotflow.sw.models import CifarResNet
 from apotflow.sw.prune import get_masks, slice_pruned
 from apotflow.sw.quant import QConv2d, exact_copy
@@ -141,6 +141,6 @@ def test_lower_dispatch_rejects_unknown():
         lower(torch.nn.Linear(2, 2))  # outside the zoo: lowered from its graph (tests/test_graph_lowering.py)
     with pytest.raises(UnsupportedModel, match="linear is outside the op set"):
         lower(torch.nn.Linear(2, 2), (2, 1, 1))  # a bare module's own forward is traced: F.linear
-    net = lower_resnet(CifarResNet(20, widths=(4, 8, 16)))  # unpruned, untrained: still a valid IntNet
+    net = lower(CifarResNet(20, widths=(4, 8, 16)))  # a zoo class: its input shape is known; unpruned, untrained
     assert net.meta["fp32_shapes"]["stem"] == [4, 3, 3, 3]
     assert np.all([np.all(o.bias == 0) for o in net.ops if o.kind == "conv"])

@@ -91,6 +91,11 @@ class DigitsNet(nn.Module):
             "a_bits": self.conv2.a_bits,
         }
 
+    def int_names(self) -> dict[str, tuple[str, str]]:
+        """{layer: (op, tensor it writes)} in the integer network (sw/graph_lower.py): conv1..conv4 write
+        h1..h4 (then pool -> u, fc -> logits)."""
+        return {f"conv{i}": (f"conv{i}", f"h{i}") for i in range(1, 5)}
+
     def prune_groups(self) -> list[list[tuple[QConv2d, nn.BatchNorm2d]]]:
         return [
             [(self.conv1, self.bn1), (self.conv3, self.bn3)],

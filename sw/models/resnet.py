@@ -14,6 +14,9 @@ Structure (quantization placed exactly as in DigitsNet)::
     (``shortcut="B"``): a 1x1 stride-2 projection ``proj`` (QConv2d, W{w_bits}, with a bias, no
     BatchNorm, so ``denorm``: its quantized weights keep their float scale) of the quantized block
     input r: proj(r) = s_wp * s_r * (W_p conv codes(r)) + b_p, s_wp = std * alpha / D.
+    ``shortcut="BN"`` (zoo: resnet20bn, the APoT authors' downsampling): the 1x1 stride-2 projection
+    (QConv2d, normalised like every conv, a bias only with conv_bias) followed by a BatchNorm ``proj_bn``;
+    the lowering folds that BatchNorm into the projection's residual scale (signed, per channel).
     ``conv_bias=True`` gives every conv a bias (before its BatchNorm; the lowering folds it).
     ResNet-8 (MLPerf Tiny IC01: depth 8, one block per stage, option B, biases) is ``resnet8``.
     u = floor(sum_pixels(qpool codes) / 2**4) * alpha_p / (4 * D)   (64 = 2**6 pixels; DigitsNet's rule)
@@ -41,7 +44,7 @@ from ..quant import ActQuantizer, QConv2d, QLinear
 from .digits import pool_input
 
 DEPTHS = (8, 20, 32, 56, 110)
-SHORTCUTS = ("A", "B")
+SHORTCUTS = ("A", "B", "BN")
 
 
 def option_a(r: Tensor, sc_index: Tensor) -> Tensor:
@@ -67,9 +70,12 @@ class BasicBlock(nn.Module):
         self.conv_b = QConv2d(cout, cout, 3, padding=1, bias=conv_bias, w_bits=w_bits, a_bits=a_bits)
         self.bn_b = nn.BatchNorm2d(cout)
         self.downsample = stride != 1 or cin != cout
-        self.proj = None
+        self.proj = self.proj_bn = None
         if self.downsample and shortcut == "B":
             self.proj = QConv2d(cin, cout, 1, stride=stride, bias=True, w_bits=w_bits, a_bits=None, denorm=True)
+        elif self.downsample and shortcut == "BN":  # the APoT authors' projection: 1x1 conv + BatchNorm
+            self.proj = QConv2d(cin, cout, 1, stride=stride, bias=conv_bias, w_bits=w_bits, a_bits=None)
+            self.proj_bn = nn.BatchNorm2d(cout)
         elif self.downsample:
             pad = cout // 4
             if stride != 2 or cin + 2 * pad != cout:
@@ -80,35 +86,59 @@ class BasicBlock(nn.Module):
         self.pad = cout // 4 if self.downsample and self.proj is None else 0
 
     def shortcut(self, r: Tensor, r_codes: Tensor | None = None) -> Tensor:
-        """The shortcut of the (quantized) block input r; option B without its bias (see forward)."""
+        """The shortcut of the (quantized) block input r; a projection without its bias and BatchNorm (see
+        forward)."""
         if not self.downsample:
             return r
         if self.proj is not None:
-            return self.proj(r, r_codes, None if r_codes is None else self.conv_a.aq.scale()) - self.proj.bias.view(1, -1, 1, 1)
+            p = self.proj(r, r_codes, None if r_codes is None else self.conv_a.aq.scale())
+            return p if self.proj.bias is None else p - self.proj.bias.view(1, -1, 1, 1)
         return option_a(r, self.sc_index)
+
+    def _proj_bias(self) -> Tensor | float:
+        return 0.0 if self.proj.bias is None else self.proj.bias.view(1, -1, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         r, codes = x, None
         if self.quantize:  # option B's projection also takes the codes (an integer accumulation)
             r, codes = self.conv_a.aq.quantize(x) if self.proj is not None else (self.conv_a.aq(x), None)
         h = F.relu(self.bn_a(self.conv_a(x)))
-        if self.proj is not None and not self.quantize:  # float: the projection with its own bias
-            return F.relu(self.bn_b(self.conv_b(h)) + self.proj(r))
+        if self.proj is not None and not self.quantize:  # float: the projection with its own bias (and BN)
+            p = self.proj(r)
+            return F.relu(self.bn_b(self.conv_b(h)) + (p if self.proj_bn is None else self.proj_bn(p)))
         sc = self.shortcut(r, codes)
+        if self.proj_bn is not None and self.training:  # QAT: the projection's BatchNorm on batch statistics
+            return F.relu(self.bn_b(self.conv_b(h)) + self.proj_bn(sc + self._proj_bias()))
         if self.quantize and not self.training:
             from ..lower import residual_gain  # eval: the shortcut scale the integer model uses
 
             sc = sc * residual_gain(self.conv_b, self.bn_b, self.shortcut_quantum()).to(sc).view(1, -1, 1, 1)
-        if self.proj is not None:
-            sc = sc + self.proj.bias.view(1, -1, 1, 1)
+        if self.proj_bn is not None:  # eval: its BatchNorm as y = A*x + B, A in the (gained) scale
+            a, b = self.proj_bn_affine()
+            sc = sc * a + (a * self._proj_bias() + b)
+        elif self.proj is not None:
+            sc = sc + self._proj_bias()
         return F.relu(self.bn_b(self.conv_b(h)) + sc)
 
-    def shortcut_quantum(self) -> float:
+    def proj_bn_affine(self) -> tuple[Tensor, Tensor]:
+        """The projection's BatchNorm in eval mode as (A, B), each (1, C, 1, 1): y = A*x + B."""
+        bn = self.proj_bn
+        inv = torch.rsqrt(bn.running_var + bn.eps)
+        a = bn.weight * inv
+        return a.view(1, -1, 1, 1), (bn.bias - bn.running_mean * a).view(1, -1, 1, 1)
+
+    def shortcut_quantum(self):
         """The real value of one integer unit of the shortcut: the input codes' quantum s_r, times the
-        projection's weight quantum for option B (its accumulator scale). Float64 from the float32 quanta
-        the export reads."""
+        projection's weight quantum for option B (its accumulator scale), times its BatchNorm's scale A
+        per output channel with one (a float64 array, signed). Float64 from the float32 quanta the
+        export reads."""
+        from ..lower import _bn_affine
+
         s_r = float(self.conv_a.aq.alpha.detach()) / self.conv_a.aq.denominator
-        return s_r * float(self.proj.weight_quantum()) if self.proj is not None else s_r
+        if self.proj is None:
+            return s_r
+        s_p = s_r * float(self.proj.weight_quantum())
+        return s_p if self.proj_bn is None else s_p * _bn_affine(self.proj_bn)[0]
 
 
 class CifarResNet(nn.Module):
@@ -156,6 +186,16 @@ class CifarResNet(nn.Module):
             cfg.update(shortcut=self.shortcut, conv_bias=self.conv_bias)
         return cfg
 
+    def int_names(self) -> dict[str, tuple[str, str]]:
+        """{layer: (op, tensor it writes)} in the integer network (sw/graph_lower.py): the stem; block b of
+        stage s: conv_a -> op and tensor s{s}b{b}a, conv_b (with the shortcut) -> op s{s}b{b}b writing the
+        block output s{s}b{b} (then pool -> u, fc -> logits)."""
+        out = {"stem": ("stem", "stem")}
+        for i in range(len(self.blocks)):
+            tag = f"s{i // self.n + 1}b{i % self.n}"
+            out.update({f"blocks.{i}.conv_a": (tag + "a", tag + "a"), f"blocks.{i}.conv_b": (tag + "b", tag)})
+        return out
+
     def stage_blocks(self, s: int) -> list[BasicBlock]:
         """Blocks of stage s (0-based)."""
         return list(self.blocks[s * self.n:(s + 1) * self.n])
@@ -166,7 +206,7 @@ class CifarResNet(nn.Module):
         streams = []
         for s in range(3):
             g = [(self.stem, self.bn)] if s == 0 else []
-            g += [(b.proj, None) for b in self.stage_blocks(s) if b.proj is not None]
+            g += [(b.proj, b.proj_bn) for b in self.stage_blocks(s) if b.proj is not None]
             streams.append(g + [(b.conv_b, b.bn_b) for b in self.stage_blocks(s)])
         return streams + [[(b.conv_a, b.bn_a)] for b in self.blocks]
 

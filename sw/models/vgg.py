@@ -75,6 +75,11 @@ class CifarVGG16(nn.Module):
                "w_bits": self.convs[1].w_bits, "a_bits": self.convs[1].a_bits, "hidden": self.hidden}
         return cfg | ({"fc1_bits": self.fc1_bits} if self.hidden else {})
 
+    def int_names(self) -> dict[str, tuple[str, str]]:
+        """{layer: (op, tensor it writes)} in the integer network (sw/graph_lower.py): convs[i] -> conv{i}
+        writing h{i}, the hidden fc -> fc1 writing f1 (max pools: pool{k} -> p{k}, the last fc -> logits)."""
+        return {f"convs.{i}": (f"conv{i}", f"h{i}") for i in range(len(self.convs))} | {"fc1": ("fc1", "f1")}
+
     def prune_groups(self) -> list[list[tuple[nn.Module, nn.Module]]]:
         """conv0..conv12, then the hidden fc (FPGM classifier only)."""
         return [[(c, b)] for c, b in zip(self.convs, self.bns)] + ([[(self.fc1, self.bn_fc1)]] if self.hidden else [])
