@@ -71,6 +71,9 @@ COEF = {
         "ff_const": 918.0086,
         "ff_lane": 3.6843,
         "ff_rom_words": 1.5872,
+        # logic cells = LUT4 + lc_ff x FF: the flip-flops that do not pack with a LUT (and the carry-only
+        # and chain cells), fitted to nextpnr's counts by bench/ice40_cells.py (docs/resources.md)
+        "lc_ff": 0.6968,
     },
     "ecp5": {
         "lut_lane": 1.3069,
@@ -355,7 +358,8 @@ def estimate(
     coef: dict | None = None,
 ) -> dict:
     """Estimated ``lut``, ``ff``, ``bram`` (family units), ``dsp`` (0: none inferred for shift lanes),
-    ``blocks`` (bram per memory) and ``memories_in`` for the design ``hw/flows/build.py`` synthesises.
+    ``blocks`` (bram per memory) and ``memories_in`` for the design ``hw/flows/build.py`` synthesises; on
+    iCE40 also ``lc``, the logic cells (LUT4 + the flip-flops that take a cell of their own, ``lc_ff``).
 
     ``rom_used`` ({"wgt"|"rq"|"prog": words holding the program}) matters for ROMs that Yosys turns
     into logic: their zero tail folds away. Default: every word used (random contents, the worst case)."""
@@ -373,7 +377,7 @@ def estimate(
     mm = memory_map(cfg, fam, rom_used)
     f = ff_features(cfg, rom_used, lane_kind)
     ff = f["regs"] + mm["ff_bits"] + sum(c.get(f"ff_{k}", 0.0) * v for k, v in f.items() if k != "regs")
-    return {
+    out = {
         "lut": round(lut),
         "ff": round(ff),
         "bram": sum(mm["blocks"].values()),
@@ -382,3 +386,6 @@ def estimate(
         "memories_in": mm["where"],
         "target": target,
     }
+    if "lc_ff" in c:  # iCE40: the logic cells nextpnr places (devices.RESOURCES "lc")
+        out["lc"] = round(lut + c["lc_ff"] * ff)
+    return out
