@@ -1,6 +1,7 @@
 """Fit hw/estimate.py's LUT coefficients to synthesis, and report the estimator's error.
 
     .venv/bin/python bench/calibrate_estimator.py     -> bench/results/calibration.json (+ printed table)
+    .venv/bin/python bench/calibrate_estimator.py --current  -> bench/results/calibration-current.json
 
 Reads the whole-accelerator builds of the calibration sweeps (bench/results/{calib,calib-more,lanes,ice40}.jsonl,
 written by bench/synth_sweep.py; the bare lane arrays from lanes-cmp*.jsonl), fits
@@ -27,7 +28,10 @@ RESULTS = ROOT / "bench" / "results"
 # never sees, reported apart (the out-of-sample error)
 SWEEPS = {"board": ("board", ("calib", "calib-more", "lanes", "ice40")),
           "array": ("array", ("lanes-cmp", "lanes-cmp-nomax")),
-          "holdout": ("board", ("holdout",))}
+          "holdout": ("board", ("holdout",)),
+          # syntheses of the compact-stream RTL (config version 2), the ResNet-8 ECP5-25k build among them:
+          # ``--current`` refits the flip-flop terms on these (the sweeps above are of the 35-bit-entry RTL)
+          "current": ("board", ("calib-current",))}
 
 
 def rows(sweep: str = "board") -> list[dict]:
@@ -60,6 +64,52 @@ def used_of(r):
 def cfg_of(r) -> AcceleratorConfig:
     names = {f.name for f in fields(AcceleratorConfig)}
     return AcceleratorConfig(**{k: v for k, v in r["config"].items() if k in names})
+
+
+def fit_ff(sel: list[dict], family: str) -> dict:
+    """The flip-flop terms (``ff_const``, ``ff_lane``, ``ff_rom_words``) by non-negative least squares on the
+    relative error: synth - counted registers - memories in FFs = const + lane * L + rom_words * (width)."""
+    from scipy.optimize import nnls
+
+    sel = [r for r in sel if FAMILY[r["target"]] == family]
+    feats = [ff_features(cfg_of(r), used_of(r), r["lane_kind"]) for r in sel]
+    keys = [k for k in feats[0] if k != "regs"]
+    A = np.array([[f[k] for k in keys] for f in feats])
+    y = np.array([r["ff"] - f["regs"] - memory_map(cfg_of(r), family, used_of(r))["ff_bits"]
+                  for r, f in zip(sel, feats)], dtype=float)
+    w = 1 / np.array([r["ff"] for r in sel], dtype=float)
+    c, _ = nnls(A * w[:, None], y * w)
+    return {f"ff_{k}": round(float(v), 4) for k, v in zip(keys, c)}
+
+
+def current() -> int:
+    """``--current``: the FF terms refitted on the compact-stream syntheses; every row's LUT / FF / block RAM
+    error with the committed COEF and with the refit, and the FF leave-one-out error (refitted without it)."""
+    rs = rows("current")
+    fams = sorted({FAMILY[r["target"]] for r in rs})
+    fitted = {fam: fit_ff(rs, fam) for fam in fams}
+    print("fitted FF terms (paste into hw/estimate.py COEF):", json.dumps(fitted, indent=1))
+    table = []
+    for i, r in enumerate(rs):
+        fam, cfg, used = FAMILY[r["target"]], cfg_of(r), used_of(r)
+        row = {"target": r["target"], "design": r["design"], "lanes": r["lanes"], "command": r.get("command"),
+               "git_revision": r.get("git_revision")}
+        loo = {**COEF[fam], **fit_ff(rs[:i] + rs[i + 1:], fam)} if sum(FAMILY[x["target"]] == fam for x in rs) > 3 else None
+        for label, coef in (("committed", COEF[fam]), ("refit", {**COEF[fam], **fitted[fam]}), ("loo", loo)):
+            if coef is None:
+                continue
+            e = estimate(cfg, r["target"], lane_kind=r["lane_kind"], rom_used=used, coef=coef)
+            row[label] = {k: {"synth": r[k], "estimate": e[k], "error": round((e[k] - r[k]) / r[k], 4)}
+                          for k in ("lut", "ff", "bram")}
+        table.append(row)
+        print(f"{r['target']:11s} {r['design']:28s} " + "  ".join(
+            f"{k} {r[k]:6d} est {row['committed'][k]['estimate']:6d} ({100 * row['committed'][k]['error']:+5.1f}%)"
+            f" -> {row['refit'][k]['estimate']:6d} ({100 * row['refit'][k]['error']:+5.1f}%)" for k in ("lut", "ff")))
+    out = {"command": "python bench/calibrate_estimator.py --current", "fitted": fitted, "rows": table,
+           "note": "committed: hw/estimate.py's COEF when this ran; refit: its FF terms replaced by 'fitted' "
+                   "(in-sample); loo: FF terms refitted without the row (families with more than 3 rows)"}
+    (RESULTS / "calibration-current.json").write_text(json.dumps(out, indent=1))
+    return 0
 
 
 def fit(boards: list[dict], arrays: list[dict], family: str) -> dict:
@@ -118,6 +168,8 @@ def compare(rs: list[dict]) -> tuple[list[dict], dict]:
 
 
 def main() -> int:
+    if "--current" in sys.argv:
+        return current()
     rs, arrays = rows("board"), rows("array")
     fitted = {fam: fit(rs, arrays, fam) for fam in ("ice40", "ecp5")}
     print("fitted COEF (paste into hw/estimate.py):", json.dumps(fitted, indent=1))

@@ -20,7 +20,9 @@ combinationally in cycle t+2, when ``rd_data`` is valid. From ``config.SPLIT_LAN
 the rotation is registered after its first ``SPLIT_STAGES`` stages and the latency is 3: left whole,
 its 7-stage mux chain was restructured by ABC into 46,084 LUT4 for the 128-lane digits build on the
 ECP5-85k instead of 35,745 with the register (+1,024 FF). One write per cycle (``wr_en``), landing at the clock edge; a read in the same
-cycle as a write to the same word returns the old word.
+cycle as a write to the same word returns the old word, except in a bank's LUT-RAM tail (``split_rows``),
+which registers its read address and reads in the next cycle, so it returns the new word: the pipeline
+never reads a word in the cycle it writes it (a layer's output never overlaps its inputs).
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ class BankedActMem(wiring.Component):
         ``split_rows`` on go to a second memory marked for distributed RAM (``ram_style``), the rest
         stays one block-RAM shape deep (``hw/estimate.act_split``: ResNet-8's 2,304 rows a bank on the
         ECP5 are one 2048 x 9 DP16KD and 256 rows of LUT RAM, not two DP16KD); the read picks the
-        memory by the row registered beside it, the write goes to the one that holds the row."""
+        memory by the row registered beside it, the write goes to the one that holds the row. The tail
+        registers its read address and is read asynchronously in the next cycle (the same latency): the
+        bank's address select and the LUT RAM's read mux are then in different cycles."""
         if style not in ("memory", "verilog") or (style == "verilog" and init is not None):
             reject(self, ValueError(f"style must be 'memory' or 'verilog' (no init), not {style!r}"))
         self.style = style
@@ -139,15 +143,19 @@ class BankedActMem(wiring.Component):
                 m.d.comb += wrow.eq(self.wr_addr >> lb)
                 hi_q = Signal(name=f"bank{b}_hi_q")  # the row read was in the tail memory
                 m.d.sync += hi_q.eq(raddr >= k)
+                kb = k.bit_length() - 1  # the row within its memory: the low bits (k is a power of two)
+                # the tail's read address registered, the tail read asynchronously from it (as
+                # apotflow_ram_split does): the same latency, the address logic and the LUT RAM in two cycles
+                tail_a = Signal(kb, name=f"bank{b}_tail_a")
+                m.d.sync += tail_a.eq(raddr[:kb])
                 words = []
                 for part, (lo, hi, attrs) in enumerate(((0, k, None), (k, rows, {"ram_style": "distributed"}))):
                     mem = Memory(shape=cfg.act_bits, depth=hi - lo, init=init[lo:hi], attrs=attrs)
                     m.submodules[f"bank{b}_{part}"] = mem
-                    rp, wp = mem.read_port(domain="sync"), mem.write_port()
+                    rp, wp = mem.read_port(domain="comb" if part else "sync"), mem.write_port()
                     inside = (wrow >= k) if part else (wrow < k)
-                    kb = k.bit_length() - 1  # the row within its memory: the low bits (k is a power of two)
-                    m.d.comb += [rp.addr.eq(raddr[:kb]), wp.addr.eq(wrow[:kb]), wp.data.eq(self.wr_data),
-                                 wp.en.eq(we & inside)]
+                    m.d.comb += [rp.addr.eq(tail_a if part else raddr[:kb]), wp.addr.eq(wrow[:kb]),
+                                 wp.data.eq(self.wr_data), wp.en.eq(we & inside)]
                     words.append(rp.data)
                 m.d.comb += rdata.eq(Mux(hi_q, words[1], words[0]))
             rdata_q = Signal(cfg.act_bits, name=f"bank{b}_rdata_q")

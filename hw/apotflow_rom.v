@@ -47,7 +47,11 @@ endmodule
 // apotflow_ram_split: apotflow_ram whose rows from SPLIT on live in a second array marked for
 // distributed RAM (ECP5 LUT RAM), so that a bank a little deeper than one block shape (2048 x 9)
 // takes one block and some LUT RAM instead of two blocks. SPLIT is a power of two, DEPTH <= 2 x SPLIT;
-// a row past DEPTH reads an unspecified word (the caller masks it).
+// a row past DEPTH reads an unspecified word (the caller masks it). The tail registers its read
+// address (as a block RAM does) and is read asynchronously in the next cycle: the same latency, but
+// the address logic and the LUT RAM's read mux are in different cycles. A tail row read in the cycle
+// it is written returns the new word (the block-RAM rows: the old one); the pipeline never reads a word
+// in the cycle it writes it (a layer's output never overlaps its inputs).
 module apotflow_ram_split #(
     parameter WIDTH = 8,
     parameter DEPTH = 256,
@@ -64,15 +68,16 @@ module apotflow_ram_split #(
 );
     reg [WIDTH-1:0] lo [0:SPLIT-1];
     (* ram_style = "distributed" *) reg [WIDTH-1:0] hi [0:DEPTH-SPLIT-1];
-    reg [WIDTH-1:0] lo_q, hi_q;
+    reg [WIDTH-1:0] lo_q;
+    reg [SBITS-1:0] hi_a;
     reg sel_q;
     wire w_hi = waddr >= SPLIT;
     always @(posedge clk) begin
         lo_q <= lo[raddr[SBITS-1:0]];
-        hi_q <= hi[raddr[SBITS-1:0]];
+        hi_a <= raddr[SBITS-1:0];
         sel_q <= raddr >= SPLIT;
         if (we && !w_hi) lo[waddr[SBITS-1:0]] <= wdata;
         if (we && w_hi) hi[waddr[SBITS-1:0]] <= wdata;
     end
-    assign rdata = sel_q ? hi_q : lo_q;
+    assign rdata = sel_q ? hi[hi_a] : lo_q;
 endmodule

@@ -53,7 +53,8 @@ BLOCK_COST = {"ice40": 64, "ecp5": 128, "xilinx": 128}  # Yosys' cost of one blo
 
 FAMILY = {"ice40-up5k": "ice40", "ecp5-25k": "ecp5", "ecp5-85k": "ecp5", "xc7a100t": "xilinx"}
 
-# Fitted by bench/calibrate_estimator.py (see docs/resources.md). Per family. Xilinx is not calibrated
+# Fitted by bench/calibrate_estimator.py (see docs/resources.md). Per family. The LUT terms on the sweeps of the
+# 35-bit-entry RTL; the FF terms (ff_*) refitted on the compact-stream syntheses (--current, with ResNet-8). Xilinx is not calibrated
 # (no place and route here): the ECP5 LUT4 coefficients x 0.62 (a LUT6 holds ~1.6 LUT4 of this logic).
 COEF = {
     "ice40": {
@@ -68,9 +69,12 @@ COEF = {
         "lut_bram_mux": 4.7854,
         "lut_rom": 0.7881,
         "lut_rom_random": 1.6011,
-        "ff_const": 918.0086,
-        "ff_lane": 3.6843,
-        "ff_rom_words": 1.5872,
+        "ff_const": 1388.6435,
+        "ff_lane": 0.0,
+        "ff_rom_words": 0.5819,
+        # logic cells = LUT4 + lc_ff x FF: the flip-flops that do not pack with a LUT (and the carry-only
+        # and chain cells), fitted to nextpnr's counts by bench/ice40_cells.py (docs/resources.md)
+        "lc_ff": 0.6968,
     },
     "ecp5": {
         "lut_lane": 1.3069,
@@ -84,9 +88,9 @@ COEF = {
         "lut_bram_mux": 3.0792,
         "lut_rom": 0.0,
         "lut_rom_random": 1.4019,
-        "ff_const": 920.7031,
-        "ff_lane": 9.9301,
-        "ff_rom_words": 0.9669,
+        "ff_const": 1508.4413,
+        "ff_lane": 2.7431,
+        "ff_rom_words": 0.0,
     },
     "xilinx": {
         "lut_lane": 0.8103,
@@ -100,9 +104,9 @@ COEF = {
         "lut_bram_mux": 1.9091,
         "lut_rom": 0.0,
         "lut_rom_random": 0.8692,
-        "ff_const": 920.7031,
-        "ff_lane": 9.9301,
-        "ff_rom_words": 0.9669,
+        "ff_const": 1508.4413,
+        "ff_lane": 2.7431,
+        "ff_rom_words": 0.0,
     },
 }
 
@@ -311,6 +315,25 @@ def decode_regs(cfg: AcceleratorConfig) -> int:
             + isa.decoded_layout(cfg).width + 4 * iss - 3 * cfg.pos_width)
 
 
+def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> int:
+    """Register bits of the stages that grow with the memories (added after the calibration sweeps): S1a,
+    each used WGT bank's word registered beside its block RAM and the bank index twice (``hw/top.wgt_rom``);
+    S2a, each ACT bank's row registered beside it and the rotation (``hw/actmem.py``); each LUT-RAM tail's
+    registered read address (its live rows' bits; Yosys trims the rest) and select; W4, the registered ACT
+    write (valid, enable, address, level)."""
+    from .actmem import tail_split
+
+    bits = 0
+    if cfg.wgt_depth > WGT_BANK_WORDS:
+        lo = (WGT_BANK_WORDS - 1).bit_length()
+        bits += wgt_rows(cfg, rom_used) // WGT_BANK_WORDS * isa.entry_layout(cfg).width + 2 * (cfg.wgt_addr_bits - lo)
+    bits += cfg.lanes * (cfg.addr_bits - cfg.lane_bits) + cfg.lane_bits
+    split = tail_split(cfg)
+    if split is not None:
+        bits += cfg.lanes * (max(1, (cfg.act_bank_rows - split - 1).bit_length()) + 1)
+    return bits + 2 + cfg.addr_bits + cfg.act_bits
+
+
 def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: str = "shift") -> dict:
     """The flip-flop model's terms: ``regs``, registers counted from the RTL (the lanes' three stages and
     accumulators, ``lane_regs``; per lane the writeback copy, the operand and ACT word registers; the host
@@ -336,6 +359,7 @@ def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind:
         + decode_regs(cfg)
         + 2 * (cfg.count_bits + cfg.acc_bits) + 3  # prefetch n1, n2, n1's two flags, settle's third bit
         + 2 * tail  # the group tail beside the lanes: three registers (S7..S9), was one
+        + memory_stage_regs(cfg, rom_used)
     )
     if read_latency(cfg) == 3:  # 128 lanes and more: the rotation's mid-way register and S3c
         regs += cfg.lanes * cfg.act_bits + cfg.lane_bits + isa.decoded_layout(cfg).width + cfg.lanes \
@@ -355,7 +379,8 @@ def estimate(
     coef: dict | None = None,
 ) -> dict:
     """Estimated ``lut``, ``ff``, ``bram`` (family units), ``dsp`` (0: none inferred for shift lanes),
-    ``blocks`` (bram per memory) and ``memories_in`` for the design ``hw/flows/build.py`` synthesises.
+    ``blocks`` (bram per memory) and ``memories_in`` for the design ``hw/flows/build.py`` synthesises; on
+    iCE40 also ``lc``, the logic cells (LUT4 + the flip-flops that take a cell of their own, ``lc_ff``).
 
     ``rom_used`` ({"wgt"|"rq"|"prog": words holding the program}) matters for ROMs that Yosys turns
     into logic: their zero tail folds away. Default: every word used (random contents, the worst case)."""
@@ -373,7 +398,7 @@ def estimate(
     mm = memory_map(cfg, fam, rom_used)
     f = ff_features(cfg, rom_used, lane_kind)
     ff = f["regs"] + mm["ff_bits"] + sum(c.get(f"ff_{k}", 0.0) * v for k, v in f.items() if k != "regs")
-    return {
+    out = {
         "lut": round(lut),
         "ff": round(ff),
         "bram": sum(mm["blocks"].values()),
@@ -382,3 +407,6 @@ def estimate(
         "memories_in": mm["where"],
         "target": target,
     }
+    if "lc_ff" in c:  # iCE40: the logic cells nextpnr places (devices.RESOURCES "lc")
+        out["lc"] = round(lut + c["lc_ff"] * ff)
+    return out

@@ -362,7 +362,8 @@ def cmd_synth(args) -> int:
                       pnr=not args.no_pnr, freq_mhz=args.freq, nodsp=args.nodsp, design=args.design,
                       bitstreams=args.bitstreams, seed=args.seed, router=args.router,
                       command=" ".join(["apotflow", *sys.argv[1:]]))
-    keys = ("target", "lut", "ff", "carry", "bram", "spram", "dsp", "fits", "over", "fmax_mhz", "cycles_per_image",
+    keys = ("target", "lut", "ff", "carry", "lc", "lc_source", "bram", "spram", "dsp", "fits", "over", "fmax_mhz",
+            "cycles_per_image",
             "latency_us", "images_per_s", "bitstream",
             "estimate", "transistors", "gates", "notes")
     print(json.dumps({k: res[k] for k in keys if k in res}, indent=1))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from apotflow.hw.compile import Program
 from apotflow.hw.cycles import TIMING_RULES, timing
+from apotflow.hw.flows.devices import LABELS
 from apotflow.sw.intnet import IntNet, size_and_bops
 
 from .flow import git_revision, versions, write_json, write_text_atomic
@@ -168,7 +169,7 @@ def render_markdown(r: dict) -> str:
         for t, x in r["targets"].items():
             sy, es = x["synthesis"], x["estimate"] or {}
             fits = "yes" if x["fits"] else "no" + (": " + ", ".join(
-                f"{k} {v['need']} of {v['have']}" for k, v in (x["over"] or {}).items() if isinstance(v, dict))
+                f"{LABELS.get(k, k)} {v['need']} of {v['have']}" for k, v in (x["over"] or {}).items() if isinstance(v, dict))
                 if x["over"] else "")
             lines.append(f"| {t} | {_f(x['lanes'], 'd')} | {_f(sy['lut'], 'd')} ({es.get('lut', '-')}) | {_f(sy['ff'], 'd')} "
                          f"({es.get('ff', '-')}) | {_f(sy['bram'], 'd')} ({es.get('bram', '-')}) | {_f(sy['dsp'], 'd')} | {fits} | {_f(x['fmax_mhz'], '.1f')} | "

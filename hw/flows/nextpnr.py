@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .tools import ToolError, find_tool, run_tool
 
-__all__ = ["DEFAULT_ROUTER", "PNR_TARGETS", "ROUTERS", "critical_path", "default_router", "pack", "parse_fmax", "pnr", "pnr_command"]
+__all__ = ["DEFAULT_ROUTER", "PNR_TARGETS", "ROUTERS", "critical_path", "default_router", "pack", "parse_fmax",
+           "parse_utilisation", "pnr", "pnr_command"]
 
 # Target -> (nextpnr tool, device/package arguments, --<output> option, output suffix).
 PNR_TARGETS: dict[str, tuple[str, list[str], str, str]] = {
@@ -51,6 +52,7 @@ _PACKERS = {
 }
 
 _FMAX = re.compile(r"Max frequency for clock '([^']*)': ([0-9.]+) MHz")
+_UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
 _PROGRESS = re.compile(r"^Info: (Device utilisation|Max frequency|Program finished)|^ERROR")
 
 
@@ -119,6 +121,12 @@ def parse_fmax(log_text: str) -> dict[str, float]:
     return {clock: float(mhz) for clock, mhz in _FMAX.findall(log_text)}
 
 
+def parse_utilisation(log_text: str) -> dict[str, dict[str, int]]:
+    """{bel type: {"used", "available"}} from nextpnr's "Device utilisation" lines (types in use only): what
+    it packed, printed before placement, so also there when placement failed (too many cells)."""
+    return {k: {"used": int(u), "available": int(a)} for k, u, a in _UTIL.findall(log_text) if int(u)}
+
+
 def critical_path(report: dict) -> dict | None:
     """The slowest clock-to-clock path of nextpnr's ``--report`` JSON (the one that sets Fmax; paths from
     or to an unconstrained pin, ``<async>``, only when there is no other) in brief: ``from`` / ``to``
@@ -155,7 +163,7 @@ def pnr(
     Returns ``success`` (False when nextpnr failed: unroutable, too many IOs...; ``errors`` then
     holds its ERROR lines), ``fmax_mhz`` (slowest clock; None for a design without clocks),
     ``fmax_by_clock``, ``meets_constraint``, ``utilisation`` ({bel type: {"used", "available"}},
-    only types in use), ``critical_path`` (:func:`critical_path`), ``output`` (.asc / Trellis .config for :func:`pack`), ``log``, ``seconds``.
+    only types in use; also on failure, from the log, when nextpnr got as far as packing), ``critical_path`` (:func:`critical_path`), ``output`` (.asc / Trellis .config for :func:`pack`), ``log``, ``seconds``.
     """
     _check(target)
     workdir = Path(workdir).resolve()
@@ -177,7 +185,9 @@ def pnr(
     try:
         seconds = run_tool([find_tool(PNR_TARGETS[target][0]), *args], workdir, log, progress, _PROGRESS)
     except ToolError as e:
-        return {**result, "success": False, "errors": e.lines, "fmax_mhz": None, "fmax_by_clock": {}}
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        return {**result, "success": False, "errors": e.lines, "fmax_mhz": None, "fmax_by_clock": {},
+                "utilisation": parse_utilisation(text)}
     fmax_by_clock = parse_fmax(log.read_text(errors="replace"))
     utilisation, path = {}, None
     if report.is_file():
