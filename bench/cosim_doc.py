@@ -138,7 +138,8 @@ def _speed_lines(r: dict) -> list[str]:
         f"count: *simulating* is the simulator process while the bench waits for the image, *files* the bench's "
         f"file work in that process, *golden* the golden model in the parent; *per image* is their sum, what "
         f"an image costs a process of many images (a process's start, about a second, is spread over up to 200 "
-        f"images). Every variant passed every check on every image"
+        f"images; the golden model's figure still carries torch's first call and its threads -- 0.02 s in a run of "
+        f"1,000 images). Every variant passed every check on every image"
         + (" and gave every image the same cycle count." if r["same_cycles"] and r["all_passed"] else
            ": NO -- see the results file."),
         "",
