@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--start", type=int, default=0, help="first test image (runs in ranges)")
     p.add_argument("--jobs", type=int, default=2, help="simulator processes at a time")
     p.add_argument("--shard-images", type=int, help="images per simulator process (default: cosim's)")
+    p.add_argument("--no-pgo", action="store_true", help="a plain Verilator build (default: profile-guided)")
     p.add_argument("--work", default="runs/bench-cosim-testset", help="scratch folder (Verilator build, shards)")
     p.add_argument("--out", default=str(ROOT / "bench/results"))
     args = p.parse_args(argv)
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     data_s = time.perf_counter() - t
     t = time.perf_counter()
     s = cosim_model(net, prog, Path(args.work), 0, x=x, jobs=args.jobs, shard_images=args.shard_images,
-                    log=lambda m: print(m, flush=True))
+                    log=lambda m: print(m, flush=True), pgo=not args.no_pgo)
     wall = time.perf_counter() - t
     cyc = s["cycles_per_image"]
     row = {
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
         "first_cycle_mismatch": s["first_cycle_mismatch"], "hang": s["hang"], "passed": s["passed"],
         "cycles_model": s["cycles_model"], "cycles_per_image_min": min(cyc) if cyc else None,
         "cycles_per_image_max": max(cyc) if cyc else None, "cycles_per_image": cyc,
-        "jobs": args.jobs, "simulator_runs": s["simulator_runs"],
+        "pgo": not args.no_pgo, "jobs": args.jobs, "simulator_runs": s["simulator_runs"],
         "wall_seconds": wall, "cosim_wall_seconds": s["sim_seconds"],
         "wall_seconds_per_image": s["sim_seconds"] / max(1, s["images"]),
         "seconds_per_image_per_process": s["sim_seconds"] * args.jobs / max(1, s["images"]),

@@ -124,8 +124,9 @@ def input_images(net: IntNet, n: int, seed: int = 0, data: str | None = None, lo
 
 def cosim_model(net: IntNet, prog: Program, out_dir: Path, n_images: int = 16, seed: int = 0,
                 waves: bool = False, log=print, x: np.ndarray | None = None, data: str | None = None,
-                jobs: int = 1, shard_images: int | None = None) -> dict:
-    """Co-simulate ``n_images`` images (0: every test image) in ``jobs`` simulator processes."""
+                jobs: int = 1, shard_images: int | None = None, pgo: bool = False) -> dict:
+    """Co-simulate ``n_images`` images (0: every test image) in ``jobs`` simulator processes; ``pgo``: a
+    profile-guided Verilator build (apotflow.sim.cosim.prepare)."""
     from apotflow.sim.cosim import execute, prepare
 
     if x is None:
@@ -133,7 +134,7 @@ def cosim_model(net: IntNet, prog: Program, out_dir: Path, n_images: int = 16, s
     elif n_images:
         x = x[:n_images]
     with heartbeat(log, "preparing the co-simulation (golden model, Verilog, Verilator build)"):
-        setup = prepare(net, prog.config, x, Path(out_dir), waves=waves, log=log, program=prog)
+        setup = prepare(net, prog.config, x, Path(out_dir), waves=waves, log=log, program=prog, pgo=pgo)
     with heartbeat(log, f"co-simulating {len(x)} image(s)"):
         summary = execute(setup, waves=waves, jobs=jobs, shard_images=shard_images, log=log)
     log(f"co-simulation: {summary['bitexact_images']}/{summary['images']} images bit-exact, "

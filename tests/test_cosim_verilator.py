@@ -161,3 +161,24 @@ def test_jobs_split_images_and_merge(setup):
     two = execute(setup, jobs=2, shard_images=2, **QUIET)
     assert two["simulator_runs"] == 2 and two["passed"] and two["images"] == 4
     assert two["cycles_per_image"] == one["cycles_per_image"] and two["per_layer"] == one["per_layer"]
+
+
+@pytest.mark.slow  # two Verilator builds and a training run: 192 s on the loaded 2-core machine
+def test_profile_guided_build_is_bit_exact_and_reused(small_net, digits_images, tmp_path):
+    """prepare(pgo=True): an instrumented build runs one image, the model is rebuilt with gcc's profile
+    (the same Verilog: only the compiled code's layout changes) and co-simulates bit-exactly; a second
+    prepare reuses the finished build instead of training again."""
+    from apotflow.sim.cosim import PGO_DONE
+
+    x, _ = digits_images
+    cfg = fitted_config(small_net, AcceleratorConfig(lanes=8))
+    said: list[str] = []
+    setup = prepare(small_net, cfg, x[:2], tmp_path / "a", build_cache=tmp_path / "builds", pgo=True, log=said.append)
+    assert sum("instrumented" in m for m in said) == 1
+    done = list((tmp_path / "builds").glob(f"*/{PGO_DONE}"))
+    assert len(done) == 1 and ".gcda" in done[0].read_text()  # the rebuild had a profile to use
+    s = execute(setup, waves_on_mismatch=False, **QUIET)
+    assert s["passed"] and s["mismatches"] == 0 and s["cycle_mismatches"] == 0
+    said.clear()
+    prepare(small_net, cfg, x[:2], tmp_path / "b", build_cache=tmp_path / "builds", pgo=True, log=said.append)
+    assert not any("instrumented" in m for m in said)
