@@ -37,8 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cases(tmp: Path, quick: bool) -> list[dict]:
-    """The models, built (random ones pickled into tmp) with this tree's code."""
+def cases(tmp: Path, quick: bool, known: set[str]) -> list[dict]:
+    """The models, built (random ones pickled into tmp) with this tree's code; zoo entries only where the
+    old revision has them (``known``)."""
     import torch
 
     from apotflow.sw import zoo
@@ -49,12 +50,12 @@ def cases(tmp: Path, quick: bool) -> list[dict]:
     ckpts = sorted((ROOT / "bench" / "models").glob("*.pt"))
     for p in ckpts[:3] if quick else ckpts:
         out.append({"name": f"checkpoint/{p.stem}", "kind": "checkpoint", "path": str(p)})
-    for arch in zoo.CIFAR_MODELS:
+    for arch in [a for a in zoo.CIFAR_MODELS if a in known]:
         ws = 0.25 if quick else 1.0
         out.append({"name": f"random/{arch}", "kind": "random", "arch": arch, "prune": 0.3, "seed": 0, "width_scale": ws})
     models = {}
     for name, entry in zoo.ZOO.items():
-        if quick and name in ("resnet32", "resnet56", "resnet110"):
+        if name not in known or quick and name in ("resnet32", "resnet56", "resnet110"):
             continue
         ws = 1.0 if entry.scaled == "none" else (0.25 if entry.scaled == "scale" else 0.5)
         for prune in (0.0, 0.5):
@@ -175,9 +176,12 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cs = cases(tmp, args.quick)
-        (tmp / "cases.json").write_text(json.dumps(cs))
         old_pkg = archive(rev, tmp / "old-tree")
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(old_pkg)}
+        known = set(subprocess.run([sys.executable, "-c", "from apotflow.sw.zoo import MODELS; print(*MODELS)"],
+                                   env=env, check=True, capture_output=True, text=True, cwd=tmp).stdout.split())
+        cs = cases(tmp, args.quick, known)
+        (tmp / "cases.json").write_text(json.dumps(cs))
         new_pkg = archive(head, tmp / "new-tree") if args.new_rev else None
         sides = {}
         for side, pythonpath in (("old", str(old_pkg)), ("new", new_pkg and str(new_pkg))):
@@ -214,7 +218,7 @@ def main(argv=None) -> int:
             rows.append(row)
     command = f"python bench/lowering_equivalence.py --old-rev {args.old_rev}" + (
         f" --new-rev {args.new_rev}" if args.new_rev else "") + " --quick" * args.quick
-    result = {"command": command,
+    result = {"command": command, "zoo_models_compared": sorted(known),
               "old_rev": rev, "new_rev": head, "new_tree_dirty": dirty,
               "old_lower": sides["old"][1], "new_lower": sides["new"][1],
               "cases": len(rows), "all_equal": all(r["equal"] for r in rows),
