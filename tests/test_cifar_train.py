@@ -242,7 +242,8 @@ def test_prune_stages_reach_the_rate_in_equal_steps():
     three = [p for p in phases(FastConfig(prune_stages=3)) if p.prune_before is not None]
     assert [(p.name, p.prune_before) for p in three] == [("prune1", 0.1), ("prune2", 0.2), ("prune3", 0.3)]
     assert [p.name for p in phases(FastConfig(prune_stages=1))] == ["float", "prune1", "qat"]
-    for bad in ({"prune_stages": 0}, {"qat_teacher": "best"}, {"qat_teacher": "pruned"},  # distill 0
+    assert [p.name for p in phases(FastConfig(prune_stages=0))] == ["float", "qat"]  # a fine-tune keeps its masks
+    for bad in ({"prune_stages": -1}, {"qat_teacher": "best"}, {"qat_teacher": "pruned"},  # distill 0
                 {"qat_teacher": "pruned", "distill": 0.5, "method": "spq"}):
         with pytest.raises(ValueError):
             FastConfig(**bad)
