@@ -367,7 +367,7 @@ def test_cli_impossible_training_option_is_one_line(tmp_path, capsys):
     from apotflow.sim.cli import main
 
     for flags, words in ((["--qat-teacher", "pruned"], "needs method ppq and distill > 0"),
-                         (["--prune-stages", "0"], "prune_stages must be a positive integer"),
+                         (["--prune-stages", "-1"], "prune_stages must be an integer >= 0"),
                          (["--ema", "1"], "ema must be in [0, 1)"),
                          (["--epochs", "0"], "epochs must be a positive integer")):
         assert main(["train", "--model", "resnet20", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
