@@ -135,15 +135,7 @@ def fit(boards: list[dict], arrays: list[dict], family: str) -> dict:
     w = 1 / np.array([r["lut"] for r in sel], dtype=float)
     c, _ = nnls(A * w[:, None], y * w)
     coef.update({f"lut_{k}": round(float(v), 4) for k, v in zip(keys, c)})
-    # flip-flops: synth - counted registers - memories in FFs = const + lane * L + rom_words * (width)
-    feats = [ff_features(cfg_of(r), used_of(r), r["lane_kind"]) for r in sel]
-    keys = [k for k in feats[0] if k != "regs"]
-    A = np.array([[f[k] for k in keys] for f in feats])
-    y = np.array([r["ff"] - f["regs"] - memory_map(cfg_of(r), family, used_of(r))["ff_bits"]
-                  for r, f in zip(sel, feats)], dtype=float)
-    w = 1 / np.array([r["ff"] for r in sel], dtype=float)
-    c, _ = nnls(A * w[:, None], y * w)
-    coef.update({f"ff_{k}": round(float(v), 4) for k, v in zip(keys, c)})
+    coef.update(fit_ff(sel, family))
     return coef
 
 
