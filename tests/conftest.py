@@ -55,3 +55,25 @@ def small_net():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def quantizer_codes_and_integer_run(m, net, x):
+    """Run the float64 fake-quant copy of model ``m`` and the integer network ``net`` on images ``x``; assert
+    their top-1 is equal. Returns (the codes each conv's activation quantizer computed, in call order, with
+    the pruned input channels dropped; the integer run's tensors)."""
+    import torch
+
+    from apotflow.sw.golden import run_integer
+    from apotflow.sw.quant import QConv2d, exact_copy
+
+    e = exact_copy(m)
+    seen = []
+    for mod in e.modules():
+        if isinstance(mod, QConv2d) and mod.aq is not None:
+            orig = mod.aq.quantize
+            mod.aq.quantize = (lambda o, mask: lambda v: (seen.append(o(v)[1][:, mask]), o(v))[1])(orig, mod.in_mask)
+    vals = run_integer(net, x.long().numpy())
+    with torch.no_grad():
+        pf = e(x.double()).argmax(1)
+    assert torch.equal(pf, vals["logits"].reshape(len(x), -1).argmax(1))
+    return seen, vals

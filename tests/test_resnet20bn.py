@@ -7,12 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import quantizer_codes_and_integer_run
 
 from apotflow.sw.checkpoint import load_checkpoint, save_checkpoint
-from apotflow.sw.golden import run_integer
 from apotflow.sw.lower import lower
 from apotflow.sw.prune import slice_pruned
-from apotflow.sw.quant import QConv2d, exact_copy
 from apotflow.sw.randmodel import random_images, random_model
 from apotflow.sw.zoo import build
 
@@ -52,16 +51,7 @@ def test_integer_model_equals_fake_quant(r20bn):
     proj = [s for s in op.sources if s.role == "projection"]
     assert len(proj) == 1 and proj[0].stride == 2 and net.meta["model"] == "resnet20bn"
     assert (proj[0].weight < 0).any() and (proj[0].weight > 0).any()
-    e = exact_copy(m)
-    seen = []
-    for mod in e.modules():
-        if isinstance(mod, QConv2d) and mod.aq is not None:
-            orig = mod.aq.quantize
-            mod.aq.quantize = (lambda o, mask: lambda v: (seen.append(o(v)[1][:, mask]), o(v))[1])(orig, mod.in_mask)
-    vals = run_integer(net, x.long().numpy())
-    with torch.no_grad():
-        pf = e(x.double()).argmax(1)
-    assert torch.equal(pf, vals["logits"].reshape(len(x), -1).argmax(1))
+    seen, vals = quantizer_codes_and_integer_run(m, net, x)
     reads = []  # the codes each quantizer computes: conv_a's input (twice before a projection: the
     for o in net.ops:  # block quantizes it for the projection, then conv_a), conv_b's input
         if o.kind == "conv" and o.name != "stem":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import quantizer_codes_and_integer_run
 
 from apotflow.hw.compile import compile_net, first_mismatch, run_functional
 from apotflow.hw.config import AcceleratorConfig
@@ -14,7 +15,7 @@ from apotflow.sw.golden import run_integer
 from apotflow.sw.intnet import macs, size_and_bops
 from apotflow.sw.lower import lower
 from apotflow.sw.prune import get_masks, slice_pruned
-from apotflow.sw.quant import QConv2d, exact_copy
+from apotflow.sw.quant import QConv2d
 from apotflow.sw.randmodel import random_images, random_model
 from apotflow.sw.zoo import build
 
@@ -70,16 +71,7 @@ def test_integer_model_equals_fake_quant(r8):
     m, net, x = r8
     with torch.no_grad():
         assert torch.equal(m(x), slice_pruned(m)(x))
-    e = exact_copy(m)
-    seen = []
-    for mod in e.modules():
-        if isinstance(mod, QConv2d) and mod.aq is not None:
-            orig = mod.aq.quantize
-            mod.aq.quantize = (lambda o, mask: lambda v: (seen.append(o(v)[1][:, mask]), o(v))[1])(orig, mod.in_mask)
-    vals = run_integer(net, x.long().numpy())
-    with torch.no_grad():
-        pf = e(x.double()).argmax(1)
-    assert torch.equal(pf, vals["logits"].reshape(len(x), -1).argmax(1))
+    seen, vals = quantizer_codes_and_integer_run(m, net, x)
     # per block: (option B: the projection's input codes), conv_a's input (the same), conv_b's input
     first_reads = ["stem", "s1b0a", "s1b0", "s1b0", "s2b0a", "s2b0", "s2b0", "s3b0a"]
     assert len(seen) == len(first_reads)
