@@ -5,7 +5,7 @@
 # gpu-state/state*.tgz (git-ignored; name them in the call's carry) are unpacked first if present, and each
 # run resumes from its runs/NAME/train.ckpt. After SECONDS, or as soon as every NAME has its
 # runs/NAME/result.json, the runs are stopped and logs, result.json, train.ckpt, float.pt and model.pt
-# are packed into $OUT/state-NAME.tgz, one per run (a file coming back from the GPU machine may not exceed
+# are packed into $OUT/state-NAME.tgz, one per run (float.pt into state-NAME-float.tgz; a file coming back from the GPU machine may not exceed
 # 16 MiB; six runs' checkpoints together did): copy them to gpu-state/ for the next call. MPS is stopped at
 # the end: a warm machine's next call found the old MPS server refusing new clients.
 # A resumed run's train_seconds adds up the training time of every call (graph captures included);
@@ -27,6 +27,8 @@ sleep 2
 bash bench/gpu_status.sh
 echo quit | nvidia-cuda-mps-control 2>/dev/null
 for n in "$@"; do
-  tar czf "$OUT/state-$n.tgz" $(ls -d runs/$n.log runs/$n/result.json runs/$n/train.ckpt runs/$n/float.pt runs/$n/model.pt 2>/dev/null)
+  tar czf "$OUT/state-$n.tgz" $(ls -d runs/$n.log runs/$n/result.json runs/$n/train.ckpt runs/$n/model.pt 2>/dev/null)
+  # float.pt apart: a ResNet-110 float.pt beside its train.ckpt passes the 16 MiB a file may have
+  [ -f "runs/$n/float.pt" ] && tar czf "$OUT/state-$n-float.tgz" "runs/$n/float.pt"
 done
 ls -la "$OUT"
