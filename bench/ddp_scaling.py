@@ -39,7 +39,7 @@ def step_worker(a: argparse.Namespace) -> None:
     from apotflow.sw import distributed as ddp
     from apotflow.sw.cifar_run import build_model
     from apotflow.sw.fastkernels import GraphSGD, fast_kernels
-    from apotflow.sw.fasttrain import FastConfig, Phase, Stepper, calibrate_alphas, param_groups
+    from apotflow.sw.fasttrain import FastConfig, Phase, Stepper, calibrate_for_qat, param_groups
     from apotflow.sw.prune import compute_masks
     from apotflow.sw.quant import set_quantize
 
@@ -56,7 +56,7 @@ def step_worker(a: argparse.Namespace) -> None:
     g = torch.Generator(device=dev).manual_seed(1 + world.rank)
     x = torch.randint(0, 256, (a.per_gpu_batch, 3, 32, 32), device=dev, dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (a.per_gpu_batch,), device=dev, generator=g)
-    calibrate_alphas(model, x)
+    calibrate_for_qat(model, x)
     ddp.broadcast_alphas(model, world)
     set_quantize(model, True)
     model.train()

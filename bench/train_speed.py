@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from apotflow.sw.fastkernels import GraphSGD, fast_kernels
-from apotflow.sw.fasttrain import FastConfig, Phase, Stepper, calibrate_alphas, param_groups
+from apotflow.sw.fasttrain import FastConfig, Phase, Stepper, calibrate_for_qat, param_groups
 from apotflow.sw.models.resnet import CifarResNet
 from apotflow.sw.prune import compute_masks
 from apotflow.sw.quant import set_quantize
@@ -31,7 +31,7 @@ def bench(mode: str, steps: int, bs: int, quant: bool = True) -> dict:
     x = torch.randint(0, 256, (bs, 3, 32, 32), device="cuda", dtype=torch.uint8)
     y = torch.randint(0, 10, (bs,), device="cuda")
     if quant:
-        calibrate_alphas(model, x)
+        calibrate_for_qat(model, x)
     set_quantize(model, quant)
     model.train()
     ph = Phase("bench", 1, 0.01, quant, frozen=True)

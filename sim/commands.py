@@ -195,7 +195,7 @@ def cmd_train(args) -> int:
         from apotflow.sw.digits_run import train_and_export
 
         info = train_and_export(args.out, seed=args.seed, method=args.method, log=_progress, **args.recipe)
-        print(json.dumps({k: info[k] for k in ("accuracy_float", "accuracy_int", "agreement", "model")}, indent=1))
+        print(json.dumps({k: info[k] for k in ("accuracy", "accuracy_int", "agreement", "model")}, indent=1))
         return 0
     from apotflow.sw.cifar_run import run
 

@@ -32,7 +32,7 @@ def _accuracy(train: dict | None) -> dict:
     t = train or {}
     return {
         "float": t.get("accuracy_fp32_before_quant", t.get("pre_qat_float_acc")),
-        "fake_quant": t.get("accuracy_float", t.get("accuracy")),
+        "fake_quant": t.get("accuracy", t.get("accuracy_float")),  # accuracy_float: digits runs before s16
         "integer": t.get("accuracy_int"),
         "agreement": t.get("agreement"),
         "test_images": t.get("test_images"),

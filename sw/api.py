@@ -148,15 +148,14 @@ def calibrate_weights(model: nn.Module) -> None:
 @torch.no_grad()
 def calibrate(model: nn.Module, images: torch.Tensor, percentile: float | None = None) -> nn.Module:
     """Post-training calibration of a prepared model on integer images (N, C, H, W) (module doc)."""
-    from .randmodel import calibrate_alphas
+    from .evaluation import calibrate_alphas
 
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) == 0:
         raise ApiError("calibrate needs a non-empty (N, C, H, W) tensor of images")
     q = percentile if percentile is not None else getattr(model, "ptq_config", QuantConfig()).act_percentile
     calibrate_weights(model)
     set_quantize(model, True)
-    for _ in range(2):  # the second pass: every quantizer sees inputs quantized with calibrated thresholds
-        calibrate_alphas(model, images.float(), q)
+    calibrate_alphas(model, images.float(), q, passes=2)
     if not any(isinstance(m, ActQuantizer) for m in model.modules()):
         raise ApiError("the model has no activation quantizers: was it prepared?")
     return model.eval()
@@ -210,20 +209,17 @@ def export(net, path):
 
 def evaluate(float_model, float_input, q: nn.Module, net, x: torch.Tensor, y: torch.Tensor,
              batch: int = 500) -> dict:
-    """Top-1 of the float model (on ``float_input(x)``), the fake-quant model (its float64 copy) and the
-    integer network (golden model, exact) on integer images x with labels y, and the agreement of the
-    integer and fake-quant predictions (1.0: the integer model equals the fake-quant model)."""
-    from .golden import predict_batched
-    from .quant import exact_copy
+    """Top-1 of the float model (on ``float_input(x)``), and the integer check of ``q`` against ``net`` on
+    integer images x with labels y (``sw.evaluation.integer_check``: fake-quant and integer top-1, their
+    agreement; 1.0: the integer model equals the fake-quant model)."""
+    from .evaluation import integer_check
 
-    exact = exact_copy(q).eval()
     with torch.no_grad():
         pf = torch.cat([float_model(float_input(x[i:i + batch])).argmax(1) for i in range(0, len(x), batch)])
-        pq = torch.cat([exact(x[i:i + batch].double()).argmax(1) for i in range(0, len(x), batch)])
-    pi = torch.from_numpy(predict_batched(net, x.numpy().astype("int64"), "int64", "cpu"))
-    return {"images": len(x), "accuracy_float": float((pf == y).float().mean()),
-            "accuracy_fakequant": float((pq == y).float().mean()), "accuracy_int": float((pi == y).float().mean()),
-            "agreement": float((pq == pi).float().mean())}
+    r = integer_check(q, net, x, y, batch=batch)
+    return {"images": r["images"], "accuracy_float": float((pf == y).float().mean()),
+            "accuracy_fakequant": r["accuracy_fakequant"], "accuracy_int": r["accuracy_int"],
+            "agreement": r["agreement"]}
 
 
 FINETUNE_LR = 0.01  # the learning rate of a fine-tune (the paper's QAT learning rate)
@@ -276,6 +272,7 @@ def finetune(model: nn.Module, data, epochs: int, lr: float = FINETUNE_LR, seed:
     (``batchnorms_for_training``; False: they train as fixed affine maps). Returns the trainer's summary."""
     from .evaluation import calibration_images
     from .fasttrain import train_fast
+    from .progress import epoch_logger
     from .recipe import DigitsConfig, FastConfig
     from .zoo import DATASETS
 
@@ -287,9 +284,7 @@ def finetune(model: nn.Module, data, epochs: int, lr: float = FINETUNE_LR, seed:
         method="ppq", prune_stages=0, qat_epochs=epochs, qat_lr=lr, calibrate=False, w_bits=pc.w_bits,
         a_bits=pc.a_bits, seed=seed, eval_every=max(1, epochs // 5))
 
-    def progress(rec: dict) -> None:
-        log("fine-tuning " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
-                                      if k in ("epoch", "loss", "test_acc")))
+    progress = epoch_logger(log, "fine-tuning", ("epoch", "loss", "test_acc"))
 
     if batchnorms:
         batchnorms_for_training(model, calibration_images(data.x_train))

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .zoo import CIFAR_MODELS as MODELS  # (the zoo's CIFAR models, sw/zoo.py)
@@ -39,28 +38,17 @@ def build_model(name: str, w_bits: int = 4, a_bits: int = 4):
 
 
 def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str, backend: str | None = None) -> dict:
-    """Lower, run the golden model on every test image; fake-quant vs integer accuracy and agreement.
-    backend: the golden model's (default float64 on a GPU, int64 on the CPU; both exact)."""
-    from .evaluation import exact_fp32
-    from .golden import predict_batched
+    """Lower, then the integer check on every test image (``sw.evaluation.integer_check``: fake-quant vs
+    integer accuracy and agreement), with the network's size and BOPs."""
+    from .evaluation import integer_check
     from .intnet import size_and_bops
     from .lower import lower
-    from .quant import exact_copy
 
     model = model.cpu().eval()
     net = lower(model)
-    backend = backend or ("float64" if device.startswith("cuda") else "int64")
-    t0 = time.perf_counter()
-    pi = predict_batched(net, x.numpy().astype(np.int64), backend, device)
-    golden_s = time.perf_counter() - t0
-    dev = torch.device(device)
-    exact = exact_copy(model).to(dev)  # float64: equal to the integer model but for its one rounding
-    with torch.no_grad(), exact_fp32():
-        pf = torch.cat([exact(x[i:i + 1000].to(dev).double()).argmax(1).cpu() for i in range(0, len(x), 1000)]).numpy()
-    del exact
-    yn = y.numpy()
-    return {"net": net, "accuracy_fakequant_check": float((pf == yn).mean()), "accuracy_int": float((pi == yn).mean()),
-            "agreement": float((pf == pi).mean()), "golden_backend": backend, "golden_seconds": golden_s,
+    r = integer_check(model, net, x, y, device, backend)
+    return {"net": net, "accuracy_fakequant_check": r["accuracy_fakequant"], "accuracy_int": r["accuracy_int"],
+            "agreement": r["agreement"], "golden_backend": r["golden_backend"], "golden_seconds": r["golden_seconds"],
             **size_and_bops(net)}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .convert import lower_model
-from .intnet import IntNet, size_and_bops
+from .intnet import size_and_bops
 
 
 def digits_test_images(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -19,19 +19,6 @@ def digits_test_images(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
     d = load_digits_split(seed=seed)
     return d.x_test.numpy().astype(np.int64), d.y_test.numpy()
-
-
-def integer_accuracy(net: IntNet, model, x: np.ndarray, y: np.ndarray) -> dict:
-    """Fake-quant accuracy, golden integer accuracy, and their top-1 agreement on (x, y)."""
-    import torch
-
-    from .golden import predict
-
-    with torch.no_grad():
-        pf = model(torch.from_numpy(x).float()).argmax(1).numpy()
-    pi = predict(net, x)
-    return {"accuracy_float": float((pf == y).mean()), "accuracy_int": float((pi == y).mean()),
-            "agreement": float((pf == pi).mean()), "test_images": int(len(y))}
 
 
 def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print, **recipe) -> dict:
@@ -45,8 +32,10 @@ def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print, **r
     from .atomic import digests, json_text, publish, remove_stale
     from .checkpoint import checkpoint_bytes
     from .data import load_digits_split
+    from .evaluation import integer_check
     from .fasttrain import train_fast
     from .models import DigitsNet
+    from .progress import epoch_logger
     from .recipe import DigitsConfig
 
     out_dir = Path(out_dir)
@@ -55,9 +44,7 @@ def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print, **r
     t0 = time.perf_counter()
     cfg = DigitsConfig(method=method, seed=seed, **recipe)
 
-    def progress(rec: dict) -> None:
-        log("train " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
-                                if k in ("phase", "epoch", "loss", "test_acc")))
+    progress = epoch_logger(log, "train")
 
     torch.manual_seed(seed)
     model = DigitsNet(w_bits=cfg.w_bits, a_bits=cfg.a_bits)
@@ -69,7 +56,9 @@ def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print, **r
     net.meta.update({"method": method, "seed": seed, "dataset": "sklearn-digits"})
     files["model.apot"] = export.to_bytes(net)
     x, y = digits_test_images(seed)
-    acc = integer_accuracy(net, sliced, x, y)
+    check = integer_check(sliced, net, x, y)
+    acc = {"accuracy": check["accuracy_fakequant"], "accuracy_int": check["accuracy_int"],
+           "agreement": check["agreement"], "test_images": check["images"]}
     result = {**acc, "accuracy_fp32_before_quant": info["pre_qat_float_acc"], "method": method, "seed": seed,
               "train_seconds": info["train_seconds"], "resumes": info["resumes"], "cpu_threads": info["cpu_threads"],
               "cpu_capability": info["cpu_capability"],
@@ -79,6 +68,6 @@ def train_and_export(out_dir, seed: int = 0, method: str = "ppq", log=print, **r
     files["train.json"] = json_text(result)
     publish(out_dir, files, marker="train.json")
     ckpt.unlink(missing_ok=True)  # the published set holds the run; a new run in out_dir starts afresh
-    log(f"trained and exported in {result['wall_seconds']:.1f} s: fake-quant {acc['accuracy_float']:.4f}, "
+    log(f"trained and exported in {result['wall_seconds']:.1f} s: fake-quant {acc['accuracy']:.4f}, "
         f"integer {acc['accuracy_int']:.4f}, agreement {acc['agreement']:.4f}")
     return result

@@ -1,16 +1,18 @@
-"""The trainer's measurements: the exact fp32 fake-quant (or float) test accuracy, and the calibration of
-the activation clipping thresholds (alphas) from what each quantizer sees.
+"""The measurements of a model: the exact fp32 fake-quant (or float) test accuracy, the integer check (the
+fake-quant model's float64 copy against the integer network), and the one calibration of the activation
+clipping thresholds (alphas) from what each quantizer sees.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .quant import _QLayer, exact_accumulation, set_quantize
+from .quant import ActQuantizer, exact_accumulation, set_quantize
 
 
 @contextlib.contextmanager
@@ -44,6 +46,33 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, quant: bool, bs
     return correct / len(x)
 
 
+def integer_check(model: nn.Module, net, x, y, device: str = "cpu", backend: str | None = None,
+                  batch: int = 1000) -> dict:
+    """The fake-quant model's float64 copy (``sw.quant.exact_copy``, fp32 kernels without TF32) against the
+    integer network ``net`` (the golden model, exact) on integer images ``x`` (N, C, H, W; tensor or array)
+    with labels ``y``: both top-1 accuracies and their agreement (1.0: the integer model equals the fake-quant
+    model on every image). backend: the golden model's (default float64 on a GPU, int64 on the CPU; both
+    exact). The one integer check of every training run, import and post-training quantization."""
+    from .golden import predict_batched
+    from .quant import exact_copy
+
+    backend = backend or ("float64" if str(device).startswith("cuda") else "int64")
+    xi = np.asarray(x).astype(np.int64)
+    t0 = time.perf_counter()
+    pi = predict_batched(net, xi, backend, device)
+    golden_s = time.perf_counter() - t0
+    dev = torch.device(device)
+    exact = exact_copy(model).to(dev).eval()
+    xt = torch.from_numpy(xi)
+    with torch.no_grad(), exact_fp32():
+        pf = torch.cat([exact(xt[i:i + batch].to(dev).double()).argmax(1).cpu()
+                        for i in range(0, len(xt), batch)]).numpy()
+    yn = np.asarray(y)
+    return {"images": int(len(yn)), "accuracy_fakequant": float((pf == yn).mean()),
+            "accuracy_int": float((pi == yn).mean()), "agreement": float((pf == pi).mean()),
+            "golden_backend": backend, "golden_seconds": golden_s}
+
+
 CALIB_IMAGES = 1024  # training images the activation alphas are calibrated on
 
 
@@ -54,33 +83,52 @@ def calibration_images(x: torch.Tensor, n: int = CALIB_IMAGES) -> torch.Tensor:
     return x[::max(1, len(x) // n)][:n]
 
 
+PERCENTILE = 0.999  # the activation clipping quantile
+_MAX_VALUES = 1 << 22  # values a quantile is taken over (a uniform sample beyond: torch.quantile's size limit)
+
+
 @torch.no_grad()
-def calibrate_alphas(model: nn.Module, x: torch.Tensor, q: float = 0.999) -> None:
-    """Each ActQuantizer's alpha := q-quantile of what it sees (float mode, BN batch statistics).
-    The pooled quantizer (qpool) sees the last block's output."""
-    seen: dict[nn.Module, torch.Tensor] = {}
+def calibrate_alphas(model: nn.Module, x: torch.Tensor, q: float = PERCENTILE, passes: int = 1,
+                     batch_stats: bool = False) -> None:
+    """Each activation quantizer's alpha := the q-quantile of its input in fake-quant mode, set at the
+    quantizer's first call of a pass, before it quantizes: every quantizer sees its input quantized with the
+    thresholds already calibrated upstream, as it will in QAT and on the hardware. A second pass
+    (``passes=2``) re-calibrates each on inputs whose every upstream quantizer was set (a residual stream
+    quantized before its block's first conv ran, for one). BatchNorm runs on its running statistics, or
+    with ``batch_stats`` on the statistics of ``x`` (running statistics kept): a quantizing phase of the
+    trainer starts from a float model whose running statistics do not fit its quantized weights (normalised
+    by their std), and its first QAT step normalises by the batch too. The one calibration of the trainer
+    (``batch_stats=True``), post-training quantization (sw/api.calibrate) and random models
+    (sw/randmodel.py). The model is left in eval mode with fake-quant on."""
+    quants = [m for m in model.modules() if isinstance(m, ActQuantizer)]
+    set_quantize(model, True)
+    model.train(batch_stats)
+    kept = {n: b.clone() for n, b in model.named_buffers()} if batch_stats else {}
+    for _ in range(passes):
+        done: set[int] = set()
 
-    def record(q: nn.Module, v: torch.Tensor) -> None:  # hooks must return None (else they replace)
-        seen.setdefault(q, v.detach().flatten())
+        def wrap(aq: ActQuantizer, done=done):
+            orig = aq.quantize
 
-    hooks = [m.register_forward_pre_hook(lambda m, a: record(m.aq, a[0]))
-             for m in model.modules() if isinstance(m, _QLayer) and m.aq is not None]
-    qpool = getattr(model, "qpool", None)  # ResNet: sees the last block's output; DigitsNet: relu(bn4(conv4(.)))
-    if qpool is not None and hasattr(model, "blocks"):
-        hooks.append(model.blocks[-1].register_forward_hook(lambda m, a, out: record(qpool, out)))
-    elif qpool is not None and hasattr(model, "bn4"):
-        hooks.append(model.bn4.register_forward_hook(lambda m, a, out: record(qpool, F.relu(out))))
-    qfc = getattr(model, "qfc", None)  # VGG: sees the fc's input
-    if qfc is not None:
-        hooks.append(model.fc.register_forward_pre_hook(lambda m, a: record(qfc, a[0])))
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    set_quantize(model, False)
-    model.train()
-    model(x.float())
-    for h in hooks:
-        h.remove()
-    model.load_state_dict(state)
-    gen = torch.Generator(device=x.device).manual_seed(0)  # its own draws: a resumed run calibrates the same
-    for m, v in seen.items():
-        v = v[torch.randperm(len(v), device=v.device, generator=gen)[:1_000_000]] if len(v) > 1_000_000 else v
-        m.alpha.fill_(max(float(torch.quantile(v.float(), q)), 1e-2))
+            def quantize(v):
+                if id(aq) not in done:
+                    flat = v.detach().flatten()
+                    if flat.numel() > _MAX_VALUES:
+                        pick = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:_MAX_VALUES]
+                        flat = flat[pick.to(flat.device)]
+                    aq.alpha.fill_(max(float(torch.quantile(flat.double(), q)), 1e-3))
+                    done.add(id(aq))
+                return orig(v)
+            return quantize
+
+        for aq in quants:
+            aq.quantize = wrap(aq)  # an instance attribute shadows the method for this pass only
+        try:
+            model(x.float())
+        finally:
+            for aq in quants:
+                del aq.quantize
+    for n, b in model.named_buffers():
+        if n in kept:
+            b.copy_(kept[n])  # the running statistics (and batch counts) as before the passes
+    model.eval()

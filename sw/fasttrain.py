@@ -50,7 +50,7 @@ from .step import Stepper, mask_pairs
 
 # the trainer's names as they were before it was split by concern (callers import them from here)
 __all__ = ["METHODS", "QAT_TEACHERS", "STEP_MODES", "DigitsConfig", "FastConfig", "Phase", "Stepper", "WeightAverage",
-           "calibrate_alphas", "cpu_determinism", "evaluate", "exact_fp32", "lr_at", "mask_pairs", "param_groups",
+           "calibrate_alphas", "calibrate_for_qat", "cpu_determinism", "evaluate", "exact_fp32", "lr_at", "mask_pairs", "param_groups",
            "phases", "train_fast"]
 
 
@@ -100,6 +100,12 @@ def cpu_determinism(dev: torch.device, threads: int):
     finally:
         torch.set_num_threads(was)
         torch.use_deterministic_algorithms(det)
+
+
+def calibrate_for_qat(model: nn.Module, xtr: torch.Tensor) -> None:
+    """A quantizing phase's start: the activation alphas from 1,024 training images of every class, in
+    fake-quant mode on the batch's BatchNorm statistics, two passes (``sw.evaluation.calibrate_alphas``)."""
+    calibrate_alphas(model, calibration_images(xtr), passes=2, batch_stats=True)
 
 
 def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None, progress=None,
@@ -220,7 +226,7 @@ def _train_fast(model, data, cfg, ckpt, progress, log, teacher, float_init, save
             if ph.quant and pi > 0 and st["pre_qat"] is None:
                 st["pre_qat"] = evaluate(model, xte, yte, False)
             if ph.calibrate:
-                calibrate_alphas(model, calibration_images(xtr))
+                calibrate_for_qat(model, xtr)
                 ddp.broadcast_alphas(model, world)
             plateau = {"lr": ph.lr, "best": float("inf"), "bad": 0}
         if ph.frozen:

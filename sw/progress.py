@@ -28,3 +28,13 @@ def heartbeat(log: Callable[[str], None], what: str, every: float = HEARTBEAT_SE
     finally:
         stop.set()
         thread.join()
+
+
+def epoch_logger(log: Callable[[str], None], prefix: str,
+                 keys: tuple[str, ...] = ("phase", "epoch", "loss", "test_acc")) -> Callable[[dict], None]:
+    """The trainer's per-epoch progress callback for a CPU run: ``log("<prefix> phase=.. epoch=.. loss=..")``
+    with ``keys`` of each epoch's record, floats to 4 decimals."""
+    def progress(rec: dict) -> None:
+        log(prefix + " " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                    for k, v in rec.items() if k in keys))
+    return progress

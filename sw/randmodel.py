@@ -14,13 +14,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .evaluation import calibrate_alphas
 from .models import DigitsNet
 from .prune import apply_masks, compute_masks
-from .quant import ActQuantizer, QConv2d, QLinear, set_quantize
+from .quant import QConv2d, QLinear, set_quantize
 from .zoo import CIFAR_MODELS, DATASETS
 
 ARCHS = CIFAR_MODELS  # the zoo's CIFAR models (sw/zoo.py)
-PERCENTILE = 0.999
 
 
 def build(arch: str, width_scale: float = 1.0) -> nn.Module:
@@ -63,35 +63,6 @@ def calibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
     model.eval()
 
 
-@torch.no_grad()
-def calibrate_alphas(model: nn.Module, x: torch.Tensor, percentile: float = PERCENTILE) -> None:
-    """alpha of each ActQuantizer := the percentile of its input, set on its first call of one pass."""
-    quants = [m for m in model.modules() if isinstance(m, ActQuantizer)]
-    done: set[int] = set()
-
-    def wrap(q: ActQuantizer):
-        orig = q.quantize
-
-        def quantize(v):
-            if id(q) not in done:
-                flat = v.detach().flatten()
-                if flat.numel() > 1 << 22:
-                    flat = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[: 1 << 22]]
-                q.alpha.fill_(max(float(torch.quantile(flat.double(), percentile)), 1e-3))
-                done.add(id(q))
-            return orig(v)
-        return quantize
-
-    for q in quants:
-        q.quantize = wrap(q)  # instance attribute shadows the method for this pass only
-    try:
-        model.eval()
-        model(x)
-    finally:
-        for q in quants:
-            del q.quantize
-
-
 def random_model(arch: str | nn.Module, prune: float = 0.3, seed: int = 0, width_scale: float = 1.0,
                  batches: int = 2, batch_size: int = 8, rounds: int = 2) -> nn.Module:
     """A masked (unsliced), calibrated, fake-quant model in eval mode (see the module doc)."""
@@ -114,7 +85,7 @@ def random_model(arch: str | nn.Module, prune: float = 0.3, seed: int = 0, width
     data = [random_images(batch_size, seed * 1000 + i, shape, top) for i in range(batches)]
     for _ in range(rounds):
         calibrate_bn(model, data)
-        calibrate_alphas(model, torch.cat(data))
+        calibrate_alphas(model, torch.cat(data))  # (sw/evaluation.py: the one activation calibration)
     center_logits(model, torch.cat(data))
     apply_masks(model)
     return model.eval()

@@ -66,7 +66,7 @@ def test_cutout_zeroes_one_clipped_square_of_the_cropped_image():
 
 def test_one_eager_step_and_masks():
     from apotflow.sw.fastkernels import GraphSGD
-    from apotflow.sw.fasttrain import FastConfig, Phase, Stepper, calibrate_alphas, param_groups
+    from apotflow.sw.fasttrain import FastConfig, Phase, Stepper, calibrate_for_qat, param_groups
     from apotflow.sw.prune import compute_masks
 
     torch.manual_seed(0)
@@ -74,7 +74,7 @@ def test_one_eager_step_and_masks():
     compute_masks(m, 0.3)
     x = torch.randint(0, 256, (8, 3, 32, 32)).to(torch.uint8)
     y = torch.arange(8)
-    calibrate_alphas(m, x)
+    calibrate_for_qat(m, x)
     set_quantize(m, True)
     cfg = FastConfig(batch_size=8, step_mode="eager", bf16=False, channels_last=False)
     opt = GraphSGD(param_groups(m, cfg, True))

@@ -121,7 +121,7 @@ def test_fast_kernels_step_keeps_pruned_channels_zero():
     """One eager training step through sw/fastkernels (the GPU path's kernels) on a pruned ResNet-8:
     the projection's pruned filters and biases stay zero, and its weights learn."""
     from apotflow.sw.fastkernels import GraphSGD, fast_kernels
-    from apotflow.sw.fasttrain import FastConfig, Phase, Stepper, calibrate_alphas, param_groups
+    from apotflow.sw.fasttrain import FastConfig, Phase, Stepper, calibrate_for_qat, param_groups
     from apotflow.sw.prune import compute_masks
     from apotflow.sw.quant import set_quantize
 
@@ -129,7 +129,7 @@ def test_fast_kernels_step_keeps_pruned_channels_zero():
     m = build("resnet8", 0.5)
     compute_masks(m, 0.3)
     x, y = torch.randint(0, 256, (8, 3, 32, 32)).to(torch.uint8), torch.arange(8)
-    calibrate_alphas(m, x)
+    calibrate_for_qat(m, x)
     set_quantize(m, True)
     cfg = FastConfig(batch_size=8, step_mode="eager", bf16=False, channels_last=False)
     opt = GraphSGD(param_groups(m, cfg, True))
