@@ -335,7 +335,7 @@ def cmd_cosim(args) -> int:
 
     summary = cosim_model(args.net, _program(args, args.net, reuse=args.reuse), Path(args.out), args.images,
                           seed=args.seed,
-                          waves=args.waves, log=_progress, data=args.data, jobs=args.jobs)
+                          waves=args.waves, log=_progress, data=args.data, jobs=args.jobs, pgo=args.pgo)
     keys = ("images", "mismatches", "cycle_mismatches", "cycles_total", "cycles_model", "cycles_ideal",
             "cycles_ratio", "sim_seconds", "sim_seconds_per_image", "wall_seconds_per_image", "build_seconds",
             "first_mismatch", "first_cycle_mismatch", "hang", "waveform")

@@ -95,3 +95,20 @@ def test_cosim_bad_counts(model_file, tmp_path, capsys, flags, message):
         code = e.code
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("flags, pgo", [([], False), (["--pgo"], True)])
+def test_cosim_pgo_reaches_the_flow(model_file, tmp_path, monkeypatch, flags, pgo):
+    """`apotflow cosim --pgo` asks the co-simulation flow for the profile-guided build (the build itself:
+    tests/test_cosim_verilator.py::test_profile_guided_build_is_bit_exact_and_reused, slow)."""
+    from apotflow.sim import flow
+
+    seen = {}
+
+    def cosim_model(*a, **kw):
+        seen.update(kw)
+        return {"passed": True}
+
+    monkeypatch.setattr(flow, "cosim_model", cosim_model)
+    assert main(["cosim", "--model", str(model_file), "--out", str(tmp_path / "o"), "--images", "2", *flags]) == 0
+    assert seen["pgo"] is pgo
