@@ -1,7 +1,7 @@
 """Checkpoints of the APoT authors' CIFAR-10 code (github.com/yhhhli/APoT_Quantization, CIFAR10/) into the
 zoo's ``resnet20bn``.
 
-Their layout (read from their code, not from a released file: nothing is downloaded here):
+Their layout (read from their code; their released ``res20_4bit`` checkpoint reads, docs/frontend.md):
 
 * ``main.py`` saves ``torch.save({"epoch", "state_dict", "best_prec", "optimizer"})`` of an
   ``nn.DataParallel`` model, so every key of ``state_dict`` starts with ``module.``;
@@ -12,18 +12,23 @@ Their layout (read from their code, not from a released file: nothing is downloa
   (64 -> 10 with bias, their ``last_fc``). A block computes ``relu(bn2(conv2(relu(bn1(conv1(x))))) +
   downsample(x))``: the zoo's ``CifarResNet(20, shortcut="BN")`` in float mode;
 * every ``QuantConv2d`` (all convs but the first, ``downsample.0`` included) has ``act_alpha`` (the
-  clipping threshold of its own input) and ``weight_quant.wgt_alpha`` (of its mean/std-normalised
-  weights); a float run (``--bit 32``) has plain convs without them. The bits are not in the file;
+  clipping threshold of its own input) and ``weight_quant.wgt_alpha`` (of its weights standardised per
+  layer, ``(w - mean) / std``, which is also the scale it convolves with: the stored weights are latent,
+  their scale is not the network's, and the clipping matters: their released res20_4bit scores 10% on
+  CIFAR-10 with standardised but unclipped weights); a float run (``--bit 32``) has plain convs without
+  them. The bits are not in the file;
 * their images are ``transforms.Normalize(mean=APOT_MEAN, std=APOT_STD)`` of ``X / 255``.
 
-What carries over: every float (latent) weight and BatchNorm parameter and statistic, exactly; the input
+What carries over: every weight as their layers compute with it before rounding to their grid (a
+QuantConv2d's standardised and clipped at wgt_alpha, the first conv's and the fc's as stored) and every
+BatchNorm parameter and statistic, exactly; the input
 normalisation is folded into the stem (weights scaled per input channel, the mean moved into ``bn``'s
 running mean), exact except at the zero-padded image border when the mean is not 0 (their stem pads the
-normalised image with 0, ours pixels with 0). What does not: their clipping thresholds. Their residual
-stream is not quantized (ours carries the quantized block input), ``conv1`` and ``downsample.0`` of a
-block quantize the same tensor with two thresholds (ours: one quantizer per stored tensor), and their
-weight quantizer subtracts the mean (post-training quantization here does not), so ``act_alpha`` and
-``wgt_alpha`` are dropped and the thresholds are calibrated from data (sw/api.py), the result says so.
+normalised image with 0, ours pixels with 0). What does not: their activation clipping thresholds.
+Their residual stream is not quantized (ours carries the quantized block input), and ``conv1`` and
+``downsample.0`` of a block quantize the same tensor with two thresholds (ours: one quantizer per stored
+tensor): ``act_alpha`` is dropped and the thresholds are calibrated from data (sw/api.py), as are the
+weight thresholds of our grid; the result says so.
 """
 
 from __future__ import annotations
@@ -43,9 +48,10 @@ PREFIX = "module."  # nn.DataParallel's
 ARCHS = {a: ZOO[a].kwargs["depth"] for a in APOT_CHECKPOINT_ARCHS}  # zoo model -> their resnet{depth}_cifar
 WIDTHS = (16, 32, 64)
 ALPHAS = ("act_alpha", "weight_quant.wgt_alpha")
-NOTE = ("their clipping thresholds (act_alpha, wgt_alpha) are not kept: their residual stream is not quantized "
+NOTE = ("their activation clipping thresholds (act_alpha) are not kept: their residual stream is not quantized "
         "and each conv clips its own input (ours: one quantizer per stored tensor, the residual stream quantized); "
-        "the thresholds are calibrated from data")
+        "ours are calibrated from data. Their weights are taken as their layers use them (standardised, clipped "
+        "at wgt_alpha) and quantized again on our grid")
 
 
 class ApotCheckpointError(ValueError):
@@ -101,8 +107,11 @@ def name_map(depth: int = 20) -> dict[str, str]:
 
 
 def read(path: str | os.PathLike, arch: str = "resnet20bn") -> tuple[dict[str, Tensor], dict]:
-    """(their state dict without ``module.``, info: epoch, best_prec, quantized, dropped thresholds) of a
-    checkpoint in their layout; raises FileNotFoundError or ApotCheckpointError naming the first key that
+    """(their network's float state without ``module.``, info: epoch, best_prec, quantized, dropped thresholds)
+    of a checkpoint in their layout. A QuantConv2d computes with its weights standardised, ``(w - mean(w)) /
+    std(w)`` over the layer (unbiased std, as their ``weight_quantize_fn``), clipped at +-wgt_alpha and put
+    on their grid: the state holds the standardised, clipped weights (the first conv and the fc use theirs
+    as stored). Raises FileNotFoundError or ApotCheckpointError naming the first key that
     does not fit (an unexpected key of the file, then a missing one, then a shape)."""
     if arch not in ARCHS:
         raise ApotCheckpointError(f"--arch {arch!r}: checkpoints of the APoT authors' code import into "
@@ -139,13 +148,19 @@ def read(path: str | os.PathLike, arch: str = "resnet20bn") -> tuple[dict[str, T
         if not state[k].is_floating_point() or not torch.isfinite(state[k]).all():
             raise ApotCheckpointError(f"{where}: {k!r} is not finite floating-point numbers")
     info = {"format": "APoT authors' CIFAR-10 checkpoint (yhhhli/APoT_Quantization)", "arch": arch,
-            "quantized": quantized, "dropped": {a: sum(k.endswith("." + a) for k in state) for a in ALPHAS}}
+            "quantized": quantized, "dropped": {"act_alpha": sum(k.endswith(".act_alpha") for k in state)},
+            "weights_clipped_at_wgt_alpha": sum(k.endswith(".wgt_alpha") for k in state)}
     for k in ("epoch", "best_prec", "best_prec1"):
         if isinstance(blob.get(k), (int, float)) and not isinstance(blob.get(k), bool):
             info[k] = blob[k]
     if quantized:
         info["note"] = NOTE
-    return {k: state[k].float() for k in want}, info
+    out = {k: state[k].float() for k in want}
+    if quantized:  # the weights their QuantConv2d computes with: standardised per layer, clipped at wgt_alpha
+        for k in (k[:-len("act_alpha")] + "weight" for k in want if k.endswith(".act_alpha")):
+            w, a = out[k].double(), float(out[k[:-len("weight")] + "weight_quant.wgt_alpha"])
+            out[k] = ((w - w.mean()) / w.std()).clamp(-a, a).float()
+    return out, info
 
 
 @torch.no_grad()

@@ -33,26 +33,42 @@ def their_names(depth: int = 20) -> dict[str, str]:
     return out
 
 
-def source_model(depth: int = 20, seed: int = 0):
-    """A float zoo ResNet with projection + BatchNorm shortcuts, random weights and BatchNorm statistics."""
+WGT_ALPHA = 2.0  # the weight clipping threshold written into the checkpoint (about 5% of the weights clip)
+
+
+def source_model(depth: int = 20, seed: int = 0, standardised: bool = True):
+    """A float zoo ResNet with projection + BatchNorm shortcuts, random weights and BatchNorm statistics;
+    ``standardised``: every conv but the stem computes with its latent weights (kept in ``m.latent``)
+    standardised per layer (mean 0, unbiased std 1) and clipped at WGT_ALPHA, as their QuantConv2d does."""
     torch.manual_seed(seed)
     m = build("resnet20bn") if depth == 20 else build("resnet20bn", depth=depth)
+    m.latent = {}
     with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.2, 0.2)
-                mod.running_mean.uniform_(-0.3, 0.3)
-                mod.running_var.uniform_(0.5, 2.0)
+        for name, mod in m.named_modules():
+            if standardised and isinstance(mod, torch.nn.Conv2d) and name != "stem":
+                m.latent[name] = w = 0.1 * torch.randn_like(mod.weight)  # normal: some beyond WGT_ALPHA
+                mod.weight.copy_(((w - w.mean()) / w.std()).clamp(-WGT_ALPHA, WGT_ALPHA))
+        bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+        for bn in bns:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.2, 0.2)
+            bn.reset_running_stats()
+            bn.momentum = None  # statistics of the images below (a trained network's scale)
+        m.train()(random_images(32, seed=9))
+        for bn in bns:
+            bn.running_mean += 0.1 * torch.randn_like(bn.running_mean)
         m.fc.bias.uniform_(-0.5, 0.5)
     return m.eval()
 
 
 def their_checkpoint(m, path, std=APOT_STD, quantized: bool = True, edit=None) -> Path:
     """torch.save of their main.py's dict for model m: {'epoch', 'state_dict' (module. prefix), 'best_prec',
-    'optimizer'}; the stem's weights times std, so their normalised input (mean 0, this std) gives m's logits."""
+    'optimizer'}; the stem's weights times std, so their normalised input (mean 0, this std) gives m's logits.
+    ``quantized``: their thresholds, and each QuantConv2d's latent weights a * w + b (w: ``m.latent``; random
+    a > 0 and b per layer: their layer standardises them away)."""
     names = their_names(m.depth)
     sd = {}
+    g = torch.Generator().manual_seed(7)
     for ours, mod in m.named_modules():
         if ours not in names:
             continue
@@ -64,8 +80,10 @@ def their_checkpoint(m, path, std=APOT_STD, quantized: bool = True, edit=None) -
         if isinstance(mod, torch.nn.BatchNorm2d):
             sd[f"{theirs}.num_batches_tracked"] = torch.tensor(64000)
         if quantized and isinstance(mod, torch.nn.Conv2d) and ours != "stem":
+            a, b = 0.01 + 0.1 * torch.rand(2, generator=g)
+            sd[f"{theirs}.weight"] = m.latent[ours] * a + b
             sd[f"{theirs}.act_alpha"] = torch.tensor(8.0)
-            sd[f"{theirs}.weight_quant.wgt_alpha"] = torch.tensor(3.0)
+            sd[f"{theirs}.weight_quant.wgt_alpha"] = torch.tensor(WGT_ALPHA)
     sd["conv1.weight"] = sd["conv1.weight"] * torch.tensor(std).view(1, -1, 1, 1)
     sd = {"module." + k: v for k, v in sd.items()}
     if edit:
@@ -87,13 +105,16 @@ def imported(tmp_path_factory):
 def test_the_float_model_computes_the_source_logits(imported):
     src, state, info, m, pre, x = imported
     assert info["quantized"] and info["epoch"] == 300 and info["best_prec"] == 92.45
-    assert info["dropped"] == {"act_alpha": 20, "weight_quant.wgt_alpha": 20} and "not kept" in info["note"]
+    assert info["dropped"] == {"act_alpha": 20} and info["weights_clipped_at_wgt_alpha"] == 20
+    assert "not kept" in info["note"]
     assert m.name == "resnet20bn" and not m.quantize
     with torch.no_grad():
         want = src(x)
         torch.testing.assert_close(m(x), want, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(source_forward(state, pre.apply(x)), want, rtol=1e-4, atol=1e-4)
     assert want.std() > 0.1  # the logits are not all alike
+    assert max(float(v.abs().max()) for k, v in state.items() if k.startswith("layer")
+               and k.endswith("conv1.weight")) == WGT_ALPHA  # some weights were clipped
 
 
 def test_their_mean_is_folded_into_the_stem_exactly_inside_the_border(imported):
@@ -123,10 +144,14 @@ def test_integer_model_equals_fake_quant(imported):
     assert sum(s.role == "projection" for o in net.ops for s in o.sources) == 2
 
 
-def test_a_float_run_without_thresholds_reads(tmp_path):
-    state, info = read(their_checkpoint(source_model(), tmp_path / "f.pth", quantized=False))
-    assert not info["quantized"] and "note" not in info and info["dropped"] == {"act_alpha": 0,
-                                                                               "weight_quant.wgt_alpha": 0}
+def test_a_float_run_without_thresholds_imports_its_weights_as_stored(tmp_path):
+    src = source_model(standardised=False)
+    state, info = read(their_checkpoint(src, tmp_path / "f.pth", quantized=False))
+    assert not info["quantized"] and "note" not in info and info["dropped"] == {"act_alpha": 0}
+    x = random_images(4, seed=5)
+    with torch.no_grad():
+        m = to_zoo(state, "resnet20bn", Preprocess(255, None, (0.0,), APOT_STD))
+        torch.testing.assert_close(m(x), src(x), rtol=1e-4, atol=1e-4)
 
 
 def _drop(key):
