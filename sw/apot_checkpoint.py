@@ -14,8 +14,8 @@ Their layout (read from their code; their released ``res20_4bit`` checkpoint rea
 * every ``QuantConv2d`` (all convs but the first, ``downsample.0`` included) has ``act_alpha`` (the
   clipping threshold of its own input) and ``weight_quant.wgt_alpha`` (of its weights standardised per
   layer, ``(w - mean) / std``, which is also the scale it convolves with: the stored weights are latent,
-  their scale is not the network's, and the clipping matters: their released res20_4bit scores 10% on
-  CIFAR-10 with standardised but unclipped weights); a float run (``--bit 32``) has plain convs without
+  their scale is not the network's, and the clipping matters: their released res20_4bit scores 11% on
+  CIFAR-10 with standardised but unclipped weights, bench/apot_weights.py); a float run (``--bit 32``) has plain convs without
   them. The bits are not in the file;
 * their images are ``transforms.Normalize(mean=APOT_MEAN, std=APOT_STD)`` of ``X / 255``.
 
