@@ -18,6 +18,7 @@ from pathlib import Path
 from .commands import (
     CIFAR_MODELS,
     CONFIG_FLAGS,
+    IMPORT_ARCHS,
     UserError,
     check_cosim,
     check_cycles,
@@ -61,6 +62,7 @@ USER_ERRORS = {
     "apotflow.sw.frontend": ("UnsupportedModel",),
     "apotflow.sw.graph_lower": ("GraphLoweringError",),
     "apotflow.sw.onnx_in": ("OnnxError",),
+    "apotflow.sw.apot_checkpoint": ("ApotCheckpointError",),
     "apotflow.sim.runner": ("BuildError", "SimulationError"),
     "apotflow.sim.flow": ("FlowError",),
 }
@@ -245,16 +247,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(s)
 
     s = _command(sub, "import", check_import, cmd_import,
-                 help="a float ONNX CNN -> post-training APoT quantization -> OUT/model.apot and OUT/result.json "
-                      "(float, fake-quant and integer top-1)")
-    s.add_argument("model", metavar="MODEL.onnx", help="float ONNX CNN (docs/frontend.md lists the op set)")
+                 help="a float ONNX CNN (or, with --arch, a checkpoint of the APoT authors' code) -> post-training "
+                      "APoT quantization -> OUT/model.apot and OUT/result.json (float, fake-quant and integer top-1)")
+    s.add_argument("model", metavar="MODEL", help="float ONNX CNN (docs/frontend.md lists the op set), or with --arch "
+                   "a checkpoint saved by the APoT authors' CIFAR-10 main.py")
+    s.add_argument("--arch", choices=IMPORT_ARCHS, help="MODEL is their checkpoint of this zoo model's architecture "
+                   "(resnet20bn: their resnet20_cifar); default: MODEL is an ONNX file")
     s.add_argument("--out", required=True, help="folder for model.apot and result.json")
     s.add_argument("--data", default="digits", help="images for calibration and accuracy: 'digits' (8x8, pixels "
                    "0..16) or CIFAR-10 (the JPEG .tar.xz or cifar-10-batches-py; pixels 0..255); default digits")
     s.add_argument("--input-scale", type=float, help="the float model sees (X * S - M) / STD of integer pixels X "
                    "(default S = 1 / pixel max: 1/16 digits, 1/255 CIFAR; 1 for raw pixels)")
-    s.add_argument("--input-mean", type=float, nargs="+", default=[0.0], metavar="M", help="per channel (or one)")
-    s.add_argument("--input-std", type=float, nargs="+", default=[1.0], metavar="STD", help="per channel (or one)")
+    s.add_argument("--input-mean", type=float, nargs="+", metavar="M", help="per channel (or one); default 0, with "
+                   "--arch their Normalize mean")
+    s.add_argument("--input-std", type=float, nargs="+", metavar="STD", help="per channel (or one); default 1, with "
+                   "--arch their Normalize std")
     s.add_argument("--calib", type=int, default=512, help="calibration images: N random training images (512)")
     s.add_argument("--images", type=_image_count, default=0, help="test images for the accuracies: N random ones (default 0: all)")
     s.add_argument("--w-bits", type=int, default=8, help="inner-layer weight bits (default 8; first conv and last "

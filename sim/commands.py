@@ -16,6 +16,7 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
+from apotflow.sw.zoo import APOT_CHECKPOINT_ARCHS as IMPORT_ARCHS  # noqa: F401  (cli.py reads it; torch-free)
 from apotflow.sw.zoo import CIFAR_MODELS  # noqa: F401  (cli.py reads it; torch-free)
 
 CONFIG_FLAGS = {  # flag -> AcceleratorConfig field
@@ -450,13 +451,15 @@ def _import_data_shape(data: str) -> tuple[tuple[int, int, int], int]:
 
 
 def check_import(args) -> None:
-    """Every option, the ONNX file (read, its op set checked), the data and the output folder: before any work."""
+    """Every option, the model file (an ONNX file read and its op set checked; with --arch, a checkpoint of the
+    APoT authors' code read and its every key and shape checked), the data and the output folder: before any
+    work."""
     from apotflow.sw.api import QuantConfig
     from apotflow.sw.graph_prepare import Preprocess
 
     check_out_dir(args.out)
     if not Path(args.model).is_file():
-        raise UserError(f"{args.model}: no such ONNX file")
+        raise UserError(f"{args.model}: no such {'checkpoint' if args.arch else 'ONNX file'}")
     args.qconfig = QuantConfig(args.w_bits, args.a_bits, args.act_percentile)
     if not 0.0 <= args.prune < 1.0:
         raise UserError(f"--prune must be in [0, 1), not {args.prune}")
@@ -466,9 +469,25 @@ def check_import(args) -> None:
         raise UserError(f"--finetune must be a number of epochs >= 0, not {args.finetune}")
     check_images(args.images)
     shape, pixel_max = _import_data_shape(args.data)
-    args.preprocess = Preprocess(pixel_max, args.input_scale, tuple(args.input_mean), tuple(args.input_std))
+    mean, std = (0.0,), (1.0,)
+    if args.arch:
+        from apotflow.sw import apot_checkpoint
+        from apotflow.sw.zoo import ZOO
+
+        if shape != ZOO[args.arch].input_shape:
+            raise UserError(f"--arch {args.arch} takes {'x'.join(map(str, ZOO[args.arch].input_shape))} images, "
+                            f"--data {args.data} has {'x'.join(map(str, shape))}: give CIFAR-10")
+        mean, std = apot_checkpoint.APOT_MEAN, apot_checkpoint.APOT_STD
+    args.preprocess = Preprocess(pixel_max, args.input_scale, tuple(args.input_mean or mean),
+                                 tuple(args.input_std or std))
     for k in ("mean", "std"):
         args.preprocess.channel(k, shape[0])
+    if args.arch:  # ApotCheckpointError: one line naming the first key that does not fit
+        state, args.source = apot_checkpoint.read(args.model, args.arch)
+        args.float_model = apot_checkpoint.to_zoo(state, args.arch, args.preprocess)
+        args.source_state = state
+        return
+    args.source = None
     from apotflow.sw.onnx_in import load_onnx
 
     args.float_model = load_onnx(args.model)  # OnnxError / UnsupportedModel: one line, every node listed
@@ -499,13 +518,26 @@ def cmd_import(args) -> int:
     calib, x, y = random_subsets(split, args.calib, args.images, args.seed)
     with heartbeat(_progress, f"quantizing {args.model} (W{args.w_bits}/A{args.a_bits}), lowering, evaluating "
                               f"{len(x)} images"):
-        net, report = import_float_model(args.float_model, calib, x, y, args.qconfig, args.preprocess, args.prune,
-                                         split, args.finetune, log=_progress)
+        # a zoo model (--arch) takes the pixels itself, the preprocessing already folded into its stem
+        net, report = import_float_model(args.float_model, calib, x, y, args.qconfig,
+                                         None if args.arch else args.preprocess, args.prune, split, args.finetune,
+                                         log=_progress)
     p = args.preprocess
     result = {"model_file": str(args.model), "data": args.data, "seed": args.seed,
               "preprocess": {"pixel_max": p.pixel_max, "scale": p.scale if p.scale is not None else 1 / p.pixel_max,
                              "mean": list(p.mean), "std": list(p.std)},
               **report, "model": "model.apot"}
+    if args.source is not None:
+        import torch
+
+        from apotflow.sw.apot_checkpoint import source_forward
+
+        with torch.no_grad():  # their network as they define it, on their normalised images
+            pred = torch.cat([source_forward(args.source_state, p.apply(x[i:i + 500])).argmax(1)
+                              for i in range(0, len(x), 500)])
+        result["source"] = {**args.source, "accuracy_float_source": float((pred == y).float().mean())}
+        if "note" in args.source:
+            _progress(f"apotflow: note: {args.source['note']}")
     publish(args.out, {"model.apot": export.to_bytes(net), "result.json": json_text(result)}, "result.json")
     print(json.dumps({k: result[k] for k in ("accuracy_float", "accuracy_fakequant", "accuracy_int", "agreement")}))
     if result["agreement"] != 1.0:

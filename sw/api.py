@@ -300,12 +300,14 @@ def import_float_model(model: nn.Module, calib: torch.Tensor, x: torch.Tensor, y
                        finetune_epochs: int = 0, log=print) -> tuple:
     """A float model (a PyTorch module or load_onnx's GraphModule) -> (IntNet, report): prepare ->
     prune_ (if prune) -> calibrate on ``calib`` -> [``finetune`` for finetune_epochs on finetune_data] ->
-    lower -> ``evaluate`` on (x, y) (the report has the post-training accuracies too when fine-tuned)."""
+    lower -> ``evaluate`` on (x, y) (the report has the post-training accuracies too when fine-tuned).
+    ``preprocess`` None: a zoo model, which takes the integer pixels itself."""
     import time
 
     from .lower import lower as _lower
 
     t0 = time.perf_counter()
+    float_input = torch.Tensor.float if preprocess is None else preprocess.apply
     q = prepare(model, config, preprocess)
     if prune:
         prune_(q, prune)
@@ -313,12 +315,12 @@ def import_float_model(model: nn.Module, calib: torch.Tensor, x: torch.Tensor, y
     report = {"w_bits": config.w_bits, "a_bits": config.a_bits, "first_last_bits": 8, "prune": prune,
               "act_percentile": config.act_percentile, "calib_images": len(calib)}
     if finetune_epochs:
-        ptq = evaluate(model.eval(), preprocess.apply, q, _lower(q, tuple(x.shape[1:])), x, y)
+        ptq = evaluate(model.eval(), float_input, q, _lower(q, tuple(x.shape[1:])), x, y)
         info = finetune(q, finetune_data, finetune_epochs, log=log)
         report["post_training"] = {k: ptq[k] for k in ("accuracy_fakequant", "accuracy_int", "agreement")}
         report["finetune"] = {"epochs": finetune_epochs, "lr": FINETUNE_LR, "train_images": len(finetune_data.x_train),
                               "seconds": round(info["train_seconds"], 1)}
     net = _lower(q, tuple(x.shape[1:]))
-    report.update(**evaluate(model.eval(), preprocess.apply, q, net, x, y), ops=len(net.ops),
+    report.update(**evaluate(model.eval(), float_input, q, net, x, y), ops=len(net.ops),
                   seconds=round(time.perf_counter() - t0, 1))
     return net, report

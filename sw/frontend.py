@@ -49,8 +49,15 @@ MODULES_OK = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2
 FUNCTIONS_OK = {option_a, operator.add, torch.add, F.relu, torch.relu, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
                 torch.flatten, F.pad, operator.truediv, operator.mul, F.dropout, getattr}
 METHODS_OK = {"relu", "flatten", "view", "reshape", "mean", "add", "size", "contiguous"}
+# Channel concatenation: an IntNet op sums over several sources, so the layer after a concat could read
+# each branch as one source (its weights split by channel range); the front end does not build that
+# (docs/frontend.md says what it would take). One definition, used by the ONNX reader too.
+CONCAT_INSTEAD = ("channel concatenation is not lowered: add the branches instead (equal channel counts), "
+                  "or let one conv produce all the channels")
 INSTEAD = {  # what to do instead, by the offending operation's name
-    "cat": "concatenation is not in the integer network: add the branches, or split the model",
+    "cat": CONCAT_INSTEAD,
+    "concat": CONCAT_INSTEAD,
+    "stack": "no stacking: the integer network's tensors are (C, H, W) images",
     "sigmoid": "only ReLU activations: replace it with nn.ReLU",
     "silu": "only ReLU activations: replace it with nn.ReLU",
     "gelu": "only ReLU activations: replace it with nn.ReLU",

@@ -21,14 +21,14 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from .frontend import UnsupportedModel
+from .frontend import CONCAT_INSTEAD, UnsupportedModel
 
 MAX_ONNX_BYTES = 1 << 30  # a CNN that lowers to this project's integer network is far smaller
 
 OPS = ("Conv", "BatchNormalization", "Relu", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Pad",
        "Flatten", "Reshape", "Gemm", "MatMul", "Identity", "Dropout", "Constant")
 INSTEAD = {
-    "Concat": "concatenation is not in the integer network: add the branches, or split the model",
+    "Concat": CONCAT_INSTEAD,
     "Sigmoid": "only ReLU activations", "Tanh": "only ReLU activations", "LeakyRelu": "only ReLU activations",
     "Clip": "only ReLU activations (the activation quantizer clips at its own threshold): export ReLU",
     "HardSwish": "only ReLU activations", "HardSigmoid": "only ReLU activations", "Elu": "only ReLU activations",

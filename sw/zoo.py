@@ -47,6 +47,8 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in (
 )}
 
 CIFAR_MODELS = tuple(n for n, m in ZOO.items() if m.dataset == "cifar10")
+# zoo models that checkpoints of the APoT authors' CIFAR-10 code import into (sw/apot_checkpoint.py)
+APOT_CHECKPOINT_ARCHS = ("resnet20bn",)
 MODELS = tuple(ZOO)
 
 

@@ -87,7 +87,7 @@ def test_every_unsupported_node_is_named(tmp_path):
         load_onnx(tmp_path / "m.onnx")
     msg = str(e.value)
     assert "2 unsupported node(s)" in msg.splitlines()[0]
-    assert "gate (Sigmoid" in msg and "only ReLU" in msg and "join (Concat" in msg
+    assert "gate (Sigmoid" in msg and "only ReLU" in msg and "join (Concat" in msg and "add the branches instead" in msg
 
 
 def test_grouped_conv_is_refused(tmp_path):
