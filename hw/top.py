@@ -340,7 +340,8 @@ class Accelerator(wiring.Component):
         s5 = tails[-1]  # in S9 with the group's accumulators
 
         # S9: transfer to the writeback buffer; W0: one lane per cycle, RQ port B addressed with the
-        # group's row. p = p0 + k is a concatenation (p0 is a multiple of lanes, k < lanes).
+        # group's row. p = p0 + k is a concatenation (p0 is a multiple of lanes, k < lanes). The buffer
+        # is a shift register (lane k is in wb_acc0 in the k-th cycle): no lanes-way mux before W1.
         wb_acc = [Signal(signed(cfg.acc_bits), name=f"wb_acc{l}") for l in range(L)]
         wb = Signal(tail)
         wb_pending = Signal()
@@ -349,10 +350,11 @@ class Accelerator(wiring.Component):
                                        "ch_base": cfg.addr_bits}))
         m.d.comb += rq_b[0].eq(wb.rq_row)
         m.d.sync += [
-            w1.valid.eq(wb_pending), w1.acc.eq(Array(wb_acc)[wb_k]),
+            w1.valid.eq(wb_pending), w1.acc.eq(wb_acc[0]),
             w1.p.eq(Cat(wb_k[:lb], wb.p0[lb:])), w1.ch_base.eq(wb.ch_base),
         ]
         with m.If(wb_pending):
+            m.d.sync += [wb_acc[l].eq(wb_acc[l + 1]) for l in range(L - 1)]
             with m.If(wb_k == wb.nvalid - 1):
                 m.d.sync += wb_pending.eq(0)
             with m.Else():
