@@ -21,7 +21,7 @@ the rotation is registered after its first ``SPLIT_STAGES`` stages and the laten
 its 7-stage mux chain was restructured by ABC into 46,084 LUT4 for the 128-lane digits build on the
 ECP5-85k instead of 35,745 with the register (+1,024 FF). One write per cycle, the pipeline's
 (``wr_*``) or the host's (``host_wr_*``; the two never overlap), registered beside each bank after
-the bank decode (``WRITE_STAGES``): a write presented in cycle t lands at the end of cycle t+1 (the
+the bank decode (``WRITE_STAGES``; the word in one register for all banks): a write presented in cycle t lands at the end of cycle t+1 (the
 pipeline's W4, hw/cycles.WB counts it), so nothing but a flip-flop sits before a bank's write port
 (the ACT ports' host/pipeline select and the bank decode used to sit before the write enables of the
 LUT RAM tails: ResNet-8's critical path on the ECP5-25k). A read in the same
@@ -118,6 +118,10 @@ class BankedActMem(wiring.Component):
         split = SPLIT_STAGES if read_latency(cfg) == 3 else None
         outs_q = []
         rows = cfg.act_bank_rows
+        # The word written, one register for every bank (a per-bank copy would put the requantizer's
+        # level mux in front of `lanes` registers: the ResNet-8 ECP5-25k build's critical path).
+        wdata_q = Signal(cfg.act_bits, name="wdata")
+        m.d.sync += wdata_q.eq(Mux(self.wr_en, self.wr_data, self.host_wr_data))
         for b in range(L):
             init = [0] * rows
             if self.init is not None:
@@ -126,19 +130,16 @@ class BankedActMem(wiring.Component):
             raddr_p = Signal(row_bits, name=f"bank{b}_raddr_p")  # registered next to the bank
             m.d.sync += raddr_p.eq(Mux(b < (self.rd_rot if lb else 0), self.rd_row1, self.rd_row))
             m.d.comb += raddr.eq(Mux(self.host_sel, self.host_row, raddr_p))
-            # The bank's write (enable, row, word) registered beside it (``WRITE_STAGES``), after the
+            # The bank's write enable and row registered beside it (``WRITE_STAGES``), after the
             # pipeline/host select and the bank decode: nothing but a flip-flop before the memory's
             # write port. The two writers never overlap (the pipeline writes while busy, the host while
-            # not), so the pipeline's write selects the row and word without a host/pipeline select.
+            # not), so the pipeline's write selects the row without a host/pipeline select.
             pw = Signal(name=f"bank{b}_pw")
             m.d.comb += pw.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b))
             hw = self.host_wr_en & ((self.host_wr_addr[:lb] if lb else 0) == b)
             we = Signal(name=f"bank{b}_we")
             wrow_q = Signal(row_bits, name=f"bank{b}_wrow")
-            wdata_q = Signal(cfg.act_bits, name=f"bank{b}_wdata")
-            m.d.sync += [we.eq(pw | hw),
-                         wrow_q.eq(Mux(pw, self.wr_addr >> lb, self.host_wr_addr >> lb)),
-                         wdata_q.eq(Mux(pw, self.wr_data, self.host_wr_data))]
+            m.d.sync += [we.eq(pw | hw), wrow_q.eq(Mux(pw, self.wr_addr >> lb, self.host_wr_addr >> lb))]
             if self.style == "verilog" and self.split_rows is not None:
                 m.submodules[f"bank{b}"] = Instance(
                     "apotflow_ram_split", p_WIDTH=cfg.act_bits, p_DEPTH=rows, p_ABITS=row_bits,
