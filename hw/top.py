@@ -287,8 +287,7 @@ class Accelerator(wiring.Component):
         # so that no adder's carry chain sits before S3's padding test (at S3 the per-lane adders were
         # the ResNet-8 ECP5-25k build's critical path, 10.23 ns at 2543701).
         ty, tx = Signal(signed(pb + 2), name="ty"), Signal(signed(pb + 2), name="tx")
-        m.d.sync += ty.eq(s2a.oy0 + s2a.ent.dy)
-        m.d.sync += tx.eq(s2a.ox0 + s2a.ent.dx)
+        m.d.sync += [ty.eq(s2a.oy0 + s2a.ent.dy), tx.eq(s2a.ox0 + s2a.ent.dx)]
         s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl)}))
         m.d.sync += [s3.iss.eq(s2b.iss), s3.ent.eq(s2b.ent)]
 
@@ -297,8 +296,7 @@ class Accelerator(wiring.Component):
         mask = Signal(L)
         for l in range(L):
             iy, ix = Signal(signed(dim), name=f"iy{l}"), Signal(signed(dim), name=f"ix{l}")
-            m.d.sync += iy.eq(ty + yoff[l])
-            m.d.sync += ix.eq(tx + xoff[l])
+            m.d.sync += [iy.eq(ty + yoff[l]), ix.eq(tx + xoff[l])]
             m.d.comb += mask[l].eq(((iy.as_unsigned() & ~ylo) == 0) & ((ix.as_unsigned() & ~xlo) == 0))
         s3b_layout = data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl), "mask": L})
         s3b = Signal(s3b_layout)
