@@ -13,8 +13,8 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
            coordinates from p0
   I+7  S2: ACT rows R = off_row + p0_row and R + 1 (two adders in parallel), registered (S2a)
   I+8  S2a: each bank's row (R or R + 1) registered beside the bank (in BankedActMem)
-  I+9  S2b: the banks are addressed; the tap's output coordinates (ty, tx) registered
-  I+10 S3: bank words arrive and are registered as they are (in BankedActMem); each lane's (iy, ix) registered; padding mask
+  I+9  S2b: the banks are addressed
+  I+10 S3: bank words arrive and are registered as they are (in BankedActMem); padding mask
   I+11 S4: rotation to lanes, padding mask; operands registered
   I+12 S5: operands (one register per lane, next to it) and controls registered again
   I+13 S6: lanes: shifted terms (registered)
@@ -283,20 +283,17 @@ class Accelerator(wiring.Component):
         xoff = [Signal(lw, name=f"xoff{l}") for l in range(L)]
         for l in range(L):
             m.d.sync += [yoff[l].eq(Mux(wide_row, 0, l >> wl)), xoff[l].eq(Mux(wide_row, l, l & wmask))]
-        # S2b: the tap's output coordinates (ty, tx) beside s2b; S3: each lane's (iy, ix) registered,
-        # so that no adder's carry chain sits before S3's padding test (at S3 the per-lane adders were
-        # the ResNet-8 ECP5-25k build's critical path, 10.23 ns at 2543701).
-        ty, tx = Signal(signed(pb + 2), name="ty"), Signal(signed(pb + 2), name="tx")
-        m.d.sync += [ty.eq(s2a.oy0 + s2a.ent.dy), tx.eq(s2a.ox0 + s2a.ent.dx)]
-        s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl)}))
-        m.d.sync += [s3.iss.eq(s2b.iss), s3.ent.eq(s2b.ent)]
+        s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl),
+                                       "ty": signed(pb + 2), "tx": signed(pb + 2)}))
+        m.d.sync += [s3.iss.eq(s2b.iss), s3.ent.eq(s2b.ent), s3.ty.eq(s2b.oy0 + s2b.ent.dy),
+                     s3.tx.eq(s2b.ox0 + s2b.ent.dx)]
 
         # S3: the bank words are registered (inside BankedActMem); per-lane padding test:
         # 0 <= iy < 2**ho_log2  <=>  no bit of iy set at or above ho_log2 (the sign bit included).
         mask = Signal(L)
         for l in range(L):
             iy, ix = Signal(signed(dim), name=f"iy{l}"), Signal(signed(dim), name=f"ix{l}")
-            m.d.sync += [iy.eq(ty + yoff[l]), ix.eq(tx + xoff[l])]
+            m.d.comb += [iy.eq(s3.ty + yoff[l]), ix.eq(s3.tx + xoff[l])]
             m.d.comb += mask[l].eq(((iy.as_unsigned() & ~ylo) == 0) & ((ix.as_unsigned() & ~xlo) == 0))
         s3b_layout = data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl), "mask": L})
         s3b = Signal(s3b_layout)
