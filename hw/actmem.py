@@ -19,8 +19,13 @@ multiplexer of 16 banks spread over the chip right after them costs ~6 ns) and r
 combinationally in cycle t+2, when ``rd_data`` is valid. From ``config.SPLIT_LANE_BITS`` (128 lanes) on,
 the rotation is registered after its first ``SPLIT_STAGES`` stages and the latency is 3: left whole,
 its 7-stage mux chain was restructured by ABC into 46,084 LUT4 for the 128-lane digits build on the
-ECP5-85k instead of 35,745 with the register (+1,024 FF). One write per cycle (``wr_en``), landing at the clock edge; a read in the same
-cycle as a write to the same word returns the old word, except in a bank's LUT-RAM tail (``split_rows``),
+ECP5-85k instead of 35,745 with the register (+1,024 FF). One write per cycle, the pipeline's
+(``wr_*``) or the host's (``host_wr_*``; the two never overlap), registered beside each bank after
+the bank decode (``WRITE_STAGES``; the word in one register for all banks): a write presented in cycle t lands at the end of cycle t+1 (the
+pipeline's W4, hw/cycles.WB counts it), so nothing but a flip-flop sits before a bank's write port
+(the ACT ports' host/pipeline select and the bank decode used to sit before the write enables of the
+LUT RAM tails: ResNet-8's critical path on the ECP5-25k). A read in the same
+cycle as a write lands on the same word returns the old word, except in a bank's LUT-RAM tail (``split_rows``),
 which registers its read address and reads in the next cycle, so it returns the new word: the pipeline
 never reads a word in the cycle it writes it (a layer's output never overlaps its inputs).
 """
@@ -37,6 +42,7 @@ from .layouts import reject
 
 SPLIT_STAGES = 4  # rotation stages before that register (a 16-way select), the rest after it
 ADDR_STAGES = 1  # the pipeline read's per-bank row register (config.ACT_ADDR_STAGES counts it)
+WRITE_STAGES = 1  # the write's per-bank register (the pipeline's W4 stage: hw/cycles.WB counts it)
 
 
 def tail_split(cfg: AcceleratorConfig) -> int | None:
@@ -94,6 +100,9 @@ class BankedActMem(wiring.Component):
             "wr_en": In(1),
             "wr_addr": In(cfg.addr_bits),
             "wr_data": In(cfg.act_bits),
+            "host_wr_en": In(1),
+            "host_wr_addr": In(cfg.addr_bits),
+            "host_wr_data": In(cfg.act_bits),
         })
 
     def elaborate(self, platform):
@@ -109,38 +118,49 @@ class BankedActMem(wiring.Component):
         split = SPLIT_STAGES if read_latency(cfg) == 3 else None
         outs_q = []
         rows = cfg.act_bank_rows
+        # The word written, one register for every bank (a per-bank copy would put the requantizer's
+        # level mux in front of `lanes` registers: the ResNet-8 ECP5-25k build's critical path).
+        wdata_q = Signal(cfg.act_bits, name="wdata")
+        m.d.sync += wdata_q.eq(Mux(self.wr_en, self.wr_data, self.host_wr_data))
         for b in range(L):
             init = [0] * rows
             if self.init is not None:
                 init = [int(self.init[r * L + b]) if r * L + b < len(self.init) else 0 for r in range(rows)]
             raddr, rdata = Signal(row_bits, name=f"bank{b}_raddr"), Signal(cfg.act_bits, name=f"bank{b}_rdata")
-            we = Signal(name=f"bank{b}_we")
             raddr_p = Signal(row_bits, name=f"bank{b}_raddr_p")  # registered next to the bank
             m.d.sync += raddr_p.eq(Mux(b < (self.rd_rot if lb else 0), self.rd_row1, self.rd_row))
-            m.d.comb += [raddr.eq(Mux(self.host_sel, self.host_row, raddr_p)),
-                         we.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b))]
+            m.d.comb += raddr.eq(Mux(self.host_sel, self.host_row, raddr_p))
+            # The bank's write enable and row registered beside it (``WRITE_STAGES``), after the
+            # pipeline/host select and the bank decode: nothing but a flip-flop before the memory's
+            # write port. The two writers never overlap (the pipeline writes while busy, the host while
+            # not), so the pipeline's write selects the row without a host/pipeline select.
+            pw = Signal(name=f"bank{b}_pw")
+            m.d.comb += pw.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b))
+            hw = self.host_wr_en & ((self.host_wr_addr[:lb] if lb else 0) == b)
+            we = Signal(name=f"bank{b}_we")
+            wrow_q = Signal(row_bits, name=f"bank{b}_wrow")
+            m.d.sync += [we.eq(pw | hw), wrow_q.eq(Mux(pw, self.wr_addr >> lb, self.host_wr_addr >> lb))]
             if self.style == "verilog" and self.split_rows is not None:
                 m.submodules[f"bank{b}"] = Instance(
                     "apotflow_ram_split", p_WIDTH=cfg.act_bits, p_DEPTH=rows, p_ABITS=row_bits,
                     p_SPLIT=self.split_rows, p_SBITS=self.split_rows.bit_length() - 1,
                     i_clk=ClockSignal("sync"), i_raddr=raddr, o_rdata=rdata, i_we=we,
-                    i_waddr=self.wr_addr >> lb, i_wdata=self.wr_data)
+                    i_waddr=wrow_q, i_wdata=wdata_q)
             elif self.style == "verilog":
                 m.submodules[f"bank{b}"] = Instance(
                     "apotflow_ram", p_WIDTH=cfg.act_bits, p_DEPTH=rows, p_ABITS=row_bits,
                     i_clk=ClockSignal("sync"), i_raddr=raddr, o_rdata=rdata, i_we=we,
-                    i_waddr=self.wr_addr >> lb, i_wdata=self.wr_data)
+                    i_waddr=wrow_q, i_wdata=wdata_q)
             elif self.split_rows is None:
                 mem = Memory(shape=cfg.act_bits, depth=rows, init=init)
                 m.submodules[f"bank{b}"] = mem
                 rp = mem.read_port(domain="sync")
                 wp = mem.write_port()
                 m.d.comb += [rp.addr.eq(raddr), rdata.eq(rp.data),
-                             wp.addr.eq(self.wr_addr >> lb), wp.data.eq(self.wr_data), wp.en.eq(we)]
+                             wp.addr.eq(wrow_q), wp.data.eq(wdata_q), wp.en.eq(we)]
             else:
                 k = self.split_rows
-                wrow = Signal(row_bits, name=f"bank{b}_wrow")
-                m.d.comb += wrow.eq(self.wr_addr >> lb)
+                wrow = wrow_q
                 hi_q = Signal(name=f"bank{b}_hi_q")  # the row read was in the tail memory
                 m.d.sync += hi_q.eq(raddr >= k)
                 kb = k.bit_length() - 1  # the row within its memory: the low bits (k is a power of two)
@@ -155,7 +175,7 @@ class BankedActMem(wiring.Component):
                     rp, wp = mem.read_port(domain="comb" if part else "sync"), mem.write_port()
                     inside = (wrow >= k) if part else (wrow < k)
                     m.d.comb += [rp.addr.eq(tail_a if part else raddr[:kb]), wp.addr.eq(wrow[:kb]),
-                                 wp.data.eq(self.wr_data), wp.en.eq(we & inside)]
+                                 wp.data.eq(wdata_q), wp.en.eq(we & inside)]
                     words.append(rp.data)
                 m.d.comb += rdata.eq(Mux(hi_q, words[1], words[0]))
             rdata_q = Signal(cfg.act_bits, name=f"bank{b}_rdata_q")

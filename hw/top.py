@@ -24,8 +24,8 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+17 W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
   I+18 W1: RQ thresholds arrive and are registered; output address computed
   I+19 W2: requantizer comparators (registered)
-  I+20 W3: popcount and level mux (or shift), registered (or the OUT write, RAW layers)
-  I+21 W4: write ACT
+  I+20 W3: popcount and level mux (or shift), registered beside each ACT bank (or the OUT write, RAW layers)
+  I+21 W4: write ACT (a bank's registered write)
 
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1,
@@ -340,7 +340,8 @@ class Accelerator(wiring.Component):
         s5 = tails[-1]  # in S9 with the group's accumulators
 
         # S9: transfer to the writeback buffer; W0: one lane per cycle, RQ port B addressed with the
-        # group's row. p = p0 + k is a concatenation (p0 is a multiple of lanes, k < lanes).
+        # group's row. p = p0 + k is a concatenation (p0 is a multiple of lanes, k < lanes). The buffer
+        # is a shift register (lane k is in wb_acc0 in the k-th cycle): no lanes-way mux before W1.
         wb_acc = [Signal(signed(cfg.acc_bits), name=f"wb_acc{l}") for l in range(L)]
         wb = Signal(tail)
         wb_pending = Signal()
@@ -349,10 +350,11 @@ class Accelerator(wiring.Component):
                                        "ch_base": cfg.addr_bits}))
         m.d.comb += rq_b[0].eq(wb.rq_row)
         m.d.sync += [
-            w1.valid.eq(wb_pending), w1.acc.eq(Array(wb_acc)[wb_k]),
+            w1.valid.eq(wb_pending), w1.acc.eq(wb_acc[0]),
             w1.p.eq(Cat(wb_k[:lb], wb.p0[lb:])), w1.ch_base.eq(wb.ch_base),
         ]
         with m.If(wb_pending):
+            m.d.sync += [wb_acc[l].eq(wb_acc[l + 1]) for l in range(L - 1)]
             with m.If(wb_k == wb.nvalid - 1):
                 m.d.sync += wb_pending.eq(0)
             with m.Else():
@@ -386,10 +388,12 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             out_wr.addr.eq(w3.addr), out_wr.data.eq(w3.acc), out_wr.en.eq(w3.valid & raw),
         ]
-        # W4: the ACT write registered (address, level, enable), so that its fan-out to every bank has
-        # a cycle of its own.
-        w4 = Signal(data.StructLayout({"valid": 1, "we": 1, "addr": cfg.addr_bits, "value": cfg.act_bits}))
-        m.d.sync += [w4.valid.eq(w3.valid), w4.we.eq(w3.valid & ~raw), w4.addr.eq(w3.addr), w4.value.eq(rqu.value)]
+        # W4: the ACT write (enable, row, level) registered beside each bank, after the bank decode, in
+        # BankedActMem (its wr_* ports take W3's write): nothing but a flip-flop before a bank's write
+        # port. w4_valid marks the stage for the drain.
+        w4_valid = Signal()
+        m.d.sync += w4_valid.eq(w3.valid)
+        m.d.comb += [act.wr_en.eq(w3.valid & ~raw), act.wr_addr.eq(w3.addr), act.wr_data.eq(rqu.value)]
         in_lanes = 0
         for t in tails:
             in_lanes = in_lanes | t.last
@@ -398,20 +402,17 @@ class Accelerator(wiring.Component):
                                       | s3.iss.valid | s3c_valid | s3b.iss.valid
                                       | s4.ctrl.valid | in_lanes
                                       | wb_pending | w1.valid | w2.valid | w3.valid)
-        m.d.comb += seq.pipe_busy.eq(seq.front_busy | w4.valid)
+        m.d.comb += seq.pipe_busy.eq(seq.front_busy | w4_valid)
 
         # ACT: pipeline or host (the host reads lane 0 only: row1 is not needed; latency 2). The host has
         # the read port from the done cycle on (the pipeline is empty by then), so a read presented with
-        # done is served; it writes only while busy is low.
+        # done is served; it writes only while busy is low (its write lands at the end of the next
+        # cycle, registered beside the bank as the pipeline's W4 is). The writes need no select: the
+        # pipeline writes only while busy, the host only while not.
         m.d.comb += [act.rd_row.eq(rd_row), act.rd_row1.eq(rd_row1), act.rd_rot.eq(rd_rot),
-                     act.host_row.eq(self.host_addr >> lb), act.host_rot.eq(self.host_addr[:lb] if lb else 0)]
-        with m.If(seq.own):  # = busy & ~done, registered (the select fans out to every bank)
-            m.d.comb += [act.wr_addr.eq(w4.addr), act.wr_data.eq(w4.value), act.wr_en.eq(w4.we)]
-        with m.Else():
-            m.d.comb += [
-                act.host_sel.eq(1),
-                act.wr_addr.eq(self.host_addr), act.wr_data.eq(self.host_wdata),
-                act.wr_en.eq(self.host_we & seq.idle),  # seq.idle = ~busy, registered
-            ]
+                     act.host_row.eq(self.host_addr >> lb), act.host_rot.eq(self.host_addr[:lb] if lb else 0),
+                     act.host_sel.eq(~seq.own),  # own = busy & ~done, registered (the select fans out to every bank)
+                     act.host_wr_addr.eq(self.host_addr), act.host_wr_data.eq(self.host_wdata),
+                     act.host_wr_en.eq(self.host_we & seq.idle)]  # seq.idle = ~busy, registered
         m.d.comb += self.host_rdata.eq(act.rd_data[0])
         return m

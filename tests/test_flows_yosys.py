@@ -110,6 +110,10 @@ def test_pnr_command():
     assert "--25k" in ecp and "CABGA381" in ecp and "--out-of-context" in ecp and "--textcfg" not in ecp
     with pytest.raises(ValueError):
         nextpnr.pnr_command("t.json", "xc7a100t", 100, "o", "r")
+    lpf = nextpnr.pnr_command("t.json", "ecp5-25k", 100, "t.config", "r.json", lpf="clock.lpf")
+    assert lpf[lpf.index("--lpf") + 1] == "clock.lpf"
+    with pytest.raises(ValueError, match="lpf"):
+        nextpnr.pnr_command("t.json", "ice40-up5k", 48, "t.asc", "r.json", lpf="clock.lpf")
 
 
 class Accumulator(wiring.Component):
@@ -138,6 +142,9 @@ def test_synthesize_and_place_small_design(tmp_path):
         assert r["carry"] > 0 and r["bram"] == r["dsp"] == 0, r
     p = nextpnr.pnr(r["netlist"], "ecp5-25k", tmp_path / "ecp5-25k", 50)
     assert p["success"] and p["fmax_mhz"] > 50, p
+    # clk placed on the clock input pin (nextpnr.CLOCK_SITE), by the LPF written beside the run
+    assert 'SITE "G2"' in (tmp_path / "ecp5-25k" / "clock.lpf").read_text()
+    assert "--lpf clock.lpf" in " ".join(nextpnr.pnr_command("n", "ecp5-25k", 50, "o", "r", lpf="clock.lpf"))
     print("synthesis seconds:", times, "ecp5 pnr", p["seconds"])
 
 

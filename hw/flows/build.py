@@ -103,7 +103,9 @@ def publish(out: dict, work: Path, bitstream_root: Path, *, cycles: int | None, 
                 "performance": {**timing(cycles, out["fmax_mhz"]), "rules": TIMING_RULES},
                 "pnr_constraint_mhz": out["pnr"]["constraint_mhz"], "router": out["pnr"].get("router"),
                 "synth_command": out["synth_command"], "pins": PINS,
-                "notes": "pins unconstrained (nextpnr places them); see hw/ioshell.py",
+                "notes": (f"clk on pin {nextpnr.CLOCK_SITE[target]}, the other pins placed by nextpnr"
+                          if target in nextpnr.CLOCK_SITE else "pins unconstrained (nextpnr places them)")
+                + "; see hw/ioshell.py",
                 **(manifest_extra or {})}
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
     for h in HEX_FILES.values():

@@ -4,9 +4,11 @@
 :func:`apotflow.hw.flows.yosys.synthesize` wrote and reads nextpnr's ``--report`` JSON (falling back
 to its last "Max frequency for clock" log line), :func:`pack` turns the result into a bitstream.
 
-No pin constraints are used: ``--pcf-allow-unconstrained`` / ``--lpf-allow-unconstrained`` let
-nextpnr place the top-level IOs itself, so a design must fit the package's IO count (iCE40UP5K
-SG48: 39 SB_IO; ECP5-25K CABGA381: 197). For ECP5, ``out_of_context=True`` skips IO buffers
+Pins are left to nextpnr (``--pcf-allow-unconstrained`` / ``--lpf-allow-unconstrained``), so a design
+must fit the package's IO count (iCE40UP5K SG48: 39 SB_IO; ECP5-25K CABGA381: 197), except the ECP5
+clock: ``clk`` goes to a clock input pin (:data:`CLOCK_SITE`, in an LPF written beside the run), since
+a pin nextpnr picks may have no route to the global clock network (the ResNet-8 ECP5-25k build at
+9f32c88 failed to route ``clk`` from X29/Y0). For ECP5, ``out_of_context=True`` skips IO buffers
 entirely (timing of the core only; no bitstream).
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from .tools import ToolError, find_tool, run_tool
 
-__all__ = ["DEFAULT_ROUTER", "PNR_TARGETS", "ROUTERS", "critical_path", "default_router", "pack", "parse_fmax",
+__all__ = ["CLOCK_SITE", "DEFAULT_ROUTER", "PNR_TARGETS", "ROUTERS", "critical_path", "default_router", "pack", "parse_fmax",
            "parse_utilisation", "pnr", "pnr_command"]
 
 # Target -> (nextpnr tool, device/package arguments, --<output> option, output suffix).
@@ -44,6 +46,10 @@ PNR_TARGETS: dict[str, tuple[str, list[str], str, str]] = {
         ".config",
     ),
 }
+
+# ECP5 target -> the pin of its package that ``clk`` is placed on: G2 of CABGA381 is a primary clock
+# input (PCLKT6_0), the ULX3S board's 25 MHz clock.
+CLOCK_SITE = {"ecp5-25k": "G2", "ecp5-85k": "G2"}
 
 _PACKERS = {
     "ice40-up5k": ("icepack", ".bin"),
@@ -71,9 +77,10 @@ def pnr_command(
     seed: int = 1,
     out_of_context: bool = False,
     router: str | None = None,
+    lpf: str | None = None,
 ) -> list[str]:
     """nextpnr's arguments (without the executable) for ``target``; paths are used as given;
-    ``router`` None: :data:`DEFAULT_ROUTER` of the target's family."""
+    ``router`` None: :data:`DEFAULT_ROUTER` of the target's family; ``lpf``: an ECP5 constraint file."""
     _check(target)
     if not freq_mhz > 0:
         raise ValueError(f"Target frequency must be positive, not {freq_mhz!r}")
@@ -100,6 +107,10 @@ def pnr_command(
         args.append("--out-of-context")
     else:
         args += [out_opt, output]
+    if lpf is not None:
+        if not target.startswith("ecp5"):
+            raise ValueError("lpf is an ECP5 constraint file")
+        args += ["--lpf", lpf]
     return args
 
 
@@ -176,9 +187,13 @@ def pnr(
         stale.unlink(missing_ok=True)
     # Relative paths: the yowasp sandbox hides the host's /tmp (see yosys.synth_script).
     netlist = os.path.relpath(Path(json_netlist).resolve(), workdir)
+    lpf = None
+    if target in CLOCK_SITE and not out_of_context:
+        lpf = workdir / "clock.lpf"
+        lpf.write_text(f'LOCATE COMP "clk" SITE "{CLOCK_SITE[target]}";\n')
     args = pnr_command(
         netlist, target, freq_mhz, output.name, report.name, seed=seed, out_of_context=out_of_context,
-        router=router,
+        router=router, lpf=lpf and lpf.name,
     )
     result: dict = {"target": target, "constraint_mhz": freq_mhz, "log": str(log),
                     "router": router or default_router(target)}
