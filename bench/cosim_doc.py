@@ -22,7 +22,7 @@ TARGET_S = 0.36  # seconds per image per process: 10,000 images in 30 minutes on
 
 def _rows() -> list[dict]:
     rows = [json.loads(p.read_text()) for p in sorted((ROOT / "bench/results").glob("cosim-testset-*.json"))]
-    return sorted(rows, key=lambda r: (r.get("first_image", 0), r["images"]))
+    return sorted(rows, key=lambda r: (r.get("first_image", 0), r["images"], r.get("git_revision", "")))
 
 
 def _build_note(r: dict) -> str:
@@ -71,9 +71,9 @@ def section() -> str:
         "",
         "### The trained ResNet-20 on the CIFAR-10 test set (64 lanes)",
         "",
-        "| test images | images | bit-exact | cycle mismatches | cycles per image (model) | processes | wall | s per image per process "
-        "| CPU s per image (simulating) | load average (1 min, before / after) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| test images | RTL of revision | images | bit-exact | cycle mismatches | cycles per image (model) | processes | wall "
+        "| s per image per process | CPU s per image (simulating) | load average (1 min, before / after) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cyc = f"{r['cycles_per_image_min']:,}" + (f"..{r['cycles_per_image_max']:,}"
@@ -81,7 +81,7 @@ def section() -> str:
         cpu = r.get("cpu_seconds_per_image", {}).get("simulating")
         a = r.get("first_image", 0)
         lines.append(
-            f"| {a:,}..{a + r['images'] - 1:,} | {r['images']:,} | {r['bitexact_images']:,} | {r['cycle_mismatches']} | {cyc} ({r['cycles_model']:,}) "
+            f"| {a:,}..{a + r['images'] - 1:,} | {r.get('git_revision', '?')[:7]} | {r['images']:,} | {r['bitexact_images']:,} | {r['cycle_mismatches']} | {cyc} ({r['cycles_model']:,}) "
             f"| {r['jobs']} | {r.get('cosim_wall_seconds', r['wall_seconds']) / 60:.1f} min{_build_note(r)} "
             f"| {r['seconds_per_image_per_process']:.2f} "
             f"| {cpu:.2f} | {r['load_average_before'][0]:.1f} / {r['load_average_after'][0]:.1f} |")
