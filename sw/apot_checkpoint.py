@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoint import read_torch_file
 from .zoo import APOT_CHECKPOINT_ARCHS, ZOO
 
 APOT_MEAN = (0.491, 0.482, 0.447)  # their main.py's transforms.Normalize
@@ -117,13 +118,7 @@ def read(path: str | os.PathLike, arch: str = "resnet20bn") -> tuple[dict[str, T
         raise ApotCheckpointError(f"--arch {arch!r}: checkpoints of the APoT authors' code import into "
                                   f"{', '.join(ARCHS)} only")
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, not a torch file, pickled code
-        msg = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
-        raise ApotCheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {msg})") from None
+    blob = read_torch_file(path, ApotCheckpointError, "PyTorch checkpoint")
     if not isinstance(blob, dict):
         raise ApotCheckpointError(f"{path}: a {type(blob).__name__}, not a checkpoint dict")
     state = blob.get("state_dict", blob)  # their torch.save({... "state_dict" ...}), or a bare state dict

@@ -52,17 +52,25 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or rebuilt (one line)."""
 
 
+def read_torch_file(path: str | os.PathLike, error: type[Exception] | None = None, what: str = "checkpoint"):
+    """``torch.load`` of a file of tensors (weights only: no pickled code) on the CPU. Raises
+    FileNotFoundError, or ``error`` (CheckpointError by default) in one line for a file torch cannot read
+    (truncated, not a torch file, pickled code)."""
+    error = error or CheckpointError
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        raise error(f"{path}: not a readable {what} ({type(e).__name__}: {msg})") from None
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """(model in eval mode with its saved masks and quantize flag, meta). Raises FileNotFoundError or
     CheckpointError (not a checkpoint, another version, an unknown architecture, weights that do not fit
     the architecture it names)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, not a torch file, pickled code
-        msg = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {msg})") from None
+    blob = read_torch_file(path)
     if not isinstance(blob, dict) or not {"arch", "state_dict"} <= set(blob):
         raise CheckpointError(f"{path}: not an apotflow checkpoint (no arch / state_dict): a bare state_dict or "
                               "another tool's file")
