@@ -17,8 +17,9 @@ from apotflow.sw.graph_prepare import Preprocess
 from apotflow.sw.randmodel import random_images
 from apotflow.sw.zoo import build
 
-CIFAR = next((p for p in (Path("data/cifar10-jpeg.tar.xz"), Path("/work/main/data/cifar10-jpeg.tar.xz")) if p.exists()),
-             None)
+_ROOT = Path(__file__).resolve().parents[1]  # the CIFAR-10 copy: data/ (git-ignored) or ../shared/data beside the checkout
+CIFAR = next((p for p in (_ROOT / "data/cifar10-jpeg.tar.xz", _ROOT.parent / "shared/data/cifar10-jpeg.tar.xz")
+              if p.exists()), None)
 
 
 def their_names(depth: int = 20) -> dict[str, str]:
