@@ -101,34 +101,35 @@ def calibrate_alphas(model: nn.Module, x: torch.Tensor, q: float = PERCENTILE, p
     (``batch_stats=True``), post-training quantization (sw/api.calibrate) and random models
     (sw/randmodel.py). The model is left in eval mode with fake-quant on."""
     quants = [m for m in model.modules() if isinstance(m, ActQuantizer)]
+    done: set[int] = set()  # the quantizers set in this pass
+
+    def wrap(aq: ActQuantizer):
+        orig = aq.quantize
+
+        def quantize(v):
+            if id(aq) not in done:
+                flat = v.detach().flatten()
+                if flat.numel() > _MAX_VALUES:
+                    pick = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:_MAX_VALUES]
+                    flat = flat[pick.to(flat.device)]
+                aq.alpha.fill_(max(float(torch.quantile(flat.double(), q)), 1e-3))
+                done.add(id(aq))
+            return orig(v)
+        return quantize
+
     set_quantize(model, True)
     model.train(batch_stats)
     kept = {n: b.clone() for n, b in model.named_buffers()} if batch_stats else {}
-    for _ in range(passes):
-        done: set[int] = set()
-
-        def wrap(aq: ActQuantizer, done=done):
-            orig = aq.quantize
-
-            def quantize(v):
-                if id(aq) not in done:
-                    flat = v.detach().flatten()
-                    if flat.numel() > _MAX_VALUES:
-                        pick = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:_MAX_VALUES]
-                        flat = flat[pick.to(flat.device)]
-                    aq.alpha.fill_(max(float(torch.quantile(flat.double(), q)), 1e-3))
-                    done.add(id(aq))
-                return orig(v)
-            return quantize
-
-        for aq in quants:
-            aq.quantize = wrap(aq)  # an instance attribute shadows the method for this pass only
-        try:
+    for aq in quants:
+        aq.quantize = wrap(aq)  # an instance attribute shadows the method during the passes
+    try:
+        for _ in range(passes):
+            done.clear()  # every quantizer is set again, at its first call of the pass
             model(x.float())
-        finally:
-            for aq in quants:
-                del aq.quantize
-    for n, b in model.named_buffers():
-        if n in kept:
-            b.copy_(kept[n])  # the running statistics (and batch counts) as before the passes
-    model.eval()
+    finally:
+        for aq in quants:
+            del aq.quantize
+        for n, b in model.named_buffers():
+            if n in kept:
+                b.copy_(kept[n])  # the running statistics (and batch counts) as before the passes
+        model.eval()
