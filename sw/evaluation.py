@@ -92,7 +92,8 @@ def calibrate_alphas(model: nn.Module, x: torch.Tensor, q: float = PERCENTILE, p
                      batch_stats: bool = False) -> None:
     """Each activation quantizer's alpha := the q-quantile of its input in fake-quant mode, set at the
     quantizer's first call of a pass, before it quantizes: every quantizer sees its input quantized with the
-    thresholds already calibrated upstream, as it will in QAT and on the hardware. A second pass
+    thresholds already calibrated upstream, as it will in QAT and on the hardware. A quantizer that stores
+    several tensors (the branches of a concatenation) takes the largest of their quantiles. A second pass
     (``passes=2``) re-calibrates each on inputs whose every upstream quantizer was set (a residual stream
     quantized before its block's first conv ran, for one). BatchNorm runs on its running statistics, or
     with ``batch_stats`` on the statistics of ``x`` (running statistics kept): a quantizing phase of the
@@ -107,13 +108,15 @@ def calibrate_alphas(model: nn.Module, x: torch.Tensor, q: float = PERCENTILE, p
         orig = aq.quantize
 
         def quantize(v):
-            if id(aq) not in done:
-                flat = v.detach().flatten()
-                if flat.numel() > _MAX_VALUES:
-                    pick = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:_MAX_VALUES]
-                    flat = flat[pick.to(flat.device)]
-                aq.alpha.fill_(max(float(torch.quantile(flat.double(), q)), 1e-3))
-                done.add(id(aq))
+            flat = v.detach().flatten()
+            if flat.numel() > _MAX_VALUES:
+                pick = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:_MAX_VALUES]
+                flat = flat[pick.to(flat.device)]
+            alpha = max(float(torch.quantile(flat.double(), q)), 1e-3)
+            if id(aq) in done:  # a second tensor of one quantizer (the branches of a concatenation)
+                alpha = max(alpha, float(aq.alpha))
+            aq.alpha.fill_(alpha)
+            done.add(id(aq))
             return orig(v)
         return quantize
 

@@ -6,6 +6,7 @@ The documented op set (what lowers to the IntNet, docs/frontend.md):
 * Conv2d: any kernel and stride, zero padding (symmetric, or asymmetric through F.pad / ZeroPad2d),
   dilation 1, groups 1, with or without bias; BatchNorm2d after a conv (folded); ReLU;
 * the residual add of two tensors (identity or a 1x1 projection shortcut);
+* channel concatenation (``torch.cat(..., dim=1)``) of ReLU outputs read by convolutions;
 * MaxPool2d / AvgPool2d, adaptive or global average pooling, flatten / view to (N, -1), Linear;
 * the input scaling ``x / s`` (or ``* s``) of the first layer, Dropout and Identity (no-ops in eval).
 
@@ -47,13 +48,12 @@ class _Rule:
 MODULES_OK = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear,
               nn.Identity, nn.Dropout, nn.ZeroPad2d)
 FUNCTIONS_OK = {option_a, operator.add, torch.add, F.relu, torch.relu, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
-                torch.flatten, F.pad, operator.truediv, operator.mul, F.dropout, getattr}
+                torch.flatten, F.pad, operator.truediv, operator.mul, F.dropout, getattr, torch.cat}
 METHODS_OK = {"relu", "flatten", "view", "reshape", "mean", "add", "size", "contiguous"}
-# Channel concatenation: an IntNet op sums over several sources, so the layer after a concat could read
-# each branch as one source (its weights split by channel range); the front end does not build that
-# (docs/frontend.md says what it would take). One definition, used by the ONNX reader too.
-CONCAT_INSTEAD = ("channel concatenation is not lowered: add the branches instead (equal channel counts), "
-                  "or let one conv produce all the channels")
+# Concatenation lowers along channels only: the layer after it reads each branch as one source of its op
+# (docs/frontend.md). One definition, used by the ONNX reader too.
+CONCAT_INSTEAD = "concatenate along channels only (dim 1 of an (N, C, H, W) tensor)"
+CHANNEL_DIMS = (1, -3)
 INSTEAD = {  # what to do instead, by the offending operation's name
     "cat": CONCAT_INSTEAD,
     "concat": CONCAT_INSTEAD,
@@ -139,6 +139,11 @@ def trace(model: nn.Module):
                                  "data-dependent control flow from forward"}]) from None
 
 
+def concat_dim(node) -> int:
+    """The dimension a torch.cat node concatenates along."""
+    return node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+
+
 def unsupported_nodes(model: nn.Module) -> list[dict]:
     """Every node of the traced model outside the op set (module doc), in graph order."""
     gm = trace(model)
@@ -151,7 +156,8 @@ def unsupported_nodes(model: nn.Module) -> list[dict]:
             target = node.target
         elif node.op == "call_function":
             name = getattr(node.target, "__name__", str(node.target))
-            rule = _Rule(node.target in FUNCTIONS_OK, INSTEAD.get(name, f"{name} is outside the op set"))
+            ok = node.target in FUNCTIONS_OK and (node.target is not torch.cat or concat_dim(node) in CHANNEL_DIMS)
+            rule = _Rule(ok, INSTEAD.get(name, f"{name} is outside the op set"))
             target = name
         else:  # call_method
             rule = _Rule(node.target in METHODS_OK, INSTEAD.get(node.target, f".{node.target}() is outside the op set"))

@@ -13,6 +13,8 @@ quantizers and BatchNorms as leaves. Walking the graph in order:
 * the residual add's other operand: a tensor of codes (identity shortcut), an option-A shortcut
   (``models.resnet.option_a``: strided channel selection) or a 1x1 projection conv (a QConv2d without
   its own input quantizer: it reads the block input's codes), with or without a BatchNorm;
+* a channel concatenation (``torch.cat(..., 1)``) of code tensors stored with one quantizer: a conv
+  reading it gets one source per branch, its weights split by channel range (the op sums its sources);
 * max pooling 2x2 / stride 2 -> a reduce=max op; global average pooling (``mean((2, 3))``, adaptive
   or full-window average pooling) -> sum >> (k - 2); flatten / view / dropout / identity: nothing;
 * the last linear layer (the output) -> raw logits.
@@ -30,7 +32,7 @@ META_KEYS that its ``arch_config()`` records, the classes, the input format and 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -70,6 +72,13 @@ class _Acc:
     bn: nn.Module | None = None
     residual: tuple | None = None
     extra_bias: np.ndarray | None = None
+
+
+@dataclass
+class _Cat:
+    """A channel concatenation of code tensors (read by a conv only)."""
+
+    parts: tuple[str, ...]
 
 
 @dataclass
@@ -144,7 +153,7 @@ def _consumer_quantizer(st: _State, node: Node) -> ActQuantizer:
                 found.append(st.free)
             else:
                 raise GraphLoweringError(f"{u.name}: a layer without its own input quantizer reads {node.name}")
-        elif _is(u, *MAXPOOL) or _is(u, *PASS):
+        elif _is(u, *MAXPOOL) or _is(u, *PASS) or _is(u, torch.cat):
             stack.extend(u.users)
         elif _is(u, *GAP):
             if st.free is None:
@@ -179,11 +188,37 @@ def _requantize(st: _State, node: Node, acc: _Acc) -> str:
         if acc.residual is not None:
             raise GraphLoweringError(f"{acc.name}: a residual add after a linear layer")
         op = _linear_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, nxt, st.tensors)
+    elif isinstance(acc.src, _Cat):
+        op = _concat_conv_op(st, acc, nxt)
     else:
         op = _conv_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, nxt, st.tensors, acc.residual, acc.extra_bias)
     st.ops.append(op)
     st.layers[acc.name] = acc.layer
     return acc.out
+
+
+def _concat_conv_op(st: _State, acc: _Acc, nxt: ActQuantizer):
+    """A conv reading a concatenation: the conv rule on the branches' channels end to end (one tensor of
+    their common scale), then its main source split into one source per branch: the op's sum over sources
+    is the conv over the concatenation, exactly."""
+    specs = [st.tensors[t] for t in acc.src.parts]
+    first = specs[0]
+    for t in specs[1:]:
+        if (t.shape[1:], t.max_value, t.scale, t.bits) != (first.shape[1:], first.max_value, first.scale, first.bits):
+            raise GraphLoweringError(f"{acc.name}: the concatenated tensors {first.name} and {t.name} differ in size "
+                                     "or quantization")
+    joined = "+".join(acc.src.parts)
+    spec = replace(first, name=joined, shape=(sum(t.shape[0] for t in specs), *first.shape[1:]))
+    tensors = {**st.tensors, joined: spec}
+    op = _conv_op(acc.name, acc.layer, acc.bn, joined, acc.out, nxt, tensors, acc.residual, acc.extra_bias)
+    st.tensors[acc.out] = tensors[acc.out]
+    main, rest = op.sources[0], op.sources[1:]
+    parts, c0 = [], 0
+    for t in specs:
+        parts.append(replace(main, tensor=t.name, codes=np.ascontiguousarray(main.codes[:, c0:c0 + t.shape[0]])))
+        c0 += t.shape[0]
+    op.sources = parts + rest
+    return op
 
 
 def _add(st: _State, node: Node, a, b) -> _Acc:
@@ -210,9 +245,17 @@ def _add(st: _State, node: Node, a, b) -> _Acc:
 
 
 def _step(st: _State, node: Node, env: dict):
-    """The value of one node (a tensor name, an accumulation, an option-A shortcut, a constant)."""
+    """The value of one node (a tensor name, a concatenation, an accumulation, an option-A shortcut, a
+    constant)."""
     args = [env.get(a) if isinstance(a, Node) else a for a in node.args]
     mod = _module(st, node)
+    if _is(node, torch.cat):
+        parts = [env.get(a) for a in node.args[0]]
+        if not all(isinstance(p, str) for p in parts):
+            raise GraphLoweringError(f"{node.name}: a concatenation of quantized tensors only")
+        return _Cat(tuple(parts))
+    if any(isinstance(a, _Cat) for a in args) and not isinstance(mod, QConv2d):
+        raise GraphLoweringError(f"{node.name}: a concatenation is read by convolutions only")
     if node.op == "placeholder":
         return node
     if node.op == "get_attr":
@@ -220,7 +263,7 @@ def _step(st: _State, node: Node, env: dict):
     if node.op == "call_function" and node.target in (operator.truediv, operator.mul) and isinstance(args[0], Node):
         return _input(st, node, args[0])
     if isinstance(mod, (QConv2d, QLinear)):
-        if not isinstance(args[0], str):
+        if not isinstance(args[0], str) and not (isinstance(mod, QConv2d) and isinstance(args[0], _Cat)):
             raise GraphLoweringError(f"{node.name}: its input is not a quantized tensor")
         return _Acc(mod, args[0], *st.names.get(node.target, (node.name, node.name)))
     if isinstance(mod, nn.modules.batchnorm._BatchNorm):

@@ -2,7 +2,8 @@
 
 The float model (a PyTorch module, or the GraphModule of sw/onnx_in.load_onnx) is traced with torch.fx
 (sw/frontend.py lists every unsupported node first) and read into a plan of steps, one per graph node:
-input, conv, linear, BatchNorm, ReLU, add, max pool, global average pool, flatten. The plan is rewritten
+input, conv, linear, BatchNorm, ReLU, add, channel concatenation, max pool, global average pool, flatten.
+The plan is rewritten
 so that it carries what the zoo models carry:
 
 * the declared input preprocessing (``Preprocess``: the float model sees ``(X * scale - mean) / std`` of
@@ -17,13 +18,18 @@ so that it carries what the zoo models carry:
 * a conv whose output goes into an add beside a conv + BatchNorm is the shortcut's 1x1 projection: its
   BatchNorm, if any, is folded into its weights and bias, and it keeps its float scale (``denorm``);
 * a conv or hidden linear layer followed by ReLU without a BatchNorm gets an identity one (the lowering
-  folds a BatchNorm, with the layer's bias, into the requantization thresholds).
+  folds a BatchNorm, with the layer's bias, into the requantization thresholds);
+* a channel concatenation joins ReLU outputs (or their max pools) and is read by convolutions only: its
+  branches are stored with their readers' one input quantizer, and each reader's op reads every branch
+  as one source (sw/graph_lower.py). The filters that feed a concatenation are not pruned.
 
 In fake-quant mode (``quantize``) each ReLU output is quantized with its consumers' quantizer, the
 residual add scales the quantized shortcut by ``lower.residual_gain`` (eval), and global average pooling
 computes ``floor(sum(codes) / 2**(k-2))`` for 2**k pixels: the integer network's own arithmetic
 (sw/graph_lower.py lowers the float-mode graph of this module). ``prune_groups`` / ``group_consumers``
-come from the graph: the channels that meet at an add are one group.
+come from the graph: the channels that meet at an add are one group; a group that feeds a concatenation
+keeps every channel (``forced_keep``: its reader's input channels would be several groups' masks end to
+end).
 """
 
 from __future__ import annotations
@@ -84,7 +90,7 @@ class Preprocess:
 @dataclass
 class Step:
     name: str
-    kind: str  # input conv linear bn relu add maxpool gap flatten output
+    kind: str  # input conv linear bn relu add cat maxpool gap flatten output
     args: list[str] = field(default_factory=list)
     mod: str | None = None  # the module attribute of conv / linear / bn / maxpool / gap
     flat: bool = False  # gap: flatten after (mean without keepdim)
@@ -151,6 +157,8 @@ def _read_graph(model: nn.Module) -> tuple[list[Step], dict[str, nn.Module], dic
             st.kind = "bn"
         elif isinstance(mod, nn.ReLU) or f in (F.relu, torch.relu) or meth == "relu":
             st.kind = "relu"
+        elif f is torch.cat:
+            st.kind, st.args = "cat", [src(a) for a in node.args[0]]
         elif f in (operator.add, torch.add) or meth == "add":
             if len(args) != 2:
                 raise PrepareError(f"{node.name}: an add of two tensors only")
@@ -283,6 +291,8 @@ class PreparedNet(nn.Module):
                 env[s.name] = F.relu(a[0])
             elif s.kind == "add":
                 env[s.name] = a[0] + a[1]
+            elif s.kind == "cat":
+                env[s.name] = torch.cat(a, 1)
             elif s.kind == "flatten":
                 env[s.name] = torch.flatten(a[0], 1)
             elif s.kind == "output":
@@ -320,6 +330,9 @@ class PreparedNet(nn.Module):
             elif s.kind == "maxpool":
                 m = self._m(s.mod)
                 env[s.name] = _QV(m(a[0].v), m(a[0].codes), a[0].quantum, a[0].q)
+            elif s.kind == "cat":  # the branches share their readers' quantizer (_place_quantizers)
+                env[s.name] = _QV(torch.cat([x.v for x in a], 1), torch.cat([x.codes for x in a], 1),
+                                  a[0].quantum, a[0].q)
             elif s.kind == "flatten":
                 x = a[0]
                 env[s.name] = _QV(torch.flatten(x.v, 1), None if x.codes is None else torch.flatten(x.codes, 1),
@@ -367,6 +380,7 @@ class PreparedNet(nn.Module):
             return g
 
         gid: dict[str, str | None] = {}
+        pinned: set[str | None] = set()  # groups that feed a concatenation: kept whole
         producers: list[tuple[str, str | None]] = []  # (layer step, bn module)
         readers: list[tuple[str | None, str]] = []  # (group, layer module)
         bn_of = {s.args[0]: s.mod for s in self.plan if s.kind == "bn"}
@@ -382,6 +396,9 @@ class PreparedNet(nn.Module):
                 g0, g1 = (find(gid[x]) for x in s.args)
                 parent[g1] = g0
                 gid[s.name] = g0
+            elif s.kind == "cat":
+                pinned.update(gid[x] for x in s.args)
+                gid[s.name] = None
             elif s.kind != "output":
                 gid[s.name] = gid[s.args[0]]
         roots: dict[str, int] = {}
@@ -397,13 +414,21 @@ class PreparedNet(nn.Module):
         for g, mod in readers:
             if g is not None:
                 consumers[roots[find(g)]].append(self._m(mod))
-        return groups, consumers
+        whole = sorted({roots[find(g)] for g in pinned if g is not None})
+        return groups, consumers, whole
 
     def prune_groups(self) -> list[list[tuple]]:
         return self._groups()[0]
 
     def group_consumers(self) -> list[list[nn.Module]]:
         return self._groups()[1]
+
+    def forced_keep(self, i: int, masks: list[Tensor]) -> Tensor | None:
+        """Every channel of a group that feeds a concatenation (sw/prune.compute_masks)."""
+        if i not in self._groups()[2]:
+            return None
+        conv = self.prune_groups()[i][0][0]
+        return torch.ones(conv.weight.shape[0], dtype=torch.bool, device=conv.weight.device)
 
     def last_linear(self) -> QLinear:
         return self._m(next(s.mod for s in self.plan if s.role == "last"))
@@ -453,6 +478,8 @@ def build_prepared(model: nn.Module, w_bits: int, a_bits: int, pre: Preprocess) 
     for s in steps:
         if s.kind == "conv" and through(s.args[0]).kind == "input":
             s.role = "first"
+        if s.kind == "cat":
+            _check_concat(s, by, users)
     order = {t.name: i for i, t in enumerate(steps)}
     for s in steps:
         if s.kind != "add":
@@ -482,6 +509,8 @@ def build_prepared(model: nn.Module, w_bits: int, a_bits: int, pre: Preprocess) 
             raise PrepareError(f"{s.name}: an add needs a conv (+ BatchNorm) on one side")
         if len(users[main[0].name]) != 1 or main[1].role == "first":
             raise PrepareError(f"{s.name}: the conv {main[1].name} before an add must have no other reader")
+        if s.proj and through(by[s.proj].args[0]).kind == "cat":
+            raise PrepareError(f"{s.name}: a 1x1 projection shortcut cannot read a concatenation")
         s.main = (main[1].name, None)
     # ---- modules
     for s in steps:
@@ -568,9 +597,24 @@ def build_prepared(model: nn.Module, w_bits: int, a_bits: int, pre: Preprocess) 
     return net.eval()
 
 
+def _check_concat(s: Step, by: dict[str, Step], users: dict[str, list[Step]]) -> None:
+    """A concatenation joins ReLU outputs (or their max pools) and only convolutions read it: the op of a
+    conv reading it takes every branch as one source; a pool, add or linear layer would need the same."""
+    for x in s.args:
+        b = by[x]
+        while b.kind == "maxpool":
+            b = by[b.args[0]]
+        if b.kind != "relu":
+            raise PrepareError(f"{s.name}: a concatenation joins ReLU outputs (or their max pools), not {x} ({by[x].kind})")
+    for u in users[s.name]:
+        if u.kind not in ("conv", "pad"):
+            raise PrepareError(f"{s.name}: a concatenation is read by convolutions only, not by {u.name} ({u.kind}); "
+                               "put a conv after it")
+
+
 def _place_quantizers(net: PreparedNet, a_bits: int) -> None:
-    """Each ReLU output's quantizer: its consumers' (shared if several layers read it), or the free ``qfc``
-    for the last linear layer and global average pooling."""
+    """Each ReLU output's quantizer: its consumers' (shared if several layers read it, and across the
+    branches of a concatenation), or the free ``qfc`` for the last linear layer and global average pooling."""
     users: dict[str, list[Step]] = {s.name: [] for s in net.plan}
     for s in net.plan:
         for x in s.args:
@@ -583,13 +627,14 @@ def _place_quantizers(net: PreparedNet, a_bits: int) -> None:
             net.add_module(_key(net, "qfc"), free[0])
         return free[0]
 
+    readers: list[tuple[Step, list[nn.Module], bool]] = []
     for s in net.plan:
         if s.kind != "relu":
             continue
         layers, stack, pooled = [], list(users[s.name]), False
         while stack:
             u = stack.pop()
-            if u.kind in ("maxpool", "flatten"):
+            if u.kind in ("maxpool", "flatten", "cat"):
                 stack.extend(users[u.name])
             elif u.kind == "gap" or u.kind == "linear" and u.role == "last":
                 pooled = True
@@ -599,14 +644,27 @@ def _place_quantizers(net: PreparedNet, a_bits: int) -> None:
                 raise PrepareError(f"{u.name} ({u.kind}) reads the ReLU output {s.name}: outside the op set")
         if pooled and layers:
             raise PrepareError(f"{s.name}: read both by the classifier and by a layer (quantized differently)")
-        if pooled:
-            q = the_free()
-        elif layers:
-            q = layers[0].aq
-            for m in layers[1:]:
-                m.aq = q  # one tensor, one quantizer: the layers that read it share it
-        else:
+        if not pooled and not layers:
             raise PrepareError(f"{s.name}: no layer reads this ReLU output")
+        readers.append((s, layers, pooled))
+    # one tensor, one quantizer: the layers that read a tensor share one, and a concatenation's reader
+    # joins its branches' readers (union-find over the layers)
+    root: dict[int, nn.Module] = {}
+
+    def find(m: nn.Module) -> nn.Module:
+        while root.get(id(m), m) is not m:
+            m = root[id(m)]
+        return m
+
+    for _, layers, _ in readers:
+        for m in layers[1:]:
+            a, b = find(layers[0]), find(m)
+            if a is not b:
+                root[id(b)] = a
+    for s, layers, pooled in readers:
+        for m in layers:
+            m.aq = find(m).aq
+        q = the_free() if pooled else layers[0].aq
         s.q = next(k for k, m in net.named_modules() if m is q)
     for s in net.plan:
         if s.kind == "gap" and not any(t.kind == "relu" for t in net.plan if t.name == s.args[0]):

@@ -354,11 +354,14 @@ def size_and_bops(net: IntNet) -> dict:
         if op.kind == "pool":
             continue
         _, ho, wo = net.tensors[op.out].shape
+        counted = set()  # an op reading a concatenation has one main source per branch, one FP32 shape
         for s in op.sources:
             if s.role not in MAC_ROLES:
                 continue
             n = int(np.prod(s.codes.shape))
-            n_fp = int(np.prod(ref.get(fp32_key(op, s), list(s.codes.shape))))
+            key = fp32_key(op, s)
+            n_fp = n if key not in ref else 0 if key in counted else int(np.prod(ref[key]))
+            counted.add(key)
             layers.append({"weights": n, "weights_fp32": n_fp, "macs": n * ho * wo, "macs_fp32": n_fp * ho * wo,
                            "w_bits": s.w_bits, "a_bits": net.tensors[s.tensor].bits})
     return count_totals(layers)

@@ -4,7 +4,8 @@
     gm = load_onnx("model.onnx")          # nn.Conv2d, nn.BatchNorm2d/1d, nn.ReLU, add, pools, nn.Linear
 
 The op set (docs/frontend.md) is the integer network's: Conv (groups 1, dilation 1, zero padding, symmetric
-or not), BatchNormalization, Relu, Add (of two tensors, or a constant bias after MatMul), MaxPool,
+or not), BatchNormalization, Relu, Add (of two tensors, or a constant bias after MatMul), Concat (along
+channels), MaxPool,
 AveragePool, GlobalAveragePool, Pad (constant 0, spatial), Flatten and Reshape to (N, -1), Gemm and
 MatMul (with constant weights), Identity and Dropout (no-ops at inference). The model has one image input
 (N, C, H, W) and one output. Before anything is built, every node outside the op set is listed in one
@@ -25,10 +26,9 @@ from .frontend import CONCAT_INSTEAD, UnsupportedModel
 
 MAX_ONNX_BYTES = 1 << 30  # a CNN that lowers to this project's integer network is far smaller
 
-OPS = ("Conv", "BatchNormalization", "Relu", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Pad",
+OPS = ("Conv", "BatchNormalization", "Relu", "Add", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool", "Pad",
        "Flatten", "Reshape", "Gemm", "MatMul", "Identity", "Dropout", "Constant")
 INSTEAD = {
-    "Concat": CONCAT_INSTEAD,
     "Sigmoid": "only ReLU activations", "Tanh": "only ReLU activations", "LeakyRelu": "only ReLU activations",
     "Clip": "only ReLU activations (the activation quantizer clips at its own threshold): export ReLU",
     "HardSwish": "only ReLU activations", "HardSigmoid": "only ReLU activations", "Elu": "only ReLU activations",
@@ -103,6 +103,8 @@ def _check_node(node, consts: dict) -> str | None:
             return "a linear layer with weights only"
         if op == "Gemm" and a.get("transA", 0):
             return "Gemm with transA=0 only"
+    if op == "Concat" and (a.get("axis") not in (1, -3) or any(k in consts for k in node.input)):
+        return CONCAT_INSTEAD
     if op == "Flatten" and a.get("axis", 1) != 1:
         return "flatten to (N, -1) only (axis 1)"
     return None
@@ -261,6 +263,8 @@ def _build(g, nodes: list, consts: dict, input_name: str, ranks: dict) -> fx.Gra
                                                     "into a layer's bias"}])
             getattr(root, lin).bias = nn.Parameter(_t(consts[c[0]]).reshape(-1))
             env[n.output[0]] = env[other]
+        elif op == "Concat":
+            env[n.output[0]] = graph.call_function(torch.cat, (list(ins), 1))
         elif op in ("MaxPool", "AveragePool"):
             k, s = tuple(a["kernel_shape"]), tuple(a.get("strides", (1, 1)))
             p = _pads(a.get("pads"), name)[:2]

@@ -1,6 +1,6 @@
-"""docs/examples: three user models outside the zoo go prepare -> calibrate -> lower, and the integer
+"""docs/examples: four user models outside the zoo go prepare -> calibrate -> lower, and the integer
 network equals the fake-quant model (float64 check, agreement 1.0) on the digits test images; the third
-is exported to ONNX inside the test and imported with `apotflow import`. Untrained weights with BatchNorm
+is exported to ONNX inside the test and imported with `apotflow import`, the fourth concatenates branches. Untrained weights with BatchNorm
 statistics from the digits images keep the tests fast (the examples' own main() trains them)."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from apotflow.sw.quant import exact_copy
 from apotflow.sw.randmodel import calibrate_bn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "examples"))
+import inception  # noqa: E402
 import keras_style_onnx  # noqa: E402
 import lenet  # noqa: E402
 import small_resnet  # noqa: E402
@@ -50,7 +51,8 @@ def _integer_equals_fake_quant(q, net, x) -> None:
     (lambda: lenet.LeNet(8), Preprocess(16), (4, 4), 0.0),
     (lambda: small_resnet.SmallResNet((8, 16, 16)), Preprocess(16, mean=(0.3,), std=(0.4,)), (4, 4), 0.3),
     (lambda: small_resnet.SmallResNet((8, 8, 16)), Preprocess(16), (8, 8), 0.0),
-], ids=["lenet-w4a4", "resnet-w4a4-mean-std-pruned", "resnet-w8a8"])
+    (lambda: inception.Inception(8), Preprocess(16), (4, 4), 0.5),
+], ids=["lenet-w4a4", "resnet-w4a4-mean-std-pruned", "resnet-w8a8", "inception-concat-w4a4-pruned"])
 def test_a_user_model_lowers_to_an_integer_network_equal_to_its_fake_quant_model(digits, cls, pre, bits, prune):
     m = _float_model(cls, digits, pre)
     if pre.mean == (0.0,):  # the float graph of the prepared model is the float model (no mean at the borders)
@@ -79,6 +81,67 @@ def test_projection_shortcuts_and_identity_batchnorms(digits):
     groups = q.prune_groups()  # the stem, the identity block's conv2 and layer2's stream meet at adds
     assert len(groups) == 3 + 3
     assert sum(len(g) for g in groups) == 9
+
+
+def test_a_concatenation_is_one_source_per_branch(digits):
+    """The conv after torch.cat reads each branch as one source (its weights split by channel range); the
+    branches share their readers' one quantizer; the groups that feed the concatenation keep every
+    channel while the others are pruned; the FP32 reference counts the conv's weights once."""
+    from apotflow.sw.intnet import size_and_bops
+
+    m = _float_model(lambda: inception.Inception(8), digits, Preprocess(16))
+    q = api.prepare(m, api.QuantConfig(4, 4), Preprocess(16))
+    assert q.b1_0.aq is q.b2_0.aq is q.mix_0.aq
+    api.prune_(q, 0.5)
+    assert [int(g[0][0].filter_mask.sum()) for g in q.prune_groups()] == [8, 8, 8, 8]  # stem, b1, b2; mix 16 -> 8
+    api.calibrate(q, digits.x_train[:64])
+    net = api.lower(q, example=digits.x_test[:100])
+    mix = next(o for o in net.ops if o.name == "mix_0")
+    assert [(s.tensor, s.codes.shape[1]) for s in mix.sources] == [("b1_0", 8), ("b2_0", 8), ("p0", 8)]
+    w = q.mix_0.wq.int_weight(q.mix_0.weight, q.mix_0.filter_mask, q.mix_0.in_mask)[0]
+    assert sum(int((s.weight != 0).sum()) for s in mix.sources) == int((w != 0).sum()) > 0
+    weights = sum(p.numel() for n, p in m.named_parameters() if n.endswith("weight") and p.dim() > 1)
+    assert size_and_bops(net)["size_fp32_bits"] == 32 * weights
+
+
+def test_one_quantizer_for_the_branches_of_a_concatenation_covers_each(digits):
+    """Calibration sets a quantizer that stores several tensors (the branches of a concatenation) to cover
+    the largest: a branch 20x larger than the others is not clipped to their range."""
+    m = _float_model(lambda: inception.Inception(8), digits, Preprocess(16))
+    with torch.no_grad():
+        m.b2[1].weight *= 20
+        m.b2[1].bias *= 20
+    q = api.prepare(m, api.QuantConfig(8, 8), Preprocess(16))
+    seen = []
+    q.b2_1.register_forward_hook(lambda mod, i, o: seen.append(torch.relu(o).flatten().double()))
+    api.calibrate(q, digits.x_train[:64])
+    big = float(torch.quantile(seen[-1], 0.999))
+    assert float(q.mix_0.aq.alpha) > 0.5 * big
+
+
+def test_a_concatenation_outside_what_lowers_is_one_line():
+    from torch import nn
+
+    from apotflow.sw.graph_prepare import PrepareError
+
+    class Pooled(inception.Inception):  # a max pool reads the concatenation
+        def forward(self, x):
+            p = self.pool(self.stem(x))
+            return self.fc(torch.flatten(self.pool(torch.cat([self.b1(p), self.b2(p)], 1)).mean((2, 3)), 1))
+
+    class Raw(inception.Inception):  # a branch without ReLU
+        def __init__(self):
+            super().__init__(8)
+            self.lin = nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            p = self.pool(self.stem(x))
+            return self.fc(torch.flatten(self.mix(torch.cat([self.b1(p), self.lin(p), p], 1)).mean((2, 3)), 1))
+
+    with pytest.raises(PrepareError, match="read by convolutions only, not by"):
+        api.prepare(Pooled(8).eval(), api.QuantConfig(4, 4), Preprocess(16))
+    with pytest.raises(PrepareError, match="joins ReLU outputs"):
+        api.prepare(Raw().eval(), api.QuantConfig(4, 4), Preprocess(16))
 
 
 def test_an_onnx_model_exported_from_pytorch_imports_with_the_cli(digits, tmp_path):
@@ -183,6 +246,29 @@ def test_the_imported_onnx_model_co_simulates_bit_exactly(digits, tmp_path):
                                     api.QuantConfig(4, 4), Preprocess(16, scale=1.0))
     assert r["agreement"] == 1.0
     assert {o.sources[0].weight.shape[-1] for o in net.ops if o.kind == "conv"} >= {3, 4}
+    s = cosim_model(net, fit(net, AcceleratorConfig(lanes=8)), tmp_path / "cosim", 2, seed=2, log=lambda m: None)
+    assert s["images"] == 2 and s["mismatches"] == 0, s["first_mismatch"]
+    assert s["cycles_total"] == s["cycles_model"]
+
+
+@pytest.mark.verilator
+def test_an_onnx_concatenation_co_simulates_bit_exactly(digits, tmp_path):
+    """The Inception example exported to ONNX (Concat along channels) and imported: the conv after the
+    concatenation reads three sources, on Verilator at 8 lanes, every layer bit-exact."""
+    from apotflow.hw.config import AcceleratorConfig
+    from apotflow.hw.fit import fit
+    from apotflow.sim.flow import cosim_model
+    from apotflow.sw.onnx_in import load_onnx
+
+    m = _float_model(lambda: inception.Inception(4), digits, Preprocess(16))
+    path = tmp_path / "i.onnx"
+    torch.onnx.export(m, torch.zeros(1, 1, 8, 8), str(path), dynamo=False)
+    gm = load_onnx(path)
+    assert any(n.target is torch.cat for n in gm.graph.nodes)
+    net, r = api.import_float_model(gm, digits.x_train[:32], digits.x_test[:32], digits.y_test[:32],
+                                    api.QuantConfig(4, 4), Preprocess(16))
+    assert r["agreement"] == 1.0
+    assert max(len(o.sources) for o in net.ops) == 3
     s = cosim_model(net, fit(net, AcceleratorConfig(lanes=8)), tmp_path / "cosim", 2, seed=2, log=lambda m: None)
     assert s["images"] == 2 and s["mismatches"] == 0, s["first_mismatch"]
     assert s["cycles_total"] == s["cycles_model"]

@@ -37,7 +37,7 @@ class Odd(nn.Module):
 
     def forward(self, x):
         h = self.act(self.dw(self.c(x)))
-        return torch.cat([h, torch.sigmoid(h)], 1).softmax(1)
+        return torch.cat([h, torch.sigmoid(h)], 2).softmax(1)  # along rows: not channels
 
 
 def test_supported_model_passes():
@@ -55,7 +55,7 @@ def test_every_unsupported_node_is_listed():
     assert msg[0] == "Odd: 5 unsupported node(s); the integer network cannot express them" and len(msg) == 6
     assert any("groups=1" in line and "module dw" in line for line in msg)
     assert any("test_frontend_api.py" in line for line in msg if "cat" in line)  # the source line
-    assert any("add the branches instead" in line for line in msg if "(call_function cat)" in line)
+    assert any("along channels only" in line for line in msg if "(call_function cat)" in line)
 
 
 def test_untraceable_model_is_one_node():

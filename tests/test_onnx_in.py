@@ -81,13 +81,13 @@ def test_onnx_model_computes_what_onnx_computes(tmp_path):
 
 def test_every_unsupported_node_is_named(tmp_path):
     extra = [helper.make_node("Sigmoid", ["hr"], ["s"], name="gate"),
-             helper.make_node("Concat", ["hr", "s"], ["cat"], name="join", axis=1)]
+             helper.make_node("Concat", ["hr", "s"], ["cat"], name="join", axis=2)]
     _small_resnet(tmp_path / "m.onnx", extra_nodes=extra)
     with pytest.raises(UnsupportedModel) as e:
         load_onnx(tmp_path / "m.onnx")
     msg = str(e.value)
     assert "2 unsupported node(s)" in msg.splitlines()[0]
-    assert "gate (Sigmoid" in msg and "only ReLU" in msg and "join (Concat" in msg and "add the branches instead" in msg
+    assert "gate (Sigmoid" in msg and "only ReLU" in msg and "join (Concat" in msg and "along channels only" in msg
 
 
 def test_grouped_conv_is_refused(tmp_path):
