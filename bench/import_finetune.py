@@ -49,9 +49,9 @@ def main(argv=None) -> int:
             q = api.prepare(load_onnx(path), api.QuantConfig(2, 2), pre)
             api.prune_(q, 0.3)
             api.calibrate(q, calib)
-            ptq = api.evaluate(model, pre.apply, q, lower(q, (1, 8, 8)), x, y)
+            ptq = api.accuracy_report(model, pre.apply, q, lower(q, (1, 8, 8)), x, y)
             api.finetune(q, split, a.epochs, log=lambda *_: None, batchnorms=batchnorms)
-            ft = api.evaluate(model, pre.apply, q, lower(q, (1, 8, 8)), x, y)
+            ft = api.accuracy_report(model, pre.apply, q, lower(q, (1, 8, 8)), x, y)
             row = {"trainable_batchnorms": batchnorms, "epochs": a.epochs, "images": len(y),
                    "accuracy_float": ptq["accuracy_float"], "post_training_int": ptq["accuracy_int"],
                    "finetuned_int": ft["accuracy_int"], "finetuned_fakequant": ft["accuracy_fakequant"],

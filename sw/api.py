@@ -207,8 +207,8 @@ def export(net, path):
     return _export.save(net, path)
 
 
-def evaluate(float_model, float_input, q: nn.Module, net, x: torch.Tensor, y: torch.Tensor,
-             batch: int = 500) -> dict:
+def accuracy_report(float_model, float_input, q: nn.Module, net, x: torch.Tensor, y: torch.Tensor,
+                    batch: int = 500) -> dict:
     """Top-1 of the float model (on ``float_input(x)``), and the integer check of ``q`` against ``net`` on
     integer images x with labels y (``sw.evaluation.integer_check``: fake-quant and integer top-1, their
     agreement; 1.0: the integer model equals the fake-quant model)."""
@@ -300,7 +300,7 @@ def import_float_model(model: nn.Module, calib: torch.Tensor, x: torch.Tensor, y
                        finetune_epochs: int = 0, log=print) -> tuple:
     """A float model (a PyTorch module or load_onnx's GraphModule) -> (IntNet, report): prepare ->
     prune_ (if prune) -> calibrate on ``calib`` -> [``finetune`` for finetune_epochs on finetune_data] ->
-    lower -> ``evaluate`` on (x, y) (the report has the post-training accuracies too when fine-tuned).
+    lower -> ``accuracy_report`` on (x, y) (the report has the post-training accuracies too when fine-tuned).
     ``preprocess`` None: a zoo model, which takes the integer pixels itself."""
     import time
 
@@ -315,12 +315,12 @@ def import_float_model(model: nn.Module, calib: torch.Tensor, x: torch.Tensor, y
     report = {"w_bits": config.w_bits, "a_bits": config.a_bits, "first_last_bits": 8, "prune": prune,
               "act_percentile": config.act_percentile, "calib_images": len(calib)}
     if finetune_epochs:
-        ptq = evaluate(model.eval(), float_input, q, _lower(q, tuple(x.shape[1:])), x, y)
+        ptq = accuracy_report(model.eval(), float_input, q, _lower(q, tuple(x.shape[1:])), x, y)
         info = finetune(q, finetune_data, finetune_epochs, log=log)
         report["post_training"] = {k: ptq[k] for k in ("accuracy_fakequant", "accuracy_int", "agreement")}
         report["finetune"] = {"epochs": finetune_epochs, "lr": FINETUNE_LR, "train_images": len(finetune_data.x_train),
                               "seconds": round(info["train_seconds"], 1)}
     net = _lower(q, tuple(x.shape[1:]))
-    report.update(**evaluate(model.eval(), float_input, q, net, x, y), ops=len(net.ops),
+    report.update(**accuracy_report(model.eval(), float_input, q, net, x, y), ops=len(net.ops),
                   seconds=round(time.perf_counter() - t0, 1))
     return net, report

@@ -134,13 +134,13 @@ def test_their_mean_is_folded_into_the_stem_exactly_inside_the_border(imported):
 
 def test_integer_model_equals_fake_quant(imported):
     """The post-training path of every imported model: W4/A4 prepared, calibrated, lowered, integer = fake-quant."""
-    from apotflow.sw.api import QuantConfig, calibrate, evaluate, lower, prepare
+    from apotflow.sw.api import QuantConfig, accuracy_report, calibrate, lower, prepare
 
     _, _, _, m, _, x = imported
     q = prepare(m, QuantConfig(4, 4))
     calibrate(q, random_images(32, seed=2))
     net = lower(q, example=x)  # raises unless every example's top-1 agrees
-    r = evaluate(m, torch.Tensor.float, q, net, x, torch.zeros(len(x), dtype=torch.long))
+    r = accuracy_report(m, torch.Tensor.float, q, net, x, torch.zeros(len(x), dtype=torch.long))
     assert r["agreement"] == 1.0 and net.meta["model"] == "resnet20bn"
     assert sum(s.role == "projection" for o in net.ops for s in o.sources) == 2
 
