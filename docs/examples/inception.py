@@ -38,19 +38,9 @@ class Inception(nn.Module):
 
 
 def main(w_bits: int = 4, a_bits: int = 4) -> dict:
-    from lenet import train  # docs/examples/lenet.py
+    from lenet import train_and_import  # docs/examples/lenet.py
 
-    from apotflow.sw.api import QuantConfig, import_float_model
-    from apotflow.sw.data import load_digits_split
-    from apotflow.sw.graph_prepare import Preprocess
-
-    torch.manual_seed(0)
-    split = load_digits_split()
-    pre = Preprocess(pixel_max=16)
-    model = train(Inception(), pre.apply(split.x_train), split.y_train, epochs=15)
-    net, report = import_float_model(model, split.x_train[:512], split.x_test, split.y_test,
-                                     QuantConfig(w_bits, a_bits), pre)
-    return report
+    return train_and_import(Inception, w_bits, a_bits, epochs=15)
 
 
 if __name__ == "__main__":

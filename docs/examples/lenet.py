@@ -46,18 +46,25 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 30, 
     return model.eval()
 
 
-def main(w_bits: int = 4, a_bits: int = 4) -> dict:
+def train_and_import(make_model, w_bits: int, a_bits: int, pre=None, epochs: int = 30) -> dict:
+    """Seed 0, train ``make_model()`` on the digits training split (seen through ``pre``, default X / 16)
+    and import it at W``w_bits``/A``a_bits`` (calibration on 512 training images): the report of
+    ``import_float_model`` on the 450 test images. Every example's ``main``."""
     from apotflow.sw.api import QuantConfig, import_float_model
     from apotflow.sw.data import load_digits_split
     from apotflow.sw.graph_prepare import Preprocess
 
     torch.manual_seed(0)
     split = load_digits_split()
-    pre = Preprocess(pixel_max=16)  # the float model sees X / 16
-    model = train(LeNet(), pre.apply(split.x_train), split.y_train)
+    pre = pre or Preprocess(pixel_max=16)  # the float model sees X / 16
+    model = train(make_model(), pre.apply(split.x_train), split.y_train, epochs=epochs)
     net, report = import_float_model(model, split.x_train[:512], split.x_test, split.y_test,
                                      QuantConfig(w_bits, a_bits), pre)
     return report
+
+
+def main(w_bits: int = 4, a_bits: int = 4) -> dict:
+    return train_and_import(LeNet, w_bits, a_bits)
 
 
 if __name__ == "__main__":

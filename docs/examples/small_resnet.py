@@ -46,19 +46,11 @@ class SmallResNet(nn.Module):
 
 
 def main(w_bits: int = 4, a_bits: int = 4) -> dict:
-    from lenet import train  # docs/examples/lenet.py
+    from lenet import train_and_import  # docs/examples/lenet.py
 
-    from apotflow.sw.api import QuantConfig, import_float_model
-    from apotflow.sw.data import load_digits_split
     from apotflow.sw.graph_prepare import Preprocess
 
-    torch.manual_seed(0)
-    split = load_digits_split()
-    pre = Preprocess(pixel_max=16, mean=(0.3,), std=(0.4,))
-    model = train(SmallResNet(), pre.apply(split.x_train), split.y_train, epochs=15)
-    net, report = import_float_model(model, split.x_train[:512], split.x_test, split.y_test,
-                                     QuantConfig(w_bits, a_bits), pre)
-    return report
+    return train_and_import(SmallResNet, w_bits, a_bits, Preprocess(pixel_max=16, mean=(0.3,), std=(0.4,)), epochs=15)
 
 
 if __name__ == "__main__":
