@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 
 from . import isa
-from .config import WGT_BANK_WORDS, AcceleratorConfig
+from .config import SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .ioshell import shell_bits
 
 # Block RAMs as Yosys' memory_libmap sees them (its techlibs brams*.txt): per family, the block types in
@@ -195,8 +195,13 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
                 _bits_of(rl, [f.name for f in rl.fields if f.name.startswith("thr")])]
     rq = [("rq", cfg.rq_depth, cut, None, True, 1), ("rq_thr", cfg.rq_depth, rl.width - cut, None, True, 1)] \
         if rq_split(family) else [("rq", cfg.rq_depth, rl.width, rq_ports, True, 1)]
+    wgt = [] if cfg.wgt_ram and family == "ice40" else [  # wgt_ram on iCE40: SPRAM (estimate()'s "spram")
+        ("wgt", cfg.wgt_depth if cfg.wgt_ram else wgt_rows(cfg, rom_used), isa.entry_layout(cfg).width, None,
+         not cfg.wgt_ram, 1)]
+    if not wgt:
+        where["wgt"] = "spram"
     mems = [
-        ("wgt", wgt_rows(cfg, rom_used), isa.entry_layout(cfg).width, None, True, 1),
+        *wgt,
         *rq,
         ("prog", cfg.prog_depth, isa.desc_layout(cfg).width, None, True, 1),
         ("val", cfg.val_depth, isa.val_layout(cfg).width, None, True, 1),
@@ -324,7 +329,10 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
     from .actmem import tail_split
 
     bits = 0
-    if cfg.wgt_depth > WGT_BANK_WORDS:
+    if cfg.wgt_ram:  # hw/top.wgt_ram: on iCE40 each SPRAM row's word registered, the row index twice
+        rows, lo = -(-cfg.wgt_depth // SPRAM_WORDS), (SPRAM_WORDS - 1).bit_length()
+        bits += rows * isa.entry_layout(cfg).width + (2 * (cfg.wgt_addr_bits - lo) if rows > 1 else 0)
+    elif cfg.wgt_depth > WGT_BANK_WORDS:
         lo = (WGT_BANK_WORDS - 1).bit_length()
         bits += wgt_rows(cfg, rom_used) // WGT_BANK_WORDS * isa.entry_layout(cfg).width + 2 * (cfg.wgt_addr_bits - lo)
     bits += cfg.lanes * (cfg.addr_bits - cfg.lane_bits) + cfg.lane_bits
@@ -402,6 +410,7 @@ def estimate(
         "lut": round(lut),
         "ff": round(ff),
         "bram": sum(mm["blocks"].values()),
+        "spram": cfg.wgt_sprams if mm["where"].get("wgt") == "spram" else 0,
         "dsp": dsp,
         "blocks": mm["blocks"],
         "memories_in": mm["where"],

@@ -36,6 +36,10 @@ _MEANING = {
     "perf_addr": "layer index for the per-layer cycle counters",
     "perf_rdata": "cycles layer perf_addr took in the last run (previous cycle's perf_addr)",
     "cycles": "total cycles of the last run (= cycles busy was high)",
+    "wgt_we": "wgt_ram builds: write wgt_wdata to WGT word wgt_waddr (ignored while busy); the host writes "
+              "every word of wgt.hex before the first start",
+    "wgt_waddr": "wgt_ram builds: weight entry address (the line of wgt.hex)",
+    "wgt_wdata": "wgt_ram builds: weight entry (code, delta) as in wgt.hex",
 }
 
 

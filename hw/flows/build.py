@@ -74,7 +74,8 @@ def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages
     images = images if images is not None else filled_images(cfg)
     # The WGT ROM in banks with registered outputs (hw/top.py wgt_rom; its contents inlined)
     text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind, wgt_banked=True,
-                                       rq_split=rq_split(family)), name=BOARD_TOP,
+                                       rq_split=rq_split(family), wgt_spram=bool(cfg.wgt_ram) and family == "ice40"),
+                           name=BOARD_TOP,
                            emit_src=False)
     (workdir / f"{BOARD_TOP}.v").write_text(text)
     shutil.copyfile(ROM_SOURCE, workdir / ROM_SOURCE.name)
