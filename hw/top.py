@@ -136,7 +136,7 @@ def wgt_ram(m: Module, cfg: AcceleratorConfig, width: int, spram: bool):
     return addr, out, we, waddr, wdata
 
 
-def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool):
+def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool, thr_block: int = 0):
     """The RQ ROM's two read ports ``[(addr, data)] * 2``, latency 1: port A for the sequencer's (count,
     bias), port B for the writeback's thresholds. One two-port ROM, or (``split``, the ECP5 builds) two
     copies of the ROM (one rq.hex), one a port, each
@@ -146,8 +146,28 @@ def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool)
     two-port memory of 401-bit rows took 23 DP16KD at 18 bits) and port A's address reaches only the
     (count, bias) blocks. The row layout (``isa.rq_layout``) is unchanged. Not split on iCE40, whose
     blocks are 1R1W: its one ROM of two ports is already two copies, and a small RQ stays in logic there
-    (one threshold memory alone would take block RAM by Yosys' cost rule: 23 EBR for the digits net)."""
+    (one threshold memory alone would take block RAM by Yosys' cost rule: 23 EBR for the digits net).
+    ``thr_block`` (iCE40 ``wgt_ram`` builds, ``estimate.rq_thr_block``): the highest ``thr_block``
+    thresholds in a third, one-port copy for port B (block RAM: the EBR the weights left free), the rest
+    of the row in the two-port ROM marked ``rom_style`` "logic" (Yosys' cost rule is a tie there)."""
     rl = isa.rq_layout(cfg)
+    if thr_block and not split:
+        cut = rl.width - thr_block * cfg.acc_bits  # the two-port ROM keeps the bits below, the copy the rest
+        lo_mask = (1 << cut) - 1
+        (a, da), (b, db) = rom(m, "rq", rl.width, cfg.rq_depth, init, 2, rom_style, HEX_FILES["rq"],
+                               attrs={"rom_style": "logic"})
+        if rom_style == "memory" or init is not None:  # the copy holds only its bits, inlined (a masked
+            # copy of the whole row took one EBR more: 18 for the digits net's 11 thresholds, not 17)
+            ((bh, dbh),) = rom(m, "rq_thr", rl.width - cut, cfg.rq_depth, [w >> cut for w in init or []], 1,
+                               "memory", HEX_FILES["rq"])
+            hi = Cat(Const(0, cut), dbh)
+        else:  # one rq.hex for both: the copy's word masked
+            ((bh, dbh),) = rom(m, "rq_thr", rl.width, cfg.rq_depth, init, 1, rom_style, HEX_FILES["rq"])
+            hi = dbh & ~lo_mask
+        addr_b = Signal(cfg.rq_addr_bits, name="rq_b_addr")
+        word_a, word_b = Signal(rl.width, name="rq_word"), Signal(rl.width, name="rq_thr_word")
+        m.d.comb += [b.eq(addr_b), bh.eq(addr_b), word_a.eq(da & lo_mask), word_b.eq((db & lo_mask) | hi)]
+        return [(a, word_a), (addr_b, word_b)]
     if not split:
         return rom(m, "rq", rl.width, cfg.rq_depth, init, 2, rom_style, HEX_FILES["rq"])
     cut = rl.offsets["thr0"]  # count and bias below, the thresholds above
@@ -191,7 +211,8 @@ class Accelerator(wiring.Component):
 
     def __init__(self, cfg: AcceleratorConfig, images: isa.MemoryImages | None = None,
                  rom_style: str = "memory", act_init=None, lane_kind: str = "shift", wgt_banked: bool | None = None,
-                 wgt_bank_words: int = WGT_BANK_WORDS, rq_split: bool = False, wgt_spram: bool = False):
+                 wgt_bank_words: int = WGT_BANK_WORDS, rq_split: bool = False, wgt_spram: bool = False,
+                 rq_thr_block: int = 0):
         if not isinstance(cfg, AcceleratorConfig):
             reject(self, TypeError(f"Accelerator needs an AcceleratorConfig, not {cfg!r}"))
         if rom_style not in ("memory", "readmemh"):
@@ -218,6 +239,10 @@ class Accelerator(wiring.Component):
         if wgt_spram and not cfg.wgt_ram:
             reject(self, ValueError("wgt_spram needs a config with wgt_ram (WGT written by the host)"))
         self.wgt_spram = wgt_spram  # the wgt_ram WGT as SB_SPRAM256KA instances (wgt_ram): iCE40 builds
+        if not 0 <= rq_thr_block < cfg.max_levels or (rq_thr_block and rq_split):
+            reject(self, ValueError(f"rq_thr_block must be 0..{cfg.max_levels - 1} and not with rq_split, "
+                                    f"not {rq_thr_block!r}"))
+        self.rq_thr_block = rq_thr_block  # thresholds in a one-port block-RAM copy (rq_rom): iCE40 wgt_ram builds
         super().__init__(accelerator_signature(cfg))
 
     def elaborate(self, platform):
@@ -244,7 +269,7 @@ class Accelerator(wiring.Component):
         else:
             wgt_addr, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
                                           self.wgt_bank_words)
-        rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.rq_split)
+        rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.rq_split, self.rq_thr_block)
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
         (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
         (tap_port,) = rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, 1, self.rom_style, HEX_FILES["tap"])

@@ -70,6 +70,20 @@ def test_weight_ram_loaded_by_host(seed):
         check_program(cfg, images, act, wgt_words=skipped)
 
 
+@pytest.mark.parametrize("seed,part", [(0, 1), (2, 2)])
+def test_thresholds_split_into_a_one_port_copy(seed, part):
+    """The iCE40 wgt_ram build's RQ (hw/top.py rq_rom ``thr_block``): the highest thresholds (all, or
+    all but one) from a one-port copy, the rest of the row from the two-port ROM: bit- and cycle-exact.
+    The biases are zeroed so that the thresholds decide (the random programs' biases put most
+    accumulators beyond every threshold: zeroing the copy's thresholds went unseen with them)."""
+    rng = random.Random(300 + seed)
+    cfg = replace(random_config(rng), wgt_ram=1)
+    images, act = random_program(cfg, rng)
+    rl = isa.rq_layout(cfg)
+    images.rq = [rl.pack(**{**rl.unpack(w), "bias": 0}) for w in images.rq]
+    check_program(cfg, images, act, rq_thr_block=cfg.max_levels - part)
+
+
 def test_generator_covers_the_features():
     """Across the seeds above: every mode, phase-split outputs, empty channels, writeback stalls,
     both lane counts, and layers reading the previous layer's output."""
