@@ -179,7 +179,8 @@ def top_verilog(cfg: AcceleratorConfig, emit_src: bool = False) -> str:
     from apotflow.hw.rtl import TOP
     from apotflow.hw.top import Accelerator
 
-    return verilog.convert(Accelerator(cfg, None, rom_style="readmemh"), name=TOP, emit_src=emit_src)
+    return verilog.convert(Accelerator(cfg, None, rom_style="readmemh", wgt_spram=bool(cfg.wgt_ram)), name=TOP,
+                           emit_src=emit_src)
 
 
 def golden_tensors(net: IntNet, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -254,7 +255,7 @@ def prepare(net: IntNet, cfg: AcceleratorConfig, x: np.ndarray, out_dir: Path, *
     in ``build_cache`` itself (see ``_build``); ``pgo``: a profile-guided build (see ``_build``), trained
     on the first image (about twice the build time, once per config; a run of many images then costs
     about 15 % less CPU time per image)."""
-    from apotflow.hw.rtl import ROM_SOURCE, TOP, generate_verilog, write_hex_images
+    from apotflow.hw.rtl import TOP, generate_verilog, sim_sources, write_hex_images
 
     out_dir = Path(out_dir).resolve()  # the simulator runs in sim_dir: every path it gets is absolute
     rtl_dir, sim_dir = out_dir / "rtl", out_dir / "sim"
@@ -270,7 +271,8 @@ def prepare(net: IntNet, cfg: AcceleratorConfig, x: np.ndarray, out_dir: Path, *
         rtl_dir.mkdir(parents=True, exist_ok=True)
         prog.images.check()
         (rtl_dir / f"{TOP}.v").write_text(verilog)
-        shutil.copyfile(ROM_SOURCE, rtl_dir / ROM_SOURCE.name)
+        for src in sim_sources(cfg):
+            shutil.copyfile(src, rtl_dir / src.name)
         write_hex_images(cfg, prog.images, rtl_dir)
     for hexfile in rtl_dir.glob("*.hex"):
         shutil.copy(hexfile, sim_dir / hexfile.name)  # $readmemh resolves against the simulator's cwd

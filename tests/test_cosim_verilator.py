@@ -187,7 +187,8 @@ def test_profile_guided_build_is_bit_exact_and_reused(small_net, digits_images, 
 
 @pytest.fixture(scope="module")
 def wgt_ram_setup(small_net, digits_images, tmp_path_factory, build_cache):
-    """``wgt_ram``: WGT without contents; the bench writes wgt.hex through the WGT port before image 0."""
+    """``wgt_ram``: WGT without contents, the UP5K's SB_SPRAM256KA instances simulated by Yosys' model of
+    the cell (hw/ice40_spram_sim.v); the bench writes wgt.hex through the WGT port before image 0."""
     x, _ = digits_images
     cfg = fitted_config(small_net, AcceleratorConfig(lanes=2, wgt_ram=1))  # 2 lanes: the quickest build
     return prepare(small_net, cfg, x[:2], tmp_path_factory.mktemp("cosim-wgt-ram"), build_cache=build_cache, **QUIET)
