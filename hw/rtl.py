@@ -23,6 +23,16 @@ ROM_SOURCE = Path(__file__).with_name("apotflow_rom.v")
 SPRAM_MODEL = Path(__file__).with_name("ice40_spram_sim.v")  # SB_SPRAM256KA for simulating wgt_ram builds
 
 
+def sim_accelerator(cfg: AcceleratorConfig) -> Accelerator:
+    """The accelerator ``generate_verilog`` emits (its ROMs load the hex files: the text depends on the
+    config alone). A ``wgt_ram`` config is the iCE40 UP5K's build: WGT as SB_SPRAM256KA instances, and
+    RQ's highest thresholds in the one-port copy that its free EBR holds (``estimate.rq_thr_block``)."""
+    from .estimate import rq_thr_block
+
+    return Accelerator(cfg, None, rom_style="readmemh", wgt_spram=bool(cfg.wgt_ram),
+                       rq_thr_block=rq_thr_block(cfg, "ice40"))
+
+
 def sim_sources(cfg: AcceleratorConfig) -> list[Path]:
     """The Verilog files beside apotflow_top.v that a simulator needs: apotflow_rom.v, and for a
     ``wgt_ram`` config the SB_SPRAM256KA model (its WGT is the UP5K's SPRAM instances, as synthesised)."""
@@ -98,8 +108,7 @@ def generate_verilog(cfg: AcceleratorConfig, images: isa.MemoryImages, out_dir) 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dut = Accelerator(cfg, images, rom_style="readmemh", wgt_spram=bool(cfg.wgt_ram))
-    text = verilog.convert(dut, name=TOP, emit_src=False)
+    text = verilog.convert(sim_accelerator(cfg), name=TOP, emit_src=False)
     top_v = out_dir / f"{TOP}.v"
     top_v.write_text(text)
     others = [out_dir / src.name for src in sim_sources(cfg)]

@@ -176,11 +176,9 @@ def top_verilog(cfg: AcceleratorConfig, emit_src: bool = False) -> str:
     source attributes (each statement names its hw/*.py line; bench/mutants.py locates mutations by them)."""
     from amaranth.back import verilog
 
-    from apotflow.hw.rtl import TOP
-    from apotflow.hw.top import Accelerator
+    from apotflow.hw.rtl import TOP, sim_accelerator
 
-    return verilog.convert(Accelerator(cfg, None, rom_style="readmemh", wgt_spram=bool(cfg.wgt_ram)), name=TOP,
-                           emit_src=emit_src)
+    return verilog.convert(sim_accelerator(cfg), name=TOP, emit_src=emit_src)
 
 
 def golden_tensors(net: IntNet, x: np.ndarray) -> dict[str, np.ndarray]:
