@@ -242,7 +242,7 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
             options["lutram"] = math.ceil(depth / 16) * math.ceil(width / 4) * 4
         if name == "act_tail":  # marked ram_style "distributed" (hw/actmem.py; iCE40 has none: flip-flops)
             options = {"lutram": options["lutram"]} if "lutram" in options else {"logic": options["logic"]}
-        if name == "rq" and n_blk:  # marked rom_style "logic" (hw/top.rq_rom)
+        if name == "rq" and n_blk:  # stays in logic (hw/top.rq_rom; a near tie by the cost rule)
             options = {"logic": options["logic"]}
         best = min(options, key=options.get)
         where[name] = best

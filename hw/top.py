@@ -149,7 +149,9 @@ def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool,
     (one threshold memory alone would take block RAM by Yosys' cost rule: 23 EBR for the digits net).
     ``thr_block`` (iCE40 ``wgt_ram`` builds, ``estimate.rq_thr_block``): the highest ``thr_block``
     thresholds in a third, one-port copy for port B (block RAM: the EBR the weights left free), the rest
-    of the row in the two-port ROM marked ``rom_style`` "logic" (Yosys' cost rule is a tie there)."""
+    of the row in the two-port ROM, which stays in logic (marked ``rom_style`` "logic" where it is an
+    Amaranth memory; as ``apotflow_rom``, the synthesised form, by Yosys' cost rule, a near tie for a
+    two-port ROM on 1R1W blocks: "FF mapping" in the digits builds' yosys.log)."""
     rl = isa.rq_layout(cfg)
     if thr_block and not split:
         cut = rl.width - thr_block * cfg.acc_bits  # the two-port ROM keeps the bits below, the copy the rest
