@@ -16,7 +16,11 @@ TAP_LOG2_MAX = 7  # a layer's tap table holds at most 2**7 rows (descriptor fiel
 # (properties below), so neither imports the Amaranth code that implements them.
 LANE_LATENCY = 3  # cycles from a lane's inputs to its acc (hw/lane.py: shifted terms, product, accumulate)
 WGT_BANK_WORDS = 2048  # words of one WGT bank (one ECP5 DP16KD at 9 bits) in the synthesised ROM (hw/top.py)
+SPRAM_WORDS, SPRAM_BITS = 16384, 16  # one iCE40 UP5K SB_SPRAM256KA: 16k x 16, single-port (WGT with wgt_ram)
 SPLIT_LANE_BITS = 7  # from 2**7 = 128 lanes on, the ACT read rotation has a register inside (hw/actmem.py)
+
+
+_ZERO_OK = ("act_rows", "wgt_ram")  # the fields that may be 0
 
 
 class ConfigError(ValueError):
@@ -50,13 +54,17 @@ class AcceleratorConfig:
     prog_depth: int = 32  # layer descriptors, power of two
     out_depth: int = 16  # raw (logit) outputs, power of two
     act_rows: int = 0  # rows each ACT bank holds (the live tensors' words / lanes); 0: bank_depth (all)
+    wgt_ram: int = 0  # 1: WGT is a RAM the host writes before the first start (no ROM contents; SPRAM on iCE40)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < (f.name != "act_rows"):
-                raise ConfigError(f"{f.name} must be a {'non-negative' if f.name == 'act_rows' else 'positive'} "
+            zero_ok = f.name in _ZERO_OK
+            if not isinstance(v, int) or isinstance(v, bool) or v < (not zero_ok):
+                raise ConfigError(f"{f.name} must be a {'non-negative' if zero_ok else 'positive'} "
                                   f"integer, not {v!r}")
+        if self.wgt_ram not in (0, 1):
+            raise ConfigError(f"wgt_ram must be 0 (WGT is a ROM) or 1 (a RAM the host loads), not {self.wgt_ram}")
         if not _is_pow2(self.lanes) or self.lanes > 1024:
             raise ConfigError(f"lanes must be a power of two between 1 and 1024, not {self.lanes}")
         if self.terms > 4:
@@ -168,6 +176,15 @@ class AcceleratorConfig:
     @property
     def acc_range(self) -> tuple[int, int]:
         return -(1 << (self.acc_bits - 1)), (1 << (self.acc_bits - 1)) - 1
+
+    @property
+    def wgt_sprams(self) -> int:
+        """SB_SPRAM256KA blocks a ``wgt_ram`` WGT takes on iCE40: 16-bit slices of an entry side by side,
+        16k-word slices of the depth stacked (``hw/top.wgt_spram``)."""
+        from .isa import entry_layout
+
+        width = entry_layout(self).width
+        return -(-width // SPRAM_BITS) * -(-self.wgt_depth // SPRAM_WORDS)
 
     @property
     def lane_latency(self) -> int:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 
 from . import isa
-from .config import WGT_BANK_WORDS, AcceleratorConfig
+from .config import SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .ioshell import shell_bits
 
 # Block RAMs as Yosys' memory_libmap sees them (its techlibs brams*.txt): per family, the block types in
@@ -164,6 +164,22 @@ def rq_split(family: str | None) -> bool:
     return family in ("ecp5", "xilinx")
 
 
+def rq_thr_block(cfg: AcceleratorConfig, family: str | None, rom_used: dict | None = None) -> int:
+    """Thresholds (the highest ones, thr{k}..) an iCE40 ``wgt_ram`` build holds in a one-port ROM of block
+    RAM (``hw/top.rq_rom``'s ``thr_block``): as many as the EBR that the weights left free hold. There the
+    RQ ROM is otherwise logic (two ports on 1R1W blocks: two copies), ~1,300 LUT4 for the digits net, the
+    part's limit; 0 elsewhere (and for ROM weights, whose builds stay as they were)."""
+    if family != "ice40" or not cfg.wgt_ram:
+        return 0
+    from .flows.devices import DEVICES
+
+    free = DEVICES["ice40-up5k"]["bram"] - sum(memory_map(cfg, family, rom_used, 0)["blocks"].values())
+    n = 0
+    while n < cfg.max_levels - 1 and bram_blocks(cfg.rq_depth, (n + 1) * cfg.acc_bits, family) <= free:
+        n += 1
+    return n
+
+
 def wgt_rows(cfg: AcceleratorConfig, rom_used: dict | None) -> int:
     """WGT words that reach block RAM: the banked ROM (``hw/top.wgt_rom``) drops the banks that hold no
     entry (all zero: Yosys removes them), so a program's WGT costs its used banks, not ``wgt_depth``."""
@@ -177,10 +193,12 @@ def _bits_of(layout, names) -> list[tuple[int, int]]:
     return [(layout.offsets[n], layout.offsets[n] + layout.by_name[n].width) for n in names]
 
 
-def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None) -> dict:
+def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None, thr_block: int | None = None) -> dict:
     """Where each memory goes and how many blocks it takes, by Yosys memory_libmap's cost rule: block
     RAM costs what ``bram_plan`` says; soft logic costs 1/16 per bit for a ROM and 1 per bit for a RAM;
-    ECP5/Xilinx distributed RAM (16x4 per 4 units) is an option for RAMs. The cheapest wins."""
+    ECP5/Xilinx distributed RAM (16x4 per 4 units) is an option for RAMs. The cheapest wins.
+    ``thr_block``: thresholds in a one-port block-RAM ROM (``rq_thr_block``, the default), the rest of
+    RQ marked for logic."""
     blocks, where, logic_rom_bits, lutram_bits, ff_bits, rom_regs, mux_bits = {}, {}, 0, 0, 0, 0, 0
     rl = isa.rq_layout(cfg)
     cut = rl.offsets["thr0"]  # RQ split (hw/top.rq_rom): (count, bias) for port A, the thresholds for B
@@ -195,8 +213,17 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
                 _bits_of(rl, [f.name for f in rl.fields if f.name.startswith("thr")])]
     rq = [("rq", cfg.rq_depth, cut, None, True, 1), ("rq_thr", cfg.rq_depth, rl.width - cut, None, True, 1)] \
         if rq_split(family) else [("rq", cfg.rq_depth, rl.width, rq_ports, True, 1)]
+    n_blk = rq_thr_block(cfg, family, rom_used) if thr_block is None else thr_block
+    if n_blk:  # the highest n_blk thresholds in block RAM, the rest of the row forced into logic
+        lo = rl.width - n_blk * cfg.acc_bits
+        rq = [("rq", cfg.rq_depth, lo, None, True, 1), ("rq_thr", cfg.rq_depth, rl.width - lo, None, True, 1)]
+    wgt = [] if cfg.wgt_ram and family == "ice40" else [  # wgt_ram on iCE40: SPRAM (estimate()'s "spram")
+        ("wgt", cfg.wgt_depth if cfg.wgt_ram else wgt_rows(cfg, rom_used), isa.entry_layout(cfg).width, None,
+         not cfg.wgt_ram, 1)]
+    if not wgt:
+        where["wgt"] = "spram"
     mems = [
-        ("wgt", wgt_rows(cfg, rom_used), isa.entry_layout(cfg).width, None, True, 1),
+        *wgt,
         *rq,
         ("prog", cfg.prog_depth, isa.desc_layout(cfg).width, None, True, 1),
         ("val", cfg.val_depth, isa.val_layout(cfg).width, None, True, 1),
@@ -215,6 +242,8 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
             options["lutram"] = math.ceil(depth / 16) * math.ceil(width / 4) * 4
         if name == "act_tail":  # marked ram_style "distributed" (hw/actmem.py; iCE40 has none: flip-flops)
             options = {"lutram": options["lutram"]} if "lutram" in options else {"logic": options["logic"]}
+        if name == "rq" and n_blk:  # stays in logic (hw/top.rq_rom; a near tie by the cost rule)
+            options = {"logic": options["logic"]}
         best = min(options, key=options.get)
         where[name] = best
         blocks[name] = n * copies if best == "bram" else 0
@@ -324,7 +353,10 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
     from .actmem import tail_split
 
     bits = 0
-    if cfg.wgt_depth > WGT_BANK_WORDS:
+    if cfg.wgt_ram:  # hw/top.wgt_ram: on iCE40 each SPRAM row's word registered, the row index twice
+        rows, lo = -(-cfg.wgt_depth // SPRAM_WORDS), (SPRAM_WORDS - 1).bit_length()
+        bits += rows * isa.entry_layout(cfg).width + (2 * (cfg.wgt_addr_bits - lo) if rows > 1 else 0)
+    elif cfg.wgt_depth > WGT_BANK_WORDS:
         lo = (WGT_BANK_WORDS - 1).bit_length()
         bits += wgt_rows(cfg, rom_used) // WGT_BANK_WORDS * isa.entry_layout(cfg).width + 2 * (cfg.wgt_addr_bits - lo)
     bits += cfg.lanes * (cfg.addr_bits - cfg.lane_bits) + cfg.lane_bits
@@ -402,6 +434,7 @@ def estimate(
         "lut": round(lut),
         "ff": round(ff),
         "bram": sum(mm["blocks"].values()),
+        "spram": cfg.wgt_sprams if mm["where"].get("wgt") == "spram" else 0,
         "dsp": dsp,
         "blocks": mm["blocks"],
         "memories_in": mm["where"],

@@ -5,8 +5,10 @@ shell keeps ``start``/``busy``/``done`` as pins and reaches every other host por
 registers clocked by the accelerator clock:
 
 * ``sin``/``sshift``: while ``sshift`` is high, ``sin`` is shifted (LSB first) into the input
-  register {host_addr, host_wdata, host_we, out_addr, perf_addr}, which drives those ports.
-  ``host_we`` is only applied for one cycle, on ``sapply`` (so a partly shifted word never writes).
+  register {host_addr, host_wdata, host_we, out_addr, perf_addr} (``shell_fields``; a ``wgt_ram`` build
+  adds {wgt_waddr, wgt_wdata, wgt_we}: the host loads the weight image through them at boot), which
+  drives those ports. ``host_we`` and ``wgt_we`` are only applied for one cycle, on ``sapply`` (so a
+  partly shifted word never writes).
 * ``scapture``: loads {host_rdata, out_rdata, perf_rdata, cycles} into the output register;
   with ``sshift`` high it shifts out on ``sout`` (LSB first).
 
@@ -25,23 +27,35 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from . import isa
 from .config import AcceleratorConfig
 from .top import Accelerator
 
 
+def shell_fields(cfg: AcceleratorConfig) -> list[tuple[str, int]]:
+    """The input register's fields, LSB first: (core port, bits). With ``cfg.wgt_ram`` the WGT write
+    port's three follow (``wgt_we`` is the request bit, applied on ``sapply`` as ``host_we`` is)."""
+    fields = [("host_addr", cfg.addr_bits), ("host_wdata", cfg.act_bits), ("host_we", 1),
+              ("out_addr", cfg.out_addr_bits), ("perf_addr", cfg.prog_addr_bits)]
+    if cfg.wgt_ram:
+        fields += [("wgt_waddr", cfg.wgt_addr_bits), ("wgt_wdata", isa.entry_layout(cfg).width), ("wgt_we", 1)]
+    return fields
+
+
 def shell_bits(cfg: AcceleratorConfig) -> tuple[int, int]:
     """(input register bits, output register bits)."""
-    n_in = cfg.addr_bits + cfg.act_bits + 1 + cfg.out_addr_bits + cfg.prog_addr_bits
+    n_in = sum(w for _, w in shell_fields(cfg))
     n_out = cfg.act_bits + cfg.acc_bits + 32 + 32
     return n_in, n_out
 
 
 class SerialShell(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, images=None, rom_style: str = "readmemh", lane_kind: str = "shift",
-                 wgt_banked: bool | None = None, rq_split: bool = False):
+                 wgt_banked: bool | None = None, rq_split: bool = False, wgt_spram: bool = False,
+                 rq_thr_block: int = 0):
         self.cfg = cfg
         self.core = Accelerator(cfg, images, rom_style=rom_style, lane_kind=lane_kind, wgt_banked=wgt_banked,
-                                rq_split=rq_split)
+                                rq_split=rq_split, wgt_spram=wgt_spram, rq_thr_block=rq_thr_block)
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1),
             "sin": In(1), "sshift": In(1), "sapply": In(1), "scapture": In(1), "sout": Out(1),
@@ -57,19 +71,12 @@ class SerialShell(wiring.Component):
         with m.If(self.sshift):
             m.d.sync += ireg.eq(Cat(ireg[1:], self.sin))
         m.d.sync += we.eq(self.sapply)
-        host_addr, host_wdata, _we_bit, out_addr, perf_addr = (
-            ireg[: cfg.addr_bits],
-            ireg[cfg.addr_bits: cfg.addr_bits + cfg.act_bits],
-            ireg[cfg.addr_bits + cfg.act_bits],
-            ireg[cfg.addr_bits + cfg.act_bits + 1: cfg.addr_bits + cfg.act_bits + 1 + cfg.out_addr_bits],
-            ireg[n_in - cfg.prog_addr_bits:],
-        )
-        m.d.comb += [
-            core.start.eq(self.start),
-            core.host_addr.eq(host_addr), core.host_wdata.eq(host_wdata), core.host_we.eq(we & _we_bit),
-            core.out_addr.eq(out_addr), core.perf_addr.eq(perf_addr),
-            self.sout.eq(oreg[0]),
-        ]
+        m.d.comb += core.start.eq(self.start)
+        lo = 0
+        for name, width in shell_fields(cfg):  # a write request bit drives its port for the cycle after sapply
+            field, lo = ireg[lo:lo + width], lo + width
+            m.d.comb += getattr(core, name).eq(we & field if name.endswith("_we") else field)
+        m.d.comb += self.sout.eq(oreg[0])
         m.d.sync += [self.busy.eq(core.busy), self.done.eq(core.done)]
         with m.If(self.scapture):
             m.d.sync += oreg.eq(Cat(core.host_rdata, core.out_rdata, core.perf_rdata, core.cycles))

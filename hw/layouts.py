@@ -29,8 +29,10 @@ def struct(layout: isa.Layout) -> data.StructLayout:
     return data.StructLayout({f.name: (signed(f.width) if f.signed else unsigned(f.width)) for f in layout.fields})
 
 
-def rom(m, name: str, width: int, depth: int, init, n_ports: int, rom_style: str, init_file: str):
-    """A ROM with ``n_ports`` (1 or 2) synchronous read ports, always enabled.
+def rom(m, name: str, width: int, depth: int, init, n_ports: int, rom_style: str, init_file: str,
+        attrs: dict | None = None):
+    """A ROM with ``n_ports`` (1 or 2) synchronous read ports, always enabled. ``attrs``: Verilog
+    attributes of the memory (rom_style "memory" only; e.g. Yosys' ``rom_style``).
 
     Returns a list of ``(addr, data)`` signal pairs; data for the address presented in cycle t is
     valid in cycle t+1.
@@ -42,7 +44,7 @@ def rom(m, name: str, width: int, depth: int, init, n_ports: int, rom_style: str
         words = list(init or [])
         if len(words) > depth:
             raise ValueError(f"{name}: {len(words)} init words do not fit depth {depth}")
-        mem = Memory(shape=unsigned(width), depth=depth, init=words + [0] * (depth - len(words)))
+        mem = Memory(shape=unsigned(width), depth=depth, init=words + [0] * (depth - len(words)), attrs=attrs)
         m.submodules[name] = mem
         ports = []
         for _ in range(n_ports):

@@ -20,6 +20,23 @@ from .top import HEX_FILES, Accelerator, accelerator_signature, host_act_latency
 
 TOP = "apotflow_top"
 ROM_SOURCE = Path(__file__).with_name("apotflow_rom.v")
+SPRAM_MODEL = Path(__file__).with_name("ice40_spram_sim.v")  # SB_SPRAM256KA for simulating wgt_ram builds
+
+
+def sim_accelerator(cfg: AcceleratorConfig) -> Accelerator:
+    """The accelerator ``generate_verilog`` emits (its ROMs load the hex files: the text depends on the
+    config alone). A ``wgt_ram`` config is the iCE40 UP5K's build: WGT as SB_SPRAM256KA instances, and
+    RQ's highest thresholds in the one-port copy that its free EBR holds (``estimate.rq_thr_block``)."""
+    from .estimate import rq_thr_block
+
+    return Accelerator(cfg, None, rom_style="readmemh", wgt_spram=bool(cfg.wgt_ram),
+                       rq_thr_block=rq_thr_block(cfg, "ice40"))
+
+
+def sim_sources(cfg: AcceleratorConfig) -> list[Path]:
+    """The Verilog files beside apotflow_top.v that a simulator needs: apotflow_rom.v, and for a
+    ``wgt_ram`` config the SB_SPRAM256KA model (its WGT is the UP5K's SPRAM instances, as synthesised)."""
+    return [ROM_SOURCE] + ([SPRAM_MODEL] if cfg.wgt_ram else [])
 
 _MEANING = {
     "clk": "clock; everything is synchronous to its rising edge",
@@ -36,6 +53,10 @@ _MEANING = {
     "perf_addr": "layer index for the per-layer cycle counters",
     "perf_rdata": "cycles layer perf_addr took in the last run (previous cycle's perf_addr)",
     "cycles": "total cycles of the last run (= cycles busy was high)",
+    "wgt_we": "wgt_ram builds: write wgt_wdata to WGT word wgt_waddr (ignored while busy); the host writes "
+              "every word of wgt.hex before the first start",
+    "wgt_waddr": "wgt_ram builds: weight entry address (the line of wgt.hex)",
+    "wgt_wdata": "wgt_ram builds: weight entry (code, delta) as in wgt.hex",
 }
 
 
@@ -74,7 +95,9 @@ def write_hex_images(cfg: AcceleratorConfig, images: isa.MemoryImages, out_dir) 
 
 
 def generate_verilog(cfg: AcceleratorConfig, images: isa.MemoryImages, out_dir) -> dict:
-    """Write apotflow_top.v, apotflow_rom.v and the hex images (``HEX_FILES``) into out_dir.
+    """Write apotflow_top.v, apotflow_rom.v and the hex images (``HEX_FILES``) into out_dir. A ``wgt_ram``
+    config's WGT is the iCE40 UP5K's form (``SB_SPRAM256KA`` instances, ``hw/top.wgt_ram``), with
+    ice40_spram_sim.v, Yosys' simulation model of that cell, beside it; the host writes wgt.hex.
 
     Returns {"top", "verilog": [paths], "hex": {name: path}, "ports": ports_manifest(cfg)["ports"],
     "seconds"}.
@@ -85,12 +108,12 @@ def generate_verilog(cfg: AcceleratorConfig, images: isa.MemoryImages, out_dir) 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dut = Accelerator(cfg, images, rom_style="readmemh")
-    text = verilog.convert(dut, name=TOP, emit_src=False)
+    text = verilog.convert(sim_accelerator(cfg), name=TOP, emit_src=False)
     top_v = out_dir / f"{TOP}.v"
     top_v.write_text(text)
-    rom_v = out_dir / ROM_SOURCE.name
-    shutil.copyfile(ROM_SOURCE, rom_v)
+    others = [out_dir / src.name for src in sim_sources(cfg)]
+    for src, dst in zip(sim_sources(cfg), others):
+        shutil.copyfile(src, dst)
     hexes = write_hex_images(cfg, images, out_dir)
-    return {"top": TOP, "verilog": [top_v, rom_v], "hex": hexes, "ports": ports_manifest(cfg)["ports"],
+    return {"top": TOP, "verilog": [top_v, *others], "hex": hexes, "ports": ports_manifest(cfg)["ports"],
             "seconds": time.perf_counter() - t0}

@@ -31,19 +31,21 @@ Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever s
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1,
 ACT's in cycle t+2 (``host_act_latency``: it shares the pipeline's registered bank words; t+3 from
 128 lanes on, where the ACT rotation is registered mid-way and S3 has a second register, S3c).
-ACT host access is for when ``busy`` is low.
+ACT host access is for when ``busy`` is low. With ``cfg.wgt_ram`` WGT is a RAM with no contents
+(``wgt_ram``; SPRAM on the iCE40 UP5K) and the host writes the weight image (wgt.hex, one entry a
+word) through ``wgt_we``/``wgt_waddr``/``wgt_wdata`` while ``busy`` is low, before the first start.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .actmem import BankedActMem, read_latency, tail_split
-from .config import WGT_BANK_WORDS, AcceleratorConfig
+from .config import SPRAM_BITS, SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
 from .lane import LATENCY, lane_ctrl_layout
 from .layouts import reject, rom, struct
@@ -88,7 +90,53 @@ def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str,
     return addr, out
 
 
-def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool):
+def wgt_ram(m: Module, cfg: AcceleratorConfig, width: int, spram: bool):
+    """The weight stream as a RAM the host writes while the accelerator is idle (``cfg.wgt_ram``: no ROM
+    contents, the words come through the host port before the first start), read latency 2 as
+    ``wgt_rom``. Single-ported, as SB_SPRAM256KA is: one address, the host's while it writes (``we``),
+    else the sequencer's. ``spram`` (iCE40 synthesis): SB_SPRAM256KA instances (16k x 16; SPRAM cannot
+    be initialised by the bitstream, hence the host load), an entry's 16-bit slices side by side and
+    16k-word slices of the depth stacked, each block's word registered in t+1 and the slice chosen in
+    t+2 (as the banked ROM); else one memory (simulation, other targets). Returns (addr, data, we,
+    waddr, wdata)."""
+    abits = cfg.wgt_addr_bits
+    addr, out = Signal(abits, name="wgt_addr"), Signal(width, name="wgt_word")
+    we, waddr, wdata = Signal(name="wgt_we"), Signal(abits, name="wgt_waddr"), Signal(width, name="wgt_wdata")
+    a = Signal(abits, name="wgt_port_addr")
+    m.d.comb += a.eq(Mux(we, waddr, addr))
+    if not spram:
+        m.submodules.wgt = mem = Memory(shape=width, depth=cfg.wgt_depth, init=[])
+        wp, rp = mem.write_port(), mem.read_port(domain="sync")
+        m.d.comb += [wp.addr.eq(a), wp.data.eq(wdata), wp.en.eq(we), rp.addr.eq(a)]
+        m.d.sync += out.eq(rp.data)
+        return addr, out, we, waddr, wdata
+    lo = (SPRAM_WORDS - 1).bit_length()
+    n_rows, n_cols = -(-cfg.wgt_depth // SPRAM_WORDS), -(-width // SPRAM_BITS)
+    wide, sp_addr = Signal(n_cols * SPRAM_BITS), Signal(lo, name="wgt_spram_addr")
+    m.d.comb += [wide.eq(wdata), sp_addr.eq(a)]  # zero-extended (or the low 14 bits of a deeper WGT)
+    regs = []
+    for r in range(n_rows):
+        sel = (a[lo:] == r) if n_rows > 1 else 1
+        q = Signal(n_cols * SPRAM_BITS, name=f"wgt_spram{r}_q")
+        for c in range(n_cols):
+            dout = Signal(SPRAM_BITS, name=f"wgt_spram{r}_{c}_data")
+            m.submodules[f"wgt_spram{r}_{c}"] = Instance(
+                "SB_SPRAM256KA", i_ADDRESS=sp_addr,
+                i_DATAIN=wide[c * SPRAM_BITS:(c + 1) * SPRAM_BITS], i_MASKWREN=Const(0b1111, 4),
+                i_WREN=we & sel, i_CHIPSELECT=Const(1, 1), i_CLOCK=ClockSignal("sync"), i_STANDBY=Const(0, 1),
+                i_SLEEP=Const(0, 1), i_POWEROFF=Const(1, 1), o_DATAOUT=dout)
+            m.d.sync += q[c * SPRAM_BITS:(c + 1) * SPRAM_BITS].eq(dout)
+        regs.append(q[:width])
+    if n_rows == 1:
+        m.d.comb += out.eq(regs[0])
+        return addr, out, we, waddr, wdata
+    hi_q, hi_qq = Signal(abits - lo), Signal(abits - lo)
+    m.d.sync += [hi_q.eq(a[lo:]), hi_qq.eq(hi_q)]
+    m.d.comb += out.eq(Array(regs)[hi_qq])
+    return addr, out, we, waddr, wdata
+
+
+def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool, thr_block: int = 0):
     """The RQ ROM's two read ports ``[(addr, data)] * 2``, latency 1: port A for the sequencer's (count,
     bias), port B for the writeback's thresholds. One two-port ROM, or (``split``, the ECP5 builds) two
     copies of the ROM (one rq.hex), one a port, each
@@ -98,8 +146,30 @@ def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool)
     two-port memory of 401-bit rows took 23 DP16KD at 18 bits) and port A's address reaches only the
     (count, bias) blocks. The row layout (``isa.rq_layout``) is unchanged. Not split on iCE40, whose
     blocks are 1R1W: its one ROM of two ports is already two copies, and a small RQ stays in logic there
-    (one threshold memory alone would take block RAM by Yosys' cost rule: 23 EBR for the digits net)."""
+    (one threshold memory alone would take block RAM by Yosys' cost rule: 23 EBR for the digits net).
+    ``thr_block`` (iCE40 ``wgt_ram`` builds, ``estimate.rq_thr_block``): the highest ``thr_block``
+    thresholds in a third, one-port copy for port B (block RAM: the EBR the weights left free), the rest
+    of the row in the two-port ROM, which stays in logic (marked ``rom_style`` "logic" where it is an
+    Amaranth memory; as ``apotflow_rom``, the synthesised form, by Yosys' cost rule, a near tie for a
+    two-port ROM on 1R1W blocks: "FF mapping" in the digits builds' yosys.log)."""
     rl = isa.rq_layout(cfg)
+    if thr_block and not split:
+        cut = rl.width - thr_block * cfg.acc_bits  # the two-port ROM keeps the bits below, the copy the rest
+        lo_mask = (1 << cut) - 1
+        (a, da), (b, db) = rom(m, "rq", rl.width, cfg.rq_depth, init, 2, rom_style, HEX_FILES["rq"],
+                               attrs={"rom_style": "logic"})
+        if rom_style == "memory" or init is not None:  # the copy holds only its bits, inlined (a masked
+            # copy of the whole row took one EBR more: 18 for the digits net's 11 thresholds, not 17)
+            ((bh, dbh),) = rom(m, "rq_thr", rl.width - cut, cfg.rq_depth, [w >> cut for w in init or []], 1,
+                               "memory", HEX_FILES["rq"])
+            hi = Cat(Const(0, cut), dbh)
+        else:  # one rq.hex for both: the copy's word masked
+            ((bh, dbh),) = rom(m, "rq_thr", rl.width, cfg.rq_depth, init, 1, rom_style, HEX_FILES["rq"])
+            hi = dbh & ~lo_mask
+        addr_b = Signal(cfg.rq_addr_bits, name="rq_b_addr")
+        word_a, word_b = Signal(rl.width, name="rq_word"), Signal(rl.width, name="rq_thr_word")
+        m.d.comb += [b.eq(addr_b), bh.eq(addr_b), word_a.eq(da & lo_mask), word_b.eq((db & lo_mask) | hi)]
+        return [(a, word_a), (addr_b, word_b)]
     if not split:
         return rom(m, "rq", rl.width, cfg.rq_depth, init, 2, rom_style, HEX_FILES["rq"])
     cut = rl.offsets["thr0"]  # count and bias below, the thresholds above
@@ -118,6 +188,8 @@ def host_act_latency(cfg: AcceleratorConfig) -> int:
 
 
 def accelerator_signature(cfg: AcceleratorConfig) -> dict:
+    wgt = {"wgt_we": In(1), "wgt_waddr": In(cfg.wgt_addr_bits), "wgt_wdata": In(isa.entry_layout(cfg).width)} \
+        if cfg.wgt_ram else {}  # the host's WGT write port (a wgt_ram build only)
     return {
         "start": In(1),
         "busy": Out(1),
@@ -131,6 +203,7 @@ def accelerator_signature(cfg: AcceleratorConfig) -> dict:
         "perf_addr": In(cfg.prog_addr_bits),
         "perf_rdata": Out(32),
         "cycles": Out(32),
+        **wgt,
     }
 
 
@@ -140,7 +213,8 @@ class Accelerator(wiring.Component):
 
     def __init__(self, cfg: AcceleratorConfig, images: isa.MemoryImages | None = None,
                  rom_style: str = "memory", act_init=None, lane_kind: str = "shift", wgt_banked: bool | None = None,
-                 wgt_bank_words: int = WGT_BANK_WORDS, rq_split: bool = False):
+                 wgt_bank_words: int = WGT_BANK_WORDS, rq_split: bool = False, wgt_spram: bool = False,
+                 rq_thr_block: int = 0):
         if not isinstance(cfg, AcceleratorConfig):
             reject(self, TypeError(f"Accelerator needs an AcceleratorConfig, not {cfg!r}"))
         if rom_style not in ("memory", "readmemh"):
@@ -164,6 +238,13 @@ class Accelerator(wiring.Component):
         self.wgt_banked = rom_style == "memory" if wgt_banked is None else wgt_banked
         self.wgt_bank_words = wgt_bank_words
         self.rq_split = rq_split  # RQ as two one-port memories (rq_rom): the ECP5/Xilinx builds
+        if wgt_spram and not cfg.wgt_ram:
+            reject(self, ValueError("wgt_spram needs a config with wgt_ram (WGT written by the host)"))
+        self.wgt_spram = wgt_spram  # the wgt_ram WGT as SB_SPRAM256KA instances (wgt_ram): iCE40 builds
+        if not 0 <= rq_thr_block < cfg.max_levels or (rq_thr_block and rq_split):
+            reject(self, ValueError(f"rq_thr_block must be 0..{cfg.max_levels - 1} and not with rq_split, "
+                                    f"not {rq_thr_block!r}"))
+        self.rq_thr_block = rq_thr_block  # thresholds in a one-port block-RAM copy (rq_rom): iCE40 wgt_ram builds
         super().__init__(accelerator_signature(cfg))
 
     def elaborate(self, platform):
@@ -183,9 +264,14 @@ class Accelerator(wiring.Component):
         for i, ln in enumerate(lanes):
             m.submodules[f"lane{i}"] = ln
 
-        wgt_addr, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
-                                      self.wgt_bank_words)
-        rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.rq_split)
+        if cfg.wgt_ram:  # written by the host while idle (as ACT), never while a run reads it
+            wgt_addr, wgt_data, wgt_we, wgt_waddr, wgt_wdata = wgt_ram(m, cfg, el.width, self.wgt_spram)
+            m.d.comb += [wgt_we.eq(self.wgt_we & seq.idle), wgt_waddr.eq(self.wgt_waddr),
+                         wgt_wdata.eq(self.wgt_wdata)]
+        else:
+            wgt_addr, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
+                                          self.wgt_bank_words)
+        rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.rq_split, self.rq_thr_block)
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
         (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
         (tap_port,) = rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, 1, self.rom_style, HEX_FILES["tap"])

@@ -19,6 +19,7 @@ from .commands import (
     CIFAR_MODELS,
     CONFIG_FLAGS,
     IMPORT_ARCHS,
+    SWITCH_FLAGS,
     UserError,
     check_cosim,
     check_cycles,
@@ -90,6 +91,8 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("accelerator configuration (defaults: AcceleratorConfig; memories fitted to the model)")
     for name, help_ in CONFIG_FLAGS.items():
         g.add_argument("--" + name.replace("_", "-"), type=int, dest=name, help=help_)
+    for name, help_ in SWITCH_FLAGS.items():
+        g.add_argument("--" + name.replace("_", "-"), action="store_const", const=1, dest=name, help=help_)
     g.add_argument("--no-fit", action="store_true", help="keep the default memory depths instead of fitting them")
 
 

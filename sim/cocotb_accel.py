@@ -2,8 +2,9 @@
 
 The bench drives ``apotflow_cosim`` (the simulation-only wrapper that apotflow.sim.cosim generates
 around ``apotflow_top``): the clock runs inside the simulator (cocotb's GPI clock, no Python per
-edge), and per image the bench only writes the input words as ``$readmemh`` files (one per ACT
-bank), raises ``req`` and awaits ``ack``. The wrapper loads the files into the banks, pulses
+edge); a ``wgt_ram`` build's weights are first written through the host's WGT port (``load_weights``,
+one word a cycle from wgt.hex, as a host would at boot); and per image the bench only writes the input
+words as ``$readmemh`` files (one per ACT bank), raises ``req`` and awaits ``ack``. The wrapper loads the files into the banks, pulses
 ``start``, counts the cycles ``busy`` is high, records the cycle of every descriptor latch (the
 measured start of each layer) and, once the accelerator is idle again (the cycle after ``done``),
 dumps ACT, OUT, the RTL's per-layer counters and its own cycle log with ``$writememh``.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, SimTimeoutError, Timer, with_timeout
+from cocotb.triggers import ClockCycles, FallingEdge, SimTimeoutError, Timer, with_timeout
 
 WRAPPER_CYCLES = 8  # cycles from ``req`` to ``ack`` besides the accelerator's busy ones (apotflow_cosim: 5)
 
@@ -105,6 +106,18 @@ class InputWriter:
         self.fds.clear()
 
 
+async def load_weights(dut, words: np.ndarray) -> None:
+    """A wgt_ram build's boot: the host writes every word of the weight image (wgt.hex, line k to entry
+    k) through the WGT write port, one a cycle, while the accelerator is idle (hw/top.py ``wgt_ram``)."""
+    await FallingEdge(dut.clk)
+    dut.wgt_we.value = 1
+    for k, w in enumerate(words.tolist()):
+        dut.wgt_waddr.value, dut.wgt_wdata.value = k, w
+        await FallingEdge(dut.clk)
+    dut.wgt_we.value = 0
+    await FallingEdge(dut.clk)
+
+
 @cocotb.test()
 async def images_bit_exact(dut):
     vec = np.load(os.environ["APOTFLOW_COSIM_VECTORS"])
@@ -138,6 +151,8 @@ async def images_bit_exact(dut):
     dut.req.value = 0
     dut.act_rows.value = act_rows
     await ClockCycles(dut.clk, 4)  # the wrapper holds reset for three cycles
+    if int(vec["wgt_ram"]) if "wgt_ram" in vec else 0:
+        await load_weights(dut, read_memh("wgt.hex", int(vec["wgt_bits"])))
     done_images = 0
     for i in range(n_img):
         t0, c0 = time.perf_counter(), time.process_time()

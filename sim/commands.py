@@ -31,6 +31,10 @@ CONFIG_FLAGS = {  # flag -> AcceleratorConfig field
     "prog_depth": "layer descriptors (power of two)",
     "out_depth": "raw output words (power of two)",
 }
+SWITCH_FLAGS = {  # flag without a value -> AcceleratorConfig field set to 1
+    "wgt_ram": "weights in a RAM the host loads at boot (wgt.hex through the WGT write port), not a ROM: "
+               "SPRAM on the iCE40 UP5K",
+}
 
 
 class UserError(Exception):
@@ -78,7 +82,7 @@ def check_images(n: int) -> int:
 
 
 def _given_config(args) -> dict:
-    return {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
+    return {k: getattr(args, k) for k in (*CONFIG_FLAGS, *SWITCH_FLAGS) if getattr(args, k, None) is not None}
 
 
 def check_config(args):

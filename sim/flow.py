@@ -161,6 +161,21 @@ def design_name(meta: dict | None, cfg: AcceleratorConfig) -> str:
     return f"{meta.get('model', 'model')}-l{cfg.lanes}" if meta is not None else f"array-l{cfg.lanes}"
 
 
+def weight_load(cfg: AcceleratorConfig) -> dict:
+    """A ``wgt_ram`` bitstream's manifest entry: the weight image the host writes at boot (none for ROM weights)."""
+    from apotflow.hw import isa
+    from apotflow.hw.ioshell import shell_fields
+
+    if not cfg.wgt_ram:
+        return {}
+    return {"weight_load": {
+        "file": "wgt.hex", "words": cfg.wgt_depth, "bits": isa.entry_layout(cfg).width,
+        "shell_fields": shell_fields(cfg),
+        "how": "before the first start (busy low), for each line k of wgt.hex: shift {wgt_waddr = k, wgt_wdata = the "
+               "word, wgt_we = 1} into the input register (shell_fields, LSB first, sshift high), then pulse sapply; "
+               "SPRAM holds no contents after configuration, so this is repeated after every power-up (hw/ioshell.py)"}}
+
+
 def synth_model(cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *, program: Program | None = None,
                 meta: dict | None = None, lane_kind: str = "shift", pnr: bool = False,
                 freq_mhz: float | None = None, nodsp: bool = False, design: str | None = None,
@@ -195,7 +210,7 @@ def synth_model(cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *
                     bitstream_root=Path(bitstreams) if bitstreams else None,
                     cycles=total_cycles(cfg, program.images) if program is not None else None,
                     manifest_extra={"command": command, "git_revision": git_revision(), "versions": versions(),
-                                    "model_meta": meta},
+                                    "model_meta": meta, **weight_load(cfg)},
                     log=log)
     write_json(out_dir / "synth.json", res)
     work = out_dir / f"synth-{target}"

@@ -4,6 +4,7 @@ wrong values, wrong cycle counts (total and per layer) and a hang are each caugh
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,35 @@ def test_profile_guided_build_is_bit_exact_and_reused(small_net, digits_images, 
     said.clear()
     prepare(small_net, cfg, x[:2], tmp_path / "b", build_cache=tmp_path / "builds", pgo=True, log=said.append)
     assert not any("instrumented" in m for m in said)
+
+
+@pytest.fixture(scope="module")
+def wgt_ram_setup(small_net, digits_images, tmp_path_factory, build_cache):
+    """``wgt_ram``: WGT without contents, the UP5K's SB_SPRAM256KA instances simulated by Yosys' model of
+    the cell (hw/ice40_spram_sim.v); the bench writes wgt.hex through the WGT port before image 0."""
+    x, _ = digits_images
+    cfg = fitted_config(small_net, AcceleratorConfig(lanes=2, wgt_ram=1))  # 2 lanes: the quickest build
+    return prepare(small_net, cfg, x[:2], tmp_path_factory.mktemp("cosim-wgt-ram"), build_cache=build_cache, **QUIET)
+
+
+@pytest.mark.slow  # a Verilator build of its own (~60 s CPU here): the fast suite has the Amaranth one
+def test_weights_loaded_through_the_host_port(wgt_ram_setup):  # (tests/test_hw_top.py, weight_ram)
+    """Bit-exact, and cycle-exact as the ROM build's model (the load is before the first start);
+    a host stream that skips one weight word (the words after it land one address early) fails, naming
+    the layer that reads it first."""
+    s = execute(wgt_ram_setup, **QUIET)
+    assert s["images"] == 2 and s["mismatches"] == 0 and s["passed"] and s["cycle_mismatches"] == 0
+    prog = wgt_ram_setup.program
+    assert s["cycles_total"] == s["cycles_model"] == total_cycles(replace(prog.config, wgt_ram=0), prog.images)
+    layer = 1
+    w_start = isa.desc_layout(prog.config).unpack(prog.images.prog[layer])["w_start"]
+    hexfile = wgt_ram_setup.sim_dir / "wgt.hex"
+    original = hexfile.read_text()
+    try:
+        lines = original.splitlines(keepends=True)
+        hexfile.write_text("".join(lines[:w_start] + lines[w_start + 1:]))
+        s = execute(wgt_ram_setup, waves_on_mismatch=False, **QUIET)
+    finally:
+        hexfile.write_text(original)
+    assert s["mismatches"] > 0 and not s["passed"]
+    assert s["first_mismatch"]["layer"] == prog.layers[layer].op

@@ -84,7 +84,8 @@ def test_config_too_small_is_a_clear_error(small_net):
         compile_net(small_net, AcceleratorConfig(shift_bits=2))
 
 
-@pytest.mark.parametrize("kw", [{"lanes": 3}, {"lanes": 0}, {"acc_bits": 4}, {"act_depth": 1000}, {"terms": 9}])
+@pytest.mark.parametrize("kw", [{"lanes": 3}, {"lanes": 0}, {"acc_bits": 4}, {"act_depth": 1000}, {"terms": 9},
+                                {"wgt_ram": 2}, {"wgt_ram": -1}])
 def test_impossible_configs(kw):
     with pytest.raises(ConfigError):
         AcceleratorConfig(**kw)
@@ -93,6 +94,10 @@ def test_impossible_configs(kw):
 def test_config_round_trip():
     c = AcceleratorConfig(lanes=32, acc_bits=20)
     assert AcceleratorConfig.from_dict(c.to_dict()) == c
+    w = AcceleratorConfig(wgt_ram=1)
+    assert AcceleratorConfig.from_dict(w.to_dict()) == w
+    old = {k: v for k, v in c.to_dict().items() if k != "wgt_ram"}  # a dict from before wgt_ram: a ROM
+    assert AcceleratorConfig.from_dict(old) == c
     with pytest.raises(ConfigError, match="unknown"):
         AcceleratorConfig.from_dict({**c.to_dict(), "bogus": 1})
 

@@ -1,6 +1,7 @@
 """Verilog generation: files, top name, ports, hex images padded to the memory depths."""
 
 import random
+from dataclasses import replace
 
 from apotflow.hw import isa
 from apotflow.hw.config import AcceleratorConfig
@@ -37,3 +38,17 @@ def test_ports_manifest_widths():
     assert ports["out_rdata"]["width"] == cfg.acc_bits and ports["out_rdata"]["signed"]
     assert ports["perf_addr"]["width"] == cfg.prog_addr_bits
     assert ports["cycles"]["width"] == 32 and ports["cycles"]["direction"] == "out"
+
+
+def test_wgt_ram_verilog_is_the_spram_form(tmp_path):
+    """A wgt_ram config: WGT is SB_SPRAM256KA instances (the UP5K's form, hw/top.py wgt_ram) with Yosys'
+    simulation model beside apotflow_top.v, the host's WGT port on the top, and no WGT ROM."""
+    rng = random.Random(2)
+    cfg = replace(random_config(rng), wgt_ram=1)
+    images, _ = random_program(cfg, rng)
+    r = generate_verilog(cfg, images, tmp_path)
+    top = (tmp_path / "apotflow_top.v").read_text()
+    assert top.count("SB_SPRAM256KA ") == cfg.wgt_sprams == 1 and "INIT_FILE(\"wgt.hex\")" not in top
+    assert "module SB_SPRAM256KA" in (tmp_path / "ice40_spram_sim.v").read_text()
+    assert {"wgt_we", "wgt_waddr", "wgt_wdata"} <= {p["name"] for p in r["ports"]}
+    assert len(isa.read_hex(r["hex"]["wgt"])) == cfg.wgt_depth  # the image the host writes

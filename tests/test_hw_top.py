@@ -2,6 +2,7 @@
 cycle model, cycle for cycle."""
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -52,6 +53,35 @@ def test_banked_weight_rom_same_words_and_cycles(seed):
     images, act = random_program(cfg, rng)
     assert len(images.wgt) > 4 * 2
     check_program(cfg, images, act, wgt_bank_words=4)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_weight_ram_loaded_by_host(seed):
+    """``wgt_ram``: WGT has no contents until the host writes the weight image through the WGT port
+    (hw/top.py wgt_ram, the form SPRAM takes on iCE40); then the run is bit-exact and cycle-exact as with
+    the ROM. A host stream that skips one word (the rest land one address early) must fail the check."""
+    rng = random.Random(200 + seed)
+    cfg = replace(random_config(rng), wgt_ram=1)
+    images, act = random_program(cfg, rng)
+    check_program(cfg, images, act)
+    k = len(images.wgt) // 2
+    skipped = images.wgt[:k] + images.wgt[k + 1:]
+    with pytest.raises(AssertionError, match="words differ|cycles"):
+        check_program(cfg, images, act, wgt_words=skipped)
+
+
+@pytest.mark.parametrize("seed,part", [(0, 1), (2, 2)])
+def test_thresholds_split_into_a_one_port_copy(seed, part):
+    """The iCE40 wgt_ram build's RQ (hw/top.py rq_rom ``thr_block``): the highest thresholds (all, or
+    all but one) from a one-port copy, the rest of the row from the two-port ROM: bit- and cycle-exact.
+    The biases are zeroed so that the thresholds decide (the random programs' biases put most
+    accumulators beyond every threshold: zeroing the copy's thresholds went unseen with them)."""
+    rng = random.Random(300 + seed)
+    cfg = replace(random_config(rng), wgt_ram=1)
+    images, act = random_program(cfg, rng)
+    rl = isa.rq_layout(cfg)
+    images.rq = [rl.pack(**{**rl.unpack(w), "bias": 0}) for w in images.rq]
+    check_program(cfg, images, act, rq_thr_block=cfg.max_levels - part)
 
 
 def test_generator_covers_the_features():

@@ -25,7 +25,7 @@ from amaranth.back import verilog
 from .. import isa
 from ..config import AcceleratorConfig, ConfigError
 from ..cycles import TIMING_RULES, timing
-from ..estimate import rq_split
+from ..estimate import rq_split, rq_thr_block
 from ..ioshell import SerialShell
 from ..mul_lane import LaneArray
 from ..randprog import random_program
@@ -74,8 +74,9 @@ def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages
     images = images if images is not None else filled_images(cfg)
     # The WGT ROM in banks with registered outputs (hw/top.py wgt_rom; its contents inlined)
     text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind, wgt_banked=True,
-                                       rq_split=rq_split(family)), name=BOARD_TOP,
-                           emit_src=False)
+                                       rq_split=rq_split(family), wgt_spram=bool(cfg.wgt_ram) and family == "ice40",
+                                       rq_thr_block=rq_thr_block(cfg, family, rom_used(images))),
+                           name=BOARD_TOP, emit_src=False)
     (workdir / f"{BOARD_TOP}.v").write_text(text)
     shutil.copyfile(ROM_SOURCE, workdir / ROM_SOURCE.name)
     write_hex_images(cfg, images, workdir)
