@@ -124,6 +124,18 @@ def test_synth_cli_parses_without_model():
     assert a.model is None and a.lanes == 4 and a.lane_kind == "mul" and a.no_pnr and a.nodsp
 
 
+def test_synth_cli_placement_seeds():
+    from apotflow.sim.cli import build_parser
+    from apotflow.sim.commands import check_pnr_seeds
+
+    def seeds(*flags):
+        return check_pnr_seeds(build_parser().parse_args(["synth", "--out", "x", *flags]))
+
+    assert seeds() is None  # the flow's default seed (hw/flows/nextpnr.DEFAULT_SEED)
+    assert seeds("--pnr-seed", "5") == [5]
+    assert seeds("--pnr-seeds", "1,3-4") == [1, 3, 4]
+
+
 def test_compile_reuse_shrinks_act_and_keeps_output():
     from pathlib import Path
 
