@@ -102,8 +102,10 @@ def publish(out: dict, work: Path, bitstream_root: Path, *, cycles: int | None, 
                 "resources": {k: out.get(k, 0) for k in RESOURCE_KEYS}, "fmax_mhz": out["fmax_mhz"],
                 "performance": {**timing(cycles, out["fmax_mhz"]), "rules": TIMING_RULES},
                 "pnr_constraint_mhz": out["pnr"]["constraint_mhz"], "router": out["pnr"].get("router"),
-                "pnr_seed": out.get("pnr_seed"),
-                "pnr_seeds_fmax_mhz": {str(r["seed"]): r["fmax_mhz"] for r in out.get("pnr_seeds") or []},
+                # a synth.json without pnr_seed predates --pnr-seed: its one run used seed 1, the flow's only seed then
+                "pnr_seed": out.get("pnr_seed", nextpnr.DEFAULT_SEED),
+                "pnr_seeds_fmax_mhz": {str(r["seed"]): r["fmax_mhz"] for r in out.get("pnr_seeds")
+                                       or [{"seed": out.get("pnr_seed", nextpnr.DEFAULT_SEED), "fmax_mhz": out["fmax_mhz"]}]},
                 "synth_command": out["synth_command"], "pins": PINS,
                 "notes": (f"clk on pin {nextpnr.CLOCK_SITE[target]}, the other pins placed by nextpnr"
                           if target in nextpnr.CLOCK_SITE else "pins unconstrained (nextpnr places them)")
