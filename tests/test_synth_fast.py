@@ -192,3 +192,20 @@ def test_estimator_against_recorded_synthesis():
         for key, tol in (("ff", 0.05), ("bram", 0.05)):
             synth = row[key]
             assert abs(e[key] - synth) <= tol * synth, (row["target"], row["design"], key, synth, e[key])
+
+
+def test_manifest_names_the_placement_seed(tmp_path):
+    """build.publish: the manifest's pnr_seed and every swept seed's Fmax; a synth.json written before
+    --pnr-seed (no pnr_seed) was placed with seed 1, the flow's only seed then."""
+    import json
+
+    from apotflow.hw.flows.build import publish
+
+    (tmp_path / "apotflow_board.bit").write_bytes(b"\0")
+    out = {"target": "ecp5-25k", "design": "d", "config": CFG.to_dict(), "fmax_mhz": 97.28, "synth_command": "s",
+           "pnr": {"constraint_mhz": 100.0, "router": "router2"}}
+    sweep = {**out, "pnr_seed": 3, "pnr_seeds": [{"seed": 2, "fmax_mhz": 94.97}, {"seed": 3, "fmax_mhz": 97.28}]}
+    for o, seed, fmaxes in ((sweep, 3, {"2": 94.97, "3": 97.28}), (out, 1, {"1": 97.28})):
+        publish(o, tmp_path, tmp_path / "bits", cycles=1000)
+        m = json.loads((tmp_path / "bits" / "ecp5-25k" / "d" / "manifest.json").read_text())
+        assert (m["pnr_seed"], m["pnr_seeds_fmax_mhz"]) == (seed, fmaxes)
