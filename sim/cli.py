@@ -113,7 +113,7 @@ def _command(sub, name: str, check, run, **kw) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from apotflow.hw.flows.nextpnr import ROUTERS  # stdlib only: no Amaranth, no torch
+    from apotflow.hw.flows.nextpnr import DEFAULT_SEED, ROUTERS  # stdlib only: no Amaranth, no torch
     from apotflow.hw.flows.yosys import TARGETS as SYNTH_TARGETS
 
     p = _Parser(prog="apotflow", description=(
@@ -242,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nodsp", action="store_true", help="ECP5: no DSP blocks (synth_ecp5 -nodsp)")
     s.add_argument("--router", choices=ROUTERS,
                    help="nextpnr router (default: router2 on ECP5, which converges on the large builds; router1 on iCE40)")
+    seeds = s.add_mutually_exclusive_group()
+    seeds.add_argument("--pnr-seed", metavar="N", help=f"nextpnr placement seed (default {DEFAULT_SEED})")
+    seeds.add_argument("--pnr-seeds", metavar="N1,N2,...", help="place and route once per seed (a list, or a range "
+                       "A-B) on the one netlist, keep the highest Fmax's bitstream, report every seed's Fmax: the "
+                       "remedy for placement noise (each seed is a whole nextpnr run)")
     s.add_argument("--design", help="design name for the bitstream folder (default from model and lanes)")
     s.add_argument("--bitstreams", help="also copy the bitstream, hex files and a manifest to "
                    "BITSTREAMS/<target>/<design>/ (e.g. the project's bitstreams/)")

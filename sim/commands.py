@@ -354,8 +354,30 @@ def check_synth(args) -> None:
         check_out_dir(args.bitstreams, "--bitstreams")
     if args.freq is not None and not args.freq > 0:
         raise UserError(f"--freq must be a positive frequency in MHz, not {args.freq}")
+    args.pnr_seed_list = check_pnr_seeds(args)
     args.cfg = check_config(args)
     args.net = _load_model(args.model) if args.model else None
+
+
+def check_pnr_seeds(args) -> list[int] | None:
+    """--pnr-seed N / --pnr-seeds LIST as a list of seeds (None: neither given), or a UserError naming the flag."""
+    from apotflow.hw.flows.nextpnr import PNR_TARGETS, parse_seeds
+
+    flag, text = next(((f, v) for f, v in (("--pnr-seed", args.pnr_seed), ("--pnr-seeds", args.pnr_seeds))
+                       if v is not None), (None, None))
+    if flag is None:
+        return None
+    if args.no_pnr:
+        raise UserError(f"{flag} chooses a place-and-route seed; --no-pnr runs no place and route")
+    if args.target not in PNR_TARGETS:
+        raise UserError(f"{flag}: target {args.target} has no place and route here (it has: {', '.join(PNR_TARGETS)})")
+    try:
+        seeds = parse_seeds(text)
+    except ValueError as e:
+        raise UserError(f"{flag}: {e}") from None
+    if flag == "--pnr-seed" and len(seeds) != 1:
+        raise UserError(f"--pnr-seed takes one seed, not {text!r} (several: --pnr-seeds)")
+    return seeds
 
 
 def cmd_synth(args) -> int:
@@ -366,9 +388,9 @@ def cmd_synth(args) -> int:
                       meta=args.net.meta if args.net is not None else None, lane_kind=args.lane_kind,
                       pnr=not args.no_pnr, freq_mhz=args.freq, nodsp=args.nodsp, design=args.design,
                       bitstreams=args.bitstreams, seed=args.seed, router=args.router,
-                      command=" ".join(["apotflow", *sys.argv[1:]]))
+                      pnr_seeds=args.pnr_seed_list, command=" ".join(["apotflow", *sys.argv[1:]]))
     keys = ("target", "lut", "ff", "carry", "lc", "lc_source", "bram", "spram", "dsp", "fits", "over", "fmax_mhz",
-            "cycles_per_image",
+            "pnr_seed", "pnr_seeds", "cycles_per_image",
             "latency_us", "images_per_s", "bitstream",
             "estimate", "transistors", "gates", "notes")
     print(json.dumps({k: res[k] for k in keys if k in res}, indent=1))

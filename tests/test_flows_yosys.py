@@ -116,6 +116,44 @@ def test_pnr_command():
         nextpnr.pnr_command("t.json", "ice40-up5k", 48, "t.asc", "r.json", lpf="clock.lpf")
 
 
+def test_pnr_command_seed_and_seed_lists():
+    """The placement seed reaches nextpnr's --seed (default 1: every figure before --pnr-seed); seed lists parse
+    as commas or a range, and a bad one is a ValueError naming it."""
+    def seed(cmd):
+        return cmd[cmd.index("--seed") + 1]
+
+    assert seed(nextpnr.pnr_command("t.json", "ecp5-25k", 100, "t.config", "r.json")) == "1" == str(nextpnr.DEFAULT_SEED)
+    assert seed(nextpnr.pnr_command("t.json", "ecp5-25k", 100, "t.config", "r.json", seed=7)) == "7"
+    assert nextpnr.parse_seeds("3") == [3]
+    assert nextpnr.parse_seeds("1, 5,2") == [1, 5, 2]
+    assert nextpnr.parse_seeds("2-4,9") == [2, 3, 4, 9]
+    assert nextpnr.parse_seeds(str(nextpnr.SEED_MAX)) == [nextpnr.SEED_MAX]
+    for bad, msg in [("", "integers separated by commas"), ("1,,2", "integers"), ("-1", "integers"), ("1.5", "integers"),
+                     ("2-1", "run upwards"), ("1-5000", "at most 1000"), ("1,2,1", "seed 1 given twice"),
+                     ("2-3,3", "seed 3 given twice"), (str(2**31), "0 .. 2147483647")]:
+        with pytest.raises(ValueError, match=msg):
+            nextpnr.parse_seeds(bad)
+    for bad in ([], [True], [-1], [1.0], [2**31]):
+        with pytest.raises(ValueError):
+            nextpnr.check_seeds(bad)
+    with pytest.raises(ValueError, match="placement seed"):
+        nextpnr.pnr_command("t.json", "ecp5-25k", 100, "t.config", "r.json", seed=-2)
+
+
+def test_seed_progress_line_and_sweep_note():
+    from apotflow.hw.flows.build import seed_line, sweep_note
+
+    a = {"seed": 4, "success": True, "fmax_mhz": 97.5}
+    b = {"seed": 9, "success": False, "fmax_mhz": None, "errors": ["ERROR: Failed to route arc 0"]}
+    assert seed_line(a, a, [4, 9]) == "placement seed 4 (1 of 2): Fmax 97.5 MHz; best so far 97.5 MHz (seed 4)"
+    assert seed_line(b, a, [4, 9]) == ("placement seed 9 (2 of 2): failed: ERROR: Failed to route arc 0; best so "
+                                       "far 97.5 MHz (seed 4)")
+    assert seed_line(a, a, [4]) == "placement seed 4 (1 of 1): Fmax 97.5 MHz"
+    sweep = [a, b, {"seed": 2, "success": True, "fmax_mhz": 101.2}]
+    assert sweep_note(sweep, 2) == ("placement seeds swept (seed 4: 97.5 MHz, seed 9: failed, seed 2: 101.2 MHz); "
+                                    "spread 97.5 .. 101.2 MHz; the result and bitstream are seed 2's")
+
+
 class Accumulator(wiring.Component):
     """Adds ``x`` into an 8-bit register each cycle; ``y`` is the register (latency 1)."""
 

@@ -124,6 +124,18 @@ def test_synth_cli_parses_without_model():
     assert a.model is None and a.lanes == 4 and a.lane_kind == "mul" and a.no_pnr and a.nodsp
 
 
+def test_synth_cli_placement_seeds():
+    from apotflow.sim.cli import build_parser
+    from apotflow.sim.commands import check_pnr_seeds
+
+    def seeds(*flags):
+        return check_pnr_seeds(build_parser().parse_args(["synth", "--out", "x", *flags]))
+
+    assert seeds() is None  # the flow's default seed (hw/flows/nextpnr.DEFAULT_SEED)
+    assert seeds("--pnr-seed", "5") == [5]
+    assert seeds("--pnr-seeds", "1,3-4") == [1, 3, 4]
+
+
 def test_compile_reuse_shrinks_act_and_keeps_output():
     from pathlib import Path
 
@@ -180,3 +192,20 @@ def test_estimator_against_recorded_synthesis():
         for key, tol in (("ff", 0.05), ("bram", 0.05)):
             synth = row[key]
             assert abs(e[key] - synth) <= tol * synth, (row["target"], row["design"], key, synth, e[key])
+
+
+def test_manifest_names_the_placement_seed(tmp_path):
+    """build.publish: the manifest's pnr_seed and every swept seed's Fmax; a synth.json written before
+    --pnr-seed (no pnr_seed) was placed with seed 1, the flow's only seed then."""
+    import json
+
+    from apotflow.hw.flows.build import publish
+
+    (tmp_path / "apotflow_board.bit").write_bytes(b"\0")
+    out = {"target": "ecp5-25k", "design": "d", "config": CFG.to_dict(), "fmax_mhz": 97.28, "synth_command": "s",
+           "pnr": {"constraint_mhz": 100.0, "router": "router2"}}
+    sweep = {**out, "pnr_seed": 3, "pnr_seeds": [{"seed": 2, "fmax_mhz": 94.97}, {"seed": 3, "fmax_mhz": 97.28}]}
+    for o, seed, fmaxes in ((sweep, 3, {"2": 94.97, "3": 97.28}), (out, 1, {"1": 97.28})):
+        publish(o, tmp_path, tmp_path / "bits", cycles=1000)
+        m = json.loads((tmp_path / "bits" / "ecp5-25k" / "d" / "manifest.json").read_text())
+        assert (m["pnr_seed"], m["pnr_seeds_fmax_mhz"]) == (seed, fmaxes)

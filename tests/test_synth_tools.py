@@ -58,3 +58,23 @@ def test_board_build_reports_speed_in_synth_json_and_manifest(tmp_path):
     assert r["fmax_mhz"] > 0 and want["images_per_s"] > 0
     assert {k: saved[k] for k in want} == want
     assert {k: manifest["performance"][k] for k in want} == want and "latency" in manifest["performance"]["rules"]
+
+
+def test_placement_seed_sweep_keeps_the_best_and_reproduces(tmp_path):
+    """--pnr-seeds: one synthesis, place and route once per seed (each in its own folder), every seed's Fmax in
+    synth.json, the highest kept; a single-seed run of the kept seed reproduces its Fmax (nextpnr is
+    deterministic per seed), and the seeds differ (placement noise is what the sweep is for)."""
+    r = build(CFG, "ecp5-25k", tmp_path / "sweep", kind="array", seeds=[1, 2, 3], freq_mhz=200)
+    saved = json.loads((tmp_path / "sweep" / "synth.json").read_text())
+    sweep = saved["pnr_seeds"]
+    assert [s["seed"] for s in sweep] == [1, 2, 3] and all(s["success"] for s in sweep)
+    fmax = {s["seed"]: s["fmax_mhz"] for s in sweep}
+    best = max(fmax, key=lambda s: (fmax[s], -s))
+    assert saved["pnr_seed"] == saved["pnr"]["seed"] == best and saved["fmax_mhz"] == fmax[best] == r["fmax_mhz"]
+    assert len(set(fmax.values())) > 1, fmax
+    for s in (1, 2, 3):
+        assert (tmp_path / "sweep" / "synth-ecp5-25k" / f"seed-{s}" / "nextpnr.log").is_file()
+    assert any("placement seeds swept" in n and f"bitstream are seed {best}'s" in n for n in saved["notes"])
+    one = build(CFG, "ecp5-25k", tmp_path / "one", kind="array", seeds=[best], freq_mhz=200)
+    assert one["pnr_seed"] == best and one["fmax_mhz"] == fmax[best]
+    assert [s["seed"] for s in one["pnr_seeds"]] == [best]

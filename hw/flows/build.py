@@ -103,6 +103,10 @@ def publish(out: dict, work: Path, bitstream_root: Path, *, cycles: int | None, 
                 "resources": {k: out.get(k, 0) for k in RESOURCE_KEYS}, "fmax_mhz": out["fmax_mhz"],
                 "performance": {**timing(cycles, out["fmax_mhz"]), "rules": TIMING_RULES},
                 "pnr_constraint_mhz": out["pnr"]["constraint_mhz"], "router": out["pnr"].get("router"),
+                # a synth.json without pnr_seed predates --pnr-seed: its one run used seed 1, the flow's only seed then
+                "pnr_seed": out.get("pnr_seed", nextpnr.DEFAULT_SEED),
+                "pnr_seeds_fmax_mhz": {str(r["seed"]): r["fmax_mhz"] for r in out.get("pnr_seeds")
+                                       or [{"seed": out.get("pnr_seed", nextpnr.DEFAULT_SEED), "fmax_mhz": out["fmax_mhz"]}]},
                 "synth_command": out["synth_command"], "pins": PINS,
                 "notes": (f"clk on pin {nextpnr.CLOCK_SITE[target]}, the other pins placed by nextpnr"
                           if target in nextpnr.CLOCK_SITE else "pins unconstrained (nextpnr places them)")
@@ -124,6 +128,22 @@ def missed_constraint(p: dict) -> str:
              if cp else "")
     return (f"timing constraint not met: Fmax {f} MHz < {c:g} MHz ({c - f:.2f} MHz, {100 * (c - f) / c:.1f}% short); "
             f"the bitstream is valid up to {f} MHz{where}")
+
+
+def seed_line(p: dict, best: dict, seeds: list[int]) -> str:
+    """The progress line after one seed's place and route: its Fmax (or failure) and the best so far."""
+    i = seeds.index(p["seed"]) + 1
+    got = f"Fmax {p['fmax_mhz']} MHz" if p["success"] else "failed: " + "; ".join(p.get("errors") or [])[:200]
+    lead = f"; best so far {best['fmax_mhz']} MHz (seed {best['seed']})" if len(seeds) > 1 and best["success"] else ""
+    return f"placement seed {p['seed']} ({i} of {len(seeds)}): {got}{lead}"
+
+
+def sweep_note(sweep: list[dict], best: int) -> str:
+    """One line for synth.json's notes: every seed's Fmax, the spread, the seed kept."""
+    done = [r["fmax_mhz"] for r in sweep if r["success"] and r["fmax_mhz"] is not None]
+    each = ", ".join(f"seed {r['seed']}: " + (f"{r['fmax_mhz']} MHz" if r["success"] else "failed") for r in sweep)
+    spread = f"; spread {min(done)} .. {max(done)} MHz" if done else ""
+    return f"placement seeds swept ({each}){spread}; the result and bitstream are seed {best}'s"
 
 
 def _quiet(_msg: str) -> None:
@@ -156,6 +176,7 @@ def build(
     pnr: bool = True,
     freq_mhz: float | None = None,
     router: str | None = None,
+    seeds: list[int] = (nextpnr.DEFAULT_SEED,),
     extra_synth_args: str = "",
     bitstream_root: Path | None = None,
     manifest_extra: dict | None = None,
@@ -167,11 +188,14 @@ def build(
     Returns the synth.json dict: ``lut``, ``ff``, ``carry``, ``bram``, ``spram``, ``dsp`` (Yosys), on iCE40
     ``lc`` (logic cells: estimated from the netlist, ``lc_source`` "estimate", or nextpnr's count once it
     has packed the design, "nextpnr"), ``fits`` / ``over`` (against the device), ``fmax_mhz`` and ``pnr`` (nextpnr; None when not run),
+    ``pnr_seed`` (the placement seed of ``pnr`` and the bitstream) and ``pnr_seeds`` (every seed's result:
+    ``seeds`` runs place and route once per seed on the one netlist and keeps the highest Fmax),
     ``bitstream`` (path or None), ``estimate`` (``hw/estimate.py`` for the same design), ``notes``, and
     the network's speed (:func:`apotflow.hw.cycles.timing`: ``cycles_per_image`` = ``cycles``, the exact
     cycles of the program in ``images`` where the caller gives them, ``latency_us``, ``images_per_s``).
     A design that does not fit is not placed; ``over`` says which resource and by how much.
     """
+    seeds = nextpnr.check_seeds(list(seeds))  # before any work
     out_dir = Path(out_dir)
     work = out_dir / f"synth-{target}"
     if work.exists():
@@ -214,13 +238,20 @@ def build(
         out["notes"].append("not placed: " + devices.fit_message(fit, target))
     else:
         freq = freq_mhz or DEFAULT_FREQ[family]
-        log(f"[{target}] placing and routing with nextpnr at a {freq:g} MHz constraint ...")
-        p = nextpnr.pnr(res["netlist"], target, work, freq, out_of_context=(kind == "array"), router=router,
-                        progress=lambda m: log(f"  nextpnr: {m}"))
+        sweep = f" once per placement seed ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f" (seed {seeds[0]})"
+        log(f"[{target}] placing and routing with nextpnr at a {freq:g} MHz constraint{sweep} ...")
+        p = nextpnr.pnr_seeds(res["netlist"], target, work, freq, seeds, out_of_context=(kind == "array"),
+                              router=router, progress=lambda m: log(f"  nextpnr: {m}"),
+                              on_seed=(lambda r, b: log(f"[{target}] {seed_line(r, b, seeds)}")) if len(seeds) > 1
+                              else None)
         out["pnr"] = {k: p.get(k) for k in ("success", "fmax_mhz", "fmax_by_clock", "constraint_mhz",
                                              "meets_constraint", "utilisation", "critical_path", "seconds",
-                                             "errors", "router")}
+                                             "errors", "router", "seed")}
+        out["pnr_seed"] = p["seed"]
+        out["pnr_seeds"] = p["sweep"]
         out["fmax_mhz"] = p.get("fmax_mhz")
+        if len(seeds) > 1:
+            out["notes"].append(sweep_note(p["sweep"], p["seed"]))
         placed_lc = (p.get("utilisation") or {}).get("ICESTORM_LC", {}).get("used")
         if placed_lc is not None and "lc" in out:  # nextpnr's count wins over the netlist estimate
             out["notes"].append(f"logic cells: {placed_lc} by nextpnr (the netlist estimate was {out['lc']})")
@@ -238,8 +269,9 @@ def build(
                 out["notes"].append(miss)
                 log(f"[{target}] {miss}")
             if kind == "board" and p.get("output"):
-                log(f"[{target}] packing the bitstream ...")
-                bit = nextpnr.pack(target, p["output"])
+                of_seed = f" of seed {p['seed']}" if len(seeds) > 1 else ""
+                log(f"[{target}] packing the bitstream{of_seed} ...")
+                bit = nextpnr.pack(target, p["output"], work / (src["top"] + nextpnr.BITSTREAM_SUFFIX[target]))
                 if bitstream_root is not None:
                     bit = publish(out, work, Path(bitstream_root), cycles=cycles, top=src["top"],
                                   manifest_extra=manifest_extra)

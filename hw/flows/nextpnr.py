@@ -22,8 +22,9 @@ from pathlib import Path
 
 from .tools import ToolError, find_tool, run_tool
 
-__all__ = ["CLOCK_SITE", "DEFAULT_ROUTER", "PNR_TARGETS", "ROUTERS", "critical_path", "default_router", "pack", "parse_fmax",
-           "parse_utilisation", "pnr", "pnr_command"]
+__all__ = ["BITSTREAM_SUFFIX", "CLOCK_SITE", "DEFAULT_ROUTER", "DEFAULT_SEED", "PNR_TARGETS", "ROUTERS", "SEED_MAX", "check_seeds",
+           "critical_path", "default_router", "pack", "parse_fmax", "parse_seeds", "parse_utilisation", "pnr",
+           "pnr_command", "pnr_seeds"]
 
 # Target -> (nextpnr tool, device/package arguments, --<output> option, output suffix).
 PNR_TARGETS: dict[str, tuple[str, list[str], str, str]] = {
@@ -57,9 +58,47 @@ _PACKERS = {
     "ecp5-85k": ("ecppack", ".bit"),
 }
 
+# Target -> the suffix of the bitstream :func:`pack` writes.
+BITSTREAM_SUFFIX = {target: suffix for target, (_, suffix) in _PACKERS.items()}
+
 _FMAX = re.compile(r"Max frequency for clock '([^']*)': ([0-9.]+) MHz")
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
 _PROGRESS = re.compile(r"^Info: (Device utilisation|Max frequency|Program finished)|^ERROR")
+
+
+# nextpnr's ``--seed`` (its placer's random seed) when none is asked for: the seed of every committed figure
+# measured before ``--pnr-seed`` existed. nextpnr reads it as a C int: 0 .. SEED_MAX here.
+DEFAULT_SEED = 1
+SEED_MAX = 2**31 - 1
+
+
+def check_seeds(seeds: list[int]) -> list[int]:
+    """``seeds`` as given, or ValueError naming the bad one: each an integer 0 .. :data:`SEED_MAX`, none twice,
+    at least one."""
+    if not seeds:
+        raise ValueError("no placement seed given")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX:
+            raise ValueError(f"placement seed must be an integer 0 .. {SEED_MAX}, not {s!r}")
+    twice = next((s for i, s in enumerate(seeds) if s in seeds[:i]), None)
+    if twice is not None:
+        raise ValueError(f"placement seed {twice} given twice")
+    return list(seeds)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from ``"1,2,3"`` (commas, optional spaces) or a range ``"1-4"`` (1, 2, 3, 4), checked by
+    :func:`check_seeds`; ValueError names what is wrong."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise ValueError(f"placement seeds must be integers separated by commas (or a range A-B), not {text!r}")
+        lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
+        if hi < lo or hi - lo >= 1000:
+            raise ValueError(f"placement seed range {part!r} must run upwards, at most 1000 seeds")
+        seeds += range(lo, hi + 1)
+    return check_seeds(seeds)
 
 
 def _check(target: str) -> None:
@@ -74,7 +113,7 @@ def pnr_command(
     output: str,
     report: str,
     *,
-    seed: int = 1,
+    seed: int = DEFAULT_SEED,
     out_of_context: bool = False,
     router: str | None = None,
     lpf: str | None = None,
@@ -84,6 +123,7 @@ def pnr_command(
     _check(target)
     if not freq_mhz > 0:
         raise ValueError(f"Target frequency must be positive, not {freq_mhz!r}")
+    check_seeds([seed])
     _, device, out_opt, _ = PNR_TARGETS[target]
     args = [
         *device,
@@ -164,7 +204,7 @@ def pnr(
     workdir: Path | str,
     freq_mhz: float,
     *,
-    seed: int = 1,
+    seed: int = DEFAULT_SEED,
     out_of_context: bool = False,
     router: str | None = None,
     progress: Callable[[str], None] | None = None,
@@ -174,7 +214,8 @@ def pnr(
     Returns ``success`` (False when nextpnr failed: unroutable, too many IOs...; ``errors`` then
     holds its ERROR lines), ``fmax_mhz`` (slowest clock; None for a design without clocks),
     ``fmax_by_clock``, ``meets_constraint``, ``utilisation`` ({bel type: {"used", "available"}},
-    only types in use; also on failure, from the log, when nextpnr got as far as packing), ``critical_path`` (:func:`critical_path`), ``output`` (.asc / Trellis .config for :func:`pack`), ``log``, ``seconds``.
+    only types in use; also on failure, from the log, when nextpnr got as far as packing), ``critical_path``
+    (:func:`critical_path`), ``output`` (.asc / Trellis .config for :func:`pack`), ``log``, ``seconds``, ``seed``.
     """
     _check(target)
     workdir = Path(workdir).resolve()
@@ -196,7 +237,7 @@ def pnr(
         router=router, lpf=lpf and lpf.name,
     )
     result: dict = {"target": target, "constraint_mhz": freq_mhz, "log": str(log),
-                    "router": router or default_router(target)}
+                    "router": router or default_router(target), "seed": seed}
     try:
         seconds = run_tool([find_tool(PNR_TARGETS[target][0]), *args], workdir, log, progress, _PROGRESS)
     except ToolError as e:
@@ -222,6 +263,40 @@ def pnr(
         "output": None if out_of_context else str(output),
         "seconds": round(seconds, 3),
     }
+
+
+def pnr_seeds(
+    json_netlist: Path | str,
+    target: str,
+    workdir: Path | str,
+    freq_mhz: float,
+    seeds: list[int],
+    *,
+    out_of_context: bool = False,
+    router: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_seed: Callable[[dict, dict], None] | None = None,
+) -> dict:
+    """:func:`pnr` once per seed of ``seeds`` on the same netlist (the standard remedy for placement noise);
+    returns the result with the highest Fmax (the first such seed on a tie; the first seed's failure when none
+    routed) with ``sweep`` added: per seed in order, ``seed``, ``success``, ``fmax_mhz``, ``meets_constraint``,
+    ``seconds``, ``critical_path`` (without its nets) and ``errors``. One seed runs in ``workdir`` itself (as
+    :func:`pnr`); several run in ``workdir/seed-<N>/`` each. ``on_seed(result, best so far)`` after each."""
+    seeds = check_seeds(list(seeds))
+    workdir = Path(workdir)
+    best, sweep = None, []
+    for seed in seeds:
+        p = pnr(json_netlist, target, workdir if len(seeds) == 1 else workdir / f"seed-{seed}", freq_mhz, seed=seed,
+                out_of_context=out_of_context, router=router, progress=progress)
+        cp = p.get("critical_path")
+        sweep.append({"seed": seed, "success": p["success"], "fmax_mhz": p.get("fmax_mhz"),
+                      "meets_constraint": p.get("meets_constraint"), "seconds": p.get("seconds"),
+                      "critical_path": cp and {k: v for k, v in cp.items() if k != "nets"}, "errors": p.get("errors")})
+        if best is None or (p["success"] and (not best["success"] or (p["fmax_mhz"] or 0) > (best["fmax_mhz"] or 0))):
+            best = p
+        if on_seed is not None:
+            on_seed(p, best)
+    return {**best, "sweep": sweep}
 
 
 def pack(target: str, pnr_output: Path | str, out_path: Path | str | None = None) -> Path:
