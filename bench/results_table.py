@@ -227,16 +227,17 @@ def main(args: list[str]) -> None:
     header = lines[-2:]  # the runs' table header, repeated over the variants
 
     def line(r: dict) -> str:
-        p = PAPER.get(PAPER_ROW.get(r["model"], r["model"]), (None,) * 5)
-        paper_acc = {"ppq": p[1], "spq": p[2]}.get(r["method"]) if p else None
+        p = PAPER.get(PAPER_ROW.get(r["model"], r["model"]), (None,) * 5)  # a model outside the paper: —
+        paper_acc = {"ppq": p[1], "spq": p[2]}.get(r["method"]) or "—"
+        p = p[:3] + tuple(x(v) for v in p[3:])
         if r.get("status"):
-            return (f"| {r['model']} | {r['method']} | {r['status']} | — | — | {paper_acc} | — | — | — / {p[3]}x | "
-                    f"— / {p[4]}x | — | — | — | — |")
+            return (f"| {r['model']} | {r['method']} | {r['status']} | — | — | {paper_acc} | — | — | — / {p[3]} | "
+                    f"— / {p[4]} | — | — | — | — |")
         wall = f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "—"
         mark = "†" if r["tf32_eval"] else ("" if r.get("fp64_eval") else "‡")
         return (f"| {r['model']} | {r['method']} | {pct(r['accuracy'])}{mark} | {pct(r['accuracy_int'])} | "
                 f"{pct(r['float_phase_acc'])} | {paper_acc} | {r['schedule']} | {r['distill']} | "
-                f"{x(r['size_reduction'])} / {p[3]}x | {x(r['bops_reduction'])} / {p[4]}x | {agree(r)} | {wall} | "
+                f"{x(r['size_reduction'])} / {p[3]} | {x(r['bops_reduction'])} / {p[4]} | {agree(r)} | {wall} | "
                 f"{'`' + r['recipe'] + '`' if r.get('recipe') else '—'} | `{r['command']}` |")
 
     lines += [line(r) for r in rows]

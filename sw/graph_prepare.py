@@ -255,8 +255,12 @@ class FixedBatchNorm1d(_FixedStats, nn.BatchNorm1d):
     pass
 
 
+IDENTITY_EPS = 1e-30
+
+
 def _identity_bn(n: int, dim: int) -> nn.Module:
-    bn = (FixedBatchNorm2d if dim == 4 else FixedBatchNorm1d)(n, eps=0.0)
+    # eps: positive (some torch versions refuse eps 0 in eval too), below float64 resolution at variance 1
+    bn = (FixedBatchNorm2d if dim == 4 else FixedBatchNorm1d)(n, eps=IDENTITY_EPS)
     return bn.eval()
 
 
