@@ -41,7 +41,7 @@ from .config import AcceleratorConfig
 from .layouts import reject
 
 SPLIT_STAGES = 4  # rotation stages before that register (a 16-way select), the rest after it
-ADDR_STAGES = 1  # the pipeline read's per-bank row register (config.ACT_ADDR_STAGES counts it)
+ADDR_STAGES = 1  # the pipeline read's per-bank row register (stage S2b: hw/cycles.pipe counts it)
 WRITE_STAGES = 1  # the write's per-bank register (the pipeline's W4 stage: hw/cycles.WB counts it)
 
 
