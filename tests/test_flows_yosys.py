@@ -212,5 +212,7 @@ def test_missed_constraint_names_best_fmax_shortfall_and_path():
     msg = missed_constraint({"fmax_mhz": 83.33, "constraint_mhz": 100.0, "critical_path": cp})
     assert msg == ("timing constraint not met: Fmax 83.33 MHz < 100 MHz (16.67 MHz, 16.7% short); the bitstream "
                    "is valid up to 83.33 MHz; critical path 12.0 ns (6.0 ns routing) from a to bank3")
+    assert "the placed design (no bitstream: an array build) is valid up to 83.33 MHz" in \
+        missed_constraint({"fmax_mhz": 83.33, "constraint_mhz": 100.0}, bitstream=False)
     assert nextpnr.critical_path({"critical_paths": []}) is None
     assert nextpnr.critical_path({"critical_paths": [io]})["delay_ns"] == 20.0  # only an unconstrained pin's

@@ -119,15 +119,17 @@ def publish(out: dict, work: Path, bitstream_root: Path, *, cycles: int | None, 
     return final
 
 
-def missed_constraint(p: dict) -> str:
+def missed_constraint(p: dict, bitstream: bool = True) -> str:
     """One line for a place and route that did not reach its constraint: the best Fmax it reached, by how
-    much it missed, and nextpnr's critical path."""
+    much it missed, and nextpnr's critical path. ``bitstream`` False: an out-of-context array build, which
+    packs none."""
     f, c = p["fmax_mhz"], p["constraint_mhz"]
     cp = p.get("critical_path")
     where = (f"; critical path {cp['delay_ns']} ns ({cp['routing_ns']} ns routing) from {cp['from']} to {cp['to']}"
              if cp else "")
     return (f"timing constraint not met: Fmax {f} MHz < {c:g} MHz ({c - f:.2f} MHz, {100 * (c - f) / c:.1f}% short); "
-            f"the bitstream is valid up to {f} MHz{where}")
+            f"{'the bitstream' if bitstream else 'the placed design (no bitstream: an array build)'} is valid up to "
+            f"{f} MHz{where}")
 
 
 def seed_line(p: dict, best: dict, seeds: list[int]) -> str:
@@ -265,7 +267,7 @@ def build(
         else:
             log(f"[{target}] Fmax {p['fmax_mhz']} MHz (constraint {freq:g} MHz)")
             if not p.get("meets_constraint", True):
-                miss = missed_constraint(p)
+                miss = missed_constraint(p, bitstream=kind == "board")
                 out["notes"].append(miss)
                 log(f"[{target}] {miss}")
             if kind == "board" and p.get("output"):
