@@ -429,9 +429,10 @@ class PreparedNet(nn.Module):
 
     def forced_keep(self, i: int, masks: list[Tensor]) -> Tensor | None:
         """Every channel of a group that feeds a concatenation (sw/prune.compute_masks)."""
-        if i not in self._groups()[2]:
+        groups, _, whole = self._groups()
+        if i not in whole:
             return None
-        conv = self.prune_groups()[i][0][0]
+        conv = groups[i][0][0]
         return torch.ones(conv.weight.shape[0], dtype=torch.bool, device=conv.weight.device)
 
     def last_linear(self) -> QLinear:
@@ -483,7 +484,7 @@ def build_prepared(model: nn.Module, w_bits: int, a_bits: int, pre: Preprocess) 
         if s.kind == "conv" and through(s.args[0]).kind == "input":
             s.role = "first"
         if s.kind == "cat":
-            _check_concat(s, by, users)
+            _check_concat(s, by, [through(x, ("maxpool",)) for x in s.args], users[s.name])
     order = {t.name: i for i, t in enumerate(steps)}
     for s in steps:
         if s.kind != "add":
@@ -601,16 +602,14 @@ def build_prepared(model: nn.Module, w_bits: int, a_bits: int, pre: Preprocess) 
     return net.eval()
 
 
-def _check_concat(s: Step, by: dict[str, Step], users: dict[str, list[Step]]) -> None:
-    """A concatenation joins ReLU outputs (or their max pools) and only convolutions read it: the op of a
-    conv reading it takes every branch as one source; a pool, add or linear layer would need the same."""
-    for x in s.args:
-        b = by[x]
-        while b.kind == "maxpool":
-            b = by[b.args[0]]
+def _check_concat(s: Step, by: dict[str, Step], branches: list[Step], readers: list[Step]) -> None:
+    """A concatenation joins ReLU outputs (``branches``: each branch through its max pools) and only
+    convolutions read it: the op of a conv reading it takes every branch as one source; a pool, add or
+    linear layer would need the same."""
+    for x, b in zip(s.args, branches):
         if b.kind != "relu":
             raise PrepareError(f"{s.name}: a concatenation joins ReLU outputs (or their max pools), not {x} ({by[x].kind})")
-    for u in users[s.name]:
+    for u in readers:
         if u.kind not in ("conv", "pad"):
             raise PrepareError(f"{s.name}: a concatenation is read by convolutions only, not by {u.name} ({u.kind}); "
                                "put a conv after it")
