@@ -24,11 +24,17 @@ def lane_candidates(lanes: int) -> list[int]:
     return out
 
 
+def _label(lanes: int, wgt_ram: int) -> str:
+    return f"{lanes} lanes" + (" with the weights in SPRAM" if wgt_ram else "")
+
+
 def synth_fitting(net, prog, out: Path, target: str, log=print, pnr: bool = False) -> dict:
     """Synthesise for ``target`` the largest configuration that fits it: the co-simulated one (``prog``) if
     it does, else the largest smaller lane count (compiled for it) that the estimator says fits and
-    Yosys confirms. With none, the synthesis is skipped and the result's ``over`` names, for the
-    smallest configuration tried, each resource it needs more of and by how much. The result's
+    Yosys confirms; on a part with SPRAM (the iCE40 UP5K) each lane count is tried with the weights in a
+    ROM, then in SPRAM (``wgt_ram``: the host loads them at boot). With none, the synthesis is skipped
+    and the result's ``over`` names, for the smallest configuration tried, each resource it needs more
+    of and by how much. The result's
     ``choice`` (one line) says which configuration it is and why; the report shows it."""
     from apotflow.hw.fit import fit
     from apotflow.hw.flows import devices
@@ -38,32 +44,40 @@ def synth_fitting(net, prog, out: Path, target: str, log=print, pnr: bool = Fals
         res = flow.synth_model(prog.config, out, target, log=log, program=prog, meta=net.meta, pnr=pnr)
         res["choice"] = f"{prog.config.lanes} lanes: the co-simulated configuration (no device to fit)"
         return res
-    tried = []  # (lanes, "the estimate" | "Yosys", its fit report ({"fits", "over"}), the estimate)
+    tried = []  # (lanes, wgt_ram, "the estimate" | "Yosys", its fit report ({"fits", "over"}), the estimate)
+    # a part with SPRAM also gets each lane count with the weights in SPRAM (loaded by the host at boot): the
+    # weight ROM is what keeps a network off the UP5K's 30 block RAMs
+    rams = (0, 1) if devices.DEVICES[target].get("spram") else (0,)
     for lanes in lane_candidates(prog.config.lanes):
-        p = prog if lanes == prog.config.lanes else fit(net, AcceleratorConfig(lanes=lanes))
-        est = design_estimate(p.config, target, p.images)
-        pre = devices.fit(est, target)
-        if not pre["fits"]:
-            tried.append((lanes, "the estimate", pre, est))
-            log(f"[{target}] {lanes} lanes: the estimate {devices.fit_message(pre, target)}")
-            continue
-        res = flow.synth_model(p.config, out, target, log=log, program=p, meta=net.meta, pnr=pnr)
-        if res.get("fits") is False:
-            tried.append((lanes, "Yosys", res, est))
-            continue
-        if lanes == prog.config.lanes:
-            res["choice"] = f"{lanes} lanes: the co-simulated configuration"
-        else:
-            first, by, rep, _ = tried[0]
-            res["choice"] = (f"{lanes} lanes, the largest that fits (the co-simulated {first} lanes do not, by "
-                             f"{by}: {devices.fit_message(rep, target)})")
-        return res
-    lanes, by, rep, est = tried[-1]
-    sizes = ", ".join(str(t[0]) for t in tried)
-    log(f"[{target}] none of {sizes} lanes fits: synthesis skipped")
-    return {"target": target, "fits": False, "over": rep["over"], "skipped": True, "config": {"lanes": lanes},
-            "estimate": est, "choice": f"none fits ({sizes} lanes tried); at {lanes} lanes {by} "
-                                       f"{devices.fit_message(rep, target)}", "notes": []}
+        for ram in rams:
+            what = _label(lanes, ram)
+            co_simulated = (lanes, ram) == (prog.config.lanes, prog.config.wgt_ram)
+            p = prog if co_simulated else fit(net, AcceleratorConfig(lanes=lanes, wgt_ram=ram))
+            est = design_estimate(p.config, target, p.images)
+            pre = devices.fit(est, target)
+            if not pre["fits"]:
+                tried.append((lanes, ram, "the estimate", pre, est))
+                log(f"[{target}] {what}: the estimate {devices.fit_message(pre, target)}")
+                continue
+            res = flow.synth_model(p.config, out, target, log=log, program=p, meta=net.meta, pnr=pnr)
+            if res.get("fits") is False:
+                tried.append((lanes, ram, "Yosys", res, est))
+                continue
+            if co_simulated:
+                res["choice"] = f"{what}: the co-simulated configuration"
+            else:
+                first, by, rep = _label(*tried[0][:2]), tried[0][2], tried[0][3]
+                res["choice"] = (f"{what}, the largest that fits (the co-simulated {first} do not, by "
+                                 f"{by}: {devices.fit_message(rep, target)})")
+            return res
+    lanes, ram, by, rep, est = tried[-1]
+    sizes = ", ".join(str(n) for n in lane_candidates(prog.config.lanes))
+    how = " (weights in ROM or SPRAM)" if len(rams) > 1 else ""
+    log(f"[{target}] none of {sizes} lanes{how} fits: synthesis skipped")
+    return {"target": target, "fits": False, "over": rep["over"], "skipped": True,
+            "config": {"lanes": lanes, "wgt_ram": ram}, "estimate": est,
+            "choice": f"none fits ({sizes} lanes tried{how}); at {_label(lanes, ram)} {by} "
+                      f"{devices.fit_message(rep, target)}", "notes": []}
 
 
 def demo(out: Path, images: int = 0, seed: int = 0, lanes: int = 16, targets=("ice40-up5k", "ecp5-25k"),

@@ -23,15 +23,15 @@ def test_lane_candidates():
 
 
 def test_a_target_nothing_fits_is_skipped_and_says_why(tmp_path, monkeypatch):
-    """A UP5K with 3,000 LUTs: the digits net fits it at no lane count (by the estimate; the real part
-    takes it at 4 lanes since the ACT banks hold only the live rows): no Yosys run, and the result
-    names the smallest configuration's excess."""
-    monkeypatch.setitem(devices.DEVICES, "ice40-up5k", {**devices.DEVICES["ice40-up5k"], "lut": 3000})
+    """A UP5K with 3,000 logic cells: the digits net fits it at no lane count, its weights in ROM or in
+    SPRAM (by the estimate): no Yosys run, and the result names the smallest configuration's excess."""
+    monkeypatch.setitem(devices.DEVICES, "ice40-up5k", {**devices.DEVICES["ice40-up5k"], "lut": 3000, "lc": 3000})
     net = export.load(DIGITS)
     res = synth_fitting(net, fit(net, AcceleratorConfig(lanes=16)), tmp_path, "ice40-up5k", log=lambda m: None)
-    assert res["skipped"] and res["fits"] is False and res["config"]["lanes"] == 2
+    assert res["skipped"] and res["fits"] is False and res["config"] == {"lanes": 2, "wgt_ram": 1}
     assert res["over"] and all(o["need"] > o["have"] for o in res["over"].values())
-    assert res["choice"].startswith("none fits (16, 8, 4, 2 lanes tried); at 2 lanes the estimate does not fit")
+    assert res["choice"].startswith("none fits (16, 8, 4, 2 lanes tried (weights in ROM or SPRAM)); at 2 lanes "
+                                    "with the weights in SPRAM the estimate does not fit")
     assert not (tmp_path / "synth-ice40-up5k").exists()
     row = _target(res, 1000)
     assert row["skipped"] and row["lanes"] == 2 and row["notes"][0].startswith("configuration: none fits")
@@ -48,6 +48,21 @@ def test_a_smaller_configuration_is_synthesised_when_the_cosimulated_one_does_no
     assert res["fits"] and res["config"]["lanes"] == 8
     assert res["choice"].startswith("8 lanes, the largest that fits (the co-simulated 16 lanes do not, by the estimate")
     small = fit(net, AcceleratorConfig(lanes=8))
+    from apotflow.hw.cycles import layer_cycles
+
+    assert res["cycles_per_image"] == sum(layer_cycles(small.config, small.images))
+
+
+@pytest.mark.yosys
+def test_the_up5k_gets_the_weights_in_spram_where_no_rom_configuration_fits(tmp_path):
+    """The real UP5K: the digits net fits at no lane count with its weights in a ROM (the estimate), and at
+    2 lanes with them in SPRAM (Yosys confirms): that configuration is synthesised, with its own cycles."""
+    net = export.load(DIGITS)
+    res = synth_fitting(net, fit(net, AcceleratorConfig(lanes=16)), tmp_path, "ice40-up5k", log=lambda m: None)
+    assert res["fits"] and res["config"]["lanes"] == 2 and res["config"]["wgt_ram"] == 1
+    assert res["choice"].startswith("2 lanes with the weights in SPRAM, the largest that fits (the co-simulated "
+                                    "16 lanes do not, by the estimate")
+    small = fit(net, AcceleratorConfig(lanes=2, wgt_ram=1))
     from apotflow.hw.cycles import layer_cycles
 
     assert res["cycles_per_image"] == sum(layer_cycles(small.config, small.images))
