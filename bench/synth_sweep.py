@@ -6,7 +6,9 @@ JOBSETs: ``lanes`` (whole accelerator for the digits model, 8..256 lanes, ECP5-8
 route: LUTs, Fmax, cycles/image, images/s), ``ice40`` (the largest array that fits the UP5K),
 ``calib`` (varied memories/widths, ECP5 + iCE40, synthesis only: estimator calibration),
 ``calib-more`` (more memory shapes for the calibration), ``holdout`` (designs the calibration reports
-but does not fit), ``lanes-cmp`` (bare 16-lane arrays and whole accelerators, shift vs multiplier lanes, ECP5 -nodsp
+but does not fit), ``calib-rtl`` (the calibration of today's RTL: ``apotflow synth --no-pnr`` as a user
+runs it, digits / ResNet-8 / ResNet-20 model builds and random-ROM builds, ECP5 and iCE40; its
+``holdout`` rows, chosen here before any fit, are never fitted), ``lanes-cmp`` (bare 16-lane arrays and whole accelerators, shift vs multiplier lanes, ECP5 -nodsp
 and iCE40). Every finished build appends one JSON line to bench/results/<JOBSET>.jsonl.
 """
 
@@ -30,7 +32,58 @@ SMALL = dict(act_bits=6, acc_bits=20, max_levels=8, act_depth=512, wgt_depth=102
              out_depth=16)
 
 
+MODELS = ROOT / "bench" / "models"
+SMALL_FLAGS = ["--act-bits", "6", "--acc-bits", "20", "--max-levels", "8", "--act-depth", "512", "--wgt-depth", "1024",
+               "--rq-depth", "64", "--prog-depth", "8", "--no-fit"]
+
+
+def _cli(target: str, lanes: int, model: str | None = None, *flags: str, holdout: bool = False) -> dict:
+    """A ``calib-rtl`` job: ``apotflow synth --no-pnr`` of MODEL (bench/models/MODEL.apot; None: a random
+    program, memories sized by ``flags``) for ``target`` at ``lanes``, everything else as the CLI picks it
+    (memories fitted to the model, ACT by liveness, its tail split)."""
+    argv = ["--target", target, "--lanes", str(lanes), *flags]
+    if model:
+        argv = ["--model", str((MODELS / f"{model}.apot").relative_to(ROOT))] + argv
+    tag = "-wgtram" if "--wgt-ram" in flags else ""
+    design = f"{model or 'random'}-{target}-l{lanes}{tag}" + ("-small" if "--act-bits" in flags else "")
+    return dict(target=target, lanes=lanes, argv=argv, design=design, holdout=holdout)
+
+
+# calib-rtl: ordered so that the new designs (ResNet-8, 16 and 64 lanes) come first. The hold-out rows
+# (holdout=True) are fixed here, before the fit: the trained ResNet-8 beside the random-weight one the fit
+# sees, a lane count (32) the ResNet-20 rows do not have, and one iCE40 design of each kind.
+CALIB_RTL = [
+    _cli("ecp5-25k", 16, "resnet8-rand"),
+    _cli("ecp5-85k", 64, "resnet8-rand"),
+    _cli("ecp5-25k", 16, "resnet8-ppq-jpeg", holdout=True),
+    _cli("ecp5-85k", 64, "resnet8-ppq-jpeg", holdout=True),
+    _cli("ecp5-25k", 16, "digits"),
+    _cli("ecp5-25k", 4, "digits"),
+    _cli("ecp5-25k", 8, None, *SMALL_FLAGS),
+    _cli("ecp5-25k", 32, None, "--act-bits", "6", "--acc-bits", "20", "--max-levels", "8", "--act-depth", "8192",
+         "--wgt-depth", "16384", "--rq-depth", "256", "--prog-depth", "8", "--no-fit"),
+    _cli("ice40-up5k", 2, "digits", "--wgt-ram"),
+    _cli("ice40-up5k", 4, "digits"),
+    _cli("ice40-up5k", 8, "digits"),
+    _cli("ice40-up5k", 4, None, *SMALL_FLAGS),
+    _cli("ice40-up5k", 8, None, *SMALL_FLAGS, "--wgt-ram"),
+    _cli("ice40-up5k", 4, "digits", "--wgt-ram", holdout=True),
+    _cli("ice40-up5k", 16, None, *SMALL_FLAGS, holdout=True),
+    _cli("ecp5-85k", 64, "digits"),
+    _cli("ecp5-85k", 32, "digits", holdout=True),
+    _cli("ecp5-85k", 64, "resnet20-ppq-jpeg"),
+    _cli("ecp5-85k", 32, "resnet8-rand"),
+    _cli("ecp5-85k", 32, "resnet20-ppq-jpeg", holdout=True),
+    _cli("ecp5-25k", 8, "resnet8-ppq-jpeg"),
+    _cli("ice40-up5k", 2, "resnet8-rand", "--wgt-ram"),
+    _cli("ice40-up5k", 1, "digits", "--wgt-ram"),
+    _cli("ice40-up5k", 1, "resnet8-ppq-jpeg", "--wgt-ram", holdout=True),
+]
+
+
 def jobs(name: str) -> list[dict]:
+    if name == "calib-rtl":
+        return CALIB_RTL
     if name == "lanes":
         return [dict(target="ecp5-85k", lanes=n, cfg=DIGITS, model=True, pnr=True) for n in (8, 16, 32, 64, 128, 256)]
     if name == "resnet":  # 64 lanes, ResNet-20-sized memories (ACT with liveness reuse; see docs/resources.md)
@@ -95,7 +148,31 @@ def _git_rev() -> str | None:
         return None
 
 
+def run_cli_job(job: dict, out_root: str) -> dict:
+    """A ``calib-rtl`` job: the ``apotflow synth --no-pnr`` command, run as a user runs it; its synth.json
+    becomes the row (with the command, the revision and the hold-out mark)."""
+    import subprocess
+
+    out = Path(out_root) / "calib-rtl" / job["design"]
+    argv = ["synth", *job["argv"], "--no-pnr", "--out", str(out)]
+    t0 = time.perf_counter()
+    p = subprocess.run([str(Path(sys.executable).parent / "apotflow"), *argv], cwd=ROOT, capture_output=True, text=True)
+    if not (out / "synth.json").is_file():  # exit 1 with synth.json: a design that does not fit (still a row)
+        raise RuntimeError(f"apotflow {' '.join(argv)}: exit {p.returncode}: {p.stderr.strip()[-400:]}")
+    r = json.loads((out / "synth.json").read_text())
+    row = {k: r.get(k) for k in ("target", "kind", "lane_kind", "lut", "ff", "carry", "bram", "spram", "dsp",
+                                 "lutram", "fits", "over", "estimate", "synth_command", "rom_used", "config",
+                                 "synth_seconds", "cycles_per_image")}
+    if "--model" not in argv:  # random ROM words (the estimator's rom_used None), whatever synth.json counted
+        row["rom_used"] = None
+    row.update(design=job["design"], lanes=job["lanes"], holdout=job["holdout"], max_reduce=True,
+               command="apotflow " + " ".join(argv), git_rev=_git_rev(), seconds=round(time.perf_counter() - t0, 1))
+    return row
+
+
 def run_job(job: dict, out_root: str) -> dict:
+    if "argv" in job:
+        return run_cli_job(job, out_root)
     from apotflow.hw.config import AcceleratorConfig
     from apotflow.hw.cycles import total_cycles
     from apotflow.hw.flows.build import build
