@@ -1,13 +1,17 @@
-"""Fit hw/estimate.py's LUT coefficients to synthesis, and report the estimator's error.
+"""Fit hw/estimate.py's coefficients to synthesis, and report the estimator's error.
 
-    .venv/bin/python bench/calibrate_estimator.py     -> bench/results/calibration.json (+ printed table)
-    .venv/bin/python bench/calibrate_estimator.py --current  -> bench/results/calibration-current.json
+    .venv/bin/python bench/synth_sweep.py calib-rtl --jobs 1   -> bench/results/calib-rtl.jsonl (the syntheses)
+    .venv/bin/python bench/calibrate_estimator.py              -> bench/results/calibration.{json,md} (+ table)
 
-Reads the whole-accelerator builds of the calibration sweeps (bench/results/{calib,calib-more,lanes,ice40}.jsonl,
-written by bench/synth_sweep.py; the bare lane arrays from lanes-cmp*.jsonl), fits
-the LUT coefficients per family by non-negative least squares on the relative error (each design
-weighs the same), prints the COEF lines to paste into hw/estimate.py, and the error of the estimator
-*as committed* for LUT, FF and block RAM per design (worst case last). ``--fit`` only prints.
+Reads the whole-accelerator builds of today's RTL (bench/results/calib-rtl.jsonl: ``apotflow synth
+--no-pnr`` of digits, ResNet-8, ResNet-20 and random-ROM builds, ECP5 and iCE40; bench/synth_sweep.py)
+and the bare lane arrays (lanes-cmp*.jsonl, which give the lane coefficients), fits the LUT and FF
+coefficients per family by non-negative least squares on the relative error (each design weighs the
+same) on the rows not marked ``holdout``, prints the COEF to paste into hw/estimate.py, and reports the
+error of the estimator *as committed* for LUT, FF, block RAM and SPRAM per design: in-sample, leave-one-out
+(each design refitted without it) and on the hold-out rows, which the fit never sees (chosen in
+bench/synth_sweep.py's job list before the fit). ``--fit`` only prints. tests/test_synth_fast.py checks
+that COEF is what this fit gives (``fitted_coef``).
 """
 
 import json
@@ -18,30 +22,28 @@ from pathlib import Path
 import numpy as np
 
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.hw.estimate import COEF, FAMILY, estimate, ff_features, lut_features, memory_map
+from apotflow.hw.estimate import COEF, FAMILY, LUT6_PER_LUT4, estimate, ff_features, lut_features, memory_map
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+KEYS = ("lut", "ff", "bram", "spram")
 
-
-# set -> (the kind of build its rows are, the sweep files). "holdout": whole-accelerator builds the fit
-# never sees, reported apart (the out-of-sample error)
-SWEEPS = {"board": ("board", ("calib", "calib-more", "lanes", "ice40")),
-          "array": ("array", ("lanes-cmp", "lanes-cmp-nomax")),
-          "holdout": ("board", ("holdout",)),
-          # syntheses of the compact-stream RTL (config version 2), the ResNet-8 ECP5-25k build among them:
-          # ``--current`` refits the flip-flop terms on these (the sweeps above are of the 35-bit-entry RTL)
-          "current": ("board", ("calib-current",))}
+# set -> (the kind of build its rows are, the sweep files, whether its rows are the hold-out ones). The
+# earlier sweeps (bench/results/superseded/: calib, calib-more, ice40, calib-current; lanes, holdout .jsonl) are of earlier RTL (the
+# 35-bit weight entries, before the S1a/S2a/W4 stages): kept as records, no longer fitted.
+SWEEPS = {"board": ("board", ("calib-rtl",), False),
+          "array": ("array", ("lanes-cmp", "lanes-cmp-nomax"), False),
+          "holdout": ("board", ("calib-rtl",), True)}
 
 
 def rows(sweep: str = "board") -> list[dict]:
-    kind, names = SWEEPS[sweep]
+    kind, names, held = SWEEPS[sweep]
     out, seen = [], set()
     for f in [RESULTS / f"{name}.jsonl" for name in names if (RESULTS / f"{name}.jsonl").exists()]:
         for line in f.read_text().splitlines():
             r = json.loads(line)
             key = (r["target"], r["design"], json.dumps(r["config"], sort_keys=True))
-            if r["kind"] == kind and r["target"] in FAMILY and key not in seen:
+            if r["kind"] == kind and r["target"] in FAMILY and key not in seen and r.get("holdout", False) == held:
                 seen.add(key)
                 out.append(r)
     return out
@@ -82,39 +84,16 @@ def fit_ff(sel: list[dict], family: str) -> dict:
     return {f"ff_{k}": round(float(v), 4) for k, v in zip(keys, c)}
 
 
-def current() -> int:
-    """``--current``: the FF terms refitted on the compact-stream syntheses; every row's LUT / FF / block RAM
-    error with the committed COEF and with the refit, and the FF leave-one-out error (refitted without it)."""
-    rs = rows("current")
-    fams = sorted({FAMILY[r["target"]] for r in rs})
-    fitted = {fam: fit_ff(rs, fam) for fam in fams}
-    print("fitted FF terms (paste into hw/estimate.py COEF):", json.dumps(fitted, indent=1))
-    table = []
-    for i, r in enumerate(rs):
-        fam, cfg, used = FAMILY[r["target"]], cfg_of(r), used_of(r)
-        row = {"target": r["target"], "design": r["design"], "lanes": r["lanes"], "command": r.get("command"),
-               "git_revision": r.get("git_revision")}
-        loo = {**COEF[fam], **fit_ff(rs[:i] + rs[i + 1:], fam)} if sum(FAMILY[x["target"]] == fam for x in rs) > 3 else None
-        for label, coef in (("committed", COEF[fam]), ("refit", {**COEF[fam], **fitted[fam]}), ("loo", loo)):
-            if coef is None:
-                continue
-            e = estimate(cfg, r["target"], lane_kind=r["lane_kind"], rom_used=used, coef=coef)
-            row[label] = {k: {"synth": r[k], "estimate": e[k], "error": round((e[k] - r[k]) / r[k], 4)}
-                          for k in ("lut", "ff", "bram")}
-        table.append(row)
-        print(f"{r['target']:11s} {r['design']:28s} " + "  ".join(
-            f"{k} {r[k]:6d} est {row['committed'][k]['estimate']:6d} ({100 * row['committed'][k]['error']:+5.1f}%)"
-            f" -> {row['refit'][k]['estimate']:6d} ({100 * row['refit'][k]['error']:+5.1f}%)" for k in ("lut", "ff")))
-    out = {"command": "python bench/calibrate_estimator.py --current", "fitted": fitted, "rows": table,
-           "note": "committed: hw/estimate.py's COEF when this ran; refit: its FF terms replaced by 'fitted' "
-                   "(in-sample); loo: FF terms refitted without the row (families with more than 3 rows)"}
-    (RESULTS / "calibration-current.json").write_text(json.dumps(out, indent=1))
-    return 0
+# The LUT terms fitted per family (hw/estimate.lut_features; the others are 0): the first line of ``--select``,
+# the subset with the lowest worst-case leave-one-out error over the fitted rows (the hold-out rows not
+# read), the constant always in. All eleven terms fit the 15 ECP5 rows to 2.9% but leave one out at 22%.
+LUT_TERMS = {"ecp5": ("const", "rot", "bank", "per_lane_random", "ram", "bram_mux", "rom", "rom_random"),
+             "ice40": ("const", "bank", "per_lane_random", "bram_mux", "rom", "rom_random")}
 
 
 def fit(boards: list[dict], arrays: list[dict], family: str) -> dict:
     """Lane coefficients from the bare arrays (LUT / lane feature), then the other LUT terms of the
-    whole accelerator by non-negative least squares on the relative error, and the FF constant."""
+    whole accelerator by non-negative least squares on the relative error, and the FF terms."""
     from scipy.optimize import nnls
 
     coef = {}
@@ -126,11 +105,16 @@ def fit(boards: list[dict], arrays: list[dict], family: str) -> dict:
     sel = [r for r in boards if FAMILY[r["target"]] == family]
     if not sel:
         return coef
-    keys = [k for k in lut_features(cfg_of(sel[0]), family) if k != "lane"]
-    lane = np.array([coef.get("lut_lane" if r["lane_kind"] == "shift" else "lut_lane_mul", 1.0)
-                     * lut_features(cfg_of(r), family, "board", r["lane_kind"], used_of(r))["lane"] for r in sel])
-    A = np.array([[lut_features(cfg_of(r), family, "board", r["lane_kind"], used_of(r))[k] for k in keys]
-                  for r in sel])
+    every = [k for k in lut_features(cfg_of(sel[0]), family) if k != "lane"]
+    keys = [k for k in every if k in LUT_TERMS[family]]
+    coef.update({f"lut_{k}": 0.0 for k in every if k not in keys})
+    if not keys:  # (scipy's nnls does not take a matrix without columns)
+        coef.update(fit_ff(sel, family))
+        return coef
+    feats = [lut_features(cfg_of(r), family, "board", r["lane_kind"], used_of(r)) for r in sel]
+    lane = np.array([coef.get("lut_lane" if r["lane_kind"] == "shift" else "lut_lane_mul", 1.0) * f["lane"]
+                     for r, f in zip(sel, feats)])
+    A = np.array([[f[k] for k in keys] for f in feats])
     y = np.array([r["lut"] for r in sel], dtype=float) - lane
     w = 1 / np.array([r["lut"] for r in sel], dtype=float)
     c, _ = nnls(A * w[:, None], y * w)
@@ -139,38 +123,100 @@ def fit(boards: list[dict], arrays: list[dict], family: str) -> dict:
     return coef
 
 
-def compare(rs: list[dict]) -> tuple[list[dict], dict]:
-    """Each design's synthesis against the estimator as committed: (table rows, worst |error| per resource)."""
-    table, worst = [], {"lut": 0.0, "ff": 0.0, "bram": 0.0}
+def select_terms(family: str, top: int = 8) -> list[tuple[float, float, tuple[str, ...]]]:
+    """``--select``: every subset of the LUT terms that holds the constant, fitted on the family's fitted rows
+    (the lane coefficient fixed from the bare arrays), ranked by the worst |leave-one-out error| over those
+    rows, then by the number of terms: [(leave-one-out, in-sample, terms)], best first. The hold-out rows
+    are not read."""
+    from itertools import combinations
+
+    from scipy.optimize import nnls
+
+    rs, arrays = rows("board"), rows("array")
+    sel = [r for r in rs if FAMILY[r["target"]] == family]
+    lane_c = {k: v for k, v in fit(rs, arrays, family).items() if k in ("lut_lane", "lut_lane_mul")}
+    feats = [lut_features(cfg_of(r), family, "board", r["lane_kind"], used_of(r)) for r in sel]
+    keys = [k for k in feats[0] if k not in ("lane", "const")]
+    lane = np.array([lane_c["lut_lane" if r["lane_kind"] == "shift" else "lut_lane_mul"] * f["lane"]
+                     for r, f in zip(sel, feats)])
+    y = np.array([r["lut"] for r in sel], dtype=float)
+    n = len(sel)
+
+    def worst(terms, fit_rows, test_rows):
+        A = np.array([[f[k] for k in terms] for f in feats])
+        c, _ = nnls(A[fit_rows] / y[fit_rows, None], (y[fit_rows] - lane[fit_rows]) / y[fit_rows])
+        return max(abs((A[i] @ c + lane[i]) / y[i] - 1) for i in test_rows)
+
+    ranked = []
+    for size in range(0, min(len(keys), n - 3) + 1):
+        for extra in combinations(keys, size):
+            terms = ("const", *extra)
+            loo = max(worst(terms, [j for j in range(n) if j != i], [i]) for i in range(n))
+            ranked.append((round(float(loo), 4), round(float(worst(terms, list(range(n)), range(n))), 4), terms))
+    ranked.sort(key=lambda t: (t[0], len(t[2])))  # on a tie (a term fitted to 0), the fewer terms
+    return ranked[:top]
+
+
+def fitted_coef() -> dict:
+    """COEF as this fit gives it: iCE40 and ECP5 fitted; Xilinx (not calibrated: no place and route here)
+    the ECP5 LUT4 terms x ``LUT6_PER_LUT4`` and the ECP5 FF terms."""
+    rs, arrays = rows("board"), rows("array")
+    out = {fam: {**COEF[fam], **fit(rs, arrays, fam)} for fam in ("ice40", "ecp5")}
+    out["xilinx"] = {k: (round(v * LUT6_PER_LUT4, 4) if k.startswith("lut_") else v) for k, v in out["ecp5"].items()
+                     if k != "lc_ff"}
+    return out
+
+
+def error(est: float, synth: float) -> float:
+    return round((est - synth) / synth, 4) if synth else (0.0 if est == 0 else float("inf"))
+
+
+def compare(rs: list[dict], coef: dict | None = None) -> tuple[list[dict], dict]:
+    """Each design's synthesis against the estimator (``coef``: per family, default COEF as committed):
+    (table rows, worst |error| per resource)."""
+    table, worst = [], dict.fromkeys(KEYS, 0.0)
     for r in rs:
-        e = estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"], rom_used=used_of(r))
+        fam = FAMILY[r["target"]]
+        e = estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"], rom_used=used_of(r),
+                     coef=(coef or COEF)[fam])
         c = r["config"]
         row = {"target": r["target"], "design": r["design"], "lanes": r["lanes"],
-               "memories": f"ACT {c['act_depth']}, WGT {c['wgt_depth']}, RQ {c['rq_depth']}, acc {c['acc_bits']}",
-               "config": c, "lane_kind": r["lane_kind"], "rom_used": used_of(r)}
-        for k in ("lut", "ff", "bram"):
-            err = (e[k] - r[k]) / r[k] if r[k] else (0.0 if e[k] == 0 else float("inf"))
-            row[k] = {"synth": r[k], "estimate": e[k], "error": round(err, 4)}
-            worst[k] = max(worst[k], abs(err))
+               "memories": f"ACT {c['act_depth']}" + (f" ({c['act_rows']} rows)" if c.get("act_rows") else "")
+                           + f", WGT {c['wgt_depth']}{' RAM' if c.get('wgt_ram') else ''}, RQ {c['rq_depth']}",
+               "command": r.get("command"), "git_rev": r.get("git_rev"), "config": c, "lane_kind": r["lane_kind"],
+               "rom_used": used_of(r), "memories_in": e["memories_in"]}
+        for k in KEYS:
+            synth = r.get(k) or 0
+            row[k] = {"synth": synth, "estimate": e[k], "error": error(e[k], synth)}
+            worst[k] = max(worst[k], abs(row[k]["error"]))
         table.append(row)
-        print(f"{r['target']:11s} {r['design']:28s} " + "  ".join(
+        print(f"{r['target']:11s} {r['design']:36s} " + "  ".join(
             f"{k} {row[k]['synth']:6d} est {row[k]['estimate']:6d} ({100 * row[k]['error']:+5.1f}%)"
-            for k in ("lut", "ff", "bram")))
+            for k in KEYS[:3]))
     return table, worst
 
 
 def main() -> int:
-    if "--current" in sys.argv:
-        return current()
+    if "--select" in sys.argv:
+        for fam in LUT_TERMS:
+            print(f"{fam}: LUT term subsets by worst |leave-one-out error| (in-sample), best first")
+            for loo, ins, terms in select_terms(fam):
+                print(f"  {100 * loo:5.1f}% ({100 * ins:4.1f}%) {', '.join(terms)}")
+        return 0
     rs, arrays = rows("board"), rows("array")
-    fitted = {fam: fit(rs, arrays, fam) for fam in ("ice40", "ecp5")}
+    fitted = fitted_coef()
     print("fitted COEF (paste into hw/estimate.py):", json.dumps(fitted, indent=1))
     if "--fit" in sys.argv:
         return 0
+    if any(fitted[f] != COEF[f] for f in fitted):
+        print("note: hw/estimate.py's COEF differs from this fit (the errors below are of COEF as committed)")
+    print(f"fitted rows ({len(rs)}):")
     table, worst = compare(rs)
     print("worst |error|:", {k: f"{100 * v:.1f}%" for k, v in worst.items()})
-    held, held_worst = compare(rows("holdout"))
-    print("hold-out (not fitted) worst |error|:", {k: f"{100 * v:.1f}%" for k, v in held_worst.items()})
+    held = rows("holdout")
+    print(f"hold-out rows ({len(held)}, never fitted):")
+    held_table, held_worst = compare(held)
+    print("hold-out worst |error|:", {k: f"{100 * v:.1f}%" for k, v in held_worst.items()})
     # leave-one-out: refit without each design, estimate it (the estimator on a design it has not seen)
     loo = {"lut": 0.0, "ff": 0.0}
     for i, r in enumerate(rs):
@@ -178,28 +224,33 @@ def main() -> int:
         c = {**COEF[fam], **fit(rs[:i] + rs[i + 1:], arrays, fam)}
         e = estimate(cfg_of(r), r["target"], lane_kind=r["lane_kind"], rom_used=used_of(r), coef=c)
         for k in loo:
-            err = (e[k] - r[k]) / r[k]
-            table[i][k]["loo_error"] = round(err, 4)
-            loo[k] = max(loo[k], abs(err))
+            table[i][k]["loo_error"] = error(e[k], r[k])
+            loo[k] = max(loo[k], abs(table[i][k]["loo_error"]))
     print("leave-one-out worst |error|:", {k: f"{100 * v:.1f}%" for k, v in loo.items()})
-    out = {"command": "python bench/calibrate_estimator.py", "fitted": fitted, "rows": table,
-           "worst_abs_error": worst, "loo_worst_abs_error": loo, "holdout": held, "holdout_worst_abs_error": held_worst,
-           "note": "coefficients fitted on these same designs (in-sample); loo: each design refitted without it"}
-    (RESULTS / "calibration.json").write_text(json.dumps(out, indent=1))
-    md = ["| target | design | memories | LUT synth / est (leave-one-out) | FF synth / est (leave-one-out) | "
-          "BRAM synth / est |", "|---|---|---|---|---|---|"]
+    out = {"command": "python bench/calibrate_estimator.py", "sweep": "bench/results/calib-rtl.jsonl "
+           "(python bench/synth_sweep.py calib-rtl --jobs 1)", "fitted": fitted, "rows": table,
+           "worst_abs_error": worst, "loo_worst_abs_error": loo, "holdout": held_table,
+           "holdout_worst_abs_error": held_worst,
+           "holdout_designs": [f"{r['target']} {r['design']}" for r in held],
+           "note": "errors of hw/estimate.py's COEF as committed (equal to 'fitted': tests/test_synth_fast.py); "
+                   "rows: in-sample; loo_error: the design refitted out; holdout: rows marked holdout in "
+                   "bench/synth_sweep.py's calib-rtl job list before the fit, never fitted"}
+    (RESULTS / "calibration.json").write_text(json.dumps(out, indent=1) + "\n")
+    md = ["| target | design | lanes | memories | LUT synth / est (leave-one-out) | FF synth / est (leave-one-out) | "
+          "BRAM synth / est | SPRAM synth / est |", "|---|---|---|---|---|---|---|---|"]
 
     def design_row(row: dict, label: str = "") -> str:  # a cell's leave-one-out error where it has one
-        return f"| {row['target']} | {row['design']}{label} | {row['memories']} | " + " | ".join(
+        return f"| {row['target']} | {row['design']}{label} | {row['lanes']} | {row['memories']} | " + " | ".join(
             f"{row[k]['synth']} / {row[k]['estimate']} ({100 * row[k]['error']:+.1f}%"
-            + (f"; {100 * row[k]['loo_error']:+.1f}%)" if "loo_error" in row[k] else ")") for k in ("lut", "ff", "bram")) + " |"
+            + (f"; {100 * row[k]['loo_error']:+.1f}%)" if "loo_error" in row[k] else ")") for k in KEYS) + " |"
 
     def worst_row(label: str, w: dict, loo_w: dict) -> str:
-        return f"| **{label}** | | | " + " | ".join(
-            f"**{100 * w[k]:.1f}%**" + (f" ({100 * loo_w[k]:.1f}%)" if k in loo_w else "") for k in ("lut", "ff", "bram")) + " |"
+        return f"| **{label}** | | | | " + " | ".join(
+            f"**{100 * w[k]:.1f}%**" + (f" ({100 * loo_w[k]:.1f}%)" if k in loo_w else "") for k in KEYS) + " |"
 
     md += [design_row(row) for row in table] + [worst_row("worst", worst, loo)]
-    md += [design_row(row, " (hold-out)") for row in held] + ([worst_row("worst hold-out", held_worst, {})] if held else [])
+    md += [design_row(row, " (hold-out)") for row in held_table]
+    md += [worst_row("worst hold-out", held_worst, {})] if held_table else []
     (RESULTS / "calibration.md").write_text("\n".join(md) + "\n")
     return 0
 

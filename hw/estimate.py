@@ -51,27 +51,29 @@ _BRAMS = {
 FACTOR_MUX = 0.5  # memory_libmap's cost of one bit of read mux (a memory deeper than the shape), and demux
 BLOCK_COST = {"ice40": 64, "ecp5": 128, "xilinx": 128}  # Yosys' cost of one block (its brams .txt files)
 
+LUT6_PER_LUT4 = 0.62  # Xilinx (not calibrated): a LUT6 holds ~1.6 LUT4 of this logic; its LUT terms are ECP5's x this
 FAMILY = {"ice40-up5k": "ice40", "ecp5-25k": "ecp5", "ecp5-85k": "ecp5", "xc7a100t": "xilinx"}
 
-# Fitted by bench/calibrate_estimator.py (see docs/resources.md). Per family. The LUT terms on the sweeps of the
-# 35-bit-entry RTL; the FF terms (ff_*) refitted on the compact-stream syntheses (--current, with ResNet-8). Xilinx is not calibrated
-# (no place and route here): the ECP5 LUT4 coefficients x 0.62 (a LUT6 holds ~1.6 LUT4 of this logic).
+# Fitted by bench/calibrate_estimator.py on the syntheses of today's RTL (bench/results/calib-rtl.jsonl; see
+# docs/resources.md), per family; tests/test_synth_fast.py checks that this is what that fit gives. Xilinx is
+# not calibrated (no place and route here): the ECP5 LUT4 coefficients x LUT6_PER_LUT4, the ECP5 FF terms.
 COEF = {
     "ice40": {
         "lut_lane": 2.0035,
         "lut_lane_mul": 0.7818,
-        "lut_const": 1059.4656,
+        "lut_const": 1200.1927,
         "lut_rot": 0.0,
+        "lut_bank": 11.7986,
         "lut_per_lane": 0.0,
-        "lut_per_lane_random": 4.8765,
-        "lut_rq": 0.7748,
+        "lut_per_lane_random": 2.708,
+        "lut_rq": 0.0,
         "lut_ram": 0.0,
-        "lut_bram_mux": 4.7854,
-        "lut_rom": 0.7881,
-        "lut_rom_random": 1.6011,
-        "ff_const": 1388.6435,
-        "ff_lane": 0.0,
-        "ff_rom_words": 0.5819,
+        "lut_bram_mux": 2.4099,
+        "lut_rom": 0.5227,
+        "lut_rom_random": 1.7443,
+        "ff_const": 1496.1716,
+        "ff_lane": 0.4545,
+        "ff_rom_words": 0.2743,
         # logic cells = LUT4 + lc_ff x FF: the flip-flops that do not pack with a LUT (and the carry-only
         # and chain cells), fitted to nextpnr's counts by bench/ice40_cells.py (docs/resources.md)
         "lc_ff": 0.6968,
@@ -79,33 +81,35 @@ COEF = {
     "ecp5": {
         "lut_lane": 1.3069,
         "lut_lane_mul": 2.8136,
-        "lut_const": 539.1993,
-        "lut_rot": 0.8144,
+        "lut_const": 199.8569,
+        "lut_rot": 1.9887,
+        "lut_bank": 3.0049,
         "lut_per_lane": 0.0,
-        "lut_per_lane_random": 2.6991,
-        "lut_rq": 1.2104,
-        "lut_ram": 1.7182,
-        "lut_bram_mux": 3.0792,
-        "lut_rom": 0.0,
-        "lut_rom_random": 1.4019,
-        "ff_const": 1508.4413,
-        "ff_lane": 2.7431,
+        "lut_per_lane_random": 1.8787,
+        "lut_rq": 0.0,
+        "lut_ram": 1.5433,
+        "lut_bram_mux": 0.519,
+        "lut_rom": 6.5212,
+        "lut_rom_random": 10.3512,
+        "ff_const": 1450.0287,
+        "ff_lane": 20.2899,
         "ff_rom_words": 0.0,
     },
     "xilinx": {
         "lut_lane": 0.8103,
         "lut_lane_mul": 1.7444,
-        "lut_const": 334.3036,
-        "lut_rot": 0.5049,
+        "lut_const": 123.9113,
+        "lut_rot": 1.233,
+        "lut_bank": 1.863,
         "lut_per_lane": 0.0,
-        "lut_per_lane_random": 1.6734,
-        "lut_rq": 0.7504,
-        "lut_ram": 1.0653,
-        "lut_bram_mux": 1.9091,
-        "lut_rom": 0.0,
-        "lut_rom_random": 0.8692,
-        "ff_const": 1508.4413,
-        "ff_lane": 2.7431,
+        "lut_per_lane_random": 1.1648,
+        "lut_rq": 0.0,
+        "lut_ram": 0.9568,
+        "lut_bram_mux": 0.3218,
+        "lut_rom": 4.0431,
+        "lut_rom_random": 6.4177,
+        "ff_const": 1450.0287,
+        "ff_lane": 20.2899,
         "ff_rom_words": 0.0,
     },
 }
@@ -211,8 +215,14 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
     # RQ: port A (sequencer) reads count and bias, port B (writeback) the thresholds
     rq_ports = [_bits_of(rl, ("count", "bias")),
                 _bits_of(rl, [f.name for f in rl.fields if f.name.startswith("thr")])]
-    rq = [("rq", cfg.rq_depth, cut, None, True, 1), ("rq_thr", cfg.rq_depth, rl.width - cut, None, True, 1)] \
-        if rq_split(family) else [("rq", cfg.rq_depth, rl.width, rq_ports, True, 1)]
+    if not rq_split(family):
+        rq = [("rq", cfg.rq_depth, rl.width, rq_ports, True, 1)]
+    elif rom_used is None:  # random words: Yosys maps each copy at the row's full width (cost included) and
+        # then drops the blocks its port does not read (a 171-bit row cut at bit 31: RQ 1 block, thresholds 5)
+        rq = [("rq", cfg.rq_depth, rl.width, rq_ports[:1], True, 1),
+              ("rq_thr", cfg.rq_depth, rl.width, rq_ports[1:], True, 1)]
+    else:  # a program's words: the bits a copy never reads are dropped before mapping
+        rq = [("rq", cfg.rq_depth, cut, None, True, 1), ("rq_thr", cfg.rq_depth, rl.width - cut, None, True, 1)]
     n_blk = rq_thr_block(cfg, family, rom_used) if thr_block is None else thr_block
     if n_blk:  # the highest n_blk thresholds in block RAM, the rest of the row forced into logic
         lo = rl.width - n_blk * cfg.acc_bits
@@ -235,6 +245,12 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
     for name, depth, width, port_bits, rom, copies in mems:
         ports = len(port_bits) if port_bits else 1
         n, cost, mux = bram_plan(depth, width, family, ports, port_bits, writable=not rom)
+        if name == "wgt" and rom and depth > WGT_BANK_WORDS:  # banked (hw/top.wgt_rom): one memory a bank,
+            # no depth slices packed across banks (iCE40, 6,144 x 9 bits: 3 x 5 EBR, not 14); the bank
+            # select, in logic after the banks' registers, counts as the read mux
+            banks = depth // WGT_BANK_WORDS
+            n, cost, _ = bram_plan(WGT_BANK_WORDS, width, family)
+            n, cost, mux = n * banks, cost * banks, (banks - 1) * width
         bits = depth * width
         options = {"logic": bits / 16 if rom else bits}  # first: a tie goes to logic
         options["bram"] = cost
@@ -281,6 +297,11 @@ def _lane_luts(cfg: AcceleratorConfig, lane_kind: str) -> float:
     return cfg.terms * cfg.act_bits * cfg.shift_bits + shifted + 2 * cfg.acc_bits
 
 
+def act_row_bits(cfg: AcceleratorConfig) -> int:
+    """Row-address bits of an ACT bank that reach its memory: its live rows' (Yosys trims the rest)."""
+    return max(1, (cfg.act_bank_rows - 1).bit_length())
+
+
 def lut_features(
     cfg: AcceleratorConfig,
     family: str,
@@ -300,6 +321,9 @@ def lut_features(
         "lane": lane,
         # ACT rotation (hw/actmem.py): a logarithmic barrel shifter, lane_bits stages of lanes x act_bits 2:1 muxes
         "rot": L * cfg.act_bits * max(1, cfg.lane_bits),
+        # each ACT bank's addressing (hw/actmem.py): its read row (R or R + 1, then host or pipeline) and its
+        # write row (pipeline or host), muxes of the row bits its live rows use, and its write decode
+        "bank": L * act_row_bits(cfg),
         # padding checks and writeback select, driven by descriptor fields: with a model's program
         # (``rom_used``) the descriptor ROM's constant columns fold into them; two terms, fitted apart
         "per_lane": per_lane if rom_used is not None else 0.0,
