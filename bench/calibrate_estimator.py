@@ -181,7 +181,7 @@ def compare(rs: list[dict], coef: dict | None = None) -> tuple[list[dict], dict]
                      coef=(coef or COEF)[fam])
         c = r["config"]
         row = {"target": r["target"], "design": r["design"], "lanes": r["lanes"],
-               "memories": f"ACT {c['act_depth']}" + (f" ({c['act_rows']} rows)" if c.get("act_rows") else "")
+               "memories": f"ACT {c['act_depth']}" + (f" ({c['act_rows']} rows a bank)" if c.get("act_rows") else "")
                            + f", WGT {c['wgt_depth']}{' RAM' if c.get('wgt_ram') else ''}, RQ {c['rq_depth']}",
                "command": r.get("command"), "git_rev": r.get("git_rev"), "config": c, "lane_kind": r["lane_kind"],
                "rom_used": used_of(r), "memories_in": e["memories_in"]}
