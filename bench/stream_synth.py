@@ -3,9 +3,9 @@
     .venv/bin/python bench/stream_synth.py [NAME ...]     -> appends to bench/results/stream-synth.jsonl
 
 Each design is a model's deployment build (memories fitted with ACT reuse, ``apotflow synth --model M
---target T --lanes L --no-pnr``). The rows are the whole-accelerator builds of the compact-stream RTL that
-tests/test_synth_fast.py checks the estimator against (the calibration rows of bench/results/calibration.json
-were synthesised with the previous 35-bit weight entries). NAME: one of DESIGNS (default: all).
+--target T --lanes L --no-pnr``). Its rows (the first compact-stream RTL, 8c4f4d3 / 2a1e4c7) are a record:
+the estimator is now calibrated and tested on bench/results/calib-rtl.jsonl (bench/synth_sweep.py calib-rtl,
+the same kind of build at today's RTL). NAME: one of DESIGNS (default: all).
 """
 
 from __future__ import annotations
