@@ -7,13 +7,19 @@
 # runs/NAME/result.json, the runs are stopped and logs, result.json, train.ckpt, float.pt and model.pt
 # are packed into $OUT/state-NAME.tgz, one per run (float.pt into state-NAME-float.tgz; a file coming back from the GPU machine may not exceed
 # 16 MiB; six runs' checkpoints together did): copy them to gpu-state/ for the next call. MPS is stopped at
-# the end: a warm machine's next call found the old MPS server refusing new clients.
+# the end: a warm machine's next call found the old MPS server refusing new clients. A call stopped at its
+# time limit never reaches that end: then the next call on the same machine found the old daemon running and
+# every CUDA client failing (error 805), so a leftover daemon is stopped first too; start other GPU jobs of
+# the call after this script has started the runs, not before. Packing happens only if the script ends
+# by itself: give SECONDS at most the call's limit minus about 90 s (restoring, the data check, stopping
+# and packing took up to a minute on an H100 machine; a call killed at its limit brings no state back).
 # A resumed run's train_seconds adds up the training time of every call (graph captures included);
 # its wall_seconds is the last call's only.
 set -u
 [ $# -ge 2 ] || { echo "usage: bash bench/gpu_session.sh SECONDS NAME..."; exit 2; }
 secs=$1; shift
 : "${OUT:?OUT must name the folder whose files come back}"
+echo quit | nvidia-cuda-mps-control 2>/dev/null && sleep 2  # a daemon left by a call killed at its limit
 for f in gpu-state/state*.tgz; do [ -f "$f" ] && tar xzf "$f" && echo "restored $f"; done
 bash bench/gpu_runs.sh "$@"
 end=$((SECONDS + secs))
