@@ -43,7 +43,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from . import isa
+from . import ecp5, isa
 from .actmem import BankedActMem, read_latency, tail_split
 from .config import SPRAM_BITS, SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
@@ -57,14 +57,17 @@ HEX_FILES = {"wgt": "wgt.hex", "rq": "rq.hex", "prog": "prog.hex", "val": "val.h
 
 
 def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str, banked: bool,
-            bank_words: int = WGT_BANK_WORDS):
+            bank_words: int = WGT_BANK_WORDS, dp16kd: bool = False):
     """The weight stream ROM, read latency 2: the address of cycle t gives its word in cycle t+2.
 
     ``banked``: ``bank_words``-word memories (their contents inlined), each read into a register
     beside it in t+1, and the word chosen among the registers in t+2, so that neither the block RAMs'
     slow outputs nor the wide select across the chip has to fit in one cycle with the other. Else one
     ROM (``apotflow_rom`` loading wgt.hex for ``rom_style`` "readmemh") and its word registered once
-    more: the same function and timing, one memory (the co-simulation's form). Returns (addr, data)."""
+    more: the same function and timing, one memory (the co-simulation's form). ``dp16kd`` (ECP5 synthesis,
+    banked, ``ecp5.WORDS``-word banks): each bank's 9-bit slices are DP16KD instances whose own output
+    register is the bank's register (``hw/ecp5.py``; all-zero slices are constants, as Yosys drops an
+    all-zero ROM), so no fabric flip-flop waits on a block RAM's slow output. Returns (addr, data)."""
     abits = cfg.wgt_addr_bits
     addr, out = Signal(abits, name="wgt_addr"), Signal(width, name="wgt_word")
     if not banked or cfg.wgt_depth <= bank_words:
@@ -75,8 +78,20 @@ def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str,
     words = list(init or [])
     lo = (bank_words - 1).bit_length()
     regs = []
+    if dp16kd and bank_words != ecp5.WORDS:
+        raise ValueError(f"DP16KD WGT banks hold {ecp5.WORDS} words, not {bank_words}")
     for g in range(cfg.wgt_depth // bank_words):
         part = words[g * bank_words:(g + 1) * bank_words]
+        if dp16kd:
+            slices = []
+            for s in range(0, width, ecp5.BITS):
+                sl = [(w >> s) & ((1 << ecp5.BITS) - 1) for w in part]
+                slices.append(ecp5.dp16kd_rom(m, f"wgt_bank{g}_{s // ecp5.BITS}", addr[:lo], sl) if any(sl)
+                              else Const(0, ecp5.BITS))
+            q = Signal(width, name=f"wgt_bank{g}_q")
+            m.d.comb += q.eq(Cat(*slices))
+            regs.append(q)
+            continue
         mem = Memory(shape=width, depth=bank_words, init=part + [0] * (bank_words - len(part)))
         m.submodules[f"wgt_bank{g}"] = mem
         rp = mem.read_port(domain="sync")
@@ -214,7 +229,7 @@ class Accelerator(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, images: isa.MemoryImages | None = None,
                  rom_style: str = "memory", act_init=None, lane_kind: str = "shift", wgt_banked: bool | None = None,
                  wgt_bank_words: int = WGT_BANK_WORDS, rq_split: bool = False, wgt_spram: bool = False,
-                 rq_thr_block: int = 0):
+                 rq_thr_block: int = 0, wgt_dp16kd: bool = False):
         if not isinstance(cfg, AcceleratorConfig):
             reject(self, TypeError(f"Accelerator needs an AcceleratorConfig, not {cfg!r}"))
         if rom_style not in ("memory", "readmemh"):
@@ -244,6 +259,7 @@ class Accelerator(wiring.Component):
         if not 0 <= rq_thr_block < cfg.max_levels or (rq_thr_block and rq_split):
             reject(self, ValueError(f"rq_thr_block must be 0..{cfg.max_levels - 1} and not with rq_split, "
                                     f"not {rq_thr_block!r}"))
+        self.wgt_dp16kd = wgt_dp16kd  # the banked WGT ROM as DP16KD instances with output registers: ECP5 builds
         self.rq_thr_block = rq_thr_block  # thresholds in a one-port block-RAM copy (rq_rom): iCE40 wgt_ram builds
         super().__init__(accelerator_signature(cfg))
 
@@ -270,7 +286,7 @@ class Accelerator(wiring.Component):
                          wgt_wdata.eq(self.wgt_wdata)]
         else:
             wgt_addr, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
-                                          self.wgt_bank_words)
+                                          self.wgt_bank_words, self.wgt_dp16kd)
         rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.rq_split, self.rq_thr_block)
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
         (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
