@@ -315,9 +315,13 @@ class Accelerator(wiring.Component):
         wo, wmask, hi_mask, q = Signal(pb + 1), Signal(pb), Signal(pb), Signal(pb)
         m.d.sync += [wo.eq(1 << wl), wmask.eq((1 << wl) - 1), hi_mask.eq(~((2 << wl) - 1)),
                      q.eq(1 << (hl + wl) >> 2)]
-        dim = pb + 3  # width of iy = oy + dy, ix = ox + dx below (signed)
-        ylo, xlo = Signal(dim), Signal(dim)
-        m.d.sync += [ylo.eq((1 << hl) - 1), xlo.eq((1 << wl) - 1)]
+        # The padding test's masks (S3): a coordinate t + off (off < 2**lw, a lane's offset) is split at
+        # the lane bits, t = hi * 2**lw + lo; (hm, sm) = ones below max(log2 - lw, 0) and min(log2, lw).
+        lw = max(1, cfg.lane_bits)
+        hb = pb + 2 - lw  # bits of hi (signed)
+        yhm, xhm, ysm, xsm = Signal(hb, name="pad_yhm"), Signal(hb, name="pad_xhm"), Signal(lw), Signal(lw)
+        for hm, sm, lg in ((yhm, ysm, hl), (xhm, xsm, wl)):
+            m.d.sync += [hm.eq((1 << Mux(lg > lw, (lg - lw).as_unsigned(), 0)) - 1), sm.eq((1 << Mux(lg > lw, lw, lg)) - 1)]
         lb = cfg.lane_bits
         row_bits = cfg.addr_bits - lb
 
@@ -379,7 +383,6 @@ class Accelerator(wiring.Component):
         # ox0 + xoff_l) with per-layer lane offsets (registered layer constants): a row of >= lanes
         # pixels holds the whole group (yoff 0, xoff l; ox0 is a multiple of lanes), else the group
         # spans rows (yoff l >> wo_log2, xoff l & (wo-1); ox0 = 0). S2 adds dy, dx once for all lanes.
-        lw = max(1, cfg.lane_bits)
         wide_row = wl >= cfg.lane_bits
         yoff = [Signal(lw, name=f"yoff{l}") for l in range(L)]
         xoff = [Signal(lw, name=f"xoff{l}") for l in range(L)]
@@ -390,13 +393,27 @@ class Accelerator(wiring.Component):
         m.d.sync += [s3.iss.eq(s2b.iss), s3.ent.eq(s2b.ent), s3.ty.eq(s2b.oy0 + s2b.ent.dy),
                      s3.tx.eq(s2b.ox0 + s2b.ent.dx)]
 
-        # S3: the bank words are registered (inside BankedActMem); per-lane padding test:
-        # 0 <= iy < 2**ho_log2  <=>  no bit of iy set at or above ho_log2 (the sign bit included).
+        # S3: the bank words are registered (inside BankedActMem); per-lane padding test, 0 <= t + off_l <
+        # 2**log2 for (ty, yoff, ho_log2) and (tx, xoff, wo_log2), without a full-width adder per lane: with
+        # t = hi * 2**lw + lo and lo + off_l = c * 2**lw + s (an lw-bit add), t + off_l = (hi + c) * 2**lw + s
+        # is in range iff hi + c is in [0, 2**max(log2 - lw, 0)) and s in [0, 2**min(log2, lw)). The two
+        # tests of hi (c = 0: ``ok0``, c = 1: ``ok1``) are bit tests shared by all lanes; each lane chooses by
+        # its carry (tests/test_hw_top.py: the identity against t + off_l, every small case).
         mask = Signal(L)
+        tests = []
+        for t, hm, sm, off, nm in ((s3.ty, yhm, ysm, yoff, "y"), (s3.tx, xhm, xsm, xoff, "x")):
+            hi = t >> lw
+            ok0, ok1 = Signal(name=f"pad_{nm}ok0"), Signal(name=f"pad_{nm}ok1")
+            m.d.comb += [ok0.eq((hi.as_unsigned() & ~hm) == 0),  # hi in [0, 2**max(log2 - lw, 0))
+                         ok1.eq((hi == -1) | (ok0 & ((hi.as_unsigned() & hm) != hm)))]  # hi + 1 in it
+            tests.append((t.as_unsigned()[:lw], sm, off, ok0, ok1, nm))
         for l in range(L):
-            iy, ix = Signal(signed(dim), name=f"iy{l}"), Signal(signed(dim), name=f"ix{l}")
-            m.d.comb += [iy.eq(s3.ty + yoff[l]), ix.eq(s3.tx + xoff[l])]
-            m.d.comb += mask[l].eq(((iy.as_unsigned() & ~ylo) == 0) & ((ix.as_unsigned() & ~xlo) == 0))
+            ok = []
+            for lo, sm, off, ok0, ok1, nm in tests:
+                cs = Signal(lw + 1, name=f"pad_{nm}{l}")
+                m.d.comb += cs.eq(lo + off[l])
+                ok.append(Mux(cs[lw], ok1, ok0) & ((cs[:lw] & ~sm) == 0))
+            m.d.comb += mask[l].eq(ok[0] & ok[1])
         s3b_layout = data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl), "mask": L})
         s3b = Signal(s3b_layout)
         m.d.sync += [s3b.iss.eq(s3.iss), s3b.ent.eq(s3.ent), s3b.mask.eq(Mux(s3.iss.null, 0, mask))]
