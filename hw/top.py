@@ -501,18 +501,23 @@ class Accelerator(wiring.Component):
         m.d.comb += [rqu.acc.eq(w2.acc), rqu.mode.eq(desc.mode), rqu.shift.eq(desc.shift)]
         m.d.comb += [rqu.thr[j].eq(w2.thr[j]) for j in range(nthr)]
         m.d.comb += [rqu.lv[j].eq(getattr(desc, f"lv{j}")) for j in range(cfg.max_levels)]
-        w3 = Signal(data.StructLayout({"valid": 1, "acc": signed(cfg.acc_bits), "addr": cfg.addr_bits}))
-        m.d.sync += [w3.valid.eq(w2.valid), w3.acc.eq(w2.acc), w3.addr.eq(w2.addr)]
+        # W3's write enables (ACT or OUT) decoded from the layer's mode in W2, registered: no descriptor
+        # decode in front of the banks' write enables and rows (desc is the same layer's from W1 to W4:
+        # the next layer starts only when nothing is in flight before W4).
+        w3 = Signal(data.StructLayout({"valid": 1, "act_we": 1, "out_we": 1, "acc": signed(cfg.acc_bits),
+                                       "addr": cfg.addr_bits}))
         raw = desc.mode == isa.MODE_RAW
+        m.d.sync += [w3.valid.eq(w2.valid), w3.act_we.eq(w2.valid & ~raw), w3.out_we.eq(w2.valid & raw),
+                     w3.acc.eq(w2.acc), w3.addr.eq(w2.addr)]
         m.d.comb += [
-            out_wr.addr.eq(w3.addr), out_wr.data.eq(w3.acc), out_wr.en.eq(w3.valid & raw),
+            out_wr.addr.eq(w3.addr), out_wr.data.eq(w3.acc), out_wr.en.eq(w3.out_we),
         ]
         # W4: the ACT write (enable, row, level) registered beside each bank, after the bank decode, in
         # BankedActMem (its wr_* ports take W3's write): nothing but a flip-flop before a bank's write
         # port. w4_valid marks the stage for the drain.
         w4_valid = Signal()
         m.d.sync += w4_valid.eq(w3.valid)
-        m.d.comb += [act.wr_en.eq(w3.valid & ~raw), act.wr_addr.eq(w3.addr), act.wr_data.eq(rqu.value)]
+        m.d.comb += [act.wr_en.eq(w3.act_we), act.wr_addr.eq(w3.addr), act.wr_data.eq(rqu.value)]
         in_lanes = 0
         for t in tails:
             in_lanes = in_lanes | t.last
