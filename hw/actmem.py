@@ -37,6 +37,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from . import ecp5
 from .config import AcceleratorConfig
 from .layouts import reject
 
@@ -64,7 +65,8 @@ def read_latency(cfg: AcceleratorConfig) -> int:
 
 
 class BankedActMem(wiring.Component):
-    def __init__(self, cfg: AcceleratorConfig, init=None, style: str = "memory", split_rows: int | None = None):
+    def __init__(self, cfg: AcceleratorConfig, init=None, style: str = "memory", split_rows: int | None = None,
+                 outreg: str | None = None):
         """style "memory": Amaranth memories (simulation); "verilog": instances of ``apotflow_ram``
         (hw/apotflow_rom.v) without initial contents, which keeps the Verilog small for deep banks.
         Each bank holds ``cfg.act_bank_rows`` rows. ``split_rows`` (``tail_split``): each bank's rows from
@@ -73,7 +75,19 @@ class BankedActMem(wiring.Component):
         ECP5 are one 2048 x 9 DP16KD and 256 rows of LUT RAM, not two DP16KD); the read picks the
         memory by the row registered beside it, the write goes to the one that holds the row. The tail
         registers its read address and is read asynchronously in the next cycle (the same latency): the
-        bank's address select and the LUT RAM's read mux are then in different cycles."""
+        bank's address select and the LUT RAM's read mux are then in different cycles.
+
+        ``outreg`` (ECP5 synthesis: "dp16kd"): a bank's block-RAM part (its first ``split_rows`` rows, or
+        all) is a DP16KD whose own output register holds the word read (``hw/ecp5.dp16kd_ram``), the tail's
+        word is registered from its LUT RAM, and the tail/block choice comes after the two registers, by
+        the row registered twice: the same latency, but no fabric flip-flop behind the block's slow
+        clock-to-output (``outreg_fits``). "sim": the same structure with an Amaranth memory and a register
+        for the block (the simulations test it)."""
+        if outreg not in (None, "sim", "dp16kd") or (outreg and not outreg_fits(cfg, split_rows)) \
+                or (outreg == "dp16kd" and init is not None):
+            reject(self, ValueError(f"outreg must be None, 'sim' or 'dp16kd' (no init), on banks whose block part "
+                                    f"fits one DP16KD, not {outreg!r}"))
+        self.outreg = outreg
         if style not in ("memory", "verilog") or (style == "verilog" and init is not None):
             reject(self, ValueError(f"style must be 'memory' or 'verilog' (no init), not {style!r}"))
         self.style = style
@@ -140,6 +154,9 @@ class BankedActMem(wiring.Component):
             we = Signal(name=f"bank{b}_we")
             wrow_q = Signal(row_bits, name=f"bank{b}_wrow")
             m.d.sync += [we.eq(pw | hw), wrow_q.eq(Mux(pw, self.wr_addr >> lb, self.host_wr_addr >> lb))]
+            if self.outreg:
+                outs_q.append(self._outreg_bank(m, b, raddr, we, wrow_q, wdata_q, init))
+                continue
             if self.style == "verilog" and self.split_rows is not None:
                 m.submodules[f"bank{b}"] = Instance(
                     "apotflow_ram_split", p_WIDTH=cfg.act_bits, p_DEPTH=rows, p_ABITS=row_bits,
@@ -197,6 +214,43 @@ class BankedActMem(wiring.Component):
         for lane in range(L):
             m.d.comb += self.rd_data[lane].eq(v[lane])
         return m
+
+
+    def _outreg_bank(self, m: Module, b: int, raddr, we, wrow, wdata, init) -> Signal:
+        """Bank ``b`` with its block part's word in the block's output register (``outreg``); returns the
+        word read, two cycles after ``raddr``, as the other forms' ``rdata_q``."""
+        cfg, k = self.cfg, self.split_rows or self.cfg.act_bank_rows
+        kb = min(len(raddr), ecp5.ADDR_BITS)
+        tail = self.split_rows is not None
+        lo_we = we & (wrow < k) if tail else we
+        block_q = Signal(cfg.act_bits, name=f"bank{b}_lo_q")
+        if self.outreg == "dp16kd":
+            q = ecp5.dp16kd_ram(m, f"bank{b}_lo", raddr[:kb], wrow[:kb], wdata, lo_we)
+            m.d.comb += block_q.eq(q[:cfg.act_bits])
+        else:
+            mem = Memory(shape=cfg.act_bits, depth=k, init=init[:k])
+            m.submodules[f"bank{b}_lo"] = mem
+            rp, wp = mem.read_port(domain="sync"), mem.write_port()
+            m.d.comb += [rp.addr.eq(raddr), wp.addr.eq(wrow), wp.data.eq(wdata), wp.en.eq(lo_we)]
+            m.d.sync += block_q.eq(rp.data)
+        if not tail:
+            return block_q
+        kb = k.bit_length() - 1
+        hi_q, hi_qq = Signal(name=f"bank{b}_hi_q"), Signal(name=f"bank{b}_hi_qq")
+        tail_a, tail_q = Signal(kb, name=f"bank{b}_tail_a"), Signal(cfg.act_bits, name=f"bank{b}_tail_q")
+        mem = Memory(shape=cfg.act_bits, depth=cfg.act_bank_rows - k, init=init[k:], attrs={"ram_style": "distributed"})
+        m.submodules[f"bank{b}_hi"] = mem
+        rp, wp = mem.read_port(domain="comb"), mem.write_port()
+        m.d.comb += [rp.addr.eq(tail_a), wp.addr.eq(wrow[:kb]), wp.data.eq(wdata), wp.en.eq(we & (wrow >= k))]
+        m.d.sync += [hi_q.eq(raddr >= k), hi_qq.eq(hi_q), tail_a.eq(raddr[:kb]), tail_q.eq(rp.data)]
+        word = Signal(cfg.act_bits, name=f"bank{b}_rdata_q")
+        m.d.comb += word.eq(Mux(hi_qq, tail_q, block_q))
+        return word
+
+
+def outreg_fits(cfg: AcceleratorConfig, split_rows: int | None) -> bool:
+    """A bank's block part (its first ``split_rows`` rows, or all) is one DP16KD (``ecp5.WORDS`` x ``ecp5.BITS``)."""
+    return (split_rows or cfg.act_bank_rows) <= ecp5.WORDS and cfg.act_bits <= ecp5.BITS
 
 
 def _registered(m: Module, v, name: str) -> Signal:

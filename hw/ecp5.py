@@ -5,7 +5,8 @@ output register unused (``REGMODE "NOREG"``), so a read port followed by a regis
 and a fabric flip-flop fed by the block's slow clock-to-output and a route out of the RAM column.
 :func:`dp16kd_rom` instantiates the DP16KD itself, 2,048 x 9 bits a block, with ``REGMODE_A
 "OUTREG"``: the address of cycle t gives its word in cycle t+2 at the block's pins, the same latency
-as a synchronous read port and one register (``hw/top.wgt_rom``'s banks). The contents are the
+as a synchronous read port and one register (``hw/top.wgt_rom``'s banks). :func:`dp16kd_ram` is the same
+for a RAM with one write and one read port (the ACT banks). The contents are the
 block's ``INITVAL_00..3F`` parameters in the layout Yosys gives an inferred 2,048 x 9 memory
 (:func:`initvals`; ``tests/test_ecp5_bram.py`` compares the two through Yosys).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal
 
 WORDS, BITS = 2048, 9  # one DP16KD in its 2,048 x 9 mode
+ADDR_BITS = 11  # its word address bits
 ADDR_LSB = 3  # the word address sits on ADA3..ADA13 in the 9-bit mode (ADA0..2: 0)
 SLOT_BITS, SLOTS = 20, 16  # an INITVAL_xx parameter: 16 slots of 20 bits, each one 18-bit row
 N_INITVAL = WORDS * BITS // (18 * SLOTS)  # 64: INITVAL_00 .. INITVAL_3F
@@ -32,21 +34,41 @@ def initvals(words: list[int]) -> list[int]:
     return vals
 
 
+def _dp16kd(m: Module, name: str, data: Signal, params: dict, read: str, ports: dict) -> Signal:
+    """One DP16KD in its 2,048 x 9 mode on both ports, the ``read`` port's output register on; ``ports``:
+    the used ports' Amaranth Instance arguments (the rest tied off)."""
+    tied = {f"i_{p}{s}{i}": Const(0, 1) for s in "AB" for p, n in (("AD", 14), ("DI", 18)) for i in range(n)}
+    tied |= {f"i_{p}{s}": Const(0, 1) for s in "AB" for p in ("WE", "RST")}
+    tied |= {f"i_CS{s}{i}": Const(0, 1) for s in "AB" for i in range(3)}
+    used = "AB" if "i_WEA" in ports else read  # an unused port's clock and enables stay 0
+    tied |= {f"i_{p}{s}": Const(int(s in used), 1) for s in "AB" for p in ("CE", "OCE")}
+    tied |= {f"i_CLK{s}": ClockSignal("sync") if s in used else Const(0, 1) for s in "AB"}
+    tied |= {f"o_DO{read}{i}": data[i] for i in range(BITS)}
+    m.submodules[name] = Instance(
+        "DP16KD", p_DATA_WIDTH_A=BITS, p_DATA_WIDTH_B=BITS, p_REGMODE_A="OUTREG" if read == "A" else "NOREG",
+        p_REGMODE_B="OUTREG" if read == "B" else "NOREG", p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
+        p_CSDECODE_A="0b000", p_CSDECODE_B="0b000", p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL",
+        p_GSR="DISABLED", **params, **(tied | ports))
+    return data
+
+
+def _addr(port: str, addr) -> dict:
+    return {f"i_AD{port}{i}": addr[i - ADDR_LSB] if i - ADDR_LSB < len(addr) else Const(0, 1)
+            for i in range(ADDR_LSB, 14)}
+
+
 def dp16kd_rom(m: Module, name: str, addr, words: list[int]) -> Signal:
     """A ``WORDS`` x ``BITS`` ROM holding ``words`` (zero-filled), read latency 2 through the block's output
-    register; ``addr``: its 11-bit word address. Returns the data signal (the DP16KD's DOA0..8)."""
-    data = Signal(BITS, name=f"{name}_q")
-    ports = {f"i_ADA{i}": (addr[i - ADDR_LSB] if i >= ADDR_LSB else Const(0, 1)) for i in range(14)}
-    ports |= {f"i_DIA{i}": Const(0, 1) for i in range(18)} | {f"i_ADB{i}": Const(0, 1) for i in range(14)}
-    ports |= {f"i_DIB{i}": Const(0, 1) for i in range(18)}
-    ports |= {f"o_DOA{i}": data[i] for i in range(BITS)}
+    register (port A); ``addr``: its word address (11 bits). Returns the data signal (DOA0..8)."""
     params = {f"p_INITVAL_{k:02X}": Const(v, 320) for k, v in enumerate(initvals(words))}
-    m.submodules[name] = Instance(
-        "DP16KD", p_DATA_WIDTH_A=BITS, p_DATA_WIDTH_B=BITS, p_REGMODE_A="OUTREG", p_REGMODE_B="NOREG",
-        p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC", p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
-        p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="DISABLED", **params,
-        i_CLKA=ClockSignal("sync"), i_CEA=Const(1, 1), i_OCEA=Const(1, 1), i_WEA=Const(0, 1), i_RSTA=Const(0, 1),
-        i_CSA0=Const(0, 1), i_CSA1=Const(0, 1), i_CSA2=Const(0, 1),
-        i_CLKB=Const(0, 1), i_CEB=Const(0, 1), i_OCEB=Const(0, 1), i_WEB=Const(0, 1), i_RSTB=Const(0, 1),
-        i_CSB0=Const(0, 1), i_CSB1=Const(0, 1), i_CSB2=Const(0, 1), **ports)
-    return data
+    return _dp16kd(m, name, Signal(BITS, name=f"{name}_q"), params, "A", _addr("A", addr))
+
+
+def dp16kd_ram(m: Module, name: str, raddr, waddr, wdata, we) -> Signal:
+    """A ``WORDS`` x ``BITS`` RAM without contents: written through port A (``we``, ``waddr``, ``wdata``, at the
+    clock edge), read through port B and its output register (the word at ``raddr`` of cycle t in cycle
+    t+2), as Yosys maps a memory with one write and one read port (write A, read B). A read of the word
+    written in the same cycle is not defined (the caller never does it). Returns the data signal (DOB0..8)."""
+    ports = _addr("A", waddr) | _addr("B", raddr) | {f"i_DIA{i}": wdata[i] if i < len(wdata) else Const(0, 1)
+                                                     for i in range(BITS)}
+    return _dp16kd(m, name, Signal(BITS, name=f"{name}_q"), {}, "B", ports | {"i_WEA": we})

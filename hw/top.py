@@ -4,7 +4,7 @@ Pipeline of one entry issued in cycle I (see docs/hardware.md for the diagram). 
 feeds anything but a register or a multiplexer, and no stage has more than one carry chain:
 
   I    issue: WGT address presented (sequencer)
-  I+1  S1: the WGT bank words arrive and are registered as they are (``wgt_rom``)
+  I+1  S1: the WGT bank words arrive and are registered as they are (``wgt_rom``; ECP5: in the DP16KD)
   I+2  S1a: the stream entry (code, delta) is chosen among the banks' registers and registered
   I+3  S1b: the channel's position += step (registered)
   I+4  D1: VAL row (code) and TAP row (position's tap) addressed; input channel = pos >> tap_log2
@@ -44,7 +44,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import ecp5, isa
-from .actmem import BankedActMem, read_latency, tail_split
+from .actmem import BankedActMem, outreg_fits, read_latency, tail_split
 from .config import SPRAM_BITS, SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
 from .lane import LATENCY, lane_ctrl_layout
@@ -229,7 +229,7 @@ class Accelerator(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, images: isa.MemoryImages | None = None,
                  rom_style: str = "memory", act_init=None, lane_kind: str = "shift", wgt_banked: bool | None = None,
                  wgt_bank_words: int = WGT_BANK_WORDS, rq_split: bool = False, wgt_spram: bool = False,
-                 rq_thr_block: int = 0, wgt_dp16kd: bool = False):
+                 rq_thr_block: int = 0, dp16kd: bool = False, act_outreg: str | None = None):
         if not isinstance(cfg, AcceleratorConfig):
             reject(self, TypeError(f"Accelerator needs an AcceleratorConfig, not {cfg!r}"))
         if rom_style not in ("memory", "readmemh"):
@@ -259,7 +259,11 @@ class Accelerator(wiring.Component):
         if not 0 <= rq_thr_block < cfg.max_levels or (rq_thr_block and rq_split):
             reject(self, ValueError(f"rq_thr_block must be 0..{cfg.max_levels - 1} and not with rq_split, "
                                     f"not {rq_thr_block!r}"))
-        self.wgt_dp16kd = wgt_dp16kd  # the banked WGT ROM as DP16KD instances with output registers: ECP5 builds
+        # ECP5 builds: the banked WGT ROM and the ACT banks' block parts as DP16KD instances whose own output
+        # registers hold the words read (hw/ecp5.py); ``act_outreg`` "sim": the ACT form simulated (tests)
+        self.dp16kd = dp16kd
+        self.act_outreg = act_outreg if act_outreg is not None else (
+            "dp16kd" if dp16kd and outreg_fits(cfg, tail_split(cfg)) else None)
         self.rq_thr_block = rq_thr_block  # thresholds in a one-port block-RAM copy (rq_rom): iCE40 wgt_ram builds
         super().__init__(accelerator_signature(cfg))
 
@@ -274,7 +278,7 @@ class Accelerator(wiring.Component):
         m.submodules.seq = seq = Sequencer(cfg)
         m.submodules.act = act = BankedActMem(
             cfg, self.act_init, style="verilog" if self.rom_style == "readmemh" and self.act_init is None else "memory",
-            split_rows=tail_split(cfg))
+            split_rows=tail_split(cfg), outreg=self.act_outreg)
         m.submodules.rqu = rqu = Requantizer(cfg)
         lanes = [make_lane(cfg, self.lane_kind) for _ in range(L)]
         for i, ln in enumerate(lanes):
@@ -286,7 +290,7 @@ class Accelerator(wiring.Component):
                          wgt_wdata.eq(self.wgt_wdata)]
         else:
             wgt_addr, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
-                                          self.wgt_bank_words, self.wgt_dp16kd)
+                                          self.wgt_bank_words, self.dp16kd)
         rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.rq_split, self.rq_thr_block)
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
         (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])

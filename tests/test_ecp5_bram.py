@@ -83,7 +83,7 @@ def test_initvals_layout_and_bad_words():
         ecp5.initvals([512])
 
 
-def test_ecp5_board_wgt_banks_are_dp16kd_with_output_registers():
+def test_ecp5_board_wgt_and_act_banks_are_dp16kd_with_output_registers():
     cfg = AcceleratorConfig(lanes=2, act_depth=256, wgt_depth=8192, rq_depth=16, prog_depth=8)
     images, _ = random_program(cfg, random.Random(3), n_layers=2, max_ch=2)
     width = isa.entry_layout(cfg).width
@@ -91,6 +91,8 @@ def test_ecp5_board_wgt_banks_are_dp16kd_with_output_registers():
     images.wgt += [0] * (2048 - len(images.wgt)) + [rng.getrandbits(width) for _ in range(2048)]  # banks 0, 1
     want = sum(any((w >> s) & 511 for w in images.wgt[g * 2048:(g + 1) * 2048])
                for g in range(4) for s in range(0, width, 9))
-    text = verilog.convert(SerialShell(cfg, images, wgt_banked=True, wgt_dp16kd=True), name="top", emit_src=False)
-    assert want >= 2 and text.count("DP16KD #(") == text.count('.REGMODE_A("OUTREG")') == want
+    text = verilog.convert(SerialShell(cfg, images, wgt_banked=True, dp16kd=True), name="top", emit_src=False)
+    assert want >= 2 and text.count('.REGMODE_A("OUTREG")') == want  # the WGT ROM's banks (read on port A)
+    assert text.count('.REGMODE_B("OUTREG")') == cfg.lanes  # the ACT banks (written on A, read on B)
+    assert text.count("DP16KD #(") == want + cfg.lanes
     assert "DP16KD" not in verilog.convert(SerialShell(cfg, images, wgt_banked=True), name="top", emit_src=False)

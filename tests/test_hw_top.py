@@ -56,6 +56,16 @@ def test_banked_weight_rom_same_words_and_cycles(seed):
 
 
 @pytest.mark.parametrize("seed", range(2))
+def test_act_banks_with_output_registers_same_words_and_cycles(seed):
+    """The ECP5 builds' ACT banks (hw/actmem.py ``outreg``: the word in the block's output register, the
+    LUT RAM tail's registered beside it, the choice after both), simulated: bit-exact and cycle-exact."""
+    rng = random.Random(200 + seed)
+    cfg = random_config(rng)
+    images, act = random_program(cfg, rng)
+    check_program(cfg, images, act, act_outreg="sim")
+
+
+@pytest.mark.parametrize("seed", range(2))
 def test_weight_ram_loaded_by_host(seed):
     """``wgt_ram``: WGT has no contents until the host writes the weight image through the WGT port
     (hw/top.py wgt_ram, the form SPRAM takes on iCE40); then the run is bit-exact and cycle-exact as with
