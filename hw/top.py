@@ -28,7 +28,8 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+21 W4: write ACT (a bank's registered write)
 
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
-Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1,
+Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1
+(the perf counters' last write lands at the end of the cycle after done),
 ACT's in cycle t+2 (``host_act_latency``: it shares the pipeline's registered bank words; t+3 from
 128 lanes on, where the ACT rotation is registered mid-way and S3 has a second register, S3c).
 ACT host access is for when ``busy`` is low. With ``cfg.wgt_ram`` WGT is a RAM with no contents
@@ -307,10 +308,15 @@ class Accelerator(wiring.Component):
             prog_port[0].eq(seq.prog_addr), seq.prog_data.eq(prog_port[1]),
             rq_a[0].eq(seq.rq_addr), seq.rq_data.eq(rq_a[1]),
             wgt_addr.eq(seq.wgt_addr),
-            perf_wr.addr.eq(seq.perf_waddr), perf_wr.data.eq(seq.perf_wdata), perf_wr.en.eq(seq.perf_we),
             perf_rd.addr.eq(self.perf_addr), self.perf_rdata.eq(perf_rd.data),
             out_rd.addr.eq(self.out_addr), self.out_rdata.eq(out_rd.data),
         ]
+        # The perf write (a layer's cycle count) registered: the sequencer's layer-start decode and pc - 1
+        # reach a flip-flop, not the LUT RAM's write port (the trained ResNet-8 ECP5-25k build's critical
+        # path, settle -> perfmem write address). It lands a cycle later: the counters are read after done.
+        perf_q = Signal(data.StructLayout({"we": 1, "addr": cfg.prog_addr_bits, "data": 32}), name="perf_q")
+        m.d.sync += [perf_q.we.eq(seq.perf_we), perf_q.addr.eq(seq.perf_waddr), perf_q.data.eq(seq.perf_wdata)]
+        m.d.comb += [perf_wr.addr.eq(perf_q.addr), perf_wr.data.eq(perf_q.data), perf_wr.en.eq(perf_q.we)]
         desc = seq.desc
         wl, hl = desc.wo_log2, desc.ho_log2
         # Layer constants from the descriptor, registered (one cycle behind desc: a layer's first entry
