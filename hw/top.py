@@ -45,7 +45,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import ecp5, isa
-from .actmem import BankedActMem, outreg_fits, read_latency, tail_split
+from .actmem import BankedActMem, read_latency, tail_split
 from .config import SPRAM_BITS, SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
 from .lane import LATENCY, lane_ctrl_layout
@@ -260,11 +260,11 @@ class Accelerator(wiring.Component):
         if not 0 <= rq_thr_block < cfg.max_levels or (rq_thr_block and rq_split):
             reject(self, ValueError(f"rq_thr_block must be 0..{cfg.max_levels - 1} and not with rq_split, "
                                     f"not {rq_thr_block!r}"))
-        # ECP5 builds: the banked WGT ROM and the ACT banks' block parts as DP16KD instances whose own output
-        # registers hold the words read (hw/ecp5.py); ``act_outreg`` "sim": the ACT form simulated (tests)
+        # ECP5 builds: the banked WGT ROM as DP16KD instances whose own output registers hold the words read
+        # (hw/ecp5.py); ``act_outreg`` (hw/actmem.py): "dp16kd", the ACT banks' block parts likewise (where
+        # they are block RAM: flows.build.act_outreg), "sim" the same form simulated (tests)
         self.dp16kd = dp16kd
-        self.act_outreg = act_outreg if act_outreg is not None else (
-            "dp16kd" if dp16kd and outreg_fits(cfg, tail_split(cfg)) else None)
+        self.act_outreg = act_outreg
         self.rq_thr_block = rq_thr_block  # thresholds in a one-port block-RAM copy (rq_rom): iCE40 wgt_ram builds
         super().__init__(accelerator_signature(cfg))
 

@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from apotflow.hw import ecp5, isa
 from apotflow.hw.config import AcceleratorConfig
+from apotflow.hw.flows.build import act_outreg
 from apotflow.hw.flows.tools import find_tool, run_tool
 from apotflow.hw.ioshell import SerialShell
 from apotflow.hw.randprog import random_program
@@ -91,8 +92,21 @@ def test_ecp5_board_wgt_and_act_banks_are_dp16kd_with_output_registers():
     images.wgt += [0] * (2048 - len(images.wgt)) + [rng.getrandbits(width) for _ in range(2048)]  # banks 0, 1
     want = sum(any((w >> s) & 511 for w in images.wgt[g * 2048:(g + 1) * 2048])
                for g in range(4) for s in range(0, width, 9))
-    text = verilog.convert(SerialShell(cfg, images, wgt_banked=True, dp16kd=True), name="top", emit_src=False)
+    assert act_outreg(cfg, "ecp5") is None  # 128 rows a bank: LUT RAM; the DP16KD form forced here
+    text = verilog.convert(SerialShell(cfg, images, wgt_banked=True, dp16kd=True, act_outreg="dp16kd"), name="top",
+                           emit_src=False)
     assert want >= 2 and text.count('.REGMODE_A("OUTREG")') == want  # the WGT ROM's banks (read on port A)
     assert text.count('.REGMODE_B("OUTREG")') == cfg.lanes  # the ACT banks (written on A, read on B)
     assert text.count("DP16KD #(") == want + cfg.lanes
     assert "DP16KD" not in verilog.convert(SerialShell(cfg, images, wgt_banked=True), name="top", emit_src=False)
+
+
+def test_act_outreg_only_where_act_is_block_ram():
+    """The digits net's 144-row banks are LUT RAM by Yosys' cost rule: no DP16KD forced on them (a forced
+    one took 16 blocks more, 33 instead of 17); ResNet-8's 2,048-row block parts and the 64-lane builds'
+    576 rows are block RAM."""
+    digits = AcceleratorConfig(lanes=16, act_depth=4096, act_rows=144, wgt_depth=8192, rq_depth=128, prog_depth=8)
+    assert act_outreg(digits, "ecp5") is None
+    r8 = AcceleratorConfig(lanes=16, act_depth=65536, act_rows=2304, wgt_depth=65536, rq_depth=256, prog_depth=16)
+    assert act_outreg(r8, "ecp5") == "dp16kd"
+    assert act_outreg(AcceleratorConfig(lanes=64, act_depth=65536, act_rows=576), "ecp5") == "dp16kd"

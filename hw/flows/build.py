@@ -23,9 +23,10 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from .. import isa
+from ..actmem import outreg_fits, tail_split
 from ..config import AcceleratorConfig, ConfigError
 from ..cycles import TIMING_RULES, timing
-from ..estimate import rq_split, rq_thr_block
+from ..estimate import memory_map, rq_split, rq_thr_block
 from ..ioshell import SerialShell
 from ..mul_lane import LaneArray
 from ..randprog import random_program
@@ -76,12 +77,21 @@ def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages
     text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind, wgt_banked=True,
                                        rq_split=rq_split(family), wgt_spram=bool(cfg.wgt_ram) and family == "ice40",
                                        rq_thr_block=rq_thr_block(cfg, family, rom_used(images)),
-                                       dp16kd=family == "ecp5"),
+                                       dp16kd=family == "ecp5", act_outreg=act_outreg(cfg, family)),
                            name=BOARD_TOP, emit_src=False)
     (workdir / f"{BOARD_TOP}.v").write_text(text)
     shutil.copyfile(ROM_SOURCE, workdir / ROM_SOURCE.name)
     write_hex_images(cfg, images, workdir)
     return {"top": BOARD_TOP, "verilog": [workdir / f"{BOARD_TOP}.v", workdir / ROM_SOURCE.name]}
+
+
+def act_outreg(cfg: AcceleratorConfig, family: str | None) -> str | None:
+    """"dp16kd" where an ECP5 build's ACT banks are block RAM (``estimate.memory_map``, Yosys' cost rule)
+    and their block part is one DP16KD (``actmem.outreg_fits``): the block's output register then holds
+    the word read (hw/actmem.py); else None (LUT RAM banks, as the digits net's 144 rows, stay inferred)."""
+    if family != "ecp5" or memory_map(cfg, family)["where"].get("act") != "bram":
+        return None
+    return "dp16kd" if outreg_fits(cfg, tail_split(cfg)) else None
 
 
 PINS = ["clk", "rst", "start", "busy", "done", "sin", "sshift", "sapply", "scapture", "sout"]
