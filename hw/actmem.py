@@ -46,14 +46,17 @@ ADDR_STAGES = 1  # the pipeline read's per-bank row register (stage S2b: hw/cycl
 WRITE_STAGES = 1  # the write's per-bank register (the pipeline's W4 stage: hw/cycles.WB counts it)
 
 
-def tail_split(cfg: AcceleratorConfig) -> int | None:
+def tail_split(cfg: AcceleratorConfig, family: str | None = None) -> int | None:
     """Rows of each bank kept in block RAM when the bank's tail goes to distributed RAM (the banks'
     ``split_rows``), or None (one memory a bank): a bank deeper than the deepest ECP5 block shape that
     holds a word (2048 x 9 for 8-bit words), by at most a quarter of it, keeps that shape in one block
     and the rest in LUT RAM instead of a second block. ResNet-8 at 16 lanes: 2,304 rows a bank, 16
-    DP16KD and 16 x 256 x 8 bits of LUT RAM instead of 32 DP16KD."""
+    DP16KD and 16 x 256 x 8 bits of LUT RAM instead of 32 DP16KD. ``family`` "ice40": None (the iCE40
+    has no LUT RAM: Yosys found no mapping for such a tail); None: the generic RTL (simulation)."""
     from .estimate import _ECP5_BRAMS
 
+    if family == "ice40":
+        return None
     depth = max(d for d, w in _ECP5_BRAMS[0]["shapes"] if w >= cfg.act_bits)
     rows = cfg.act_bank_rows
     return depth if depth < rows <= depth + depth // 4 else None

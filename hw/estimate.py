@@ -208,7 +208,7 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
     cut = rl.offsets["thr0"]  # RQ split (hw/top.rq_rom): (count, bias) for port A, the thresholds for B
     from .actmem import tail_split
 
-    split = tail_split(cfg)
+    split = tail_split(cfg, family)
     act = [("act", cfg.act_bank_rows, cfg.act_bits, None, False, cfg.lanes)] if split is None else [
         ("act", split, cfg.act_bits, None, False, cfg.lanes),
         ("act_tail", cfg.act_bank_rows - split, cfg.act_bits, None, False, cfg.lanes)]

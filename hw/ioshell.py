@@ -52,11 +52,11 @@ def shell_bits(cfg: AcceleratorConfig) -> tuple[int, int]:
 class SerialShell(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, images=None, rom_style: str = "readmemh", lane_kind: str = "shift",
                  wgt_banked: bool | None = None, rq_split: bool = False, wgt_spram: bool = False,
-                 rq_thr_block: int = 0, dp16kd: bool = False, act_outreg: str | None = None):
+                 rq_thr_block: int = 0, dp16kd: bool = False, act_outreg: str | None = None, act_split: bool = True):
         self.cfg = cfg
         self.core = Accelerator(cfg, images, rom_style=rom_style, lane_kind=lane_kind, wgt_banked=wgt_banked,
                                 rq_split=rq_split, wgt_spram=wgt_spram, rq_thr_block=rq_thr_block,
-                                dp16kd=dp16kd, act_outreg=act_outreg)
+                                dp16kd=dp16kd, act_outreg=act_outreg, act_split=act_split)
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1),
             "sin": In(1), "sshift": In(1), "sapply": In(1), "scapture": In(1), "sout": Out(1),

@@ -230,7 +230,8 @@ class Accelerator(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, images: isa.MemoryImages | None = None,
                  rom_style: str = "memory", act_init=None, lane_kind: str = "shift", wgt_banked: bool | None = None,
                  wgt_bank_words: int = WGT_BANK_WORDS, rq_split: bool = False, wgt_spram: bool = False,
-                 rq_thr_block: int = 0, dp16kd: bool = False, act_outreg: str | None = None):
+                 rq_thr_block: int = 0, dp16kd: bool = False, act_outreg: str | None = None,
+                 act_split: bool = True):
         if not isinstance(cfg, AcceleratorConfig):
             reject(self, TypeError(f"Accelerator needs an AcceleratorConfig, not {cfg!r}"))
         if rom_style not in ("memory", "readmemh"):
@@ -265,6 +266,7 @@ class Accelerator(wiring.Component):
         # they are block RAM: flows.build.act_outreg), "sim" the same form simulated (tests)
         self.dp16kd = dp16kd
         self.act_outreg = act_outreg
+        self.act_split = act_split  # False: each ACT bank one memory, no LUT-RAM tail (actmem.tail_split; iCE40)
         self.rq_thr_block = rq_thr_block  # thresholds in a one-port block-RAM copy (rq_rom): iCE40 wgt_ram builds
         super().__init__(accelerator_signature(cfg))
 
@@ -279,7 +281,7 @@ class Accelerator(wiring.Component):
         m.submodules.seq = seq = Sequencer(cfg)
         m.submodules.act = act = BankedActMem(
             cfg, self.act_init, style="verilog" if self.rom_style == "readmemh" and self.act_init is None else "memory",
-            split_rows=tail_split(cfg), outreg=self.act_outreg)
+            split_rows=tail_split(cfg) if self.act_split else None, outreg=self.act_outreg)
         m.submodules.rqu = rqu = Requantizer(cfg)
         lanes = [make_lane(cfg, self.lane_kind) for _ in range(L)]
         for i, ln in enumerate(lanes):

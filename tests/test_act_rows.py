@@ -99,3 +99,18 @@ def test_resnet8_fits_the_ecp5_25k_at_16_lanes_only(resnet8):
     assert msg.startswith("does not fit") and "bram: needs 67, has 56 (11 over)" in msg
     with pytest.raises(CompileError, match="the ACT banks hold 36848"):
         compile_net(resnet8, replace(cfg, act_rows=2303), reuse=True)
+
+
+def test_an_ice40_build_keeps_each_act_bank_whole(resnet8, tmp_path):
+    """The iCE40 has no LUT RAM: a bank in the tail-split range (ResNet-8 at 16 lanes, 2,304 rows) stays one
+    memory in its estimate and in its board Verilog (Yosys found no mapping for the tail before), while the
+    ECP5 build of the same config splits it."""
+    from apotflow.hw.flows.build import write_design
+
+    prog = fit(resnet8, AcceleratorConfig(lanes=16), reuse=True)
+    cfg = prog.config
+    assert tail_split(cfg, "ice40") is None and tail_split(cfg, "ecp5") == tail_split(cfg) == 2048
+    est = design_estimate(cfg, "ice40-up5k", prog.images)
+    assert "act_tail" not in est["memories_in"] and "act_tail" in design_estimate(cfg, "ecp5-25k", prog.images)["memories_in"]
+    texts = {f: write_design(cfg, tmp_path / f, prog.images, family=f)["verilog"][0].read_text() for f in ("ice40", "ecp5")}
+    assert "ram_style" not in texts["ice40"] and "ram_style" in texts["ecp5"]

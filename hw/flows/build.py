@@ -77,7 +77,8 @@ def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages
     text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind, wgt_banked=True,
                                        rq_split=rq_split(family), wgt_spram=bool(cfg.wgt_ram) and family == "ice40",
                                        rq_thr_block=rq_thr_block(cfg, family, rom_used(images)),
-                                       dp16kd=family == "ecp5", act_outreg=act_outreg(cfg, family)),
+                                       dp16kd=family == "ecp5", act_outreg=act_outreg(cfg, family),
+                                       act_split=tail_split(cfg, family) is not None),
                            name=BOARD_TOP, emit_src=False)
     (workdir / f"{BOARD_TOP}.v").write_text(text)
     shutil.copyfile(ROM_SOURCE, workdir / ROM_SOURCE.name)
