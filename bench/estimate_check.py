@@ -12,7 +12,6 @@ CLI compiles it, estimated, and compared with Yosys' LUT4 / FF / block RAM count
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
@@ -25,8 +24,7 @@ from apotflow.sw.atomic import json_text, write_atomic
 
 def check(model: str, synth: str) -> dict:
     s = json.load(open(synth))
-    names = {f.name for f in dataclasses.fields(AcceleratorConfig)}
-    cfg = AcceleratorConfig(**{k: v for k, v in s["config"].items() if k in names})
+    cfg = AcceleratorConfig.from_dict(s["config"])
     prog = compile_net(export.load(model), cfg, reuse=True)
     est = design_estimate(prog.config, s["target"], prog.images)
     row = {"model": model, "synth": synth, "target": s["target"], "lanes": cfg.lanes}

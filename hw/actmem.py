@@ -53,9 +53,9 @@ def tail_split(cfg: AcceleratorConfig, family: str | None = None) -> int | None:
     and the rest in LUT RAM instead of a second block. ResNet-8 at 16 lanes: 2,304 rows a bank, 16
     DP16KD and 16 x 256 x 8 bits of LUT RAM instead of 32 DP16KD. ``family`` "ice40": None (the iCE40
     has no LUT RAM: Yosys found no mapping for such a tail); None: the generic RTL (simulation)."""
-    from .estimate import _ECP5_BRAMS
+    from .estimate import _ECP5_BRAMS, has_lutram
 
-    if family == "ice40":
+    if not has_lutram(family):
         return None
     depth = max(d for d, w in _ECP5_BRAMS[0]["shapes"] if w >= cfg.act_bits)
     rows = cfg.act_bank_rows
@@ -238,14 +238,14 @@ class BankedActMem(wiring.Component):
             m.d.sync += block_q.eq(rp.data)
         if not tail:
             return block_q
-        kb = k.bit_length() - 1
+        tb = k.bit_length() - 1  # the tail's row bits
         hi_q, hi_qq = Signal(name=f"bank{b}_hi_q"), Signal(name=f"bank{b}_hi_qq")
-        tail_a, tail_q = Signal(kb, name=f"bank{b}_tail_a"), Signal(cfg.act_bits, name=f"bank{b}_tail_q")
+        tail_a, tail_q = Signal(tb, name=f"bank{b}_tail_a"), Signal(cfg.act_bits, name=f"bank{b}_tail_q")
         mem = Memory(shape=cfg.act_bits, depth=cfg.act_bank_rows - k, init=init[k:], attrs={"ram_style": "distributed"})
         m.submodules[f"bank{b}_hi"] = mem
         rp, wp = mem.read_port(domain="comb"), mem.write_port()
-        m.d.comb += [rp.addr.eq(tail_a), wp.addr.eq(wrow[:kb]), wp.data.eq(wdata), wp.en.eq(we & (wrow >= k))]
-        m.d.sync += [hi_q.eq(raddr >= k), hi_qq.eq(hi_q), tail_a.eq(raddr[:kb]), tail_q.eq(rp.data)]
+        m.d.comb += [rp.addr.eq(tail_a), wp.addr.eq(wrow[:tb]), wp.data.eq(wdata), wp.en.eq(we & (wrow >= k))]
+        m.d.sync += [hi_q.eq(raddr >= k), hi_qq.eq(hi_q), tail_a.eq(raddr[:tb]), tail_q.eq(rp.data)]
         word = Signal(cfg.act_bits, name=f"bank{b}_rdata_q")
         m.d.comb += word.eq(Mux(hi_qq, tail_q, block_q))
         return word

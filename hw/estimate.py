@@ -162,6 +162,11 @@ def bram_blocks(depth: int, width: int, family: str, read_ports: int = 1,
     return bram_plan(depth, width, family, read_ports, port_bits)[0]
 
 
+def has_lutram(family: str | None) -> bool:
+    """Whether the family has distributed (LUT) RAM: ECP5 and Xilinx do, the iCE40 does not."""
+    return family != "ice40"
+
+
 def rq_split(family: str | None) -> bool:
     """Whether the build holds RQ as two one-port memories (``hw/top.rq_rom``): on ECP5 / Xilinx, whose
     36-bit single-port shapes take the thresholds in half the blocks of the 18-bit two-port ones."""
@@ -254,10 +259,10 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
         bits = depth * width
         options = {"logic": bits / 16 if rom else bits}  # first: a tie goes to logic
         options["bram"] = cost
-        if family != "ice40" and not rom:
+        if has_lutram(family) and not rom:
             options["lutram"] = math.ceil(depth / 16) * math.ceil(width / 4) * 4
-        if name == "act_tail":  # marked ram_style "distributed" (hw/actmem.py; iCE40 has none: flip-flops)
-            options = {"lutram": options["lutram"]} if "lutram" in options else {"logic": options["logic"]}
+        if name == "act_tail":  # marked ram_style "distributed" (hw/actmem.py; only where there is LUT RAM)
+            options = {"lutram": options["lutram"]}
         if name == "rq" and n_blk:  # stays in logic (hw/top.rq_rom; a near tie by the cost rule)
             options = {"logic": options["logic"]}
         best = min(options, key=options.get)
