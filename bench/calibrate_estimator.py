@@ -16,7 +16,6 @@ that COEF is what this fit gives (``fitted_coef``).
 
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +63,7 @@ def used_of(r):
 
 
 def cfg_of(r) -> AcceleratorConfig:
-    names = {f.name for f in fields(AcceleratorConfig)}
-    return AcceleratorConfig(**{k: v for k, v in r["config"].items() if k in names})
+    return AcceleratorConfig.from_dict(r["config"])
 
 
 def fit_ff(sel: list[dict], family: str) -> dict:

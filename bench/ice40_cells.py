@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from apotflow.hw.config import AcceleratorConfig
@@ -41,8 +40,7 @@ def row(run: Path) -> dict:
     if not (work / "nextpnr.log").is_file():  # refused by the logic-cell check, so not placed: pack it here
         pnr(work / "apotflow_board.json", "ice40-up5k", work, 24.0)
     log = (work / "nextpnr.log").read_text(errors="replace")
-    names = {f.name for f in fields(AcceleratorConfig)}
-    cfg = AcceleratorConfig(**{k: v for k, v in synth["config"].items() if k in names})
+    cfg = AcceleratorConfig.from_dict(synth["config"])
     est = estimate(cfg, "ice40-up5k", rom_used=synth.get("rom_used"))
     net = logic_cells(work / "apotflow_board.json", "apotflow_board")
     placed = parse_utilisation(log)["ICESTORM_LC"]["used"]
