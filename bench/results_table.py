@@ -95,6 +95,26 @@ def row(run: dict, path) -> dict:
     return {**{k: run.get(k) for k in KEYS}, **extra}
 
 
+def resolve_float_init(rows: list[dict], pool: list[dict]) -> None:
+    """A ppq run started from another committed run's float phase (``--float-init runs/NAME/float.pt``) has
+    that float model: it takes that run's float accuracy and float epochs (``float_from``: that run's
+    file), so its drop and schedule are measured as if it had trained the float phase itself. A float-init
+    that names no committed run (or one without a float phase) stays unresolved: no float %, not full."""
+    by_out = {}
+    for r in pool:
+        m = re.search(r"--out (\S+)", r.get("command") or "")
+        if m:
+            by_out[m.group(1).rstrip("/")] = r
+    for r in rows:
+        src = by_out.get(str(Path(r["float_init"]).parent)) if r.get("float_init") else None
+        if src is None or src.get("float_phase_acc") is None or src is r:
+            continue
+        r["float_phase_acc"], r["float_from"] = src["float_phase_acc"], src["source"]
+        r["epochs"] = {**r["epochs"], "epochs": src["epochs"]["epochs"]}
+        r["schedule"] = r["schedule"].replace(
+            "(--float-init)", f"{src['epochs']['epochs']} (float phase of {Path(r['float_init']).parent.name})")
+
+
 FULL = {"ppq": {"epochs": 200, "stage_epochs": 40, "qat_epochs": 120}, "spq": {"epochs": 200}}  # the paper's schedules
 DROP_MARGIN = 0.3  # a row's drop may exceed the paper's by this many points (issue 22)
 REDUCTION_MARGIN = 0.05  # size and BOPs reductions within this of the paper's
@@ -117,7 +137,7 @@ def targets(rows: list[dict]) -> list[dict]:
             out.append({**t, "status": r["status"]})
             continue
         t["full_schedule"] = all((r["epochs"].get(k) or 0) >= v for k, v in FULL[r["method"]].items()) \
-            and not r.get("float_init")
+            and (not r.get("float_init") or bool(r.get("float_from")))
         fl = r.get("float_phase_acc") if r["method"] == "ppq" else ppq_float.get(r["model"])
         t["float_acc"] = fl
         t["drop"] = round(100 * (fl - r["accuracy_int"]), 2) if fl is not None else None
@@ -190,6 +210,7 @@ def main(args: list[str]) -> None:
     paths, variants, rechecks = (sorted(a[k]) for k in ("", "--variants", "--recheck"))
     rows = [row(json.loads(Path(p).read_text()), p) for p in paths]
     vrows = [row(json.loads(Path(p).read_text()), p) for p in variants]
+    resolve_float_init(rows + vrows, rows + vrows)
     have = {(r["model"], r["method"]) for r in rows}
     for model in PAPER:
         for method in ("ppq", "spq"):
@@ -216,7 +237,8 @@ def main(args: list[str]) -> None:
              "points: ResNet-20 float 88.83% here after 200 epochs vs 92.61% in the paper).", "",
              "Schedule: epochs of each phase (ppq: float + 2 pruning stages + QAT). Distill: the weight of the "
              "distillation loss (0: the paper's plain cross-entropy); its teacher is the ppq run's own float "
-             "phase, or the checkpoint named in the command. Float %: the ppq run's float model, before pruning. "
+             "phase, or the checkpoint named in the command. Float %: the ppq run's float model, before pruning "
+             "(a run started with --float-init from another run's float phase: that run's). "
              "Train s: training time on the GPU, summed over resumed parts; the runs shared one GPU (MPS) with "
              "up to eight others, so these are not speed figures (bench/train_speed.py is). Recipe: the file "
              "`apotflow train --config FILE` runs the row's command from (docs/cli.md).",

@@ -78,3 +78,28 @@ def test_paper_reductions_count_like_the_integer_network():
     size, bops = paper_reductions.reductions(layers, {16: 12, 32: 23, 64: 45}, True, 8)
     ref = size_and_bops(load(ROOT / "bench/models/resnet20-ppq-jpeg.apot"))
     assert (round(size, 9), round(bops, 9)) == (round(ref["size_reduction"], 9), round(ref["bops_reduction"], 9))
+
+
+def test_float_init_run_takes_its_source_runs_float_phase():
+    """A ppq run started from another committed run's float phase (--float-init runs/NAME/float.pt) has that
+    run's float model: its float %, float epochs and full schedule come from it; an unknown source leaves
+    the run without a float % and not full."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import results_table
+    finally:
+        sys.path.pop(0)
+    full = {"epochs": 200, "stage_epochs": 40, "qat_epochs": 120}
+    src = {"model": "resnet56", "method": "ppq", "command": "apotflow train --out runs/r56-a", "epochs": full,
+           "float_phase_acc": 0.9088, "source": "a.json", "schedule": "200 + 2x40 + 120"}
+    new = {"model": "resnet56", "method": "ppq", "float_init": "runs/r56-a/float.pt", "float_phase_acc": None,
+           "command": "apotflow train --float-init runs/r56-a/float.pt --out runs/r56-b", "source": "b.json",
+           "epochs": {**full, "epochs": None}, "schedule": "(--float-init) + 2x40 + 120", "accuracy_int": 0.898,
+           "size_reduction": 15.89, "bops_reduction": 119.88}
+    orphan = {**new, "float_init": "runs/elsewhere/float.pt", "epochs": dict(new["epochs"])}
+    results_table.resolve_float_init([new, orphan], [src, new, orphan])
+    assert new["float_phase_acc"] == 0.9088 and new["float_from"] == "a.json" and new["epochs"]["epochs"] == 200
+    assert new["schedule"] == "200 (float phase of r56-a) + 2x40 + 120"
+    t, o = results_table.targets([new, orphan])
+    assert t["full_schedule"] and t["drop"] == 1.08 and t["float_acc"] == 0.9088
+    assert orphan["float_phase_acc"] is None and not o["full_schedule"] and o["drop"] is None
