@@ -8,12 +8,13 @@ ACT is split into ``lanes`` banks (bank = address mod lanes, row = address >> la
 The read is given already split: ``rd_row`` = R, ``rd_row1`` = R + 1 (mod rows) and ``rd_rot`` = rot,
 so that a bank's address is a 2:1 mux and no adder sits in front of the block RAMs (the caller
 computes both rows in parallel, see hw/top.py). Only banks ``b < rot`` use ``rd_row1``. The
-pipeline's read (``rd_*``) goes through one more register than the host's (``host_*``, selected by
-``host_sel``): each bank's row (``R`` or ``R + 1``) is registered beside its bank (``ADDR_STAGES``),
-so the fan-out of one row to every bank, spread over the chip, has a cycle of its own; the host
-reads lane 0 alone (``host_row``, ``host_rot``) without it.
+pipeline's read (``rd_*``) goes through two more registers than the host's (``host_*``, selected by
+``host_sel``, one copy per ``COPY_GROUP`` banks): ``rd_*`` registered in a copy per group of
+``COPY_GROUP`` banks (S2a), then each bank's row (``R`` or ``R + 1``) registered beside its bank
+(S2b; ``ADDR_STAGES``), so the fan-out of one row to every bank, spread over the chip, has two cycles;
+the host reads lane 0 alone (``host_row``, ``host_rot``) without them.
 
-Latency 2 (``read_latency``; the pipeline's ``rd_*`` one more): the address presented in cycle t gives the bank words in cycle t+1,
+Latency 2 (``read_latency``; the pipeline's ``rd_*`` two more): the address presented in cycle t gives the bank words in cycle t+1,
 which are registered as they are (nothing but a flip-flop behind the block RAMs' slow outputs: a
 multiplexer of 16 banks spread over the chip right after them costs ~6 ns) and rotated
 combinationally in cycle t+2, when ``rd_data`` is valid. From ``config.SPLIT_LANE_BITS`` (128 lanes) on,
@@ -42,7 +43,8 @@ from .config import AcceleratorConfig
 from .layouts import reject
 
 SPLIT_STAGES = 4  # rotation stages before that register (a 16-way select), the rest after it
-ADDR_STAGES = 1  # the pipeline read's per-bank row register (stage S2b: hw/cycles.pipe counts it)
+ADDR_STAGES = 2  # the pipeline read's row registers: a copy per bank group (S2a), each bank's row (S2b)
+COPY_GROUP = 4  # banks (and lanes, hw/top.py) served by one copy of a register that fans out to all of them
 WRITE_STAGES = 1  # the write's per-bank register (the pipeline's W4 stage: hw/cycles.WB counts it)
 
 
@@ -60,6 +62,20 @@ def tail_split(cfg: AcceleratorConfig, family: str | None = None) -> int | None:
     depth = max(d for d, w in _ECP5_BRAMS[0]["shapes"] if w >= cfg.act_bits)
     rows = cfg.act_bank_rows
     return depth if depth < rows <= depth + depth // 4 else None
+
+
+def copies(cfg: AcceleratorConfig) -> int:
+    """How many copies of a register that would fan out to every bank (or lane) the RTL keeps: one per
+    ``COPY_GROUP`` banks. One register driving 64 banks or lanes spread over the ECP5-85k spent 12 to 14 ns
+    of a 15 to 16 ns path in routing (docs/resources.md); a copy per group sits near its group. The copies
+    are identical, so they carry ``keep`` (``keep_attrs``) and the synthesis flow keeps their flip-flops
+    apart (hw/flows/yosys.py), which Yosys' opt_merge would merge back into one."""
+    return -(-cfg.lanes // COPY_GROUP)
+
+
+def keep_attrs() -> dict:
+    """The attributes of a register copy that synthesis must not merge with its twins (``copies``)."""
+    return {"keep": 1}
 
 
 def read_latency(cfg: AcceleratorConfig) -> int:
@@ -110,7 +126,7 @@ class BankedActMem(wiring.Component):
             "rd_row": In(cfg.addr_bits - cfg.lane_bits),
             "rd_row1": In(cfg.addr_bits - cfg.lane_bits),
             "rd_rot": In(max(1, cfg.lane_bits)),
-            "host_sel": In(1),
+            "host_sel": In(copies(cfg)),  # copy b // COPY_GROUP selects bank b's address
             "host_row": In(cfg.addr_bits - cfg.lane_bits),
             "host_rot": In(max(1, cfg.lane_bits)),
             "rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),
@@ -127,9 +143,18 @@ class BankedActMem(wiring.Component):
         m = Module()
         L, lb = cfg.lanes, cfg.lane_bits
         row_bits = cfg.addr_bits - lb
-        rot_p = Signal(max(1, lb))  # the pipeline's rotation, beside its per-bank rows
-        m.d.sync += rot_p.eq(self.rd_rot if lb else 0)
-        rot = Mux(self.host_sel, self.host_rot, rot_p) if lb else 0
+        # S2a: the pipeline's rows and rotation registered, one copy per group of COPY_GROUP banks (kept apart
+        # in synthesis: one register fanned out to every bank spread over the die was most of a cycle of routing)
+        n = copies(cfg)
+        row_g = [Signal(row_bits, name=f"rd_row_g{g}", attrs=keep_attrs()) for g in range(n)]
+        row1_g = [Signal(row_bits, name=f"rd_row1_g{g}", attrs=keep_attrs()) for g in range(n)]
+        rot_g = [Signal(max(1, lb), name=f"rd_rot_g{g}", attrs=keep_attrs()) for g in range(n)]
+        m.d.sync += [row_g[g].eq(self.rd_row) for g in range(n)]
+        m.d.sync += [row1_g[g].eq(self.rd_row1) for g in range(n)]
+        m.d.sync += [rot_g[g].eq(self.rd_rot if lb else 0) for g in range(n)]
+        rot_p = Signal(max(1, lb))  # the pipeline's rotation, beside its per-bank rows (S2b)
+        m.d.sync += rot_p.eq(rot_g[0])
+        rot = Mux(self.host_sel[0], self.host_rot, rot_p) if lb else 0
         rot_q, rot_qq, rot_q3 = Signal(max(1, lb)), Signal(max(1, lb)), Signal(max(1, lb))
         m.d.sync += [rot_q.eq(rot), rot_qq.eq(rot_q), rot_q3.eq(rot_qq)]
         split = SPLIT_STAGES if read_latency(cfg) == 3 else None
@@ -145,8 +170,9 @@ class BankedActMem(wiring.Component):
                 init = [int(self.init[r * L + b]) if r * L + b < len(self.init) else 0 for r in range(rows)]
             raddr, rdata = Signal(row_bits, name=f"bank{b}_raddr"), Signal(cfg.act_bits, name=f"bank{b}_rdata")
             raddr_p = Signal(row_bits, name=f"bank{b}_raddr_p")  # registered next to the bank
-            m.d.sync += raddr_p.eq(Mux(b < (self.rd_rot if lb else 0), self.rd_row1, self.rd_row))
-            m.d.comb += raddr.eq(Mux(self.host_sel, self.host_row, raddr_p))
+            g = b // COPY_GROUP
+            m.d.sync += raddr_p.eq(Mux(b < rot_g[g], row1_g[g], row_g[g]))
+            m.d.comb += raddr.eq(Mux(self.host_sel[g], self.host_row, raddr_p))
             # The bank's write enable and row registered beside it (``WRITE_STAGES``), after the
             # pipeline/host select and the bank decode: nothing but a flip-flop before the memory's
             # write port. The two writers never overlap (the pipeline writes while busy, the host while

@@ -21,11 +21,12 @@ the datapath registers it.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .actmem import copies, keep_attrs
 from .config import AcceleratorConfig
 from .layouts import reject, struct
 
@@ -59,6 +60,7 @@ class Sequencer(wiring.Component):
             "pipe_busy": In(1),  # front_busy or a write in the last stage (W3)
             "busy": Out(1),
             "own": Out(1),  # busy & ~done, registered: the pipeline owns the ACT ports (else the host)
+            "own_copies": Out(copies(cfg)),  # own, one kept copy per group of ACT banks (actmem.copies)
             "idle": Out(1, init=1),  # ~busy, registered: the host may write ACT
             "done": Out(1),
             "cycles": Out(32),
@@ -145,6 +147,14 @@ class Sequencer(wiring.Component):
         # host/pipeline select fans out to every bank, so it comes from a flip-flop, not the FSM decode.
         # Entering or staying in DRAIN, done follows pipe_idle one cycle later: own <= ~pipe_idle's next value.
         own_next_drain = self.pipe_busy | self.issue.valid
+        # own_copies: the same register, one copy per group of ACT banks (kept apart in synthesis), each
+        # driving only its group's address selects
+        own_q = [Signal(name=f"own_g{g}", attrs=keep_attrs()) for g in range(copies(cfg))]
+        m.d.comb += self.own_copies.eq(Cat(*own_q))
+
+        def own_eq(v):
+            return [self.own.eq(v), *(o.eq(v) for o in own_q)]
+
         first_layer = Signal()
         settle = Signal(3)
         with m.If(settle != 4):
@@ -159,7 +169,7 @@ class Sequencer(wiring.Component):
 
         with m.FSM(name="seq"):
             with m.State("IDLE"):
-                m.d.sync += [self.own.eq(self.start), self.idle.eq(~self.start)]
+                m.d.sync += [*own_eq(self.start), self.idle.eq(~self.start)]
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), settle.eq(0), layer_cyc.eq(0), total.eq(0), first_layer.eq(1)]
                     m.next = "WAIT"
@@ -170,7 +180,7 @@ class Sequencer(wiring.Component):
                 # previous layer's last write is in its final stage (front_busy low; registered, so
                 # one cycle later).
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [self.own.eq(1), self.idle.eq(0)]
+                m.d.sync += [*own_eq(1), self.idle.eq(0)]
                 with m.If(settle == 1):
                     m.d.comb += self.rq_addr.eq(prog.rq_start)
                     m.d.sync += [rq_next.eq(prog.rq_start), rq_next1.eq(prog.rq_start + 1)]
@@ -196,13 +206,13 @@ class Sequencer(wiring.Component):
                     with m.If(prog.n_ch != 0):
                         m.next = "RUN"
                     with m.Elif(prog.last):
-                        m.d.sync += self.own.eq(own_next_drain)
+                        m.d.sync += own_eq(own_next_drain)
                         m.next = "DRAIN"
                     with m.Else():
                         m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [self.own.eq(1), self.idle.eq(0)]
+                m.d.sync += [*own_eq(1), self.idle.eq(0)]
                 iss = self.issue
                 m.d.comb += [
                     iss.valid.eq(go), iss.first.eq(e == 0), iss.last.eq(last_e), iss.null.eq(null),
@@ -233,14 +243,14 @@ class Sequencer(wiring.Component):
                             ]
                             with m.If(c1 == desc.n_ch):
                                 with m.If(desc.last):
-                                    m.d.sync += self.own.eq(own_next_drain)
+                                    m.d.sync += own_eq(own_next_drain)
                                     m.next = "DRAIN"
                                 with m.Else():
                                     m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
                                     m.next = "WAIT"
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [self.own.eq(Mux(pipe_idle, 0, own_next_drain)), self.idle.eq(pipe_idle)]
+                m.d.sync += [*own_eq(Mux(pipe_idle, 0, own_next_drain)), self.idle.eq(pipe_idle)]
                 with m.If(pipe_idle):
                     m.d.comb += [self.perf_we.eq(1), self.done.eq(1)]
                     m.d.sync += self.cycles.eq(total + 1)

@@ -45,7 +45,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import ecp5, isa
-from .actmem import BankedActMem, read_latency, tail_split
+from .actmem import COPY_GROUP, BankedActMem, copies, keep_attrs, read_latency, tail_split
 from .config import SPRAM_BITS, SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
 from .lane import LATENCY, lane_ctrl_layout
@@ -385,10 +385,10 @@ class Accelerator(wiring.Component):
         # and row R = off_row + p0_row; banks b < rot read R + 1. Padding mask per lane.
         ent = s2.ent
         rd_row, rd_row1, rd_rot = Signal(row_bits), Signal(row_bits), Signal(max(1, lb))
-        m.d.sync += [rd_row.eq((ent.off >> lb) + (s2.iss.p0 >> lb)), rd_row1.eq((ent.off >> lb) + s2.p0_row1),
+        m.d.comb += [rd_row.eq((ent.off >> lb) + (s2.iss.p0 >> lb)), rd_row1.eq((ent.off >> lb) + s2.p0_row1),
                      rd_rot.eq(ent.off[:lb] if lb else 0)]
-        # S2a: the rows registered (then, S2b, each bank's row beside it in BankedActMem); the entry
-        # waits for its bank words in s2a, s2b.
+        # S2a: the rows registered in BankedActMem, a copy per group of banks (then, S2b, each bank's row
+        # beside it); the entry waits for its bank words in s2a, s2b.
         s2_layout = s2.shape()
         s2a, s2b = Signal(s2_layout, name="s2a"), Signal(s2_layout, name="s2b")
         m.d.sync += [s2a.eq(s2), s2b.eq(s2a)]
@@ -454,13 +454,15 @@ class Accelerator(wiring.Component):
 
         # S5: each lane's operand registered once more, so that it can sit next to its lane (the
         # rotation pulls S4 towards the banks: 2.8 ns of routing into the lane otherwise). The
-        # controls are one shared register (Yosys merges per-lane copies of identical registers).
-        ctrl5 = Signal(lane_ctrl_layout(cfg))
-        m.d.sync += ctrl5.eq(s4.ctrl)
+        # controls: a copy per group of COPY_GROUP lanes, kept apart in synthesis (``keep_attrs``: one
+        # register for all 64 lanes was the 64-lane ResNet-8 build's critical path, 13.77 of its 15.24 ns
+        # routing), so each lane's S2/S3 controls and shift decode come from its group's copy too.
+        ctrl5 = [Signal(lane_ctrl_layout(cfg), name=f"ctrl5_g{g}", attrs=keep_attrs()) for g in range(copies(cfg))]
+        m.d.sync += [c.eq(s4.ctrl) for c in ctrl5]
         for l, ln in enumerate(lanes):
             a_l = Signal(cfg.act_bits, name=f"lane{l}_a")
             m.d.sync += a_l.eq(s4.a[l])
-            m.d.comb += [ln.ctrl.eq(ctrl5), ln.a.eq(a_l)]
+            m.d.comb += [ln.ctrl.eq(ctrl5[l // COPY_GROUP]), ln.a.eq(a_l)]
         s4b = Signal(tail)
         m.d.sync += s4b.eq(s4.tail)
 
@@ -549,7 +551,7 @@ class Accelerator(wiring.Component):
         # pipeline writes only while busy, the host only while not.
         m.d.comb += [act.rd_row.eq(rd_row), act.rd_row1.eq(rd_row1), act.rd_rot.eq(rd_rot),
                      act.host_row.eq(self.host_addr >> lb), act.host_rot.eq(self.host_addr[:lb] if lb else 0),
-                     act.host_sel.eq(~seq.own),  # own = busy & ~done, registered (the select fans out to every bank)
+                     act.host_sel.eq(~seq.own_copies),  # own = busy & ~done, registered, a copy per bank group
                      act.host_wr_addr.eq(self.host_addr), act.host_wr_data.eq(self.host_wdata),
                      act.host_wr_en.eq(self.host_we & seq.idle)]  # seq.idle = ~busy, registered
         m.d.comb += self.host_rdata.eq(act.rd_data[0])

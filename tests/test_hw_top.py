@@ -233,9 +233,9 @@ def test_registered_port_selects_equal_busy_and_done(seed, monkeypatch):
 
     def on_cycle(ctx, dut):
         seq = seqs[0]
-        b, d, own, idle = (ctx.get(s) for s in (seq.busy, seq.done, seq.own, seq.idle))
-        if own != (b & ~d & 1) or idle != 1 - b:
+        b, d, own, idle, oc = (ctx.get(s) for s in (seq.busy, seq.done, seq.own, seq.idle, seq.own_copies))
+        if own != (b & ~d & 1) or idle != 1 - b or oc != own * (2 ** len(seq.own_copies) - 1):
             bad.append((b, d, own, idle))
 
     check_program(cfg, images, act, on_cycle=on_cycle)
-    assert not bad, f"{len(bad)} cycles with own != busy & ~done or idle != ~busy, first (busy, done, own, idle) {bad[0]}"
+    assert not bad, f"{len(bad)} cycles with own (or a copy) != busy & ~done or idle != ~busy, first (busy, done, own, idle) {bad[0]}"

@@ -70,6 +70,10 @@ def synth_script(
         sv = " -sv" if str(f).endswith(".sv") else ""
         path = os.path.relpath(Path(f).resolve(), Path(workdir).resolve()) if workdir else str(f)
         lines.append(f'read_verilog{sv} "{path}"')
+    # Registers the RTL replicates on purpose (per-group copies of one value, e.g. hw/top.py's lane controls)
+    # carry ``keep`` on their wire; the flip-flops driving such a wire get it too, or opt_merge merges the
+    # identical copies back into one (a keep on the wire alone does not stop it).
+    lines += ["proc", "setattr -set keep 1 a:keep %ci1:+[Q] t:* %i"]
     synth = TARGETS[target][1].format(top=top)
     if extra_synth_args:
         first, *rest = synth.split("\n")
