@@ -262,12 +262,12 @@ VERILOG_MUTANTS = [
                   "+", "-", what="output addresses below the channel base"),
     VerilogMutant("raw-we", "enable", "hw/top.py", "w3.out_we.eq(w2.valid & raw)", "&", "|",
                   what="raw outputs written without a valid write"),
-    VerilogMutant("act-we", "enable", "hw/top.py", "w3.act_we.eq(w2.valid & ~raw)", "&", "|",
+    VerilogMutant("act-we", "enable", "hw/top.py", "act_we2.eq(w2.valid & ~raw)", "&", "|",
                   what="activations written without a valid write"),
-    VerilogMutant("wb-next", "comparator", "hw/top.py", "with m.If(wb_k == wb.nvalid - 1)", "==", "!=",
+    VerilogMutant("wb-next", "comparator", "hw/top.py", "wb_end.eq(wb_k == wb.nvalid - 1)", "==", "!=",
                   what="the writeback buffer's last lane misdetected"),
     # the banked activation memory
-    VerilogMutant("bank-we", "comparator", "hw/actmem.py", "pw.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b))",
+    VerilogMutant("bank-we", "comparator", "hw/actmem.py", "pw.eq(self.wr_en[g] & ((self.wr_addr[g][:lb] if lb else 0) == b))",
                   "==", "!=", where=r"3'h5", module=ACT, what="bank 5's write enable inverted"),
 ]
 

@@ -130,8 +130,8 @@ class BankedActMem(wiring.Component):
             "host_row": In(cfg.addr_bits - cfg.lane_bits),
             "host_rot": In(max(1, cfg.lane_bits)),
             "rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),
-            "wr_en": In(1),
-            "wr_addr": In(cfg.addr_bits),
+            "wr_en": In(copies(cfg)),  # the pipeline's write, a copy per group of banks (bank b: copy b // COPY_GROUP)
+            "wr_addr": In(data.ArrayLayout(cfg.addr_bits, copies(cfg))),
             "wr_data": In(cfg.act_bits),
             "host_wr_en": In(1),
             "host_wr_addr": In(cfg.addr_bits),
@@ -155,15 +155,20 @@ class BankedActMem(wiring.Component):
         rot_p = Signal(max(1, lb))  # the pipeline's rotation, beside its per-bank rows (S2b)
         m.d.sync += rot_p.eq(rot_g[0])
         rot = Mux(self.host_sel[0], self.host_rot, rot_p) if lb else 0
-        rot_q, rot_qq, rot_q3 = Signal(max(1, lb)), Signal(max(1, lb)), Signal(max(1, lb))
-        m.d.sync += [rot_q.eq(rot), rot_qq.eq(rot_q), rot_q3.eq(rot_qq)]
         split = SPLIT_STAGES if read_latency(cfg) == 3 else None
+        # the rotation's selects (rot_qq, and rot_q3 after the mid-way register) drive lanes x act_bits
+        # multiplexers a stage (2,156 LUT inputs from one bit in the 64-lane ResNet-8 netlist): a copy per
+        # group of COPY_GROUP lanes, each selecting its group's outputs of every stage
+        rot_q = Signal(max(1, lb))
+        rot_qq = [Signal(max(1, lb), name=f"rot_qq_g{g}", attrs=keep_attrs()) for g in range(n)]
+        rot_q3 = [Signal(max(1, lb), name=f"rot_q3_g{g}", attrs=keep_attrs()) for g in range(n)] if split else []
+        m.d.sync += [rot_q.eq(rot), *(c.eq(rot_q) for c in rot_qq), *(c.eq(rot_qq[0]) for c in rot_q3)]
         outs_q = []
         rows = cfg.act_bank_rows
         # The word written, one register for every bank (a per-bank copy would put the requantizer's
         # level mux in front of `lanes` registers: the ResNet-8 ECP5-25k build's critical path).
         wdata_q = Signal(cfg.act_bits, name="wdata")
-        m.d.sync += wdata_q.eq(Mux(self.wr_en, self.wr_data, self.host_wr_data))
+        m.d.sync += wdata_q.eq(Mux(self.wr_en[0], self.wr_data, self.host_wr_data))
         for b in range(L):
             init = [0] * rows
             if self.init is not None:
@@ -178,11 +183,11 @@ class BankedActMem(wiring.Component):
             # write port. The two writers never overlap (the pipeline writes while busy, the host while
             # not), so the pipeline's write selects the row without a host/pipeline select.
             pw = Signal(name=f"bank{b}_pw")
-            m.d.comb += pw.eq(self.wr_en & ((self.wr_addr[:lb] if lb else 0) == b))
+            m.d.comb += pw.eq(self.wr_en[g] & ((self.wr_addr[g][:lb] if lb else 0) == b))
             hw = self.host_wr_en & ((self.host_wr_addr[:lb] if lb else 0) == b)
             we = Signal(name=f"bank{b}_we")
             wrow_q = Signal(row_bits, name=f"bank{b}_wrow")
-            m.d.sync += [we.eq(pw | hw), wrow_q.eq(Mux(pw, self.wr_addr >> lb, self.host_wr_addr >> lb))]
+            m.d.sync += [we.eq(pw | hw), wrow_q.eq(Mux(pw, self.wr_addr[g] >> lb, self.host_wr_addr >> lb))]
             if self.outreg:
                 outs_q.append(self._outreg_bank(m, b, raddr, we, wrow_q, wdata_q, init))
                 continue
@@ -238,7 +243,8 @@ class BankedActMem(wiring.Component):
                 r = rot_q3
             step = 1 << k
             nxt = [Signal(cfg.act_bits, name=f"rot{k}_{lane}") for lane in range(L)]
-            m.d.comb += [nxt[lane].eq(Mux(r[k], v[(lane + step) % L], v[lane])) for lane in range(L)]
+            m.d.comb += [nxt[lane].eq(Mux(r[lane // COPY_GROUP][k], v[(lane + step) % L], v[lane]))
+                         for lane in range(L)]
             v = nxt
         for lane in range(L):
             m.d.comb += self.rd_data[lane].eq(v[lane])

@@ -487,15 +487,27 @@ class Accelerator(wiring.Component):
             w1.valid.eq(wb_pending), w1.acc.eq(wb_acc[0]),
             w1.p.eq(Cat(wb_k[:lb], wb.p0[lb:])), w1.ch_base.eq(wb.ch_base),
         ]
+        # The buffer's load (s5.last) and shift (wb_pending) enables reach every lane's accumulator copy: a
+        # copy of each per group of COPY_GROUP lanes, registered from the same next values (kept apart).
+        wb_end = Signal()
+        m.d.comb += wb_end.eq(wb_k == wb.nvalid - 1)
         with m.If(wb_pending):
-            m.d.sync += [wb_acc[l].eq(wb_acc[l + 1]) for l in range(L - 1)]
-            with m.If(wb_k == wb.nvalid - 1):
+            with m.If(wb_end):
                 m.d.sync += wb_pending.eq(0)
             with m.Else():
                 m.d.sync += wb_k.eq(wb_k + 1)
         with m.If(s5.last):
             m.d.sync += [wb.eq(s5), wb_pending.eq(1), wb_k.eq(0)]
-            m.d.sync += [wb_acc[l].eq(lanes[l].acc) for l in range(L)]
+        n = copies(cfg)
+        wb_load = [Signal(name=f"wb_load_g{g}", attrs=keep_attrs()) for g in range(n)]  # = s5.last
+        wb_shift = [Signal(name=f"wb_shift_g{g}", attrs=keep_attrs()) for g in range(n)]  # = wb_pending
+        m.d.sync += [c.eq(tails[-2].last) for c in wb_load]
+        m.d.sync += [c.eq(s5.last | (wb_pending & ~wb_end)) for c in wb_shift]
+        for l in range(L):
+            g = l // COPY_GROUP
+            nxt = Mux(wb_load[g], lanes[l].acc, wb_acc[l + 1] if l < L - 1 else wb_acc[l])
+            with m.If(wb_load[g] | wb_shift[g]):
+                m.d.sync += wb_acc[l].eq(nxt)
 
         # W1: the RQ row arrives and is registered; output address (linear or 2x2 phase-split).
         nthr = cfg.max_levels - 1
@@ -519,12 +531,18 @@ class Accelerator(wiring.Component):
         # W3's write enables (ACT or OUT) decoded from the layer's mode in W2, registered: no descriptor
         # decode in front of the banks' write enables and rows (desc is the same layer's from W1 to W4:
         # the next layer starts only when nothing is in flight before W4).
-        w3 = Signal(data.StructLayout({"valid": 1, "act_we": 1, "out_we": 1, "acc": signed(cfg.acc_bits),
-                                       "addr": cfg.addr_bits}))
+        w3 = Signal(data.StructLayout({"valid": 1, "out_we": 1, "acc": signed(cfg.acc_bits), "addr": cfg.addr_bits}))
         raw = desc.mode == isa.MODE_RAW
         m.d.sync += [w3.valid.eq(w2.valid), w3.acc.eq(w2.acc), w3.addr.eq(w2.addr)]
-        m.d.sync += w3.act_we.eq(w2.valid & ~raw)  # one line each: bench/mutants.py locates them by line
+        act_we2 = Signal()
+        m.d.comb += act_we2.eq(w2.valid & ~raw)  # one line each: bench/mutants.py locates them by line
         m.d.sync += w3.out_we.eq(w2.valid & raw)
+        # W3's ACT write enable and address, a copy per group of COPY_GROUP banks (kept apart): each drives
+        # only its group's bank decodes and row registers, not all 64 banks spread over the die
+        w3_we = [Signal(name=f"w3_act_we_g{g}", attrs=keep_attrs()) for g in range(n)]
+        w3_addr = [Signal(cfg.addr_bits, name=f"w3_addr_g{g}", attrs=keep_attrs()) for g in range(n)]
+        m.d.sync += [c.eq(act_we2) for c in w3_we]
+        m.d.sync += [c.eq(w2.addr) for c in w3_addr]
         m.d.comb += [
             out_wr.addr.eq(w3.addr), out_wr.data.eq(w3.acc), out_wr.en.eq(w3.out_we),
         ]
@@ -533,7 +551,8 @@ class Accelerator(wiring.Component):
         # port. w4_valid marks the stage for the drain.
         w4_valid = Signal()
         m.d.sync += w4_valid.eq(w3.valid)
-        m.d.comb += [act.wr_en.eq(w3.act_we), act.wr_addr.eq(w3.addr), act.wr_data.eq(rqu.value)]
+        m.d.comb += [act.wr_en.eq(Cat(*w3_we)), act.wr_data.eq(rqu.value)]
+        m.d.comb += [act.wr_addr[g].eq(w3_addr[g]) for g in range(n)]
         in_lanes = 0
         for t in tails:
             in_lanes = in_lanes | t.last
