@@ -78,6 +78,15 @@ def keep_attrs() -> dict:
     return {"keep": 1}
 
 
+def pipe_split(cfg: AcceleratorConfig) -> int:
+    """Stages of the pipeline's read rotation (``rd_pipe``) before its register: half of them where
+    ``rd_data`` is not registered mid-way (below 128 lanes), else all (``rd_pipe`` is ``rd_data``
+    registered). The register is the one hw/top.py's S4 had after the whole rotation: the same latency,
+    but the rotation from 64 banks to 64 lanes across the die is split over two cycles."""
+    lb = cfg.lane_bits
+    return (lb + 1) // 2 if read_latency(cfg) == 2 else lb
+
+
 def read_latency(cfg: AcceleratorConfig) -> int:
     """Cycles from rd_row/rd_row1/rd_rot to rd_data (``AcceleratorConfig.act_read_latency``)."""
     return cfg.act_read_latency
@@ -130,6 +139,7 @@ class BankedActMem(wiring.Component):
             "host_row": In(cfg.addr_bits - cfg.lane_bits),
             "host_rot": In(max(1, cfg.lane_bits)),
             "rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),
+            "rd_pipe": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),  # rd_data a cycle later (``pipe_split``)
             "wr_en": In(copies(cfg)),  # the pipeline's write, a copy per group of banks (bank b: copy b // COPY_GROUP)
             "wr_addr": In(data.ArrayLayout(cfg.addr_bits, copies(cfg))),
             "wr_data": In(cfg.act_bits),
@@ -236,18 +246,41 @@ class BankedActMem(wiring.Component):
         # set, so lane l ends on bank (l + rot) mod lanes. Written as an array index per lane (a
         # lanes-way case on rot + l), Yosys/ABC9 map it at 64 lanes to 64:1 mux trees (~3x the LUTs,
         # 20k PFUMX/L6MUX21 in the digits build); this is lanes x act_bits x lane_bits 2:1 muxes.
-        v, r = outs_q, rot_qq
-        for k in range(lb):
-            if k == split:  # registered mid-way (latency 3); the later stages use the rotation one cycle later
-                v = [_registered(m, v[lane], f"rot{k}_q_{lane}") for lane in range(L)]
-                r = rot_q3
-            step = 1 << k
-            nxt = [Signal(cfg.act_bits, name=f"rot{k}_{lane}") for lane in range(L)]
-            m.d.comb += [nxt[lane].eq(Mux(r[lane // COPY_GROUP][k], v[(lane + step) % L], v[lane]))
-                         for lane in range(L)]
-            v = nxt
+        def rotate(v, stages, r, name):
+            for k in stages:
+                step = 1 << k
+                nxt = [Signal(cfg.act_bits, name=f"{name}{k}_{lane}") for lane in range(L)]
+                m.d.comb += [nxt[lane].eq(Mux(r[lane // COPY_GROUP][k], v[(lane + step) % L], v[lane]))
+                             for lane in range(L)]
+                v = nxt
+            return v
+
+        # rd_data (the host's lane 0; every lane in the unit tests): the whole rotation in one cycle, or
+        # registered after `split` stages (latency 3), the later stages using the rotation a cycle later
+        psplit = pipe_split(cfg)
+        v = rotate(outs_q, range(min(lb, split if split is not None else lb, psplit)), rot_qq, "rot")
+        half = v  # the pipeline's words after its first psplit stages
+        if split is not None:
+            v = rotate(v, range(psplit, split), rot_qq, "rot")
+            v = [_registered(m, v[lane], f"rot{split}_q_{lane}") for lane in range(L)]
+            v = rotate(v, range(split, lb), rot_q3, "rot")
+        else:
+            v = rotate(v, range(psplit, lb), rot_qq, "rot")
         for lane in range(L):
             m.d.comb += self.rd_data[lane].eq(v[lane])
+        # rd_pipe: the pipeline's words, a cycle after rd_data: the rotation registered after its first
+        # psplit stages (a copy of the rotation's selects a group for the later stages), the rest in the
+        # next cycle, so that neither half of the die-wide rotation shares a cycle with the other; from
+        # 128 lanes on (rd_data registered mid-way) the whole of rd_data registered
+        if split is not None:
+            v = [_registered(m, v[lane], f"pipe_q_{lane}") for lane in range(L)]
+        else:
+            rot_late = [Signal(max(1, lb), name=f"rot_late_g{g}", attrs=keep_attrs()) for g in range(n)]
+            m.d.sync += [rot_late[g].eq(rot_qq[g]) for g in range(n)]
+            v = [_registered(m, half[lane], f"pipe_q_{lane}") for lane in range(L)]
+            v = rotate(v, range(psplit, lb), rot_late, "prot")
+        for lane in range(L):
+            m.d.comb += self.rd_pipe[lane].eq(v[lane])
         return m
 
 

@@ -436,11 +436,11 @@ class Accelerator(wiring.Component):
             m.d.sync += s4in.eq(s3b)
             s3c_valid = s4in.iss.valid
 
-        # S4: rotated bank words; mask padding.
+        # S4: the bank words' rotation to lanes, registered after its first stages in BankedActMem
+        # (``actmem.pipe_split``); the padding mask registered.
         tail = data.StructLayout({"last": 1, "p0": pb, "nvalid": cfg.lane_bits + 1,
                                   "ch_base": cfg.addr_bits, "rq_row": cfg.rq_addr_bits})
-        s4 = Signal(data.StructLayout({"ctrl": lane_ctrl_layout(cfg), "a": data.ArrayLayout(cfg.act_bits, L),
-                                       "tail": tail}))
+        s4 = Signal(data.StructLayout({"ctrl": lane_ctrl_layout(cfg), "mask": L, "tail": tail}))
         m.d.sync += [
             s4.ctrl.valid.eq(s4in.iss.valid), s4.ctrl.first.eq(s4in.iss.first), s4.ctrl.sign.eq(s4in.ent.sign),
             s4.ctrl.bias.eq(s4in.iss.bias), s4.ctrl.rmax.eq(desc.rmax & s4in.ent.real & ~s4in.iss.null),
@@ -449,11 +449,10 @@ class Accelerator(wiring.Component):
         ]
         for t in range(cfg.terms):
             m.d.sync += [s4.ctrl.en[t].eq(getattr(s4in.ent, f"en{t}")), s4.ctrl.s[t].eq(getattr(s4in.ent, f"s{t}"))]
-        for l in range(L):
-            m.d.sync += s4.a[l].eq(Mux(s4in.mask[l], act.rd_data[l], 0))
+        m.d.sync += s4.mask.eq(s4in.mask)
 
-        # S5: each lane's operand registered once more, so that it can sit next to its lane (the
-        # rotation pulls S4 towards the banks: 2.8 ns of routing into the lane otherwise). The
+        # S5: the rest of the rotation (``act.rd_pipe``), padding masked, each lane's operand registered
+        # next to its lane (S4 sits towards the banks: 2.8 ns of routing into the lane otherwise). The
         # controls: a copy per group of COPY_GROUP lanes, kept apart in synthesis (``keep_attrs``: one
         # register for all 64 lanes was the 64-lane ResNet-8 build's critical path, 13.77 of its 15.24 ns
         # routing), so each lane's S2/S3 controls and shift decode come from its group's copy too.
@@ -461,7 +460,7 @@ class Accelerator(wiring.Component):
         m.d.sync += [c.eq(s4.ctrl) for c in ctrl5]
         for l, ln in enumerate(lanes):
             a_l = Signal(cfg.act_bits, name=f"lane{l}_a")
-            m.d.sync += a_l.eq(s4.a[l])
+            m.d.sync += a_l.eq(Mux(s4.mask[l], act.rd_pipe[l], 0))
             m.d.comb += [ln.ctrl.eq(ctrl5[l // COPY_GROUP]), ln.a.eq(a_l)]
         s4b = Signal(tail)
         m.d.sync += s4b.eq(s4.tail)

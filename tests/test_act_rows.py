@@ -25,7 +25,7 @@ def _bank_reads(split_rows, ops, outreg=None):
     """rd_data of a 4-lane ACT (banks of 12 live rows) after each (write address, value, read row, rot)."""
     cfg = AcceleratorConfig(lanes=4, act_depth=64, act_rows=12, out_depth=16)
     dut = BankedActMem(cfg, split_rows=split_rows, outreg=outreg)
-    seen = []
+    seen, pipe = [], []
 
     async def bench(ctx):
         for waddr, value, row, rot in ops:
@@ -43,11 +43,14 @@ def _bank_reads(split_rows, ops, outreg=None):
             ctx.set(dut.rd_rot, rot)
             await ctx.tick()
             seen.append([int(v) for v in ctx.get(dut.rd_data)])
+            pipe.append([int(v) for v in ctx.get(dut.rd_pipe)])
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
+    # the pipeline's words (its rotation registered half-way, actmem.pipe_split): rd_data a cycle later
+    assert pipe[1:] == seen[:-1]
     return seen
 
 
