@@ -16,8 +16,8 @@ Six pins in all plus clk/rst. ``busy`` and ``done`` reach their pins through a r
 after the core's): the core's FSM decode then drives flip-flops only, not a net to the pad as well
 (the ResNet-8 ECP5-25k build's critical path at 8fb4a2f ran from the FSM state through the net of
 the ``busy`` pin to the per-layer cycle counter, 9.28 of its 10.99 ns routing). Latency: the ports see the input register directly (no extra cycle);
-reads come back one cycle after the address (ACT: two; as on ``apotflow_top``), so capture two cycles
-later.
+reads come back one cycle after the address (ACT: three, ``top.host_act_latency``; as on
+``apotflow_top``), so capture that many cycles later.
 The shell costs about in+out register bits of flip-flops and a few LUTs (the estimator adds it).
 """
 

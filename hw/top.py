@@ -30,8 +30,9 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1
 (the perf counters' last write lands at the end of the cycle after done),
-ACT's in cycle t+2 (``host_act_latency``: it shares the pipeline's registered bank words; t+3 from
-128 lanes on, where the ACT rotation is registered mid-way and S3 has a second register, S3c).
+ACT's in cycle t+3 (``host_act_latency``: it shares the pipeline's registered bank words and its
+rotation, registered half-way, ``BankedActMem.rd_pipe``; from 128 lanes on the rotation registered
+mid-way, ``rd_data``, where S3 has a second register, S3c).
 ACT host access is for when ``busy`` is low. With ``cfg.wgt_ram`` WGT is a RAM with no contents
 (``wgt_ram``; SPRAM on the iCE40 UP5K) and the host writes the weight image (wgt.hex, one entry a
 word) through ``wgt_we``/``wgt_waddr``/``wgt_wdata`` while ``busy`` is low, before the first start.
@@ -199,8 +200,12 @@ def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool,
 
 
 def host_act_latency(cfg: AcceleratorConfig) -> int:
-    """Cycles from host_addr to host_rdata on the ACT port (OUT and perf ports: one)."""
-    return read_latency(cfg)
+    """Cycles from host_addr to host_rdata on the ACT port (OUT and perf ports: one): 3. The host reads
+    lane 0 of the pipeline's read (``rd_pipe``, whose rotation has a register half-way; from 128 lanes on
+    ``rd_data``, registered mid-way): with the whole rotation in one cycle (2 before s19) the host's
+    64-way select from the banks to the serial shell's capture register was the 64-lane ResNet-8
+    build's critical path (13.75 ns at f92babb, docs/resources.md)."""
+    return read_latency(cfg) + 1 if read_latency(cfg) == 2 else read_latency(cfg)
 
 
 def accelerator_signature(cfg: AcceleratorConfig) -> dict:
@@ -562,7 +567,7 @@ class Accelerator(wiring.Component):
                                       | wb_pending | w1.valid | w2.valid | w3.valid)
         m.d.comb += seq.pipe_busy.eq(seq.front_busy | w4_valid)
 
-        # ACT: pipeline or host (the host reads lane 0 only: row1 is not needed; latency 2). The host has
+        # ACT: pipeline or host (the host reads lane 0 only: row1 is not needed; latency 3). The host has
         # the read port from the done cycle on (the pipeline is empty by then), so a read presented with
         # done is served; it writes only while busy is low (its write lands at the end of the next
         # cycle, registered beside the bank as the pipeline's W4 is). The writes need no select: the
@@ -572,5 +577,5 @@ class Accelerator(wiring.Component):
                      act.host_sel.eq(~seq.own_copies),  # own = busy & ~done, registered, a copy per bank group
                      act.host_wr_addr.eq(self.host_addr), act.host_wr_data.eq(self.host_wdata),
                      act.host_wr_en.eq(self.host_we & seq.idle)]  # seq.idle = ~busy, registered
-        m.d.comb += self.host_rdata.eq(act.rd_data[0])
+        m.d.comb += self.host_rdata.eq(act.rd_pipe[0] if read_latency(cfg) == 2 else act.rd_data[0])
         return m
