@@ -216,3 +216,39 @@ def test_missed_constraint_names_best_fmax_shortfall_and_path():
         missed_constraint({"fmax_mhz": 83.33, "constraint_mhz": 100.0}, bitstream=False)
     assert nextpnr.critical_path({"critical_paths": []}) is None
     assert nextpnr.critical_path({"critical_paths": [io]})["delay_ns"] == 20.0  # only an unconstrained pin's
+
+
+class Copies(wiring.Component):
+    """One register and four copies of it (the RTL's per-group copies, hw/actmem.keep_attrs), each
+    feeding its own output."""
+
+    d: In(8)
+    o: Out(32)
+
+    def __init__(self, keep: bool):
+        self.keep = keep
+        super().__init__()
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Cat, Signal
+
+        from apotflow.hw.actmem import keep_attrs
+
+        m = Module()
+        s = Signal(8)
+        m.d.sync += s.eq(self.d)
+        copies = [Signal(8, name=f"c{i}", attrs=keep_attrs() if self.keep else {}) for i in range(4)]
+        m.d.sync += [c.eq(s) for c in copies]
+        m.d.comb += self.o.eq(Cat(*copies))
+        return m
+
+
+@pytest.mark.yosys
+def test_kept_register_copies_survive_synthesis(tmp_path):
+    # opt_merge merges identical flip-flops; the script's setattr keeps those driving a `keep` wire
+    ffs = {}
+    for keep in (False, True):
+        src = tmp_path / f"c{int(keep)}.v"
+        src.write_text(verilog.convert(Copies(keep), name="cp"))
+        ffs[keep] = yosys.synthesize([src], "cp", "ecp5-25k", tmp_path / f"k{int(keep)}")["ff"]
+    assert ffs == {False: 16, True: 8 + 4 * 8}, ffs
