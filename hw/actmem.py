@@ -78,6 +78,12 @@ def keep_attrs() -> dict:
     return {"keep": 1}
 
 
+def kept_copies(cfg: AcceleratorConfig, name: str, shape=1) -> list[Signal]:
+    """``copies(cfg)`` signals ``{name}_g{g}`` of one shape, each marked ``keep_attrs``: the per-group copies
+    of a register that would fan out to every bank or lane."""
+    return [Signal(shape, name=f"{name}_g{g}", attrs=keep_attrs()) for g in range(copies(cfg))]
+
+
 def pipe_split(cfg: AcceleratorConfig) -> int:
     """Stages of the pipeline's read rotation (``rd_pipe``) before its register: half of them where
     ``rd_data`` is not registered mid-way (below 128 lanes), else all (``rd_pipe`` is ``rd_data``
@@ -156,9 +162,9 @@ class BankedActMem(wiring.Component):
         # S2a: the pipeline's rows and rotation registered, one copy per group of COPY_GROUP banks (kept apart
         # in synthesis: one register fanned out to every bank spread over the die was most of a cycle of routing)
         n = copies(cfg)
-        row_g = [Signal(row_bits, name=f"rd_row_g{g}", attrs=keep_attrs()) for g in range(n)]
-        row1_g = [Signal(row_bits, name=f"rd_row1_g{g}", attrs=keep_attrs()) for g in range(n)]
-        rot_g = [Signal(max(1, lb), name=f"rd_rot_g{g}", attrs=keep_attrs()) for g in range(n)]
+        row_g = kept_copies(cfg, "rd_row", row_bits)
+        row1_g = kept_copies(cfg, "rd_row1", row_bits)
+        rot_g = kept_copies(cfg, "rd_rot", max(1, lb))
         m.d.sync += [row_g[g].eq(self.rd_row) for g in range(n)]
         m.d.sync += [row1_g[g].eq(self.rd_row1) for g in range(n)]
         m.d.sync += [rot_g[g].eq(self.rd_rot if lb else 0) for g in range(n)]
@@ -170,8 +176,8 @@ class BankedActMem(wiring.Component):
         # multiplexers a stage (2,156 LUT inputs from one bit in the 64-lane ResNet-8 netlist): a copy per
         # group of COPY_GROUP lanes, each selecting its group's outputs of every stage
         rot_q = Signal(max(1, lb))
-        rot_qq = [Signal(max(1, lb), name=f"rot_qq_g{g}", attrs=keep_attrs()) for g in range(n)]
-        rot_q3 = [Signal(max(1, lb), name=f"rot_q3_g{g}", attrs=keep_attrs()) for g in range(n)] if split else []
+        rot_qq = kept_copies(cfg, "rot_qq", max(1, lb))
+        rot_q3 = kept_copies(cfg, "rot_q3", max(1, lb)) if split else []
         m.d.sync += [rot_q.eq(rot), *(c.eq(rot_q) for c in rot_qq), *(c.eq(rot_qq[0]) for c in rot_q3)]
         outs_q = []
         rows = cfg.act_bank_rows
@@ -275,7 +281,7 @@ class BankedActMem(wiring.Component):
         if split is not None:
             v = [_registered(m, v[lane], f"pipe_q_{lane}") for lane in range(L)]
         else:
-            rot_late = [Signal(max(1, lb), name=f"rot_late_g{g}", attrs=keep_attrs()) for g in range(n)]
+            rot_late = kept_copies(cfg, "rot_late", max(1, lb))
             m.d.sync += [rot_late[g].eq(rot_qq[g]) for g in range(n)]
             v = [_registered(m, half[lane], f"pipe_q_{lane}") for lane in range(L)]
             v = rotate(v, range(psplit, lb), rot_late, "prot")

@@ -26,7 +26,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .actmem import copies, keep_attrs
+from .actmem import copies, kept_copies
 from .config import AcceleratorConfig
 from .layouts import reject, struct
 
@@ -149,7 +149,7 @@ class Sequencer(wiring.Component):
         own_next_drain = self.pipe_busy | self.issue.valid
         # own_copies: the same register, one copy per group of ACT banks (kept apart in synthesis), each
         # driving only its group's address selects
-        own_q = [Signal(name=f"own_g{g}", attrs=keep_attrs()) for g in range(copies(cfg))]
+        own_q = kept_copies(cfg, "own")
         m.d.comb += self.own_copies.eq(Cat(*own_q))
 
         def own_eq(v):

@@ -46,7 +46,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import ecp5, isa
-from .actmem import COPY_GROUP, BankedActMem, copies, keep_attrs, read_latency, tail_split
+from .actmem import COPY_GROUP, BankedActMem, copies, kept_copies, read_latency, tail_split
 from .config import SPRAM_BITS, SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
 from .lane import LATENCY, lane_ctrl_layout
@@ -461,7 +461,7 @@ class Accelerator(wiring.Component):
         # controls: a copy per group of COPY_GROUP lanes, kept apart in synthesis (``keep_attrs``: one
         # register for all 64 lanes was the 64-lane ResNet-8 build's critical path, 13.77 of its 15.24 ns
         # routing), so each lane's S2/S3 controls and shift decode come from its group's copy too.
-        ctrl5 = [Signal(lane_ctrl_layout(cfg), name=f"ctrl5_g{g}", attrs=keep_attrs()) for g in range(copies(cfg))]
+        ctrl5 = kept_copies(cfg, "ctrl5", lane_ctrl_layout(cfg))
         m.d.sync += [c.eq(s4.ctrl) for c in ctrl5]
         for l, ln in enumerate(lanes):
             a_l = Signal(cfg.act_bits, name=f"lane{l}_a")
@@ -509,8 +509,8 @@ class Accelerator(wiring.Component):
         with m.If(s5.last):
             m.d.sync += [wb.eq(s5), wb_pending.eq(1), wb_k.eq(0)]
         n = copies(cfg)
-        wb_load = [Signal(name=f"wb_load_g{g}", attrs=keep_attrs()) for g in range(n)]  # = s5.last
-        wb_shift = [Signal(name=f"wb_shift_g{g}", attrs=keep_attrs()) for g in range(n)]  # = wb_pending
+        wb_load = kept_copies(cfg, "wb_load")  # = s5.last
+        wb_shift = kept_copies(cfg, "wb_shift")  # = wb_pending
         m.d.sync += [c.eq(tails[-2].last) for c in wb_load]
         m.d.sync += [c.eq(s5.last | (wb_pending & ~wb_end)) for c in wb_shift]
         for l in range(L):
@@ -549,8 +549,8 @@ class Accelerator(wiring.Component):
         m.d.sync += w3.out_we.eq(w2.valid & raw)
         # W3's ACT write enable and address, a copy per group of COPY_GROUP banks (kept apart): each drives
         # only its group's bank decodes and row registers, not all 64 banks spread over the die
-        w3_we = [Signal(name=f"w3_act_we_g{g}", attrs=keep_attrs()) for g in range(n)]
-        w3_addr = [Signal(cfg.addr_bits, name=f"w3_addr_g{g}", attrs=keep_attrs()) for g in range(n)]
+        w3_we = kept_copies(cfg, "w3_act_we")
+        w3_addr = kept_copies(cfg, "w3_addr", cfg.addr_bits)
         m.d.sync += [c.eq(act_we2) for c in w3_we]
         m.d.sync += [c.eq(w2.addr) for c in w3_addr]
         m.d.comb += [
