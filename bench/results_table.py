@@ -60,11 +60,17 @@ def float_acc(run: dict) -> float | None:
     return accs[-1] if accs else None
 
 
+def out_dir(command: str | None) -> str | None:
+    """The --out folder of a run's command (None without one)."""
+    m = re.search(r"--out (\S+)", command or "")
+    return m.group(1).rstrip("/") if m else None
+
+
 def recipe(command: str | None) -> str | None:
     """configs/<run>.toml where the run (named by its command's --out folder) has a recipe file."""
-    m = re.search(r"--out (\S+)", command or "")
-    for f in (RECIPES / f"{Path(m.group(1)).name}.toml", RECIPES / "variants" / f"{Path(m.group(1)).name}.toml") \
-            if m else ():
+    out = out_dir(command)
+    for f in (RECIPES / f"{Path(out).name}.toml", RECIPES / "variants" / f"{Path(out).name}.toml") \
+            if out else ():
         if f.is_file():
             return str(f)
     return None
@@ -100,11 +106,7 @@ def resolve_float_init(rows: list[dict], pool: list[dict]) -> None:
     that float model: it takes that run's float accuracy and float epochs (``float_from``: that run's
     file), so its drop and schedule are measured as if it had trained the float phase itself. A float-init
     that names no committed run (or one without a float phase) stays unresolved: no float %, not full."""
-    by_out = {}
-    for r in pool:
-        m = re.search(r"--out (\S+)", r.get("command") or "")
-        if m:
-            by_out[m.group(1).rstrip("/")] = r
+    by_out = {out_dir(r.get("command")): r for r in pool}
     for r in rows:
         src = by_out.get(str(Path(r["float_init"]).parent)) if r.get("float_init") else None
         if src is None or src.get("float_phase_acc") is None or src is r:
