@@ -125,8 +125,10 @@ REDUCTION_MARGIN = 0.05  # size and BOPs reductions within this of the paper's
 def targets(rows: list[dict]) -> list[dict]:
     """Per paper row: full schedule?, the drop from its own float model against the paper's + DROP_MARGIN,
     size / BOPs reductions against the paper's. An spq run has no float phase: its float model is the same
-    model's ppq row's float phase (200 epochs on the same data), as the paper's baseline serves both."""
-    ppq_float = {r["model"]: r.get("float_phase_acc") for r in rows if r["method"] == "ppq" and not r.get("status")}
+    model's ppq row's float phase (200 epochs on the same data), as the paper's baseline serves both. A drop
+    counts as met only against a float model trained on the full float schedule (``float_full``): a short
+    float phase would flatter the row."""
+    ppq = {r["model"]: r for r in rows if r["method"] == "ppq" and not r.get("status")}
     out = []
     for r in rows:
         p = PAPER.get(r["model"])
@@ -140,10 +142,12 @@ def targets(rows: list[dict]) -> list[dict]:
             continue
         t["full_schedule"] = all((r["epochs"].get(k) or 0) >= v for k, v in FULL[r["method"]].items()) \
             and (not r.get("float_init") or bool(r.get("float_from")))
-        fl = r.get("float_phase_acc") if r["method"] == "ppq" else ppq_float.get(r["model"])
+        src = r if r["method"] == "ppq" else ppq.get(r["model"], {})
+        fl = src.get("float_phase_acc")
         t["float_acc"] = fl
+        t["float_full"] = ((src.get("epochs") or {}).get("epochs") or 0) >= FULL["ppq"]["epochs"]
         t["drop"] = round(100 * (fl - r["accuracy_int"]), 2) if fl is not None else None
-        t["drop_met"] = t["drop"] is not None and t["drop"] <= t["drop_target"] + 1e-9
+        t["drop_met"] = t["drop"] is not None and t["drop"] <= t["drop_target"] + 1e-9 and t["float_full"]
         t["reductions_met"] = abs(r["size_reduction"] - p[3]) <= REDUCTION_MARGIN + 1e-9 and \
             abs(r["bops_reduction"] - p[4]) <= REDUCTION_MARGIN + 1e-9
         out.append(t)
@@ -268,7 +272,8 @@ def main(args: list[str]) -> None:
     lines += ["", f"Targets: each row on the paper's full schedule (ppq {FULL['ppq']['epochs']} + 2x"
               f"{FULL['ppq']['stage_epochs']} + {FULL['ppq']['qat_epochs']}, spq {FULL['spq']['epochs']} epochs), its "
               f"drop from its own float model (integer accuracy; an spq row's float model is the same model's ppq "
-              f"float phase) at most the paper's drop + {DROP_MARGIN} points, size and BOPs reductions within "
+              f"float phase, and it counts only where that float phase ran the full {FULL['ppq']['epochs']} epochs) at most "
+              f"the paper's drop + {DROP_MARGIN} points, size and BOPs reductions within "
               f"{REDUCTION_MARGIN}x of the paper's.", "",
               "| model | method | full schedule | float % | drop (points) | paper drop | target | drop met | "
               f"reductions within {REDUCTION_MARGIN}x |", "|---|---|---|---|---|---|---|---|---|"]
@@ -281,7 +286,8 @@ def main(args: list[str]) -> None:
             lines.append(f"| {t['model']} | {t['method']} | {t['status']} | — | — | {t['paper_drop']:.2f} | "
                          f"{t['drop_target']:.2f} | — | — |")
             continue
-        miss = "" if t["drop_met"] or t["drop"] is None else f" (by {t['drop'] - t['drop_target']:.2f})"
+        miss = "" if t["drop_met"] or t["drop"] is None else f" (by {t['drop'] - t['drop_target']:.2f})" \
+            if t["float_full"] else " (float reference: a short float phase)"
         lines.append(f"| {t['model']} | {t['method']} | {yes(t['full_schedule'])} | {pct(t['float_acc'])} | "
                      f"{'—' if t['drop'] is None else format(t['drop'], '.2f')} | {t['paper_drop']:.2f} | "
                      f"{t['drop_target']:.2f} | {yes(t['drop_met'] if t['drop'] is not None else None)}{miss} | "

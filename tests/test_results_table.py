@@ -56,6 +56,11 @@ def test_targets_drop_schedule_and_reductions():
     assert not over["drop_met"]
     short = targets([{**ppq, "epochs": {**full, "qat_epochs": 50}}])[0]
     assert not short["full_schedule"]
+    # an spq row within its target, but measured from a 40-epoch float phase: not met until that phase is full
+    spq_ok = {**spq, "epochs": {"epochs": 200}, "accuracy_int": 0.885}
+    assert targets([ppq, spq_ok])[1]["drop_met"]
+    early = targets([{**ppq, "epochs": {**full, "epochs": 40}}, spq_ok])
+    assert not early[1]["float_full"] and not early[1]["drop_met"] and not early[0]["drop_met"]
 
 
 def test_variants_table_has_the_runs_header():
