@@ -13,6 +13,10 @@
 # the call after this script has started the runs, not before. Packing happens only if the script ends
 # by itself: give SECONDS at most the call's limit minus about 90 s (restoring, the data check, stopping
 # and packing took up to a minute on an H100 machine; a call killed at its limit brings no state back).
+# A run whose packed checkpoint and model pass 15 MiB (VGG-16) brings back its log and result.json only,
+# and, once finished, its CPU re-check (bench/recheck_run.py, run here after the runs stop: leave it a few
+# minutes of the call) as $OUT/recheck-NAME.json; such a run cannot resume in a later call, so it must finish
+# on one warm machine (back-to-back calls keep runs/).
 # A resumed run's train_seconds adds up the training time of every call (graph captures included);
 # its wall_seconds is the last call's only.
 set -u
@@ -32,9 +36,19 @@ for n in "$@"; do [ -f "runs/$n.pid" ] && kill -- "-$(cat "runs/$n.pid")" 2>/dev
 sleep 2
 bash bench/gpu_status.sh
 echo quit | nvidia-cuda-mps-control 2>/dev/null
+big=$((15 * 1024 * 1024))  # a file back from the GPU machine may have 16 MiB
 for n in "$@"; do
   tar czf "$OUT/state-$n.tgz" $(ls -d runs/$n.log runs/$n/result.json runs/$n/train.ckpt runs/$n/model.pt 2>/dev/null)
+  if [ "$(stat -c %s "$OUT/state-$n.tgz")" -gt $big ]; then
+    # A model too large to come back (VGG-16: 57 MiB of weights, its checkpoint twice that): its log and
+    # result only, and a finished run is re-checked here, on this machine's CPU (the integer model against
+    # the float64 fake-quant model on every test image), so that its recheck JSON comes back instead.
+    echo "$n: checkpoint and model too large to return; packing its log and result.json only"
+    tar czf "$OUT/state-$n.tgz" $(ls -d runs/$n.log runs/$n/result.json 2>/dev/null)
+    [ -f "runs/$n/result.json" ] && PYTHONPATH=/tmp/pp OMP_NUM_THREADS=12 python bench/recheck_run.py \
+      "runs/$n/model.pt" --data data/cifar10-jpeg.tar.xz --out "$OUT/recheck-$n.json"
+  fi
   # float.pt apart: a ResNet-110 float.pt beside its train.ckpt passes the 16 MiB a file may have
-  [ -f "runs/$n/float.pt" ] && tar czf "$OUT/state-$n-float.tgz" "runs/$n/float.pt"
+  [ -f "runs/$n/float.pt" ] && [ "$(stat -c %s "runs/$n/float.pt")" -le $big ] && tar czf "$OUT/state-$n-float.tgz" "runs/$n/float.pt"
 done
 ls -la "$OUT"

@@ -65,7 +65,8 @@ def write_rows(out: str, script: str, argv, rows: list[dict]) -> None:
     """The result file of a bench/ script over model files: its command, the machine, one row per model
     (written atomically: a run stopped half-way leaves no file)."""
     blob = {"command": f"python bench/{script} " + " ".join(sys.argv[1:] if argv is None else argv),
-            "device": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": rows}
+            "device": platform.processor() or platform.machine(), "host": platform.node(),
+            "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}
     write_json(out, blob)
 
 
