@@ -117,11 +117,11 @@ def _program(args, net, reuse: bool = False):
 # ----------------------------------------------------------------------------- commands
 CIFAR_ONLY = ("data", "dataset", "cache", "teacher", "float_init", "qat_teacher", "prune_stages", "qat_lr",
               "qat_wd", "ema", "cutout", "schedule", "warmup_epochs", "step_mode", "eval_every", "distill",
-              "distill_temp")
+              "distill_temp", "residual_bits")
 CIFAR_SWITCHES = ("nesterov", "no_bf16", "no_channels_last")
 TRAIN_FLAGS = ("epochs", "stage_epochs", "qat_epochs", "lr", "qat_lr", "wd", "batch_size", "prune_rate",
                "w_bits", "a_bits", "schedule", "warmup_epochs", "step_mode", "eval_every", "train_subset",
-               "distill", "distill_temp", "prune_stages", "qat_teacher", "qat_wd", "ema", "cutout")
+               "distill", "distill_temp", "prune_stages", "qat_teacher", "qat_wd", "ema", "cutout", "residual_bits")
 
 
 def _flag(name: str) -> str:
@@ -170,6 +170,13 @@ def check_train(args) -> None:
                                channels_last=not args.no_channels_last, **given)
     except (ValueError, TypeError) as e:  # an impossible option value: the config's own message
         raise UserError(f"train: {e}") from None
+    if args.fast.residual_bits is not None:  # option A only: the model's own check, before any work
+        from apotflow.sw.cifar_run import build_model
+
+        try:
+            build_model(args.model, args.fast.w_bits, args.fast.a_bits, args.fast.residual_bits)
+        except ValueError as e:
+            raise UserError(f"train --model {args.model}: {e}") from None
     import torch
 
     if not torch.cuda.is_available():

@@ -29,12 +29,33 @@ class RunError(ValueError):
     """A training run that cannot start as asked (one-line message)."""
 
 
-def build_model(name: str, w_bits: int = 4, a_bits: int = 4):
+def build_model(name: str, w_bits: int = 4, a_bits: int = 4, residual_bits: int | None = None):
+    """A CIFAR zoo model; ``residual_bits`` (the training experiment of sw/models/resnet.py) only when set."""
     from .zoo import build
 
     if name not in MODELS:
         raise ValueError(f"unknown CIFAR model {name!r}; known: {', '.join(MODELS)}")
-    return build(name, w_bits=w_bits, a_bits=a_bits)
+    extra = {} if residual_bits is None else {"residual_bits": residual_bits}
+    return build(name, w_bits=w_bits, a_bits=a_bits, **extra)
+
+
+def _float_arch(model) -> dict:
+    """The architecture a float checkpoint must match: residual_bits aside (in float mode the shortcut adds
+    the block input itself whatever it is)."""
+    return {k: v for k, v in model.arch_config().items() if k != "residual_bits"}
+
+
+def fakequant_accuracy(model, x: torch.Tensor, y: torch.Tensor, device: str, batch: int = 1000) -> float:
+    """The fake-quant model's float64 copy (``sw.quant.exact_copy``, as ``sw.evaluation.integer_check``
+    evaluates it) on integer images x: a run without an integer model (residual_bits)."""
+    from .evaluation import exact_fp32
+    from .quant import exact_copy
+
+    exact = exact_copy(model).to(device).eval()
+    x = torch.as_tensor(x)
+    with torch.no_grad(), exact_fp32():
+        pred = torch.cat([exact(x[i:i + batch].to(device).double()).argmax(1).cpu() for i in range(0, len(x), batch)])
+    return float((pred == torch.as_tensor(y)).double().mean())
 
 
 def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str, backend: str | None = None) -> dict:
@@ -97,6 +118,7 @@ def _run(world, model_name: str, data_path: str, out: str, cfg, dataset, cache, 
     from .checkpoint import checkpoint_bytes
     from .cifar import DEFAULT_CACHE, load_cifar10
     from .fasttrain import train_fast
+    from .lower import integer_contract_refusal
     from .progress import heartbeat
     from .quant import set_quantize
 
@@ -117,13 +139,16 @@ def _run(world, model_name: str, data_path: str, out: str, cfg, dataset, cache, 
     if cfg.distill > 0 and tmodel is None and cfg.method != "ppq":
         raise RunError(f"--distill with --method {cfg.method} needs --teacher (ppq distils from its float phase)")
     torch.manual_seed(cfg.seed)
-    model = build_model(model_name, cfg.w_bits, cfg.a_bits)
+    try:
+        model = build_model(model_name, cfg.w_bits, cfg.a_bits, getattr(cfg, "residual_bits", None))
+    except ValueError as e:
+        raise RunError(f"{model_name}: {e}") from None
     init = None
     if float_init:
         if cfg.method != "ppq":
             raise RunError(f"--float-init replaces the float phase of ppq; method is {cfg.method}")
         fm = load_teacher(float_init, "--float-init")
-        if fm.arch_config() != model.arch_config() or getattr(fm, "quantize", False):
+        if _float_arch(fm) != _float_arch(model) or getattr(fm, "quantize", False):
             raise RunError(f"--float-init {float_init}: not a float {model_name} ({fm.arch_config()['name']}"
                            f"{', quantized' if getattr(fm, 'quantize', False) else ''})")
         init = fm.state_dict()
@@ -151,7 +176,15 @@ def _run(world, model_name: str, data_path: str, out: str, cfg, dataset, cache, 
         result["timing_note"] = (f"resumed {info['resumes']} time(s) from the checkpoint: train_seconds adds up every "
                                  "process's training time (each one captures its CUDA graphs again); wall_seconds is "
                                  "the last process's only")
-    if quant:
+    refusal = integer_contract_refusal(model) if quant else None
+    if refusal:  # a training experiment: the fake-quant accuracy alone (float64 copy), no model.apot
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        result["accuracy_fp32"] = info["accuracy"]
+        result["accuracy"] = fakequant_accuracy(model, data.x_test, data.y_test, dev)
+        result.update(accuracy_int=None, integer_note=refusal)
+        log(f"no integer evaluation: {refusal}")
+        set_quantize(model, True)
+    elif quant:
         dev = "cuda" if torch.cuda.is_available() else "cpu"
         try:
             log(f"integer evaluation: the exported network on {len(data.x_test)} test images ({dev}) ...")

@@ -298,12 +298,29 @@ def _fp32_shapes(model, layers: dict) -> dict:
     return out
 
 
+def integer_contract_refusal(model) -> str | None:
+    """Why ``model`` has no integer network (one line), or None: a CIFAR ResNet trained with ``residual_bits``
+    (sw/models/resnet.py) adds a shortcut the integer contract does not store (its block output tensor holds
+    the A{a_bits} codes the shortcut reads)."""
+    bits = getattr(model, "residual_bits", None)
+    if bits is None:
+        return None
+    a_bits = model.arch_config().get("a_bits")
+    return (f"residual_bits={bits} is a training experiment; the integer contract stores the A{a_bits} block output "
+            "(the model cannot be lowered or exported)")
+
+
 def lower(model, input_shape: tuple[int, int, int] | None = None) -> IntNet:
     """A quantized model (masked or sliced) -> IntNet: slices pruned channels (a model with prune groups),
     then lowers its traced graph (sw/graph_lower.py), the zoo's models and every other one alike.
-    input_shape (C, H, W): the zoo's models default to their data set's; any other model needs it."""
-    from .graph_lower import lower_graph
+    input_shape (C, H, W): the zoo's models default to their data set's; any other model needs it.
+    A model outside the integer contract (``integer_contract_refusal``) is a GraphLoweringError."""
+    from .graph_lower import GraphLoweringError, lower_graph
     from .prune import slice_pruned
+
+    refusal = integer_contract_refusal(model)
+    if refusal:
+        raise GraphLoweringError(refusal)
     from .zoo import input_shape_of
 
     shape = input_shape or input_shape_of(model)

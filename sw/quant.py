@@ -204,6 +204,25 @@ class ActQuantizer(_QuantizerBase):
         return self._quant(x)[1].long()
 
 
+def uniform_act_quant(x: Tensor, alpha: Tensor, bits: int) -> Tensor:
+    """x clipped to [0, alpha] on 2**bits uniform levels: alpha * floor(x/alpha * D + 1/2) / D, D = 2**bits - 1
+    (a value half-way between two levels goes up, the tie rule above: the rounding is done in float64, where
+    x/alpha * D + 1/2 of a float32 x/alpha is exact, so the level is the 8-bit ActQuantizer's). The shortcut quantizer of a ResNet
+    trained with ``residual_bits`` (sw/models/resnet.py), a training experiment outside the integer
+    contract: nothing lowers it, so it has no code tensor and no exact threshold search.
+
+    The gradients are the APoT activation quantizer's (``_APoTQuant``): straight through inside [0, alpha],
+    zero outside; d/d alpha = q - x/alpha inside, 1 above, 0 below. Plain tensor ops (no autograd Function,
+    no bucketize), so torch.compile and the CUDA-graph step take it as they are. Computed in float32 at
+    least (bf16 autocast activations are cast up: a bf16 mantissa cannot hold 256 levels; float64 stays)."""
+    dt = torch.promote_types(x.dtype, torch.float32)
+    a = alpha.to(dt)
+    xc = (x.to(dt) / a).clamp(0.0, 1.0)
+    d = (1 << bits) - 1
+    level = torch.floor(xc.detach().double() * d + 0.5).to(dt)
+    return a * (level / d) + a * (xc - xc.detach())
+
+
 _EXACT_ACCUM = [False]
 
 

@@ -86,6 +86,10 @@ class FastConfig(Recipe):
     # intra-op threads of a CPU run, whatever the machine has: how a reduction is split over threads changes its
     # float rounding, hence the model (so it is part of the recipe); unused on the GPU
     cpu_threads: int = 2
+    # a training experiment outside the integer contract (sw/models/resnet.py; the run gets no integer model):
+    # the bits of the shortcut's copy of the block input in the option-A CIFAR ResNets; 0: float; None: the
+    # contract's A{a_bits} codes of conv_a's quantizer (every run before it)
+    residual_bits: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,6 +119,10 @@ class FastConfig(Recipe):
             raise ValueError(f"ema must be in [0, 1), not {self.ema!r}")
         if not isinstance(self.cpu_threads, int) or self.cpu_threads <= 0:
             raise ValueError(f"cpu_threads must be a positive integer, not {self.cpu_threads!r}")
+        if self.residual_bits is not None:
+            from .models.resnet import check_residual_bits
+
+            check_residual_bits(self.residual_bits, self.a_bits)
         if self.cutout and not self.augment:
             raise ValueError(f"cutout={self.cutout} is part of the augmentation, which augment=False turns off")
         if self.qat_teacher == "pruned" and (self.method != "ppq" or self.distill == 0):

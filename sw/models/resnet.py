@@ -19,6 +19,10 @@ Structure (quantization placed exactly as in DigitsNet)::
     the lowering folds that BatchNorm into the projection's residual scale (signed, per channel).
     ``conv_bias=True`` gives every conv a bias (before its BatchNorm; the lowering folds it).
     ResNet-8 (MLPerf Tiny IC01: depth 8, one block per stage, option B, biases) is ``resnet8``.
+    ``residual_bits`` (a training experiment, outside the integer contract; None: the above): the
+    shortcut adds its own copy of the block input instead of conv_a.aq(x): N > a_bits: x on 2**N uniform
+    levels clipped at conv_a.aq's alpha (``residual_stream``); 0: x in float (the APoT authors' shortcut).
+    Option A and identity shortcuts only. sw/lower.py refuses to lower such a model.
     u = floor(sum_pixels(qpool codes) / 2**4) * alpha_p / (4 * D)   (64 = 2**6 pixels; DigitsNet's rule)
     logits = fc(u)                         8-bit weights, float bias
 
@@ -40,11 +44,26 @@ import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..quant import ActQuantizer, QConv2d, QLinear
+from ..quant import ActQuantizer, QConv2d, QLinear, uniform_act_quant
 from .digits import pool_input
 
 DEPTHS = (8, 20, 32, 56, 110)
 SHORTCUTS = ("A", "B", "BN")
+RESIDUAL_MAX_BITS = 16  # residual_bits: 0 (float), or a_bits < N <= this
+
+
+def check_residual_bits(residual_bits: int | None, a_bits: int, shortcut: str = "A") -> None:
+    """ValueError (one line) unless residual_bits is None, 0 or a_bits < N <= RESIDUAL_MAX_BITS with option-A
+    shortcuts (a projection, option B or BN, convolves the block input's A{a_bits} codes)."""
+    if residual_bits is None:
+        return
+    if isinstance(residual_bits, bool) or not isinstance(residual_bits, int) or \
+            not (residual_bits == 0 or a_bits < residual_bits <= RESIDUAL_MAX_BITS):
+        raise ValueError(f"residual_bits must be 0 (a float shortcut) or an integer in ({a_bits}, {RESIDUAL_MAX_BITS}] "
+                         f"(more bits than a_bits {a_bits}), not {residual_bits!r}")
+    if shortcut != "A":
+        raise ValueError(f"residual_bits needs option-A shortcuts (resnet20/32/56/110): shortcut {shortcut} "
+                         f"(resnet8, resnet20bn) projects the block input's A{a_bits} codes")
 
 
 def option_a(r: Tensor, sc_index: Tensor) -> Tensor:
@@ -62,9 +81,10 @@ torch.fx.wrap("option_a")
 
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, w_bits: int, a_bits: int, shortcut: str = "A",
-                 conv_bias: bool = False) -> None:
+                 conv_bias: bool = False, residual_bits: int | None = None) -> None:
         super().__init__()
-        self.quantize = False
+        check_residual_bits(residual_bits, a_bits, shortcut)
+        self.quantize, self.residual_bits = False, residual_bits
         self.conv_a = QConv2d(cin, cout, 3, stride=stride, padding=1, bias=conv_bias, w_bits=w_bits, a_bits=a_bits)
         self.bn_a = nn.BatchNorm2d(cout)
         self.conv_b = QConv2d(cout, cout, 3, padding=1, bias=conv_bias, w_bits=w_bits, a_bits=a_bits)
@@ -95,12 +115,24 @@ class BasicBlock(nn.Module):
             return p if self.proj.bias is None else p - self.proj.bias.view(1, -1, 1, 1)
         return option_a(r, self.sc_index)
 
+    def residual_stream(self, x: Tensor) -> Tensor:
+        """The shortcut's copy of the block input x under ``residual_bits`` N (fake-quant mode): N = 0: x
+        itself (float); else x on 2**N uniform levels clipped at conv_a.aq's alpha. That alpha, not one of
+        its own: the stream is clipped where today's A4 stream is, so only its resolution changes (the
+        variable under test), and the model has no new parameter (its state dict is the same: a float
+        checkpoint or --float-init loads as it is, calibration sets the clip with conv_a's input)."""
+        if self.residual_bits == 0:
+            return x
+        return uniform_act_quant(x, self.conv_a.aq.alpha, self.residual_bits)
+
     def _proj_bias(self) -> Tensor | float:
         return 0.0 if self.proj.bias is None else self.proj.bias.view(1, -1, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         r, codes = x, None
-        if self.quantize:  # option B's projection also takes the codes (an integer accumulation)
+        if self.quantize and self.residual_bits is not None:  # the experiment (option A / identity only)
+            r = self.residual_stream(x)
+        elif self.quantize:  # option B's projection also takes the codes (an integer accumulation)
             r, codes = self.conv_a.aq.quantize(x) if self.proj is not None else (self.conv_a.aq(x), None)
         h = F.relu(self.bn_a(self.conv_a(x)))
         if self.proj is not None and not self.quantize:  # float: the projection with its own bias (and BN)
@@ -109,7 +141,7 @@ class BasicBlock(nn.Module):
         sc = self.shortcut(r, codes)
         if self.proj_bn is not None and self.training:  # QAT: the projection's BatchNorm on batch statistics
             return F.relu(self.bn_b(self.conv_b(h)) + self.proj_bn(sc + self._proj_bias()))
-        if self.quantize and not self.training:
+        if self.quantize and not self.training and self.residual_bits is None:
             from ..lower import residual_gain  # eval: the shortcut scale the integer model uses
 
             sc = sc * residual_gain(self.conv_b, self.bn_b, self.shortcut_quantum()).to(sc).view(1, -1, 1, 1)
@@ -143,7 +175,8 @@ class BasicBlock(nn.Module):
 
 class CifarResNet(nn.Module):
     def __init__(self, depth: int = 20, widths: tuple[int, int, int] = (16, 32, 64), num_classes: int = 10,
-                 w_bits: int = 4, a_bits: int = 4, shortcut: str = "A", conv_bias: bool = False) -> None:
+                 w_bits: int = 4, a_bits: int = 4, shortcut: str = "A", conv_bias: bool = False,
+                 residual_bits: int | None = None) -> None:
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"CIFAR ResNet depth must be one of {DEPTHS}, not {depth!r}")
@@ -153,6 +186,8 @@ class CifarResNet(nn.Module):
             raise ValueError(f"widths must be 3 channel counts (option A: the last two multiples of 4), not {widths!r}")
         self.depth, self._widths, self.quantize = depth, tuple(int(w) for w in widths), False
         self.shortcut, self.conv_bias = shortcut, bool(conv_bias)
+        check_residual_bits(residual_bits, a_bits, shortcut)
+        self.residual_bits = residual_bits
         n = (depth - 2) // 6
         w1, w2, w3 = self._widths
         self.stem = QConv2d(3, w1, 3, padding=1, bias=self.conv_bias, w_bits=8, a_bits=None)
@@ -161,7 +196,7 @@ class CifarResNet(nn.Module):
         for s, w in enumerate((w1, w2, w3)):
             for b in range(n):
                 blocks.append(BasicBlock(cin, w, 2 if (s > 0 and b == 0) else 1, w_bits, a_bits, shortcut,
-                                         self.conv_bias))
+                                         self.conv_bias, residual_bits))
                 cin = w
         self.blocks = nn.ModuleList(blocks)
         self.n = n
@@ -184,6 +219,8 @@ class CifarResNet(nn.Module):
                "num_classes": self.fc.out_features, "w_bits": first.w_bits, "a_bits": first.a_bits}
         if (self.shortcut, self.conv_bias) != ("A", False):  # the keys of older checkpoints stay as they were
             cfg.update(shortcut=self.shortcut, conv_bias=self.conv_bias)
+        if self.residual_bits is not None:  # the training experiment only (older keys unchanged)
+            cfg["residual_bits"] = self.residual_bits
         return cfg
 
     def int_names(self) -> dict[str, tuple[str, str]]:
