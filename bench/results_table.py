@@ -191,12 +191,27 @@ def seed_groups(rows: list[dict]) -> list[list[tuple[int, dict]]]:
     groups: dict[str, list[tuple[int, dict]]] = {}
     for r in rows:
         cmd = r.get("command")
-        if not cmd or not isinstance(r.get("accuracy"), (int, float)):
+        if not cmd or not all(isinstance(r.get(k), (int, float)) for k in ("accuracy", "accuracy_int")):
             continue
         m = re.search(r" --seed (\d+)", cmd)
         key = re.sub(r" --seed \d+", "", re.sub(r" --out \S+", "", cmd))
         groups.setdefault(key, []).append((int(m[1]) if m else 0, r))
     return [sorted(g, key=lambda t: t[0]) for g in groups.values() if len(g) > 1]
+
+
+def paper_runs(paths: list[str]) -> list[tuple[dict, str]]:
+    """(run, path) of the runs that can be rows of the paper's table: one without an integer accuracy (a
+    training experiment such as ``--residual-bits``, whose reason is its ``integer_note``, or a float run)
+    is skipped with a message on stderr."""
+    out = []
+    for p in paths:
+        run = json.loads(Path(p).read_text())
+        if not isinstance(run.get("accuracy_int"), (int, float)):
+            why = run.get("integer_note") or run.get("integer_error") or f"method {run.get('method')}"
+            print(f"results_table: {p} skipped: no integer accuracy ({why})", file=sys.stderr)
+            continue
+        out.append((run, p))
+    return out
 
 
 def split_args(args: list[str], flags: tuple[str, ...]) -> dict[str, list[str]]:
@@ -214,7 +229,7 @@ def main(args: list[str]) -> None:
     a = split_args(args, ("--variants", "--recheck"))
     # sorted: the table is the same whatever order the shell expands the globs in
     paths, variants, rechecks = (sorted(a[k]) for k in ("", "--variants", "--recheck"))
-    rows = [row(json.loads(Path(p).read_text()), p) for p in paths]
+    rows = [row(run, p) for run, p in paper_runs(paths)]
     vrows = [row(json.loads(Path(p).read_text()), p) for p in variants]
     resolve_float_init(rows + vrows, rows + vrows)
     have = {(r["model"], r["method"]) for r in rows}

@@ -179,3 +179,32 @@ def test_cli_qat_with_residual_bits_then_export_is_refused(tmp_path, capsys):
         assert words in capsys.readouterr().err and not (tmp_path / "x" / "result.json").exists()
     assert main(["train", "--model", "digits", "--residual-bits", "8", "--out", str(tmp_path / "d")]) == 2
     assert "--residual-bits" in capsys.readouterr().err
+
+
+def test_results_table_skips_a_run_without_integer_accuracy(tmp_path, monkeypatch, capsys):
+    """bench/results_table.py: a --residual-bits run (accuracy_int null, its integer_note) given as a row is
+    skipped with a message; as a variant it is listed (integer "—") and kept out of the seed table."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "bench"))
+    try:
+        import results_table
+    finally:
+        sys.path.pop(0)
+    good = json.loads((root / "docs/cifar-runs/resnet20-ppq-jpeg.json").read_text())
+    note = "residual_bits=8 is a training experiment; the integer contract stores the A4 block output"
+    exp = {**good, "accuracy_int": None, "agreement": None, "integer_note": note,
+           "command": good["command"] + " --residual-bits 8"}
+    (tmp_path / "docs").mkdir()
+    files = {}
+    for name, run in (("good", good), ("res8", exp), ("res8-seed1", {**exp, "command": exp["command"] + " --seed 1"})):
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_text(json.dumps(run))
+    monkeypatch.chdir(tmp_path)
+    results_table.main([str(files["good"]), str(files["res8"]), "--variants", str(files["res8"]), str(files["res8-seed1"])])
+    assert f"{files['res8']} skipped: no integer accuracy ({note})" in capsys.readouterr().err
+    res = json.loads((tmp_path / "docs/results.json").read_text())
+    assert [r["source"] for r in res["rows"] if not r.get("status")] == [str(files["good"])]
+    assert len(res["variants"]) == 2 and "seeds" not in (tmp_path / "docs/results.md").read_text()
