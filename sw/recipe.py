@@ -149,4 +149,7 @@ class DigitsConfig(FastConfig):
     def __post_init__(self) -> None:
         if self.qat_lr is None:
             self.qat_lr = self.lr / 10
+        if self.residual_bits is not None:
+            raise ValueError(f"residual_bits={self.residual_bits} is an option of the CIFAR ResNets; the digits net has "
+                             "no shortcut")
         super().__post_init__()

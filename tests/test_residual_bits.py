@@ -126,6 +126,36 @@ def test_one_qat_step_with_residual_bits(bits):
     assert (conv.weight[~conv.filter_mask] == 0).all()
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("bits", [8, 0])
+def test_graph_step_with_residual_bits_on_gpu(bits):
+    """The graphed step (torch.compile + one CUDA graph, bf16, channels_last) captures with residual_bits and
+    stays graphed over its replays (a failed capture falls back to "compile", which this would show)."""
+    from apotflow.sw.fastkernels import GraphSGD
+    from apotflow.sw.fasttrain import FastConfig, Phase, Stepper, calibrate_for_qat, param_groups
+    from apotflow.sw.prune import compute_masks
+
+    torch.manual_seed(0)
+    cfg = FastConfig(batch_size=128, step_mode="graph", residual_bits=bits)
+    m = CifarResNet(20, residual_bits=bits).cuda().to(memory_format=torch.channels_last)
+    compute_masks(m, 0.3)
+    x = torch.randint(0, 256, (128, 3, 32, 32), device="cuda", dtype=torch.uint8)
+    y = torch.randint(0, 10, (128,), device="cuda")
+    calibrate_for_qat(m, x)
+    set_quantize(m, True).train()
+    opt = GraphSGD(param_groups(m, cfg, True), 0.9)
+    opt.set_lr(0.01)
+    w0 = m.blocks[1].conv_a.weight.detach().clone()
+    with fast_kernels(m):
+        st = Stepper(m, cfg, Phase("qat", 1, 0.01, True, frozen=True), opt, print)
+        for _ in range(6):
+            st(x, y)
+        torch.cuda.synchronize()
+    assert st.mode == "graph" and st.graph is not None and torch.isfinite(st.loss_sum)
+    assert not torch.equal(m.blocks[1].conv_a.weight, w0)
+
+
 def test_bad_residual_bits_are_refused():
     for bits in (4, 3, 17, -1, 1.5):
         with pytest.raises(ValueError, match="residual_bits must be 0"):
@@ -137,6 +167,10 @@ def test_bad_residual_bits_are_refused():
 
     with pytest.raises(ValueError, match=r"\(5, 16\]"):
         FastConfig(a_bits=5, residual_bits=5)
+    from apotflow.sw.recipe import DigitsConfig
+
+    with pytest.raises(ValueError, match="no shortcut"):
+        DigitsConfig(residual_bits=8)
 
 
 def test_cli_qat_with_residual_bits_then_export_is_refused(tmp_path, capsys):
