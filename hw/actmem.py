@@ -9,8 +9,8 @@ The read is given already split: ``rd_row`` = R, ``rd_row1`` = R + 1 (mod rows) 
 so that a bank's address is a 2:1 mux and no adder sits in front of the block RAMs (the caller
 computes both rows in parallel, see hw/top.py). Only banks ``b < rot`` use ``rd_row1``. The
 pipeline's read (``rd_*``) goes through two more registers than the host's (``host_*``, selected by
-``host_sel``, one copy per ``COPY_GROUP`` banks): ``rd_*`` registered in a copy per group of
-``COPY_GROUP`` banks (S2a), then each bank's row (``R`` or ``R + 1``) registered beside its bank
+``host_sel``, one copy per ``copy_group`` banks): ``rd_*`` registered in a copy per group of
+``copy_group`` banks (S2a), then each bank's row (``R`` or ``R + 1``) registered beside its bank
 (S2b; ``ADDR_STAGES``), so the fan-out of one row to every bank, spread over the chip, has two cycles;
 the host reads lane 0 alone (``host_row``, ``host_rot``) without them.
 
@@ -45,6 +45,7 @@ from .layouts import reject
 SPLIT_STAGES = 4  # rotation stages before that register (a 16-way select), the rest after it
 ADDR_STAGES = 2  # the pipeline read's row registers: a copy per bank group (S2a), each bank's row (S2b)
 COPY_GROUP = 4  # banks (and lanes, hw/top.py) served by one copy of a register that fans out to all of them
+COPY_LANES = 64  # from this many lanes on (below it: one copy, ``copy_group``)
 WRITE_STAGES = 1  # the write's per-bank register (the pipeline's W4 stage: hw/cycles.WB counts it)
 
 
@@ -64,13 +65,21 @@ def tail_split(cfg: AcceleratorConfig, family: str | None = None) -> int | None:
     return depth if depth < rows <= depth + depth // 4 else None
 
 
+def copy_group(cfg: AcceleratorConfig) -> int:
+    """Banks (and lanes) served by one copy of a register that would fan out to every bank or lane:
+    ``COPY_GROUP`` from ``COPY_LANES`` lanes on, else all of them (one copy). One register driving 64 banks
+    or lanes spread over the ECP5-85k spent 12 to 14 ns of a 15 to 16 ns path in routing
+    (docs/resources.md); at 16 lanes on the ECP5-25k the copies cost 466 FFs and no path was such a
+    fan-out (its critical paths were the requantizer, the padding test and the sequencer's FSM)."""
+    return COPY_GROUP if cfg.lanes >= COPY_LANES else cfg.lanes
+
+
 def copies(cfg: AcceleratorConfig) -> int:
     """How many copies of a register that would fan out to every bank (or lane) the RTL keeps: one per
-    ``COPY_GROUP`` banks. One register driving 64 banks or lanes spread over the ECP5-85k spent 12 to 14 ns
-    of a 15 to 16 ns path in routing (docs/resources.md); a copy per group sits near its group. The copies
-    are identical, so they carry ``keep`` (``keep_attrs``) and the synthesis flow keeps their flip-flops
-    apart (hw/flows/yosys.py), which Yosys' opt_merge would merge back into one."""
-    return -(-cfg.lanes // COPY_GROUP)
+    ``copy_group`` banks, a copy near its group. The copies are identical, so they carry ``keep``
+    (``keep_attrs``) and the synthesis flow keeps their flip-flops apart (hw/flows/yosys.py), which
+    Yosys' opt_merge would merge back into one."""
+    return -(-cfg.lanes // copy_group(cfg))
 
 
 def keep_attrs() -> dict:
@@ -141,12 +150,12 @@ class BankedActMem(wiring.Component):
             "rd_row": In(cfg.addr_bits - cfg.lane_bits),
             "rd_row1": In(cfg.addr_bits - cfg.lane_bits),
             "rd_rot": In(max(1, cfg.lane_bits)),
-            "host_sel": In(copies(cfg)),  # copy b // COPY_GROUP selects bank b's address
+            "host_sel": In(copies(cfg)),  # copy b // copy_group selects bank b's address
             "host_row": In(cfg.addr_bits - cfg.lane_bits),
             "host_rot": In(max(1, cfg.lane_bits)),
             "rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),
             "rd_pipe": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),  # rd_data a cycle later (``pipe_split``)
-            "wr_en": In(copies(cfg)),  # the pipeline's write, a copy per group of banks (bank b: copy b // COPY_GROUP)
+            "wr_en": In(copies(cfg)),  # the pipeline's write, a copy per group of banks (bank b: copy b // copy_group)
             "wr_addr": In(data.ArrayLayout(cfg.addr_bits, copies(cfg))),
             "wr_data": In(cfg.act_bits),
             "host_wr_en": In(1),
@@ -159,9 +168,9 @@ class BankedActMem(wiring.Component):
         m = Module()
         L, lb = cfg.lanes, cfg.lane_bits
         row_bits = cfg.addr_bits - lb
-        # S2a: the pipeline's rows and rotation registered, one copy per group of COPY_GROUP banks (kept apart
+        # S2a: the pipeline's rows and rotation registered, one copy per group of copy_group banks (kept apart
         # in synthesis: one register fanned out to every bank spread over the die was most of a cycle of routing)
-        n = copies(cfg)
+        n, cg = copies(cfg), copy_group(cfg)
         row_g = kept_copies(cfg, "rd_row", row_bits)
         row1_g = kept_copies(cfg, "rd_row1", row_bits)
         rot_g = kept_copies(cfg, "rd_rot", max(1, lb))
@@ -174,7 +183,7 @@ class BankedActMem(wiring.Component):
         split = SPLIT_STAGES if read_latency(cfg) == 3 else None
         # the rotation's selects (rot_qq, and rot_q3 after the mid-way register) drive lanes x act_bits
         # multiplexers a stage (2,156 LUT inputs from one bit in the 64-lane ResNet-8 netlist): a copy per
-        # group of COPY_GROUP lanes, each selecting its group's outputs of every stage
+        # group of copy_group lanes, each selecting its group's outputs of every stage
         rot_q = Signal(max(1, lb))
         rot_qq = kept_copies(cfg, "rot_qq", max(1, lb))
         rot_q3 = kept_copies(cfg, "rot_q3", max(1, lb)) if split else []
@@ -191,7 +200,7 @@ class BankedActMem(wiring.Component):
                 init = [int(self.init[r * L + b]) if r * L + b < len(self.init) else 0 for r in range(rows)]
             raddr, rdata = Signal(row_bits, name=f"bank{b}_raddr"), Signal(cfg.act_bits, name=f"bank{b}_rdata")
             raddr_p = Signal(row_bits, name=f"bank{b}_raddr_p")  # registered next to the bank
-            g = b // COPY_GROUP
+            g = b // cg
             m.d.sync += raddr_p.eq(Mux(b < rot_g[g], row1_g[g], row_g[g]))
             m.d.comb += raddr.eq(Mux(self.host_sel[g], self.host_row, raddr_p))
             # The bank's write enable and row registered beside it (``WRITE_STAGES``), after the
@@ -256,7 +265,7 @@ class BankedActMem(wiring.Component):
             for k in stages:
                 step = 1 << k
                 nxt = [Signal(cfg.act_bits, name=f"{name}{k}_{lane}") for lane in range(L)]
-                m.d.comb += [nxt[lane].eq(Mux(r[lane // COPY_GROUP][k], v[(lane + step) % L], v[lane]))
+                m.d.comb += [nxt[lane].eq(Mux(r[lane // cg][k], v[(lane + step) % L], v[lane]))
                              for lane in range(L)]
                 v = nxt
             return v

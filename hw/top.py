@@ -46,7 +46,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import ecp5, isa
-from .actmem import COPY_GROUP, BankedActMem, copies, kept_copies, read_latency, tail_split
+from .actmem import BankedActMem, copies, copy_group, kept_copies, read_latency, tail_split
 from .config import SPRAM_BITS, SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
 from .lane import LATENCY, lane_ctrl_layout
@@ -458,7 +458,7 @@ class Accelerator(wiring.Component):
 
         # S5: the rest of the rotation (``act.rd_pipe``), padding masked, each lane's operand registered
         # next to its lane (S4 sits towards the banks: 2.8 ns of routing into the lane otherwise). The
-        # controls: a copy per group of COPY_GROUP lanes, kept apart in synthesis (``keep_attrs``: one
+        # controls: a copy per group of copy_group lanes (4 from 64 lanes on), kept apart in synthesis (``keep_attrs``: one
         # register for all 64 lanes was the 64-lane ResNet-8 build's critical path, 13.77 of its 15.24 ns
         # routing), so each lane's S2/S3 controls and shift decode come from its group's copy too.
         ctrl5 = kept_copies(cfg, "ctrl5", lane_ctrl_layout(cfg))
@@ -466,7 +466,7 @@ class Accelerator(wiring.Component):
         for l, ln in enumerate(lanes):
             a_l = Signal(cfg.act_bits, name=f"lane{l}_a")
             m.d.sync += a_l.eq(Mux(s4.mask[l], act.rd_pipe[l], 0))
-            m.d.comb += [ln.ctrl.eq(ctrl5[l // COPY_GROUP]), ln.a.eq(a_l)]
+            m.d.comb += [ln.ctrl.eq(ctrl5[l // copy_group(cfg)]), ln.a.eq(a_l)]
         s4b = Signal(tail)
         m.d.sync += s4b.eq(s4.tail)
 
@@ -492,7 +492,7 @@ class Accelerator(wiring.Component):
             w1.p.eq(Cat(wb_k[:lb], wb.p0[lb:])), w1.ch_base.eq(wb.ch_base),
         ]
         # The buffer's load (s5.last) and shift (wb_pending) enables reach every lane's accumulator copy: a
-        # copy of each per group of COPY_GROUP lanes, registered from the same next values (kept apart).
+        # copy of each per group of copy_group lanes, registered from the same next values (kept apart).
         # wb_end (= wb_k == wb.nvalid - 1) from a register, computed from the next wb_k and nvalid: the
         # comparator's carry chain is not in front of the copies' long routes (the 0b06535 64-lane
         # ResNet-8 build's critical path, wb.nvalid -> the compare -> wb_shift_g8, 12.82 ns)
@@ -514,7 +514,7 @@ class Accelerator(wiring.Component):
         m.d.sync += [c.eq(tails[-2].last) for c in wb_load]
         m.d.sync += [c.eq(s5.last | (wb_pending & ~wb_end)) for c in wb_shift]
         for l in range(L):
-            g = l // COPY_GROUP
+            g = l // copy_group(cfg)
             nxt = Mux(wb_load[g], lanes[l].acc, wb_acc[l + 1] if l < L - 1 else wb_acc[l])
             with m.If(wb_load[g] | wb_shift[g]):
                 m.d.sync += wb_acc[l].eq(nxt)
@@ -547,7 +547,7 @@ class Accelerator(wiring.Component):
         act_we2 = Signal()
         m.d.comb += act_we2.eq(w2.valid & ~raw)  # one line each: bench/mutants.py locates them by line
         m.d.sync += w3.out_we.eq(w2.valid & raw)
-        # W3's ACT write enable and address, a copy per group of COPY_GROUP banks (kept apart): each drives
+        # W3's ACT write enable and address, a copy per group of copy_group banks (kept apart): each drives
         # only its group's bank decodes and row registers, not all 64 banks spread over the die
         w3_we = kept_copies(cfg, "w3_act_we")
         w3_addr = kept_copies(cfg, "w3_addr", cfg.addr_bits)

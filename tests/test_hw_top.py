@@ -212,6 +212,28 @@ def test_one_pixel_layers_change_channel_every_cycle(seed):
     check_program(cfg, images, act)
 
 
+def test_register_copies_only_from_64_lanes():
+    """One copy of each fanned-out register below actmem.COPY_LANES lanes, one per COPY_GROUP from it."""
+    from apotflow.hw.actmem import COPY_GROUP, COPY_LANES, copies
+
+    assert copies(AcceleratorConfig(lanes=16)) == 1 and copies(AcceleratorConfig(lanes=32)) == 1
+    assert copies(AcceleratorConfig(lanes=COPY_LANES)) == COPY_LANES // COPY_GROUP == 16
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_per_group_copies_at_8_lanes(seed, monkeypatch):
+    """The per-group register copies (a copy per 4 lanes or banks, built from 64 lanes on) at 8 lanes, with
+    COPY_LANES lowered: bit-exact and cycle-exact like one copy (the 64-lane form, small enough to simulate)."""
+    from apotflow.hw import actmem
+
+    monkeypatch.setattr(actmem, "COPY_LANES", 8)
+    rng = random.Random(300 + seed)
+    cfg = replace(random_config(rng), lanes=8)
+    assert actmem.copies(cfg) == 2
+    images, act = random_program(cfg, rng, n_layers=3)
+    check_program(cfg, images, act, wgt_bank_words=4)
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_registered_port_selects_equal_busy_and_done(seed, monkeypatch):
     """The sequencer's registered ``own`` (the pipeline owns the ACT ports) and ``idle`` (the host may
