@@ -46,7 +46,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import ecp5, isa
-from .actmem import BankedActMem, copies, copy_group, kept_copies, read_latency, tail_split
+from .actmem import COPY_GROUP, BankedActMem, copies, copy_group, kept_copies, read_latency, tail_split
 from .config import SPRAM_BITS, SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
 from .lane import LATENCY, lane_ctrl_layout
@@ -58,8 +58,21 @@ from .sequencer import Sequencer, issue_layout, pix_bits
 HEX_FILES = {"wgt": "wgt.hex", "rq": "rq.hex", "prog": "prog.hex", "val": "val.hex", "tap": "tap.hex"}
 
 
+def wgt_copies(cfg: AcceleratorConfig, banked: bool, bank_words: int = WGT_BANK_WORDS, entries: int | None = None) -> int:
+    """Copies of the WGT address register (the sequencer's ``w_ptr``): one per ``actmem.COPY_GROUP`` banks of
+    the banked WGT ROM (of those holding any of ``entries`` words, where given) where the RTL keeps register
+    copies (``actmem.copies``: from 64 lanes on), else one. One ``w_ptr`` drove all 64 WGT DP16KD of the
+    64-lane ResNet-20 build on the ECP5-85k: 12.34 ns of routing in its 13.11 ns critical path
+    (docs/resources.md)."""
+    banks = cfg.wgt_depth // bank_words if entries is None else min(cfg.wgt_depth // bank_words,
+                                                                      -(-entries // bank_words))
+    if not banked or cfg.wgt_ram or banks <= 1 or copies(cfg) == 1:
+        return 1
+    return -(-banks // COPY_GROUP)
+
+
 def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str, banked: bool,
-            bank_words: int = WGT_BANK_WORDS, dp16kd: bool = False):
+            bank_words: int = WGT_BANK_WORDS, dp16kd: bool = False, n_addr: int = 1):
     """The weight stream ROM, read latency 2: the address of cycle t gives its word in cycle t+2.
 
     ``banked``: ``bank_words``-word memories (their contents inlined), each read into a register
@@ -69,14 +82,18 @@ def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str,
     more: the same function and timing, one memory (the co-simulation's form). ``dp16kd`` (ECP5 synthesis,
     banked, ``ecp5.WORDS``-word banks): each bank's 9-bit slices are DP16KD instances whose own output
     register is the bank's register (``hw/ecp5.py``; all-zero slices are constants, as Yosys drops an
-    all-zero ROM), so no fabric flip-flop waits on a block RAM's slow output. Returns (addr, data)."""
+    all-zero ROM), so no fabric flip-flop waits on a block RAM's slow output. ``n_addr`` (``wgt_copies``):
+    copies of the address, bank g addressed by copy g // ``COPY_GROUP``. Returns (the address copies, data)."""
     abits = cfg.wgt_addr_bits
     addr, out = Signal(abits, name="wgt_addr"), Signal(width, name="wgt_word")
+    addrs = [addr, *(Signal(abits, name=f"wgt_addr_g{g}") for g in range(1, n_addr))]
     if not banked or cfg.wgt_depth <= bank_words:
+        if n_addr != 1:
+            raise ValueError(f"one WGT ROM has one address, not {n_addr}")
         ((a, d),) = rom(m, "wgt", width, cfg.wgt_depth, init, 1, rom_style, HEX_FILES["wgt"])
         m.d.comb += a.eq(addr)
         m.d.sync += out.eq(d)
-        return addr, out
+        return addrs, out
     words = list(init or [])
     lo = (bank_words - 1).bit_length()
     regs = []
@@ -84,11 +101,12 @@ def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str,
         raise ValueError(f"DP16KD WGT banks hold {ecp5.WORDS} words, not {bank_words}")
     for g in range(cfg.wgt_depth // bank_words):
         part = words[g * bank_words:(g + 1) * bank_words]
+        bank_addr = addrs[min(g // COPY_GROUP, n_addr - 1)]  # banks past the copies' hold no words
         if dp16kd:
             slices = []
             for s in range(0, width, ecp5.BITS):
                 sl = [(w >> s) & ((1 << ecp5.BITS) - 1) for w in part]
-                slices.append(ecp5.dp16kd_rom(m, f"wgt_bank{g}_{s // ecp5.BITS}", addr[:lo], sl) if any(sl)
+                slices.append(ecp5.dp16kd_rom(m, f"wgt_bank{g}_{s // ecp5.BITS}", bank_addr[:lo], sl) if any(sl)
                               else Const(0, ecp5.BITS))
             q = Signal(width, name=f"wgt_bank{g}_q")
             m.d.comb += q.eq(Cat(*slices))
@@ -98,13 +116,13 @@ def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str,
         m.submodules[f"wgt_bank{g}"] = mem
         rp = mem.read_port(domain="sync")
         q = Signal(width, name=f"wgt_bank{g}_q")
-        m.d.comb += rp.addr.eq(addr[:lo])
+        m.d.comb += rp.addr.eq(bank_addr[:lo])
         m.d.sync += q.eq(rp.data)
         regs.append(q)
     hi_q, hi_qq = Signal(abits - lo), Signal(abits - lo)
     m.d.sync += [hi_q.eq(addr[lo:]), hi_qq.eq(hi_q)]
     m.d.comb += out.eq(Array(regs)[hi_qq])
-    return addr, out
+    return addrs, out
 
 
 def wgt_ram(m: Module, cfg: AcceleratorConfig, width: int, spram: bool):
@@ -283,7 +301,8 @@ class Accelerator(wiring.Component):
         el, rl, dl = isa.entry_layout(cfg), isa.rq_layout(cfg), isa.desc_layout(cfg)
         vl, tl, xl = isa.val_layout(cfg), isa.tap_layout(cfg), isa.decoded_layout(cfg)
 
-        m.submodules.seq = seq = Sequencer(cfg)
+        n_wgt = 1 if cfg.wgt_ram else wgt_copies(cfg, self.wgt_banked, self.wgt_bank_words, img and len(img.wgt))
+        m.submodules.seq = seq = Sequencer(cfg, n_wgt)
         m.submodules.act = act = BankedActMem(
             cfg, self.act_init, style="verilog" if self.rom_style == "readmemh" and self.act_init is None else "memory",
             split_rows=tail_split(cfg) if self.act_split else None, outreg=self.act_outreg)
@@ -294,11 +313,12 @@ class Accelerator(wiring.Component):
 
         if cfg.wgt_ram:  # written by the host while idle (as ACT), never while a run reads it
             wgt_addr, wgt_data, wgt_we, wgt_waddr, wgt_wdata = wgt_ram(m, cfg, el.width, self.wgt_spram)
+            wgt_addrs = [wgt_addr]
             m.d.comb += [wgt_we.eq(self.wgt_we & seq.idle), wgt_waddr.eq(self.wgt_waddr),
                          wgt_wdata.eq(self.wgt_wdata)]
         else:
-            wgt_addr, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
-                                          self.wgt_bank_words, self.dp16kd)
+            wgt_addrs, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
+                                           self.wgt_bank_words, self.dp16kd, n_wgt)
         rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.rq_split, self.rq_thr_block)
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
         (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
@@ -314,7 +334,7 @@ class Accelerator(wiring.Component):
             self.cycles.eq(seq.cycles),
             prog_port[0].eq(seq.prog_addr), seq.prog_data.eq(prog_port[1]),
             rq_a[0].eq(seq.rq_addr), seq.rq_data.eq(rq_a[1]),
-            wgt_addr.eq(seq.wgt_addr),
+            *((wgt_addrs[0].eq(seq.wgt_addr),) if n_wgt == 1 else (a.eq(seq.wgt_addr[g]) for g, a in enumerate(wgt_addrs))),
             perf_rd.addr.eq(self.perf_addr), self.perf_rdata.eq(perf_rd.data),
             out_rd.addr.eq(self.out_addr), self.out_rdata.eq(out_rd.data),
         ]

@@ -222,14 +222,16 @@ def test_register_copies_only_from_64_lanes():
 
 @pytest.mark.parametrize("seed", range(2))
 def test_per_group_copies_at_8_lanes(seed, monkeypatch):
-    """The per-group register copies (a copy per 4 lanes or banks, built from 64 lanes on) at 8 lanes, with
-    COPY_LANES lowered: bit-exact and cycle-exact like one copy (the 64-lane form, small enough to simulate)."""
+    """The per-group register copies (a copy per 4 lanes or banks, built from 64 lanes on; the WGT address
+    a copy per 4 WGT banks) at 8 lanes, with COPY_LANES lowered: bit-exact and cycle-exact like one copy
+    (the 64-lane form, small enough to simulate)."""
     from apotflow.hw import actmem
+    from apotflow.hw.top import wgt_copies
 
     monkeypatch.setattr(actmem, "COPY_LANES", 8)
     rng = random.Random(300 + seed)
     cfg = replace(random_config(rng), lanes=8)
-    assert actmem.copies(cfg) == 2
+    assert actmem.copies(cfg) == 2 and wgt_copies(cfg, True, 4) > 1  # the WGT address too, in banks of 4 words
     images, act = random_program(cfg, rng, n_layers=3)
     check_program(cfg, images, act, wgt_bank_words=4)
 
