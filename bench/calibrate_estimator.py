@@ -85,7 +85,7 @@ def fit_ff(sel: list[dict], family: str) -> dict:
 # The LUT terms fitted per family (hw/estimate.lut_features; the others are 0): the first line of ``--select``,
 # the subset with the lowest worst-case leave-one-out error over the fitted rows (the hold-out rows not
 # read), the constant always in. All eleven terms fit the 15 ECP5 rows to 2.9% but leave one out at 22%.
-LUT_TERMS = {"ecp5": ("const", "rot", "bank", "per_lane_random", "ram", "bram_mux", "rom", "rom_random"),
+LUT_TERMS = {"ecp5": ("const", "per_lane", "per_lane_random", "rq", "ram", "bram_mux", "rom_random", "copies"),
              "ice40": ("const", "bank", "per_lane_random", "bram_mux", "rom", "rom_random")}
 
 

@@ -61,19 +61,20 @@ COEF = {
     "ice40": {
         "lut_lane": 2.0035,
         "lut_lane_mul": 0.7818,
-        "lut_const": 1200.1927,
+        "lut_const": 1343.0222,
         "lut_rot": 0.0,
-        "lut_bank": 11.7986,
+        "lut_bank": 7.7976,
         "lut_per_lane": 0.0,
-        "lut_per_lane_random": 2.708,
+        "lut_per_lane_random": 2.7306,
         "lut_rq": 0.0,
         "lut_ram": 0.0,
-        "lut_bram_mux": 2.4099,
-        "lut_rom": 0.5227,
-        "lut_rom_random": 1.7443,
-        "ff_const": 1496.1716,
-        "ff_lane": 0.4545,
-        "ff_rom_words": 0.2743,
+        "lut_bram_mux": 2.4219,
+        "lut_rom": 0.5146,
+        "lut_rom_random": 1.6207,
+        "lut_copies": 0.0,
+        "ff_const": 1586.8482,
+        "ff_lane": 0.2464,
+        "ff_rom_words": 0.1242,
         # logic cells = LUT4 + lc_ff x FF: the flip-flops that do not pack with a LUT (and the carry-only
         # and chain cells), fitted to nextpnr's counts by bench/ice40_cells.py (docs/resources.md)
         "lc_ff": 0.6968,
@@ -81,35 +82,37 @@ COEF = {
     "ecp5": {
         "lut_lane": 1.3069,
         "lut_lane_mul": 2.8136,
-        "lut_const": 199.8569,
-        "lut_rot": 1.9887,
-        "lut_bank": 3.0049,
-        "lut_per_lane": 0.0,
-        "lut_per_lane_random": 1.8787,
-        "lut_rq": 0.0,
-        "lut_ram": 1.5433,
-        "lut_bram_mux": 0.519,
-        "lut_rom": 6.5212,
-        "lut_rom_random": 10.3512,
-        "ff_const": 1450.0287,
-        "ff_lane": 20.2899,
+        "lut_const": 0.0,
+        "lut_rot": 0.0,
+        "lut_bank": 0.0,
+        "lut_per_lane": 2.5169,
+        "lut_per_lane_random": 4.1177,
+        "lut_rq": 1.8437,
+        "lut_ram": 1.92,
+        "lut_bram_mux": 2.5637,
+        "lut_rom": 0.0,
+        "lut_rom_random": 10.1696,
+        "lut_copies": 0.2705,
+        "ff_const": 1451.8061,
+        "ff_lane": 7.5839,
         "ff_rom_words": 0.0,
     },
     "xilinx": {
         "lut_lane": 0.8103,
         "lut_lane_mul": 1.7444,
-        "lut_const": 123.9113,
-        "lut_rot": 1.233,
-        "lut_bank": 1.863,
-        "lut_per_lane": 0.0,
-        "lut_per_lane_random": 1.1648,
-        "lut_rq": 0.0,
-        "lut_ram": 0.9568,
-        "lut_bram_mux": 0.3218,
-        "lut_rom": 4.0431,
-        "lut_rom_random": 6.4177,
-        "ff_const": 1450.0287,
-        "ff_lane": 20.2899,
+        "lut_const": 0.0,
+        "lut_rot": 0.0,
+        "lut_bank": 0.0,
+        "lut_per_lane": 1.5605,
+        "lut_per_lane_random": 2.553,
+        "lut_rq": 1.1431,
+        "lut_ram": 1.1904,
+        "lut_bram_mux": 1.5895,
+        "lut_rom": 0.0,
+        "lut_rom_random": 6.3052,
+        "lut_copies": 0.1677,
+        "ff_const": 1451.8061,
+        "ff_lane": 7.5839,
         "ff_rom_words": 0.0,
     },
 }
@@ -342,6 +345,9 @@ def lut_features(
         "bram_mux": mm["bram_mux_bits"],
         "rom": mm["logic_rom_bits"] / 16 if rom_used is not None else 0.0,
         "rom_random": mm["logic_rom_bits"] / 16 if rom_used is None else 0.0,
+        # the per-group register copies (from 64 lanes on): the logic each group's copy drives on its own
+        # (ABC no longer shares it across groups), counted as the copies' register bits (``copy_regs``)
+        "copies": copy_regs(cfg, rom_used, lane_kind),
     }
 
 
@@ -395,6 +401,24 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
     return bits + 2 + cfg.addr_bits + cfg.act_bits
 
 
+def copy_regs(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: str = "shift") -> int:
+    """Register bits of the per-group copies beyond the one the other terms count (``hw/actmem.copies``:
+    from 64 lanes on a copy per group of 4 lanes or banks; ``hw/top.wgt_copies``: the WGT address a copy per
+    4 used WGT banks). Per extra copy: the lanes' S5 controls (``lane_ctrl_layout``) and the group's own
+    S2/S3 controls (``lane_regs``' shared part, merged once a group), the ACT read rows (their live bits,
+    twice), the rotation's three select registers, the writeback's load and shift enables, W3's write
+    enable and address, and ``own``."""
+    from .actmem import copies
+    from .lane import lane_ctrl_layout
+    from .top import wgt_copies
+
+    per = (lane_ctrl_layout(cfg).size + lane_regs(cfg, lane_kind)[1] + 2 * act_row_bits(cfg)
+           + 3 * max(1, cfg.lane_bits) + 4 + cfg.addr_bits)
+    entries = None if rom_used is None else rom_used.get("wgt")
+    wgt = 0 if cfg.wgt_ram else wgt_copies(cfg, True, WGT_BANK_WORDS, entries) - 1
+    return (copies(cfg) - 1) * per + wgt * cfg.wgt_addr_bits
+
+
 def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: str = "shift") -> dict:
     """The flip-flop model's terms: ``regs``, registers counted from the RTL (the lanes' three stages and
     accumulators, ``lane_regs``; per lane the writeback copy, the operand and ACT word registers; the host
@@ -421,6 +445,8 @@ def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind:
         + 2 * (cfg.count_bits + cfg.acc_bits) + 3  # prefetch n1, n2, n1's two flags, settle's third bit
         + 2 * tail  # the group tail beside the lanes: three registers (S7..S9), was one
         + memory_stage_regs(cfg, rom_used)
+        + cfg.wgt_addr_bits  # the sequencer's ch_w_next
+        + copy_regs(cfg, rom_used, lane_kind)
     )
     if read_latency(cfg) == 3:  # 128 lanes and more: the rotation's mid-way register and S3c
         regs += cfg.lanes * cfg.act_bits + cfg.lane_bits + isa.decoded_layout(cfg).width + cfg.lanes \
