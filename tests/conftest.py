@@ -40,6 +40,27 @@ def random_digits_net_model(seed: int = 0, widths=(16, 16, 32), prune: float = 0
     return m.eval()
 
 
+def random_resnet20(seed: int = 0, **kw):
+    """A small pruned CifarResNet-20 (widths 8/16/32, masks at 30%, float mode) with random BatchNorm
+    statistics and clipping thresholds 2.0; kw go to the constructor."""
+    import torch
+
+    from apotflow.sw.models.resnet import CifarResNet
+    from apotflow.sw.prune import compute_masks
+    from apotflow.sw.quant import ActQuantizer
+
+    torch.manual_seed(seed)
+    m = CifarResNet(20, widths=(8, 16, 32), **kw)
+    compute_masks(m, 0.3)
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_var.uniform_(0.5, 2)
+            mod.weight.data.uniform_(0.5, 1.5)
+        if isinstance(mod, ActQuantizer):
+            mod.alpha.data.fill_(2.0)
+    return m
+
+
 @pytest.fixture(scope="session")
 def digits_images():
     from apotflow.sw.digits_run import digits_test_images

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import random_resnet20
 
 from apotflow.sw.fastkernels import augment_epoch, fast_kernels, roundup_f32
 from apotflow.sw.models.resnet import CifarResNet
@@ -89,17 +90,8 @@ def test_one_eager_step_and_masks():
 def test_float64_golden_equals_int64():
     from apotflow.sw.golden import run_float64, run_integer
     from apotflow.sw.lower import lower
-    from apotflow.sw.prune import compute_masks
 
-    torch.manual_seed(1)
-    m = CifarResNet(20, widths=(8, 16, 32))
-    compute_masks(m, 0.3)
-    for mod in m.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.running_var.uniform_(0.5, 2)
-            mod.weight.data.uniform_(0.5, 1.5)
-        if isinstance(mod, ActQuantizer):
-            mod.alpha.data.fill_(2.0)
+    m = random_resnet20(1)
     set_quantize(m, True)
     net = lower(m.eval())
     x = np.random.default_rng(0).integers(0, 256, (3, 3, 32, 32))

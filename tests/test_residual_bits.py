@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import random_resnet20
 
 from apotflow.sw.fastkernels import fast_kernels
 from apotflow.sw.models.resnet import CifarResNet
@@ -22,17 +23,7 @@ TODAY_EVAL = [-3.688121286, 6.57424256, 0.77653495, -1.246596698, 2.092695292, 0
 
 
 def _fixed(**kw):
-    from apotflow.sw.prune import compute_masks
-
-    torch.manual_seed(0)
-    m = CifarResNet(20, widths=(8, 16, 32), **kw)
-    compute_masks(m, 0.3)
-    for mod in m.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.running_var.uniform_(0.5, 2)
-            mod.weight.data.uniform_(0.5, 1.5)
-        if isinstance(mod, ActQuantizer):
-            mod.alpha.data.fill_(2.0)
+    m = random_resnet20(0, **kw)
     x = torch.randint(0, 256, (2, 3, 32, 32)).double()
     return set_quantize(exact_copy(m), True), x
 
