@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .zoo import CIFAR_MODELS as MODELS  # (the zoo's CIFAR models, sw/zoo.py)
@@ -46,16 +47,11 @@ def _float_arch(model) -> dict:
 
 
 def fakequant_accuracy(model, x: torch.Tensor, y: torch.Tensor, device: str, batch: int = 1000) -> float:
-    """The fake-quant model's float64 copy (``sw.quant.exact_copy``, as ``sw.evaluation.integer_check``
-    evaluates it) on integer images x: a run without an integer model (residual_bits)."""
-    from .evaluation import exact_fp32
-    from .quant import exact_copy
+    """The fake-quant model's float64 copy on integer images x, as ``sw.evaluation.integer_check`` evaluates
+    it (``exact_predictions``): a run without an integer model (residual_bits)."""
+    from .evaluation import exact_predictions
 
-    exact = exact_copy(model).to(device).eval()
-    x = torch.as_tensor(x)
-    with torch.no_grad(), exact_fp32():
-        pred = torch.cat([exact(x[i:i + batch].to(device).double()).argmax(1).cpu() for i in range(0, len(x), batch)])
-    return float((pred == torch.as_tensor(y)).double().mean())
+    return float((exact_predictions(model, x, device, batch) == np.asarray(y)).mean())
 
 
 def integer_eval(model, x: torch.Tensor, y: torch.Tensor, device: str, backend: str | None = None) -> dict:
@@ -177,15 +173,14 @@ def _run(world, model_name: str, data_path: str, out: str, cfg, dataset, cache, 
                                  "process's training time (each one captures its CUDA graphs again); wall_seconds is "
                                  "the last process's only")
     refusal = integer_contract_refusal(model) if quant else None
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
     if refusal:  # a training experiment: the fake-quant accuracy alone (float64 copy), no model.apot
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
         result["accuracy_fp32"] = info["accuracy"]
         result["accuracy"] = fakequant_accuracy(model, data.x_test, data.y_test, dev)
         result.update(accuracy_int=None, integer_note=refusal)
         log(f"no integer evaluation: {refusal}")
         set_quantize(model, True)
     elif quant:
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
         try:
             log(f"integer evaluation: the exported network on {len(data.x_test)} test images ({dev}) ...")
             with heartbeat(log, "integer evaluation"):

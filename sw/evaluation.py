@@ -46,6 +46,19 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, quant: bool, bs
     return correct / len(x)
 
 
+def exact_predictions(model: nn.Module, x, device: str = "cpu", batch: int = 1000) -> np.ndarray:
+    """Top-1 classes of the fake-quant model's float64 copy (``sw.quant.exact_copy``, fp32 kernels without
+    TF32) on integer images ``x`` (N, C, H, W; tensor or array): the fake-quant side of ``integer_check``."""
+    from .quant import exact_copy
+
+    dev = torch.device(device)
+    exact = exact_copy(model).to(dev).eval()
+    xt = torch.from_numpy(np.asarray(x).astype(np.int64))
+    with torch.no_grad(), exact_fp32():
+        return torch.cat([exact(xt[i:i + batch].to(dev).double()).argmax(1).cpu()
+                          for i in range(0, len(xt), batch)]).numpy()
+
+
 def integer_check(model: nn.Module, net, x, y, device: str = "cpu", backend: str | None = None,
                   batch: int = 1000) -> dict:
     """The fake-quant model's float64 copy (``sw.quant.exact_copy``, fp32 kernels without TF32) against the
@@ -54,19 +67,13 @@ def integer_check(model: nn.Module, net, x, y, device: str = "cpu", backend: str
     model on every image). backend: the golden model's (default float64 on a GPU, int64 on the CPU; both
     exact). The one integer check of every training run, import and post-training quantization."""
     from .golden import predict_batched
-    from .quant import exact_copy
 
     backend = backend or ("float64" if str(device).startswith("cuda") else "int64")
     xi = np.asarray(x).astype(np.int64)
     t0 = time.perf_counter()
     pi = predict_batched(net, xi, backend, device)
     golden_s = time.perf_counter() - t0
-    dev = torch.device(device)
-    exact = exact_copy(model).to(dev).eval()
-    xt = torch.from_numpy(xi)
-    with torch.no_grad(), exact_fp32():
-        pf = torch.cat([exact(xt[i:i + batch].to(dev).double()).argmax(1).cpu()
-                        for i in range(0, len(xt), batch)]).numpy()
+    pf = exact_predictions(model, xi, device, batch)
     yn = np.asarray(y)
     return {"images": int(len(yn)), "accuracy_fakequant": float((pf == yn).mean()),
             "accuracy_int": float((pi == yn).mean()), "agreement": float((pf == pi).mean()),

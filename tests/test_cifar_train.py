@@ -367,3 +367,21 @@ def test_cli_impossible_training_option_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("apotflow: error: train: ") and words in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_integer_check_fakequant_side_equals_the_integer_model():
+    """integer_check's fake-quant side (sw.evaluation.exact_predictions, also the accuracy of a run without an
+    integer model) predicts what the integer network predicts on every image."""
+    from apotflow.sw.cifar_run import fakequant_accuracy
+    from apotflow.sw.evaluation import integer_check
+    from apotflow.sw.lower import lower
+
+    m = random_resnet20(1)
+    set_quantize(m, True)
+    m.eval()
+    net = lower(m)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (6, 3, 32, 32)), rng.integers(0, 10, 6)
+    r = integer_check(m, net, x, y)
+    assert r["agreement"] == 1.0
+    assert fakequant_accuracy(m, torch.from_numpy(x), y, "cpu") == r["accuracy_fakequant"]
