@@ -32,7 +32,9 @@ def main(paths: list[str]) -> int:
     out += ["", "Lanes compute consecutive output pixels of one channel, so a layer with fewer output pixels "
             "than lanes leaves lanes idle: VGG-16's 4x4 layers run at 4x and its 2x2 layers at 16x their ideal "
             "bound at 64 lanes (ResNets never go below 8x8 = 64 pixels). Spreading the idle lanes over output "
-            "channels, with one weight stream per lane group, is the fix; not built yet."]
+            "channels, with one weight stream per lane group, is the fix; not built yet. docs/hardware.md, "
+            "\"Lane groups (design; not built)\", has the design and a projection of its cycles "
+            "(bench/lane_groups_projection.py: a projection from the compiled streams, not a hardware result)."]
     out += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in rows] + [""]
     print("\n".join(out))
     return 0
