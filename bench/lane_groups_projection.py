@@ -26,6 +26,9 @@ docs/hardware.md, "Lane groups (design; not built)". Two ways to use the idle la
 ``oc_max`` is the oc block's longest channel instead of the union (independent streams per group: what
 the ACT banks cannot serve in one read, shown only to separate the union's cost from the blocking).
 Today's schedule is recomputed with the same code and must equal hw/cycles.layer_cycles (asserted).
+``ic_functional`` runs the input-channel groups' arithmetic in numpy (the L-word read, the padding test
+on pixel l mod P, the fold) on one image and compares every grouped layer's accumulators with the golden
+model's: the design's addressing checked, still no hardware.
 
     .venv/bin/python bench/lane_groups_projection.py --max-groups 16 4 --out bench/results/lane-groups-projection.json
 """
@@ -170,6 +173,7 @@ def project(net, prog, max_groups: int | None = None) -> dict:
                     start = int(key_of(np.int64(c << d["diag_log2"]))) if d["diag"] else 0
                     units.append((union_count([(key_of(p), mult)], cfg.pos_bits, start), npix))
                 i = (last, units, gl)
+                row["ic_entries"] = sum(u for u, _ in units)
         oc.append(o or today[-1])
         ic.append(i or today[-1])
         mx.append(m or o or today[-1])
@@ -199,6 +203,104 @@ def project(net, prog, max_groups: int | None = None) -> dict:
                        for k, u in enumerate(sched))
     return {"lanes": L, "ideal": ideal, "cycles": tot, "wgt_words": words, "ratio": {s: round(v / ideal, 4) for s, v in tot.items()},
             "cycles_model_today": sum(exact), "layers": rows}
+
+
+def ic_functional(net, prog, x: np.ndarray, max_groups: int | None = None) -> dict:
+    """The input-channel lane groups' arithmetic, run in numpy on one image and compared with the golden
+    accumulators (sw/golden.op_accumulator), for every layer the ``ic`` projection groups: a functional
+    model of the design's addressing (today's L-word ACT read at ``tap.off + b*L``, lane l = group
+    j, pixel i = l mod P; the padding test on pixel i; a fold of the groups), not of any RTL.
+
+    Returns per layer the grouped entries (excluding fillers) and whether the accumulators are equal."""
+    import torch
+
+    from apotflow.hw import isa
+    from apotflow.sw.golden import op_accumulator, run_integer
+    cfg, images = prog.config, prog.images
+    L, depth = cfg.lanes, cfg.act_depth
+    vals = run_integer(net, np.asarray(x)[None])
+    act = np.zeros(depth, np.int64)
+    for name, pl in prog.placements.items():
+        if pl.memory == "act":
+            act[pl.addresses().reshape(-1)] = vals[name][0].numpy().reshape(-1)
+    el, dl, rl, tl, vl = (isa.entry_layout(cfg), isa.desc_layout(cfg), isa.rq_layout(cfg), isa.tap_layout(cfg),
+                          isa.val_layout(cfg))
+    ent, taps, vrows = el.unpack_array(images.wgt), tl.unpack_array(images.tap), vl.unpack_array(images.val)
+    value = np.zeros(len(images.val), np.int64)
+    for t in range(cfg.terms):
+        value += vrows[f"en{t}"] << vrows[f"s{t}"]
+    value = np.where(vrows["sign"] == 1, -value, value)
+    out = []
+    for dword, op in zip(images.prog, net.ops):
+        d = dl.unpack(dword)
+        npix = 1 << (d["ho_log2"] + d["wo_log2"])
+        counts = [rl.unpack(images.rq[d["rq_start"] + c])["count"] for c in range(d["n_ch"])]
+        rows = range(d["tap_base"], d["tap_base"] + (1 << d["tap_log2"]))
+        direct = npix == 1
+        if not counts or npix >= L or not (direct or {int(taps["ch_shift"][r]) for r in rows if taps["valid"][r]}
+                                           == {npix.bit_length() - 1}):
+            if d["last"]:
+                break
+            continue
+        G = min(L // npix, max_groups or L)
+        gl, tl2, P = G.bit_length() - 1, d["tap_log2"], npix
+        wl = d["wo_log2"]
+        ho, wo = 1 << d["ho_log2"], 1 << wl
+        rmax = bool(d["rmax"])
+        dbase = int(taps["off"][d["tap_base"]])
+        w0 = d["w_start"]
+        code, delta = ent["code"][w0:w0 + sum(counts)], ent["delta"][w0:w0 + sum(counts)]
+        step = np.where(code == 0, delta << cfg.pos_bits, delta)
+        acc = np.zeros((d["n_ch"], P), np.int64)
+        entries, k = 0, 0
+        lane_i = np.arange(P)
+        for c, n in enumerate(counts):
+            pos = np.cumsum(step[k:k + n]) + ((c << d["diag_log2"]) if d["diag"] else 0)
+            cc = code[k:k + n]
+            k += n
+            real = cc != 0
+            pos, cc = pos[real], cc[real]
+            v = value[(d["val_base"] << cfg.code_bits) + cc]
+            if direct:
+                key, slot = pos >> gl, pos & (G - 1)
+                addr = dbase + (key << gl) + slot  # lane slot of the G consecutive addresses at key*G
+                word = act[addr % depth][:, None]
+                mask = np.ones((len(pos), 1), bool)
+            else:
+                tap, ic = pos & ((1 << tl2) - 1), pos >> tl2
+                b, slot = ic >> gl, ic & (G - 1)
+                key = (b << tl2) | tap
+                row = d["tap_base"] + tap
+                base = taps["off"][row] + (b << (gl + npix.bit_length() - 1))  # ch_shift = log2 L (P * G)
+                lane = (slot << (npix.bit_length() - 1))[:, None] + lane_i[None, :]  # l = j*P + i
+                word = act[(base[:, None] + lane) % depth]
+                dy = taps["dy"][row][:, None]
+                dx = taps["dx"][row][:, None]
+                y, xx = (lane_i >> wl)[None, :] + dy, (lane_i & (wo - 1))[None, :] + dx
+                mask = (y >= 0) & (y < ho) & (xx >= 0) & (xx < wo)
+            term = v[:, None] * np.where(mask, word, 0)  # lane j*P + i's term (slot j's code)
+            # grouped entries: per key, the most entries any slot has there (stream order within a position)
+            kk, mult = np.unique(np.stack([key, slot]), axis=1, return_counts=True)
+            per_key = {}
+            for (kv, _sv), m in zip(kk.T, mult):
+                per_key[int(kv)] = max(per_key.get(int(kv), 0), int(m))
+            entries += max(1, sum(per_key.values()))
+            if rmax:  # groups j > 0 start below every term; group 0 from the bias; the fold takes the max
+                lanes = np.full((G, P), np.iinfo(np.int64).min)
+                lanes[0] = int(op.bias[c])
+                np.maximum.at(lanes, slot, term)
+                acc[c] = lanes.max(axis=0)
+            else:  # group 0 starts from the bias, the others from 0; the fold sums the groups
+                lanes = np.zeros((G, P), np.int64)
+                np.add.at(lanes, slot, term)
+                acc[c] = lanes.sum(axis=0) + int(op.bias[c])
+        ref = op_accumulator(op, {s.tensor: vals[s.tensor] for s in op.sources})[0]
+        ref = ref.to(torch.int64).numpy().reshape(d["n_ch"], P)
+        out.append({"layer": op.name, "groups": G, "pixels": P, "grouped_entries": entries,
+                    "equal": bool(np.array_equal(acc, ref))})
+        if d["last"]:
+            break
+    return out
 
 
 def main(argv=None) -> int:
@@ -239,10 +341,17 @@ def main(argv=None) -> int:
             if mg:
                 q = project(net, prog, mg)
                 r[f"max_groups_{mg}"] = {"cycles": q["cycles"], "ratio": q["ratio"], "wgt_words": q["wgt_words"]}
+        spec = net.tensors[net.input]
+        x = np.random.default_rng(args.seed).integers(0, spec.max_value + 1, spec.shape)
+        r["ic_functional"] = {"what": "input-channel groups' arithmetic (numpy) against the golden accumulators, "
+                                      f"one random image (seed {args.seed}); not RTL",
+                              "layers": ic_functional(net, prog, x)}
         r["model"] = str(path) if arch is None else f"apotflow export --arch {arch} --random --prune {args.prune} --seed {args.seed}"
         r["seconds"] = round(time.perf_counter() - t, 1)
         out["networks"][name] = r
-        print(name, r["cycles"], r["ratio"], flush=True)
+        print(name, r["cycles"], r["ratio"], "ic functional:",
+              sum(x["equal"] for x in r["ic_functional"]["layers"]), "of", len(r["ic_functional"]["layers"]),
+              "grouped layers equal", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from apotflow.hw.compile import CompileError, compile_net
 from apotflow.hw.config import AcceleratorConfig
 from apotflow.hw.cycles import total_cycles
 from apotflow.hw.fit import fit
@@ -44,3 +45,35 @@ def test_projection_on_a_small_vgg16(tmp_path):
     assert r["cycles"]["best"] < r["cycles"]["today"]
     capped = lgp.project(net, prog, max_groups=2)
     assert r["cycles"]["best"] <= capped["cycles"]["best"] < r["cycles"]["today"]
+
+
+def test_input_channel_groups_compute_the_golden_accumulators(tmp_path):
+    """The design's addressing (today's L-word read at tap.off + b*L, lane l = group l >> log2 P on pixel
+    l mod P, the padding test on that pixel, the fold of the groups) in numpy equals the golden
+    accumulators on a small VGG-16 (4x4, 2x2 convs, the one-pixel max pool, fc) and random networks
+    (1- and 2-source convs, fc, sum and max pools to one pixel); its grouped entries are the projection's."""
+    from apotflow.sim.differential import probe_images, random_config
+    from apotflow.sw.randnet import random_net
+
+    path, _ = export_random("vgg16", tmp_path / "vgg16.apot", prune=0.3, seed=1, width_scale=0.0625)
+    net = export.load(path)
+    prog = fit(net, AcceleratorConfig(lanes=64))
+    x = np.random.default_rng(0).integers(0, net.tensors[net.input].max_value + 1, net.tensors[net.input].shape)
+    got = lgp.ic_functional(net, prog, x)
+    assert {(r["layer"], r["groups"]) for r in got} >= {("conv7", 4), ("conv10", 16), ("pool4", 64), ("fc", 64)}
+    assert all(r["equal"] for r in got), [r for r in got if not r["equal"]]
+    projected = {row["layer"]: row["ic_entries"] for row in lgp.project(net, prog)["layers"] if "ic_entries" in row}
+    assert {r["layer"]: r["grouped_entries"] for r in got} == projected
+    assert all(r["equal"] for r in lgp.ic_functional(net, prog, x, max_groups=2))
+    layers = 0
+    for seed in range(60):
+        rnet = random_net(seed)
+        try:
+            rprog = compile_net(rnet, random_config(rnet, seed))
+        except CompileError:
+            continue
+        for img in probe_images(rnet, seed):
+            res = lgp.ic_functional(rnet, rprog, img)
+            assert all(r["equal"] for r in res), (seed, [r for r in res if not r["equal"]])
+            layers += len(res)
+    assert layers >= 100
