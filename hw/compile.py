@@ -98,6 +98,44 @@ def check_accumulator(net: IntNet, op: Op, cfg: AcceleratorConfig) -> int:
     return hi
 
 
+def lane_groups_of(net: IntNet, op: Op, cfg: AcceleratorConfig) -> int:
+    """The lane groups G the compiler gives op (1: none; docs/hardware.md, "Lane groups"): a sum-reduced
+    layer of P output pixels, P < lanes, takes G = lanes / P groups over its input channels when its
+    sources are stride 1 (of the output's size: a source channel stride of P, so lane j*P + i reads
+    today's consecutive words) and G <= lane_groups, or, one output pixel (fc, global pooling), G =
+    min(lanes, lane_groups) groups of consecutive addresses; and when every group's partial sum (the bias
+    in group 0 only) fits acc_bits."""
+    _, ho, wo = net.tensors[op.out].shape
+    npix, L = ho * wo, cfg.lanes
+    if cfg.lane_groups == 1 or npix >= L or op.reduce == "max":
+        return 1
+    if npix == 1:
+        G = min(L, cfg.lane_groups)
+    elif all(s.stride == 1 for s in op.sources) and L // npix <= cfg.lane_groups:
+        G = L // npix
+    else:
+        return 1
+    lo, hi = net._channel_ranges(op)
+    bias = [int(b) for b in np.asarray(op.bias).reshape(-1)]
+    glo = min((min(a, a - b) for a, b in zip(lo, bias)), default=0)  # a group without the bias, or with it
+    ghi = max((max(a, a - b) for a, b in zip(hi, bias)), default=0)
+    return G if acc_bits_needed(glo, ghi) <= cfg.acc_bits else 1
+
+
+def _slots(ents: list[tuple[int, int, int]], G: int) -> list[tuple[int, tuple[int, ...]]]:
+    """(position, slot, code) sorted by position -> grouped entries (position, the G slots' codes): per
+    position as many entries as the slot with the most codes there needs (code 0 where a slot has none)."""
+    out, k = [], 0
+    while k < len(ents):
+        pos, by_slot = ents[k][0], [[] for _ in range(G)]
+        while k < len(ents) and ents[k][0] == pos:
+            by_slot[ents[k][1]].append(ents[k][2])
+            k += 1
+        for r in range(max(len(x) for x in by_slot)):
+            out.append((pos, tuple(x[r] if r < len(x) else 0 for x in by_slot)))
+    return out
+
+
 def _signed_digits(v: int) -> list[list[tuple[int, tuple[int, ...]]]]:
     """The two single-term forms of v (binary, non-adjacent), each a list of same-sign digit groups."""
     mag, sgn = abs(int(v)), 1 if v < 0 else 0
@@ -383,6 +421,8 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
         # -- the tap table: one row per (source, ky, kx) (npix == 1: one row, positions are addresses)
         taps, tap_of = [], {}
         direct = npix == 1
+        G = lane_groups_of(net, op, cfg)
+        gl, lanes_log2 = G.bit_length() - 1, cfg.lanes.bit_length() - 1
         for si, (s, W, pl, (_cin, h, w)) in enumerate(weights):
             if not direct and s.stride not in (1, 2):
                 raise CompileError(f"op {op.name}: stride {s.stride} is not supported (1 or 2)")
@@ -403,11 +443,16 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
                     if not (dmin <= dy <= dmax and dmin <= dx <= dmax):
                         raise CompileError(f"op {op.name}: kernel offset ({dy},{dx}) exceeds delta_bits={cfg.delta_bits}")
                     tap_of[si, ky, kx] = len(taps)
+                    # grouped: a block of G input channels a position, lane j*P + i on channel b*G + j
                     taps.append({"dy": dy, "dx": dx, "off": off0 % cfg.act_depth,
-                                 "ch_shift": _log2(h * w, f"pixels of {s.tensor}"), "valid": 1})
+                                 "ch_shift": lanes_log2 if G > 1 else _log2(h * w, f"pixels of {s.tensor}"),
+                                 "valid": 1})
         if direct:
             dbase = min(pl.base for _s, _W, pl, _sh in weights)
-            taps = [{"off": dbase % cfg.act_depth, "valid": 1}]
+            # grouped (B = lanes / G lanes a group, lane j*B the group's one pixel): address dbase + k*lanes +
+            # j*B + r is slot j of position k << log2 B | r, whose tap row r has off dbase + r
+            taps = [{"off": (dbase + r) % cfg.act_depth, "ch_shift": lanes_log2 if G > 1 else 0, "valid": 1}
+                    for r in range(cfg.lanes // G if G > 1 else 1)]
         tap_log2 = max(0, (len(taps) - 1).bit_length())
         if tap_log2 > TAP_LOG2_MAX:
             raise CompileError(f"op {op.name} needs {len(taps)} tap rows; a layer has at most {1 << TAP_LOG2_MAX}")
@@ -428,7 +473,8 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
         val_base = val_tables.setdefault(tuple(vrows), len(val_tables))
         if val_base == len(val_tables) - 1 and len(val_rows) < (val_base + 1) << cfg.code_bits:
             val_rows += vrows
-        per_ch = []  # per output channel: sorted (position, code)
+        per_ch = []  # per output channel: sorted (position, codes of its G slots)
+        blog2 = lanes_log2 - gl  # grouped direct layers: log2 of a group's lanes
         for c in range(cout):
             ents = []
             for si, (s, W, pl, (_cin, h, w)) in enumerate(weights):
@@ -438,11 +484,13 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
                         if not (0 <= ty < h and 0 <= tx < w):
                             continue  # multiplies zero padding
                         pos = int(addr_of(pl)[ic, ty, tx]) - dbase
+                        if G > 1:
+                            pos, slot = (pos >> lanes_log2 << blog2) | (pos & ((1 << blog2) - 1)), (pos >> blog2) & (G - 1)
                     else:
-                        pos = (int(ic) << tap_log2) | tap_of[si, int(ky), int(kx)]
-                    ents += [(pos, code) for code in codes_of[int(W[c, ic, ky, kx])]]
+                        pos, slot = (int(ic) >> gl << tap_log2) | tap_of[si, int(ky), int(kx)], int(ic) & (G - 1)
+                    ents += [(pos, slot if G > 1 else 0, code) for code in codes_of[int(W[c, ic, ky, kx])]]
             ents.sort(key=lambda e: e[0])
-            per_ch.append(ents)
+            per_ch.append(_slots(ents, G))
         fill_max = (1 << cfg.pos_bits) - 1
 
         def fillers(start: int, ents, fill_max=fill_max) -> int:
@@ -458,27 +506,32 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
         diag_log2 = tap_log2
         if direct and len(weights) == 1:
             diag_log2 = _log2(weights[0][3][1] * weights[0][3][2], f"pixels of {weights[0][0].tensor}")
+            if G > 1:  # channel c's first address c << diag_log2 is position c << (diag_log2 - log2 G) when
+                diag_log2 = max(0, diag_log2 - gl)  # diag_log2 >= log2 lanes; any start <= it is exact (below)
         diag = all(not ents or ents[0][0] >= c << diag_log2 for c, ents in enumerate(per_ch)) and \
             sum(fillers(c << diag_log2, e) for c, e in enumerate(per_ch)) < sum(fillers(0, e) for e in per_ch)
         pos_end, dsh = 1, el.offsets["delta"]
+        wgt += [0] * (-len(wgt) % G)  # a grouped layer's entries of G words start at a multiple of G
+        w_start = len(wgt)
         for c, ents in enumerate(per_ch):
             n0 = len(wgt)
             prev = c << diag_log2 if diag else 0
             pos_end = max(pos_end, prev + 1)
-            for pos, code in ents:
+            for pos, codes in ents:
                 d = pos - prev
-                while d > fill_max:  # fillers (code 0) for a long jump
+                while d > fill_max:  # fillers (code 0 in every slot) for a long jump
                     k = min(d >> cfg.pos_bits, fill_max)
-                    wgt.append(k << dsh)
+                    wgt += [k << dsh] + [0] * (G - 1)
                     d -= k << cfg.pos_bits
-                wgt.append(code | d << dsh)  # = el.pack(code=code, delta=d), fields in range by construction
+                # = el.pack(code=codes[0], delta=d), then the other slots' codes (delta 0); fields in range
+                wgt += [codes[0] | d << dsh, *codes[1:]]
                 prev = pos
             pos_end = max(pos_end, prev + 1)
             if pos_end >> cfg.pos_width:
                 raise CompileError(f"op {op.name}: position {prev} does not fit pos_width={cfg.pos_width}")
             if len(wgt) == n0:
-                wgt.append(el.pack())  # a channel with no non-zero weight still needs one entry: a filler
-            counts.append(len(wgt) - n0)
+                wgt += [el.pack()] * G  # a channel with no non-zero weight still needs one entry: a filler
+            counts.append((len(wgt) - n0) // G)
             row = {"count": counts[-1], "bias": int(op.bias[c])}
             for j in range(cfg.max_levels - 1):
                 t = op.thresholds[c, j] if op.mode == "thresh" and j < op.thresholds.shape[1] else acc_hi
@@ -498,7 +551,7 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
                 "w_start": w_start, "rq_start": rq_start, "out_base": opl.base, "out_phase": int(opl.phase),
                 "shift": op.shift, "rmax": int(op.reduce == "max"),
                 "val_base": val_base, "tap_base": tap_base, "tap_log2": tap_log2, "pos_end": pos_end,
-                "diag": int(diag), "diag_log2": diag_log2 if diag else 0}
+                "diag": int(diag), "diag_log2": diag_log2 if diag else 0, "grp_log2": gl}
         if op.mode == "thresh":
             for j, v in enumerate(op.levels_out):
                 desc[f"lv{j}"] = int(v)

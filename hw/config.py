@@ -55,6 +55,7 @@ class AcceleratorConfig:
     out_depth: int = 16  # raw (logit) outputs, power of two
     act_rows: int = 0  # rows each ACT bank holds (the live tensors' words / lanes); 0: bank_depth (all)
     wgt_ram: int = 0  # 1: WGT is a RAM the host writes before the first start (no ROM contents; SPRAM on iCE40)
+    lane_groups: int = 1  # most lane groups a layer of fewer pixels than lanes splits into (1: none); power of two
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -86,6 +87,9 @@ class AcceleratorConfig:
         for name in ("act_depth", "wgt_depth", "tap_depth", "rq_depth", "prog_depth", "out_depth"):
             if not _is_pow2(getattr(self, name)):
                 raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}")
+        if not _is_pow2(self.lane_groups) or self.lane_groups > self.lanes:
+            raise ConfigError(f"lane_groups must be a power of two between 1 and lanes ({self.lanes}), "
+                              f"not {self.lane_groups}")
         if self.act_depth < self.lanes:
             raise ConfigError(f"act_depth ({self.act_depth}) must be at least lanes ({self.lanes})")
         if self.act_rows > self.bank_depth:
@@ -104,6 +108,18 @@ class AcceleratorConfig:
     @property
     def bank_depth(self) -> int:
         return self.act_depth // self.lanes
+
+    @property
+    def grp_bits(self) -> int:
+        """Width of the descriptor's ``grp_log2`` (0..log2 lane_groups): 0 bits when lane_groups is 1, so
+        that a config without lane groups has today's descriptor, bit for bit."""
+        return (self.lane_groups.bit_length() - 1).bit_length()
+
+    @property
+    def fold_levels(self) -> int:
+        """Registered levels of the fold tree that sums the lane groups before the writeback (every layer
+        passes through them, grouped or not): log2 lane_groups."""
+        return self.lane_groups.bit_length() - 1
 
     @property
     def act_bank_rows(self) -> int:
@@ -198,7 +214,10 @@ class AcceleratorConfig:
         return 3 if self.lane_bits >= SPLIT_LANE_BITS else 2
 
     def to_dict(self) -> dict:
-        return {"version": CONFIG_VERSION, **asdict(self)}
+        d = asdict(self)
+        if d["lane_groups"] == 1:  # the default is left out: a config without lane groups reads as before
+            del d["lane_groups"]
+        return {"version": CONFIG_VERSION, **d}
 
     @classmethod
     def from_dict(cls, d: dict) -> AcceleratorConfig:

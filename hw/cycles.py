@@ -28,8 +28,10 @@ def pipe(cfg: AcceleratorConfig) -> int:
     """S1, S1a, S1b, D1..D3, S2, S2a, S2b, S3..S9: issue of a group's last entry to the writeback buffer
     load (the WGT read's second cycle: S1a; the stream decode: S1b, D1..D3; the ACT rows registered and
     then registered beside each bank: S2a, S2b; the lanes: S6..S8); one more (S3c) where the ACT
-    rotation is registered mid-way (hw/actmem.py, 128 lanes and more)."""
-    return 13 + cfg.lane_latency + (cfg.act_read_latency - 2)
+    rotation is registered mid-way (hw/actmem.py, 128 lanes and more); and, with lane groups, the fold
+    tree's log2 lane_groups registered levels between the lanes and the writeback buffer, in every layer,
+    grouped or not."""
+    return 13 + cfg.lane_latency + (cfg.act_read_latency - 2) + cfg.fold_levels
 WB = 4  # W1..W4: writeback stages after W0 (RQ row register, comparators, level mux, registered write)
 SETTLE = 4  # PROG read, RQ row address, two shifts into the (count, bias) prefetch before a layer can start
 

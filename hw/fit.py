@@ -34,7 +34,7 @@ def needs(prog: Program) -> dict[str, int]:
     return {  # the RTL (hw/top.py) also needs act_depth >= 2 x lanes and >= out_depth
         "act_depth": act_depth,
         "act_rows": 0 if rows >= act_depth // cfg.lanes else rows,
-        "wgt_depth": _pow2(len(prog.images.wgt)),
+        "wgt_depth": max(_pow2(len(prog.images.wgt)), cfg.lane_groups),  # (the RTL's WGT rows of lane_groups words)
         "tap_depth": _pow2(len(prog.images.tap)),
         "rq_depth": _pow2(len(prog.images.rq)),
         "prog_depth": _pow2(len(prog.images.prog)),

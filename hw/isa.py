@@ -161,6 +161,8 @@ def desc_layout(cfg: AcceleratorConfig) -> Layout:
         Field("diag_log2", CH_SHIFT_BITS),
     ]
     fs += [Field(f"lv{j}", cfg.act_bits) for j in range(cfg.max_levels)]
+    if cfg.grp_bits:  # lane groups (config lane_groups > 1; no field otherwise, unpack's .get: 0): 2**grp_log2 groups
+        fs += [Field("grp_log2", cfg.grp_bits)]
     return Layout("desc", fs)
 
 
@@ -253,28 +255,35 @@ def decode_stream(cfg: AcceleratorConfig, images: MemoryImages) -> dict[str, np.
             break
     else:
         raise ValueError("program has no descriptor with last=1")
-    spans, prev_end = [], None  # per layer (counts, w0, w1); (layer, word after its stream)
+    spans, prev_end = [], None  # per layer (counts, w0, w1, G); (layer, word after its stream)
     for li, d in enumerate(descs):
         if d["rq_start"] + d["n_ch"] > len(images.rq):
             raise ValueError(f"layer {li}: requant rows {d['rq_start']}..{d['rq_start'] + d['n_ch']} run past the "
                              f"requant image ({len(images.rq)} rows)")
+        G = layer_groups(cfg, d, li)
         counts = [rl.unpack(images.rq[d["rq_start"] + c])["count"] for c in range(d["n_ch"])]
-        w0, w1 = d["w_start"], d["w_start"] + sum(counts)
-        spans.append((counts, w0, w1))
+        w0, w1 = d["w_start"], d["w_start"] + G * sum(counts)
+        spans.append((counts, w0, w1, G))
         if w1 > n:
-            raise ValueError(f"weight stream: layer {li}: its counts add up to {sum(counts)} entries from word {w0}, "
-                             f"past the end of the stream ({n} words)")
+            raise ValueError(f"weight stream: layer {li}: its counts add up to {sum(counts)} entries "
+                             f"{f'of {G} words ' if G > 1 else ''}from word {w0}, past the end of the stream ({n} words)")
         if not d["n_ch"]:
             continue
-        if prev_end is not None and w0 != prev_end[1]:
-            raise ValueError(f"weight stream: layer {prev_end[0]}: its counts end its stream at word {prev_end[1]}, "
-                             f"but layer {li}'s stream starts at word {w0}")
+        if w0 % G:
+            raise ValueError(f"weight stream: layer {li}: its entries of {G} words start at word {w0}, not a multiple of {G}")
+        if prev_end is not None:
+            gap = ent["code"][prev_end[1]:w0].any() or ent["delta"][prev_end[1]:w0].any()
+            if w0 != -(-prev_end[1] // G) * G or gap:
+                raise ValueError(f"weight stream: layer {prev_end[0]}: its counts end its stream at word {prev_end[1]}, "
+                                 f"but layer {li}'s stream starts at word {w0}")
         prev_end = (li, w1)
-    for li, (d, (counts, w0, w1)) in enumerate(zip(descs, spans)):
+    for li, (d, (counts, w0, w1, G)) in enumerate(zip(descs, spans)):
         if w1 == w0:
             continue
-        code, delta = ent["code"][w0:w1], ent["delta"][w0:w1]
-        step = np.where(code == 0, delta << cfg.pos_bits, delta)
+        E = sum(counts)
+        code, delta = ent["code"][w0:w1].reshape(E, G), ent["delta"][w0:w1].reshape(E, G)
+        filler = ~code.any(axis=1)  # an entry whose slots all have code 0
+        step = np.where(filler, delta[:, 0] << cfg.pos_bits, delta[:, 0])
         chan = np.repeat(np.arange(len(counts)), counts)
         starts = np.cumsum([0] + counts[:-1])
         cs = np.concatenate([[0], np.cumsum(step)])
@@ -282,40 +291,64 @@ def decode_stream(cfg: AcceleratorConfig, images: MemoryImages) -> dict[str, np.
         if d["diag"]:
             pos = pos + (chan << d["diag_log2"])
         tmask = (1 << d["tap_log2"]) - 1
-        vrow = (d["val_base"] << cfg.code_bits) + code
+        vrow = (d["val_base"] << cfg.code_bits) + code  # (E, G)
         trow = d["tap_base"] + (pos & tmask)
 
-        def where(k, what, chan=chan, w0=w0, li=li, counts=counts):
+        def where(k, what, chan=chan, w0=w0, li=li, counts=counts, G=G, j=None):
             c = int(chan[k])
             e = k - int(sum(counts[:c]))
-            return ValueError(f"weight stream: layer {li} channel {c} entry {e} (word {w0 + k}): {what}")
+            slot = f" slot {j}" if G > 1 and j is not None else ""
+            return ValueError(f"weight stream: layer {li} channel {c} entry {e}{slot} "
+                              f"(word {w0 + k * G + (j or 0)}): {what}")
+        if G > 1:
+            bad = np.argwhere(delta[:, 1:] != 0)
+            if bad.size:
+                k, j = int(bad[0][0]), int(bad[0][1]) + 1
+                raise where(k, f"delta {int(delta[k, j])} in a slot past the first of a grouped entry (must be 0)", j=j)
         bad = np.flatnonzero(pos >= d["pos_end"])
         if bad.size:
             k = int(bad[0])
             raise where(k, f"position {int(pos[k])} is past the layer's end ({d['pos_end']})")
-        vok = np.zeros(len(vrow), bool)
+        vok = np.zeros(vrow.shape, bool)
         inside = vrow < len(images.val)
         vok[inside] = nonempty[vrow[inside]]
-        bad = np.flatnonzero((code != 0) & ~vok)
+        bad = np.argwhere((code != 0) & ~vok)
         if bad.size:
-            k = int(bad[0])
-            raise where(k, f"code {int(code[k])} names an empty row of value table {d['val_base']}")
+            k, j = int(bad[0][0]), int(bad[0][1])
+            raise where(k, f"code {int(code[k, j])} names an empty row of value table {d['val_base']}", j=j)
         tvalid = np.zeros(len(trow), bool)
         inside = trow < len(images.tap)
         tvalid[inside] = taps["valid"][trow[inside]] != 0
-        bad = np.flatnonzero(~tvalid & (code != 0))  # a filler may pass over rows outside the table
+        bad = np.flatnonzero(~tvalid & ~filler)  # a filler may pass over rows outside the table
         if bad.size:
             k = int(bad[0])
             raise where(k, f"position {int(pos[k])} lands on tap row {int(trow[k])}, which is not in the layer's table")
         sl = slice(w0, w1)
-        real = code != 0
+        real = (code != 0).reshape(-1)
+        vflat = vrow.reshape(-1)
         for f in vl.fields:
-            out[f.name][sl] = np.where(real, vals[f.name][np.where(real, vrow, 0)] if len(images.val) else 0, 0)
+            out[f.name][sl] = np.where(real, vals[f.name][np.where(real, vflat, 0)] if len(images.val) else 0, 0)
         out["real"][sl] = real
         ic = pos >> d["tap_log2"]
-        out["dy"][sl], out["dx"][sl] = taps["dy"][trow], taps["dx"][trow]
-        out["off"][sl] = (taps["off"][trow] + (ic << taps["ch_shift"][trow])) & (cfg.act_depth - 1)
+        out["dy"][sl], out["dx"][sl] = np.repeat(taps["dy"][trow], G), np.repeat(taps["dx"][trow], G)
+        out["off"][sl] = np.repeat((taps["off"][trow] + (ic << taps["ch_shift"][trow])) & (cfg.act_depth - 1), G)
     return out
+
+
+def layer_groups(cfg: AcceleratorConfig, d: dict, li: int) -> int:
+    """G = 2**grp_log2, the lane groups of a layer's descriptor, checked: G <= the config's lane_groups, the
+    groups' ``lanes / G`` lanes hold the layer's pixels, and no max reduction (a one-line ValueError)."""
+    g = d.get("grp_log2", 0)
+    if not g:
+        return 1
+    G, npix = 1 << g, 1 << (d["ho_log2"] + d["wo_log2"])
+    if G > cfg.lane_groups:
+        raise ValueError(f"layer {li}: {G} lane groups, but the config has lane_groups = {cfg.lane_groups}")
+    if npix * G > cfg.lanes:
+        raise ValueError(f"layer {li}: {G} lane groups of {npix} pixels need more than the {cfg.lanes} lanes")
+    if d["rmax"]:
+        raise ValueError(f"layer {li}: a max reduction cannot take lane groups")
+    return G
 
 
 @dataclass
@@ -360,30 +393,39 @@ def run_program(cfg: AcceleratorConfig, images: MemoryImages, act: np.ndarray,
         w = d["w_start"]
         tr = LayerTrace(li, d["mode"], d["n_ch"], npix, 0, 0)
         results = []
+        G = layer_groups(cfg, d, li)
+        B = L // G  # lanes of a group: lane j*B + i is pixel i (i < npix) of group j
         for c in range(d["n_ch"]):
             if d["rq_start"] + c >= len(images.rq):
                 raise ValueError(f"layer {li} channel {c}: requant row {d['rq_start'] + c} is outside the image")
             row = rl.unpack(images.rq[d["rq_start"] + c])
             cnt = row["count"]
-            if w + cnt > len(images.wgt):
-                raise ValueError(f"layer {li} channel {c}: entries {w}..{w + cnt} run past the weight image")
-            acc = np.full(npix, row["bias"], dtype=np.int64)
+            if w + G * cnt > len(images.wgt):
+                raise ValueError(f"layer {li} channel {c}: entries {w}..{w + G * cnt} run past the weight image")
+            acc = np.zeros((G, npix), dtype=np.int64)  # group 0 from the bias, the others from 0
+            acc[0] = row["bias"]
             rmax = bool(d["rmax"])
-            for e in range(w, w + cnt):
+            for e in range(w, w + G * cnt):
                 if not ents["real"][e]:
-                    continue  # a filler: no term at all (a max keeps its value)
+                    continue  # a filler (or an empty slot): no term at all (a max keeps its value)
+                j = (e - w) % G
                 iy, ix = oy + ents["dy"][e], ox + ents["dx"][e]
                 valid = (iy >= 0) & (iy < ho) & (ix >= 0) & (ix < wo)
-                a = np.where(valid, act[(ents["off"][e] + p) & amask], 0)
+                a = np.where(valid, act[(ents["off"][e] + j * B + p) & amask], 0)
                 contrib = np.zeros(npix, dtype=np.int64)
                 for t in range(cfg.terms):
                     if ents[f"en{t}"][e]:
                         contrib += a << ents[f"s{t}"][e]
                 term = -contrib if ents["sign"][e] else contrib
-                acc = np.maximum(acc, term) if rmax else acc + term
-            if acc.min(initial=0) < acc_lo or acc.max(initial=0) > acc_hi:
-                raise OverflowError(f"layer {li} channel {c}: accumulator leaves the {cfg.acc_bits}-bit range")
-            w += cnt
+                acc[j] = np.maximum(acc[j], term) if rmax else acc[j] + term
+            while True:  # the fold tree: group j + G/2 into group j, a level at a time (sums)
+                if acc.min(initial=0) < acc_lo or acc.max(initial=0) > acc_hi:
+                    raise OverflowError(f"layer {li} channel {c}: accumulator leaves the {cfg.acc_bits}-bit range")
+                if len(acc) == 1:
+                    break
+                acc = acc[:len(acc) // 2] + acc[len(acc) // 2:]
+            acc = acc[0]
+            w += G * cnt
             tr.entries += cnt
             tr.work += cnt * ngroups
             if d["mode"] == MODE_THRESH:

@@ -263,6 +263,9 @@ class Accelerator(wiring.Component):
             if images.config != cfg:
                 reject(self, ValueError("the memory images were built for a different AcceleratorConfig"))
             images.check()
+        if cfg.lane_groups > 1:
+            reject(self, ValueError(f"lane groups are not built in the RTL yet: lane_groups must be 1, not "
+                                    f"{cfg.lane_groups} (the ISA interpreter and the cycle model have them)"))
         if cfg.out_depth > cfg.act_depth:
             reject(self, ValueError(f"out_depth ({cfg.out_depth}) must not exceed act_depth ({cfg.act_depth})"))
         if cfg.bank_depth < 2:

@@ -30,6 +30,7 @@ CONFIG_FLAGS = {  # flag -> AcceleratorConfig field
     "rq_depth": "requantization rows (power of two)",
     "prog_depth": "layer descriptors (power of two)",
     "out_depth": "raw output words (power of two)",
+    "lane_groups": "most lane groups a layer of fewer pixels than lanes splits into (power of two; 1: none)",
 }
 SWITCH_FLAGS = {  # flag without a value -> AcceleratorConfig field set to 1
     "wgt_ram": "weights in a RAM the host loads at boot (wgt.hex through the WGT write port), not a ROM: "

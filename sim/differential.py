@@ -14,7 +14,7 @@ from apotflow.hw.fit import fitted_config
 from apotflow.sw.intnet import IntNet
 
 
-def random_config(net: IntNet, seed: int) -> AcceleratorConfig:
+def random_config(net: IntNet, seed: int, lane_groups: int = 1) -> AcceleratorConfig:
     """A config that should hold net: lanes 2..64, terms 1..4, acc_bits exactly what the worst case
     needs or wider, act_bits just enough or wider, memories fitted (sometimes twice that)."""
     rng = random.Random(seed)
@@ -29,7 +29,7 @@ def random_config(net: IntNet, seed: int) -> AcceleratorConfig:
         shift_bits=rng.choice((4, 5)), delta_bits=rng.choice((3, 4)),
         max_levels=max(2, nlev + rng.choice((0, 0, 1, 7))),
         act_depth=1 << 20, wgt_depth=1 << 20, rq_depth=1 << 12, prog_depth=1 << 6, out_depth=1 << 12)
-    cfg = fitted_config(net, cfg)
+    cfg = fitted_config(net, replace(cfg, lane_groups=min(lane_groups, cfg.lanes)))
     grow = {k: getattr(cfg, k) << rng.choice((0, 0, 1)) for k in ("act_depth", "wgt_depth", "rq_depth", "out_depth")}
     return replace(cfg, **grow)
 
@@ -60,13 +60,14 @@ def compare(net: IntNet, cfg: AcceleratorConfig, x: np.ndarray) -> str | None:
     return None
 
 
-def run_one(seed: int, **net_args) -> tuple[str, str | None]:
-    """('equal' | 'mismatch' | 'refused', detail) for the random network and config of this seed."""
+def run_one(seed: int, lane_groups: int = 1, **net_args) -> tuple[str, str | None]:
+    """('equal' | 'mismatch' | 'refused', detail) for the random network and config of this seed (the
+    config's lane_groups: at most ``lane_groups``, at most its lanes)."""
     from apotflow.sw.randnet import random_net
 
     net = random_net(seed, **net_args)
     try:
-        cfg = random_config(net, seed)
+        cfg = random_config(net, seed, lane_groups)
         bad = compare(net, cfg, probe_images(net, seed))
     except CompileError as e:
         return "refused", str(e)
