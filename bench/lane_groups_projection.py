@@ -1,11 +1,12 @@
 """PROJECTION (no hardware): cycles per image with lane groups, from the compiled weight streams.
 
-Nothing here is built: the RTL, the compiler and ``hw/cycles.py`` still give every layer one output
-channel at a time, its pixels across the lanes. This script takes the program the compiler makes today
-(``hw/fit.fit``), re-schedules the layers whose output map has fewer pixels P than the array has lanes L
+Written before lane groups were built (input-channel groups are now: config ``lane_groups``; output-channel
+groups are not). This script takes the program the compiler makes without them (``hw/fit.fit``, lane_groups
+1: every layer one output channel at a time, its pixels across the lanes), re-schedules the layers whose output map has fewer pixels P than the array has lanes L
 into G = L / P lane groups, and runs the exact cycle model's recurrences (hw/cycles.py: issue units of
 ``count`` entries, the writeback's ``n`` words, the per-layer fixed cost) on that schedule. The design is
-docs/hardware.md, "Lane groups (design; not built)". Two ways to use the idle lanes are projected:
+docs/hardware.md, "Lane groups" (input-channel groups are built since; this script projects from the
+programs compiled without them, ``lane_groups`` 1). Two ways to use the idle lanes are projected:
 
 * ``oc`` (output-channel groups): group j of a block computes output channel c0 + j on the same P
   pixels. All groups read the same P ACT words (lane l takes word l mod P), so the G weight streams of a

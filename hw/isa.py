@@ -11,7 +11,9 @@ Memories (all word-addressed):
   it) as a ``code`` (its row in the layer's value table; code 0: a filler, no weight) and a position
   ``delta`` against the previous entry of the same output channel (``decode_stream``). Decoded, an
   entry is ``acc += (-1)**sign * sum_t en_t * (a << s_t)``, ``a`` = ACT[(off + p) mod act_depth] for the
-  lane's output pixel ``p`` when the input pixel lies inside the image, else 0.
+  lane's output pixel ``p`` when the input pixel lies inside the image, else 0. In a layer with lane
+  groups (descriptor ``grp_log2`` > 0, config ``lane_groups`` > 1) an entry is ``G = 2**grp_log2`` words,
+  one per group (docs/hardware.md, "Lane groups").
 * VAL  -- value tables, ``2**code_bits`` rows per layer descriptor: (sign, en_t, s_t) of a code.
 * TAP  -- tap tables, ``2**tap_log2`` rows per layer: a position's input offset, channel stride, dy/dx.
 * RQ   -- one row per output channel: entry count, accumulator initial value (bias), thresholds.
@@ -234,7 +236,9 @@ def decode_stream(cfg: AcceleratorConfig, images: MemoryImages) -> dict[str, np.
     The position of an entry is the running sum of the steps of its output channel's entries, from 0 (or,
     in a ``diag`` layer, from ``c << diag_log2`` for channel c) at the channel's first entry (a filler,
     code 0, steps ``delta << pos_bits``, any other entry ``delta``); ``tap = pos mod 2**tap_log2``, ``ic = pos >> tap_log2``, ``off = (TAP.off + (ic << TAP.ch_shift))
-    mod act_depth``. Checks, each failure a one-line ValueError naming layer, channel and entry: every
+    mod act_depth``. In a layer with lane groups an entry is G words (slot j: group j's code; slot 0's
+    delta is the step, a filler has code 0 in every slot, the other slots' deltas must be 0), each word
+    decoded with its own code and the entry's position. Checks, each failure a one-line ValueError naming layer, channel and entry: every
     code names a non-empty value-table row, every position lies below the layer's ``pos_end``, every
     weight's (not a filler's) on a valid tap row, and each layer's counts cover exactly the words up to the next layer's ``w_start``."""
     el, vl, tl, dl, rl = entry_layout(cfg), val_layout(cfg), tap_layout(cfg), desc_layout(cfg), rq_layout(cfg)
@@ -368,7 +372,10 @@ def run_program(cfg: AcceleratorConfig, images: MemoryImages, act: np.ndarray,
 
     Returns (ACT after the run, OUT, per-layer traces). The semantics, per layer:
     for each channel c, for each output pixel p: acc = bias_c + sum of its entries; then requantize
-    and write. A layer never reads what it writes (the compiler guarantees it), so the order of
+    and write. With G = 2**grp_log2 lane groups (B = lanes / G lanes each), slot j of an entry works on
+    ACT[off + j*B + p] (the padding test of pixel p) into group j's accumulator, group 0 starting from the
+    bias and the others from 0; the groups are then summed a level at a time (group j + G/2 into j: the
+    RTL's fold tree), every partial in the acc_bits range. A layer never reads what it writes (the compiler guarantees it), so the order of
     writes inside a layer does not matter.
     """
     images.check()  # (decodes the stream once more; cheap next to the run)

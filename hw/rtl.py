@@ -16,7 +16,7 @@ from amaranth.lib import wiring
 
 from . import isa
 from .config import AcceleratorConfig
-from .top import HEX_FILES, Accelerator, accelerator_signature, host_act_latency
+from .top import HEX_FILES, Accelerator, accelerator_signature, grouped_rows, host_act_latency
 
 TOP = "apotflow_top"
 ROM_SOURCE = Path(__file__).with_name("apotflow_rom.v")
@@ -80,7 +80,8 @@ def ports_manifest(cfg: AcceleratorConfig) -> dict:
 
 def rom_shapes(cfg: AcceleratorConfig):
     """(width, depth) of each ROM, in HEX_FILES order."""
-    return [(isa.entry_layout(cfg).width, cfg.wgt_depth), (isa.rq_layout(cfg).width, cfg.rq_depth),
+    G = cfg.lane_groups  # a lane-groups build's WGT: rows of G words (hw/top.grouped_rows)
+    return [(isa.entry_layout(cfg).width * G, cfg.wgt_depth // G), (isa.rq_layout(cfg).width, cfg.rq_depth),
             (isa.desc_layout(cfg).width, cfg.prog_depth), (isa.val_layout(cfg).width, cfg.val_depth),
             (isa.tap_layout(cfg).width, cfg.tap_depth)]
 
@@ -90,7 +91,10 @@ def write_hex_images(cfg: AcceleratorConfig, images: isa.MemoryImages, out_dir) 
     paths = {}
     for (key, fname), (width, depth) in zip(HEX_FILES.items(), rom_shapes(cfg)):
         paths[key] = out_dir / fname
-        isa.write_hex(paths[key], getattr(images, key), width, depth)
+        words = getattr(images, key)
+        if key == "wgt" and cfg.lane_groups > 1:
+            words = grouped_rows(cfg, words)
+        isa.write_hex(paths[key], words, width, depth)
     return paths
 
 

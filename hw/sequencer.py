@@ -129,6 +129,11 @@ class Sequencer(wiring.Component):
         n1, n2 = Signal(pf), Signal(pf)
         n1_null, n1_one = Signal(), Signal()
         wb_wait = Signal(cfg.lane_bits + 1)
+        # lane groups (cfg.lane_groups > 1): a grouped layer's entry is 2**grp_log2 WGT words (w_ptr and
+        # ch_w_next step by that many)
+        grouped = cfg.lane_groups > 1
+        if grouped:
+            w_step = Signal(cfg.lane_groups.bit_length(), name="w_step")
         layer_cyc = Signal(32)
         total = Signal(32)
 
@@ -211,6 +216,8 @@ class Sequencer(wiring.Component):
                         rq_cur.eq(prog.rq_start),
                         cur_count.eq(n1.count), cur_bias.eq(n1.bias),
                     ]
+                    if grouped:  # (the later assignment wins)
+                        m.d.sync += [w_step.eq(1 << prog.grp_log2), ch_w_next.eq(prog.w_start + (n1.count << prog.grp_log2))]
                     with m.If(~first_layer):
                         m.d.comb += [self.perf_we.eq(1), self.perf_waddr.eq(pc - 1), self.perf_wdata.eq(layer_cyc)]
                         m.d.sync += layer_cyc.eq(1)
@@ -234,6 +241,8 @@ class Sequencer(wiring.Component):
                     with m.If(~last_e):
                         m.d.sync += [e.eq(e + 1), e2.eq(e2 + 1), last_e.eq(e2 == cur_count),
                                      *(w.eq(w + 1) for w in w_ptrs)]
+                        if grouped:  # a grouped entry is 2**grp_log2 words (the later assignment wins)
+                            m.d.sync += [w.eq(w + w_step) for w in w_ptrs]
                     with m.Else():
                         m.d.sync += [wb_wait.eq(nvalid - 1), wb_free.eq(Mux(last_group, rem == 1, L == 1)),
                                      e.eq(0), e2.eq(2), last_e.eq(one)]
@@ -254,6 +263,8 @@ class Sequencer(wiring.Component):
                                 rq_cur.eq(rq_cur + 1),
                                 ch_base.eq(ch_base + self.npix), pos0.eq(pos0 + (1 << desc.diag_log2)),
                             ]
+                            if grouped:  # (the later assignment wins)
+                                m.d.sync += ch_w_next.eq(ch_w_next + (n1.count << desc.grp_log2))
                             with m.If(c1 == desc.n_ch):
                                 with m.If(desc.last):
                                     m.d.sync += own_eq(own_next_drain)

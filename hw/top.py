@@ -27,6 +27,11 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+20 W3: popcount and level mux (or shift), registered beside each ACT bank (or the OUT write, RAW layers)
   I+21 W4: write ACT (a bank's registered write)
 
+With lane groups (``cfg.lane_groups`` > 1; docs/hardware.md, "Lane groups") the WGT row holds
+``lane_groups`` words (an entry's slots), slots 1.. decode through copies of VAL beside D1..D3, each lane
+takes its group's slot's controls in S5, and the fold tree's log2 lane_groups registered levels sit
+between S8 and S9: S9 and the writeback come that many cycles later, in every layer.
+
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1
 (the perf counters' last write lands at the end of the cycle after done),
@@ -123,6 +128,37 @@ def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str,
     m.d.sync += [hi_q.eq(addr[lo:]), hi_qq.eq(hi_q)]
     m.d.comb += out.eq(Array(regs)[hi_qq])
     return addrs, out
+
+
+def grouped_rows(cfg: AcceleratorConfig, words) -> list[int]:
+    """The WGT image of a lane-groups build (``wgt_rom_grouped``): ``lane_groups`` consecutive words a row,
+    word a in slot a mod lane_groups of row a // lane_groups (slot k at bits k * entry width)."""
+    G, w = cfg.lane_groups, isa.entry_layout(cfg).width
+    words = list(words or [])
+    words += [0] * (-len(words) % G)
+    return [sum(x << (k * w) for k, x in enumerate(words[r:r + G])) for r in range(0, len(words), G)]
+
+
+def wgt_rom_grouped(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str):
+    """The WGT ROM of a lane-groups build, read latency 2 as ``wgt_rom``: rows of ``lane_groups`` words
+    (``grouped_rows``: the banks interleaved by the low address bits), the row of the address of cycle t
+    registered in t+2 and slot j of the entry at that address chosen from it, word (a + j) of the row
+    (a is a multiple of 2**grp_log2 in a grouped layer; slot 0 is today's word). Returns ([addr], slots)."""
+    G, gm = cfg.lane_groups, cfg.fold_levels
+    abits = cfg.wgt_addr_bits
+    addr = Signal(abits, name="wgt_addr")
+    ((a, d),) = rom(m, "wgt", width * G, cfg.wgt_depth // G, grouped_rows(cfg, init) if init is not None else None,
+                    1, rom_style, HEX_FILES["wgt"])
+    row, lo_q, lo_qq = Signal(width * G, name="wgt_row"), Signal(gm), Signal(gm)
+    m.d.comb += a.eq(addr[gm:])
+    m.d.sync += [row.eq(d), lo_q.eq(addr[:gm]), lo_qq.eq(lo_q)]
+    words = Array([row[k * width:(k + 1) * width] for k in range(G)])
+    slots = []
+    for j in range(G):
+        s = Signal(width, name=f"wgt_slot{j}")
+        m.d.comb += s.eq(words[(lo_qq | j)[:gm]])
+        slots.append(s)
+    return [addr], slots
 
 
 def wgt_ram(m: Module, cfg: AcceleratorConfig, width: int, spram: bool):
@@ -263,9 +299,10 @@ class Accelerator(wiring.Component):
             if images.config != cfg:
                 reject(self, ValueError("the memory images were built for a different AcceleratorConfig"))
             images.check()
-        if cfg.lane_groups > 1:
-            reject(self, ValueError(f"lane groups are not built in the RTL yet: lane_groups must be 1, not "
-                                    f"{cfg.lane_groups} (the ISA interpreter and the cycle model have them)"))
+        if cfg.lane_groups > 1 and (cfg.wgt_ram or dp16kd or cfg.wgt_depth < cfg.lane_groups):
+            reject(self, ValueError(f"lane groups (lane_groups {cfg.lane_groups}) are built with a WGT ROM of "
+                                    "lane_groups words a row only: not with wgt_ram or dp16kd, and wgt_depth >= "
+                                    "lane_groups"))
         if cfg.out_depth > cfg.act_depth:
             reject(self, ValueError(f"out_depth ({cfg.out_depth}) must not exceed act_depth ({cfg.act_depth})"))
         if cfg.bank_depth < 2:
@@ -304,7 +341,9 @@ class Accelerator(wiring.Component):
         el, rl, dl = isa.entry_layout(cfg), isa.rq_layout(cfg), isa.desc_layout(cfg)
         vl, tl, xl = isa.val_layout(cfg), isa.tap_layout(cfg), isa.decoded_layout(cfg)
 
-        n_wgt = 1 if cfg.wgt_ram else wgt_copies(cfg, self.wgt_banked, self.wgt_bank_words, img and len(img.wgt))
+        grouped = cfg.lane_groups > 1  # lane groups (docs/hardware.md, "Lane groups"): the G-word WGT read, a
+        # value decode per slot, each lane's controls from its group's slot, the fold tree before the writeback
+        n_wgt = 1 if cfg.wgt_ram or grouped else wgt_copies(cfg, self.wgt_banked, self.wgt_bank_words, img and len(img.wgt))
         m.submodules.seq = seq = Sequencer(cfg, n_wgt)
         m.submodules.act = act = BankedActMem(
             cfg, self.act_init, style="verilog" if self.rom_style == "readmemh" and self.act_init is None else "memory",
@@ -319,6 +358,9 @@ class Accelerator(wiring.Component):
             wgt_addrs = [wgt_addr]
             m.d.comb += [wgt_we.eq(self.wgt_we & seq.idle), wgt_waddr.eq(self.wgt_waddr),
                          wgt_wdata.eq(self.wgt_wdata)]
+        elif grouped:
+            wgt_addrs, wgt_slots = wgt_rom_grouped(m, cfg, el.width, img and img.wgt, self.rom_style)
+            wgt_data = wgt_slots[0]
         else:
             wgt_addrs, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
                                            self.wgt_bank_words, self.dp16kd, n_wgt)
@@ -378,6 +420,14 @@ class Accelerator(wiring.Component):
         word = s1b.word
         pos = Signal(cfg.pos_width)
         step = Mux(word.code == 0, word.delta << cfg.pos_bits, word.delta)
+        if grouped:  # slots 1.. of a grouped entry: their codes (0 past the layer's 2**grp_log2 slots)
+            Gm = cfg.lane_groups
+            grp = Signal(range(cfg.fold_levels + 1), name="grp")  # layer constant, registered
+            m.d.sync += grp.eq(desc.grp_log2)
+            s1b_codes = Signal(data.ArrayLayout(cfg.code_bits, Gm), name="s1b_codes")
+            m.d.sync += [s1b_codes[j].eq(Mux((j >> grp) == 0, struct(el)(wgt_slots[j]).code, 0)) for j in range(1, Gm)]
+            filler = (word.code == 0) & (Cat(*(s1b_codes[j] for j in range(1, Gm))) == 0)  # every slot's code 0
+            step = Mux(filler, word.delta << cfg.pos_bits, word.delta)
         with m.If(s1b.iss.valid):
             m.d.sync += pos.eq(Mux(s1b.iss.first, s1b.iss.pos0, pos) + step)
         d1 = Signal(data.StructLayout({"iss": issue_layout(cfg), "code": cfg.code_bits}))
@@ -393,6 +443,16 @@ class Accelerator(wiring.Component):
         # D2: the rows arrive and are registered as they are (D3).
         d3 = Signal(data.StructLayout({"d": dl2, "v": struct(vl), "t": struct(tl)}))
         m.d.sync += [d3.d.eq(d2), d3.v.eq(val_port[1]), d3.t.eq(tap_port[1])]
+        if grouped:  # slots 1..: their value-table rows (a copy of VAL each), registered beside d1..d3
+            d1_codes = Signal(data.ArrayLayout(cfg.code_bits, Gm), name="d1_codes")
+            gvl = data.StructLayout({"v": struct(vl), "real": 1})
+            m.d.sync += d1_codes.eq(s1b_codes)
+            d2_real, d3_slots = Signal(Gm, name="d2_real"), Signal(data.ArrayLayout(gvl, Gm), name="d3_slots")
+            for j in range(1, Gm):
+                (vport,) = rom(m, f"val_s{j}", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style,
+                               HEX_FILES["val"])
+                m.d.comb += vport[0].eq(Cat(d1_codes[j], desc.val_base))
+                m.d.sync += [d2_real[j].eq(d1_codes[j] != 0), d3_slots[j].v.eq(vport[1]), d3_slots[j].real.eq(d2_real[j])]
         # D3: off = tap.off + (ic << tap.ch_shift); a filler's terms are disabled. The decoded entry is
         # registered (S2), with, from p0 alone (p0 is a multiple of lanes), the first lane's output
         # coordinates and p0's ACT row + 1.
@@ -408,6 +468,18 @@ class Accelerator(wiring.Component):
         for t in range(cfg.terms):
             m.d.sync += [getattr(s2.ent, f"en{t}").eq(getattr(vrow, f"en{t}") & d3.d.real),
                          getattr(s2.ent, f"s{t}").eq(getattr(vrow, f"s{t}"))]
+        if grouped:  # slots 1..: sign, enables (a slot with code 0 has none), shifts; they follow s2 .. s3b (s3c)
+            gsl = data.ArrayLayout(data.StructLayout({"sign": 1, "real": 1, "en": data.ArrayLayout(1, cfg.terms),
+                                                      "s": data.ArrayLayout(cfg.shift_bits, cfg.terms)}), Gm)
+            gx = [Signal(gsl, name="gx_s2")]
+            for j in range(1, Gm):
+                sv = d3_slots[j]
+                m.d.sync += [gx[0][j].sign.eq(sv.v.sign), gx[0][j].real.eq(sv.real)]
+                m.d.sync += [gx[0][j].en[t].eq(getattr(sv.v, f"en{t}") & sv.real) for t in range(cfg.terms)]
+                m.d.sync += [gx[0][j].s[t].eq(getattr(sv.v, f"s{t}")) for t in range(cfg.terms)]
+            for nm in ("s2a", "s2b", "s3", "s3b") + (("s3c",) if read_latency(cfg) == 3 else ()):
+                gx.append(Signal(gsl, name=f"gx_{nm}"))
+                m.d.sync += gx[-1].eq(gx[-2])
 
         # S2: address the banks: base = off + p0 has rot = off mod lanes (p0 is a multiple of lanes)
         # and row R = off_row + p0_row; banks b < rot read R + 1. Padding mask per lane.
@@ -428,7 +500,8 @@ class Accelerator(wiring.Component):
         yoff = [Signal(lw, name=f"yoff{l}") for l in range(L)]
         xoff = [Signal(lw, name=f"xoff{l}") for l in range(L)]
         for l in range(L):
-            m.d.sync += [yoff[l].eq(Mux(wide_row, 0, l >> wl)), xoff[l].eq(Mux(wide_row, l, l & wmask))]
+            m.d.sync += [yoff[l].eq(Mux(wide_row, 0, (l >> wl) & ((1 << hl) - 1) if grouped else l >> wl)),
+                         xoff[l].eq(Mux(wide_row, l, l & wmask))]
         s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl),
                                        "ty": signed(pb + 2), "tx": signed(pb + 2)}))
         m.d.sync += [s3.iss.eq(s2b.iss), s3.ent.eq(s2b.ent), s3.ty.eq(s2b.oy0 + s2b.ent.dy),
@@ -484,21 +557,46 @@ class Accelerator(wiring.Component):
         # controls: a copy per group of copy_group lanes (4 from 64 lanes on), kept apart in synthesis (``keep_attrs``: one
         # register for all 64 lanes was the 64-lane ResNet-8 build's critical path, 13.77 of its 15.24 ns
         # routing), so each lane's S2/S3 controls and shift decode come from its group's copy too.
-        ctrl5 = kept_copies(cfg, "ctrl5", lane_ctrl_layout(cfg))
-        m.d.sync += [c.eq(s4.ctrl) for c in ctrl5]
+        if grouped:  # slot j's controls (S4; bias 0: group 0 alone starts from it); S5: lane l's from its
+            # group's slot l >> (lane_bits - grp_log2), a register per lane
+            sctrl = [s4.ctrl]
+            gxs = gx[-1]
+            for j in range(1, Gm):
+                c = Signal(lane_ctrl_layout(cfg), name=f"ctrl_slot{j}")
+                m.d.sync += [c.valid.eq(s4in.iss.valid), c.first.eq(s4in.iss.first), c.sign.eq(gxs[j].sign),
+                             c.rmax.eq(desc.rmax & gxs[j].real & ~s4in.iss.null), c.bias.eq(0),
+                             c.en.eq(gxs[j].en), c.s.eq(gxs[j].s)]
+                sctrl.append(c)
+            lb_ = cfg.lane_bits
+            ctrl5 = [Signal(lane_ctrl_layout(cfg), name=f"ctrl5_l{l}") for l in range(L)]
+            for l in range(L):
+                m.d.sync += ctrl5[l].eq(Array([sctrl[l >> (lb_ - g)].as_value()
+                                               for g in range(cfg.fold_levels + 1)])[grp])
+        else:
+            ctrl5 = kept_copies(cfg, "ctrl5", lane_ctrl_layout(cfg))
+            m.d.sync += [c.eq(s4.ctrl) for c in ctrl5]
         for l, ln in enumerate(lanes):
             a_l = Signal(cfg.act_bits, name=f"lane{l}_a")
             m.d.sync += a_l.eq(Mux(s4.mask[l], act.rd_pipe[l], 0))
-            m.d.comb += [ln.ctrl.eq(ctrl5[l // copy_group(cfg)]), ln.a.eq(a_l)]
+            m.d.comb += [ln.ctrl.eq(ctrl5[l] if grouped else ctrl5[l // copy_group(cfg)]), ln.a.eq(a_l)]
         s4b = Signal(tail)
         m.d.sync += s4b.eq(s4.tail)
 
         # S6..S8: lanes (shifted terms | product | accumulate, LATENCY cycles); the tail follows.
         tails = [s4b]
-        for k in range(LATENCY):
+        for k in range(LATENCY + cfg.fold_levels):
             tails.append(Signal(tail, name=f"tail_s{7 + k}"))
             m.d.sync += tails[-1].eq(tails[-2])
         s5 = tails[-1]  # in S9 with the group's accumulators
+        accs = [ln.acc for ln in lanes]
+        # The fold tree (lane groups): level k, stride lanes >> (k + 1), adds lane l + stride into lane l < stride
+        # in a layer of more than k + 1 ... groups (k < grp_log2), else passes every lane; registered a level.
+        for k in range(cfg.fold_levels):
+            stride = L >> (k + 1)
+            nxt = [Signal(signed(cfg.acc_bits), name=f"fold{k}_{l}") for l in range(L)]
+            for l in range(L):
+                m.d.sync += nxt[l].eq(Mux(grp > k, accs[l] + accs[l + stride], accs[l]) if l < stride else accs[l])
+            accs = nxt
 
         # S9: transfer to the writeback buffer; W0: one lane per cycle, RQ port B addressed with the
         # group's row. p = p0 + k is a concatenation (p0 is a multiple of lanes, k < lanes). The buffer
@@ -538,7 +636,7 @@ class Accelerator(wiring.Component):
         m.d.sync += [c.eq(s5.last | (wb_pending & ~wb_end)) for c in wb_shift]
         for l in range(L):
             g = l // copy_group(cfg)
-            nxt = Mux(wb_load[g], lanes[l].acc, wb_acc[l + 1] if l < L - 1 else wb_acc[l])
+            nxt = Mux(wb_load[g], accs[l], wb_acc[l + 1] if l < L - 1 else wb_acc[l])
             with m.If(wb_load[g] | wb_shift[g]):
                 m.d.sync += wb_acc[l].eq(nxt)
 

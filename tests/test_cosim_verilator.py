@@ -215,3 +215,22 @@ def test_weights_loaded_through_the_host_port(wgt_ram_setup):  # (tests/test_hw_
         hexfile.write_text(original)
     assert s["mismatches"] > 0 and not s["passed"]
     assert s["first_mismatch"]["layer"] == prog.layers[layer].op
+
+
+@pytest.mark.parametrize("seed, groups", [(0, 16), (17, 16)])
+def test_lane_groups_bit_exact(seed, groups, tmp_path, build_cache):
+    """Lane groups on Verilator (docs/hardware.md, "Lane groups"): a random net whose layers of fewer
+    pixels than lanes are grouped (convs, one-pixel layers) runs bit-exact on every tensor, and its
+    cycles, total and per layer, equal the cycle model (which has the fold tree's levels)."""
+    from apotflow.sim.differential import probe_images, random_config
+    from apotflow.sw.randnet import random_net
+
+    net = random_net(seed, max_ops=4, max_ch=8, max_hw=4)
+    cfg = random_config(net, seed, groups)
+    prog = compile_net(net, cfg)
+    dl = isa.desc_layout(cfg)
+    assert cfg.lane_groups == groups and sum(dl.unpack(w).get("grp_log2", 0) > 0 for w in prog.images.prog) >= 3
+    s = execute(prepare(net, cfg, probe_images(net, seed), tmp_path, build_cache=build_cache, **QUIET), **QUIET)
+    assert s["passed"] and s["mismatches"] == 0 and s["cycle_mismatches"] == 0, s["first_mismatch"]
+    assert s["cycles_total"] == total_cycles(cfg, prog.images) == s["cycles_model"]
+    assert all(pl["cycles"] == pl["cycles_rtl_counter"] == pl["cycles_model"] for pl in s["per_layer"])

@@ -263,3 +263,21 @@ def test_registered_port_selects_equal_busy_and_done(seed, monkeypatch):
 
     check_program(cfg, images, act, on_cycle=on_cycle)
     assert not bad, f"{len(bad)} cycles with own (or a copy) != busy & ~done or idle != ~busy, first (busy, done, own, idle) {bad[0]}"
+
+
+@pytest.mark.parametrize("seed, groups", [(0, 16), (3, 4), (5, 16), (16, 8)])
+def test_lane_groups_bit_exact(seed, groups):
+    """Lane groups (docs/hardware.md, "Lane groups"): a random net compiled with lane_groups (grouped convs,
+    one-pixel layers with groups of one lane and, capped, of several) on the Amaranth simulation equals
+    isa.run_program word for word, and its cycles the model's (the fold tree's levels in every layer)."""
+    from apotflow.hw.compile import compile_net
+    from apotflow.sim.differential import probe_images
+    from apotflow.sim.differential import random_config as net_config
+    from apotflow.sw.randnet import random_net
+
+    net = random_net(seed, max_ops=4, max_ch=8, max_hw=4)
+    cfg = replace(net_config(net, seed, groups), act_rows=0)  # (simulate's host load writes every address)
+    prog = compile_net(net, cfg)
+    dl = isa.desc_layout(cfg)
+    assert cfg.lane_groups == groups and any(dl.unpack(w).get("grp_log2", 0) for w in prog.images.prog)
+    check_program(cfg, prog.images, prog.input_memory(probe_images(net, seed, 1)[0]))

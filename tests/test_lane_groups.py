@@ -5,6 +5,7 @@ and the cycle model's fold levels. lane_groups = 1 is today's machine (no descri
 from __future__ import annotations
 
 import collections
+
 import numpy as np
 import pytest
 
@@ -32,7 +33,7 @@ def test_config_field():
 def _kinds(net, prog):
     """What the grouped layers of a program are: conv (P > 1), one-pixel with a group of 1 lane or of
     several (lanes / G > 1: the tap rows), diag (depthwise, one pixel)."""
-    cfg, dl = prog.config, isa.desc_layout(prog.config)
+    dl = isa.desc_layout(prog.config)
     out = collections.Counter()
     for dword in prog.images.prog:
         d = dl.unpack(dword)
