@@ -25,15 +25,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def isa_runs(n: int, start: int = 0, log=print) -> dict:
-    """Seeds start, start+1, ... until n networks are compared (refused ones do not count)."""
+def isa_runs(n: int, start: int = 0, log=print, lane_groups: int = 1) -> dict:
+    """Seeds start, start+1, ... until n networks are compared (refused ones do not count); each config's
+    lane_groups is min(lane_groups, its lanes)."""
     from apotflow.sim.differential import run_one
 
     counts, reasons, mismatches = collections.Counter(), collections.Counter(), []
     t0 = time.time()
     seed = start
     while counts["equal"] + counts["mismatch"] < n:
-        outcome, detail = run_one(seed)
+        outcome, detail = run_one(seed, lane_groups=lane_groups)
         counts[outcome] += 1
         if outcome == "refused":
             reasons[re.sub(r"op \S+|-?\d+", "#", detail)[:90]] += 1
@@ -108,13 +109,15 @@ def main() -> int:
     ap.add_argument("--start", type=int, default=0, help="first seed")
     ap.add_argument("--verilator", type=int, default=0, help="networks to co-simulate on Verilator")
     ap.add_argument("--verilator-budget", type=float, default=float("inf"), help="seconds for the Verilator sample")
+    ap.add_argument("--lane-groups", type=int, default=1, help="the ISA comparison's configs with lane groups "
+                    "(at most their lanes)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "random-nets.json"))
     args = ap.parse_args()
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     res = {"command": "python bench/random_nets.py " + " ".join(sys.argv[1:]),
            "target": ">= 10,000 networks golden = ISA and >= 200 on Verilator, 0 mismatches"}
     if args.nets:
-        res["isa"] = isa_runs(args.nets, args.start, log)
+        res["isa"] = isa_runs(args.nets, args.start, log, args.lane_groups)
     if args.verilator:
         res["verilator"] = verilator_runs(args.verilator, log=log, budget_s=args.verilator_budget)
     Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
