@@ -363,13 +363,14 @@ class Accelerator(wiring.Component):
         wo, wmask, hi_mask, q = Signal(pb + 1), Signal(pb), Signal(pb), Signal(pb)
         m.d.sync += [wo.eq(1 << wl), wmask.eq((1 << wl) - 1), hi_mask.eq(~((2 << wl) - 1)),
                      q.eq(1 << (hl + wl) >> 2)]
-        # The padding test's masks (S3): a coordinate t + off (off < 2**lw, a lane's offset) is split at
+        # The padding test's masks (S2a, S3): a coordinate t + off (off < 2**lw, a lane's offset) is split at
         # the lane bits, t = hi * 2**lw + lo; (hm, sm) = ones below max(log2 - lw, 0) and min(log2, lw).
+        # hm is registered here, sm in each S3 padding copy (below).
         lw = max(1, cfg.lane_bits)
         hb = pb + 2 - lw  # bits of hi (signed)
-        pad_masks = [((1 << Mux(lg > lw, (lg - lw).as_unsigned(), 0)) - 1, (1 << Mux(lg > lw, lw, lg)) - 1)
-                     for lg in (hl, wl)]  # registered in each S3 padding copy (below)
-        (yhm, ysm), (xhm, xsm) = pad_masks
+        yhm, xhm = Signal(hb, name="pad_yhm"), Signal(hb, name="pad_xhm")
+        m.d.sync += [hm.eq((1 << Mux(lg > lw, (lg - lw).as_unsigned(), 0)) - 1) for hm, lg in ((yhm, hl), (xhm, wl))]
+        ysm, xsm = ((1 << Mux(lg > lw, lw, lg)) - 1 for lg in (hl, wl))
         lb = cfg.lane_bits
         row_bits = cfg.addr_bits - lb
 
@@ -436,42 +437,41 @@ class Accelerator(wiring.Component):
         xoff = [Signal(lw, name=f"xoff{l}") for l in range(L)]
         for l in range(L):
             m.d.sync += [yoff[l].eq(Mux(wide_row, 0, l >> wl)), xoff[l].eq(Mux(wide_row, l, l & wmask))]
-        # The first lane's tap coordinates (ty, tx) = (oy0 + dy, ox0 + dx), registered in S2b; S3 has them in
-        # a copy per group of COPY_GROUP lanes (``pad_copies``, kept apart), each with the null flag and the
-        # layer's masks its lanes' tests read: one register read by all 64 lanes' padding tests was the
-        # 64-lane ResNet-20 build's critical path (6.63 ns of routing in 12.65 ns, docs/resources.md).
-        t2 = Signal(data.StructLayout({"ty": signed(pb + 2), "tx": signed(pb + 2)}), name="pad_t")
-        m.d.sync += t2.ty.eq(s2a.oy0 + s2a.ent.dy)  # one line each: bench/mutants.py locates them by line
-        m.d.sync += t2.tx.eq(s2a.ox0 + s2a.ent.dx)
+        # S2a: the first lane's tap coordinates (ty, tx) = (oy0 + dy, ox0 + dx) and the tests of their high
+        # bits, registered (S2b). S3's per-lane padding test, 0 <= t + off_l < 2**log2 for (ty, yoff, ho_log2)
+        # and (tx, xoff, wo_log2), without a full-width adder per lane: with t = hi * 2**lw + lo and
+        # lo + off_l = c * 2**lw + s (an lw-bit add), t + off_l = (hi + c) * 2**lw + s is in range iff hi + c
+        # is in [0, 2**max(log2 - lw, 0)) and s in [0, 2**min(log2, lw)). The two tests of hi (c = 0:
+        # ``ok0``, c = 1: ``ok1``) do not depend on the lane: they are made here, once; each lane chooses by
+        # its carry.
+        pad_fields = {}
+        for nm, o0, d, hm in (("y", s2a.oy0, s2a.ent.dy, yhm), ("x", s2a.ox0, s2a.ent.dx, xhm)):
+            t = Signal(signed(pb + 2), name=f"pad_t{nm}")
+            m.d.comb += t.eq(o0 + d)  # bench/mutants.py locates this line
+            hi = t >> lw
+            ok0, ok1 = Signal(name=f"pad_{nm}ok0"), Signal(name=f"pad_{nm}ok1")
+            m.d.comb += [ok0.eq((hi.as_unsigned() & ~hm) == 0),  # hi in [0, 2**max(log2 - lw, 0))
+                         ok1.eq((hi == -1) | (ok0 & ((hi.as_unsigned() & hm) != hm)))]  # hi + 1 in it
+            pad_fields.update({f"{nm}lo": t.as_unsigned()[:lw], f"{nm}ok0": ok0, f"{nm}ok1": ok1})
+        t2 = Signal(data.StructLayout({k: len(v) for k, v in pad_fields.items()}), name="pad_t")
+        m.d.sync += [getattr(t2, k).eq(v) for k, v in pad_fields.items()]
         s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl)}))
         m.d.sync += [s3.iss.eq(s2b.iss), s3.ent.eq(s2b.ent)]
-        pad_layout = data.StructLayout({"ty": signed(pb + 2), "tx": signed(pb + 2), "null": 1,
-                                        "yhm": hb, "xhm": hb, "ysm": lw, "xsm": lw})
+        # S3 has them in a copy per group of COPY_GROUP lanes (``pad_copies``, kept apart), each with the null
+        # flag and the low masks its lanes' tests read: one register (s3.tx) read by all 64 lanes' padding
+        # tests was the 64-lane ResNet-20 build's critical path (6.63 ns of routing in 12.65 ns,
+        # docs/resources.md).
+        pad_layout = data.StructLayout({**{k: len(v) for k, v in pad_fields.items()}, "null": 1, "ysm": lw, "xsm": lw})
         pad = kept_copies(cfg, "s3_pad", pad_layout, n=pad_copies(cfg))
         for c in pad:
-            m.d.sync += [c.ty.eq(t2.ty), c.tx.eq(t2.tx), c.null.eq(s2b.iss.null),
-                         c.yhm.eq(yhm), c.xhm.eq(xhm), c.ysm.eq(ysm), c.xsm.eq(xsm)]
+            m.d.sync += [*(getattr(c, k).eq(getattr(t2, k)) for k in pad_fields), c.null.eq(s2b.iss.null),
+                         c.ysm.eq(ysm), c.xsm.eq(xsm)]
         grp = COPY_GROUP if len(pad) > 1 else L  # lane l reads copy l // grp
-
-        # S3: the bank words are registered (inside BankedActMem); per-lane padding test, 0 <= t + off_l <
-        # 2**log2 for (ty, yoff, ho_log2) and (tx, xoff, wo_log2), without a full-width adder per lane: with
-        # t = hi * 2**lw + lo and lo + off_l = c * 2**lw + s (an lw-bit add), t + off_l = (hi + c) * 2**lw + s
-        # is in range iff hi + c is in [0, 2**max(log2 - lw, 0)) and s in [0, 2**min(log2, lw)). The two
-        # tests of hi (c = 0: ``ok0``, c = 1: ``ok1``) are bit tests shared by a copy's lanes; each lane
-        # chooses by its carry (tests/test_hw_top.py: the identity against t + off_l, every small case).
         mask = Signal(L)
-        tests = []
-        for g, c in enumerate(pad):
-            tests.append([])
-            for t, hm, sm, off, nm in ((c.ty, c.yhm, c.ysm, yoff, "y"), (c.tx, c.xhm, c.xsm, xoff, "x")):
-                hi = t >> lw
-                ok0, ok1 = Signal(name=f"pad_{nm}ok0_g{g}"), Signal(name=f"pad_{nm}ok1_g{g}")
-                m.d.comb += [ok0.eq((hi.as_unsigned() & ~hm) == 0),  # hi in [0, 2**max(log2 - lw, 0))
-                             ok1.eq((hi == -1) | (ok0 & ((hi.as_unsigned() & hm) != hm)))]  # hi + 1 in it
-                tests[g].append((t.as_unsigned()[:lw], sm, off, ok0, ok1, nm))
         for l in range(L):
-            ok = []
-            for lo, sm, off, ok0, ok1, nm in tests[l // grp]:
+            c, ok = pad[l // grp], []
+            for lo, sm, off, ok0, ok1, nm in ((c.ylo, c.ysm, yoff, c.yok0, c.yok1, "y"),
+                                              (c.xlo, c.xsm, xoff, c.xok0, c.xok1, "x")):
                 cs = Signal(lw + 1, name=f"pad_{nm}{l}")
                 m.d.comb += cs.eq(lo + off[l])
                 ok.append(Mux(cs[lw], ok1, ok0) & ((cs[:lw] & ~sm) == 0))
