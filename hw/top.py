@@ -60,6 +60,7 @@ from .mul_lane import LANE_KINDS, make_lane
 from .requant import Requantizer
 from .sequencer import Sequencer, issue_layout, pix_bits
 
+PAD_COPY_LANES = 16  # S3's padding register: a copy per COPY_GROUP lanes from this many lanes on
 HEX_FILES = {"wgt": "wgt.hex", "rq": "rq.hex", "prog": "prog.hex", "val": "val.hex", "tap": "tap.hex"}
 
 
@@ -74,6 +75,16 @@ def wgt_copies(cfg: AcceleratorConfig, banked: bool, bank_words: int = WGT_BANK_
     if not banked or cfg.wgt_ram or banks <= 1 or copies(cfg) == 1:
         return 1
     return -(-banks // COPY_GROUP)
+
+
+def pad_copies(cfg: AcceleratorConfig) -> int:
+    """Copies of S3's padding-test register (the first lane's tap coordinates ``ty``, ``tx``, the null flag
+    and the layer's padding masks): one per ``actmem.COPY_GROUP`` lanes from ``PAD_COPY_LANES`` lanes on,
+    else one. Its threshold is lower than the other copies' (``actmem.COPY_LANES``): the one register read
+    by every lane's padding test was the critical path of the 64-lane ResNet-20 build on the ECP5-85k
+    (6.63 ns of routing to lane 46) and of the 16-lane ResNet-8 build on the ECP5-25k (``s3.ty``, 7.51 ns
+    of routing in 10.09 ns; docs/resources.md)."""
+    return -(-cfg.lanes // COPY_GROUP) if cfg.lanes >= PAD_COPY_LANES else 1
 
 
 def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str, banked: bool,
@@ -397,14 +408,14 @@ class Accelerator(wiring.Component):
         wo, wmask, hi_mask, q = Signal(pb + 1), Signal(pb), Signal(pb), Signal(pb)
         m.d.sync += [wo.eq(1 << wl), wmask.eq((1 << wl) - 1), hi_mask.eq(~((2 << wl) - 1)),
                      q.eq(1 << (hl + wl) >> 2)]
-        # The padding test's masks (S3): a coordinate t + off (off < 2**lw, a lane's offset) is split at
+        # The padding test's masks (S2a, S3): a coordinate t + off (off < 2**lw, a lane's offset) is split at
         # the lane bits, t = hi * 2**lw + lo; (hm, sm) = ones below max(log2 - lw, 0) and min(log2, lw).
+        # hm is registered here, sm in each S3 padding copy (below).
         lw = max(1, cfg.lane_bits)
         hb = pb + 2 - lw  # bits of hi (signed)
         yhm, xhm = Signal(hb, name="pad_yhm"), Signal(hb, name="pad_xhm")
-        ysm, xsm = Signal(lw, name="pad_ysm"), Signal(lw, name="pad_xsm")
-        for hm, sm, lg in ((yhm, ysm, hl), (xhm, xsm, wl)):
-            m.d.sync += [hm.eq((1 << Mux(lg > lw, (lg - lw).as_unsigned(), 0)) - 1), sm.eq((1 << Mux(lg > lw, lw, lg)) - 1)]
+        m.d.sync += [hm.eq((1 << Mux(lg > lw, (lg - lw).as_unsigned(), 0)) - 1) for hm, lg in ((yhm, hl), (xhm, wl))]
+        ysm, xsm = ((1 << Mux(lg > lw, lw, lg)) - 1 for lg in (hl, wl))
         lb = cfg.lane_bits
         row_bits = cfg.addr_bits - lb
 
@@ -495,42 +506,56 @@ class Accelerator(wiring.Component):
         # Padding mask, over S2 and S3: lane l's output pixel p0 + l has coordinates (oy0 + yoff_l,
         # ox0 + xoff_l) with per-layer lane offsets (registered layer constants): a row of >= lanes
         # pixels holds the whole group (yoff 0, xoff l; ox0 is a multiple of lanes), else the group
-        # spans rows (yoff l >> wo_log2, xoff l & (wo-1); ox0 = 0). S2 adds dy, dx once for all lanes.
+        # spans rows (yoff l >> wo_log2, xoff l & (wo-1); ox0 = 0). S2a adds dy, dx once for all lanes.
         wide_row = wl >= cfg.lane_bits
         yoff = [Signal(lw, name=f"yoff{l}") for l in range(L)]
         xoff = [Signal(lw, name=f"xoff{l}") for l in range(L)]
         for l in range(L):
             m.d.sync += [yoff[l].eq(Mux(wide_row, 0, (l >> wl) & ((1 << hl) - 1) if grouped else l >> wl)),
                          xoff[l].eq(Mux(wide_row, l, l & wmask))]
-        s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl),
-                                       "ty": signed(pb + 2), "tx": signed(pb + 2)}))
-        m.d.sync += [s3.iss.eq(s2b.iss), s3.ent.eq(s2b.ent), s3.ty.eq(s2b.oy0 + s2b.ent.dy),
-                     s3.tx.eq(s2b.ox0 + s2b.ent.dx)]
-
-        # S3: the bank words are registered (inside BankedActMem); per-lane padding test, 0 <= t + off_l <
-        # 2**log2 for (ty, yoff, ho_log2) and (tx, xoff, wo_log2), without a full-width adder per lane: with
-        # t = hi * 2**lw + lo and lo + off_l = c * 2**lw + s (an lw-bit add), t + off_l = (hi + c) * 2**lw + s
-        # is in range iff hi + c is in [0, 2**max(log2 - lw, 0)) and s in [0, 2**min(log2, lw)). The two
-        # tests of hi (c = 0: ``ok0``, c = 1: ``ok1``) are bit tests shared by all lanes; each lane chooses by
-        # its carry (tests/test_hw_top.py: the identity against t + off_l, every small case).
-        mask = Signal(L)
-        tests = []
-        for t, hm, sm, off, nm in ((s3.ty, yhm, ysm, yoff, "y"), (s3.tx, xhm, xsm, xoff, "x")):
+        # S2a: the first lane's tap coordinates (ty, tx) = (oy0 + dy, ox0 + dx) and the tests of their high
+        # bits, registered (S2b). S3's per-lane padding test, 0 <= t + off_l < 2**log2 for (ty, yoff, ho_log2)
+        # and (tx, xoff, wo_log2), without a full-width adder per lane: with t = hi * 2**lw + lo and
+        # lo + off_l = c * 2**lw + s (an lw-bit add), t + off_l = (hi + c) * 2**lw + s is in range iff hi + c
+        # is in [0, 2**max(log2 - lw, 0)) and s in [0, 2**min(log2, lw)). The two tests of hi (c = 0:
+        # ``ok0``, c = 1: ``ok1``) do not depend on the lane: they are made here, once; each lane chooses by
+        # its carry.
+        pad_fields = {}
+        for nm, o0, d, hm in (("y", s2a.oy0, s2a.ent.dy, yhm), ("x", s2a.ox0, s2a.ent.dx, xhm)):
+            t = Signal(signed(pb + 2), name=f"pad_t{nm}")
+            m.d.comb += t.eq(o0 + d)  # bench/mutants.py locates this line
             hi = t >> lw
             ok0, ok1 = Signal(name=f"pad_{nm}ok0"), Signal(name=f"pad_{nm}ok1")
             m.d.comb += [ok0.eq((hi.as_unsigned() & ~hm) == 0),  # hi in [0, 2**max(log2 - lw, 0))
                          ok1.eq((hi == -1) | (ok0 & ((hi.as_unsigned() & hm) != hm)))]  # hi + 1 in it
-            tests.append((t.as_unsigned()[:lw], sm, off, ok0, ok1, nm))
+            pad_fields.update({f"{nm}lo": t.as_unsigned()[:lw], f"{nm}ok0": ok0, f"{nm}ok1": ok1})
+        t2 = Signal(data.StructLayout({k: len(v) for k, v in pad_fields.items()}), name="pad_t")
+        m.d.sync += [getattr(t2, k).eq(v) for k, v in pad_fields.items()]
+        s3 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl)}))
+        m.d.sync += [s3.iss.eq(s2b.iss), s3.ent.eq(s2b.ent)]
+        # S3 has them in a copy per group of COPY_GROUP lanes (``pad_copies``, kept apart), each with the null
+        # flag and the low masks its lanes' tests read: one register (s3.tx) read by all 64 lanes' padding
+        # tests was the 64-lane ResNet-20 build's critical path (6.63 ns of routing in 12.65 ns,
+        # docs/resources.md).
+        pad_layout = data.StructLayout({**{k: len(v) for k, v in pad_fields.items()}, "null": 1, "ysm": lw, "xsm": lw})
+        pad = kept_copies(cfg, "s3_pad", pad_layout, n=pad_copies(cfg))
+        for c in pad:
+            m.d.sync += [*(getattr(c, k).eq(getattr(t2, k)) for k in pad_fields), c.null.eq(s2b.iss.null),
+                         c.ysm.eq(ysm), c.xsm.eq(xsm)]
+        pad_grp = COPY_GROUP if len(pad) > 1 else L  # lane l reads copy l // pad_grp
+        mask = Signal(L)
         for l in range(L):
-            ok = []
-            for lo, sm, off, ok0, ok1, nm in tests:
+            c, ok = pad[l // pad_grp], []
+            for lo, sm, off, ok0, ok1, nm in ((c.ylo, c.ysm, yoff, c.yok0, c.yok1, "y"),
+                                              (c.xlo, c.xsm, xoff, c.xok0, c.xok1, "x")):
                 cs = Signal(lw + 1, name=f"pad_{nm}{l}")
                 m.d.comb += cs.eq(lo + off[l])
                 ok.append(Mux(cs[lw], ok1, ok0) & ((cs[:lw] & ~sm) == 0))
             m.d.comb += mask[l].eq(ok[0] & ok[1])
         s3b_layout = data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl), "mask": L})
         s3b = Signal(s3b_layout)
-        m.d.sync += [s3b.iss.eq(s3.iss), s3b.ent.eq(s3.ent), s3b.mask.eq(Mux(s3.iss.null, 0, mask))]
+        m.d.sync += [s3b.iss.eq(s3.iss), s3b.ent.eq(s3.ent)]
+        m.d.sync += s3b.mask.eq(Cat(*(Mux(c.null, 0, mask[g * pad_grp:(g + 1) * pad_grp]) for g, c in enumerate(pad))))
         s4in, s3c_valid = s3b, 0
         if read_latency(cfg) == 3:  # S3c: the ACT rotation's mid-way register (128 lanes and more)
             s4in = Signal(s3b_layout, name="s3c")

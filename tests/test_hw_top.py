@@ -220,20 +220,47 @@ def test_register_copies_only_from_64_lanes():
     assert copies(AcceleratorConfig(lanes=COPY_LANES)) == COPY_LANES // COPY_GROUP == 16
 
 
+def test_padding_register_copies_from_16_lanes():
+    """S3's padding register (``top.pad_copies``): one copy below PAD_COPY_LANES lanes, one per COPY_GROUP
+    lanes from it (16 lanes: 4 copies, while the other registers have one copy up to 32 lanes)."""
+    from apotflow.hw.actmem import COPY_GROUP, copies
+    from apotflow.hw.top import PAD_COPY_LANES, pad_copies
+
+    assert PAD_COPY_LANES == 16 and pad_copies(AcceleratorConfig(lanes=8)) == 1
+    assert pad_copies(AcceleratorConfig(lanes=16)) == 16 // COPY_GROUP == 4 and copies(AcceleratorConfig(lanes=16)) == 1
+    assert pad_copies(AcceleratorConfig(lanes=64)) == 16 and pad_copies(AcceleratorConfig(lanes=128)) == 32
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_per_group_copies_at_8_lanes(seed, monkeypatch):
     """The per-group register copies (a copy per 4 lanes or banks, built from 64 lanes on; the WGT address
-    a copy per 4 WGT banks) at 8 lanes, with COPY_LANES lowered: bit-exact and cycle-exact like one copy
+    a copy per 4 WGT banks; S3's padding register, from 16 lanes on) at 8 lanes, with COPY_LANES and
+    PAD_COPY_LANES lowered: bit-exact and cycle-exact like one copy
     (the 64-lane form, small enough to simulate)."""
-    from apotflow.hw import actmem
+    from apotflow.hw import actmem, top
     from apotflow.hw.top import wgt_copies
 
     monkeypatch.setattr(actmem, "COPY_LANES", 8)
+    monkeypatch.setattr(top, "PAD_COPY_LANES", 8)
     rng = random.Random(300 + seed)
     cfg = replace(random_config(rng), lanes=8)
     assert actmem.copies(cfg) == 2 and wgt_copies(cfg, True, 4) > 1  # the WGT address too, in banks of 4 words
+    assert top.pad_copies(cfg) == 2  # and S3's padding register
     images, act = random_program(cfg, rng, n_layers=3)
     check_program(cfg, images, act, wgt_bank_words=4)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_padding_copies_at_16_lanes(seed):
+    """16 lanes as built: S3's padding register in 4 copies, the other registers in one: bit-exact and
+    cycle-exact, on layers of 1 to 64 pixels (one to four lane groups, rows narrower than a group)."""
+    from apotflow.hw.top import pad_copies
+
+    rng = random.Random(400 + seed)
+    cfg = replace(random_config(rng), lanes=16)
+    assert pad_copies(cfg) == 4
+    images, act = random_program(cfg, rng, n_layers=3)
+    check_program(cfg, images, act)
 
 
 @pytest.mark.parametrize("seed", range(2))
