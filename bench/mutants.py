@@ -250,7 +250,7 @@ VERILOG_MUTANTS = [
                   "=1'h0", where=r"= pad_x1\[", what="lane 1's column padding test of the low bits always passes"),
     VerilogMutant("pad-carry-y", "padding mask", "hw/top.py", "ok1.eq((hi == -1) | (ok0", "|", "&",
                   where=r"assign pad_yok1 ", what="the row test with a carry into the high bits broken (all lanes)"),
-    VerilogMutant("null-mask", "padding mask", "hw/top.py", "s3b.mask.eq(Cat(*(Mux(c.null, 0, mask[g * grp", "?", "swap",
+    VerilogMutant("null-mask", "padding mask", "hw/top.py", "s3b.mask.eq(Cat(*(Mux(c.null, 0, mask[g * pad_grp", "?", "swap",
                   what="an empty channel's operands not masked"),
     VerilogMutant("rmax-null", "max select", "hw/top.py", "desc.rmax & s4in.ent.real & ~s4in.iss.null", "&", "=1'h1",
                   where=r"= \\\$\d+ +& \\\$\d+ ;", what="a null entry (count-0 channel) of a max layer in max mode"),
