@@ -108,33 +108,10 @@ def union_count(parts, pos_bits: int, start: int = 0) -> int:
 
 
 def run_model(cfg, layers):
-    """hw/cycles.layer_cycles' recurrences on a schedule: per layer (last, [(count, n)...] or [], extra
-    pipeline cycles). Returns the cycles of each layer (perf[k])."""
-    from apotflow.hw.cycles import SETTLE, WB, pipe
-    starts, wait_start, front_free, last_issue, done = [], 0, 0, None, None
-    for last, units, extra in layers:
-        P = pipe(cfg) + extra
-        x = max(wait_start + SETTLE, front_free)
-        starts.append(x)
-        if not units:
-            wait_start = x + 1
-            if last:
-                done = x + 1 if last_issue is None else max(x + 1, last_issue[0] + last_issue[2] + WB + 2 + last_issue[1])
-            continue
-        run, prev = 0, 0
-        for cnt, n in units:
-            run += max(cnt, 1, prev)
-            prev = n
-        i_last = x + run
-        last_issue = (i_last, units[-1][1], P)
-        front_free = i_last + P + WB + 1 + units[-1][1]
-        wait_start = i_last + 1
-        if last:
-            done = i_last + P + WB + 2 + units[-1][1]
-    ends = starts[1:] + [done + 1]
-    out = [e - s for s, e in zip(starts, ends)]
-    out[0] = ends[0]
-    return out
+    """hw/cycles.schedule_cycles on a schedule: per layer (last, [(count, n)...] or [], extra pipeline
+    cycles). Returns the cycles of each layer (perf[k])."""
+    from apotflow.hw.cycles import pipe, schedule_cycles
+    return schedule_cycles((last, units, pipe(cfg) + extra) for last, units, extra in layers)
 
 
 def project(net, prog, max_groups: int | None = None) -> dict:

@@ -48,30 +48,39 @@ def _layers(cfg: AcceleratorConfig, images: isa.MemoryImages):
 
 
 def layer_cycles(cfg: AcceleratorConfig, images: isa.MemoryImages) -> list[int]:
-    L = cfg.lanes
-    starts, wait_start, front_free, last_issue = [], 0, 0, None
-    done = None
-    for d, counts in _layers(cfg, images):
-        x = max(wait_start + SETTLE, front_free)
-        starts.append(x)
-        if not counts:
-            wait_start = x + 1
-            if d["last"]:
-                done = x + 1 if last_issue is None else max(x + 1, last_issue[0] + pipe(cfg) + WB + 2 + last_issue[1])
-            continue
+    L, P = cfg.lanes, pipe(cfg)
+
+    def units(d, counts):
         npix = 1 << (d["ho_log2"] + d["wo_log2"])
         nv = [min(L, npix - g * L) for g in range(-(-npix // L))]
+        return [(cnt, n) for cnt in counts for n in nv]
+
+    return schedule_cycles((d["last"], units(d, counts) if counts else [], P) for d, counts in _layers(cfg, images))
+
+
+def schedule_cycles(layers) -> list[int]:
+    """The recurrences of the module docstring on a schedule: per layer (last, issue units [(count, n), ...]
+    in issue order, or [] for a layer that issues nothing, its pipe). Returns perf[k], each layer's cycles."""
+    starts, wait_start, front_free, last_issue = [], 0, 0, None
+    done = None
+    for last, units, P in layers:
+        x = max(wait_start + SETTLE, front_free)
+        starts.append(x)
+        if not units:
+            wait_start = x + 1
+            if last:
+                done = x + 1 if last_issue is None else max(x + 1, last_issue[0] + last_issue[2] + WB + 2 + last_issue[1])
+            continue
         run, prev = 0, 0
-        for cnt in counts:
-            for n in nv:
-                run += max(cnt, 1, prev)
-                prev = n
+        for cnt, n in units:
+            run += max(cnt, 1, prev)
+            prev = n
         i_last = x + run
-        last_issue = (i_last, nv[-1])
-        front_free = i_last + pipe(cfg) + WB + 1 + nv[-1]
+        last_issue = (i_last, units[-1][1], P)
+        front_free = i_last + P + WB + 1 + units[-1][1]
         wait_start = i_last + 1
-        if d["last"]:
-            done = i_last + pipe(cfg) + WB + 2 + nv[-1]
+        if last:
+            done = i_last + P + WB + 2 + units[-1][1]
     ends = starts[1:] + [done + 1]
     out = [e - s for s, e in zip(starts, ends)]
     out[0] = ends[0]
