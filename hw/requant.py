@@ -9,6 +9,11 @@ behind a block RAM's slow output: ``acc`` and ``thr`` presented in cycle t are c
 edge ending t (the ``>=`` bits and ``acc`` are registered); ``value`` is valid in cycle t+1, computed
 from the registered bits with the ``mode``, ``shift`` and ``lv`` of cycle t+1 (the descriptor's,
 constant over a layer). No flow control: one accumulator per cycle.
+
+With ``cmp_copies`` each comparator j reads its own copy of the accumulator (``acc_cmp[j]``, the same
+value as ``acc`` in every cycle, driven by the caller from its own register) instead of ``acc``: one
+register driving all ``max_levels-1`` comparators was the 64-lane ResNet-20 build's critical path on the
+ECP5-85k (``w2.acc`` -> 10.95 ns of routing -> a comparator's carry chain, docs/resources.md).
 """
 
 from __future__ import annotations
@@ -42,11 +47,14 @@ def popcount(bits: list):
 
 
 class Requantizer(wiring.Component):
-    def __init__(self, cfg: AcceleratorConfig):
+    def __init__(self, cfg: AcceleratorConfig, cmp_copies: bool = False):
         if not isinstance(cfg, AcceleratorConfig):
             reject(self, TypeError(f"Requantizer needs an AcceleratorConfig, not {cfg!r}"))
         self.cfg = cfg
+        self.cmp_copies = cmp_copies
+        copies = {"acc_cmp": In(data.ArrayLayout(signed(cfg.acc_bits), cfg.max_levels - 1))} if cmp_copies else {}
         super().__init__({
+            **copies,
             "acc": In(signed(cfg.acc_bits)),
             "mode": In(2),
             "shift": In(isa.SHIFT_FIELD_BITS),
@@ -63,7 +71,7 @@ class Requantizer(wiring.Component):
         acc_q = Signal.like(self.acc)
         m.d.sync += acc_q.eq(self.acc)
         for j in range(nthr):
-            m.d.sync += ge[j].eq(self.acc >= self.thr[j])
+            m.d.sync += ge[j].eq((self.acc_cmp[j] if self.cmp_copies else self.acc) >= self.thr[j])
         k = Signal(range(cfg.max_levels))
         m.d.comb += k.eq(popcount([ge[j] for j in range(nthr)]))
         lv = Array(self.lv[j] for j in range(cfg.max_levels))

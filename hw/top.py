@@ -50,7 +50,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from . import ecp5, isa
+from . import actmem, ecp5, isa
 from .actmem import COPY_GROUP, BankedActMem, copies, copy_group, kept_copies, read_latency, tail_split
 from .config import SPRAM_BITS, SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
@@ -85,6 +85,15 @@ def pad_copies(cfg: AcceleratorConfig) -> int:
     (6.63 ns of routing to lane 46) and of the 16-lane ResNet-8 build on the ECP5-25k (``s3.ty``, 7.51 ns
     of routing in 10.09 ns; docs/resources.md)."""
     return -(-cfg.lanes // COPY_GROUP) if cfg.lanes >= PAD_COPY_LANES else 1
+
+
+def rq_cmp_copies(cfg: AcceleratorConfig) -> bool:
+    """Whether W2 holds the accumulator value in a copy per threshold comparator (``Requantizer``'s
+    ``cmp_copies``), from ``actmem.COPY_LANES`` lanes on: the one ``w2.acc`` register read by all 15
+    comparators was the 64-lane ResNet-20 build's critical path on the ECP5-85k (10.95 ns of routing in
+    13.04 ns, docs/resources.md). The copies are loaded from W1's register, whose long routes then land in
+    a cycle of register-to-register wire."""
+    return cfg.lanes >= actmem.COPY_LANES
 
 
 def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str, banked: bool,
@@ -359,7 +368,7 @@ class Accelerator(wiring.Component):
         m.submodules.act = act = BankedActMem(
             cfg, self.act_init, style="verilog" if self.rom_style == "readmemh" and self.act_init is None else "memory",
             split_rows=tail_split(cfg) if self.act_split else None, outreg=self.act_outreg)
-        m.submodules.rqu = rqu = Requantizer(cfg)
+        m.submodules.rqu = rqu = Requantizer(cfg, cmp_copies=rq_cmp_copies(cfg))
         lanes = [make_lane(cfg, self.lane_kind) for _ in range(L)]
         for i, ln in enumerate(lanes):
             m.submodules[f"lane{i}"] = ln
@@ -683,6 +692,10 @@ class Accelerator(wiring.Component):
         # W2: the requantizer's comparators; W3: its level mux, and the write.
         m.d.comb += [rqu.acc.eq(w2.acc), rqu.mode.eq(desc.mode), rqu.shift.eq(desc.shift)]
         m.d.comb += [rqu.thr[j].eq(w2.thr[j]) for j in range(nthr)]
+        if rqu.cmp_copies:  # w2.acc again, a copy per comparator (kept apart: rq_cmp_copies)
+            w2_acc_cmp = kept_copies(cfg, "w2_acc_cmp", signed(cfg.acc_bits), nthr)
+            m.d.sync += [c.eq(w1.acc) for c in w2_acc_cmp]
+            m.d.comb += [rqu.acc_cmp[j].eq(w2_acc_cmp[j]) for j in range(nthr)]
         m.d.comb += [rqu.lv[j].eq(getattr(desc, f"lv{j}")) for j in range(cfg.max_levels)]
         # W3's write enables (ACT or OUT) decoded from the layer's mode in W2, registered: no descriptor
         # decode in front of the banks' write enables and rows (desc is the same layer's from W1 to W4:

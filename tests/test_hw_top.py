@@ -234,7 +234,8 @@ def test_padding_register_copies_from_16_lanes():
 @pytest.mark.parametrize("seed", range(2))
 def test_per_group_copies_at_8_lanes(seed, monkeypatch):
     """The per-group register copies (a copy per 4 lanes or banks, built from 64 lanes on; the WGT address
-    a copy per 4 WGT banks; S3's padding register, from 16 lanes on) at 8 lanes, with COPY_LANES and
+    a copy per 4 WGT banks; S3's padding register, from 16 lanes on; W2's accumulator value, a copy per
+    requantizer comparator) at 8 lanes, with COPY_LANES and
     PAD_COPY_LANES lowered: bit-exact and cycle-exact like one copy
     (the 64-lane form, small enough to simulate)."""
     from apotflow.hw import actmem, top
@@ -246,6 +247,7 @@ def test_per_group_copies_at_8_lanes(seed, monkeypatch):
     cfg = replace(random_config(rng), lanes=8)
     assert actmem.copies(cfg) == 2 and wgt_copies(cfg, True, 4) > 1  # the WGT address too, in banks of 4 words
     assert top.pad_copies(cfg) == 2  # and S3's padding register
+    assert top.rq_cmp_copies(cfg)  # and W2's accumulator value, a copy per comparator
     images, act = random_program(cfg, rng, n_layers=3)
     check_program(cfg, images, act, wgt_bank_words=4)
 
