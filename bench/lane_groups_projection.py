@@ -82,16 +82,10 @@ def streams(cfg, images):
 
 
 def fillers(keys: np.ndarray, start: int, pos_bits: int) -> int:
-    """Fillers the compact stream needs for the gaps of a sorted position list (as hw/compile.py)."""
-    fill_max = (1 << pos_bits) - 1
+    """Fillers the compact stream needs for the gaps of a sorted position list (hw/compile.jump_fillers)."""
+    from apotflow.hw.compile import jump_fillers
     gaps = np.diff(np.concatenate([[start], keys]))
-    n = 0
-    for d in gaps[gaps > fill_max]:
-        d = int(d)
-        while d > fill_max:
-            d -= min(d >> pos_bits, fill_max) << pos_bits
-            n += 1
-    return n
+    return sum(len(jump_fillers(int(d), pos_bits)) for d in gaps[gaps >= 1 << pos_bits])
 
 
 def union_count(parts, pos_bits: int, start: int = 0) -> int:

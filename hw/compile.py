@@ -15,6 +15,7 @@ What it decides, and checks (a CompileError names the first thing that does not 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -120,6 +121,18 @@ def lane_groups_of(net: IntNet, op: Op, cfg: AcceleratorConfig) -> int:
     glo = min((min(a, a - b) for a, b in zip(lo, bias)), default=0)  # a group without the bias, or with it
     ghi = max((max(a, a - b) for a, b in zip(hi, bias)), default=0)
     return G if acc_bits_needed(glo, ghi) <= cfg.acc_bits else 1
+
+
+def jump_fillers(d: int, pos_bits: int) -> list[int]:
+    """The filler entries a jump of ``d`` positions needs before its entry, each as its ``k`` (a filler
+    advances ``k << pos_bits`` positions; what is left, at most ``2**pos_bits - 1``, is the entry's own delta)."""
+    fill_max = (1 << pos_bits) - 1
+    ks = []
+    while d > fill_max:
+        k = min(d >> pos_bits, fill_max)
+        ks.append(k)
+        d -= k << pos_bits
+    return ks
 
 
 def _slots(ents: list[tuple[int, int, int]], G: int) -> list[tuple[int, tuple[int, ...]]]:
@@ -491,17 +504,10 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
                     ents += [(pos, slot if G > 1 else 0, code) for code in codes_of[int(W[c, ic, ky, kx])]]
             ents.sort(key=lambda e: e[0])
             per_ch.append(_slots(ents, G))
-        fill_max = (1 << cfg.pos_bits) - 1
 
-        def fillers(start: int, ents, fill_max=fill_max) -> int:
-            n, prev = 0, start
-            for pos, _ in ents:
-                d = pos - prev
-                while d > fill_max:
-                    d -= min(d >> cfg.pos_bits, fill_max) << cfg.pos_bits
-                    n += 1
-                prev = pos
-            return n
+        def fillers(start: int, ents) -> int:
+            poss = [start, *(pos for pos, _ in ents)]
+            return sum(len(jump_fillers(b - a, cfg.pos_bits)) for a, b in itertools.pairwise(poss))
         # diag: channel c's positions start at c << diag_log2 (a depthwise op: pooling, a shortcut add)
         diag_log2 = tap_log2
         if direct and len(weights) == 1:
@@ -519,8 +525,7 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
             pos_end = max(pos_end, prev + 1)
             for pos, codes in ents:
                 d = pos - prev
-                while d > fill_max:  # fillers (code 0 in every slot) for a long jump
-                    k = min(d >> cfg.pos_bits, fill_max)
+                for k in jump_fillers(d, cfg.pos_bits):  # fillers (code 0 in every slot) for a long jump
                     wgt += [k << dsh] + [0] * (G - 1)
                     d -= k << cfg.pos_bits
                 # = el.pack(code=codes[0], delta=d), then the other slots' codes (delta 0); fields in range
