@@ -45,6 +45,8 @@ def _cli(target: str, lanes: int, model: str | None = None, *flags: str, holdout
     if model:
         argv = ["--model", str((MODELS / f"{model}.apot").relative_to(ROOT))] + argv
     tag = "-wgtram" if "--wgt-ram" in flags else ""
+    if "--lane-groups" in flags:
+        tag += f"-g{flags[flags.index('--lane-groups') + 1]}"
     design = f"{model or 'random'}-{target}-l{lanes}{tag}" + ("-small" if "--act-bits" in flags else "")
     return dict(target=target, lanes=lanes, argv=argv, design=design, holdout=holdout)
 
@@ -88,6 +90,11 @@ CALIB_RTL = [
     _cli("ecp5-25k", 2, "digits"),
     _cli("ice40-up5k", 2, None, *SMALL_FLAGS),
     _cli("ice40-up5k", 8, "digits", "--wgt-ram"),
+    # lane groups (hw/estimate.group_regs / group_luts, counted, not fitted: held out); the digits row at 16
+    # lanes set group_luts' control-select factor, the other two are checks it never saw
+    _cli("ecp5-25k", 16, "digits", "--lane-groups", "16", holdout=True),
+    _cli("ecp5-85k", 64, "resnet8-ppq-jpeg", "--lane-groups", "64", holdout=True),
+    _cli("ice40-up5k", 8, "digits", "--lane-groups", "8", holdout=True),
 ]
 
 

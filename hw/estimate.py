@@ -235,16 +235,18 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
     if n_blk:  # the highest n_blk thresholds in block RAM, the rest of the row forced into logic
         lo = rl.width - n_blk * cfg.acc_bits
         rq = [("rq", cfg.rq_depth, lo, None, True, 1), ("rq_thr", cfg.rq_depth, rl.width - lo, None, True, 1)]
+    G = cfg.lane_groups
     wgt = [] if cfg.wgt_ram and family == "ice40" else [  # wgt_ram on iCE40: SPRAM (estimate()'s "spram")
         ("wgt", cfg.wgt_depth if cfg.wgt_ram else wgt_rows(cfg, rom_used), isa.entry_layout(cfg).width, None,
-         not cfg.wgt_ram, 1)]
+         not cfg.wgt_ram, 1)] if G == 1 else [  # lane groups: one ROM of G words a row (hw/top.wgt_rom_grouped)
+        ("wgt", cfg.wgt_depth // G, G * isa.entry_layout(cfg).width, None, True, 1)]
     if not wgt:
         where["wgt"] = "spram"
     mems = [
         *wgt,
         *rq,
         ("prog", cfg.prog_depth, isa.desc_layout(cfg).width, None, True, 1),
-        ("val", cfg.val_depth, isa.val_layout(cfg).width, None, True, 1),
+        ("val", cfg.val_depth, isa.val_layout(cfg).width, None, True, G),  # lane groups: a copy a slot
         ("tap", cfg.tap_depth, isa.tap_layout(cfg).width, None, True, 1),
         *act,
         ("out", cfg.out_depth, cfg.acc_bits, None, False, 1),
@@ -253,7 +255,7 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
     for name, depth, width, port_bits, rom, copies in mems:
         ports = len(port_bits) if port_bits else 1
         n, cost, mux = bram_plan(depth, width, family, ports, port_bits, writable=not rom)
-        if name == "wgt" and rom and depth > WGT_BANK_WORDS:  # banked (hw/top.wgt_rom): one memory a bank,
+        if name == "wgt" and rom and G == 1 and depth > WGT_BANK_WORDS:  # banked (hw/top.wgt_rom): one memory a bank,
             # no depth slices packed across banks (iCE40, 6,144 x 9 bits: 3 x 5 EBR, not 14); the bank
             # select, in logic after the banks' registers, counts as the read mux
             banks = depth // WGT_BANK_WORDS
@@ -419,6 +421,52 @@ def copy_regs(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: s
     return (copies(cfg) - 1) * per + wgt * cfg.wgt_addr_bits
 
 
+def group_regs(cfg: AcceleratorConfig) -> int:
+    """Register bits a lane-groups build (``cfg.lane_groups`` = G > 1, ``hw/top.py``) adds, counted from the
+    RTL: slots 1.. of the entry (two code registers, the value row and its flag, sign / real / enables /
+    shifts beside S2 .. S3b, a control register at S4), a control register per lane at S5 (in place of
+    the per-group copies), the WGT row of G words, the fold tree (log2 G levels of every lane's
+    accumulator) and the group tail beside it. Of the control registers only the bits that differ between
+    slots count (sign, rmax, enables, shifts); valid and first are the same in every slot, and a slot's
+    bias is 0 but slot 0's, so the lanes' copies of them are one register each (Yosys merges identical
+    flip-flops). 0 without lane groups."""
+    from .actmem import copies, read_latency
+    from .lane import lane_ctrl_layout
+    from .sequencer import pix_bits
+
+    G, F = cfg.lane_groups, cfg.fold_levels
+    if G == 1:
+        return 0
+
+    slot = 2 + cfg.terms * (1 + cfg.shift_bits)  # sign, real / rmax, enables, shifts
+    stages = 5 + (read_latency(cfg) == 3)
+    tail = 1 + pix_bits(cfg) + cfg.lane_bits + 1 + cfg.addr_bits + cfg.rq_addr_bits
+    ctrl5 = cfg.lanes * slot + 2 * cfg.acc_bits + 2 - copies(cfg) * lane_ctrl_layout(cfg).size
+    return ((G - 1) * (2 * cfg.code_bits + isa.val_layout(cfg).width + 2 + (stages + 1) * slot)
+            + ctrl5 + (G - 1) * isa.entry_layout(cfg).width + 2 * F
+            + F * (cfg.lanes * cfg.acc_bits + tail) + F.bit_length())
+
+
+def group_luts(cfg: AcceleratorConfig) -> float:
+    """LUT4 a lane-groups build adds, counted (not fitted: no calibration row has lane groups): the fold
+    tree's select (level k: lanes >> (k + 1) sums or passes, a 2:1 mux a bit), each lane's S5 control from
+    one of log2 G + 1 slots (the distinct ones of lane l, ``l >> (log2 lanes - g)``; the bits that differ
+    between slots: sign, rmax, enables and shifts, and the bias, which only slot 0 carries; ~1/2 LUT4 an
+    input and bit), and the WGT row's slot select (slot j takes word (a | j) mod G of the row: one
+    of 2**(log2 G - popcount j) words, 3**log2 G choices over the G slots, ~1/3 LUT4 a choice and entry bit).
+    0 without lane groups."""
+    G, F = cfg.lane_groups, cfg.fold_levels
+    if G == 1:
+        return 0.0
+    fold = sum(cfg.lanes >> (k + 1) for k in range(F)) * cfg.acc_bits
+    lb = cfg.lane_bits
+    srcs = [len({l >> (lb - g) for g in range(F + 1)}) for l in range(cfg.lanes)]
+    ctrl = (sum(n - 1 for n in srcs) * (2 + cfg.terms * (1 + cfg.shift_bits))
+            + sum(n > 1 for n in srcs) * cfg.acc_bits) / 2
+    slots = isa.entry_layout(cfg).width * (3 ** F - G) / 3
+    return fold + ctrl + slots
+
+
 def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: str = "shift") -> dict:
     """The flip-flop model's terms: ``regs``, registers counted from the RTL (the lanes' three stages and
     accumulators, ``lane_regs``; per lane the writeback copy, the operand and ACT word registers; the host
@@ -447,6 +495,7 @@ def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind:
         + memory_stage_regs(cfg, rom_used)
         + cfg.wgt_addr_bits  # the sequencer's ch_w_next
         + copy_regs(cfg, rom_used, lane_kind)
+        + group_regs(cfg)
     )
     if read_latency(cfg) == 3:  # 128 lanes and more: the rotation's mid-way register and S3c
         regs += cfg.lanes * cfg.act_bits + cfg.lane_bits + isa.decoded_layout(cfg).width + cfg.lanes \
@@ -478,6 +527,8 @@ def estimate(
     feats = lut_features(cfg, fam, kind, lane_kind, rom_used)
     lane_key = "lut_lane" if lane_kind == "shift" else "lut_lane_mul"
     lut = sum(c.get(lane_key if k == "lane" else f"lut_{k}", 1.0) * v for k, v in feats.items())
+    if kind == "board":
+        lut += group_luts(cfg)
     dsp = cfg.lanes if (lane_kind == "mul" and fam == "ice40") else 0  # synth_ice40 -dsp: one SB_MAC16 a lane
     if kind == "array":
         per_lane, shared = lane_regs(cfg, lane_kind)

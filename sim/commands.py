@@ -364,9 +364,9 @@ def check_synth(args) -> None:
         raise UserError(f"--freq must be a positive frequency in MHz, not {args.freq}")
     args.pnr_seed_list = check_pnr_seeds(args)
     args.cfg = check_config(args)
-    if args.cfg.lane_groups > 1:
-        raise UserError(f"--lane-groups {args.cfg.lane_groups}: lane groups have no synthesis form yet (their WGT "
-                        "ROM is not in the parts' block-RAM banks); `apotflow cosim` and `apotflow cycles` take them")
+    if args.cfg.lane_groups > 1 and args.cfg.wgt_ram:
+        raise UserError(f"--lane-groups {args.cfg.lane_groups} with --wgt-ram: lane groups read their weights from a "
+                        "ROM of lane_groups words a row (not from a RAM the host loads); drop one of the two")
     args.net = _load_model(args.model) if args.model else None
 
 

@@ -66,7 +66,7 @@ IMPOSSIBLE = [
     ("synth --model {m} --out {o} --pnr-seed 1 --pnr-seeds 2,3", "not allowed with argument"),
     ("synth --model {m} --out {o} --no-pnr --pnr-seeds 1,2", "--no-pnr runs no place and route"),
     ("synth --model {m} --out {o} --target xc7a100t --pnr-seed 2", "target xc7a100t has no place and route"),
-    ("synth --model {m} --out {o} --lanes 16 --lane-groups 4", "lane groups have no synthesis form yet"),
+    ("synth --model {m} --out {o} --lanes 16 --lane-groups 4 --wgt-ram", "lane groups read their weights from a ROM"),
     ("cycles --model {m} --lanes 16 --lane-groups 3", "lane_groups must be a power of two"),
     ("report --model {m} --out {o} --cosim {d}", "holds no cosim.json"),
     ("report --model {m} --out {o} --synth {d}", "holds no synth.json"),

@@ -73,11 +73,12 @@ def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages
     if kind != "board":
         raise ValueError(f"design kind must be 'board' or 'array', not {kind!r}")
     images = images if images is not None else filled_images(cfg)
-    # The WGT ROM in banks with registered outputs (hw/top.py wgt_rom; its contents inlined)
+    # The WGT ROM in banks with registered outputs (hw/top.py wgt_rom; its contents inlined); with lane groups
+    # one ROM of lane_groups words a row (wgt_rom_grouped), which Yosys maps onto block RAM slices side by side
     text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind, wgt_banked=True,
                                        rq_split=rq_split(family), wgt_spram=bool(cfg.wgt_ram) and family == "ice40",
                                        rq_thr_block=rq_thr_block(cfg, family, rom_used(images)),
-                                       dp16kd=family == "ecp5", act_outreg=act_outreg(cfg, family),
+                                       dp16kd=family == "ecp5" and cfg.lane_groups == 1, act_outreg=act_outreg(cfg, family),
                                        act_split=tail_split(cfg, family) is not None),
                            name=BOARD_TOP, emit_src=False)
     (workdir / f"{BOARD_TOP}.v").write_text(text)
