@@ -242,7 +242,7 @@ def mutants_section() -> str:
         "matches exactly is an error of the bench, not a skip. Memory mutants change one word of the",
         "`$readmemh` images (weight stream, value and tap tables, requant rows, descriptors) or the input the",
         "RTL is given. All networks of a suite share one config "
-        f"({cfg['lanes']} lanes, {cfg['terms']} terms, acc_bits {cfg['acc_bits']}, act_depth {cfg['act_depth']:,},"
+        f"(the shipped suite's: {cfg['lanes']} lanes, {cfg['terms']} terms, acc_bits {cfg['acc_bits']}, act_depth {cfg['act_depth']:,},"
         f" wgt_depth {cfg['wgt_depth']:,}), so a mutant costs one Verilator rebuild (in one folder: only the",
         "design's C++ is recompiled).",
         "",

@@ -13,7 +13,9 @@ tests/test_cosim_suite.py checks that the suite covers them all.
 
 Every network is compiled for one config (``suite_config``: 8 lanes, the largest depth any of them
 needs), so one Verilator build runs them all -- which is what bench/mutants.py needs: one build per
-mutant of the Verilog. ``run_suite`` co-simulates them in order and returns one verdict per network:
+mutant of the Verilog. That config has no lane groups, so the lane-groups RTL is not generated there:
+``GROUPS_SUITE`` (a few random networks and a random ResNet-8, on ``GROUPS_BASE``: 16 lanes,
+lane_groups 8) exercises it, and ``group_coverage`` names what of it a program exercises. ``run_suite`` co-simulates them in order and returns one verdict per network:
 passed, or the first check that failed (the layer and index of the first differing value, the layer
 whose cycles differ from the model, or the layer running when the bench timed out).
 """

@@ -1,5 +1,6 @@
 """The shipped co-simulation checks (sim/cosim_suite.py) and RTL mutation testing (bench/mutants.py):
-the suite's networks exercise every RTL path named by ``coverage``; every mutation of the bench
+the suite's networks exercise every RTL path named by ``coverage`` (the lane-groups suite's every
+path named by ``group_coverage``); every mutation of the bench
 applies exactly where it says; and a handful of mutants, each caught by a different check, are
 caught -- a test that fails if the checks stop catching them."""
 
