@@ -228,7 +228,8 @@ def mutants_section() -> str:
         return "\n".join(lines + ["(no results yet: run bench/mutants.py)", MUT_END])
     r = json.loads(path.read_text())
     t = r["totals"]
-    nets = r["networks"]
+    gs = r.get("groups_suite")
+    nets = [{**n, "suite": "base"} for n in r["networks"]] + [{**n, "suite": "groups"} for n in (gs or {}).get("networks", [])]
     cfg = r["config"]
     lines += [
         "Do the shipped co-simulation checks catch faults in the hardware? `bench/mutants.py` changes one",
@@ -240,30 +241,60 @@ def mutants_section() -> str:
         "operator and the module, and each states how many statements it changes -- a mutation that no longer",
         "matches exactly is an error of the bench, not a skip. Memory mutants change one word of the",
         "`$readmemh` images (weight stream, value and tap tables, requant rows, descriptors) or the input the",
-        "RTL is given. All networks share one config "
-        f"({cfg['lanes']} lanes, {cfg['terms']} terms, acc_bits {cfg['acc_bits']}, act_depth {cfg['act_depth']:,},"
+        "RTL is given. All networks of a suite share one config "
+        f"(the shipped suite's: {cfg['lanes']} lanes, {cfg['terms']} terms, acc_bits {cfg['acc_bits']}, act_depth {cfg['act_depth']:,},"
         f" wgt_depth {cfg['wgt_depth']:,}), so a mutant costs one Verilator rebuild (in one folder: only the",
         "design's C++ is recompiled).",
         "",
+    ]
+    if gs:
+        g = gs["config"]
+        lines += [
+            "Two suites: the shipped checks (`SUITE`) have no lane groups, so the lane-groups RTL (the fold tree, the",
+            "slots' value decode and controls, the grouped weight stream, the grouped padding offsets; docs/hardware.md,",
+            "\"Lane groups\") and S3's padding copies (from 16 lanes on) are not even generated there. Mutants of those",
+            f"run on `GROUPS_SUITE` (suite *groups*): {g['lanes']} lanes, lane_groups {g['lane_groups']} (a fold tree of "
+            f"{g['lane_groups'].bit_length() - 1} levels), {g['terms']} terms, acc_bits {g['acc_bits']}, wgt_depth "
+            f"{g['wgt_depth']:,}, random networks and a random-weight ResNet-8 whose layers of fewer than 16 pixels are "
+            "grouped (`group_coverage` names what they exercise). A grouped memory-image mutant flips a slot's code in "
+            "a WGT row of lane_groups words.",
+            "",
+        ]
+    kinds = {}
+    for m in r["mutants"]:
+        kinds.setdefault(m["kind"], []).append(m["outcome"])
+    by_kind = "; ".join(f"{k} {len(v)}" + (f" ({', '.join(f'{v.count(o)} {o}' for o in ('equivalent', 'survived') if o in v)})"
+                                           if set(v) != {"caught"} else "") for k, v in kinds.items())
+    by_suite = ""
+    if gs:
+        n_g = sum(1 for m in r["mutants"] if m.get("suite") == "groups")
+        c_g = sum(1 for m in r["mutants"] if m.get("suite") == "groups" and m["outcome"] == "caught")
+        by_suite = f" Of them {n_g} on the lane-groups suite ({c_g} caught)."
+    revs = r.get("git_revisions") or [r.get("git_revision")]
+    rev = ", then ".join(x[:7] for x in revs if x) if any(revs) else ""
+    lines += [
         f"**{t['mutants']} mutants ({t['verilog']} of the Verilog, {t['memory']} of the memory images): "
-        f"{t['caught']} caught, {t['equivalent']} shown equivalent, {t['survived']} survived.** "
+        f"{t['caught']} caught, {t['equivalent']} shown equivalent, {t['survived']} survived.**{by_suite} "
         f"{r['seconds'] / 60:.0f} minutes on this 2-core machine"
-        f"{' (every network run for every mutant)' if r.get('all_networks') else ''}.",
+        f"{' (every network run for every mutant)' if r.get('all_networks') else ''}"
+        + (f", RTL of revision {rev}." if rev else "."),
         "",
-        "Each mutant runs the networks in this order" + (" (all of them)." if r.get("all_networks") else
-                                                           " until one catches it."),
+        f"By kind (all caught unless said): {by_kind}.",
         "",
-        f"| network | layers | cycles of work | exercises | mutants it {'catches' if r.get('all_networks') else 'caught first'} |",
-        "|---|---|---|---|---|",
+        "Each mutant runs its suite's networks in this order" + (" (all of them)." if r.get("all_networks") else
+                                                                   " until one catches it."),
+        "",
+        f"| suite | network | layers | cycles of work | exercises | mutants it {'catches' if r.get('all_networks') else 'caught first'} |",
+        "|---|---|---|---|---|---|",
     ]
     ms = r["mutants"]
     for n in nets:
         hits = sum(1 for m in ms if any(x["network"] == n["name"] and not x["passed"] for x in m["runs"]))
-        lines.append(f"| {n['name']} | {n['layers']} | {n['cycles']:,} | {', '.join(n['covers'])} | {hits} |")
+        lines.append(f"| {n['suite']} | {n['name']} | {n['layers']} | {n['cycles']:,} | {', '.join(n['covers'])} | {hits} |")
     first = nets[0]["name"]
-    missed = [m["name"] for m in ms if m["outcome"] == "caught"
-              and all(x["passed"] for x in m["runs"] if x["network"] == first)]
-    lines += ["", f"The {first} net alone misses {len(missed)} of the {t['caught']} caught mutants"
+    base_caught = [m for m in ms if m["outcome"] == "caught" and m.get("suite", "base") == "base"]
+    missed = [m["name"] for m in base_caught if all(x["passed"] for x in m["runs"] if x["network"] == first)]
+    lines += ["", f"The {first} net alone misses {len(missed)} of the {len(base_caught)} caught mutants of its suite"
               + (f" ({', '.join(missed)})." if missed else ".")]
     if r.get("all_networks"):
         only = {}
@@ -274,9 +305,9 @@ def mutants_section() -> str:
         if only:
             lines += ["", "Caught by one network alone: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in only.items()) + "."]
     allnets = r.get("all_networks")
-    lines += ["", "| mutant | kind | where | change | outcome | first caught by |"
+    lines += ["", "| mutant | suite | kind | where | change | outcome | first caught by |"
               + (" networks catching |" if allnets else "") + " s |",
-              "|---|---|---|---|---|---|" + ("---|" if allnets else "") + "---|"]
+              "|---|---|---|---|---|---|---|" + ("---|" if allnets else "") + "---|"]
     for m in ms:
         if m["target"] == "verilog":
             st = m["statements"]
@@ -289,7 +320,7 @@ def mutants_section() -> str:
         hit = m["caught_by"]
         by = f"{hit['network']}: {_where(hit)}" if hit else ("see below" if m["outcome"] == "equivalent" else "-")
         k = sum(1 for x in m["runs"] if not x["passed"])
-        lines.append(f"| {m['name']} | {m['kind']} | {where} | {change} | {m['outcome']} | {by.replace('|', '/')} "
+        lines.append(f"| {m['name']} | {m.get('suite', 'base')} | {m['kind']} | {where} | {change} | {m['outcome']} | {by.replace('|', '/')} "
                      + (f"| {k} of {len(m['runs'])} " if allnets else "") + f"| {m['seconds']:.0f} |")
     eq = [m for m in ms if m["outcome"] == "equivalent"]
     if eq:

@@ -11,11 +11,17 @@ pooling, a small random-weight ResNet-8 and VGG-16) on Verilator:
   regular expression the Verilog statement must match (``where``) and the module, and states how
   many statements it must change (``count``). If the anchor is not on exactly one line of hw/, or the
   number of statements found differs, the bench stops with an error: a mutation never silently
-  misses. All networks share one config, so each mutant costs one Verilator build (started from a
-  build folder shared by all mutants: only the C++ that changed is recompiled).
+  misses. Statements inside a process (``always @*``) carry no source attribute: a process mutant
+  finds them by the registers they drive, and names the hw/ line it models by an anchor all the same.
+  All networks of a suite share one config, so each mutant costs one Verilator build (started from a
+  build folder shared by all mutants of that suite: only the C++ that changed is recompiled).
 * Memory-image mutants change one word of what the RTL loads with $readmemh (a weight entry's code or
   delta, a value-table or tap-table row, a requant row's threshold, bias or count, a descriptor's
   shift) or the input image the RTL is given (the golden model still sees the original).
+
+Two suites: the shipped checks (``SUITE``, 8 lanes, no lane groups) and the lane-groups suite
+(``GROUPS_SUITE``: 16 lanes, lane_groups 8; the fold tree, the slots' decode, the grouped weight
+stream and S3's padding copies exist only in such a build). A mutant runs on one of them (``suite``).
 
 A mutant is "caught" when a check fails -- the first differing value (layer, tensor, index), a
 cycle count that differs from the exact cycle model (layer), or a hang (the layer running) -- and
@@ -58,6 +64,23 @@ class VerilogMutant:
     module: str = "apotflow_top"  # the Verilog module ("apotflow_top.lane3", "apotflow_top.seq", ...)
     count: int | str = 1  # statements it must change (an int, or an expression of cfg)
     what: str = ""
+    suite: str = "base"  # "base" (sim/cosim_suite.SUITE) or "groups" (GROUPS_SUITE, the lane-groups config)
+
+
+@dataclass(frozen=True)
+class ProcessMutant:
+    """Statements inside a process, which carry no source attribute: ``edit(lines, first, last, cfg)``
+    finds them in the module's lines (by the registers they drive) and returns {line index: new line};
+    ``anchor`` names the hw/ line the statements come from (it must be on exactly one line, as above)."""
+    name: str
+    kind: str
+    py: str
+    anchor: str
+    edit: Callable
+    module: str = "apotflow_top"
+    count: int | str = 1
+    what: str = ""
+    suite: str = "base"
 
 
 @dataclass(frozen=True)
@@ -66,6 +89,7 @@ class MemoryMutant:
     kind: str
     apply: Callable  # (loaded network, cosim setup) -> False when the network has nothing to mutate
     what: str = ""
+    suite: str = "base"
 
 
 _SRC = re.compile(r' \(\* src = "([^"]*)" \*\)')
@@ -117,7 +141,7 @@ def _mutate_statement(line: str, py: str, n: int, op: str, new: str) -> str | No
     return line[:a] + new + line[b:]
 
 
-def mutate(verilog: str, mu: VerilogMutant, cfg) -> tuple[str, list[dict]]:
+def mutate(verilog: str, mu: VerilogMutant | ProcessMutant, cfg) -> tuple[str, list[dict]]:
     """The mutated Verilog and the statements changed (module, line, before, after)."""
     n = py_line(mu.py, mu.anchor)
     lines, mods = _modules(verilog)
@@ -125,6 +149,11 @@ def mutate(verilog: str, mu: VerilogMutant, cfg) -> tuple[str, list[dict]]:
     changed = []
     for name, a, b in mods:
         if name != mu.module:
+            continue
+        if isinstance(mu, ProcessMutant):
+            for i, new in sorted(mu.edit(lines, a, b, cfg).items()):
+                changed.append({"module": name, "verilog_line": i + 1, "before": lines[i].strip(), "after": new.strip()})
+                lines[i] = new
             continue
         for i in range(a, b):
             if not _ASSIGN.match(lines[i]) or f"{mu.py}:{n}\"" not in lines[i]:
@@ -138,6 +167,9 @@ def mutate(verilog: str, mu: VerilogMutant, cfg) -> tuple[str, list[dict]]:
             changed.append({"module": name, "verilog_line": i + 1, "before": clean.strip(),
                             "after": _SRC.sub("", new).strip()})
             lines[i] = new
+    if len(changed) != want and isinstance(mu, ProcessMutant):
+        raise BenchError(f"mutant {mu.name}: {len(changed)} process statement(s) for {mu.py}:{n} ({mu.anchor!r}) "
+                         f"in {mu.module}, expected {want}")
     if len(changed) != want:
         raise BenchError(f"mutant {mu.name}: {len(changed)} statement(s) of {mu.py}:{n} ({mu.anchor!r}) with "
                          f"{mu.op!r} in {mu.module}{' matching ' + repr(mu.where) if mu.where else ''}, expected {want}")
@@ -270,6 +302,72 @@ VERILOG_MUTANTS = [
     VerilogMutant("bank-we", "comparator", "hw/actmem.py", "pw.eq(self.wr_en[g] & ((self.wr_addr[g][:lb] if lb else 0) == b))",
                   "==", "!=", where=r"3'h5", module=ACT, what="bank 5's write enable inverted"),
 ]
+
+
+def _proc_temp(lines: list[str], a: int, b: int, reg: str) -> str:
+    """The process temporary a register is loaded from (``    reg <= \\$N ;``)."""
+    pat = re.compile(r"^    " + re.escape(reg) + r" <= (\\\$\d+) ;$")
+    hits = [m.group(1) for i in range(a, b) if (m := pat.match(lines[i]))]
+    if len(hits) != 1:
+        raise BenchError(f"register {reg!r} is loaded by {len(hits)} statements, not 1")
+    return hits[0]
+
+
+def _field_line(lines: list[str], a: int, b: int, temp: str, field: str) -> tuple[int, str]:
+    """(line index, right-hand side) of the process statement ``temp [hi:lo] = rhs;``."""
+    pat = re.compile(r"^    " + re.escape(temp) + " " + re.escape(field) + r" = (.+);$")
+    hits = [(i, m.group(1)) for i in range(a, b) if (m := pat.match(lines[i]))]
+    if len(hits) != 1:
+        raise BenchError(f"{temp} {field} is set by {len(hits)} statements, not 1")
+    return hits[0]
+
+
+def _bias_every_group(lines: list[str], a: int, b: int, cfg) -> dict[int, str]:
+    """Slots 1.. of a grouped entry's S4 controls take the bias s4 has (``c.bias.eq(0)`` undone)."""
+    from apotflow.hw.lane import lane_ctrl_layout
+
+    f = lane_ctrl_layout(cfg)["bias"]
+    field = f"[{f.offset + f.width - 1}:{f.offset}]"
+    _, bias = _field_line(lines, a, b, _proc_temp(lines, a, b, "s4"), field)  # s4.ctrl is s4's first field
+    out = {}
+    for j in range(1, cfg.lane_groups):
+        i, rhs = _field_line(lines, a, b, _proc_temp(lines, a, b, f"ctrl_slot{j}"), field)
+        out[i] = lines[i].replace(f"= {rhs};", f"= {bias};")
+    return out
+
+
+G_, FOLD = "groups", "Mux(grp > k, accs[l] + accs[l + stride], accs[l])"
+#: mutants of what only a lane-groups build has (and of S3's padding copies, from 16 lanes on), on GROUPS_SUITE
+GROUP_MUTANTS = [
+    VerilogMutant("fold-add", "adder", "hw/top.py", FOLD, "+", "-", count="cfg.lanes - cfg.lanes // cfg.lane_groups",
+                  suite=G_, what="the fold tree subtracts the upper lanes' partial sums"),
+    VerilogMutant("fold-enable", "enable", "hw/top.py", FOLD, ">", ">=", count="cfg.lanes - cfg.lanes // cfg.lane_groups",
+                  suite=G_, what="fold level k adds when grp_log2 >= k (level 0 in every layer, ungrouped ones too)"),
+    VerilogMutant("fold-top-level", "enable", "hw/top.py", FOLD, ">", "=2'h3", where=r"grp > 2'h2",
+                  count="cfg.lanes >> cfg.fold_levels", suite=G_,
+                  what="the fold tree's last level never adds (8-group layers lose groups 4..7)"),
+    ProcessMutant("grp-bias", "bias select", "hw/top.py", "c.bias.eq(0),", _bias_every_group,
+                  count="cfg.lane_groups - 1", suite=G_, what="every group starts from the bias, not group 0 alone"),
+    VerilogMutant("grp-yoff-mod", "padding mask", "hw/top.py", "(l >> wl) & ((1 << hl) - 1) if grouped", "&",
+                  "={32{1'b1}}", count="cfg.lanes", suite=G_,
+                  what="the padding test's row offset l >> wo_log2 not taken mod 2**ho_log2 (groups past 0)"),
+    VerilogMutant("grp-filler", "enable", "hw/top.py", "filler = (word.code == 0) & (Cat(", "&", "|", suite=G_,
+                  what="an entry whose slot 0 has no weight is a filler (the other slots' codes ignored)"),
+    VerilogMutant("grp-slot-mask", "enable", "hw/top.py", "Mux((j >> grp) == 0, struct(el)(wgt_slots[j]).code, 0)",
+                  ">>", "=4'hf", count="cfg.lane_groups - 1", suite=G_,
+                  what="slots past the layer's 2**grp_log2 not masked (the filler test sees other entries' codes)"),
+    VerilogMutant("seq-w-step", "counter", "hw/sequencer.py", "w_step.eq(1 << prog.grp_log2)", "<<", "=1'h0",
+                  module=SEQ, where=r"= 1'h1 <<", suite=G_,
+                  what="a grouped entry's weight pointer steps one word, not 2**grp_log2"),
+    VerilogMutant("seq-ch-w-grp", "shift", "hw/sequencer.py", "ch_w_next.eq(ch_w_next + (n1.count << desc.grp_log2))",
+                  "<<", ">>", module=SEQ, suite=G_,
+                  what="a grouped layer's next channel looked for count >> grp_log2 words on (third channel on)"),
+    VerilogMutant("pad-copy-mask-y", "padding mask", "hw/top.py", "ok.append(Mux(cs[lw], ok1, ok0)", "?", "swap",
+                  where=r"= pad_y13\[", suite=G_, what="lane 13's row padding test (S3 copy 3) takes the other carry's case"),
+    VerilogMutant("pad-copy-null", "padding mask", "hw/top.py", "s3b.mask.eq(Cat(*(Mux(c.null, 0, mask[g * pad_grp",
+                  "?", "swap", where=r"s3_pad_g2\[", suite=G_, what="S3 copy 2's null flag inverted (lanes 8..11)"),
+]
+VERILOG_MUTANTS += GROUP_MUTANTS
 
 
 def _edit_hex(path: Path, index: int, fn) -> None:
@@ -413,6 +511,42 @@ def _desc_bit(mode: str, field: str):
     return apply
 
 
+def _m_slot_code(ld, setup):
+    """Bit 0 of the code of a grouped entry's slot past slot 0 (a lane-groups build's wgt.hex holds
+    lane_groups words a row: hw/top.grouped_rows): the first such slot, in stream order, whose flip
+    changes a tensor of the ISA interpreter (hw/isa.run_program) on the network's images -- most flips
+    do not (a threshold absorbs a small change), and a flip no result shows tests nothing."""
+    import dataclasses
+
+    import numpy as np
+
+    from apotflow.hw import isa
+    from apotflow.hw.compile import run_functional
+
+    prog = ld.program
+    cfg, el = prog.config, isa.entry_layout(prog.config)
+    base = [run_functional(prog, x) for x in ld.x]
+
+    def shows(w: int) -> bool:
+        wgt = list(prog.images.wgt)
+        wgt[w] ^= 1 << el.offsets["code"]
+        p = dataclasses.replace(prog, images=dataclasses.replace(prog.images, wgt=wgt))
+        try:
+            return any(not np.array_equal(b[n], v) for x, b in zip(ld.x, base) for n, v in run_functional(p, x).items())
+        except ValueError:  # the stream no longer decodes (an entry became a filler): the RTL runs it all the same
+            return True
+
+    for k in range(len(prog.layers)):
+        d = _layer_fields(prog, k)
+        G = 1 << d.get("grp_log2", 0)
+        for w in range(d["w_start"], d["w_start"] + prog.layers[k].entries * G) if G > 1 else ():
+            if w % G and el.unpack(prog.images.wgt[w])["code"] and shows(w):
+                bit = (w % cfg.lane_groups) * el.width + el.offsets["code"]
+                _edit_hex(setup.sim_dir / "wgt.hex", w // cfg.lane_groups, lambda v, b=bit: v ^ (1 << b))
+                return None
+    return False
+
+
 def _m_input(ld, setup):
     """The RTL's input image (not the golden model's): the first pixel of image 0 changed."""
     x = setup.x.copy()
@@ -432,6 +566,9 @@ MEMORY_MUTANTS = [
     MemoryMutant("desc-shift", "shift", _desc_bit("MODE_SHIFT", "shift"), "bit 0 of a shift-mode layer's shift"),
     MemoryMutant("desc-levels", "output levels", _desc_bit("MODE_THRESH", "lv1"), "bit 0 of a threshold layer's level 1"),
     MemoryMutant("act-input", "activation input", _m_input, "the first pixel of the RTL's input image"),
+    MemoryMutant("wgt-slot-code", "grouped weight slot", _m_slot_code,
+                 "bit 0 of a grouped entry's slot code (slot > 0, a WGT row of lane_groups words), the first flip "
+                 "the ISA interpreter's results show", suite=G_),
 ]
 
 #: mutants that cannot change any result, with the argument (name -> why)
@@ -457,52 +594,81 @@ def caught_by(runs: list[dict]) -> dict | None:
     return next(({k: v for k, v in r.items() if k not in ("passed", "seconds")} for r in runs if not r["passed"]), None)
 
 
+SUITES = ("base", "groups")  # mutant.suite -> (sim/cosim_suite's networks, base config): see _suite
+
+
+def _suite(name: str):
+    from apotflow.sim import cosim_suite as cs
+
+    return {"base": (cs.SUITE, cs.BASE), "groups": (cs.GROUPS_SUITE, cs.GROUPS_BASE)}[name]
+
+
+def _git_revision() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
 def run(names: set[str] | None, out: Path, work: Path, all_networks: bool, log, merge: bool = False) -> dict:
-    from apotflow.sim.cosim_suite import as_dict, coverage, load_suite, run_suite
+    from apotflow.sim.cosim_suite import as_dict, coverage, group_coverage, load_suite, run_suite
 
     t_all = time.perf_counter()
-    suite = load_suite(work / "models", log=log)
-    cfg = suite[0].program.config
-    base_v = generate(cfg)
-    builds = work / "builds"
-    log("baseline: the unmutated RTL must pass every network ...")
-    t0 = time.perf_counter()
-    base = run_suite(suite, work / "base", verilog=base_v, build_cache=builds, log=log)
-    if not all(r["passed"] for r in base):
-        raise BenchError(f"the unmutated RTL fails the suite: {base}")
+    suites, verilog, desc = {}, {}, {}
+    for sn in SUITES:  # each suite: its networks, its config's Verilog, the baseline on it
+        nets, base_cfg = _suite(sn)
+        suites[sn] = load_suite(work / "models", nets, base_cfg, log=log)
+        cfg = suites[sn][0].program.config
+        verilog[sn] = generate(cfg)
+        log(f"baseline ({sn}): the unmutated RTL must pass every network ...")
+        t0 = time.perf_counter()
+        base = run_suite(suites[sn], work / f"base-{sn}", verilog=verilog[sn], build_cache=work / f"builds-{sn}", log=log)
+        if not all(r["passed"] for r in base):
+            raise BenchError(f"the unmutated RTL fails the {sn} suite: {base}")
+        desc[sn] = {"config": cfg.to_dict(),
+                    "networks": [{**as_dict(ld.spec), "layers": len(ld.program.layers),
+                                  "cycles": int(ld.program.stats["work_cycles"]),
+                                  "covers": [k for k, v in {**coverage(ld.program), **group_coverage(ld.program)}.items()
+                                             if v]} for ld in suites[sn]],
+                    "baseline": {"runs": base, "seconds": round(time.perf_counter() - t0, 1)}}
     command = "python bench/mutants.py " + " ".join(sys.argv[1:])
-    res = {"command": command, "commands": [command], "config": cfg.to_dict(),
-           "networks": [{**as_dict(ld.spec), "layers": len(ld.program.layers),
-                         "cycles": int(ld.program.stats["work_cycles"]),
-                         "covers": [k for k, v in coverage(ld.program).items() if v]} for ld in suite],
-           "baseline": {"runs": base, "seconds": round(time.perf_counter() - t0, 1)},
+    res = {"command": command, "commands": [command], "git_revision": _git_revision(), **desc["base"],
+           "groups_suite": desc["groups"],
            "all_networks": all_networks, "machine": f"{platform.machine()}, {platform.node()}", "mutants": []}
     earlier = 0.0
     if merge and out.exists():  # rows of the named mutants replaced, the others kept
         prev = json.loads(out.read_text())
-        if prev["config"] != res["config"] or prev["networks"] != res["networks"]:
+        same = prev["config"] == res["config"] and prev["networks"] == res["networks"]
+        if "groups_suite" in prev:  # (a results file written before the lane-groups suite has only the base one)
+            same &= all(prev["groups_suite"][k] == res["groups_suite"][k] for k in ("config", "networks"))
+        if not same:
             raise BenchError(f"--merge: {out} was made with another config or suite")
         if prev.get("all_networks") != all_networks:
             raise BenchError("--merge: --all-networks must be as in the run being merged into")
         res.update(command=prev["command"], commands=prev.get("commands", [prev["command"]]) + [command],
-                   mutants=prev["mutants"])
+                   mutants=prev["mutants"], git_revisions=prev.get("git_revisions", [prev.get("git_revision", "?")])
+                   + [res["git_revision"]])
         earlier = prev["seconds"]
     order = [m.name for m in VERILOG_MUTANTS + MEMORY_MUTANTS]
     todo = [m for m in VERILOG_MUTANTS + MEMORY_MUTANTS if names is None or m.name in names]
     for i, mu in enumerate(todo):
         t0 = time.perf_counter()
         log(f"[{i + 1}/{len(todo)}] {mu.name} ({mu.kind}): {mu.what}")
-        row = {"name": mu.name, "kind": mu.kind, "what": mu.what}
-        if isinstance(mu, VerilogMutant):
-            text, changed = mutate(base_v, mu, cfg)
+        row = {"name": mu.name, "kind": mu.kind, "what": mu.what, "suite": mu.suite}
+        suite, base_v = suites[mu.suite], verilog[mu.suite]
+        if isinstance(mu, (VerilogMutant, ProcessMutant)):
+            text, changed = mutate(base_v, mu, suite[0].program.config)
             n = py_line(mu.py, mu.anchor)
             row.update({"target": "verilog", "source": f"{mu.py}:{n}", "module": mu.module, "statements": changed})
-            runs = run_suite(suite, work / "mut", verilog=text, build_cache=work / "mutant-build",
+            runs = run_suite(suite, work / "mut", verilog=text, build_cache=work / f"mutant-build-{mu.suite}",
                              build_in_place=True, stop_at_first=not all_networks, log=log)
         else:
             row.update({"target": "memory image"})
-            runs = run_suite(suite, work / "mut", verilog=base_v, build_cache=builds, tamper=mu.apply,
-                             stop_at_first=not all_networks, log=log)
+            runs = run_suite(suite, work / "mut", verilog=base_v, build_cache=work / f"builds-{mu.suite}",
+                             tamper=mu.apply, stop_at_first=not all_networks, log=log)
         hit = caught_by(runs)
         if hit:
             outcome = "caught"
@@ -539,14 +705,16 @@ def main() -> int:
     args = ap.parse_args()
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if args.list:
-        from apotflow.sim.cosim_suite import SUITE, load_suite
+        from apotflow.sim.cosim_suite import load_suite
 
-        cfg = load_suite(Path(args.work) / "models", SUITE[:1], log=log)[0].program.config
-        text = generate(cfg)
-        for mu in VERILOG_MUTANTS:
-            _, changed = mutate(text, mu, cfg)
-            print(f"{mu.name:20s} {mu.py}:{py_line(mu.py, mu.anchor)} {changed[0]['before']}  ->  {changed[0]['after']}"
-                  + (f"  (+{len(changed) - 1})" if len(changed) > 1 else ""))
+        for sn in SUITES:
+            nets, base_cfg = _suite(sn)
+            cfg = load_suite(Path(args.work) / "models", nets[:1], base_cfg, log=log)[0].program.config
+            text = generate(cfg)
+            for mu in (m for m in VERILOG_MUTANTS if m.suite == sn):
+                _, changed = mutate(text, mu, cfg)
+                print(f"{mu.name:20s} {sn:6s} {mu.py}:{py_line(mu.py, mu.anchor)} {changed[0]['before']}  ->  "
+                      f"{changed[0]['after']}" + (f"  (+{len(changed) - 1})" if len(changed) > 1 else ""))
         return 0
     res = run(set(args.only) if args.only else None, Path(args.out), Path(args.work), args.all_networks, log,
               args.merge)

@@ -13,7 +13,9 @@ tests/test_cosim_suite.py checks that the suite covers them all.
 
 Every network is compiled for one config (``suite_config``: 8 lanes, the largest depth any of them
 needs), so one Verilator build runs them all -- which is what bench/mutants.py needs: one build per
-mutant of the Verilog. ``run_suite`` co-simulates them in order and returns one verdict per network:
+mutant of the Verilog. That config has no lane groups, so the lane-groups RTL is not generated there:
+``GROUPS_SUITE`` (a few random networks and a random ResNet-8, on ``GROUPS_BASE``: 16 lanes,
+lane_groups 8) exercises it, and ``group_coverage`` names what of it a program exercises. ``run_suite`` co-simulates them in order and returns one verdict per network:
 passed, or the first check that failed (the layer and index of the first differing value, the layer
 whose cycles differ from the model, or the layer running when the bench timed out).
 """
@@ -36,6 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DIGITS_MODEL = "bench/models/digits.apot"
 #: the config every suite network is compiled for (depths: the largest any network needs)
 BASE = AcceleratorConfig(lanes=8, terms=2, act_bits=8, acc_bits=32)
+#: the lane-groups config (docs/hardware.md, "Lane groups"): 16 lanes, up to 8 input-channel groups (a fold
+#: tree of 3 levels), 4 copies of S3's padding registers (``top.pad_copies``)
+GROUPS_BASE = AcceleratorConfig(lanes=16, terms=2, act_bits=8, acc_bits=32, lane_groups=8)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,20 @@ SUITE = (
     SuiteNet("max-filler", "handmade", images=2),
     SuiteNet("resnet8-w0.25", "zoo", "resnet8", 0.25, seed=1),
     SuiteNet("vgg16-w0.0625", "zoo", "vgg16", 0.0625, seed=1),
+)
+
+#: the networks of the lane-groups config (GROUPS_BASE), chosen so that together their programs have
+#: layers of every group count 2, 4 and 8 (fold levels 1..3), grouped convs over several rows,
+#: grouped one-pixel layers (fc, global pooling) with groups of two lanes, a grouped depthwise layer,
+#: grouped entries whose slot 0 is empty, long-jump fillers (delta > 0) in layers of fewer groups than
+#: lane_groups whose WGT row holds other entries' codes past the layer's slots (what the filler test's
+#: slot mask is for), and ungrouped layers of >= 16 pixels beside them (``group_coverage``)
+GROUPS_SUITE = (
+    SuiteNet("g-rand-26", "random", seed=26, images=2),
+    SuiteNet("g-rand-0", "random", seed=0, images=2),
+    SuiteNet("g-rand-5", "random", seed=5, images=2),
+    SuiteNet("g-rand-59", "random", seed=59, images=2),
+    SuiteNet("g-resnet8-w0.25", "zoo", "resnet8", 0.25, seed=1),
 )
 
 
@@ -176,6 +195,39 @@ def coverage(prog: Program) -> dict[str, bool]:
         cov["raw mode"] |= d["mode"] == isa.MODE_RAW
         cov["phase-split output"] |= bool(d["out_phase"])
         cov["depthwise (diag)"] |= bool(d["diag"])
+    return cov
+
+
+def group_coverage(prog: Program) -> dict[str, bool]:
+    """Which of the lane-groups RTL's paths a compiled program exercises (all False at lane_groups 1)."""
+    cfg = prog.config
+    dl, el = isa.desc_layout(cfg), isa.entry_layout(cfg)
+    cov = dict.fromkeys(("2 groups", "4 groups", "8 groups", "grouped conv over several rows",
+                         "grouped one-pixel layer", "grouped depthwise (diag)", "grouped entry with slot 0 empty",
+                         "long-jump filler beside other entries' slots", "ungrouped layer"), False)
+    wgt, LG = prog.images.wgt, cfg.lane_groups
+    for k in range(len(prog.layers)):
+        d = dl.unpack(prog.images.prog[k])
+        g = d.get("grp_log2", 0)
+        G = 1 << g
+        cov["ungrouped layer"] |= g == 0 and LG > 1
+        for e in range(d["w_start"], d["w_start"] + prog.layers[k].entries * G, G) if G < LG else ():
+            # a filler's slot j >= G reads word (e mod LG) | j of its WGT row (hw/top.wgt_rom_grouped)
+            r, lo = e - e % LG, e % LG
+            cov["long-jump filler beside other entries' slots"] |= (
+                el.unpack(wgt[e])["delta"] > 0 and all(el.unpack(wgt[e + t])["code"] == 0 for t in range(G))
+                and any(el.unpack(wgt[r + (lo | t)])["code"] for t in range(G, LG) if r + (lo | t) < len(wgt)))
+        if not g:
+            continue
+        if f"{G} groups" in cov:
+            cov[f"{G} groups"] = True
+        cov["grouped conv over several rows"] |= d["ho_log2"] > 0
+        cov["grouped one-pixel layer"] |= d["ho_log2"] + d["wo_log2"] == 0
+        cov["grouped depthwise (diag)"] |= bool(d["diag"])
+        words = prog.images.wgt[d["w_start"]:d["w_start"] + prog.layers[k].entries * G]
+        cov["grouped entry with slot 0 empty"] |= any(
+            el.unpack(words[e])["code"] == 0 and any(el.unpack(w)["code"] for w in words[e + 1:e + G])
+            for e in range(0, len(words), G))
     return cov
 
 

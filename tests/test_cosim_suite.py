@@ -1,5 +1,6 @@
 """The shipped co-simulation checks (sim/cosim_suite.py) and RTL mutation testing (bench/mutants.py):
-the suite's networks exercise every RTL path named by ``coverage``; every mutation of the bench
+the suite's networks exercise every RTL path named by ``coverage`` (the lane-groups suite's every
+path named by ``group_coverage``); every mutation of the bench
 applies exactly where it says; and a handful of mutants, each caught by a different check, are
 caught -- a test that fails if the checks stop catching them."""
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from apotflow.sim.cosim_suite import SUITE, coverage, load_suite
+from apotflow.sim.cosim_suite import GROUPS_BASE, GROUPS_SUITE, SUITE, coverage, group_coverage, load_suite
 
 # The cheap part of the suite: the digits net and the random networks (the zoo nets need exports).
 SMALL = tuple(s for s in SUITE if s.kind != "zoo")
@@ -19,6 +20,12 @@ def small_suite(tmp_path_factory):
     return load_suite(tmp_path_factory.mktemp("models"), SMALL, **QUIET)
 
 
+@pytest.fixture(scope="module")
+def groups_suite(tmp_path_factory):
+    """The lane-groups suite (its ResNet-8 export: a few seconds)."""
+    return load_suite(tmp_path_factory.mktemp("gmodels"), GROUPS_SUITE, GROUPS_BASE, **QUIET)
+
+
 def test_suite_exercises_every_path(small_suite):
     """Together the networks have empty and single-entry channels, writeback stalls, non-square
     tensors, partial lane groups, max pooling, all three requantizer modes, phase-split outputs and a
@@ -27,18 +34,32 @@ def test_suite_exercises_every_path(small_suite):
     assert covered == set(coverage(small_suite[0].program)), set(coverage(small_suite[0].program)) - covered
 
 
-def test_every_mutation_applies_exactly_where_it_says(small_suite):
-    """Each Verilog mutant finds its hw/ line and changes exactly the statements it states; a pattern
-    that no longer matches is an error (BenchError), never a silent skip."""
+def test_groups_suite_exercises_every_lane_groups_path(groups_suite):
+    """Together the lane-groups networks have layers of 2, 4 and 8 groups, grouped convs over several
+    rows, grouped one-pixel and depthwise layers, grouped entries with an empty slot 0 and ungrouped
+    layers; the base suite's programs have none of it."""
+    assert groups_suite[0].program.config.lane_groups == GROUPS_BASE.lane_groups
+    covered = {k for ld in groups_suite for k, v in group_coverage(ld.program).items() if v}
+    assert covered == set(group_coverage(groups_suite[0].program)), set(group_coverage(groups_suite[0].program)) - covered
+
+
+def test_every_mutation_applies_exactly_where_it_says(small_suite, groups_suite):
+    """Each Verilog (and process) mutant finds its hw/ line and changes exactly the statements it
+    states, in the Verilog of its suite's config; a pattern that no longer matches is an error
+    (BenchError), never a silent skip."""
     from dataclasses import replace
 
     from bench.mutants import VERILOG_MUTANTS, BenchError, generate, mutate
 
+    assert {m.suite for m in VERILOG_MUTANTS} == {"base", "groups"}
+    for suite, name in ((small_suite, "base"), (groups_suite, "groups")):
+        cfg = suite[0].program.config
+        text = generate(cfg)
+        for mu in (m for m in VERILOG_MUTANTS if m.suite == name):
+            new, changed = mutate(text, mu, cfg)
+            assert new != text and all(c["before"] != c["after"] for c in changed), mu.name
     cfg = small_suite[0].program.config
     text = generate(cfg)
-    for mu in VERILOG_MUTANTS:
-        new, changed = mutate(text, mu, cfg)
-        assert new != text and all(c["before"] != c["after"] for c in changed), mu.name
     with pytest.raises(BenchError, match="expected 2"):
         mutate(text, replace(VERILOG_MUTANTS[0], count=2), cfg)
     with pytest.raises(BenchError, match="on 0 lines"):
@@ -82,6 +103,24 @@ def test_a_handful_of_mutants_are_caught(tmp_path):
         assert caught, f"mutant {name} survived: {runs}"
         assert caught[0]["check"] == check, (name, caught[0])
         assert caught[0]["layer"], (name, caught[0])
+
+
+@pytest.mark.verilator
+def test_a_lane_groups_mutant_is_caught(groups_suite, tmp_path):
+    """Every group starting from the bias (bench/mutants.py grp-bias, a process mutant) is caught as a
+    value of a grouped layer by the first lane-groups network (one Verilator build: the mutant's)."""
+    from apotflow.hw import isa
+    from apotflow.sim.cosim_suite import run_suite
+    from bench.mutants import VERILOG_MUTANTS, generate, mutate
+
+    ld = groups_suite[0]
+    cfg = ld.program.config
+    mu = next(m for m in VERILOG_MUTANTS if m.name == "grp-bias")
+    runs = run_suite([ld], tmp_path, verilog=mutate(generate(cfg), mu, cfg)[0], build_cache=tmp_path / "build", **QUIET)
+    assert not runs[0]["passed"] and runs[0]["check"] == "value", runs
+    dl = isa.desc_layout(cfg)
+    grouped = {li.op for li, w in zip(ld.program.layers, ld.program.images.prog) if dl.unpack(w)["grp_log2"]}
+    assert runs[0]["layer"] in grouped, (runs[0], grouped)
 
 
 def test_top_verilog_is_what_generate_verilog_writes(small_suite, tmp_path):
