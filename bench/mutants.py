@@ -207,7 +207,7 @@ VERILOG_MUTANTS = [
     VerilogMutant("lane-valid", "enable", "hw/lane.py", "with m.If(c3.valid & ~(keep_base", "&", "|", module=L3,
                   where=r"= c3\[0\] &", what="the accumulator is written without a valid entry"),
     # the requantizer
-    VerilogMutant("rq-compare", "comparator", "hw/requant.py", "ge[j].eq(self.acc >= self.thr[j])", ">=", ">",
+    VerilogMutant("rq-compare", "comparator", "hw/requant.py", "else self.acc) >= self.thr[j]", ">=", ">",
                   module=RQU, count="cfg.max_levels - 1", what="acc > threshold instead of >="),
     VerilogMutant("rq-popcount", "adder", "hw/requant.py", "vals[i] + vals[i + 1] if i + 1", "+", "-", module=RQU,
                   count="cfg.max_levels - 2", what="the level index subtracts the comparator bits"),
