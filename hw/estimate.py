@@ -22,6 +22,8 @@ docs/resources.md). What each term counts:
   bits its port reads (the RQ's port A reads count and bias, port B the thresholds; opt_clean drops
   the rest); on ECP5 it takes true-dual-port shapes (<= 18 bits), one copy. Memories that are cheaper
   in logic go to distributed RAM (ECP5/Xilinx) or flip-flops / LUTs instead, as Yosys maps them.
+* lane groups (``lane_groups`` > 1): counted, not fitted (``group_regs``, ``group_luts``; the grouped WGT
+  ROM and a VAL copy per slot in ``memory_map``); checked against hold-out syntheses only.
 
 Everything is integer arithmetic on the config: microseconds per call.
 """
