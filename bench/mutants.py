@@ -603,18 +603,9 @@ def _suite(name: str):
     return {"base": (cs.SUITE, cs.BASE), "groups": (cs.GROUPS_SUITE, cs.GROUPS_BASE)}[name]
 
 
-def _git_revision() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
 def run(names: set[str] | None, out: Path, work: Path, all_networks: bool, log, merge: bool = False) -> dict:
     from apotflow.sim.cosim_suite import as_dict, coverage, group_coverage, load_suite, run_suite
+    from apotflow.sim.flow import git_revision
 
     t_all = time.perf_counter()
     suites, verilog, desc = {}, {}, {}
@@ -635,7 +626,7 @@ def run(names: set[str] | None, out: Path, work: Path, all_networks: bool, log, 
                                              if v]} for ld in suites[sn]],
                     "baseline": {"runs": base, "seconds": round(time.perf_counter() - t0, 1)}}
     command = "python bench/mutants.py " + " ".join(sys.argv[1:])
-    res = {"command": command, "commands": [command], "git_revision": _git_revision(), **desc["base"],
+    res = {"command": command, "commands": [command], "git_revision": git_revision(), **desc["base"],
            "groups_suite": desc["groups"],
            "all_networks": all_networks, "machine": f"{platform.machine()}, {platform.node()}", "mutants": []}
     earlier = 0.0

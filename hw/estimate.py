@@ -434,19 +434,23 @@ def group_regs(cfg: AcceleratorConfig) -> int:
     flip-flops). 0 without lane groups."""
     from .actmem import copies, read_latency
     from .lane import lane_ctrl_layout
-    from .sequencer import pix_bits
+    from .top import tail_layout
 
     G, F = cfg.lane_groups, cfg.fold_levels
     if G == 1:
         return 0
-
-    slot = 2 + cfg.terms * (1 + cfg.shift_bits)  # sign, real / rmax, enables, shifts
+    slot = slot_ctrl_bits(cfg)
     stages = 5 + (read_latency(cfg) == 3)
-    tail = 1 + pix_bits(cfg) + cfg.lane_bits + 1 + cfg.addr_bits + cfg.rq_addr_bits
     ctrl5 = cfg.lanes * slot + 2 * cfg.acc_bits + 2 - copies(cfg) * lane_ctrl_layout(cfg).size
     return ((G - 1) * (2 * cfg.code_bits + isa.val_layout(cfg).width + 2 + (stages + 1) * slot)
             + ctrl5 + (G - 1) * isa.entry_layout(cfg).width + 2 * F
-            + F * (cfg.lanes * cfg.acc_bits + tail) + F.bit_length())
+            + F * (cfg.lanes * cfg.acc_bits + tail_layout(cfg).size) + F.bit_length())
+
+
+def slot_ctrl_bits(cfg: AcceleratorConfig) -> int:
+    """The lane-control bits that differ between a grouped entry's slots: sign, real / rmax, and each
+    term's enable and shift."""
+    return 2 + cfg.terms * (1 + cfg.shift_bits)
 
 
 def group_luts(cfg: AcceleratorConfig) -> float:
@@ -463,7 +467,7 @@ def group_luts(cfg: AcceleratorConfig) -> float:
     fold = sum(cfg.lanes >> (k + 1) for k in range(F)) * cfg.acc_bits
     lb = cfg.lane_bits
     srcs = [len({l >> (lb - g) for g in range(F + 1)}) for l in range(cfg.lanes)]
-    ctrl = (sum(n - 1 for n in srcs) * (2 + cfg.terms * (1 + cfg.shift_bits))
+    ctrl = (sum(n - 1 for n in srcs) * slot_ctrl_bits(cfg)
             + sum(n > 1 for n in srcs) * cfg.acc_bits) / 2
     slots = isa.entry_layout(cfg).width * (3 ** F - G) / 3
     return fold + ctrl + slots
@@ -478,11 +482,12 @@ def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind:
     per-lane rest, and the registered ROM words (WGT entry, RQ row) that Yosys keeps in full only when the
     ROMs hold random words (``rom_used`` None): with a model's program, their constant bits fold away."""
     from .actmem import read_latency
-    from .sequencer import issue_layout, pix_bits
+    from .sequencer import issue_layout
+    from .top import tail_layout
 
     n_in, n_out = shell_bits(cfg)
     per_lane, shared = lane_regs(cfg, lane_kind)
-    tail = 1 + pix_bits(cfg) + cfg.lane_bits + 1 + cfg.addr_bits + cfg.rq_addr_bits
+    tail = tail_layout(cfg).size
     regs = (
         cfg.lanes * (per_lane + cfg.acc_bits + 3 * cfg.act_bits + 1)
         + shared

@@ -96,6 +96,13 @@ def rq_cmp_copies(cfg: AcceleratorConfig) -> bool:
     return cfg.lanes >= actmem.COPY_LANES
 
 
+def tail_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """The group tail: what travels beside the lanes from S4 to the writeback (the channel's last entry,
+    the group's first pixel, its valid lanes, the output channel's ACT base and its RQ row)."""
+    return data.StructLayout({"last": 1, "p0": pix_bits(cfg), "nvalid": cfg.lane_bits + 1,
+                              "ch_base": cfg.addr_bits, "rq_row": cfg.rq_addr_bits})
+
+
 def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str, banked: bool,
             bank_words: int = WGT_BANK_WORDS, dp16kd: bool = False, n_addr: int = 1):
     """The weight stream ROM, read latency 2: the address of cycle t gives its word in cycle t+2.
@@ -573,8 +580,7 @@ class Accelerator(wiring.Component):
 
         # S4: the bank words' rotation to lanes, registered after its first stages in BankedActMem
         # (``actmem.pipe_split``); the padding mask registered.
-        tail = data.StructLayout({"last": 1, "p0": pb, "nvalid": cfg.lane_bits + 1,
-                                  "ch_base": cfg.addr_bits, "rq_row": cfg.rq_addr_bits})
+        tail = tail_layout(cfg)
         s4 = Signal(data.StructLayout({"ctrl": lane_ctrl_layout(cfg), "mask": L, "tail": tail}))
         m.d.sync += [
             s4.ctrl.valid.eq(s4in.iss.valid), s4.ctrl.first.eq(s4in.iss.first), s4.ctrl.sign.eq(s4in.ent.sign),
