@@ -52,7 +52,7 @@ EXTRAS = {"torch": "sw", "sklearn": "sw", "PIL": "sw", "amaranth": "hw", "cocotb
 USER_ERRORS = {
     "apotflow.hw.config": ("ConfigError",),
     "apotflow.hw.compile": ("CompileError",),
-    "apotflow.hw.flows.tools": ("ToolError", "ToolNotFound"),
+    "apotflow.hw.flows.tools": ("ToolError", "ToolNotFound", "ToolTimeout"),
     "apotflow.sw.export": ("ExportError",),
     "apotflow.sw.intnet": ("IntNetError",),
     "apotflow.sw.cifar": ("CifarError",),
@@ -113,7 +113,7 @@ def _command(sub, name: str, check, run, **kw) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from apotflow.hw.flows.nextpnr import DEFAULT_SEED, ROUTERS  # stdlib only: no Amaranth, no torch
+    from apotflow.hw.flows.nextpnr import DEFAULT_SEED, DEFAULT_TIMEOUT, ROUTERS  # stdlib only: no Amaranth
     from apotflow.hw.flows.yosys import TARGETS as SYNTH_TARGETS
 
     p = _Parser(prog="apotflow", description=(
@@ -250,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--pnr-seeds", metavar="N1,N2,...", help="place and route once per seed (a list, or a range "
                        "A-B) on the one netlist, keep the highest Fmax's bitstream, report every seed's Fmax: the "
                        "remedy for placement noise (each seed is a whole nextpnr run)")
+    s.add_argument("--pnr-timeout", type=float, metavar="SECONDS",
+                   help=f"stop a nextpnr run still going after SECONDS (default {DEFAULT_TIMEOUT:g}: a router that "
+                   "does not converge ends with a one-line message and no bitstream; a seed sweep goes on to the "
+                   "next seed)")
     s.add_argument("--design", help="design name for the bitstream folder (default from model and lanes)")
     s.add_argument("--bitstreams", help="also copy the bitstream, hex files and a manifest to "
                    "BITSTREAMS/<target>/<design>/ (e.g. the project's bitstreams/)")

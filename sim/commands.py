@@ -363,6 +363,7 @@ def check_synth(args) -> None:
     if args.freq is not None and not args.freq > 0:
         raise UserError(f"--freq must be a positive frequency in MHz, not {args.freq}")
     args.pnr_seed_list = check_pnr_seeds(args)
+    check_pnr_timeout(args)
     args.cfg = check_config(args)
     if args.cfg.lane_groups > 1 and args.cfg.wgt_ram:
         raise UserError(f"--lane-groups {args.cfg.lane_groups} with --wgt-ram: lane groups read their weights from a "
@@ -391,6 +392,22 @@ def check_pnr_seeds(args) -> list[int] | None:
     return seeds
 
 
+def check_pnr_timeout(args) -> None:
+    """--pnr-timeout: a positive, finite number of seconds, on a run that places and routes."""
+    from apotflow.hw.flows.nextpnr import PNR_TARGETS
+
+    t = args.pnr_timeout
+    if t is None:
+        return
+    if not 0 < t < float("inf"):
+        raise UserError(f"--pnr-timeout must be a positive number of seconds, not {t:g}")
+    if args.no_pnr:
+        raise UserError("--pnr-timeout limits place and route; --no-pnr runs no place and route")
+    if args.target not in PNR_TARGETS:
+        raise UserError(f"--pnr-timeout: target {args.target} has no place and route here "
+                        f"(it has: {', '.join(PNR_TARGETS)})")
+
+
 def cmd_synth(args) -> int:
     from apotflow.sim.flow import synth_model
 
@@ -399,7 +416,8 @@ def cmd_synth(args) -> int:
                       meta=args.net.meta if args.net is not None else None, lane_kind=args.lane_kind,
                       pnr=not args.no_pnr, freq_mhz=args.freq, nodsp=args.nodsp, design=args.design,
                       bitstreams=args.bitstreams, seed=args.seed, router=args.router,
-                      pnr_seeds=args.pnr_seed_list, command=" ".join(["apotflow", *sys.argv[1:]]))
+                      pnr_seeds=args.pnr_seed_list, pnr_timeout=args.pnr_timeout,
+                      command=" ".join(["apotflow", *sys.argv[1:]]))
     keys = ("target", "lut", "ff", "carry", "lc", "lc_source", "bram", "spram", "dsp", "fits", "over", "fmax_mhz",
             "pnr_seed", "pnr_seeds", "cycles_per_image",
             "latency_us", "images_per_s", "bitstream",

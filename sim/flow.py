@@ -180,19 +180,21 @@ def synth_model(cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *
                 meta: dict | None = None, lane_kind: str = "shift", pnr: bool = False,
                 freq_mhz: float | None = None, nodsp: bool = False, design: str | None = None,
                 bitstreams: Path | None = None, seed: int = 0, router: str | None = None,
-                pnr_seeds: list[int] | None = None, command: str | None = None) -> dict:
+                pnr_seeds: list[int] | None = None, pnr_timeout: float | None = None,
+                command: str | None = None) -> dict:
     """Synthesise the accelerator for ``target`` (hw/flows/build.py): resources, fit, Fmax, bitstream.
 
     With ``program`` the ROMs hold it (its config must be ``cfg``); without, a random program fills them
     (memories sized by ``cfg``). ``target="generic"`` gives the ASIC estimate (CMOS gates and transistors).
     ``pnr_seeds``: nextpnr placement seeds (default ``[1]``), place and route once each on the one netlist,
-    the highest Fmax kept (hw/flows/build.py). The bitstream stays in ``out_dir/synth-<target>/``; with ``bitstreams`` it is also copied to
+    the highest Fmax kept (hw/flows/build.py); ``pnr_timeout``: seconds each nextpnr run may take (None:
+    hw/flows/nextpnr.DEFAULT_TIMEOUT). The bitstream stays in ``out_dir/synth-<target>/``; with ``bitstreams`` it is also copied to
     ``bitstreams/<target>/<design>/`` with a manifest. Writes ``out_dir/synth.json`` (and
     ``out_dir/synth-<target>/synth.json``) and returns it.
     """
     from apotflow.hw.cycles import total_cycles
     from apotflow.hw.flows.build import build, filled_images
-    from apotflow.hw.flows.nextpnr import DEFAULT_SEED
+    from apotflow.hw.flows.nextpnr import DEFAULT_SEED, DEFAULT_TIMEOUT
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +210,8 @@ def synth_model(cfg: AcceleratorConfig, out_dir: Path, target: str, log=print, *
         res = asic_estimate(cfg, out_dir / "synth-generic", images, kind="board", lane_kind=lane_kind, log=log)
     else:
         res = build(cfg, target, out_dir, images, design=name, lane_kind=lane_kind, pnr=pnr, freq_mhz=freq_mhz,
-                    router=router, seeds=pnr_seeds or [DEFAULT_SEED], extra_synth_args="-nodsp" if nodsp else "",
+                    router=router, seeds=pnr_seeds or [DEFAULT_SEED], pnr_timeout=pnr_timeout or DEFAULT_TIMEOUT,
+                    extra_synth_args="-nodsp" if nodsp else "",
                     bitstream_root=Path(bitstreams) if bitstreams else None,
                     cycles=total_cycles(cfg, program.images) if program is not None else None,
                     manifest_extra={"command": command, "git_revision": git_revision(), "versions": versions(),

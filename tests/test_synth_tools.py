@@ -7,6 +7,7 @@ import pytest
 from apotflow.hw.config import AcceleratorConfig
 from apotflow.hw.flows.asic import asic_estimate
 from apotflow.hw.flows.build import build
+from apotflow.hw.flows.nextpnr import DEFAULT_TIMEOUT
 
 pytestmark = [pytest.mark.yosys, pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")]
 
@@ -67,7 +68,8 @@ def test_placement_seed_sweep_keeps_the_best_and_reproduces(tmp_path):
     r = build(CFG, "ecp5-25k", tmp_path / "sweep", kind="array", seeds=[1, 2, 3], freq_mhz=200)
     saved = json.loads((tmp_path / "sweep" / "synth.json").read_text())
     sweep = saved["pnr_seeds"]
-    assert [s["seed"] for s in sweep] == [1, 2, 3] and all(s["success"] for s in sweep)
+    assert [s["seed"] for s in sweep] == [1, 2, 3] and all(s["success"] and not s["timed_out"] for s in sweep)
+    assert saved["pnr"]["timeout_s"] == DEFAULT_TIMEOUT and saved["pnr"]["timed_out"] is False  # the default limit
     fmax = {s["seed"]: s["fmax_mhz"] for s in sweep}
     best = max(fmax, key=lambda s: (fmax[s], -s))
     assert saved["pnr_seed"] == saved["pnr"]["seed"] == best and saved["fmax_mhz"] == fmax[best] == r["fmax_mhz"]

@@ -148,7 +148,8 @@ def missed_constraint(p: dict, bitstream: bool = True) -> str:
 def seed_line(p: dict, best: dict, seeds: list[int]) -> str:
     """The progress line after one seed's place and route: its Fmax (or failure) and the best so far."""
     i = seeds.index(p["seed"]) + 1
-    got = f"Fmax {p['fmax_mhz']} MHz" if p["success"] else "failed: " + "; ".join(p.get("errors") or [])[:200]
+    got = (f"Fmax {p['fmax_mhz']} MHz" if p["success"] else
+           ("" if p.get("timed_out") else "failed: ") + "; ".join(p.get("errors") or [])[:200])
     lead = f"; best so far {best['fmax_mhz']} MHz (seed {best['seed']})" if len(seeds) > 1 and best["success"] else ""
     return f"placement seed {p['seed']} ({i} of {len(seeds)}): {got}{lead}"
 
@@ -156,7 +157,9 @@ def seed_line(p: dict, best: dict, seeds: list[int]) -> str:
 def sweep_note(sweep: list[dict], best: int) -> str:
     """One line for synth.json's notes: every seed's Fmax, the spread, the seed kept."""
     done = [r["fmax_mhz"] for r in sweep if r["success"] and r["fmax_mhz"] is not None]
-    each = ", ".join(f"seed {r['seed']}: " + (f"{r['fmax_mhz']} MHz" if r["success"] else "failed") for r in sweep)
+    each = ", ".join(f"seed {r['seed']}: " + (f"{r['fmax_mhz']} MHz" if r["success"] else
+                                              "stopped at the time limit" if r.get("timed_out") else "failed")
+                     for r in sweep)
     spread = f"; spread {min(done)} .. {max(done)} MHz" if done else ""
     return f"placement seeds swept ({each}){spread}; the result and bitstream are seed {best}'s"
 
@@ -192,6 +195,7 @@ def build(
     freq_mhz: float | None = None,
     router: str | None = None,
     seeds: list[int] = (nextpnr.DEFAULT_SEED,),
+    pnr_timeout: float | None = nextpnr.DEFAULT_TIMEOUT,
     extra_synth_args: str = "",
     bitstream_root: Path | None = None,
     manifest_extra: dict | None = None,
@@ -204,7 +208,8 @@ def build(
     ``lc`` (logic cells: estimated from the netlist, ``lc_source`` "estimate", or nextpnr's count once it
     has packed the design, "nextpnr"), ``fits`` / ``over`` (against the device), ``fmax_mhz`` and ``pnr`` (nextpnr; None when not run),
     ``pnr_seed`` (the placement seed of ``pnr`` and the bitstream) and ``pnr_seeds`` (every seed's result:
-    ``seeds`` runs place and route once per seed on the one netlist and keeps the highest Fmax),
+    ``seeds`` runs place and route once per seed on the one netlist and keeps the highest Fmax; each run
+    stopped after ``pnr_timeout`` seconds, None: no limit),
     ``bitstream`` (path or None), ``estimate`` (``hw/estimate.py`` for the same design), ``notes``, and
     the network's speed (:func:`apotflow.hw.cycles.timing`: ``cycles_per_image`` = ``cycles``, the exact
     cycles of the program in ``images`` where the caller gives them, ``latency_us``, ``images_per_s``).
@@ -256,12 +261,13 @@ def build(
         sweep = f" once per placement seed ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f" (seed {seeds[0]})"
         log(f"[{target}] placing and routing with nextpnr at a {freq:g} MHz constraint{sweep} ...")
         p = nextpnr.pnr_seeds(res["netlist"], target, work, freq, seeds, out_of_context=(kind == "array"),
-                              router=router, progress=lambda m: log(f"  nextpnr: {m}"),
+                              router=router, progress=lambda m: log(f"  nextpnr: {m}"), timeout=pnr_timeout,
                               on_seed=(lambda r, b: log(f"[{target}] {seed_line(r, b, seeds)}")) if len(seeds) > 1
                               else None)
         out["pnr"] = {k: p.get(k) for k in ("success", "fmax_mhz", "fmax_by_clock", "constraint_mhz",
                                              "meets_constraint", "utilisation", "critical_path", "seconds",
-                                             "errors", "router", "seed")}
+                                             "errors", "router", "seed", "timeout_s")}
+        out["pnr"]["timed_out"] = bool(p.get("timed_out"))
         out["pnr_seed"] = p["seed"]
         out["pnr_seeds"] = p["sweep"]
         out["fmax_mhz"] = p.get("fmax_mhz")
@@ -275,8 +281,12 @@ def build(
             out.update(over=fit["over"], utilisation=fit["utilisation"])
         if not p["success"]:
             out["fits"] = False
-            out["notes"].append("nextpnr failed: " + "; ".join(p.get("errors") or [])[:500])
-            log(f"[{target}] nextpnr failed:\n" + "\n".join(p.get("errors") or []))
+            if p.get("timed_out"):
+                out["notes"].append(p["errors"][0])
+                log(f"[{target}] {p['errors'][0]}")
+            else:
+                out["notes"].append("nextpnr failed: " + "; ".join(p.get("errors") or [])[:500])
+                log(f"[{target}] nextpnr failed:\n" + "\n".join(p.get("errors") or []))
         else:
             log(f"[{target}] Fmax {p['fmax_mhz']} MHz (constraint {freq:g} MHz)")
             if not p.get("meets_constraint", True):

@@ -2,7 +2,9 @@
 
 :func:`pnr_command` builds the command line (pure), :func:`pnr` runs it on the JSON netlist that
 :func:`apotflow.hw.flows.yosys.synthesize` wrote and reads nextpnr's ``--report`` JSON (falling back
-to its last "Max frequency for clock" log line), :func:`pack` turns the result into a bitstream.
+to its last "Max frequency for clock" log line), :func:`pack` turns the result into a bitstream. A run
+still going after ``timeout`` seconds (:data:`DEFAULT_TIMEOUT`) is stopped and returned as a failure that says
+how far the router had got (:func:`timeout_message`).
 
 Pins are left to nextpnr (``--pcf-allow-unconstrained`` / ``--lpf-allow-unconstrained``), so a design
 must fit the package's IO count (iCE40UP5K SG48: 39 SB_IO; ECP5-25K CABGA381: 197), except the ECP5
@@ -20,11 +22,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from .tools import ToolError, find_tool, run_tool
+from .tools import ToolError, ToolTimeout, find_tool, run_tool
 
-__all__ = ["BITSTREAM_SUFFIX", "CLOCK_SITE", "DEFAULT_ROUTER", "DEFAULT_SEED", "PNR_TARGETS", "ROUTERS", "SEED_MAX", "check_seeds",
-           "critical_path", "default_router", "pack", "parse_fmax", "parse_seeds", "parse_utilisation", "pnr",
-           "pnr_command", "pnr_seeds"]
+__all__ = ["BITSTREAM_SUFFIX", "CLOCK_SITE", "DEFAULT_ROUTER", "DEFAULT_SEED", "DEFAULT_TIMEOUT", "PNR_TARGETS",
+           "ROUTERS", "SEED_MAX", "check_seeds", "critical_path", "default_router", "pack", "parse_fmax", "parse_seeds",
+           "parse_utilisation", "pnr", "pnr_command", "pnr_seeds", "timeout_message"]
 
 # Target -> (nextpnr tool, device/package arguments, --<output> option, output suffix).
 PNR_TARGETS: dict[str, tuple[str, list[str], str, str]] = {
@@ -64,12 +66,19 @@ BITSTREAM_SUFFIX = {target: suffix for target, (_, suffix) in _PACKERS.items()}
 _FMAX = re.compile(r"Max frequency for clock '([^']*)': ([0-9.]+) MHz")
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
 _PROGRESS = re.compile(r"^Info: (Device utilisation|Max frequency|Program finished)|^ERROR")
+_ROUTER2_ITER = re.compile(r"\biter=(\d+) wires=\d+ overused=(\d+) overuse=\d+")
 
 
 # nextpnr's ``--seed`` (its placer's random seed) when none is asked for: the seed of every committed figure
 # measured before ``--pnr-seed`` existed. nextpnr reads it as a C int: 0 .. SEED_MAX here.
 DEFAULT_SEED = 1
 SEED_MAX = 2**31 - 1
+
+# Seconds one nextpnr run may take before it is stopped (wall clock). The 64-lane ResNet-20 ECP5-85k build
+# routes in 500-750 s with router2 on an idle machine and in up to ~40 min on a loaded 2-core one; for some
+# placement seeds router2 never converges (300+ iterations, 17-400 wires still overused after 20-46 min).
+# An hour lets every converging run finish and ends the others.
+DEFAULT_TIMEOUT = 3600.0
 
 
 def check_seeds(seeds: list[int]) -> list[int]:
@@ -172,6 +181,20 @@ def parse_fmax(log_text: str) -> dict[str, float]:
     return {clock: float(mhz) for clock, mhz in _FMAX.findall(log_text)}
 
 
+def timeout_message(seconds: float, log_text: str, last_line: str = "") -> str:
+    """One line for a nextpnr run stopped at its time limit: how far router2 had got (its last ``iter=``
+    line) or, before routing, the log's last line, and what to try."""
+    iters = _ROUTER2_ITER.findall(log_text)
+    if iters:
+        it, over = iters[-1]
+        where = (f"router2 had not converged (iteration {it}, {over} wires overused)" if over != "0" else
+                 f"router2 had routed every wire (iteration {it}) but nextpnr had not finished")
+    else:
+        where = f"it had not finished (its last line: {last_line.strip()!r})"
+    return (f"nextpnr stopped after {seconds:g} s: {where}; try another --pnr-seed (several: --pnr-seeds) "
+            "or a longer --pnr-timeout")
+
+
 def parse_utilisation(log_text: str) -> dict[str, dict[str, int]]:
     """{bel type: {"used", "available"}} from nextpnr's "Device utilisation" lines (types in use only): what
     it packed, printed before placement, so also there when placement failed (too many cells)."""
@@ -208,12 +231,15 @@ def pnr(
     out_of_context: bool = False,
     router: str | None = None,
     progress: Callable[[str], None] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> dict:
-    """Place and route ``json_netlist`` for ``target`` at a ``freq_mhz`` constraint.
+    """Place and route ``json_netlist`` for ``target`` at a ``freq_mhz`` constraint, nextpnr stopped after
+    ``timeout`` seconds (None: no limit).
 
     Returns ``success`` (False when nextpnr failed: unroutable, too many IOs...; ``errors`` then
-    holds its ERROR lines), ``fmax_mhz`` (slowest clock; None for a design without clocks),
-    ``fmax_by_clock``, ``meets_constraint``, ``utilisation`` ({bel type: {"used", "available"}},
+    holds its ERROR lines; or when it was stopped at the time limit: ``timed_out`` True, ``errors`` the
+    one line of :func:`timeout_message`, no output kept), ``timeout_s``, ``fmax_mhz`` (slowest clock; None
+    for a design without clocks), ``fmax_by_clock``, ``meets_constraint``, ``utilisation`` ({bel type: {"used", "available"}},
     only types in use; also on failure, from the log, when nextpnr got as far as packing), ``critical_path``
     (:func:`critical_path`), ``output`` (.asc / Trellis .config for :func:`pack`), ``log``, ``seconds``, ``seed``.
     """
@@ -237,9 +263,16 @@ def pnr(
         router=router, lpf=lpf and lpf.name,
     )
     result: dict = {"target": target, "constraint_mhz": freq_mhz, "log": str(log),
-                    "router": router or default_router(target), "seed": seed}
+                    "router": router or default_router(target), "seed": seed, "timeout_s": timeout}
     try:
-        seconds = run_tool([find_tool(PNR_TARGETS[target][0]), *args], workdir, log, progress, _PROGRESS)
+        seconds = run_tool([find_tool(PNR_TARGETS[target][0]), *args], workdir, log, progress, _PROGRESS,
+                           timeout=timeout)
+    except ToolTimeout as e:
+        for partial in (output, report):  # nothing a later step could take for a finished run
+            partial.unlink(missing_ok=True)
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        return {**result, "success": False, "timed_out": True, "errors": [timeout_message(e.seconds, text, e.last)],
+                "fmax_mhz": None, "fmax_by_clock": {}, "utilisation": parse_utilisation(text), "seconds": e.seconds}
     except ToolError as e:
         text = log.read_text(errors="replace") if log.is_file() else ""
         return {**result, "success": False, "errors": e.lines, "fmax_mhz": None, "fmax_by_clock": {},
@@ -276,22 +309,26 @@ def pnr_seeds(
     router: str | None = None,
     progress: Callable[[str], None] | None = None,
     on_seed: Callable[[dict, dict], None] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> dict:
     """:func:`pnr` once per seed of ``seeds`` on the same netlist (the standard remedy for placement noise);
     returns the result with the highest Fmax (the first such seed on a tie; the first seed's failure when none
     routed) with ``sweep`` added: per seed in order, ``seed``, ``success``, ``fmax_mhz``, ``meets_constraint``,
-    ``seconds``, ``critical_path`` (without its nets) and ``errors``. One seed runs in ``workdir`` itself (as
-    :func:`pnr`); several run in ``workdir/seed-<N>/`` each. ``on_seed(result, best so far)`` after each."""
+    ``seconds``, ``critical_path`` (without its nets), ``errors`` and ``timed_out``. ``timeout``: each run's
+    limit (:func:`pnr`); a seed stopped there is a failed seed, and the sweep goes on. One seed runs in
+    ``workdir`` itself (as :func:`pnr`); several run in ``workdir/seed-<N>/`` each. ``on_seed(result, best
+    so far)`` after each."""
     seeds = check_seeds(list(seeds))
     workdir = Path(workdir)
     best, sweep = None, []
     for seed in seeds:
         p = pnr(json_netlist, target, workdir if len(seeds) == 1 else workdir / f"seed-{seed}", freq_mhz, seed=seed,
-                out_of_context=out_of_context, router=router, progress=progress)
+                out_of_context=out_of_context, router=router, progress=progress, timeout=timeout)
         cp = p.get("critical_path")
         sweep.append({"seed": seed, "success": p["success"], "fmax_mhz": p.get("fmax_mhz"),
                       "meets_constraint": p.get("meets_constraint"), "seconds": p.get("seconds"),
-                      "critical_path": cp and {k: v for k, v in cp.items() if k != "nets"}, "errors": p.get("errors")})
+                      "critical_path": cp and {k: v for k, v in cp.items() if k != "nets"}, "errors": p.get("errors"),
+                      "timed_out": bool(p.get("timed_out"))})
         if best is None or (p["success"] and (not best["success"] or (p["fmax_mhz"] or 0) > (best["fmax_mhz"] or 0))):
             best = p
         if on_seed is not None:
