@@ -194,12 +194,8 @@ class BankedActMem(wiring.Component):
         # level mux in front of `lanes` registers: the ResNet-8 ECP5-25k build's critical path); from
         # COPY_LANES lanes on a copy per group of copy_group banks (kept apart): the one register driving
         # 64 banks spent 17.59 of 18.33 ns in routing (the 64-lane ResNet-20 build, placement seed 3)
-        if copies(cfg) > 1:
-            wdata_g = kept_copies(cfg, "wdata", cfg.act_bits)
-            m.d.sync += [c.eq(Mux(self.wr_en[g], self.wr_data, self.host_wr_data)) for g, c in enumerate(wdata_g)]
-        else:
-            wdata_g = [Signal(cfg.act_bits, name="wdata")]
-            m.d.sync += wdata_g[0].eq(Mux(self.wr_en[0], self.wr_data, self.host_wr_data))
+        wdata_g = kept_copies(cfg, "wdata", cfg.act_bits) if copies(cfg) > 1 else [Signal(cfg.act_bits, name="wdata")]
+        m.d.sync += [c.eq(Mux(self.wr_en[g], self.wr_data, self.host_wr_data)) for g, c in enumerate(wdata_g)]
         for b in range(L):
             init = [0] * rows
             if self.init is not None:
