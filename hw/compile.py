@@ -295,19 +295,25 @@ class Program:
         }
 
 
-def _layouts(net: IntNet) -> dict[str, bool]:
-    """Which tensors must be phase-split (read with stride 2), checking no reader needs otherwise."""
-    phase, linear = set(), set()
+def _layouts(net: IntNet) -> tuple[dict[str, bool], set[str]]:
+    """Which tensors must be phase-split (read with stride 2), checking no reader needs otherwise; and the
+    ops run in stored order: a pointwise op (every source 1x1, stride 1, no padding) whose sources and
+    output are all phase-split reads and writes word k of each at its word k (the same pixel, both tensors
+    having its shape), so it writes its output linearly and its phase-split sources count as read in their
+    own layout (an N-bit residual stream's codes op before a stride-2 block: sw/graph_lower.py)."""
+    phase, reads = set(), []
     for op in net.ops:
         _, ho, wo = net.tensors[op.out].shape
+        if ho * wo == 1:
+            continue  # a global read addresses elements directly: any layout works
         for s in op.sources:
-            if ho * wo == 1:
-                continue  # a global read addresses elements directly: any layout works
-            (phase if s.stride == 2 else linear).add(s.tensor)
-    both = phase & linear
+            (phase.add(s.tensor) if s.stride == 2 else reads.append((op, s.tensor)))
+    stored = {op.name for op in net.ops if op.out in phase and all(
+        s.tensor in phase and s.stride == 1 and s.pad == 0 and s.weight.shape[2:] == (1, 1) for s in op.sources)}
+    both = phase & {t for op, t in reads if op.name not in stored}
     if both:
         raise CompileError(f"tensor {sorted(both)[0]} is read both with stride 2 and stride 1; not supported")
-    return {n: n in phase for n in net.tensors}
+    return {n: n in phase for n in net.tensors}, stored
 
 
 def live_ranges(net: IntNet) -> dict[str, tuple[int, int]]:
@@ -369,7 +375,7 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
     vl, tl = isa.val_layout(cfg), isa.tap_layout(cfg)
     acc_lo, acc_hi = cfg.acc_range
     act_max = (1 << cfg.act_bits) - 1
-    phase = _layouts(net)
+    phase, stored_order = _layouts(net)
     # -- placement
     placements, act_top, out_top = {}, 0, 0
     raw_outs = {op.out for op in net.ops if op.mode == "raw"}
@@ -553,7 +559,8 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
             raise CompileError(f"op {op.name}: a phase-split output needs at least 2x2 pixels")
         desc = {"mode": {"thresh": isa.MODE_THRESH, "shift": isa.MODE_SHIFT, "raw": isa.MODE_RAW}[op.mode],
                 "last": int(li == len(net.ops) - 1), "n_ch": cout, "ho_log2": hl, "wo_log2": wl,
-                "w_start": w_start, "rq_start": rq_start, "out_base": opl.base, "out_phase": int(opl.phase),
+                "w_start": w_start, "rq_start": rq_start, "out_base": opl.base,
+                "out_phase": int(opl.phase and op.name not in stored_order),
                 "shift": op.shift, "rmax": int(op.reduce == "max"),
                 "val_base": val_base, "tap_base": tap_base, "tap_log2": tap_log2, "pos_end": pos_end,
                 "diag": int(diag), "diag_log2": diag_log2 if diag else 0, "grp_log2": gl}

@@ -42,10 +42,22 @@ def needs(prog: Program) -> dict[str, int]:
     }
 
 
+def with_levels(net: IntNet, cfg: AcceleratorConfig, keep: set[str] = frozenset()) -> AcceleratorConfig:
+    """cfg with ``max_levels`` raised to the most output levels a thresh op of net has (an N-bit residual
+    stream: 2**N), unless ``max_levels`` is in ``keep`` or cfg already has enough; never lowered, so a
+    network of A4 codes keeps the default requantizer."""
+    levels = max((len(op.levels_out) for op in net.ops if op.mode == "thresh"), default=0)
+    if "max_levels" in keep or levels <= cfg.max_levels or levels > 256:
+        return cfg  # (more than 256: the compiler names the op)
+    return replace(cfg, max_levels=levels)
+
+
 def fit(net: IntNet, cfg: AcceleratorConfig, keep: set[str] = frozenset(), reuse: bool = False) -> Program:
-    """The network compiled for cfg with its memory depths fitted (fields named in ``keep`` stay as given).
+    """The network compiled for cfg with its memory depths fitted and ``max_levels`` raised to what it needs
+    (``with_levels``; fields named in ``keep`` stay as given).
     ``reuse``: ACT sized for ``compile_net(..., reuse=True)`` (deployment: tensors share words by liveness).
     Any error other than a depth (accumulator width, shifts) surfaces from the first compile."""
+    cfg = with_levels(net, cfg, keep)
     probe = {k: PROBE_DEPTH for k in DEPTHS if k not in keep}
     if not probe:
         return compile_net(net, cfg, reuse=reuse)

@@ -171,9 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                              ("eval-every", int, "epochs between test evaluations"),
                              ("distill", float, "distillation weight a in [0, 1]: (1-a) CE + a T^2 KL (default 0, off)"),
                              ("distill-temp", float, "distillation temperature T (default 4)"),
-                             ("residual-bits", int, "an experiment outside the integer contract (no model.apot): "
-                              "the shortcut adds the block input on N-bit uniform levels (N > --a-bits), or in "
-                              "float (0); option-A ResNets only (default: the A4 codes)")):
+                             ("residual-bits", int, "a finer residual stream: the block input on N-bit uniform levels "
+                              "(N > --a-bits; the integer model stores it for N <= 8), or in float (0: an "
+                              "experiment without model.apot); option-A ResNets only (default: the A4 codes)")):
         g.add_argument("--" + flag, type=typ, dest=flag.replace("-", "_"), help=help_)
     g.add_argument("--teacher", help="distillation teacher checkpoint (a run's model.pt or a ppq run's float.pt); "
                    "ppq without it distils from its own float phase")

@@ -17,7 +17,10 @@ quantizers and BatchNorms as leaves. Walking the graph in order:
   reading it gets one source per branch, its weights split by channel range (the op sums its sources);
 * max pooling 2x2 / stride 2 -> a reduce=max op; global average pooling (``mean((2, 3))``, adaptive
   or full-window average pooling) -> sum >> (k - 2); flatten / view / dropout / identity: nothing;
-* the last linear layer (the output) -> raw logits.
+* the last linear layer (the output) -> raw logits;
+* a model with an N-bit residual stream (``residual_bits``, sw/models/resnet.py): a ReLU output that a
+  shortcut reads is stored at N bits on its consumers' clip (``quant.UniformLevels``), and a second op,
+  ``<tensor>q`` (sw/lower.py ``_stream_codes_op``), gives its quantized-layer consumers their codes.
 
 Names: a model may name its layers' ops and output tensors with a method ``int_names()`` -> {module path:
 (op, tensor)} (the zoo's classes do: ``stem``, ``s1b0a``, ``conv0`` / ``h0``, ...); any other layer's op
@@ -42,9 +45,18 @@ from torch.fx import GraphModule, Node
 
 from .frontend import LeafTracer, check_model, float_copy
 from .intnet import IntNet, TensorSpec
-from .lower import _avg_pool_op, _conv_op, _fc_op, _fp32_shapes, _linear_op, _max_pool_op, _projection
+from .lower import (
+    _avg_pool_op,
+    _conv_op,
+    _fc_op,
+    _fp32_shapes,
+    _linear_op,
+    _max_pool_op,
+    _projection,
+    _stream_codes_op,
+)
 from .models.resnet import option_a
-from .quant import ActQuantizer, QConv2d, QLinear
+from .quant import ActQuantizer, QConv2d, QLinear, UniformLevels
 
 META_KEYS = ("depth", "widths", "scale")  # constructor arguments a zoo model's export records
 
@@ -97,6 +109,8 @@ class _State:
     free: ActQuantizer | None = None
     pools: int = 0
     names: dict = field(default_factory=dict)  # module path -> (op, tensor): the model's int_names()
+    stream_bits: int | None = None  # the model's residual_bits: its shortcuts read N-bit stream tensors
+    codes_of: dict = field(default_factory=dict)  # stream tensor -> the tensor of its consumers' codes
 
 
 def _is(node: Node, *what) -> bool:
@@ -168,6 +182,18 @@ def _consumer_quantizer(st: _State, node: Node) -> ActQuantizer:
     return found[0]
 
 
+def _feeds_shortcut(node: Node) -> bool:
+    """Whether a shortcut (an add, or option A's selection) reads node's value (through flatten-like nodes)."""
+    stack = list(node.users)
+    while stack:
+        u = stack.pop()
+        if _is(u, *ADD) or _is(u, option_a):
+            return True
+        if _is(u, *PASS):
+            stack.extend(u.users)
+    return False
+
+
 def _input(st: _State, node: Node, value) -> str:
     """The input scaling X / d -> tensor x (pixels 0..d, scale 1/d, bit width of d)."""
     x, c = node.args
@@ -190,6 +216,14 @@ def _requantize(st: _State, node: Node, acc: _Acc) -> str:
         op = _linear_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, nxt, st.tensors)
     elif isinstance(acc.src, _Cat):
         op = _concat_conv_op(st, acc, nxt)
+    elif st.stream_bits and _feeds_shortcut(node):  # the N-bit stream, then its consumers' codes
+        stream = UniformLevels(nxt.alpha, st.stream_bits)
+        st.ops.append(_conv_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, stream, st.tensors, acc.residual,
+                               acc.extra_bias))
+        st.layers[acc.name] = acc.layer
+        st.codes_of[acc.out] = acc.out + "q"
+        st.ops.append(_stream_codes_op(acc.out + "q", acc.out, acc.out + "q", nxt, st.tensors))
+        return acc.out
     else:
         op = _conv_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, nxt, st.tensors, acc.residual, acc.extra_bias)
     st.ops.append(op)
@@ -265,7 +299,8 @@ def _step(st: _State, node: Node, env: dict):
     if isinstance(mod, (QConv2d, QLinear)):
         if not isinstance(args[0], str) and not (isinstance(mod, QConv2d) and isinstance(args[0], _Cat)):
             raise GraphLoweringError(f"{node.name}: its input is not a quantized tensor")
-        return _Acc(mod, args[0], *st.names.get(node.target, (node.name, node.name)))
+        src = st.codes_of.get(args[0], args[0]) if mod.aq is not None else args[0]  # a stream: its codes
+        return _Acc(mod, src, *st.names.get(node.target, (node.name, node.name)))
     if isinstance(mod, nn.modules.batchnorm._BatchNorm):
         if not isinstance(args[0], _Acc) or args[0].bn is not None:
             raise GraphLoweringError(f"{node.name}: a BatchNorm must follow a conv or linear layer")
@@ -344,7 +379,8 @@ def lower_graph(model: nn.Module, input_shape: tuple[int, int, int]) -> IntNet:
         raise GraphLoweringError(f"{len(free)} activation quantizers belong to no layer; at most one (the "
                                  "last linear layer's input) can be placed")
     names = model.int_names() if callable(getattr(model, "int_names", None)) else {}
-    st = _State(gm, tuple(input_shape), free=free[0] if free else None, names=names)
+    st = _State(gm, tuple(input_shape), free=free[0] if free else None, names=names,
+                stream_bits=getattr(model, "residual_bits", None))
     env: dict = {}
     for node in gm.graph.nodes:
         env[node] = _step(st, node, env)

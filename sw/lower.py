@@ -33,11 +33,19 @@ Folding rules (float64 once, at export; the integer math afterwards is exact):
   1x1 kernel on a 1x1 map: its input is its own quantizer's codes, BatchNorm1d and its bias fold into
   the thresholds of the next quantizer (qfc).
 * fc: acc = 2**f * sum(W*u) + round(2**f * bias / S); logits = acc * S / 2**f (argmax is what matters).
+* an N-bit residual stream (a CIFAR ResNet's ``residual_bits`` N > a_bits): a block input is stored as the
+  stream's N-bit uniform codes q (the conv rule with the stream's quantizer, ``quant.UniformLevels``, clipped
+  at conv_a's alpha: 2**N - 1 thresholds); the shortcut adds q (K from the quantum alpha / (2**N - 1)); conv_a
+  reads its A{a_bits} codes from a 1x1 depthwise thresh op on q (``_stream_codes_op``: code j from
+  q >= ceil(mid_j * (2**N - 1)), mid_j conv_a's decision points, exact in rationals), which is what the
+  fake-quant model computes when conv_a quantizes the stream's value alpha * q / (2**N - 1).
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -265,6 +273,27 @@ def _avg_pool_op(src_t: str, out_t: str, tensors: dict) -> Op:
               np.zeros(c, np.int64), "shift", shift=shift)
 
 
+def _stream_codes_op(name: str, src_t: str, out_t: str, aq, tensors: dict) -> Op:
+    """The codes of quantizer aq (conv_a's) of the residual stream's uniform codes q in tensor src_t: a 1x1
+    depthwise thresh op (identity weights, role pool: no MAC counted), code j+1 reached at q >= ceil(mid_j * D)
+    with D = 2**N - 1 and mid_j = (l_j + l_{j+1}) / (2 * aq's D), in rationals; declares out_t. The fake-quant
+    model compares the float32 value (alpha * q / D) / alpha with mid_j: that is the rational comparison when
+    no q / D lies within 2**-20 of a decision point (true of the A4 set for every N <= 8), which is checked."""
+    spec = tensors[src_t]
+    d_stream, levels, d_aq = spec.max_value, aq.levels_int(), aq.denominator
+    mids = [Fraction(a + b, 2 * d_aq) for a, b in pairwise(levels)]
+    thr = [math.ceil(m * d_stream) for m in mids]
+    near = min(min(abs(Fraction(t, d_stream) - m), abs(Fraction(t - 1, d_stream) - m)) for t, m in zip(thr, mids))
+    if near <= Fraction(1, 1 << 20):
+        raise ValueError(f"{name}: a {d_stream + 1}-level stream code lies within 2**-20 of a decision point of "
+                         f"{src_t}'s consumer; its codes would depend on float rounding")
+    c = spec.shape[0]
+    tensors[out_t] = _code_tensor(out_t, spec.shape, aq)
+    return Op(name, "pool", out_t, [Source(src_t, _eye(c, 1), 1, 0, "int", w_bits=0, role="pool")],
+              np.zeros(c, np.int64), "thresh", np.tile(np.asarray(thr, np.int64), (c, 1)),
+              np.asarray(levels, dtype=np.int64))
+
+
 def _max_pool_op(name: str, src_t: str, out_t: str, tensors: dict) -> Op:
     """2x2 / stride 2 max pooling of codes (reduce=max over identity depthwise weights, shift 0)."""
     spec = tensors[src_t]
@@ -298,15 +327,19 @@ def _fp32_shapes(model, layers: dict) -> dict:
     return out
 
 
+STREAM_MAX_BITS = 8  # an N-bit residual stream lowers for a_bits < N <= this (its op has 2**N - 1 thresholds)
+
+
 def integer_contract_refusal(model) -> str | None:
-    """Why ``model`` has no integer network (one line), or None: a CIFAR ResNet trained with ``residual_bits``
-    (sw/models/resnet.py) adds a shortcut the integer contract does not store (its block output tensor holds
-    the A{a_bits} codes the shortcut reads)."""
+    """Why ``model`` has no integer network (one line), or None: a CIFAR ResNet trained with a float residual
+    stream (``residual_bits`` 0, sw/models/resnet.py) or one wider than STREAM_MAX_BITS."""
     bits = getattr(model, "residual_bits", None)
-    if bits is None:
+    if bits is None or 0 < bits <= STREAM_MAX_BITS:
         return None
-    a_bits = model.arch_config().get("a_bits")
-    return (f"residual_bits={bits} is a training experiment; the integer contract stores the A{a_bits} block output "
+    if bits == 0:
+        return ("residual_bits=0 (a float residual stream) is a training experiment; the integer model stores the "
+                "stream in integer codes (the model cannot be lowered or exported)")
+    return (f"residual_bits={bits}: the integer model stores a residual stream of at most {STREAM_MAX_BITS} bits "
             "(the model cannot be lowered or exported)")
 
 

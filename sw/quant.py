@@ -207,9 +207,9 @@ class ActQuantizer(_QuantizerBase):
 def uniform_act_quant(x: Tensor, alpha: Tensor, bits: int) -> Tensor:
     """x clipped to [0, alpha] on 2**bits uniform levels: alpha * floor(x/alpha * D + 1/2) / D, D = 2**bits - 1
     (a value half-way between two levels goes up, the tie rule above: the rounding is done in float64, where
-    x/alpha * D + 1/2 of a float32 x/alpha is exact, so the level is the 8-bit ActQuantizer's). The shortcut quantizer of a ResNet
-    trained with ``residual_bits`` (sw/models/resnet.py), a training experiment outside the integer
-    contract: nothing lowers it, so it has no code tensor and no exact threshold search.
+    x/alpha * D + 1/2 of a float32 x/alpha is exact, so the level is the 8-bit ActQuantizer's). The residual
+    stream's quantizer of a ResNet trained with ``residual_bits`` (sw/models/resnet.py); the lowering sees it
+    as ``UniformLevels`` (its levels and decision points).
 
     The gradients are the APoT activation quantizer's (``_APoTQuant``): straight through inside [0, alpha],
     zero outside; d/d alpha = q - x/alpha inside, 1 above, 0 below. Plain tensor ops (no autograd Function,
@@ -221,6 +221,21 @@ def uniform_act_quant(x: Tensor, alpha: Tensor, bits: int) -> Tensor:
     d = (1 << bits) - 1
     level = torch.floor(xc.detach().double() * d + 0.5).to(dt)
     return a * (level / d) + a * (xc - xc.detach())
+
+
+class UniformLevels:
+    """``uniform_act_quant``'s quantizer as the lowering reads a quantizer (sw/lower.py: ``alpha``, ``bits``,
+    ``denominator``, ``levels_int()``, ``midpoints()``): codes 0..D, D = 2**bits - 1, value alpha * code / D,
+    code k+1 reached at x/alpha >= (k + 1/2) / D (floor(x/alpha * D + 1/2) >= k + 1, ties up)."""
+
+    def __init__(self, alpha: Tensor, bits: int) -> None:
+        self.alpha, self.bits, self.denominator = alpha.detach(), bits, (1 << bits) - 1
+
+    def levels_int(self) -> list[int]:
+        return list(range(self.denominator + 1))
+
+    def midpoints(self) -> Tensor:
+        return (torch.arange(self.denominator, dtype=torch.float64) + 0.5) / self.denominator
 
 
 _EXACT_ACCUM = [False]

@@ -1,6 +1,6 @@
-"""residual_bits (issue 22's experiment hook, sw/models/resnet.py): the shortcut's copy of the block input at
-N uniform bits or in float, trained on the CPU (eager steps), refused by the lowering and the export; the
-default (None) is today's model exactly."""
+"""residual_bits (sw/models/resnet.py): the residual stream at N uniform bits or in float, trained on the CPU
+(eager steps); N bits lower and export (tests/test_residual_stream.py), a float stream is refused by the
+lowering and the export; the default (None) is today's model exactly."""
 
 import json
 
@@ -164,10 +164,11 @@ def test_bad_residual_bits_are_refused():
         DigitsConfig(residual_bits=8)
 
 
-def test_cli_qat_with_residual_bits_then_export_is_refused(tmp_path, capsys):
-    """`apotflow train --residual-bits 8` (ppq's QAT phase from a float resnet20, one step on 8 fake
-    images, CPU eager):
-    the run finishes with the fake-quant accuracy, accuracy_int null and the one-line reason, no model.apot;
+def test_cli_qat_with_residual_bits_then_export(tmp_path, capsys):
+    """`apotflow train --residual-bits N` (ppq's QAT phase from a float resnet20, one step on 8 fake images,
+    CPU eager). N = 8: the run has an integer model (the 8-bit stream, tests/test_residual_stream.py) equal
+    to the fake-quant model on every image, its model.apot, and `apotflow export` of its model.pt works.
+    N = 0 (a float stream): the fake-quant accuracy, accuracy_int null and the one-line reason, no model.apot;
     its model.pt rebuilds with residual_bits, and `apotflow export` of it is a one-line error naming
     residual_bits (exit 2, nothing written). A projection net or too few bits: one-line errors before any work."""
     from test_cifar_data import _batches_folder
@@ -180,23 +181,26 @@ def test_cli_qat_with_residual_bits_then_export_is_refused(tmp_path, capsys):
               "--no-bf16", "--no-channels-last", "--train-subset", "8", "--prune-stages", "0", "--qat-epochs", "1"]
     torch.manual_seed(0)
     f20 = save_checkpoint(CifarResNet(20), tmp_path / "f20.pt")
-    for bits in (8,):  # (0: the same code path; its training step is the test above)
+    for bits in (8, 0):
         out = tmp_path / f"res{bits}"
         assert main(["train", "--model", "resnet20", "--method", "ppq", "--float-init", str(f20),
                      "--residual-bits", str(bits), "--out", str(out), *common]) == 0
         res = json.loads((out / "result.json").read_text())
-        assert res["config"]["residual_bits"] == bits and res["accuracy_int"] is None
-        assert res["integer_note"].startswith(f"residual_bits={bits} is a training experiment; the integer "
-                                              "contract stores the A4 block output")
+        assert res["config"]["residual_bits"] == bits
         assert isinstance(res["accuracy"], float) and isinstance(res["accuracy_fp32"], float)
-        assert "integer_error" not in res and not (out / "model.apot").exists()
         model, _ = load_checkpoint(out / "model.pt")
         assert model.residual_bits == bits and model.blocks[0].residual_bits == bits
         capsys.readouterr()
         apot = tmp_path / f"res{bits}.apot"
+        if bits:
+            assert res["accuracy_int"] == res["accuracy"] and res["agreement"] == 1.0 and (out / "model.apot").exists()
+            assert main(["export", str(out / "model.pt"), "-o", str(apot)]) == 0 and apot.exists()
+            continue
+        assert res["accuracy_int"] is None and "integer_error" not in res and not (out / "model.apot").exists()
+        assert res["integer_note"].startswith("residual_bits=0 (a float residual stream) is a training experiment")
         assert main(["export", str(out / "model.pt"), "-o", str(apot)]) == 2
         err = [e for e in capsys.readouterr().err.splitlines() if e.startswith("apotflow: error")]
-        assert len(err) == 1 and f"residual_bits={bits} is a training experiment" in err[0] and not apot.exists()
+        assert len(err) == 1 and "residual_bits=0 (a float residual stream)" in err[0] and not apot.exists()
 
     for model, bits, words in (("resnet20bn", "8", "needs option-A shortcuts"), ("resnet20", "4", "residual_bits must")):
         capsys.readouterr()
@@ -207,7 +211,7 @@ def test_cli_qat_with_residual_bits_then_export_is_refused(tmp_path, capsys):
 
 
 def test_results_table_skips_a_run_without_integer_accuracy(tmp_path, monkeypatch, capsys):
-    """bench/results_table.py: a --residual-bits run (accuracy_int null, its integer_note) given as a row is
+    """bench/results_table.py: a --residual-bits 0 run (accuracy_int null, its integer_note) given as a row is
     skipped with a message; as a variant it is listed (integer "—") and kept out of the seed table."""
     import sys
     from pathlib import Path
@@ -219,9 +223,9 @@ def test_results_table_skips_a_run_without_integer_accuracy(tmp_path, monkeypatc
     finally:
         sys.path.pop(0)
     good = json.loads((root / "docs/cifar-runs/resnet20-ppq-jpeg.json").read_text())
-    note = "residual_bits=8 is a training experiment; the integer contract stores the A4 block output"
+    note = "residual_bits=0 (a float residual stream) is a training experiment; the integer model stores the stream"
     exp = {**good, "accuracy_int": None, "agreement": None, "integer_note": note,
-           "command": good["command"] + " --residual-bits 8"}
+           "command": good["command"] + " --residual-bits 0"}
     (tmp_path / "docs").mkdir()
     files = {}
     for name, run in (("good", good), ("res8", exp), ("res8-seed1", {**exp, "command": exp["command"] + " --seed 1"})):

@@ -19,10 +19,13 @@ Structure (quantization placed exactly as in DigitsNet)::
     the lowering folds that BatchNorm into the projection's residual scale (signed, per channel).
     ``conv_bias=True`` gives every conv a bias (before its BatchNorm; the lowering folds it).
     ResNet-8 (MLPerf Tiny IC01: depth 8, one block per stage, option B, biases) is ``resnet8``.
-    ``residual_bits`` (a training experiment, outside the integer contract; None: the above): the
-    shortcut adds its own copy of the block input instead of conv_a.aq(x): N > a_bits: x on 2**N uniform
-    levels clipped at conv_a.aq's alpha (``residual_stream``); 0: x in float (the APoT authors' shortcut).
-    Option A and identity shortcuts only. sw/lower.py refuses to lower such a model.
+    ``residual_bits`` N (None: the above): a finer residual stream. N > a_bits: the block input is
+    quantized once, to r = x on 2**N uniform levels clipped at conv_a.aq's alpha (``residual_stream``); the
+    shortcut adds r and conv_a quantizes r (not x) to its A{a_bits} codes, so those codes are a function of
+    r's N-bit codes and the integer model stores the block output at N bits only (sw/graph_lower.py: the
+    stream tensor, and a 1x1 requantizing op that gives conv_a its codes). 0: the shortcut adds x in float
+    (the APoT authors' shortcut; a training experiment that has no integer model). Option A and identity
+    shortcuts only.
     u = floor(sum_pixels(qpool codes) / 2**4) * alpha_p / (4 * D)   (64 = 2**6 pixels; DigitsNet's rule)
     logits = fc(u)                         8-bit weights, float bias
 
@@ -116,11 +119,11 @@ class BasicBlock(nn.Module):
         return option_a(r, self.sc_index)
 
     def residual_stream(self, x: Tensor) -> Tensor:
-        """The shortcut's copy of the block input x under ``residual_bits`` N (fake-quant mode): N = 0: x
-        itself (float); else x on 2**N uniform levels clipped at conv_a.aq's alpha. That alpha, not one of
-        its own: the stream is clipped where today's A4 stream is, so only its resolution changes (the
-        variable under test), and the model has no new parameter (its state dict is the same: a float
-        checkpoint or --float-init loads as it is, calibration sets the clip with conv_a's input)."""
+        """The block input x as the residual stream carries it under ``residual_bits`` N (fake-quant mode):
+        N = 0: x itself (float); else x on 2**N uniform levels clipped at conv_a.aq's alpha. That alpha, not
+        one of its own: the stream is clipped where the A4 stream is, so only its resolution changes, and
+        the model has no new parameter (its state dict is the same: a float checkpoint or --float-init
+        loads as it is, calibration sets the clip with conv_a's input)."""
         if self.residual_bits == 0:
             return x
         return uniform_act_quant(x, self.conv_a.aq.alpha, self.residual_bits)
@@ -129,19 +132,20 @@ class BasicBlock(nn.Module):
         return 0.0 if self.proj.bias is None else self.proj.bias.view(1, -1, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        r, codes = x, None
-        if self.quantize and self.residual_bits is not None:  # the experiment (option A / identity only)
+        r, codes, a_in = x, None, x
+        if self.quantize and self.residual_bits is not None:  # the N-bit or float stream (option A / identity)
             r = self.residual_stream(x)
+            a_in = r if self.residual_bits else x  # N > 0: conv_a's codes are those of the stream's value
         elif self.quantize:  # option B's projection also takes the codes (an integer accumulation)
             r, codes = self.conv_a.aq.quantize(x) if self.proj is not None else (self.conv_a.aq(x), None)
-        h = F.relu(self.bn_a(self.conv_a(x)))
+        h = F.relu(self.bn_a(self.conv_a(a_in)))
         if self.proj is not None and not self.quantize:  # float: the projection with its own bias (and BN)
             p = self.proj(r)
             return F.relu(self.bn_b(self.conv_b(h)) + (p if self.proj_bn is None else self.proj_bn(p)))
         sc = self.shortcut(r, codes)
         if self.proj_bn is not None and self.training:  # QAT: the projection's BatchNorm on batch statistics
             return F.relu(self.bn_b(self.conv_b(h)) + self.proj_bn(sc + self._proj_bias()))
-        if self.quantize and not self.training and self.residual_bits is None:
+        if self.quantize and not self.training and self.residual_bits != 0:  # 0: a float stream, no integer model
             from ..lower import residual_gain  # eval: the shortcut scale the integer model uses
 
             sc = sc * residual_gain(self.conv_b, self.bn_b, self.shortcut_quantum()).to(sc).view(1, -1, 1, 1)
@@ -166,7 +170,8 @@ class BasicBlock(nn.Module):
         export reads."""
         from ..lower import _bn_affine
 
-        s_r = float(self.conv_a.aq.alpha.detach()) / self.conv_a.aq.denominator
+        d = (1 << self.residual_bits) - 1 if self.residual_bits else self.conv_a.aq.denominator
+        s_r = float(self.conv_a.aq.alpha.detach()) / d
         if self.proj is None:
             return s_r
         s_p = s_r * float(self.proj.weight_quantum())
