@@ -101,20 +101,30 @@ def row(run: dict, path) -> dict:
     return {**{k: run.get(k) for k in KEYS}, **extra}
 
 
+def float_init_run(path: str) -> str:
+    """The --out folder of the run whose float phase a --float-init file is: runs/NAME/float.pt, or its
+    committed copy bench/models/NAME-float.pt (runs/NAME)."""
+    p = Path(path)
+    if p.parent == Path("bench/models") and p.name.endswith("-float.pt"):
+        return f"runs/{p.name[:-len('-float.pt')]}"
+    return str(p.parent)
+
+
 def resolve_float_init(rows: list[dict], pool: list[dict]) -> None:
-    """A ppq run started from another committed run's float phase (``--float-init runs/NAME/float.pt``) has
-    that float model: it takes that run's float accuracy and float epochs (``float_from``: that run's
-    file), so its drop and schedule are measured as if it had trained the float phase itself. A float-init
-    that names no committed run (or one without a float phase) stays unresolved: no float %, not full."""
+    """A ppq run started from another committed run's float phase (``--float-init runs/NAME/float.pt``, or
+    that file committed as ``bench/models/NAME-float.pt``) has that float model: it takes that run's float
+    accuracy and float epochs (``float_from``: that run's file), so its drop and schedule are measured as if
+    it had trained the float phase itself. A float-init that names no committed run (or one without a float
+    phase) stays unresolved: no float %, not full."""
     by_out = {out_dir(r.get("command")): r for r in pool}
     for r in rows:
-        src = by_out.get(str(Path(r["float_init"]).parent)) if r.get("float_init") else None
+        src = by_out.get(float_init_run(r["float_init"])) if r.get("float_init") else None
         if src is None or src.get("float_phase_acc") is None or src is r:
             continue
         r["float_phase_acc"], r["float_from"] = src["float_phase_acc"], src["source"]
         r["epochs"] = {**r["epochs"], "epochs": src["epochs"]["epochs"]}
         r["schedule"] = r["schedule"].replace(
-            "(--float-init)", f"{src['epochs']['epochs']} (float phase of {Path(r['float_init']).parent.name})")
+            "(--float-init)", f"{src['epochs']['epochs']} (float phase of {Path(float_init_run(r['float_init'])).name})")
 
 
 FULL = {"ppq": {"epochs": 200, "stage_epochs": 40, "qat_epochs": 120}, "spq": {"epochs": 200}}  # the paper's schedules
@@ -187,15 +197,26 @@ def stopped(model: str, method: str) -> str | None:
 
 
 def seed_groups(rows: list[dict]) -> list[list[tuple[int, dict]]]:
-    """Runs whose commands differ only in --seed: [(seed, row), ...] per command, seeds ascending."""
+    """Runs whose commands differ only in --seed: [(seed, row), ...] per command, seeds ascending. A run whose
+    --float-init resolved to a committed run's float phase (``float_from``) counts that run's command (less
+    its --seed) in place of the file's path, so runs from the float phases of seeds 1 and 2 of one recipe
+    group as seeds 1 and 2."""
+    by_source = {r.get("source"): r for r in rows}
+
+    def key(r: dict) -> str:
+        k = re.sub(r" --seed \d+", "", re.sub(r" --out \S+", "", r["command"]))
+        src = by_source.get(r.get("float_from"))
+        if src is not None and src.get("command") and src is not r:
+            k = re.sub(r" --float-init \S+", "", k) + " | float phase of: " + key(src)
+        return k
+
     groups: dict[str, list[tuple[int, dict]]] = {}
     for r in rows:
         cmd = r.get("command")
         if not cmd or not all(isinstance(r.get(k), (int, float)) for k in ("accuracy", "accuracy_int")):
             continue
         m = re.search(r" --seed (\d+)", cmd)
-        key = re.sub(r" --seed \d+", "", re.sub(r" --out \S+", "", cmd))
-        groups.setdefault(key, []).append((int(m[1]) if m else 0, r))
+        groups.setdefault(key(r), []).append((int(m[1]) if m else 0, r))
     return [sorted(g, key=lambda t: t[0]) for g in groups.values() if len(g) > 1]
 
 

@@ -108,3 +108,33 @@ def test_float_init_run_takes_its_source_runs_float_phase():
     t, o = results_table.targets([new, orphan])
     assert t["full_schedule"] and t["drop"] == 1.08 and t["float_acc"] == 0.9088
     assert orphan["float_phase_acc"] is None and not o["full_schedule"] and o["drop"] is None
+
+
+def test_committed_float_model_and_seed_groups_across_float_phases():
+    """--float-init bench/models/NAME-float.pt is run NAME's float phase; runs from the float phases of two
+    seeds of one recipe, differing otherwise only in --seed, form one seed group (seeds 1 and 2)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import results_table
+    finally:
+        sys.path.pop(0)
+    assert results_table.float_init_run("bench/models/r32-a-s1-float.pt") == "runs/r32-a-s1"
+    assert results_table.float_init_run("runs/r32-a-s1/float.pt") == "runs/r32-a-s1"
+    full = {"epochs": 200, "stage_epochs": 40, "qat_epochs": 120}
+    rows = []
+    for s in (1, 2):
+        rows.append({"model": "resnet32", "method": "ppq", "command": f"apotflow train --x --seed {s} --out runs/r32-a-s{s}",
+                     "epochs": dict(full), "float_phase_acc": 0.897 + s / 1000, "source": f"a{s}.json",
+                     "schedule": "200 + 2x40 + 120", "accuracy": 0.89, "accuracy_int": 0.89})
+    for s in (1, 2):
+        rows.append({"model": "resnet32", "method": "ppq", "float_init": f"bench/models/r32-a-s{s}-float.pt",
+                     "command": f"apotflow train --float-init bench/models/r32-a-s{s}-float.pt --y --seed {s} "
+                                f"--out runs/r32-b-s{s}", "epochs": {**full, "epochs": None}, "float_phase_acc": None,
+                     "source": f"b{s}.json", "schedule": "(--float-init) + 2x40 + 120", "accuracy": 0.895,
+                     "accuracy_int": 0.895})
+    results_table.resolve_float_init(rows, rows)
+    assert rows[2]["float_from"] == "a1.json" and rows[3]["float_phase_acc"] == 0.899
+    assert rows[3]["schedule"] == "200 (float phase of r32-a-s2) + 2x40 + 120"
+    groups = results_table.seed_groups(rows)
+    assert sorted([[s for s, _ in g] for g in groups]) == [[1, 2], [1, 2]]
+    assert {tuple(r["source"] for _, r in g) for g in groups} == {("a1.json", "a2.json"), ("b1.json", "b2.json")}
