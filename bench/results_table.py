@@ -97,7 +97,8 @@ def row(run: dict, path) -> dict:
              "float_phase_acc": float_acc(run), "source": str(path),
              "epochs": {k: cfg.get(k) for k in ("epochs", "stage_epochs", "qat_epochs")},
              "tf32_eval": run.get("eval_precision") is None,
-             "fp64_eval": "accuracy_fp32" in run, "recipe": recipe(run.get("command"))}
+             "fp64_eval": "accuracy_fp32" in run, "recipe": recipe(run.get("command")),
+             "integer_from": run.get("integer_from")}
     return {**{k: run.get(k) for k in KEYS}, **extra}
 
 
@@ -220,13 +221,27 @@ def seed_groups(rows: list[dict]) -> list[list[tuple[int, dict]]]:
     return [sorted(g, key=lambda t: t[0]) for g in groups.values() if len(g) > 1]
 
 
-def paper_runs(paths: list[str]) -> list[tuple[dict, str]]:
+def with_recheck(run: dict, rechecked: dict[str, tuple[dict, str]]) -> dict:
+    """A run that ended without an integer model (``accuracy_int`` null: a ``--residual-bits 8`` run trained
+    before the 8-bit stream lowered) whose committed model, bench/models/NAME.pt (NAME: its --out folder), was
+    re-checked on the CPU (bench/recheck_run.py): that re-check's fake-quant and integer accuracy, agreement,
+    size and BOPs reductions, the file named in ``integer_from``. Any other run as it is."""
+    out = out_dir(run.get("command"))
+    rc = rechecked.get(f"bench/models/{Path(out).name}.pt") if out else None
+    if isinstance(run.get("accuracy_int"), (int, float)) or rc is None or "size_reduction" not in rc[0]:
+        return run
+    r, path = rc
+    return {**run, **{k: r[k] for k in ("accuracy", "accuracy_int", "agreement", "size_reduction", "bops_reduction")},
+            "accuracy_fp32": None, "integer_from": path}
+
+
+def paper_runs(paths: list[str], rechecked: dict | None = None) -> list[tuple[dict, str]]:
     """(run, path) of the runs that can be rows of the paper's table: one without an integer accuracy (a
     training experiment such as ``--residual-bits``, whose reason is its ``integer_note``, or a float run)
     is skipped with a message on stderr."""
     out = []
     for p in paths:
-        run = json.loads(Path(p).read_text())
+        run = with_recheck(json.loads(Path(p).read_text()), rechecked or {})
         if not isinstance(run.get("accuracy_int"), (int, float)):
             why = run.get("integer_note") or run.get("integer_error") or f"method {run.get('method')}"
             print(f"results_table: {p} skipped: no integer accuracy ({why})", file=sys.stderr)
@@ -250,8 +265,9 @@ def main(args: list[str]) -> None:
     a = split_args(args, ("--variants", "--recheck"))
     # sorted: the table is the same whatever order the shell expands the globs in
     paths, variants, rechecks = (sorted(a[k]) for k in ("", "--variants", "--recheck"))
-    rows = [row(run, p) for run, p in paper_runs(paths)]
-    vrows = [row(json.loads(Path(p).read_text()), p) for p in variants]
+    rechecked = {r["model_file"]: (r, p) for p in rechecks for r in json.loads(Path(p).read_text())["rows"]}
+    rows = [row(run, p) for run, p in paper_runs(paths, rechecked)]
+    vrows = [row(with_recheck(json.loads(Path(p).read_text()), rechecked), p) for p in variants]
     resolve_float_init(rows + vrows, rows + vrows)
     have = {(r["model"], r["method"]) for r in rows}
     for model in PAPER:
@@ -298,7 +314,7 @@ def main(args: list[str]) -> None:
             return (f"| {r['model']} | {r['method']} | {r['status']} | — | — | {paper_acc} | — | — | — / {p[3]} | "
                     f"— / {p[4]} | — | — | — | — |")
         wall = f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "—"
-        mark = "†" if r["tf32_eval"] else ("" if r.get("fp64_eval") else "‡")
+        mark = "§" if r.get("integer_from") else "†" if r["tf32_eval"] else ("" if r.get("fp64_eval") else "‡")
         return (f"| {r['model']} | {r['method']} | {pct(r['accuracy'])}{mark} | {pct(r['accuracy_int'])} | "
                 f"{pct(r['float_phase_acc'])} | {paper_acc} | {r['schedule']} | {r['distill']} | "
                 f"{x(r['size_reduction'])} / {p[3]} | {x(r['bops_reduction'])} / {p[4]} | {agree(r)} | {wall} | "
@@ -354,6 +370,12 @@ def main(args: list[str]) -> None:
                   "sw/quant.exact_copy): an activation within ~1e-7 of a decision point can take the other code "
                   "(docs/contract.md), so this column can differ from the integer one by a few tenths on a deep or "
                   "distilled net; the integer column is exact. Unmarked rows: the float64 check."]
+    if any(r.get("integer_from") for r in rows + vrows):
+        lines += ["", "§: the run ended without an integer model (trained with --residual-bits 8 before the 8-bit "
+                  "residual stream lowered, docs/contract.md); its fake-quant and integer columns, agreement and "
+                  "reductions are the CPU re-check of its committed model with the current code (the table of "
+                  "re-checks below), which lowers it: conv_a quantizes the stream's 8-bit value, where its "
+                  "training quantized the block input directly."]
     if any(r.get("tf32_eval") for r in rows + vrows):
         lines += ["", "†: the fake-quant accuracy of this run was evaluated with cuDNN's TF32 convolutions (before "
                   "sw/fasttrain.exact_fp32), which moves some activations across quantizer thresholds; the "

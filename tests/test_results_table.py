@@ -138,3 +138,25 @@ def test_committed_float_model_and_seed_groups_across_float_phases():
     groups = results_table.seed_groups(rows)
     assert sorted([[s for s, _ in g] for g in groups]) == [[1, 2], [1, 2]]
     assert {tuple(r["source"] for _, r in g) for g in groups} == {("a1.json", "a2.json"), ("b1.json", "b2.json")}
+
+
+def test_a_run_without_integer_model_takes_its_recheck():
+    """A run whose accuracy_int is null takes the CPU re-check of bench/models/NAME.pt (NAME: its --out
+    folder): accuracies, agreement, reductions and the re-check's file; a run with an integer accuracy, or a
+    re-check without reductions (older files), leaves the run as it is."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import results_table
+    finally:
+        sys.path.pop(0)
+    run = {"command": "apotflow train --residual-bits 8 --out runs/r32-x", "accuracy": 0.8952, "accuracy_int": None,
+           "agreement": None, "size_reduction": None, "bops_reduction": None}
+    rc = {"model_file": "bench/models/r32-x.pt", "accuracy": 0.8958, "accuracy_int": 0.8958, "agreement": 1.0,
+          "size_reduction": 15.85, "bops_reduction": 118.16}
+    got = results_table.with_recheck(run, {"bench/models/r32-x.pt": (rc, "rc.json")})
+    assert (got["accuracy"], got["accuracy_int"], got["agreement"], got["bops_reduction"]) == (0.8958, 0.8958, 1.0, 118.16)
+    assert got["integer_from"] == "rc.json" and run["accuracy_int"] is None
+    assert results_table.with_recheck({**run, "accuracy_int": 0.89}, {"bench/models/r32-x.pt": (rc, "r")})["accuracy"] == 0.8952
+    old = {k: v for k, v in rc.items() if k != "size_reduction"}
+    assert results_table.with_recheck(run, {"bench/models/r32-x.pt": (old, "r")}) is run
+    assert results_table.with_recheck(run, {"bench/models/r32-y.pt": (rc, "r")}) is run
