@@ -210,24 +210,24 @@ def _requantize(st: _State, node: Node, acc: _Acc) -> str:
     nxt = _consumer_quantizer(st, node)
     if acc.bn is None:
         raise GraphLoweringError(f"{acc.name}: a conv or linear layer before ReLU needs a BatchNorm")
+    # stored as the N-bit stream (then its consumers' codes op) when a shortcut reads it
+    stream = bool(st.stream_bits) and isinstance(acc.layer, QConv2d) and isinstance(acc.src, str) and \
+        _feeds_shortcut(node)
     if isinstance(acc.layer, QLinear):
         if acc.residual is not None:
             raise GraphLoweringError(f"{acc.name}: a residual add after a linear layer")
         op = _linear_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, nxt, st.tensors)
     elif isinstance(acc.src, _Cat):
         op = _concat_conv_op(st, acc, nxt)
-    elif st.stream_bits and _feeds_shortcut(node):  # the N-bit stream, then its consumers' codes
-        stream = UniformLevels(nxt.alpha, st.stream_bits)
-        st.ops.append(_conv_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, stream, st.tensors, acc.residual,
-                               acc.extra_bias))
-        st.layers[acc.name] = acc.layer
-        st.codes_of[acc.out] = acc.out + "q"
-        st.ops.append(_stream_codes_op(acc.out + "q", acc.out, acc.out + "q", nxt, st.tensors))
-        return acc.out
     else:
-        op = _conv_op(acc.name, acc.layer, acc.bn, acc.src, acc.out, nxt, st.tensors, acc.residual, acc.extra_bias)
+        op = _conv_op(acc.name, acc.layer, acc.bn, acc.src, acc.out,
+                      UniformLevels(nxt.alpha, st.stream_bits) if stream else nxt, st.tensors, acc.residual,
+                      acc.extra_bias)
     st.ops.append(op)
     st.layers[acc.name] = acc.layer
+    if stream:
+        st.codes_of[acc.out] = acc.out + "q"
+        st.ops.append(_stream_codes_op(acc.out + "q", acc.out, acc.out + "q", nxt, st.tensors))
     return acc.out
 
 

@@ -43,10 +43,14 @@ def test_stream_tensors_and_codes_ops(stream_net):
     assert net.tensors["s3b2"].bits == 4  # read by the pooling only: A4 as without a stream
 
 
-def test_integer_model_equals_fake_quant_code_for_code(stream_net):
+@pytest.mark.parametrize("bits", [8, 6])
+def test_integer_model_equals_fake_quant_code_for_code(stream_net, bits):
     """The golden model's stream codes and conv_a codes equal the fake-quant model's (float64 copy) in every
-    block, and so do the top-1 classes."""
+    block, and so do the top-1 classes (an 8-bit and a 6-bit stream)."""
     m, net, x = stream_net
+    if bits != 8:
+        m = random_model(CifarResNet(20, widths=(8, 16, 32), residual_bits=bits), 0.3, seed=2)
+        net = lower(m)
     ex = exact_copy(slice_pruned(m)).eval()  # the integer model's channels: the kept ones
     seen = {}
     hooks = [blk.register_forward_pre_hook(lambda mod, a, i=i: seen.__setitem__(i, a[0]))
@@ -59,7 +63,7 @@ def test_integer_model_equals_fake_quant_code_for_code(stream_net):
     names = ["stem"] + [f"s{s}b{b}" for s in (1, 2, 3) for b in range(3)]
     for i, blk in enumerate(ex.blocks):
         r = blk.residual_stream(seen[i])
-        q = torch.round(r / blk.conv_a.aq.alpha.double() * 255).long()
+        q = torch.round(r / blk.conv_a.aq.alpha.double() * ((1 << bits) - 1)).long()
         assert torch.equal(q, vals[names[i]]), names[i]
         assert torch.equal(blk.conv_a.aq.int_codes(r), vals[names[i] + "q"]), names[i] + "q"
     assert torch.equal(logits.argmax(1), vals["logits"].reshape(len(x), -1).argmax(1))
@@ -88,11 +92,13 @@ def test_levels_given_are_kept(stream_net):
     assert fitted_config(plain, AcceleratorConfig(lanes=16)).max_levels == 16
 
 
-def test_a_float_stream_is_refused():
+def test_a_float_or_wider_stream_is_refused():
     from apotflow.sw.graph_lower import GraphLoweringError
 
     with pytest.raises(GraphLoweringError, match="residual_bits=0 .* cannot be lowered"):
         lower(random_model(CifarResNet(20, widths=(8, 16, 32), residual_bits=0), 0.3, seed=0))
+    with pytest.raises(GraphLoweringError, match="residual_bits=12: .* at most 8 bits"):
+        lower(random_model(CifarResNet(20, widths=(8, 16, 32), residual_bits=12), 0.3, seed=0))
 
 
 @pytest.mark.verilator
