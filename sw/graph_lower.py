@@ -299,7 +299,7 @@ def _step(st: _State, node: Node, env: dict):
     if isinstance(mod, (QConv2d, QLinear)):
         if not isinstance(args[0], str) and not (isinstance(mod, QConv2d) and isinstance(args[0], _Cat)):
             raise GraphLoweringError(f"{node.name}: its input is not a quantized tensor")
-        src = st.codes_of.get(args[0], args[0]) if mod.aq is not None else args[0]  # a stream: its codes
+        src = st.codes_of.get(args[0], args[0]) if mod.aq is not None and isinstance(args[0], str) else args[0]
         return _Acc(mod, src, *st.names.get(node.target, (node.name, node.name)))
     if isinstance(mod, nn.modules.batchnorm._BatchNorm):
         if not isinstance(args[0], _Acc) or args[0].bn is not None:
