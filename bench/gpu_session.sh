@@ -6,14 +6,15 @@
 # run resumes from its runs/NAME/train.ckpt. After SECONDS, or as soon as every NAME has its
 # runs/NAME/result.json, the runs are stopped and logs, result.json, train.ckpt, float.pt and model.pt
 # are packed into $OUT/state-NAME.tgz, one per run (float.pt into state-NAME-float.tgz; a file coming back from the GPU machine may not exceed
-# 16 MiB; six runs' checkpoints together did): copy them to gpu-state/ for the next call. MPS is stopped at
+# 16 MiB; six runs' checkpoints together did; a run's state of 15 to 45 MiB comes back in parts,
+# state-NAME.tgz.part-aa, ...): copy them to gpu-state/ for the next call. MPS is stopped at
 # the end: a warm machine's next call found the old MPS server refusing new clients. A call stopped at its
 # time limit never reaches that end: then the next call on the same machine found the old daemon running and
 # every CUDA client failing (error 805), so a leftover daemon is stopped first too; start other GPU jobs of
 # the call after this script has started the runs, not before. Packing happens only if the script ends
 # by itself: give SECONDS at most the call's limit minus about 90 s (restoring, the data check, stopping
 # and packing took up to a minute on an H100 machine; a call killed at its limit brings no state back).
-# A run whose packed checkpoint and model pass 15 MiB (VGG-16) brings back its log and result.json only,
+# A run whose packed checkpoint and model pass 45 MiB (VGG-16) brings back its log and result.json only,
 # and, once finished, its CPU re-check (bench/recheck_run.py, run here after the runs stop: leave it a few
 # minutes of the call) as $OUT/recheck-NAME.json; such a run cannot resume in a later call, so it must finish
 # on one warm machine (back-to-back calls keep runs/).
@@ -24,7 +25,10 @@ set -u
 secs=$1; shift
 : "${OUT:?OUT must name the folder whose files come back}"
 echo quit | nvidia-cuda-mps-control 2>/dev/null && sleep 2  # a daemon left by a call killed at its limit
-for f in gpu-state/state*.tgz; do [ -f "$f" ] && tar xzf "$f" && echo "restored $f"; done
+for f in gpu-state/state*.tgz; do  # a state in parts (below) is restored from its parts, not an older whole file
+  [ -f "$f" ] && ! ls "$f".part-* >/dev/null 2>&1 && tar xzf "$f" && echo "restored $f"; done
+for f in $(ls gpu-state/state*.tgz.part-* 2>/dev/null | sed 's/\.part-.*//' | sort -u); do
+  cat "$f".part-* | tar xz && echo "restored $f (from its parts)"; done
 bash bench/gpu_runs.sh "$@"
 end=$((SECONDS + secs))
 while [ $SECONDS -lt $end ]; do
@@ -39,7 +43,14 @@ echo quit | nvidia-cuda-mps-control 2>/dev/null
 big=$((15 * 1024 * 1024))  # a file back from the GPU machine may have 16 MiB
 for n in "$@"; do
   tar czf "$OUT/state-$n.tgz" $(ls -d runs/$n.log runs/$n/result.json runs/$n/train.ckpt runs/$n/model.pt 2>/dev/null)
-  if [ "$(stat -c %s "$OUT/state-$n.tgz")" -gt $big ]; then
+  size=$(stat -c %s "$OUT/state-$n.tgz")
+  if [ "$size" -gt $big ] && [ "$size" -le $((3 * big)) ]; then
+    # A ResNet-110 checkpoint past its float phase (a teacher and masks beside the weights) passed 16 MiB:
+    # it comes back in parts of 15 MiB, state-NAME.tgz.part-aa, -ab, ..., which the restore above joins
+    # (copy them into gpu-state/ and delete the run's older state-NAME.tgz or parts)
+    split -b $big "$OUT/state-$n.tgz" "$OUT/state-$n.tgz.part-" && rm "$OUT/state-$n.tgz"
+    echo "$n: state in $(ls "$OUT/state-$n.tgz".part-* | wc -l) parts"
+  elif [ "$size" -gt $big ]; then
     # A model too large to come back (VGG-16: 57 MiB of weights, its checkpoint twice that): its log and
     # result only, and a finished run is re-checked here, on this machine's CPU (the integer model against
     # the float64 fake-quant model on every test image), so that its recheck JSON comes back instead.
