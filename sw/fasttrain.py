@@ -113,7 +113,8 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
                save_float: bool = True) -> dict:
     """Run cfg.method on `model` (moved to the GPU if there is one). ``ckpt``: written atomically after
     every epoch; if it exists (same config) training resumes from it; ppq also writes its float model to
-    ``float.pt`` beside it (unless ``save_float`` is False). ``teacher``: the distillation teacher
+    ``float.pt`` beside it (unless ``save_float`` is False), from which a ppq run whose checkpoint is gone
+    resumes after its float phase (``_after_float``). ``teacher``: the distillation teacher
     (cfg.distill > 0; ppq defaults to its own float phase). ``float_init``: ppq only, a float state dict
     that replaces the float phase (reuse one float training across pruning / QAT recipes). Returns a
     summary dict; ``train_seconds`` adds up the training time of every process that worked on the
@@ -167,7 +168,31 @@ def _start(model: nn.Module, cfg: FastConfig, ckpt: str | None, float_init: dict
         model.load_state_dict(float_init)
         st.update(teacher=_cpu_copy(float_init), phase=1)
         log("float phase skipped: starting from the given float model")
+    elif ckpt and cfg.method == "ppq" and os.path.exists(fpt := os.path.join(os.path.dirname(ckpt) or ".", "float.pt")):
+        st.update(_after_float(model, cfg, fpt, world, log))
     return st
+
+
+def _after_float(model: nn.Module, cfg: FastConfig, path: str, world: ddp.World, log) -> dict:
+    """A ppq run's start from the float.pt its float phase wrote, when its train.ckpt is gone (a checkpoint
+    that could not be kept past the float phase): the model and teacher that checkpoint would have held at
+    the phase boundary (the next phase builds its own optimizer, and every epoch's data order comes from the
+    seed, so the later phases train as in a run that never stopped); the float phase's history is its last
+    test accuracy alone (``resumed_from``: float.pt), its training time is not counted. A float.pt of another
+    configuration (its meta's ``cfg``; one written before float.pt kept it: the architecture) is refused."""
+    from .checkpoint import read_torch_file
+
+    blob = read_torch_file(path) if world.main else None
+    blob = ddp.broadcast_object(blob, world)
+    meta = (blob.get("meta") or {}) if isinstance(blob, dict) else {}
+    if not isinstance(blob, dict) or blob.get("arch") != model.arch_config() or \
+            ("cfg" in meta and not _same_run(meta["cfg"], cfg.to_dict())):
+        raise ValueError(f"{path}: the float model of another configuration and no train.ckpt beside it; remove "
+                         "it or change --out")
+    model.load_state_dict(blob["state_dict"])
+    log(f"no checkpoint: resuming after the float phase from {path} (its test accuracy {meta.get('test_acc')})")
+    hist = [{"phase": "float", "test_acc": meta["test_acc"], "resumed_from": "float.pt"}] if "test_acc" in meta else []
+    return {"teacher": _cpu_copy(blob["state_dict"]), "phase": 1, "history": hist}
 
 
 def _phase_teacher(cfg: FastConfig, ph: Phase, teacher: nn.Module | None, t_state: dict | None, model: nn.Module,
@@ -291,7 +316,7 @@ def _train_fast(model, data, cfg, ckpt, progress, log, teacher, float_init, save
                     if ph.teacher and ckpt and save_float and world.main:
                         with fk.suspended():
                             save_checkpoint(model, os.path.join(os.path.dirname(ckpt) or ".", "float.pt"),
-                                            {"phase": ph.name, "test_acc": rec.get("test_acc")})
+                                            {"phase": ph.name, "test_acc": rec.get("test_acc"), "cfg": cfg.to_dict()})
                 if ckpt and world.main:
                     nxt = (pi, ep + 1) if ep + 1 < ph.epochs else (pi + 1, 0)
                     _save(ckpt, {"cfg": cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},

@@ -1,5 +1,7 @@
 """GPU trainer pieces on the CPU: exact fast quantizer, augmentation, one eager step, float64 golden."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -223,6 +225,53 @@ def test_interrupted_ppq_resumes_to_the_same_model(tmp_path, ema):
     assert got["pre_qat_float_acc"] == ref["pre_qat_float_acc"] is not None  # measured before the stop
     a, b = whole.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ppq_without_its_checkpoint_resumes_after_the_float_phase(tmp_path):
+    """A ppq run stopped in its first pruning stage whose train.ckpt is then gone (too large to keep) starts
+    again from the float.pt its float phase wrote: it ends with the model of the run that was never stopped,
+    its history keeps the float phase's test accuracy (resumed_from float.pt); a float.pt of another
+    configuration is refused in one line (CPU, eager)."""
+    from types import SimpleNamespace
+
+    from apotflow.sw.fasttrain import FastConfig, train_fast
+
+    g = torch.Generator().manual_seed(0)
+    data = SimpleNamespace(x_train=torch.randint(0, 256, (16, 3, 32, 32), generator=g).to(torch.uint8),
+                           y_train=torch.arange(16) % 10, x_test=torch.randint(0, 256, (8, 3, 32, 32), generator=g)
+                           .to(torch.uint8), y_test=torch.arange(8))
+    cfg = FastConfig(method="ppq", epochs=1, stage_epochs=2, qat_epochs=1, batch_size=8, step_mode="eager",
+                     bf16=False, channels_last=False, distill=0.5)
+
+    def net():
+        torch.manual_seed(0)
+        return CifarResNet(20)
+
+    whole = net()
+    ref = train_fast(whole, data, cfg, ckpt=str(tmp_path / "a" / "train.ckpt"), log=lambda *a: None)
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_prune1(rec):
+        if rec["phase"] == "prune1" and rec["epoch"] == 2:
+            raise Stop
+
+    ck = tmp_path / "b" / "train.ckpt"
+    ck.parent.mkdir()
+    with pytest.raises(Stop):
+        train_fast(net(), data, cfg, ckpt=str(ck), progress=stop_in_prune1, log=lambda *a: None)
+    ck.unlink()
+    resumed = net()
+    got = train_fast(resumed, data, cfg, ckpt=str(ck), log=lambda *a: None)
+    assert [r["phase"] for r in got["history"]] == ["float", "prune1", "prune1", "prune2", "prune2", "qat"]
+    assert got["history"][0] == {"phase": "float", "test_acc": ref["history"][0]["test_acc"], "resumed_from": "float.pt"}
+    assert [r["loss"] for r in got["history"][1:]] == [r["loss"] for r in ref["history"][1:]]
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ck.unlink()
+    with pytest.raises(ValueError, match="float model of another configuration"):
+        train_fast(net(), data, dataclasses.replace(cfg, seed=1), ckpt=str(ck), log=lambda *a: None)
 
 
 def test_prune_stages_reach_the_rate_in_equal_steps():
