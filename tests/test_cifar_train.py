@@ -182,21 +182,30 @@ def test_cli_float_init_skips_the_float_phase(tmp_path, capsys):
     assert "replaces the float phase" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.5])
-def test_interrupted_ppq_resumes_to_the_same_model(tmp_path, ema):
-    """A ppq run stopped in the middle of its QAT phase and started again on the same checkpoint (model,
-    optimizer state, teacher, weight average, history, pre-QAT accuracy) ends with the model and figures
-    of the run that was never stopped (CPU, eager)."""
+class _Stop(Exception):
+    pass
+
+
+def _stop_at(phase: str, epoch: int):
+    """A progress callback that stops a run as epoch ``epoch`` of ``phase`` ends (before its checkpoint)."""
+    def stop(rec):
+        if rec["phase"] == phase and rec["epoch"] == epoch:
+            raise _Stop
+    return stop
+
+
+def _interrupted_ppq(tmp_path, cfg, phase: str, epoch: int):
+    """(the never-stopped run's model, its result, the checkpoint of the same run stopped as epoch ``epoch`` of
+    ``phase`` ended, the model factory, the data): 16 random training images, 8 test images, ResNet-20s seeded
+    alike."""
     from types import SimpleNamespace
 
-    from apotflow.sw.fasttrain import FastConfig, train_fast
+    from apotflow.sw.fasttrain import train_fast
 
     g = torch.Generator().manual_seed(0)
     data = SimpleNamespace(x_train=torch.randint(0, 256, (16, 3, 32, 32), generator=g).to(torch.uint8),
                            y_train=torch.arange(16) % 10, x_test=torch.randint(0, 256, (8, 3, 32, 32), generator=g)
                            .to(torch.uint8), y_test=torch.arange(8))
-    cfg = FastConfig(method="ppq", epochs=1, stage_epochs=1, qat_epochs=3, batch_size=8, step_mode="eager",
-                     bf16=False, channels_last=False, distill=0.5, ema=ema)
 
     def net():
         torch.manual_seed(0)
@@ -204,18 +213,24 @@ def test_interrupted_ppq_resumes_to_the_same_model(tmp_path, ema):
 
     whole = net()
     ref = train_fast(whole, data, cfg, ckpt=str(tmp_path / "a" / "train.ckpt"), log=lambda *a: None)
-
-    class Stop(Exception):
-        pass
-
-    def stop_in_qat(rec):  # raised before epoch 2's checkpoint: the run resumes from QAT epoch 1
-        if rec["phase"] == "qat" and rec["epoch"] == 2:
-            raise Stop
-
     ck = tmp_path / "b" / "train.ckpt"
     ck.parent.mkdir()
-    with pytest.raises(Stop):
-        train_fast(net(), data, cfg, ckpt=str(ck), progress=stop_in_qat, log=lambda *a: None)
+    with pytest.raises(_Stop):
+        train_fast(net(), data, cfg, ckpt=str(ck), progress=_stop_at(phase, epoch), log=lambda *a: None)
+    return whole, ref, ck, net, data
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.5])
+def test_interrupted_ppq_resumes_to_the_same_model(tmp_path, ema):
+    """A ppq run stopped in the middle of its QAT phase and started again on the same checkpoint (model,
+    optimizer state, teacher, weight average, history, pre-QAT accuracy) ends with the model and figures
+    of the run that was never stopped (CPU, eager)."""
+    from apotflow.sw.fasttrain import FastConfig, train_fast
+
+    cfg = FastConfig(method="ppq", epochs=1, stage_epochs=1, qat_epochs=3, batch_size=8, step_mode="eager",
+                     bf16=False, channels_last=False, distill=0.5, ema=ema)
+    # stopped before QAT epoch 2's checkpoint: the run resumes from QAT epoch 1
+    whole, ref, ck, net, data = _interrupted_ppq(tmp_path, cfg, "qat", 2)
     resumed = net()
     got = train_fast(resumed, data, cfg, ckpt=str(ck), log=lambda *a: None)
     assert ref["resumes"] == 0 and got["resumes"] == 1
@@ -232,35 +247,11 @@ def test_ppq_without_its_checkpoint_resumes_after_the_float_phase(tmp_path):
     again from the float.pt its float phase wrote: it ends with the model of the run that was never stopped,
     its history keeps the float phase's test accuracy (resumed_from float.pt); a float.pt of another
     configuration is refused in one line (CPU, eager)."""
-    from types import SimpleNamespace
-
     from apotflow.sw.fasttrain import FastConfig, train_fast
 
-    g = torch.Generator().manual_seed(0)
-    data = SimpleNamespace(x_train=torch.randint(0, 256, (16, 3, 32, 32), generator=g).to(torch.uint8),
-                           y_train=torch.arange(16) % 10, x_test=torch.randint(0, 256, (8, 3, 32, 32), generator=g)
-                           .to(torch.uint8), y_test=torch.arange(8))
     cfg = FastConfig(method="ppq", epochs=1, stage_epochs=2, qat_epochs=1, batch_size=8, step_mode="eager",
                      bf16=False, channels_last=False, distill=0.5)
-
-    def net():
-        torch.manual_seed(0)
-        return CifarResNet(20)
-
-    whole = net()
-    ref = train_fast(whole, data, cfg, ckpt=str(tmp_path / "a" / "train.ckpt"), log=lambda *a: None)
-
-    class Stop(Exception):
-        pass
-
-    def stop_in_prune1(rec):
-        if rec["phase"] == "prune1" and rec["epoch"] == 2:
-            raise Stop
-
-    ck = tmp_path / "b" / "train.ckpt"
-    ck.parent.mkdir()
-    with pytest.raises(Stop):
-        train_fast(net(), data, cfg, ckpt=str(ck), progress=stop_in_prune1, log=lambda *a: None)
+    whole, ref, ck, net, data = _interrupted_ppq(tmp_path, cfg, "prune1", 2)
     ck.unlink()
     resumed = net()
     got = train_fast(resumed, data, cfg, ckpt=str(ck), log=lambda *a: None)
