@@ -14,6 +14,7 @@ TAP_LOG2_MAX = 7  # a layer's tap table holds at most 2**7 rows (descriptor fiel
 
 # Pipeline latencies the RTL is built with; the cycle model and the co-simulation read them from here
 # (properties below), so neither imports the Amaranth code that implements them.
+MAX_LEVELS = 256  # the most output levels max_levels may give the threshold requantizer (an 8-bit output)
 LANE_LATENCY = 3  # cycles from a lane's inputs to its acc (hw/lane.py: shifted terms, product, accumulate)
 WGT_BANK_WORDS = 2048  # words of one WGT bank (one ECP5 DP16KD at 9 bits) in the synthesised ROM (hw/top.py)
 SPRAM_WORDS, SPRAM_BITS = 16384, 16  # one iCE40 UP5K SB_SPRAM256KA: 16k x 16, single-port (WGT with wgt_ram)
@@ -82,8 +83,8 @@ class AcceleratorConfig:
             raise ConfigError(f"code_bits must be 2..8, not {self.code_bits}")
         if not 2 <= self.pos_bits <= 8:
             raise ConfigError(f"pos_bits must be 2..8, not {self.pos_bits}")
-        if not 2 <= self.max_levels <= 256:
-            raise ConfigError(f"max_levels must be 2..256, not {self.max_levels}")
+        if not 2 <= self.max_levels <= MAX_LEVELS:
+            raise ConfigError(f"max_levels must be 2..{MAX_LEVELS}, not {self.max_levels}")
         for name in ("act_depth", "wgt_depth", "tap_depth", "rq_depth", "prog_depth", "out_depth"):
             if not _is_pow2(getattr(self, name)):
                 raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}")

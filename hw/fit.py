@@ -15,7 +15,7 @@ from dataclasses import replace
 from apotflow.sw.intnet import IntNet
 
 from .compile import Program, compile_net
-from .config import AcceleratorConfig
+from .config import MAX_LEVELS, AcceleratorConfig
 
 DEPTHS = ("act_depth", "wgt_depth", "tap_depth", "rq_depth", "prog_depth", "out_depth")
 PROBE_DEPTH = 1 << 24  # the depth a field is compiled with before it is fitted
@@ -47,8 +47,8 @@ def with_levels(net: IntNet, cfg: AcceleratorConfig, keep: set[str] = frozenset(
     stream: 2**N), unless ``max_levels`` is in ``keep`` or cfg already has enough; never lowered, so a
     network of A4 codes keeps the default requantizer."""
     levels = max((len(op.levels_out) for op in net.ops if op.mode == "thresh"), default=0)
-    if "max_levels" in keep or levels <= cfg.max_levels or levels > 256:
-        return cfg  # (more than 256: the compiler names the op)
+    if "max_levels" in keep or levels <= cfg.max_levels or levels > MAX_LEVELS:
+        return cfg  # (more than MAX_LEVELS: the compiler names the op)
     return replace(cfg, max_levels=levels)
 
 
