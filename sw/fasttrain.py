@@ -114,7 +114,7 @@ def train_fast(model: nn.Module, data, cfg: FastConfig, ckpt: str | None = None,
     """Run cfg.method on `model` (moved to the GPU if there is one). ``ckpt``: written atomically after
     every epoch; if it exists (same config) training resumes from it; ppq also writes its float model to
     ``float.pt`` beside it (unless ``save_float`` is False), from which a ppq run whose checkpoint is gone
-    resumes after its float phase (``_after_float``). ``teacher``: the distillation teacher
+    resumes after its float phase (``_own_float``). ``teacher``: the distillation teacher
     (cfg.distill > 0; ppq defaults to its own float phase). ``float_init``: ppq only, a float state dict
     that replaces the float phase (reuse one float training across pruning / QAT recipes). Returns a
     summary dict; ``train_seconds`` adds up the training time of every process that worked on the
@@ -162,24 +162,34 @@ def _start(model: nn.Module, cfg: FastConfig, ckpt: str | None, float_init: dict
                   pre_qat=blob.get("pre_qat"), resumes=blob.get("resumes", 0) + 1)
         log(f"resuming from {ckpt}: phase {phs[st['phase']].name if st['phase'] < len(phs) else 'done'}, "
             f"epoch {st['epoch']}")
-    elif float_init is not None:
-        if cfg.method != "ppq":
-            raise ValueError(f"float_init replaces ppq's float phase; method is {cfg.method}")
+        return st
+    if float_init is not None and cfg.method != "ppq":
+        raise ValueError(f"float_init replaces ppq's float phase; method is {cfg.method}")
+    if float_init is not None:
+        log("float phase skipped: starting from the given float model")
+    elif ckpt and cfg.method == "ppq" and os.path.exists(float_path(ckpt)):
+        float_init, st["history"] = _own_float(model, cfg, float_path(ckpt), world, log)
+    if float_init is not None:
         model.load_state_dict(float_init)
         st.update(teacher=_cpu_copy(float_init), phase=1)
-        log("float phase skipped: starting from the given float model")
-    elif ckpt and cfg.method == "ppq" and os.path.exists(fpt := os.path.join(os.path.dirname(ckpt) or ".", "float.pt")):
-        st.update(_after_float(model, cfg, fpt, world, log))
     return st
 
 
-def _after_float(model: nn.Module, cfg: FastConfig, path: str, world: ddp.World, log) -> dict:
-    """A ppq run's start from the float.pt its float phase wrote, when its train.ckpt is gone (a checkpoint
-    that could not be kept past the float phase): the model and teacher that checkpoint would have held at
-    the phase boundary (the next phase builds its own optimizer, and every epoch's data order comes from the
-    seed, so the later phases train as in a run that never stopped); the float phase's history is its last
-    test accuracy alone (``resumed_from``: float.pt), its training time is not counted. A float.pt of another
-    configuration (its meta's ``cfg``; one written before float.pt kept it: the architecture) is refused."""
+def float_path(ckpt: str) -> str:
+    """Where a ppq run with checkpoint ``ckpt`` writes its float model: float.pt beside it."""
+    import os
+
+    return os.path.join(os.path.dirname(ckpt) or ".", "float.pt")
+
+
+def _own_float(model: nn.Module, cfg: FastConfig, path: str, world: ddp.World, log) -> tuple[dict, list]:
+    """(float state, history) of a ppq run whose train.ckpt is gone (a checkpoint that could not be kept past
+    the float phase), from the float.pt its float phase wrote: started from it as from a float_init, the run
+    holds the model and teacher that checkpoint would have held at the phase boundary (the next phase builds
+    its own optimizer, and every epoch's data order comes from the seed, so the later phases train as in a
+    run that never stopped); the float phase's history is its last test accuracy alone (``resumed_from``:
+    float.pt), its training time is not counted. A float.pt of another configuration (its meta's ``cfg``; one
+    written before float.pt kept it: the architecture) is refused."""
     from .checkpoint import read_torch_file
 
     blob = read_torch_file(path) if world.main else None
@@ -189,10 +199,9 @@ def _after_float(model: nn.Module, cfg: FastConfig, path: str, world: ddp.World,
             ("cfg" in meta and not _same_run(meta["cfg"], cfg.to_dict())):
         raise ValueError(f"{path}: the float model of another configuration and no train.ckpt beside it; remove "
                          "it or change --out")
-    model.load_state_dict(blob["state_dict"])
     log(f"no checkpoint: resuming after the float phase from {path} (its test accuracy {meta.get('test_acc')})")
     hist = [{"phase": "float", "test_acc": meta["test_acc"], "resumed_from": "float.pt"}] if "test_acc" in meta else []
-    return {"teacher": _cpu_copy(blob["state_dict"]), "phase": 1, "history": hist}
+    return blob["state_dict"], hist
 
 
 def _phase_teacher(cfg: FastConfig, ph: Phase, teacher: nn.Module | None, t_state: dict | None, model: nn.Module,
@@ -220,7 +229,6 @@ def _plateau_step(plateau: dict, loss: float) -> None:
 
 
 def _train_fast(model, data, cfg, ckpt, progress, log, teacher, float_init, save_float, world, dev) -> dict:
-    import os
 
     from .checkpoint import save_checkpoint
 
@@ -315,8 +323,8 @@ def _train_fast(model, data, cfg, ckpt, progress, log, teacher, float_init, save
                     st["teacher"] = _cpu_copy(model.state_dict())
                     if ph.teacher and ckpt and save_float and world.main:
                         with fk.suspended():
-                            save_checkpoint(model, os.path.join(os.path.dirname(ckpt) or ".", "float.pt"),
-                                            {"phase": ph.name, "test_acc": rec.get("test_acc"), "cfg": cfg.to_dict()})
+                            save_checkpoint(model, float_path(ckpt), {"phase": ph.name, "test_acc": rec.get("test_acc"),
+                                                                      "cfg": cfg.to_dict()})
                 if ckpt and world.main:
                     nxt = (pi, ep + 1) if ep + 1 < ph.epochs else (pi + 1, 0)
                     _save(ckpt, {"cfg": cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
