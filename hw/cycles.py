@@ -13,7 +13,7 @@ Time 0 is the first cycle ``busy`` is high. For layer k (npix = 2**(ho_log2+wo_l
   group waits until the writeback buffer is free;
 * the last layer ends with ``done`` at D = max(X + 1, I_last + pipe + WB + 2 + n_last); total = D + 1.
 
-Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 21 + n_last cycles (22 from 128 lanes on)
+Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 22 + n_last cycles (23 from 128 lanes on)
 (n_last = the serial writeback of its last group), the first layer SETTLE = 4 more, the last layer 2 more.
 perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D).
 """
@@ -32,7 +32,7 @@ def pipe(cfg: AcceleratorConfig) -> int:
     tree's log2 lane_groups registered levels between the lanes and the writeback buffer, in every layer,
     grouped or not."""
     return 13 + cfg.lane_latency + (cfg.act_read_latency - 2) + cfg.fold_levels
-WB = 4  # W1..W4: writeback stages after W0 (RQ row register, comparators, level mux, registered write)
+WB = 5  # W1..W4: writeback stages after W0 (RQ row register, comparators, level mux, its register W3b, registered write)
 SETTLE = 4  # PROG read, RQ row address, two shifts into the (count, bias) prefetch before a layer can start
 
 

@@ -1,4 +1,4 @@
-"""The requantizer: one accumulator in, one stored value out, latency 1.
+"""The requantizer: one accumulator in, one stored value out, latency 2.
 
 MODE_THRESH: ``lv[#(acc >= thr_j)]`` with ``max_levels-1`` comparators in parallel and a population
 count (the thresholds need not be sorted); MODE_SHIFT: ``(acc >> shift) mod 2**act_bits``
@@ -6,9 +6,12 @@ count (the thresholds need not be sorted); MODE_SHIFT: ``(acc >> shift) mod 2**a
 
 Two halves split by a register, so that neither the comparators nor the popcount and level mux sit
 behind a block RAM's slow output: ``acc`` and ``thr`` presented in cycle t are compared at the clock
-edge ending t (the ``>=`` bits and ``acc`` are registered); ``value`` is valid in cycle t+1, computed
-from the registered bits with the ``mode``, ``shift`` and ``lv`` of cycle t+1 (the descriptor's,
-constant over a layer). No flow control: one accumulator per cycle.
+edge ending t (the ``>=`` bits and ``acc`` are registered); the popcount and level mux run in cycle t+1
+with the ``mode``, ``shift`` and ``lv`` of cycle t+1 (the descriptor's, constant over a layer), and
+their result is registered: ``value`` is valid in cycle t+2, from a flip-flop, so the wires to the
+ACT banks' write-data copies spread over the die carry no logic (the level mux in front of them was the
+64-lane ResNet-20 build's critical path on the ECP5-85k: ``ge`` -> popcount -> level mux -> 8.9 ns of
+routing -> ``act.wdata_g*``, docs/resources.md). No flow control: one accumulator per cycle.
 
 With ``cmp_copies`` each comparator j reads its own copy of the accumulator (``acc_cmp[j]``, the same
 value as ``acc`` in every cycle, driven by the caller from its own register) instead of ``acc``: one
@@ -26,7 +29,7 @@ from . import isa
 from .config import AcceleratorConfig
 from .layouts import reject
 
-LATENCY = 1
+LATENCY = 2  # cycles from acc to value
 
 
 def requant_model(cfg: AcceleratorConfig, acc: int, mode: int, shift: int, thr: list[int], lv: list[int]) -> int:
@@ -76,7 +79,7 @@ class Requantizer(wiring.Component):
         m.d.comb += k.eq(popcount([ge[j] for j in range(nthr)]))
         lv = Array(self.lv[j] for j in range(cfg.max_levels))
         with m.If(self.mode == isa.MODE_THRESH):
-            m.d.comb += self.value.eq(lv[k])
+            m.d.sync += self.value.eq(lv[k])
         with m.Else():
-            m.d.comb += self.value.eq(acc_q >> self.shift)
+            m.d.sync += self.value.eq(acc_q >> self.shift)
         return m

@@ -61,8 +61,8 @@ class Sequencer(wiring.Component):
         self.dl, self.rl = isa.desc_layout(cfg), isa.rq_layout(cfg)
         super().__init__({
             "start": In(1),
-            "front_busy": In(1),  # entries in S1..S9, lanes waiting in the writeback buffer, W0..W3
-            "pipe_busy": In(1),  # front_busy or a write in the last stage (W3)
+            "front_busy": In(1),  # entries in S1..S9, lanes waiting in the writeback buffer, W0..W3b
+            "pipe_busy": In(1),  # front_busy or a write in the last stage (W4)
             "busy": Out(1),
             "own": Out(1),  # busy & ~done, registered: the pipeline owns the ACT ports (else the host)
             "own_copies": Out(copies(cfg)),  # own, one kept copy per group of ACT banks (actmem.copies)

@@ -24,8 +24,9 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+17 W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
   I+18 W1: RQ thresholds arrive and are registered; output address computed
   I+19 W2: requantizer comparators (registered)
-  I+20 W3: popcount and level mux (or shift), registered beside each ACT bank (or the OUT write, RAW layers)
-  I+21 W4: write ACT (a bank's registered write)
+  I+20 W3: popcount and level mux (or shift), registered in the requantizer (or the OUT write, RAW layers)
+  I+21 W3b: the level registered beside each group of ACT banks, with the write's enable and row
+  I+22 W4: write ACT (a bank's registered write)
 
 With lane groups (``cfg.lane_groups`` > 1; docs/hardware.md, "Lane groups") the WGT row holds
 ``lane_groups`` words (an entry's slots), slots 1.. decode through copies of VAL beside D1..D3, each lane
@@ -695,7 +696,7 @@ class Accelerator(wiring.Component):
         ]
         m.d.sync += [w2.thr[j].eq(getattr(rqb, f"thr{j}")) for j in range(nthr)]
 
-        # W2: the requantizer's comparators; W3: its level mux, and the write.
+        # W2: the requantizer's comparators; W3: its popcount and level mux (registered); W3b: the write.
         m.d.comb += [rqu.acc.eq(w2.acc), rqu.mode.eq(desc.mode), rqu.shift.eq(desc.shift)]
         m.d.comb += [rqu.thr[j].eq(w2.thr[j]) for j in range(nthr)]
         if rqu.cmp_copies:  # w2.acc again, a copy per comparator (kept apart: rq_cmp_copies)
@@ -712,20 +713,23 @@ class Accelerator(wiring.Component):
         act_we2 = Signal()
         m.d.comb += act_we2.eq(w2.valid & ~raw)  # one line each: bench/mutants.py locates them by line
         m.d.sync += w3.out_we.eq(w2.valid & raw)
-        # W3's ACT write enable and address, a copy per group of copy_group banks (kept apart): each drives
-        # only its group's bank decodes and row registers, not all 64 banks spread over the die
+        # W3b's ACT write enable and address (beside the requantizer's registered value), a copy per group
+        # of copy_group banks (kept apart): each drives only its group's bank decodes and row registers, not
+        # all 64 banks spread over the die
+        act_we3, w3b_valid = Signal(), Signal()
+        m.d.sync += [act_we3.eq(act_we2), w3b_valid.eq(w3.valid)]
         w3_we = kept_copies(cfg, "w3_act_we")
         w3_addr = kept_copies(cfg, "w3_addr", cfg.addr_bits)
-        m.d.sync += [c.eq(act_we2) for c in w3_we]
-        m.d.sync += [c.eq(w2.addr) for c in w3_addr]
+        m.d.sync += [c.eq(act_we3) for c in w3_we]
+        m.d.sync += [c.eq(w3.addr) for c in w3_addr]
         m.d.comb += [
             out_wr.addr.eq(w3.addr), out_wr.data.eq(w3.acc), out_wr.en.eq(w3.out_we),
         ]
         # W4: the ACT write (enable, row, level) registered beside each bank, after the bank decode, in
-        # BankedActMem (its wr_* ports take W3's write): nothing but a flip-flop before a bank's write
+        # BankedActMem (its wr_* ports take W3b's write): nothing but a flip-flop before a bank's write
         # port. w4_valid marks the stage for the drain.
         w4_valid = Signal()
-        m.d.sync += w4_valid.eq(w3.valid)
+        m.d.sync += w4_valid.eq(w3b_valid)
         m.d.comb += [act.wr_en.eq(Cat(*w3_we)), act.wr_data.eq(rqu.value)]
         m.d.comb += [act.wr_addr[g].eq(w3_addr[g]) for g in range(n)]
         in_lanes = 0
@@ -735,7 +739,7 @@ class Accelerator(wiring.Component):
                                       | d3.d.iss.valid | s2.iss.valid | s2a.iss.valid | s2b.iss.valid
                                       | s3.iss.valid | s3c_valid | s3b.iss.valid
                                       | s4.ctrl.valid | in_lanes
-                                      | wb_pending | w1.valid | w2.valid | w3.valid)
+                                      | wb_pending | w1.valid | w2.valid | w3.valid | w3b_valid)
         m.d.comb += seq.pipe_busy.eq(seq.front_busy | w4_valid)
 
         # ACT: pipeline or host (the host reads lane 0 only: row1 is not needed; latency 3). The host has

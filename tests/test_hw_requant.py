@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from apotflow.hw import isa
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.hw.requant import Requantizer, requant_model
+from apotflow.hw.requant import LATENCY, Requantizer, requant_model
 
 CFG = AcceleratorConfig(lanes=4, act_bits=6, acc_bits=16, max_levels=8)
 
@@ -27,7 +27,7 @@ def run_requant(cfg, cases):
                 ctx.set(dut.thr[j], t)
             for j, v in enumerate(lv):
                 ctx.set(dut.lv[j], v)
-            await ctx.tick()  # latency 1: value in the next cycle, inputs held
+            await ctx.tick().repeat(LATENCY)  # value LATENCY cycles later, inputs held
             got.append(ctx.get(dut.value))
 
     sim = Simulator(dut)
