@@ -307,7 +307,10 @@ def _layouts(net: IntNet) -> tuple[dict[str, bool], set[str]]:
         if ho * wo == 1:
             continue  # a global read addresses elements directly: any layout works
         for s in op.sources:
-            (phase.add(s.tensor) if s.stride == 2 else reads.append((op, s.tensor)))
+            if s.stride == 2:
+                phase.add(s.tensor)
+            else:
+                reads.append((op, s.tensor))
     stored = {op.name for op in net.ops if op.out in phase and all(
         s.tensor in phase and s.stride == 1 and s.pad == 0 and s.weight.shape[2:] == (1, 1) for s in op.sources)}
     both = phase & {t for op, t in reads if op.name not in stored}
