@@ -15,7 +15,11 @@ registers clocked by the accelerator clock:
 Six pins in all plus clk/rst. ``busy`` and ``done`` reach their pins through a register (one cycle
 after the core's): the core's FSM decode then drives flip-flops only, not a net to the pad as well
 (the ResNet-8 ECP5-25k build's critical path at 8fb4a2f ran from the FSM state through the net of
-the ``busy`` pin to the per-layer cycle counter, 9.28 of its 10.99 ns routing). Latency: the ports see the input register directly (no extra cycle);
+the ``busy`` pin to the per-layer cycle counter, 9.28 of its 10.99 ns routing). ``start`` reaches the
+core through a register too (one cycle after the pin): unregistered, it drew the FSM's next-state logic
+towards its pad (the 64-lane ResNet-20 ECP5-85k build's critical path once the requantizer's output was
+registered ran from the FSM state through the ``start`` LUT to the per-layer cycle counter, 10.50 of its
+12.20 ns routing). Latency: the ports see the input register directly (no extra cycle);
 reads come back one cycle after the address (ACT: three, ``top.host_act_latency``; as on
 ``apotflow_top``), so capture that many cycles later.
 The shell costs about in+out register bits of flip-flops and a few LUTs (the estimator adds it).
@@ -72,7 +76,9 @@ class SerialShell(wiring.Component):
         with m.If(self.sshift):
             m.d.sync += ireg.eq(Cat(ireg[1:], self.sin))
         m.d.sync += we.eq(self.sapply)
-        m.d.comb += core.start.eq(self.start)
+        start_q = Signal()  # the pin registered: no pad net in the FSM's next-state logic (see the docstring)
+        m.d.sync += start_q.eq(self.start)
+        m.d.comb += core.start.eq(start_q)
         lo = 0
         for name, width in shell_fields(cfg):  # a write request bit drives its port for the cycle after sapply
             field, lo = ireg[lo:lo + width], lo + width
