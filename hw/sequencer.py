@@ -136,15 +136,19 @@ class Sequencer(wiring.Component):
             w_step = Signal(cfg.lane_groups.bit_length(), name="w_step")
         layer_cyc = Signal(32)
         total = Signal(32)
+        # restart: a layer started in the previous cycle (X_k): layer_cyc, which counted on through X_k,
+        # takes 2 (cycles X_k, X_k + 1 of the new layer). Registered, so the 32-bit counter's load
+        # follows one flip-flop instead of the layer-start decode (the FSM state, settle, front_idle).
+        restart = Signal()
 
         m.d.comb += [
             self.prog_addr.eq(pc),
             self.wgt_addr.eq(w_ptr) if self.wgt_copies == 1 else self.wgt_addr.eq(Cat(*w_ptrs)),
             self.rq_addr.eq(rq_next),
             self.perf_waddr.eq(pc),
-            self.perf_wdata.eq(layer_cyc + 1),
+            self.perf_wdata.eq(Mux(restart, 2, layer_cyc + 1)),
         ]
-        m.d.sync += [layer_cyc.eq(layer_cyc + 1), total.eq(total + 1)]
+        m.d.sync += [layer_cyc.eq(layer_cyc + 1), total.eq(total + 1), restart.eq(0)]
         with m.If(wb_wait != 0):
             m.d.sync += [wb_wait.eq(wb_wait - 1), wb_free.eq(wb_wait == 1)]
 
@@ -220,7 +224,7 @@ class Sequencer(wiring.Component):
                         m.d.sync += [w_step.eq(1 << prog.grp_log2), ch_w_next.eq(prog.w_start + (n1.count << prog.grp_log2))]
                     with m.If(~first_layer):
                         m.d.comb += [self.perf_we.eq(1), self.perf_waddr.eq(pc - 1), self.perf_wdata.eq(layer_cyc)]
-                        m.d.sync += layer_cyc.eq(1)
+                        m.d.sync += restart.eq(1)
                     with m.If(prog.n_ch != 0):
                         m.next = "RUN"
                     with m.Elif(prog.last):
@@ -279,4 +283,6 @@ class Sequencer(wiring.Component):
                     m.d.comb += [self.perf_we.eq(1), self.done.eq(1)]
                     m.d.sync += self.cycles.eq(total + 1)
                     m.next = "IDLE"
+        with m.If(restart):
+            m.d.sync += layer_cyc.eq(2)
         return m
