@@ -26,19 +26,21 @@ async def _read_port(ctx, addr, data, n: int, latency: int = 1) -> np.ndarray:
 
 def simulate(cfg: AcceleratorConfig, images: isa.MemoryImages, act, max_cycles: int = 200_000,
              n_perf: int | None = None, vcd: str | None = None, wgt_bank_words: int | None = None,
-             on_cycle=None, wgt_words=None, rq_thr_block: int = 0, act_outreg: str | None = None) -> dict:
+             on_cycle=None, wgt_words=None, rq_thr_block: int = 0, act_outreg: str | None = None,
+             rq_split: bool = False) -> dict:
     """Load ACT through the host port, start, wait for done, read ACT, OUT and the perf counters.
 
     ``wgt_bank_words``: the WGT ROM's bank size (hw/top.py wgt_rom; small values test the banked form).
     With ``cfg.wgt_ram`` the weight words are written first, through the WGT write port, one a cycle to
     addresses 0, 1, ...: ``wgt_words`` (default ``images.wgt``; a test drops one to see the run fail).
     ``rq_thr_block``: RQ's highest thresholds in a one-port copy (hw/top.py rq_rom, iCE40 wgt_ram builds).
+    ``rq_split``: RQ as the ECP5 builds have it (two one-port ROMs, the thresholds' word registered).
     ``act_outreg`` "sim": the ACT banks in the form of the ECP5 builds' DP16KD output registers (hw/actmem.py).
     ``on_cycle(ctx, dut)``: called in every cycle from start to the one after done (checks on internals).
     Returns {"act", "out", "cycles", "perf", "busy_cycles", "done_pulses"}.
     """
     dut = Accelerator(cfg, images, **({"wgt_bank_words": wgt_bank_words} if wgt_bank_words else {}),
-                      rq_thr_block=rq_thr_block, act_outreg=act_outreg)
+                      rq_thr_block=rq_thr_block, act_outreg=act_outreg, rq_split=rq_split)
     act = np.asarray(act, dtype=np.int64)
     n_perf = len(images.prog) if n_perf is None else n_perf
     res = {}

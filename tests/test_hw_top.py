@@ -94,6 +94,19 @@ def test_thresholds_split_into_a_one_port_copy(seed, part):
     check_program(cfg, images, act, rq_thr_block=cfg.max_levels - part)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_split_thresholds_registered_same_words_and_cycles(seed):
+    """The ECP5 builds' RQ (hw/top.py rq_rom ``split``): the thresholds' word registered beside its block
+    RAMs, its row addressed a cycle earlier with the writeback buffer's next row: bit- and cycle-exact.
+    Biases zeroed so that the thresholds decide (as in the test above)."""
+    rng = random.Random(400 + seed)
+    cfg = random_config(rng)
+    images, act = random_program(cfg, rng)
+    rl = isa.rq_layout(cfg)
+    images.rq = [rl.pack(**{**rl.unpack(w), "bias": 0}) for w in images.rq]
+    check_program(cfg, images, act, rq_split=True)
+
+
 def test_generator_covers_the_features():
     """Across the seeds above: every mode, phase-split outputs, empty channels, writeback stalls,
     both lane counts, and layers reading the previous layer's output."""
