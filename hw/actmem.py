@@ -12,7 +12,9 @@ pipeline's read (``rd_*``) goes through two more registers than the host's (``ho
 ``host_sel``, one copy per ``copy_group`` banks): ``rd_*`` registered in a copy per group of
 ``copy_group`` banks (S2a), then each bank's row (``R`` or ``R + 1``) registered beside its bank
 (S2b; ``ADDR_STAGES``), so the fan-out of one row to every bank, spread over the chip, has two cycles;
-the host reads lane 0 alone (``host_row``, ``host_rot``) without them.
+the host reads lane 0 alone (``host_row``, ``host_rot``) with one register (the row in a copy per group,
+beside its banks' address selects): the host's words come a cycle after the pipeline's would from the same
+address.
 
 Latency 2 (``read_latency``; the pipeline's ``rd_*`` two more): the address presented in cycle t gives the bank words in cycle t+1,
 which are registered as they are (nothing but a flip-flop behind the block RAMs' slow outputs: a
@@ -179,7 +181,13 @@ class BankedActMem(wiring.Component):
         m.d.sync += [rot_g[g].eq(self.rd_rot if lb else 0) for g in range(n)]
         rot_p = Signal(max(1, lb))  # the pipeline's rotation, beside its per-bank rows (S2b)
         m.d.sync += rot_p.eq(rot_g[0])
-        rot = Mux(self.host_sel[0], self.host_rot, rot_p) if lb else 0
+        # the host's row and rotation registered, the row in a copy per group of banks (kept apart): the shell's
+        # address register driving 64 banks' address selects spread over the die was the 64-lane ResNet-20
+        # build's critical path at two placement seeds (s25: 8.42 + 4.42 and 10.82 + 4.97 ns of routing)
+        host_row_g = kept_copies(cfg, "host_row", row_bits)
+        host_rot_q = Signal(max(1, lb), name="host_rot_q")
+        m.d.sync += [*(c.eq(self.host_row) for c in host_row_g), host_rot_q.eq(self.host_rot if lb else 0)]
+        rot = Mux(self.host_sel[0], host_rot_q, rot_p) if lb else 0
         split = SPLIT_STAGES if read_latency(cfg) == 3 else None
         # the rotation's selects (rot_qq, and rot_q3 after the mid-way register) drive lanes x act_bits
         # multiplexers a stage (2,156 LUT inputs from one bit in the 64-lane ResNet-8 netlist): a copy per
@@ -204,7 +212,7 @@ class BankedActMem(wiring.Component):
             raddr_p = Signal(row_bits, name=f"bank{b}_raddr_p")  # registered next to the bank
             g = b // cg
             m.d.sync += raddr_p.eq(Mux(b < rot_g[g], row1_g[g], row_g[g]))
-            m.d.comb += raddr.eq(Mux(self.host_sel[g], self.host_row, raddr_p))
+            m.d.comb += raddr.eq(Mux(self.host_sel[g], host_row_g[g], raddr_p))
             # The bank's write enable and row registered beside it (``WRITE_STAGES``), after the
             # pipeline/host select and the bank decode: nothing but a flip-flop before the memory's
             # write port. The two writers never overlap (the pipeline writes while busy, the host while
