@@ -218,8 +218,8 @@ VERILOG_MUTANTS = [
     # the sequencer
     VerilogMutant("seq-total-counter", "counter", "hw/sequencer.py", "m.d.sync += [layer_cyc.eq(layer_cyc + 1), total",
                   "+", "=2'h2", module=SEQ, where=r"= total \+", what="the total cycle counter counts in twos"),
-    VerilogMutant("seq-perf-counter", "counter", "hw/sequencer.py", "self.perf_wdata.eq(layer_cyc + 1)", "+", "=1'h0",
-                  module=SEQ, what="the last layer's perf counter one cycle short"),
+    VerilogMutant("seq-perf-counter", "counter", "hw/sequencer.py", "self.perf_wdata.eq(Mux(restart, 2, layer_cyc + 1))",
+                  "+", "=1'h0", module=SEQ, what="the last layer's perf counter one cycle short"),
     VerilogMutant("seq-done-cycles", "counter", "hw/sequencer.py", "self.cycles.eq(total + 1)", "+", "=1'h0",
                   module=SEQ, what="the reported cycle total one short"),
     VerilogMutant("seq-wptr", "counter", "hw/sequencer.py", "*(w.eq(w + 1) for w in w_ptrs)]", "+", "=2'h2", module=SEQ,
