@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import time
 
 import torch
@@ -145,8 +146,6 @@ def _start(model: nn.Module, cfg: FastConfig, ckpt: str | None, float_init: dict
     history, phase and epoch (the next to train), opt (the optimizer's state), seconds (the training time so
     far), plateau, teacher (ppq: the teacher's state), resumes, ema (the weight average), pre_qat (ppq: the
     float-mode accuracy just before QAT)."""
-    import os
-
     st = {"history": [], "phase": 0, "epoch": 0, "opt": None, "seconds": 0.0, "plateau": {}, "teacher": None,
           "resumes": 0, "ema": None, "pre_qat": None}
     blob = None  # under torchrun, rank 0 reads the checkpoint and hands it to every rank
@@ -177,8 +176,6 @@ def _start(model: nn.Module, cfg: FastConfig, ckpt: str | None, float_init: dict
 
 def float_path(ckpt: str) -> str:
     """Where a ppq run with checkpoint ``ckpt`` writes its float model: float.pt beside it."""
-    import os
-
     return os.path.join(os.path.dirname(ckpt) or ".", "float.pt")
 
 

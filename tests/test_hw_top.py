@@ -80,6 +80,13 @@ def test_weight_ram_loaded_by_host(seed):
         check_program(cfg, images, act, wgt_words=skipped)
 
 
+def zero_biases(cfg, images):
+    """Every RQ row's bias 0, so that the thresholds decide (the random programs' biases put most
+    accumulators beyond every threshold)."""
+    rl = isa.rq_layout(cfg)
+    images.rq = [rl.pack(**{**rl.unpack(w), "bias": 0}) for w in images.rq]
+
+
 @pytest.mark.parametrize("seed,part", [(0, 1), (2, 2)])
 def test_thresholds_split_into_a_one_port_copy(seed, part):
     """The iCE40 wgt_ram build's RQ (hw/top.py rq_rom ``thr_block``): the highest thresholds (all, or
@@ -89,8 +96,7 @@ def test_thresholds_split_into_a_one_port_copy(seed, part):
     rng = random.Random(300 + seed)
     cfg = replace(random_config(rng), wgt_ram=1)
     images, act = random_program(cfg, rng)
-    rl = isa.rq_layout(cfg)
-    images.rq = [rl.pack(**{**rl.unpack(w), "bias": 0}) for w in images.rq]
+    zero_biases(cfg, images)
     check_program(cfg, images, act, rq_thr_block=cfg.max_levels - part)
 
 
@@ -102,8 +108,7 @@ def test_split_thresholds_registered_same_words_and_cycles(seed):
     rng = random.Random(400 + seed)
     cfg = random_config(rng)
     images, act = random_program(cfg, rng)
-    rl = isa.rq_layout(cfg)
-    images.rq = [rl.pack(**{**rl.unpack(w), "bias": 0}) for w in images.rq]
+    zero_biases(cfg, images)
     check_program(cfg, images, act, rq_split=True)
 
 
