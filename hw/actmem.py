@@ -89,10 +89,11 @@ def keep_attrs() -> dict:
     return {"keep": 1}
 
 
-def kept_copies(cfg: AcceleratorConfig, name: str, shape=1, n: int | None = None) -> list[Signal]:
-    """``n`` (default ``copies(cfg)``) signals ``{name}_g{g}`` of one shape, each marked ``keep_attrs``: the
-    per-group copies of a register that would fan out to every bank or lane."""
-    return [Signal(shape, name=f"{name}_g{g}", attrs=keep_attrs()) for g in range(copies(cfg) if n is None else n)]
+def kept_copies(cfg: AcceleratorConfig, name: str, shape=1, n: int | None = None, init=None) -> list[Signal]:
+    """``n`` (default ``copies(cfg)``) signals ``{name}_g{g}`` of one shape (reset value ``init``, if given), each marked
+    ``keep_attrs``: the per-group copies of a register that would fan out to every bank or lane."""
+    return [Signal(shape, name=f"{name}_g{g}", init=init, attrs=keep_attrs())
+            for g in range(copies(cfg) if n is None else n)]
 
 
 def pipe_split(cfg: AcceleratorConfig) -> int:

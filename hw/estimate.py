@@ -411,7 +411,8 @@ def copy_regs(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: s
     4 used WGT banks). Per extra copy: the lanes' S5 controls (``lane_ctrl_layout``) and the group's own
     S2/S3 controls (``lane_regs``' shared part, merged once a group), the ACT read rows (their live bits,
     twice), the rotation's three select registers, the writeback's load and shift enables, W3's write
-    enable and address, and ``own``."""
+    enable and address, and ``own``; per extra WGT address copy, its own RUN flag and copies of last_e,
+    wb_free and last_group (hw/sequencer.py)."""
     from .actmem import copies
     from .lane import lane_ctrl_layout
     from .top import wgt_copies
@@ -420,7 +421,7 @@ def copy_regs(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: s
            + 3 * max(1, cfg.lane_bits) + 4 + cfg.addr_bits)
     entries = None if rom_used is None else rom_used.get("wgt")
     wgt = 0 if cfg.wgt_ram else wgt_copies(cfg, True, WGT_BANK_WORDS, entries) - 1
-    return (copies(cfg) - 1) * per + wgt * cfg.wgt_addr_bits
+    return (copies(cfg) - 1) * per + wgt * (cfg.wgt_addr_bits + 4)
 
 
 def group_regs(cfg: AcceleratorConfig) -> int:
@@ -500,7 +501,7 @@ def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind:
         + 2 * (cfg.count_bits + cfg.acc_bits) + 3  # prefetch n1, n2, n1's two flags, settle's third bit
         + 2 * tail  # the group tail beside the lanes: three registers (S7..S9), was one
         + memory_stage_regs(cfg, rom_used)
-        + cfg.wgt_addr_bits  # the sequencer's ch_w_next
+        + cfg.wgt_addr_bits + 1  # the sequencer's ch_w_next and RUN flag (beside its FSM state)
         + copy_regs(cfg, rom_used, lane_kind)
         + group_regs(cfg)
     )

@@ -120,6 +120,21 @@ class Sequencer(wiring.Component):
         lg_layer = Signal()  # npix <= lanes
         wb_free = Signal(init=1)  # wb_wait == 0
         rq_cur = Signal(cfg.rq_addr_bits)
+        # Each WGT address copy decides its next value from its own registered copies of the RUN state and
+        # of last_e, wb_free and last_group (``w_flags``), so the FSM and issue decode no longer fan out to
+        # every copy: at 13b89e8 (64-lane ResNet-20, ECP5-85k) FSM state -> last_e decode -> ch_w select ->
+        # w_ptr_g7 was the critical path (11.75 ns, 10.28 of it routing). Outside RUN every copy loads the
+        # descriptor's w_start (the address is not read then), so RUN starts with it.
+        nw = self.wgt_copies
+        run_q = kept_copies(cfg, "run", 1, nw)
+
+        def w_flags(sig, name):  # the flag and its kept copies, one per WGT address copy
+            return [sig, *kept_copies(cfg, name, 1, nw, init=sig.init)[1:]]
+
+        last_es, wb_frees, last_groups = w_flags(last_e, "last_e"), w_flags(wb_free, "wb_free"), w_flags(last_group, "last_group")
+
+        def set_all(sigs, v):
+            return [s.eq(v) for s in sigs]
         # Two-deep prefetch of the next channels' (count, bias): n1 = row rq_cur + 1 with its flags,
         # n2 = row rq_cur + 2 as read. A channel change shifts port A's word into n2, n2 into n1 (its
         # flags computed from n2's register) and n1 into the current channel, so no flag is computed
@@ -150,7 +165,7 @@ class Sequencer(wiring.Component):
         ]
         m.d.sync += [layer_cyc.eq(layer_cyc + 1), total.eq(total + 1), restart.eq(0)]
         with m.If(wb_wait != 0):
-            m.d.sync += [wb_wait.eq(wb_wait - 1), wb_free.eq(wb_wait == 1)]
+            m.d.sync += [wb_wait.eq(wb_wait - 1), *set_all(wb_frees, wb_wait == 1)]
 
         nvalid = Mux(last_group, rem, L)
         go = ~last_e | wb_free
@@ -211,10 +226,9 @@ class Sequencer(wiring.Component):
                     small = prog.ho_log2 + prog.wo_log2 <= cfg.lane_bits
                     m.d.sync += [
                         desc.eq(prog), first_layer.eq(0), self.npix.eq(npix), rem.eq(npix),
-                        last_group.eq(small), lg_layer.eq(small),
+                        *set_all(last_groups, small), lg_layer.eq(small),
                         c1.eq(1), e.eq(0), e2.eq(2), p0.eq(0),
-                        null.eq(n1_null), one.eq(n1_one), last_e.eq(n1_one),
-                        *(w.eq(prog.w_start) for w in w_ptrs), ch_w.eq(prog.w_start),
+                        null.eq(n1_null), one.eq(n1_one), *set_all(last_es, n1_one), ch_w.eq(prog.w_start),
                         ch_w_next.eq(prog.w_start + n1.count),
                         ch_base.eq(prog.out_base), pos0.eq(0),
                         rq_cur.eq(prog.rq_start),
@@ -226,6 +240,7 @@ class Sequencer(wiring.Component):
                         m.d.comb += [self.perf_we.eq(1), self.perf_waddr.eq(pc - 1), self.perf_wdata.eq(layer_cyc)]
                         m.d.sync += restart.eq(1)
                     with m.If(prog.n_ch != 0):
+                        m.d.sync += set_all(run_q, 1)
                         m.next = "RUN"
                     with m.Elif(prog.last):
                         m.d.sync += own_eq(own_next_drain)
@@ -243,33 +258,30 @@ class Sequencer(wiring.Component):
                 ]
                 with m.If(go):
                     with m.If(~last_e):
-                        m.d.sync += [e.eq(e + 1), e2.eq(e2 + 1), last_e.eq(e2 == cur_count),
-                                     *(w.eq(w + 1) for w in w_ptrs)]
-                        if grouped:  # a grouped entry is 2**grp_log2 words (the later assignment wins)
-                            m.d.sync += [w.eq(w + w_step) for w in w_ptrs]
+                        m.d.sync += [e.eq(e + 1), e2.eq(e2 + 1), *set_all(last_es, e2 == cur_count)]
                     with m.Else():
-                        m.d.sync += [wb_wait.eq(nvalid - 1), wb_free.eq(Mux(last_group, rem == 1, L == 1)),
-                                     e.eq(0), e2.eq(2), last_e.eq(one)]
+                        m.d.sync += [wb_wait.eq(nvalid - 1), *set_all(wb_frees, Mux(last_group, rem == 1, L == 1)),
+                                     e.eq(0), e2.eq(2), *set_all(last_es, one)]
                         with m.If(~last_group):
                             m.d.sync += [
-                                p0.eq(p0 + L), rem.eq(rem - L), *(w.eq(ch_w) for w in w_ptrs),
-                                last_group.eq(((rem >> (cfg.lane_bits + 1)) == 0) | (rem == 2 * L)),  # rem-L <= L
+                                p0.eq(p0 + L), rem.eq(rem - L),
+                                *set_all(last_groups, ((rem >> (cfg.lane_bits + 1)) == 0) | (rem == 2 * L)),  # rem-L <= L
                             ]
                         with m.Else():
                             # Next channel: its (count, bias) was prefetched; shift the prefetch.
                             shift()
                             m.d.sync += [
-                                c1.eq(c1 + 1), p0.eq(0), rem.eq(self.npix), last_group.eq(lg_layer),
+                                c1.eq(c1 + 1), p0.eq(0), rem.eq(self.npix), *set_all(last_groups, lg_layer),
                                 ch_w.eq(ch_w_next), ch_w_next.eq(ch_w_next + n1.count),
-                                *(w.eq(ch_w_next) for w in w_ptrs),
                                 cur_count.eq(n1.count), cur_bias.eq(n1.bias),
-                                null.eq(n1_null), one.eq(n1_one), last_e.eq(n1_one),
+                                null.eq(n1_null), one.eq(n1_one), *set_all(last_es, n1_one),
                                 rq_cur.eq(rq_cur + 1),
                                 ch_base.eq(ch_base + self.npix), pos0.eq(pos0 + (1 << desc.diag_log2)),
                             ]
                             if grouped:  # (the later assignment wins)
                                 m.d.sync += ch_w_next.eq(ch_w_next + (n1.count << desc.grp_log2))
                             with m.If(c1 == desc.n_ch):
+                                m.d.sync += set_all(run_q, 0)
                                 with m.If(desc.last):
                                     m.d.sync += own_eq(own_next_drain)
                                     m.next = "DRAIN"
@@ -285,4 +297,13 @@ class Sequencer(wiring.Component):
                     m.next = "IDLE"
         with m.If(restart):
             m.d.sync += layer_cyc.eq(2)
+        for w, run, le, free, lg in zip(w_ptrs, run_q, last_es, wb_frees, last_groups):
+            # RUN's go = ~last_e | wb_free: the next entry (a grouped entry is 2**grp_log2 words), or after a
+            # group's last entry the channel's first (another pixel group) or the next channel's
+            with m.If(~run):
+                m.d.sync += w.eq(prog.w_start)
+            with m.Elif(~le):
+                m.d.sync += w.eq(w + (w_step if grouped else 1))
+            with m.Elif(free):
+                m.d.sync += w.eq(Mux(lg, ch_w_next, ch_w))
         return m
