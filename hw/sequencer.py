@@ -283,7 +283,9 @@ class Sequencer(wiring.Component):
                             with m.If(c1 == desc.n_ch):
                                 m.d.sync += set_all(run_q, 0)
                                 with m.If(desc.last):
-                                    m.d.sync += own_eq(own_next_drain)
+                                    # own stays 1 (RUN's): entering DRAIN from here, own_next_drain is 1, as
+                                    # this cycle issues; not written here, no issue decode drives the copies
+                                    # (13b89e8, seed 2: last_e -> the decode -> own_g1 was the critical path)
                                     m.next = "DRAIN"
                                 with m.Else():
                                     m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
