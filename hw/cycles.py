@@ -11,10 +11,11 @@ Time 0 is the first cycle ``busy`` is high. For layer k (npix = 2**(ho_log2+wo_l
 * RUN issues from X_k + 1 for R_k = sum over (c, g) in issue order of max(count'_c, n_prev) cycles
   (n_prev: valid lanes of the previous group of the same layer, 0 for the first): the last entry of a
   group waits until the writeback buffer is free;
-* the last layer ends with ``done`` at D = max(X + 1, I_last + pipe + WB + 2 + n_last); total = D + 1.
+* the last layer ends with ``done`` at D = max(X + 1, I_last + pipe + WB + 3 + n_last) (the sequencer sees the
+  empty pipeline through two registers there); total = D + 1.
 
 Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 22 + n_last cycles (23 from 128 lanes on)
-(n_last = the serial writeback of its last group), the first layer SETTLE = 4 more, the last layer 2 more.
+(n_last = the serial writeback of its last group), the first layer SETTLE = 4 more, the last layer 3 more.
 perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D).
 """
 
@@ -69,7 +70,7 @@ def schedule_cycles(layers) -> list[int]:
         if not units:
             wait_start = x + 1
             if last:
-                done = x + 1 if last_issue is None else max(x + 1, last_issue[0] + last_issue[2] + WB + 2 + last_issue[1])
+                done = x + 1 if last_issue is None else max(x + 1, last_issue[0] + last_issue[2] + WB + 3 + last_issue[1])
             continue
         run, prev = 0, 0
         for cnt, n in units:
@@ -80,7 +81,7 @@ def schedule_cycles(layers) -> list[int]:
         front_free = i_last + P + WB + 1 + units[-1][1]
         wait_start = i_last + 1
         if last:
-            done = i_last + P + WB + 2 + units[-1][1]
+            done = i_last + P + WB + 3 + units[-1][1]
     ends = starts[1:] + [done + 1]
     out = [e - s for s, e in zip(starts, ends)]
     out[0] = ends[0]

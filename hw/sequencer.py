@@ -4,7 +4,7 @@ Per layer: WAIT (PROG is addressed with pc, then RQ port A with the layer's firs
 shifts fill the two-deep (count, bias) prefetch; at least 4 cycles, overlapped with the previous layer's drain; the layer starts -- descriptor and first row
 latched -- in the cycle after the one in which the previous layer had nothing left in flight but its
 final write) -> RUN (one entry per cycle: entries, then pixel groups, then channels) -> WAIT of the
-next layer, or DRAIN after the last layer (waits until every write has landed, plus one cycle) ->
+next layer, or DRAIN after the last layer (waits until every write has landed, plus two cycles) ->
 IDLE with a ``done`` pulse. The new layer's first ACT read comes after every write of the previous one.
 
 Flow control: issue never waits on the datapath except for one rule that keeps the writeback buffer
@@ -179,8 +179,16 @@ class Sequencer(wiring.Component):
 
         # own(t) = busy(t) & ~done(t) from a register (computed from the next state): the ACT ports'
         # host/pipeline select fans out to every bank, so it comes from a flip-flop, not the FSM decode.
-        # Entering or staying in DRAIN, done follows pipe_idle one cycle later: own <= ~pipe_idle's next value.
-        own_next_drain = self.pipe_busy | self.issue.valid
+        # DRAIN ends (done) when pipe_idle2, pipe_idle a cycle later, is high, so that own's next value there
+        # is ~pipe_idle, a register, not the pipeline's busy OR: at 13b89e8's RTL that OR and the WAIT
+        # decode drove the own copies across the die (critical path, 12.42 ns: PROG word -> the empty-layer
+        # decode -> pipe_busy -> own_g6). One cycle per image. empty_q, last_q: the layer's n_ch == 0 and last
+        # bit registered in WAIT (its PROG word is there from settle 1, they are read at settle 4). pipe_idle2
+        # misses an issue of the cycle before: DRAIN's first cycle after RUN (from_run), which issued then,
+        # never ends it.
+        pipe_idle2, empty_q, last_q, from_run = Signal(init=1), Signal(), Signal(), Signal()
+        m.d.sync += pipe_idle2.eq(pipe_idle)
+        drain_end = pipe_idle2 & ~from_run
         # own_copies: the same register, one copy per group of ACT banks (kept apart in synthesis), each
         # driving only its group's address selects
         own_q = kept_copies(cfg, "own")
@@ -215,6 +223,7 @@ class Sequencer(wiring.Component):
                 # one cycle later).
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [*own_eq(1), self.idle.eq(0)]
+                m.d.sync += [empty_q.eq(prog.n_ch == 0), last_q.eq(prog.last)]
                 with m.If(settle == 1):
                     m.d.comb += self.rq_addr.eq(prog.rq_start)
                     m.d.sync += [rq_next.eq(prog.rq_start), rq_next1.eq(prog.rq_start + 1)]
@@ -239,11 +248,11 @@ class Sequencer(wiring.Component):
                     with m.If(~first_layer):
                         m.d.comb += [self.perf_we.eq(1), self.perf_waddr.eq(pc - 1), self.perf_wdata.eq(layer_cyc)]
                         m.d.sync += restart.eq(1)
-                    with m.If(prog.n_ch != 0):
+                    with m.If(~empty_q):
                         m.d.sync += set_all(run_q, 1)
                         m.next = "RUN"
-                    with m.Elif(prog.last):
-                        m.d.sync += own_eq(own_next_drain)
+                    with m.Elif(last_q):
+                        m.d.sync += own_eq(~pipe_idle)
                         m.next = "DRAIN"
                     with m.Else():
                         m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
@@ -283,24 +292,25 @@ class Sequencer(wiring.Component):
                             with m.If(c1 == desc.n_ch):
                                 m.d.sync += set_all(run_q, 0)
                                 with m.If(desc.last):
-                                    # own stays 1 (RUN's): entering DRAIN from here, own_next_drain is 1, as
-                                    # this cycle issues; not written here, no issue decode drives the copies
-                                    # (13b89e8, seed 2: last_e -> the decode -> own_g1 was the critical path)
+                                    # own stays 1 (RUN's): this cycle issues, so DRAIN's first cycle is not
+                                    # done; not written here, no issue decode drives the copies (13b89e8,
+                                    # seed 2: last_e -> the decode -> own_g1 was the critical path)
+                                    m.d.sync += from_run.eq(1)
                                     m.next = "DRAIN"
                                 with m.Else():
                                     m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
                                     m.next = "WAIT"
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [*own_eq(Mux(pipe_idle, 0, own_next_drain)), self.idle.eq(pipe_idle)]
-                with m.If(pipe_idle):
+                m.d.sync += [*own_eq(~pipe_idle), self.idle.eq(drain_end), from_run.eq(0)]
+                with m.If(drain_end):
                     m.d.comb += [self.perf_we.eq(1), self.done.eq(1)]
                     m.d.sync += self.cycles.eq(total + 1)
                     m.next = "IDLE"
         with m.If(restart):
             m.d.sync += layer_cyc.eq(2)
         for w, run, le, free, lg in zip(w_ptrs, run_q, last_es, wb_frees, last_groups):
-            # RUN's go = ~last_e | wb_free: the next entry (a grouped entry is 2**grp_log2 words), or after a
+            # RUN's go (~last_e, or wb_free): the next entry (a grouped entry is 2**grp_log2 words), or after a
             # group's last entry the channel's first (another pixel group) or the next channel's
             with m.If(~run):
                 m.d.sync += w.eq(prog.w_start)
