@@ -131,7 +131,8 @@ class Sequencer(wiring.Component):
         def w_flags(sig, name):  # the flag and its kept copies, one per WGT address copy
             return [sig, *kept_copies(cfg, name, 1, nw, init=sig.init)[1:]]
 
-        last_es, wb_frees, last_groups = w_flags(last_e, "last_e"), w_flags(wb_free, "wb_free"), w_flags(last_group, "last_group")
+        last_es, wb_frees = w_flags(last_e, "last_e"), w_flags(wb_free, "wb_free")
+        last_groups = w_flags(last_group, "last_group")
 
         def set_all(sigs, v):
             return [s.eq(v) for s in sigs]
