@@ -11,8 +11,8 @@ Time 0 is the first cycle ``busy`` is high. For layer k (npix = 2**(ho_log2+wo_l
 * RUN issues from X_k + 1 for R_k = sum over (c, g) in issue order of max(count'_c, n_prev) cycles
   (n_prev: valid lanes of the previous group of the same layer, 0 for the first): the last entry of a
   group waits until the writeback buffer is free;
-* the last layer ends with ``done`` at D = max(X + 1, I_last + pipe + WB + 3 + n_last) (the sequencer sees the
-  empty pipeline through two registers there); total = D + 1.
+* the last layer ends with ``done`` at D = max(X + 2, I_last + pipe + WB + 3 + n_last) (the sequencer sees the
+  empty pipeline through two registers there, and DRAIN's first cycle never ends it); total = D + 1.
 
 Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 22 + n_last cycles (23 from 128 lanes on)
 (n_last = the serial writeback of its last group), the first layer SETTLE = 4 more, the last layer 3 more.
@@ -70,7 +70,7 @@ def schedule_cycles(layers) -> list[int]:
         if not units:
             wait_start = x + 1
             if last:
-                done = x + 1 if last_issue is None else max(x + 1, last_issue[0] + last_issue[2] + WB + 3 + last_issue[1])
+                done = x + 2 if last_issue is None else max(x + 2, last_issue[0] + last_issue[2] + WB + 3 + last_issue[1])
             continue
         run, prev = 0, 0
         for cnt, n in units:

@@ -178,25 +178,24 @@ class Sequencer(wiring.Component):
         m.d.sync += [front_idle.eq(~(self.front_busy | self.issue.valid)),
                      pipe_idle.eq(~(self.pipe_busy | self.issue.valid))]
 
-        # own(t) = busy(t) & ~done(t) from a register (computed from the next state): the ACT ports'
-        # host/pipeline select fans out to every bank, so it comes from a flip-flop, not the FSM decode.
-        # DRAIN ends (done) when pipe_idle2, pipe_idle a cycle later, is high, so that own's next value there
-        # is ~pipe_idle, a register, not the pipeline's busy OR: at 13b89e8's RTL that OR and the WAIT
-        # decode drove the own copies across the die (critical path, 12.42 ns: PROG word -> the empty-layer
-        # decode -> pipe_busy -> own_g6). One cycle per image. empty_q, last_q: the layer's n_ch == 0 and last
-        # bit registered in WAIT (its PROG word is there from settle 1, they are read at settle 4). pipe_idle2
-        # misses an issue of the cycle before: DRAIN's first cycle after RUN (from_run), which issued then,
-        # never ends it.
-        pipe_idle2, empty_q, last_q, from_run = Signal(init=1), Signal(), Signal(), Signal()
+        # own(t) = busy(t) & ~done(t) from a register: the ACT ports' host/pipeline select fans out to every
+        # bank, so it comes from a flip-flop, and its next value is one LUT of registers (the FSM state,
+        # start, pipe_idle) beside each copy: IDLE start, DRAIN ~pipe_idle, else 1. For that, DRAIN ends (done)
+        # when pipe_idle2, pipe_idle a cycle later, is high, and never in its first cycle (first_drain: after
+        # RUN that cycle's issue is not in pipe_idle2 yet; after WAIT, an empty last layer, own is 1 there).
+        # Before (13b89e8 and s26), the pipeline's busy OR and the FSM decode fed the copies across the die:
+        # the critical path of three builds (PROG word -> the empty-layer decode -> pipe_busy -> own_g6, 12.42
+        # ns; settle -> the WAIT decode -> own_g4, 12.04 ns; last_e -> own_g1). One cycle per image.
+        # empty_q, last_q: the layer's n_ch == 0 and last bit registered in WAIT (its PROG word is there from
+        # settle 1; they are read at settle 4).
+        pipe_idle2, empty_q, last_q, first_drain = Signal(init=1), Signal(), Signal(), Signal()
         m.d.sync += pipe_idle2.eq(pipe_idle)
-        drain_end = pipe_idle2 & ~from_run
+        drain_end = pipe_idle2 & ~first_drain
         # own_copies: the same register, one copy per group of ACT banks (kept apart in synthesis), each
         # driving only its group's address selects
         own_q = kept_copies(cfg, "own")
         m.d.comb += self.own_copies.eq(Cat(*own_q))
 
-        def own_eq(v):
-            return [self.own.eq(v), *(o.eq(v) for o in own_q)]
 
         first_layer = Signal()
         settle = Signal(3)
@@ -210,9 +209,9 @@ class Sequencer(wiring.Component):
                 n1_null.eq(n2.count == 0), n1_one.eq((n2.count >> 1) == 0),
             ]
 
-        with m.FSM(name="seq"):
+        with m.FSM(name="seq") as fsm:
             with m.State("IDLE"):
-                m.d.sync += [*own_eq(self.start), self.idle.eq(~self.start)]
+                m.d.sync += self.idle.eq(~self.start)
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), settle.eq(0), layer_cyc.eq(0), total.eq(0), first_layer.eq(1)]
                     m.next = "WAIT"
@@ -223,7 +222,7 @@ class Sequencer(wiring.Component):
                 # previous layer's last write is in its final stage (front_busy low; registered, so
                 # one cycle later).
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [*own_eq(1), self.idle.eq(0)]
+                m.d.sync += self.idle.eq(0)
                 m.d.sync += [empty_q.eq(prog.n_ch == 0), last_q.eq(prog.last)]
                 with m.If(settle == 1):
                     m.d.comb += self.rq_addr.eq(prog.rq_start)
@@ -253,13 +252,13 @@ class Sequencer(wiring.Component):
                         m.d.sync += set_all(run_q, 1)
                         m.next = "RUN"
                     with m.Elif(last_q):
-                        m.d.sync += own_eq(~pipe_idle)
+                        m.d.sync += first_drain.eq(1)
                         m.next = "DRAIN"
                     with m.Else():
                         m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [*own_eq(1), self.idle.eq(0)]
+                m.d.sync += self.idle.eq(0)
                 iss = self.issue
                 m.d.comb += [
                     iss.valid.eq(go), iss.first.eq(e == 0), iss.last.eq(last_e), iss.null.eq(null),
@@ -293,23 +292,22 @@ class Sequencer(wiring.Component):
                             with m.If(c1 == desc.n_ch):
                                 m.d.sync += set_all(run_q, 0)
                                 with m.If(desc.last):
-                                    # own stays 1 (RUN's): this cycle issues, so DRAIN's first cycle is not
-                                    # done; not written here, no issue decode drives the copies (13b89e8,
-                                    # seed 2: last_e -> the decode -> own_g1 was the critical path)
-                                    m.d.sync += from_run.eq(1)
+                                    m.d.sync += first_drain.eq(1)
                                     m.next = "DRAIN"
                                 with m.Else():
                                     m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
                                     m.next = "WAIT"
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [*own_eq(~pipe_idle), self.idle.eq(drain_end), from_run.eq(0)]
+                m.d.sync += [self.idle.eq(drain_end), first_drain.eq(0)]
                 with m.If(drain_end):
                     m.d.comb += [self.perf_we.eq(1), self.done.eq(1)]
                     m.d.sync += self.cycles.eq(total + 1)
                     m.next = "IDLE"
         with m.If(restart):
             m.d.sync += layer_cyc.eq(2)
+        own_next = Mux(fsm.ongoing("IDLE"), self.start, Mux(fsm.ongoing("DRAIN"), ~pipe_idle, 1))
+        m.d.sync += [self.own.eq(own_next), *(o.eq(own_next) for o in own_q)]
         for w, run, le, free, lg in zip(w_ptrs, run_q, last_es, wb_frees, last_groups):
             # RUN's go (~last_e, or wb_free): the next entry (a grouped entry is 2**grp_log2 words), or after a
             # group's last entry the channel's first (another pixel group) or the next channel's

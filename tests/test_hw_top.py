@@ -283,10 +283,11 @@ def test_padding_copies_at_16_lanes(seed):
     check_program(cfg, images, act)
 
 
-@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("seed", range(3))
 def test_registered_port_selects_equal_busy_and_done(seed, monkeypatch):
     """The sequencer's registered ``own`` (the pipeline owns the ACT ports) and ``idle`` (the host may
-    write) equal busy & ~done and ~busy in every cycle, empty last layer included (hw/sequencer.py)."""
+    write) equal busy & ~done and ~busy in every cycle, empty last layer included (hw/sequencer.py); seed 2
+    ends in two empty layers, so that DRAIN starts on an empty pipeline (the cycle model's X + 2 term)."""
     from apotflow.hw.sequencer import Sequencer
 
     seqs, orig = [], Sequencer.elaborate
@@ -298,7 +299,7 @@ def test_registered_port_selects_equal_busy_and_done(seed, monkeypatch):
         dl = isa.desc_layout(cfg)
         prog = [dl.unpack(w) for w in images.prog]
         prog[-1]["last"] = 0
-        prog.append(dict(prog[0], n_ch=0, last=1))
+        prog += [dict(prog[0], n_ch=0, last=0)] * (seed - 1) + [dict(prog[0], n_ch=0, last=1)]
         images = isa.MemoryImages(cfg, images.wgt, images.rq, [dl.pack(**d) for d in prog], images.val, images.tap)
     bad = []
 
