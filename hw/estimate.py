@@ -74,9 +74,9 @@ COEF = {
         "lut_rom": 0.5146,
         "lut_rom_random": 1.6207,
         "lut_copies": 0.0,
-        "ff_const": 1586.8482,
-        "ff_lane": 0.2464,
-        "ff_rom_words": 0.1242,
+        "ff_const": 1585.5148,
+        "ff_lane": 0.1529,
+        "ff_rom_words": 0.1276,
         # logic cells = LUT4 + lc_ff x FF: the flip-flops that do not pack with a LUT (and the carry-only
         # and chain cells), fitted to nextpnr's counts by bench/ice40_cells.py (docs/resources.md)
         "lc_ff": 0.6968,
@@ -87,16 +87,16 @@ COEF = {
         "lut_const": 0.0,
         "lut_rot": 0.0,
         "lut_bank": 0.0,
-        "lut_per_lane": 2.5169,
-        "lut_per_lane_random": 4.1177,
-        "lut_rq": 1.8437,
-        "lut_ram": 1.92,
-        "lut_bram_mux": 2.5637,
+        "lut_per_lane": 2.5156,
+        "lut_per_lane_random": 4.1189,
+        "lut_rq": 1.8441,
+        "lut_ram": 1.9208,
+        "lut_bram_mux": 2.5631,
         "lut_rom": 0.0,
-        "lut_rom_random": 10.1696,
-        "lut_copies": 0.2705,
-        "ff_const": 1451.8061,
-        "ff_lane": 7.5839,
+        "lut_rom_random": 10.1637,
+        "lut_copies": 0.2687,
+        "ff_const": 1444.8114,
+        "ff_lane": 6.661,
         "ff_rom_words": 0.0,
     },
     "xilinx": {
@@ -105,16 +105,16 @@ COEF = {
         "lut_const": 0.0,
         "lut_rot": 0.0,
         "lut_bank": 0.0,
-        "lut_per_lane": 1.5605,
-        "lut_per_lane_random": 2.553,
-        "lut_rq": 1.1431,
-        "lut_ram": 1.1904,
-        "lut_bram_mux": 1.5895,
+        "lut_per_lane": 1.5597,
+        "lut_per_lane_random": 2.5537,
+        "lut_rq": 1.1433,
+        "lut_ram": 1.1909,
+        "lut_bram_mux": 1.5891,
         "lut_rom": 0.0,
-        "lut_rom_random": 6.3052,
-        "lut_copies": 0.1677,
-        "ff_const": 1451.8061,
-        "ff_lane": 7.5839,
+        "lut_rom_random": 6.3015,
+        "lut_copies": 0.1666,
+        "ff_const": 1444.8114,
+        "ff_lane": 6.661,
         "ff_rom_words": 0.0,
     },
 }
@@ -385,7 +385,7 @@ def decode_regs(cfg: AcceleratorConfig) -> int:
 
 def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> int:
     """Register bits of the stages that grow with the memories (added after the calibration sweeps): S1a,
-    each used WGT bank's word registered beside its block RAM and the bank index twice (``hw/top.wgt_rom``);
+    each used WGT bank's word registered beside its block RAM and its one-hot select twice (``hw/top.wgt_rom``);
     S2a, each ACT bank's row registered beside it and the rotation (``hw/actmem.py``); each LUT-RAM tail's
     registered read address (its live rows' bits; Yosys trims the rest) and select; W4, the registered ACT
     write (valid, enable, address, level)."""
@@ -397,7 +397,7 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
         bits += rows * isa.entry_layout(cfg).width + (2 * (cfg.wgt_addr_bits - lo) if rows > 1 else 0)
     elif cfg.wgt_depth > WGT_BANK_WORDS:
         lo = (WGT_BANK_WORDS - 1).bit_length()
-        bits += wgt_rows(cfg, rom_used) // WGT_BANK_WORDS * isa.entry_layout(cfg).width + 2 * (cfg.wgt_addr_bits - lo)
+        bits += wgt_rows(cfg, rom_used) // WGT_BANK_WORDS * (isa.entry_layout(cfg).width + 2)
     bits += cfg.lanes * (cfg.addr_bits - cfg.lane_bits) + cfg.lane_bits
     split = tail_split(cfg)
     if split is not None:
