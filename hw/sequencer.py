@@ -111,7 +111,8 @@ class Sequencer(wiring.Component):
         # The issue decisions come from registered flags (no carry chain between a register and the
         # control fan-out or the RQ address): each is recomputed when its inputs change.
         e2 = Signal(cfg.count_bits + 1)  # e + 2: the next entry is the last iff e2 == cur_count
-        c1 = Signal(cfg.ch_bits)  # channel + 1
+        c2 = Signal(cfg.ch_bits + 1)  # channel + 2
+        last_ch = Signal()  # this is the layer's last channel (channel + 1 == n_ch)
         rem = Signal(pb + 1)  # npix - p0, counted down
         null = Signal()  # cur_count == 0
         one = Signal()  # cur_count <= 1
@@ -236,7 +237,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += [
                         desc.eq(prog), first_layer.eq(0), self.npix.eq(npix), rem.eq(npix),
                         *set_all(last_groups, small), lg_layer.eq(small),
-                        c1.eq(1), e.eq(0), e2.eq(2), p0.eq(0),
+                        c2.eq(2), last_ch.eq(prog.n_ch == 1), e.eq(0), e2.eq(2), p0.eq(0),
                         null.eq(n1_null), one.eq(n1_one), *set_all(last_es, n1_one), ch_w.eq(prog.w_start),
                         ch_w_next.eq(prog.w_start + n1.count),
                         ch_base.eq(prog.out_base), pos0.eq(0),
@@ -259,44 +260,11 @@ class Sequencer(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += self.idle.eq(0)
-                iss = self.issue
-                m.d.comb += [
-                    iss.valid.eq(go), iss.first.eq(e == 0), iss.last.eq(last_e), iss.null.eq(null),
-                    iss.p0.eq(p0), iss.nvalid.eq(nvalid), iss.bias.eq(cur_bias),
-                    iss.ch_base.eq(ch_base), iss.rq_row.eq(rq_cur), iss.pos0.eq(Mux(desc.diag, pos0, 0)),
-                ]
-                with m.If(go):
-                    with m.If(~last_e):
-                        m.d.sync += [e.eq(e + 1), e2.eq(e2 + 1), *set_all(last_es, e2 == cur_count)]
+                with m.If(go & last_e & last_group & last_ch):
+                    with m.If(desc.last):
+                        m.next = "DRAIN"
                     with m.Else():
-                        m.d.sync += [wb_wait.eq(nvalid - 1), *set_all(wb_frees, Mux(last_group, rem == 1, L == 1)),
-                                     e.eq(0), e2.eq(2), *set_all(last_es, one)]
-                        with m.If(~last_group):
-                            m.d.sync += [
-                                p0.eq(p0 + L), rem.eq(rem - L),
-                                *set_all(last_groups, ((rem >> (cfg.lane_bits + 1)) == 0) | (rem == 2 * L)),  # rem-L <= L
-                            ]
-                        with m.Else():
-                            # Next channel: its (count, bias) was prefetched; shift the prefetch.
-                            shift()
-                            m.d.sync += [
-                                c1.eq(c1 + 1), p0.eq(0), rem.eq(self.npix), *set_all(last_groups, lg_layer),
-                                ch_w.eq(ch_w_next), ch_w_next.eq(ch_w_next + n1.count),
-                                cur_count.eq(n1.count), cur_bias.eq(n1.bias),
-                                null.eq(n1_null), one.eq(n1_one), *set_all(last_es, n1_one),
-                                rq_cur.eq(rq_cur + 1),
-                                ch_base.eq(ch_base + self.npix), pos0.eq(pos0 + (1 << desc.diag_log2)),
-                            ]
-                            if grouped:  # (the later assignment wins)
-                                m.d.sync += ch_w_next.eq(ch_w_next + (n1.count << desc.grp_log2))
-                            with m.If(c1 == desc.n_ch):
-                                m.d.sync += set_all(run_q, 0)
-                                with m.If(desc.last):
-                                    m.d.sync += first_drain.eq(1)
-                                    m.next = "DRAIN"
-                                with m.Else():
-                                    m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
-                                    m.next = "WAIT"
+                        m.next = "WAIT"
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [self.idle.eq(drain_end), first_drain.eq(0)]
@@ -304,6 +272,48 @@ class Sequencer(wiring.Component):
                     m.d.comb += [self.perf_we.eq(1), self.done.eq(1)]
                     m.d.sync += self.cycles.eq(total + 1)
                     m.next = "IDLE"
+        # RUN's datapath: enabled by the registered RUN flag (run_q[0], = the FSM in RUN), not the FSM state's
+        # decode, so each register's enable is one LUT of flip-flops (run, last_e, wb_free, last_group):
+        # at s26d seed 1 the FSM state -> the go / last-entry decode -> p0's enable was the critical path
+        # (12.31 ns, four LUT levels)
+        with m.If(run_q[0]):
+            iss = self.issue
+            m.d.comb += [
+                iss.valid.eq(go), iss.first.eq(e == 0), iss.last.eq(last_e), iss.null.eq(null),
+                iss.p0.eq(p0), iss.nvalid.eq(nvalid), iss.bias.eq(cur_bias),
+                iss.ch_base.eq(ch_base), iss.rq_row.eq(rq_cur), iss.pos0.eq(Mux(desc.diag, pos0, 0)),
+            ]
+            with m.If(go):
+                with m.If(~last_e):
+                    m.d.sync += [e.eq(e + 1), e2.eq(e2 + 1), *set_all(last_es, e2 == cur_count)]
+                with m.Else():
+                    m.d.sync += [wb_wait.eq(nvalid - 1), *set_all(wb_frees, Mux(last_group, rem == 1, L == 1)),
+                                 e.eq(0), e2.eq(2), *set_all(last_es, one)]
+                    with m.If(~last_group):
+                        m.d.sync += [
+                            p0.eq(p0 + L), rem.eq(rem - L),
+                            *set_all(last_groups, ((rem >> (cfg.lane_bits + 1)) == 0) | (rem == 2 * L)),  # rem-L <= L
+                        ]
+                    with m.Else():
+                        # Next channel: its (count, bias) was prefetched; shift the prefetch.
+                        shift()
+                        m.d.sync += [
+                            c2.eq(c2 + 1), last_ch.eq(c2 == desc.n_ch), p0.eq(0), rem.eq(self.npix),
+                            *set_all(last_groups, lg_layer),
+                            ch_w.eq(ch_w_next), ch_w_next.eq(ch_w_next + n1.count),
+                            cur_count.eq(n1.count), cur_bias.eq(n1.bias),
+                            null.eq(n1_null), one.eq(n1_one), *set_all(last_es, n1_one),
+                            rq_cur.eq(rq_cur + 1),
+                            ch_base.eq(ch_base + self.npix), pos0.eq(pos0 + (1 << desc.diag_log2)),
+                        ]
+                        if grouped:  # (the later assignment wins)
+                            m.d.sync += ch_w_next.eq(ch_w_next + (n1.count << desc.grp_log2))
+                        with m.If(last_ch):  # the FSM leaves RUN (above)
+                            m.d.sync += set_all(run_q, 0)
+                            with m.If(desc.last):
+                                m.d.sync += first_drain.eq(1)
+                            with m.Else():
+                                m.d.sync += [pc.eq(pc + 1), settle.eq(0)]
         with m.If(restart):
             m.d.sync += layer_cyc.eq(2)
         own_next = Mux(fsm.ongoing("IDLE"), self.start, Mux(fsm.ongoing("DRAIN"), ~pipe_idle, 1))
