@@ -15,7 +15,7 @@ Time 0 is the first cycle ``busy`` is high. For layer k (npix = 2**(ho_log2+wo_l
   empty pipeline through two registers there, and DRAIN's first cycle never ends it); total = D + 1.
 
 Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 22 + n_last cycles (23 from 128 lanes on)
-(n_last = the serial writeback of its last group), the first layer SETTLE = 4 more, the last layer 3 more.
+(n_last = the serial writeback of its last group), the first layer SETTLE = 6 more, the last layer 3 more.
 perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D).
 """
 
@@ -34,7 +34,7 @@ def pipe(cfg: AcceleratorConfig) -> int:
     grouped or not."""
     return 13 + cfg.lane_latency + (cfg.act_read_latency - 2) + cfg.fold_levels
 WB = 5  # W1..W4: writeback stages after W0 (RQ row register, comparators, level mux, its register W3b, registered write)
-SETTLE = 4  # PROG read, RQ row address, two shifts into the (count, bias) prefetch before a layer can start
+SETTLE = 6  # PROG read, RQ port A's address registered, then three fills (prefetch and current channel)
 
 
 def _layers(cfg: AcceleratorConfig, images: isa.MemoryImages):

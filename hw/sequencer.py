@@ -1,9 +1,9 @@
 """The sequencer: walks the program and issues one weight entry per cycle to the lane pipeline.
 
-Per layer: WAIT (PROG is addressed with pc, then RQ port A with the layer's first row, then two
-shifts fill the two-deep (count, bias) prefetch; at least 4 cycles, overlapped with the previous layer's drain; the layer starts -- descriptor and first row
-latched -- in the cycle after the one in which the previous layer had nothing left in flight but its
-final write) -> RUN (one entry per cycle: entries, then pixel groups, then channels) -> WAIT of the
+Per layer: WAIT (PROG is addressed with pc, then RQ port A with the layer's first row, from a register,
+then three fills of the current channel's (count, bias) and the two-deep prefetch; at least 6 cycles,
+overlapped with the previous layer's drain; the layer starts -- descriptor latched -- in the cycle
+after the one in which the previous layer had nothing left in flight but its final write) -> RUN (one entry per cycle: entries, then pixel groups, then channels) -> WAIT of the
 next layer, or DRAIN after the last layer (waits until every write has landed, plus two cycles) ->
 IDLE with a ``done`` pulse. The new layer's first ACT read comes after every write of the previous one.
 
@@ -200,15 +200,19 @@ class Sequencer(wiring.Component):
 
         first_layer = Signal()
         settle = Signal(3)
-        with m.If(settle != 4):
+        with m.If(settle != 6):
             m.d.sync += settle.eq(settle + 1)
 
-        def shift():
-            m.d.comb += self.rq_addr.eq(rq_next1)
+        def fill():  # port A's word into n2, n2 into n1 (the current channel takes n1 where it is read)
             m.d.sync += [
-                rq_next.eq(rq_next1), rq_next1.eq(rq_next1 + 1), n2.count.eq(row.count), n2.bias.eq(row.bias), n1.eq(n2),
+                n2.count.eq(row.count), n2.bias.eq(row.bias), n1.eq(n2),
                 n1_null.eq(n2.count == 0), n1_one.eq((n2.count >> 1) == 0),
             ]
+
+        def shift():  # RUN's channel change: port A's address moves on in this cycle, from a register
+            m.d.comb += self.rq_addr.eq(rq_next1)
+            m.d.sync += [rq_next.eq(rq_next1), rq_next1.eq(rq_next1 + 1)]
+            fill()
 
         with m.FSM(name="seq") as fsm:
             with m.State("IDLE"):
@@ -217,35 +221,41 @@ class Sequencer(wiring.Component):
                     m.d.sync += [pc.eq(0), settle.eq(0), layer_cyc.eq(0), total.eq(0), first_layer.eq(1)]
                     m.next = "WAIT"
             with m.State("WAIT"):
-                # PROG (address pc), then RQ port A (the new layer's first row), then two shifts fill
-                # the prefetch (rows rq_start, rq_start + 1): 4 cycles,
-                # overlapped with the previous layer's drain; the layer starts as soon as the
-                # previous layer's last write is in its final stage (front_busy low; registered, so
-                # one cycle later).
+                # PROG (address pc; its word in settle 1), then RQ port A's address register rq_next takes
+                # the new layer's first row S (settle 2: it is read) and moves on by one in settles 2, 3 and
+                # 4; three fills (settles 3, 4, 5) take rows S, S + 1, S + 2, the last one moving row S
+                # into the current channel's registers: 6 cycles, overlapped with the previous layer's
+                # drain. The layer starts (port A at S + 3, as in RUN) as soon as the previous layer's last
+                # write is in its final stage (front_busy low; registered, so one cycle later). Port A's
+                # address in WAIT is always the register (at s26e seed 1 the WAIT decode -> a multiplexer
+                # of PROG's rq_start and rq_next / rq_next1 -> port A was the critical path, 12.44 ns): two
+                # cycles for the first layer, hidden behind the drain for the others.
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += self.idle.eq(0)
                 m.d.sync += [empty_q.eq(prog.n_ch == 0), last_q.eq(prog.last)]
                 with m.If(settle == 1):
-                    m.d.comb += self.rq_addr.eq(prog.rq_start)
-                    m.d.sync += [rq_next.eq(prog.rq_start), rq_next1.eq(prog.rq_start + 1)]
-                with m.If((settle == 2) | (settle == 3)):
-                    shift()
-                with m.If((settle == 4) & front_idle):
-                    shift()  # the first channel's row moves out of n1
+                    m.d.sync += rq_next.eq(prog.rq_start)
+                with m.If((settle >= 2) & (settle <= 4)):
+                    m.d.sync += [rq_next.eq(rq_next + 1), rq_next1.eq(rq_next + 2)]
+                with m.If((settle >= 3) & (settle <= 5)):
+                    fill()
+                with m.If(settle == 5):  # the first channel's row moves out of n1
+                    m.d.sync += [cur_count.eq(n1.count), cur_bias.eq(n1.bias), null.eq(n1_null), one.eq(n1_one),
+                                 *set_all(last_es, n1_one)]
+                with m.If((settle == 6) & front_idle):
                     npix = 1 << (prog.ho_log2 + prog.wo_log2)
                     small = prog.ho_log2 + prog.wo_log2 <= cfg.lane_bits
                     m.d.sync += [
                         desc.eq(prog), first_layer.eq(0), self.npix.eq(npix), rem.eq(npix),
                         *set_all(last_groups, small), lg_layer.eq(small),
-                        c2.eq(2), last_ch.eq(prog.n_ch == 1), e.eq(0), e2.eq(2), p0.eq(0),
-                        null.eq(n1_null), one.eq(n1_one), *set_all(last_es, n1_one), ch_w.eq(prog.w_start),
-                        ch_w_next.eq(prog.w_start + n1.count),
+                        c2.eq(2), last_ch.eq(prog.n_ch == 1), e.eq(0), e2.eq(2), p0.eq(0), ch_w.eq(prog.w_start),
+                        ch_w_next.eq(prog.w_start + cur_count),
                         ch_base.eq(prog.out_base), pos0.eq(0),
                         rq_cur.eq(prog.rq_start),
-                        cur_count.eq(n1.count), cur_bias.eq(n1.bias),
                     ]
                     if grouped:  # (the later assignment wins)
-                        m.d.sync += [w_step.eq(1 << prog.grp_log2), ch_w_next.eq(prog.w_start + (n1.count << prog.grp_log2))]
+                        m.d.sync += [w_step.eq(1 << prog.grp_log2),
+                                     ch_w_next.eq(prog.w_start + (cur_count << prog.grp_log2))]
                     with m.If(~first_layer):
                         m.d.comb += [self.perf_we.eq(1), self.perf_waddr.eq(pc - 1), self.perf_wdata.eq(layer_cyc)]
                         m.d.sync += restart.eq(1)
