@@ -3,9 +3,10 @@
 Per layer: WAIT (PROG is addressed with pc, then RQ port A with the layer's first row, from a register,
 then three fills of the current channel's (count, bias) and the two-deep prefetch; at least 6 cycles,
 overlapped with the previous layer's drain; the layer starts -- descriptor latched -- in the cycle
-after the one in which the previous layer had nothing left in flight but its final write) -> RUN (one entry per cycle: entries, then pixel groups, then channels) -> WAIT of the
-next layer, or DRAIN after the last layer (waits until every write has landed, plus two cycles) ->
-IDLE with a ``done`` pulse. The new layer's first ACT read comes after every write of the previous one.
+after the one in which the previous layer had nothing left in flight but its final write) -> RUN (one
+entry per cycle: entries, then pixel groups, then channels) -> WAIT of the next layer, or DRAIN after
+the last layer (waits until every write has landed, plus two cycles) -> IDLE with a ``done`` pulse.
+The new layer's first ACT read comes after every write of the previous one.
 
 Flow control: issue never waits on the datapath except for one rule that keeps the writeback buffer
 safe: the *last* entry of a (channel, group) is held back until ``nvalid`` cycles have passed since the
@@ -188,7 +189,7 @@ class Sequencer(wiring.Component):
         # the critical path of three builds (PROG word -> the empty-layer decode -> pipe_busy -> own_g6, 12.42
         # ns; settle -> the WAIT decode -> own_g4, 12.04 ns; last_e -> own_g1). One cycle per image.
         # empty_q, last_q: the layer's n_ch == 0 and last bit registered in WAIT (its PROG word is there from
-        # settle 1; they are read at settle 4).
+        # settle 1; they are read at settle 6).
         pipe_idle2, empty_q, last_q, first_drain = Signal(init=1), Signal(), Signal(), Signal()
         m.d.sync += pipe_idle2.eq(pipe_idle)
         drain_end = pipe_idle2 & ~first_drain
