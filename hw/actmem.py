@@ -90,8 +90,8 @@ def keep_attrs() -> dict:
 
 
 def kept_copies(cfg: AcceleratorConfig, name: str, shape=1, n: int | None = None, init=None) -> list[Signal]:
-    """``n`` (default ``copies(cfg)``) signals ``{name}_g{g}`` of one shape (reset value ``init``, if given), each marked
-    ``keep_attrs``: the per-group copies of a register that would fan out to every bank or lane."""
+    """``n`` (default ``copies(cfg)``) signals ``{name}_g{g}`` of one shape (reset value ``init``, if given),
+    each marked ``keep_attrs``: the per-group copies of a register that would fan out to every bank or lane."""
     return [Signal(shape, name=f"{name}_g{g}", init=init, attrs=keep_attrs())
             for g in range(copies(cfg) if n is None else n)]
 
