@@ -241,15 +241,16 @@ class Sequencer(wiring.Component):
                 with m.If((settle >= 3) & (settle <= 5)):
                     fill()
                 with m.If(settle == 5):  # the first channel's row moves out of n1
-                    m.d.sync += [cur_count.eq(n1.count), cur_bias.eq(n1.bias), null.eq(n1_null), one.eq(n1_one),
-                                 *set_all(last_es, n1_one)]
+                    m.d.sync += [cur_count.eq(n1.count), cur_bias.eq(n1.bias), null.eq(n1_null),
+                                 one.eq(n1_one), *set_all(last_es, n1_one)]
                 with m.If((settle == 6) & front_idle):
                     npix = 1 << (prog.ho_log2 + prog.wo_log2)
                     small = prog.ho_log2 + prog.wo_log2 <= cfg.lane_bits
                     m.d.sync += [
                         desc.eq(prog), first_layer.eq(0), self.npix.eq(npix), rem.eq(npix),
                         *set_all(last_groups, small), lg_layer.eq(small),
-                        c2.eq(2), last_ch.eq(prog.n_ch == 1), e.eq(0), e2.eq(2), p0.eq(0), ch_w.eq(prog.w_start),
+                        c2.eq(2), last_ch.eq(prog.n_ch == 1), e.eq(0), e2.eq(2), p0.eq(0),
+                        ch_w.eq(prog.w_start),
                         ch_w_next.eq(prog.w_start + cur_count),
                         ch_base.eq(prog.out_base), pos0.eq(0),
                         rq_cur.eq(prog.rq_start),
@@ -303,7 +304,8 @@ class Sequencer(wiring.Component):
                     with m.If(~last_group):
                         m.d.sync += [
                             p0.eq(p0 + L), rem.eq(rem - L),
-                            *set_all(last_groups, ((rem >> (cfg.lane_bits + 1)) == 0) | (rem == 2 * L)),  # rem-L <= L
+                            # rem - L <= L
+                            *set_all(last_groups, ((rem >> (cfg.lane_bits + 1)) == 0) | (rem == 2 * L)),
                         ]
                     with m.Else():
                         # Next channel: its (count, bias) was prefetched; shift the prefetch.
