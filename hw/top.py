@@ -9,9 +9,10 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+3  S1b: the channel's position += step (registered)
   I+4  D1: VAL row (code) and TAP row (position's tap) addressed; input channel = pos >> tap_log2
   I+5  D2: the rows arrive and are registered as they are
-  I+6  D3: off = tap.off + (ic << ch_shift); decoded entry registered; first lane's output
-           coordinates from p0
-  I+7  S2: ACT rows R = off_row + p0_row and R + 1 (two adders in parallel), registered (S2a)
+  I+6  D3: the first lane's ACT address off + p0 (off = tap.off + (ic << ch_shift)) as its row R and
+           rotation, and the row R + 1 (two three-operand adders in parallel); decoded entry registered;
+           first lane's output coordinates from p0
+  I+7  S2: the rows R and R + 1 and the rotation registered in a copy per group of banks (S2a)
   I+8  S2a: each bank's row (R or R + 1) registered beside the bank (in BankedActMem)
   I+9  S2b: the banks are addressed
   I+10 S3: bank words arrive and are registered as they are (in BankedActMem); padding mask
@@ -482,6 +483,8 @@ class Accelerator(wiring.Component):
         # D2: the rows arrive and are registered as they are (D3).
         d3 = Signal(data.StructLayout({"d": dl2, "v": struct(vl), "t": struct(tl)}))
         m.d.sync += [d3.d.eq(d2), d3.v.eq(val_port[1]), d3.t.eq(tap_port[1])]
+        d3_p0_row1 = Signal(row_bits, name="d3_p0_row1")  # p0's ACT row + 1, for D3's second address
+        m.d.sync += d3_p0_row1.eq((d2.iss.p0 >> lb) + 1)
         if grouped:  # slots 1..: their value-table rows (a copy of VAL each), registered beside d1..d3
             d1_codes = Signal(data.ArrayLayout(cfg.code_bits, Gm), name="d1_codes")
             gvl = data.StructLayout({"v": struct(vl), "real": 1})
@@ -492,17 +495,25 @@ class Accelerator(wiring.Component):
                                HEX_FILES["val"])
                 m.d.comb += vport[0].eq(Cat(d1_codes[j], desc.val_base))
                 m.d.sync += [d2_real[j].eq(d1_codes[j] != 0), d3_slots[j].v.eq(vport[1]), d3_slots[j].real.eq(d2_real[j])]
-        # D3: off = tap.off + (ic << tap.ch_shift); a filler's terms are disabled. The decoded entry is
-        # registered (S2), with, from p0 alone (p0 is a multiple of lanes), the first lane's output
-        # coordinates and p0's ACT row + 1.
+        # D3: the first lane's ACT address off + p0, off = tap.off + (ic << tap.ch_shift): its row R and
+        # rotation (off mod lanes: p0 is a multiple of lanes, its low bits are left out) and the row R + 1
+        # (p0's row + 1, registered in D3), each one carry chain behind a LUT level (three operands; the two in
+        # parallel), registered (S2): S2's registers feed the row copies with nothing between (an adder
+        # there, before the copies spread over the die, was the ECP5-85k build's critical path). A filler's
+        # terms are disabled. The decoded entry is registered (S2; ``ent.off`` is not kept: the rows are),
+        # with the first lane's output coordinates from p0.
         vrow, trow, d3i = d3.v, d3.t, d3.d.iss
         s2 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl), "oy0": pb, "ox0": pb,
-                                       "p0_row1": row_bits}))
+                                       "row": row_bits, "row1": row_bits, "rot": max(1, lb)}))
+        ch_off, base = Signal(cfg.addr_bits, name="d3_ch_off"), Signal(cfg.addr_bits, name="d3_base")
+        p0_base = (d3i.p0 >> lb) << lb
+        m.d.comb += [ch_off.eq(d3.d.ic << trow.ch_shift), base.eq(trow.off + ch_off + p0_base)]
         m.d.sync += [
             s2.iss.eq(d3i), s2.ent.sign.eq(vrow.sign), s2.ent.real.eq(d3.d.real),
             s2.ent.dy.eq(trow.dy), s2.ent.dx.eq(trow.dx),
-            s2.ent.off.eq(trow.off + (d3.d.ic << trow.ch_shift)[:cfg.addr_bits]),
-            s2.oy0.eq(d3i.p0 >> wl), s2.ox0.eq(d3i.p0 & wmask), s2.p0_row1.eq((d3i.p0 >> lb) + 1),
+            s2.row.eq(base >> lb), s2.rot.eq(base[:lb] if lb else 0),
+            s2.row1.eq((trow.off + ch_off + (d3_p0_row1 << lb))[lb:cfg.addr_bits]),
+            s2.oy0.eq(d3i.p0 >> wl), s2.ox0.eq(d3i.p0 & wmask),
         ]
         for t in range(cfg.terms):
             m.d.sync += [getattr(s2.ent, f"en{t}").eq(getattr(vrow, f"en{t}") & d3.d.real),
@@ -520,12 +531,8 @@ class Accelerator(wiring.Component):
                 gx.append(Signal(gsl, name=f"gx_{nm}"))
                 m.d.sync += gx[-1].eq(gx[-2])
 
-        # S2: address the banks: base = off + p0 has rot = off mod lanes (p0 is a multiple of lanes)
-        # and row R = off_row + p0_row; banks b < rot read R + 1. Padding mask per lane.
-        ent = s2.ent
-        rd_row, rd_row1, rd_rot = Signal(row_bits), Signal(row_bits), Signal(max(1, lb))
-        m.d.comb += [rd_row.eq((ent.off >> lb) + (s2.iss.p0 >> lb)), rd_row1.eq((ent.off >> lb) + s2.p0_row1),
-                     rd_rot.eq(ent.off[:lb] if lb else 0)]
+        # S2: address the banks with row R (R + 1 in banks b < rot), as registered in D3. Padding mask per lane.
+        rd_row, rd_row1, rd_rot = s2.row, s2.row1, s2.rot
         # S2a: the rows registered in BankedActMem, a copy per group of banks (then, S2b, each bank's row
         # beside it); the entry waits for its bank words in s2a, s2b.
         s2_layout = s2.shape()
