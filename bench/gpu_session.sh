@@ -18,6 +18,9 @@
 # and, once finished, its CPU re-check (bench/recheck_run.py, run here after the runs stop: leave it a few
 # minutes of the call) as $OUT/recheck-NAME.json; such a run cannot resume in a later call, so it must finish
 # on one warm machine (back-to-back calls keep runs/).
+# gpu-state/ lives only as long as the checkout (two runs' states were lost with theirs): a run that needs
+# more device time than a session has commits what a later session must start from, at least its float.pt
+# (bench/models/NAME-float.pt, then --float-init), before the session ends.
 # A resumed run's train_seconds adds up the training time of every call (graph captures included);
 # its wall_seconds is the last call's only.
 set -u

@@ -74,9 +74,9 @@ COEF = {
         "lut_rom": 0.5146,
         "lut_rom_random": 1.6207,
         "lut_copies": 0.0,
-        "ff_const": 1585.5148,
-        "ff_lane": 0.1529,
-        "ff_rom_words": 0.1276,
+        "ff_const": 1559.3234,
+        "ff_lane": 1.1481,
+        "ff_rom_words": 0.1641,
         # logic cells = LUT4 + lc_ff x FF: the flip-flops that do not pack with a LUT (and the carry-only
         # and chain cells), fitted to nextpnr's counts by bench/ice40_cells.py (docs/resources.md)
         "lc_ff": 0.6968,
@@ -95,8 +95,8 @@ COEF = {
         "lut_rom": 0.0,
         "lut_rom_random": 10.1637,
         "lut_copies": 0.2687,
-        "ff_const": 1444.8114,
-        "ff_lane": 6.661,
+        "ff_const": 1424.1547,
+        "ff_lane": 6.7264,
         "ff_rom_words": 0.0,
     },
     "xilinx": {
@@ -113,8 +113,8 @@ COEF = {
         "lut_rom": 0.0,
         "lut_rom_random": 6.3015,
         "lut_copies": 0.1666,
-        "ff_const": 1444.8114,
-        "ff_lane": 6.661,
+        "ff_const": 1424.1547,
+        "ff_lane": 6.7264,
         "ff_rom_words": 0.0,
     },
 }
@@ -373,14 +373,15 @@ def lane_regs(cfg: AcceleratorConfig, lane_kind: str = "shift") -> tuple[int, in
 
 def decode_regs(cfg: AcceleratorConfig) -> int:
     """Register bits of the stream decode (hw/top.py S1b, D1..D3): the entry word, the position, the
-    code, the input channel and filler flag (twice), the tap mask, the VAL and TAP rows, the decoded
-    entry, and the issue record's four extra copies (its ``pos0`` only in the first: S1b uses it)."""
+    code, the input channel and filler flag (twice), the tap mask, the VAL and TAP rows, p0's ACT row + 1
+    (D3), the decoded entry (its ``off`` held as the rows R and R + 1 and the rotation: one row more), and
+    the issue record's four extra copies (its ``pos0`` only in the first: S1b uses it)."""
     from .sequencer import issue_layout
 
     iss = issue_layout(cfg).size
     return (isa.entry_layout(cfg).width + cfg.pos_width + cfg.code_bits + 2 * (cfg.addr_bits + 1)
             + (1 << isa.TAP_LOG2_BITS) + isa.val_layout(cfg).width + isa.tap_layout(cfg).width
-            + isa.decoded_layout(cfg).width + 4 * iss - 3 * cfg.pos_width)
+            + 2 * (cfg.addr_bits - cfg.lane_bits) + isa.decoded_layout(cfg).width + 4 * iss - 3 * cfg.pos_width)
 
 
 def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> int:
