@@ -19,8 +19,9 @@
 # minutes of the call) as $OUT/recheck-NAME.json; such a run cannot resume in a later call, so it must finish
 # on one warm machine (back-to-back calls keep runs/).
 # gpu-state/ lives only as long as the checkout (two runs' states were lost with theirs): a run that needs
-# more device time than a session has commits what a later session must start from, at least its float.pt
-# (bench/models/NAME-float.pt, then --float-init), before the session ends.
+# more device time than a session has commits what a later session must start from before the session ends:
+# its state as bench/gpu-carry/state-NAME.tgz (restored first, unless gpu-state/ holds one; deleted once the
+# run has finished) or at least its float.pt (bench/models/NAME-float.pt, then --float-init).
 # A resumed run's train_seconds adds up the training time of every call (graph captures included);
 # its wall_seconds is the last call's only.
 set -u
@@ -28,6 +29,9 @@ set -u
 secs=$1; shift
 : "${OUT:?OUT must name the folder whose files come back}"
 echo quit | nvidia-cuda-mps-control 2>/dev/null && sleep 2  # a daemon left by a call killed at its limit
+for n in "$@"; do  # a run carried over from an earlier session: its state committed (unless gpu-state/ has one)
+  f=bench/gpu-carry/state-$n.tgz
+  [ -f "$f" ] && ! ls gpu-state/state-$n.tgz* >/dev/null 2>&1 && tar xzf "$f" && echo "restored $f (committed)"; done
 for f in gpu-state/state*.tgz; do  # a state in parts (below) is restored from its parts, not an older whole file
   [ -f "$f" ] && ! ls "$f".part-* >/dev/null 2>&1 && tar xzf "$f" && echo "restored $f"; done
 for f in $(ls gpu-state/state*.tgz.part-* 2>/dev/null | sed 's/\.part-.*//' | sort -u); do
