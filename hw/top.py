@@ -8,7 +8,7 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+2  S1a: the stream entry (code, delta) is chosen among the banks' registers and registered
   I+3  S1b: the channel's position += step (registered)
   I+4  D1: VAL row (code) and TAP row (position's tap) addressed; input channel = pos >> tap_log2
-  I+5  D2: the rows arrive and are registered as they are
+  I+5  D2: the rows arrive and are registered as they are; p0's ACT row + 1 (registered)
   I+6  D3: the first lane's ACT address off + p0 (off = tap.off + (ic << ch_shift)) as its row R and
            rotation, and the row R + 1 (two three-operand adders in parallel); decoded entry registered;
            first lane's output coordinates from p0
@@ -497,7 +497,7 @@ class Accelerator(wiring.Component):
                 m.d.sync += [d2_real[j].eq(d1_codes[j] != 0), d3_slots[j].v.eq(vport[1]), d3_slots[j].real.eq(d2_real[j])]
         # D3: the first lane's ACT address off + p0, off = tap.off + (ic << tap.ch_shift): its row R and
         # rotation (off mod lanes: p0 is a multiple of lanes, its low bits are left out) and the row R + 1
-        # (p0's row + 1, registered in D3), each one carry chain behind a LUT level (three operands; the two in
+        # (p0's row + 1, computed in D2), each one carry chain behind a LUT level (three operands; the two in
         # parallel), registered (S2): S2's registers feed the row copies with nothing between (an adder
         # there, before the copies spread over the die, was the ECP5-85k build's critical path). A filler's
         # terms are disabled. The decoded entry is registered (S2; ``ent.off`` is not kept: the rows are),
@@ -531,7 +531,7 @@ class Accelerator(wiring.Component):
                 gx.append(Signal(gsl, name=f"gx_{nm}"))
                 m.d.sync += gx[-1].eq(gx[-2])
 
-        # S2: address the banks with row R (R + 1 in banks b < rot), as registered in D3. Padding mask per lane.
+        # S2: address the banks with row R (R + 1 in banks b < rot), as computed in D3. Padding mask per lane.
         rd_row, rd_row1, rd_rot = s2.row, s2.row1, s2.rot
         # S2a: the rows registered in BankedActMem, a copy per group of banks (then, S2b, each bank's row
         # beside it); the entry waits for its bank words in s2a, s2b.
