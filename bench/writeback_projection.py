@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from apotflow.hw.config import AcceleratorConfig
-from apotflow.hw.cycles import _layers, layer_cycles, pipe, schedule_cycles
+from apotflow.hw.cycles import _layers, issue_units, layer_cycles, pipe, schedule_cycles
 from apotflow.hw.fit import fit
 from apotflow.sw import export
 
@@ -33,14 +33,9 @@ EXTRA = range(5)
 
 
 def projected(cfg: AcceleratorConfig, images, width: int, extra: int) -> int:
-    L, P = cfg.lanes, pipe(cfg) + extra
-
-    def units(d, counts):
-        npix = 1 << (d["ho_log2"] + d["wo_log2"])
-        nv = [-(-min(L, npix - g * L) // width) for g in range(-(-npix // L))]
-        return [(cnt, n) for cnt in counts for n in nv]
-
-    return sum(schedule_cycles((d["last"], units(d, counts) if counts else [], P) for d, counts in _layers(cfg, images)))
+    P = pipe(cfg) + extra
+    return sum(schedule_cycles((d["last"], [(cnt, -(-n // width)) for cnt, n in issue_units(d, counts, cfg.lanes)], P)
+                               for d, counts in _layers(cfg, images)))
 
 
 def main(paths: list[str]) -> int:

@@ -48,15 +48,17 @@ def _layers(cfg: AcceleratorConfig, images: isa.MemoryImages):
     raise ValueError("program has no descriptor with last=1")
 
 
+def issue_units(d: dict, counts: list[int], lanes: int) -> list[tuple[int, int]]:
+    """A layer's issue units in issue order: (entries of the channel, valid lanes of the pixel group) for each
+    channel and each group of ``lanes`` pixels; [] for a layer without channels."""
+    npix = 1 << (d["ho_log2"] + d["wo_log2"])
+    nv = [min(lanes, npix - g * lanes) for g in range(-(-npix // lanes))]
+    return [(cnt, n) for cnt in counts for n in nv]
+
+
 def layer_cycles(cfg: AcceleratorConfig, images: isa.MemoryImages) -> list[int]:
-    L, P = cfg.lanes, pipe(cfg)
-
-    def units(d, counts):
-        npix = 1 << (d["ho_log2"] + d["wo_log2"])
-        nv = [min(L, npix - g * L) for g in range(-(-npix // L))]
-        return [(cnt, n) for cnt in counts for n in nv]
-
-    return schedule_cycles((d["last"], units(d, counts) if counts else [], P) for d, counts in _layers(cfg, images))
+    P = pipe(cfg)
+    return schedule_cycles((d["last"], issue_units(d, counts, cfg.lanes), P) for d, counts in _layers(cfg, images))
 
 
 def schedule_cycles(layers) -> list[int]:
