@@ -374,14 +374,15 @@ def lane_regs(cfg: AcceleratorConfig, lane_kind: str = "shift") -> tuple[int, in
 def decode_regs(cfg: AcceleratorConfig) -> int:
     """Register bits of the stream decode (hw/top.py S1b, D1..D3): the entry word, the position, the
     code, the input channel and filler flag (twice), the tap mask, the VAL and TAP rows, p0's ACT row + 1
-    (D3), the decoded entry (its ``off`` held as the rows R and R + 1 and the rotation: one row more), and
+    (D3), the decoded entry (its ``off`` held as the rows R and R + 1 and the rotation: one row more; rows
+    count their live bits, ``act_row_bits``: Yosys trims the rest), and
     the issue record's four extra copies (its ``pos0`` only in the first: S1b uses it)."""
     from .sequencer import issue_layout
 
     iss = issue_layout(cfg).size
     return (isa.entry_layout(cfg).width + cfg.pos_width + cfg.code_bits + 2 * (cfg.addr_bits + 1)
             + (1 << isa.TAP_LOG2_BITS) + isa.val_layout(cfg).width + isa.tap_layout(cfg).width
-            + 2 * (cfg.addr_bits - cfg.lane_bits) + isa.decoded_layout(cfg).width + 4 * iss - 3 * cfg.pos_width)
+            + 2 * act_row_bits(cfg) + isa.decoded_layout(cfg).width + 4 * iss - 3 * cfg.pos_width)
 
 
 def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> int:
