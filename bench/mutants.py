@@ -228,7 +228,7 @@ VERILOG_MUTANTS = [
                   module=SEQ, what="a group's last entry misdetected"),
     VerilogMutant("seq-wb-stall", "enable", "hw/sequencer.py", "go = ~last_e | wb_free", "|", "=1'h1", module=SEQ,
                   count=4, where=r"\| wb_free", what="the writeback stall removed (a last entry never waits)"),
-    VerilogMutant("seq-wb-wait", "subtractor", "hw/sequencer.py", "wb_wait.eq(nvalid - 1)", "-", "=2'h2", module=SEQ,
+    VerilogMutant("seq-wb-wait", "subtractor", "hw/sequencer.py", "wb_wait.eq(nvalid - 1 if W == 1", "-", "=2'h2", module=SEQ,
                   what="the stall two cycles shorter than the writeback needs"),
     VerilogMutant("seq-wb-free", "comparator", "hw/sequencer.py", "set_all(wb_frees, wb_wait == 1)", "==", "=2'h2",
                   module=SEQ, what="the writeback buffer freed a cycle early"),

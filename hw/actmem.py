@@ -158,9 +158,11 @@ class BankedActMem(wiring.Component):
             "host_rot": In(max(1, cfg.lane_bits)),
             "rd_data": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),
             "rd_pipe": Out(data.ArrayLayout(cfg.act_bits, cfg.lanes)),  # rd_data a cycle later (``pipe_split``)
-            "wr_en": In(copies(cfg)),  # the pipeline's write, a copy per group of banks (bank b: copy b // copy_group)
-            "wr_addr": In(data.ArrayLayout(cfg.addr_bits, copies(cfg))),
-            "wr_data": In(cfg.act_bits),
+            # the pipeline's writes, ``wb_words`` ports (port w writes the banks b = w mod wb_words), each a copy
+            # per group of banks: bank b takes copy (b // copy_group) * wb_words + b mod wb_words
+            "wr_en": In(copies(cfg) * cfg.wb_words),
+            "wr_addr": In(data.ArrayLayout(cfg.addr_bits, copies(cfg) * cfg.wb_words)),
+            "wr_data": In(data.ArrayLayout(cfg.act_bits, cfg.wb_words)),
             "host_wr_en": In(1),
             "host_wr_addr": In(cfg.addr_bits),
             "host_wr_data": In(cfg.act_bits),
@@ -203,8 +205,14 @@ class BankedActMem(wiring.Component):
         # level mux in front of `lanes` registers: the ResNet-8 ECP5-25k build's critical path); from
         # COPY_LANES lanes on a copy per group of copy_group banks (kept apart): the one register driving
         # 64 banks spent 17.59 of 18.33 ns in routing (the 64-lane ResNet-20 build, placement seed 3)
-        wdata_g = kept_copies(cfg, "wdata", cfg.act_bits) if copies(cfg) > 1 else [Signal(cfg.act_bits, name="wdata")]
-        m.d.sync += [c.eq(Mux(self.wr_en[g], self.wr_data, self.host_wr_data)) for g, c in enumerate(wdata_g)]
+        # (with two write ports, a copy per port: port 1's named wdata_b*)
+        W = cfg.wb_words
+        wdata_g = []
+        for w in range(W):
+            name = "wdata" + ("_b" if w else "")
+            wdata_g += [kept_copies(cfg, name, cfg.act_bits) if copies(cfg) > 1 else [Signal(cfg.act_bits, name=name)]]
+            m.d.sync += [c.eq(Mux(self.wr_en[g * W + w], self.wr_data[w], self.host_wr_data))
+                         for g, c in enumerate(wdata_g[w])]
         for b in range(L):
             init = [0] * rows
             if self.init is not None:
@@ -219,12 +227,13 @@ class BankedActMem(wiring.Component):
             # write port. The two writers never overlap (the pipeline writes while busy, the host while
             # not), so the pipeline's write selects the row without a host/pipeline select.
             pw = Signal(name=f"bank{b}_pw")
-            m.d.comb += pw.eq(self.wr_en[g] & ((self.wr_addr[g][:lb] if lb else 0) == b))
+            wp = g * W + b % W  # the write port's copy for this bank
+            m.d.comb += pw.eq(self.wr_en[wp] & ((self.wr_addr[wp][:lb] if lb else 0) == b))
             hw = self.host_wr_en & ((self.host_wr_addr[:lb] if lb else 0) == b)
             we = Signal(name=f"bank{b}_we")
             wrow_q = Signal(row_bits, name=f"bank{b}_wrow")
-            m.d.sync += [we.eq(pw | hw), wrow_q.eq(Mux(pw, self.wr_addr[g] >> lb, self.host_wr_addr >> lb))]
-            wdata_q = wdata_g[g]
+            m.d.sync += [we.eq(pw | hw), wrow_q.eq(Mux(pw, self.wr_addr[wp] >> lb, self.host_wr_addr >> lb))]
+            wdata_q = wdata_g[b % W][g]
             if self.outreg:
                 outs_q.append(self._outreg_bank(m, b, raddr, we, wrow_q, wdata_q, init))
                 continue

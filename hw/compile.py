@@ -570,6 +570,9 @@ def _compile_net(net: IntNet, cfg: AcceleratorConfig, reuse: bool = False) -> Pr
         if op.mode == "thresh":
             for j, v in enumerate(op.levels_out):
                 desc[f"lv{j}"] = int(v)
+        if not isa.wb_pairs_fit(cfg, desc):
+            raise CompileError(f"op {op.name}: a two-word writeback (wb_words 2) cannot write a phase-split output "
+                               f"of 2 columns and {1 << hl} rows; use --wb-words 1")
         prog.append(dl.pack(**desc))
         groups = -(-npix // cfg.lanes)
         mi = mac_info.get(op.name, {"macs": 0, "macs_nonzero": 0})

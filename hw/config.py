@@ -57,6 +57,7 @@ class AcceleratorConfig:
     act_rows: int = 0  # rows each ACT bank holds (the live tensors' words / lanes); 0: bank_depth (all)
     wgt_ram: int = 0  # 1: WGT is a RAM the host writes before the first start (no ROM contents; SPRAM on iCE40)
     lane_groups: int = 1  # most lane groups a layer of fewer pixels than lanes splits into (1: none); power of two
+    wb_words: int = 1  # words the writeback requantizes and writes a cycle: 1, or 2 (two requantizers, ACT write ports)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -91,6 +92,9 @@ class AcceleratorConfig:
         if not _is_pow2(self.lane_groups) or self.lane_groups > self.lanes:
             raise ConfigError(f"lane_groups must be a power of two between 1 and lanes ({self.lanes}), "
                               f"not {self.lane_groups}")
+        if self.wb_words not in (1, 2) or (self.wb_words == 2 and self.lanes < 4):
+            raise ConfigError(f"wb_words must be 1, or 2 with at least 4 lanes (a writeback pairs the lanes of "
+                              f"groups of 4), not {self.wb_words} (lanes {self.lanes})")
         if self.act_depth < self.lanes:
             raise ConfigError(f"act_depth ({self.act_depth}) must be at least lanes ({self.lanes})")
         if self.act_rows > self.bank_depth:
@@ -216,8 +220,9 @@ class AcceleratorConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["lane_groups"] == 1:  # the default is left out: a config without lane groups reads as before
-            del d["lane_groups"]
+        for k in ("lane_groups", "wb_words"):  # defaults left out: a config without them reads as before
+            if d[k] == 1:
+                del d[k]
         return {"version": CONFIG_VERSION, **d}
 
     @classmethod

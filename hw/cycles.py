@@ -1,21 +1,22 @@
 """Cycle model of the RTL, from the descriptors and RQ counts alone (no simulation). Exact.
 
 Time 0 is the first cycle ``busy`` is high. For layer k (npix = 2**(ho_log2+wo_log2), groups of
-``lanes`` pixels, n_g = valid lanes of group g, count'_c = max(count_c, 1)):
+``lanes`` pixels, n_g = the writeback cycles of group g = ceil(valid lanes / ``wb_words``), count'_c =
+max(count_c, 1)):
 
 * it starts (descriptor and first RQ row latched) at X_k = max(W_k + SETTLE, F), where W_k is the cycle its
   WAIT began (0 for the first layer, I_last + 1 after a layer that issued, X + 1 after an empty one)
   and F = I + pipe + WB + n + 1 is the cycle after the previous issuing layer's last write (last
-  entry issued at I, n valid lanes) is in the final stage (the sequencer sees an empty pipeline
+  entry issued at I, n its writeback cycles) is in the final stage (the sequencer sees an empty pipeline
   through a register);
 * RUN issues from X_k + 1 for R_k = sum over (c, g) in issue order of max(count'_c, n_prev) cycles
-  (n_prev: valid lanes of the previous group of the same layer, 0 for the first): the last entry of a
-  group waits until the writeback buffer is free;
+  (n_prev: the writeback cycles of the previous group of the same layer, 0 for the first): the last entry
+  of a group waits until the writeback buffer is free;
 * the last layer ends with ``done`` at D = max(X + 2, I_last + pipe + WB + 3 + n_last) (the sequencer sees the
   empty pipeline through two registers there, and DRAIN's first cycle never ends it); total = D + 1.
 
 Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 22 + n_last cycles (23 from 128 lanes on)
-(n_last = the serial writeback of its last group), the first layer SETTLE = 6 more, the last layer 3 more.
+(n_last = the writeback of its last group, ``wb_words`` lanes a cycle), the first layer SETTLE = 6 more, the last layer 3 more.
 perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D).
 """
 
@@ -57,8 +58,9 @@ def issue_units(d: dict, counts: list[int], lanes: int) -> list[tuple[int, int]]
 
 
 def layer_cycles(cfg: AcceleratorConfig, images: isa.MemoryImages) -> list[int]:
-    P = pipe(cfg)
-    return schedule_cycles((d["last"], issue_units(d, counts, cfg.lanes), P) for d, counts in _layers(cfg, images))
+    P, W = pipe(cfg), cfg.wb_words
+    return schedule_cycles((d["last"], [(cnt, -(-n // W)) for cnt, n in issue_units(d, counts, cfg.lanes)], P)
+                           for d, counts in _layers(cfg, images))
 
 
 def schedule_cycles(layers) -> list[int]:

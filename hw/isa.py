@@ -265,6 +265,9 @@ def decode_stream(cfg: AcceleratorConfig, images: MemoryImages) -> dict[str, np.
             raise ValueError(f"layer {li}: requant rows {d['rq_start']}..{d['rq_start'] + d['n_ch']} run past the "
                              f"requant image ({len(images.rq)} rows)")
         G = layer_groups(cfg, d, li)
+        if not wb_pairs_fit(cfg, d):
+            raise ValueError(f"layer {li}: a two-word writeback (wb_words 2) cannot write a phase-split output of 2 "
+                             f"columns and {1 << d['ho_log2']} rows")
         counts = [rl.unpack(images.rq[d["rq_start"] + c])["count"] for c in range(d["n_ch"])]
         w0, w1 = d["w_start"], d["w_start"] + G * sum(counts)
         spans.append((counts, w0, w1, G))
@@ -337,6 +340,15 @@ def decode_stream(cfg: AcceleratorConfig, images: MemoryImages) -> dict[str, np.
         out["dy"][sl], out["dx"][sl] = np.repeat(taps["dy"][trow], G), np.repeat(taps["dx"][trow], G)
         out["off"][sl] = np.repeat((taps["off"][trow] + (ic << taps["ch_shift"][trow])) & (cfg.act_depth - 1), G)
     return out
+
+
+def wb_pairs_fit(cfg: AcceleratorConfig, d: dict) -> bool:
+    """Whether the writeback can write a layer's output (descriptor d): always with one word a cycle; with two
+    (``wb_words`` 2, hw/top.py) each pair of lanes must write two ACT addresses of different parity (the two
+    write ports serve the even and the odd banks), which no pairing of lanes k, k + 1 or k, k + 2 gives on a
+    phase-split output of 2 columns and more than 2 rows (OUT, written by RAW layers, has no banks)."""
+    return (cfg.wb_words == 1 or d["mode"] == MODE_RAW or not d["out_phase"] or d["wo_log2"] != 1
+            or d["ho_log2"] <= 1)
 
 
 def layer_groups(cfg: AcceleratorConfig, d: dict, li: int) -> int:

@@ -16,8 +16,9 @@ from . import isa
 from .config import AcceleratorConfig
 
 
-def random_config(rng: random.Random) -> AcceleratorConfig:
+def random_config(rng: random.Random, wb_words: int = 1) -> AcceleratorConfig:
     return AcceleratorConfig(
+        wb_words=wb_words,
         lanes=rng.choice([4, 8]), terms=rng.choice([1, 2]), act_bits=rng.choice([4, 6, 8]),
         acc_bits=rng.choice([18, 20, 24]), shift_bits=rng.choice([3, 4]), delta_bits=rng.choice([2, 3]),
         code_bits=rng.choice([2, 3]), pos_bits=rng.choice([2, 3]),
@@ -120,6 +121,8 @@ def random_program(cfg: AcceleratorConfig, rng: random.Random, n_layers: int | N
              "val_base": li, "tap_base": tap_base, "tap_log2": tap_log2, "pos_end": pos_end + rng.randint(0, 2),
              "diag": diag, "diag_log2": diag_log2}
         d.update({f"lv{j}": rng.randint(0, amax) for j in range(cfg.max_levels)})
+        if not isa.wb_pairs_fit(cfg, d):  # (a two-word writeback: this output written linearly instead)
+            d["out_phase"] = 0
         prog.append(dl.pack(**d))
         if mode != isa.MODE_RAW:
             prev_out = region

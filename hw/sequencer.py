@@ -9,9 +9,9 @@ the last layer (waits until every write has landed, plus two cycles) -> IDLE wit
 The new layer's first ACT read comes after every write of the previous one.
 
 Flow control: issue never waits on the datapath except for one rule that keeps the writeback buffer
-safe: the *last* entry of a (channel, group) is held back until ``nvalid`` cycles have passed since the
-last entry of the previous group (``wb_wait``), because the writeback unit needs one cycle per valid
-lane. The (count, bias) of the next two channels are always prefetched (registered from read port A,
+safe: the *last* entry of a (channel, group) is held back until ceil(``nvalid`` / ``wb_words``) cycles have
+passed since the last entry of the previous group (``wb_wait``), because the writeback unit needs one cycle
+per ``wb_words`` valid lanes. The (count, bias) of the next two channels are always prefetched (registered from read port A,
 which points at the row after them), so moving to the
 next channel costs no bubble. A channel with count 0 still issues one null entry per group (its lanes
 add nothing) so that its bias is written.
@@ -171,6 +171,7 @@ class Sequencer(wiring.Component):
             m.d.sync += [wb_wait.eq(wb_wait - 1), *set_all(wb_frees, wb_wait == 1)]
 
         nvalid = Mux(last_group, rem, L)
+        W = cfg.wb_words
         go = ~last_e | wb_free
 
         # The pipeline's emptiness, registered (one cycle late: a layer starts, and done comes, one
@@ -299,7 +300,10 @@ class Sequencer(wiring.Component):
                 with m.If(~last_e):
                     m.d.sync += [e.eq(e + 1), e2.eq(e2 + 1), *set_all(last_es, e2 == cur_count)]
                 with m.Else():
-                    m.d.sync += [wb_wait.eq(nvalid - 1), *set_all(wb_frees, Mux(last_group, rem == 1, L == 1)),
+                    # the writeback takes W = wb_words lanes a cycle: ceil(nvalid / W) - 1 cycles more
+                    m.d.sync += [wb_wait.eq(nvalid - 1 if W == 1 else (nvalid - 1) >> 1),
+                                 *set_all(wb_frees, Mux(last_group, rem == 1, L == 1) if W == 1
+                                          else Mux(last_group, rem <= 2, L <= 2)),
                                  e.eq(0), e2.eq(2), *set_all(last_es, one)]
                     with m.If(~last_group):
                         m.d.sync += [

@@ -388,7 +388,10 @@ class Accelerator(wiring.Component):
         m.submodules.act = act = BankedActMem(
             cfg, self.act_init, style="verilog" if self.rom_style == "readmemh" and self.act_init is None else "memory",
             split_rows=tail_split(cfg) if self.act_split else None, outreg=self.act_outreg)
-        m.submodules.rqu = rqu = Requantizer(cfg, cmp_copies=rq_cmp_copies(cfg))
+        # one requantizer per word the writeback takes a cycle (wb_words): rqu, rqu_b
+        rqus = [Requantizer(cfg, cmp_copies=rq_cmp_copies(cfg)) for _ in range(cfg.wb_words)]
+        for w, r in enumerate(rqus):
+            m.submodules["rqu" + ("_b" if w else "")] = r
         lanes = [make_lane(cfg, self.lane_kind) for _ in range(L)]
         for i, ln in enumerate(lanes):
             m.submodules[f"lane{i}"] = ln
@@ -410,7 +413,7 @@ class Accelerator(wiring.Component):
         (tap_port,) = rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, 1, self.rom_style, HEX_FILES["tap"])
 
         m.submodules.outmem = outmem = Memory(shape=signed(cfg.acc_bits), depth=cfg.out_depth, init=[])
-        out_rd, out_wr = outmem.read_port(), outmem.write_port()
+        out_rd, out_wrs = outmem.read_port(), [outmem.write_port() for _ in range(cfg.wb_words)]
         m.submodules.perfmem = perfmem = Memory(shape=32, depth=cfg.prog_depth, init=[])
         perf_rd, perf_wr = perfmem.read_port(), perfmem.write_port()
 
@@ -657,15 +660,16 @@ class Accelerator(wiring.Component):
                 m.d.sync += nxt[l].eq(Mux(grp > k, accs[l] + accs[l + stride], accs[l]) if l < stride else accs[l])
             accs = nxt
 
-        # S9: transfer to the writeback buffer; W0: one lane per cycle, RQ port B addressed with the
-        # group's row. p = p0 + k is a concatenation (p0 is a multiple of lanes, k < lanes). The buffer
-        # is a shift register (lane k is in wb_acc0 in the k-th cycle): no lanes-way mux before W1.
+        # S9: transfer to the writeback buffer; W0: ``wb_words`` (W) valid lanes per cycle, RQ port B addressed with
+        # the group's row. p = p0 + k is a concatenation (p0 is a multiple of lanes, k < lanes). The buffer
+        # is a shift register (lane k is in wb_acc0 in the k-th cycle; W = 2: the pair in wb_acc0, wb_acc1): no
+        # lanes-way mux before W1.
+        W = cfg.wb_words
         wb_acc = [Signal(signed(cfg.acc_bits), name=f"wb_acc{l}") for l in range(L)]
         wb = Signal(tail)
         wb_pending = Signal()
-        wb_k = Signal(cfg.lane_bits + 1)
-        w1 = Signal(data.StructLayout({"valid": 1, "acc": signed(cfg.acc_bits), "p": pb,
-                                       "ch_base": cfg.addr_bits}))
+        wb_k = Signal(cfg.lane_bits + 1)  # the lane (W = 1) or the pair (W = 2) in W0
+        w1_layout = data.StructLayout({"valid": 1, "acc": signed(cfg.acc_bits), "p": pb, "ch_base": cfg.addr_bits})
         if self.rq_split:
             # The thresholds' block RAMs (ten 36-bit blocks at 64 lanes) answer into a register of their own,
             # and W2's threshold register takes that: the block's slow clock-to-output and the route to the
@@ -680,20 +684,52 @@ class Accelerator(wiring.Component):
         else:
             m.d.comb += rq_b[0].eq(wb.rq_row)
             rq_thr_word = rq_b[1]
-        m.d.sync += [
-            w1.valid.eq(wb_pending), w1.acc.eq(wb_acc[0]),
-            w1.p.eq(Cat(wb_k[:lb], wb.p0[lb:])), w1.ch_base.eq(wb.ch_base),
-        ]
+        if W == 1:
+            words = [(wb_pending, wb_acc[0], wb_k)]  # (valid, accumulator, lane) of each word in W0
+        else:
+            # Two words a cycle, written through two ACT write ports: port 0 writes the even banks, port 1 the
+            # odd ones (hw/actmem.py), so the pair's addresses must differ in parity. Linear output: lanes 2c
+            # and 2c + 1 (consecutive addresses). A phase-split output (addresses ch_base + phase * npix / 4 +
+            # (y >> 1) * wo / 2 + (x >> 1)) of 4 or more columns: lanes k and k + 2 (x and x + 2 of one
+            # row; with npix / 4 even, lanes k and k + 1 would differ by npix / 4), pairs (0, 2), (1, 3), (4, 6),
+            # (5, 7), ...: the buffer is loaded with the middle two of every four lanes swapped (``wb_pair2``, a
+            # layer constant). Of each pair the first word's address has the parity of the channel's base
+            # ch_base (its offset is even: the lane, or x >> 1, is even, and npix / 4 is even or, 2x2, multiplied
+            # by an even phase), so ch_base's bit 0 steers the pair to the ports; a group of one valid lane
+            # (n = 1, ``wb_one``) writes its first word only. (The compiler rejects a phase-split output of 2
+            # columns and more than 2 rows: isa.wb_pairs_fit.)
+            wb_pair2 = Signal()
+            m.d.sync += wb_pair2.eq(desc.out_phase & (wl >= 2))
+            wb_one = Signal()
+            k_a = Mux(wb_pair2, Cat(wb_k[0], Const(0, 1), wb_k[1:]), Cat(Const(0, 1), wb_k))
+            k_b = k_a | Mux(wb_pair2, 2, 1)
+            pair = [(wb_pending, wb_acc[0], k_a), (wb_pending & ~wb_one, wb_acc[1], k_b)]
+            cb0 = wb.ch_base[0]
+            words = [tuple(Mux(cb0, b, a) for a, b in zip(pair[w], pair[1 - w])) for w in range(2)]
+        w1s = []
+        for w, (valid, acc, k) in enumerate(words):
+            w1 = Signal(w1_layout, name="w1" + ("_b" if w else ""))
+            m.d.sync += [
+                w1.valid.eq(valid), w1.acc.eq(acc),
+                w1.p.eq(Cat(k[:lb], wb.p0[lb:])), w1.ch_base.eq(wb.ch_base),
+            ]
+            w1s.append(w1)
         # The buffer's load (s5.last) and shift (wb_pending) enables reach every lane's accumulator copy: a
         # copy of each per group of copy_group lanes, registered from the same next values (kept apart).
-        # wb_end (= wb_k == wb.nvalid - 1) from a register, computed from the next wb_k and nvalid: the
+        # wb_end (= wb_k == its last value) from a register, computed from the next wb_k and nvalid: the
         # comparator's carry chain is not in front of the copies' long routes (the 0b06535 64-lane
         # ResNet-8 build's critical path, wb.nvalid -> the compare -> wb_shift_g8, 12.82 ns)
         wb_end = Signal()
         with m.If(s5.last):
-            m.d.sync += wb_end.eq(s5.nvalid == 1)
+            if W == 1:
+                m.d.sync += wb_end.eq(s5.nvalid == 1)
+            else:
+                m.d.sync += [wb_end.eq(s5.nvalid <= 2), wb_one.eq(s5.nvalid == 1)]
         with m.Elif(wb_pending & ~wb_end):
-            m.d.sync += wb_end.eq(wb_k == wb.nvalid - 2)
+            if W == 1:
+                m.d.sync += wb_end.eq(wb_k == wb.nvalid - 2)
+            else:  # (the valid lanes are a power of two: 1, or ceil(n / 2) = n >> 1 pairs)
+                m.d.sync += wb_end.eq(wb_k == (wb.nvalid >> 1) - 2)
         with m.If(wb_pending):
             with m.If(wb_end):
                 m.d.sync += wb_pending.eq(0)
@@ -706,63 +742,75 @@ class Accelerator(wiring.Component):
         wb_shift = kept_copies(cfg, "wb_shift")  # = wb_pending
         m.d.sync += [c.eq(tails[-2].last) for c in wb_load]
         m.d.sync += [c.eq(s5.last | (wb_pending & ~wb_end)) for c in wb_shift]
+        if W == 2:  # the pair-2 load order's select, a copy per group of lanes (kept apart)
+            wb_swap = kept_copies(cfg, "wb_swap")
+            m.d.sync += [c.eq(desc.out_phase & (wl >= 2)) for c in wb_swap]
         for l in range(L):
             g = l // copy_group(cfg)
-            nxt = Mux(wb_load[g], accs[l], wb_acc[l + 1] if l < L - 1 else wb_acc[l])
+            load = accs[l]
+            if W == 2 and l % 4 in (1, 2):
+                load = Mux(wb_swap[g], accs[l + 1 if l % 4 == 1 else l - 1], accs[l])
+            nxt = Mux(wb_load[g], load, wb_acc[l + W] if l + W < L else wb_acc[l])
             with m.If(wb_load[g] | wb_shift[g]):
                 m.d.sync += wb_acc[l].eq(nxt)
 
-        # W1: the RQ row arrives and is registered; output address (linear or 2x2 phase-split).
+        # W1: the RQ row arrives and is registered; output address (linear or 2x2 phase-split). W2: the
+        # requantizer's comparators; W3: its popcount and level mux (registered); W3b: the write. One
+        # requantizer and ACT write port per word (wb_words).
         nthr = cfg.max_levels - 1
         rqb = struct(rl)(rq_thr_word)
-        # Phase-split offset: phase * npix/4 + (y >> 1) * wo/2 + (x >> 1); the three parts occupy
-        # disjoint bits (npix/4 is a power of two above the in-phase offset), so they are ORed.
-        p = w1.p
-        phase_off = Mux((p & wo) != 0, q << 1, 0) | Mux(p[0], q, 0) | ((p & hi_mask) >> 2) | ((p & wmask) >> 1)
-        w2 = Signal(data.StructLayout({"valid": 1, "acc": signed(cfg.acc_bits), "addr": cfg.addr_bits,
-                                       "thr": data.ArrayLayout(signed(cfg.acc_bits), nthr)}))
-        m.d.sync += [
-            w2.valid.eq(w1.valid), w2.acc.eq(w1.acc),
-            w2.addr.eq(w1.ch_base + Mux(desc.out_phase, phase_off, p)),
-        ]
-        m.d.sync += [w2.thr[j].eq(getattr(rqb, f"thr{j}")) for j in range(nthr)]
-
-        # W2: the requantizer's comparators; W3: its popcount and level mux (registered); W3b: the write.
-        m.d.comb += [rqu.acc.eq(w2.acc), rqu.mode.eq(desc.mode), rqu.shift.eq(desc.shift)]
-        m.d.comb += [rqu.thr[j].eq(w2.thr[j]) for j in range(nthr)]
-        if rqu.cmp_copies:  # w2.acc again, a copy per comparator (kept apart: rq_cmp_copies)
-            w2_acc_cmp = kept_copies(cfg, "w2_acc_cmp", signed(cfg.acc_bits), nthr)
-            m.d.sync += [c.eq(w1.acc) for c in w2_acc_cmp]
-            m.d.comb += [rqu.acc_cmp[j].eq(w2_acc_cmp[j]) for j in range(nthr)]
-        m.d.comb += [rqu.lv[j].eq(getattr(desc, f"lv{j}")) for j in range(cfg.max_levels)]
-        # W3's write enables (ACT or OUT) decoded from the layer's mode in W2, registered: no descriptor
-        # decode in front of the banks' write enables and rows (desc is the same layer's from W1 to W4:
-        # the next layer starts only when nothing is in flight before W4).
-        w3 = Signal(data.StructLayout({"valid": 1, "out_we": 1, "acc": signed(cfg.acc_bits), "addr": cfg.addr_bits}))
         raw = desc.mode == isa.MODE_RAW
-        m.d.sync += [w3.valid.eq(w2.valid), w3.acc.eq(w2.acc), w3.addr.eq(w2.addr)]
-        act_we2 = Signal()
-        m.d.comb += act_we2.eq(w2.valid & ~raw)  # one line each: bench/mutants.py locates them by line
-        m.d.sync += w3.out_we.eq(w2.valid & raw)
-        # W3b's ACT write enable and address (beside the requantizer's registered value), a copy per group
-        # of copy_group banks (kept apart): each drives only its group's bank decodes and row registers, not
-        # all 64 banks spread over the die
-        act_we3, w3b_valid = Signal(), Signal()
-        m.d.sync += [act_we3.eq(act_we2), w3b_valid.eq(w3.valid)]
-        w3_we = kept_copies(cfg, "w3_act_we")
-        w3_addr = kept_copies(cfg, "w3_addr", cfg.addr_bits)
-        m.d.sync += [c.eq(act_we3) for c in w3_we]
-        m.d.sync += [c.eq(w3.addr) for c in w3_addr]
-        m.d.comb += [
-            out_wr.addr.eq(w3.addr), out_wr.data.eq(w3.acc), out_wr.en.eq(w3.out_we),
-        ]
-        # W4: the ACT write (enable, row, level) registered beside each bank, after the bank decode, in
-        # BankedActMem (its wr_* ports take W3b's write): nothing but a flip-flop before a bank's write
-        # port. w4_valid marks the stage for the drain.
-        w4_valid = Signal()
-        m.d.sync += w4_valid.eq(w3b_valid)
-        m.d.comb += [act.wr_en.eq(Cat(*w3_we)), act.wr_data.eq(rqu.value)]
-        m.d.comb += [act.wr_addr[g].eq(w3_addr[g]) for g in range(n)]
+        valids = []  # each word's valid bits, W1..W4 (the drain)
+        for w, (w1, rqu) in enumerate(zip(w1s, rqus)):
+            sfx = "_b" if w else ""
+            # Phase-split offset: phase * npix/4 + (y >> 1) * wo/2 + (x >> 1); the three parts occupy
+            # disjoint bits (npix/4 is a power of two above the in-phase offset), so they are ORed.
+            p = w1.p
+            phase_off = Mux((p & wo) != 0, q << 1, 0) | Mux(p[0], q, 0) | ((p & hi_mask) >> 2) | ((p & wmask) >> 1)
+            w2 = Signal(data.StructLayout({"valid": 1, "acc": signed(cfg.acc_bits), "addr": cfg.addr_bits,
+                                           "thr": data.ArrayLayout(signed(cfg.acc_bits), nthr)}), name="w2" + sfx)
+            m.d.sync += [
+                w2.valid.eq(w1.valid), w2.acc.eq(w1.acc),
+                w2.addr.eq(w1.ch_base + Mux(desc.out_phase, phase_off, p)),
+            ]
+            m.d.sync += [w2.thr[j].eq(getattr(rqb, f"thr{j}")) for j in range(nthr)]
+            m.d.comb += [rqu.acc.eq(w2.acc), rqu.mode.eq(desc.mode), rqu.shift.eq(desc.shift)]
+            m.d.comb += [rqu.thr[j].eq(w2.thr[j]) for j in range(nthr)]
+            if rqu.cmp_copies:  # w2.acc again, a copy per comparator (kept apart: rq_cmp_copies)
+                w2_acc_cmp = kept_copies(cfg, "w2_acc_cmp" + sfx, signed(cfg.acc_bits), nthr)
+                m.d.sync += [c.eq(w1.acc) for c in w2_acc_cmp]
+                m.d.comb += [rqu.acc_cmp[j].eq(w2_acc_cmp[j]) for j in range(nthr)]
+            m.d.comb += [rqu.lv[j].eq(getattr(desc, f"lv{j}")) for j in range(cfg.max_levels)]
+            # W3's write enables (ACT or OUT) decoded from the layer's mode in W2, registered: no descriptor
+            # decode in front of the banks' write enables and rows (desc is the same layer's from W1 to W4:
+            # the next layer starts only when nothing is in flight before W4).
+            w3 = Signal(data.StructLayout({"valid": 1, "out_we": 1, "acc": signed(cfg.acc_bits),
+                                           "addr": cfg.addr_bits}), name="w3" + sfx)
+            m.d.sync += [w3.valid.eq(w2.valid), w3.acc.eq(w2.acc), w3.addr.eq(w2.addr)]
+            act_we2 = Signal(name="act_we2" + sfx)
+            m.d.comb += act_we2.eq(w2.valid & ~raw)  # one line each: bench/mutants.py locates them by line
+            m.d.sync += w3.out_we.eq(w2.valid & raw)
+            # W3b's ACT write enable and address (beside the requantizer's registered value), a copy per group
+            # of copy_group banks (kept apart): each drives only its group's bank decodes and row registers, not
+            # all 64 banks spread over the die
+            act_we3, w3b_valid = Signal(name="act_we3" + sfx), Signal(name="w3b_valid" + sfx)
+            m.d.sync += [act_we3.eq(act_we2), w3b_valid.eq(w3.valid)]
+            w3_we = kept_copies(cfg, "w3_act_we" + sfx)
+            w3_addr = kept_copies(cfg, "w3_addr" + sfx, cfg.addr_bits)
+            m.d.sync += [c.eq(act_we3) for c in w3_we]
+            m.d.sync += [c.eq(w3.addr) for c in w3_addr]
+            m.d.comb += [
+                out_wrs[w].addr.eq(w3.addr), out_wrs[w].data.eq(w3.acc), out_wrs[w].en.eq(w3.out_we),
+            ]
+            # W4: the ACT write (enable, row, level) registered beside each bank, after the bank decode, in
+            # BankedActMem (its wr_* ports take W3b's write; port w's copies at g * W + w): nothing but a
+            # flip-flop before a bank's write port. w4_valid marks the stage for the drain.
+            w4_valid = Signal(name="w4_valid" + sfx)
+            m.d.sync += w4_valid.eq(w3b_valid)
+            m.d.comb += act.wr_data[w].eq(rqu.value)
+            m.d.comb += [act.wr_en[g * W + w].eq(w3_we[g]) for g in range(n)]
+            m.d.comb += [act.wr_addr[g * W + w].eq(w3_addr[g]) for g in range(n)]
+            valids.append((w1.valid | w2.valid | w3.valid | w3b_valid, w4_valid))
         in_lanes = 0
         for t in tails:
             in_lanes = in_lanes | t.last
@@ -770,8 +818,8 @@ class Accelerator(wiring.Component):
                                       | d3.d.iss.valid | s2.iss.valid | s2a.iss.valid | s2b.iss.valid
                                       | s3.iss.valid | s3c_valid | s3b.iss.valid
                                       | s4.ctrl.valid | in_lanes
-                                      | wb_pending | w1.valid | w2.valid | w3.valid | w3b_valid)
-        m.d.comb += seq.pipe_busy.eq(seq.front_busy | w4_valid)
+                                      | wb_pending | reduce(operator.or_, (v for v, _ in valids)))
+        m.d.comb += seq.pipe_busy.eq(seq.front_busy | reduce(operator.or_, (v4 for _, v4 in valids)))
 
         # ACT: pipeline or host (the host reads lane 0 only: row1 is not needed; latency 3). The host has
         # the read port from the done cycle on (the pipeline is empty by then), so a read presented with

@@ -31,6 +31,8 @@ CONFIG_FLAGS = {  # flag -> AcceleratorConfig field
     "prog_depth": "layer descriptors (power of two)",
     "out_depth": "raw output words (power of two)",
     "lane_groups": "most lane groups a layer of fewer pixels than lanes splits into (power of two; 1: none)",
+    "wb_words": "words the writeback requantizes and writes a cycle: 1, or 2 (a second requantizer and ACT "
+                "write port; a group of n valid lanes then writes in ceil(n / 2) cycles)",
 }
 SWITCH_FLAGS = {  # flag without a value -> AcceleratorConfig field set to 1
     "wgt_ram": "weights in a RAM the host loads at boot (wgt.hex through the WGT write port), not a ROM: "

@@ -31,7 +31,7 @@ def _bank_reads(split_rows, ops, outreg=None):
         for waddr, value, row, rot in ops:
             ctx.set(dut.wr_en, (1 << len(dut.wr_en)) - 1)  # every bank group's copy
             ctx.set(dut.wr_addr, [waddr] * len(dut.wr_en))
-            ctx.set(dut.wr_data, value)
+            ctx.set(dut.wr_data, [value] * cfg.wb_words)
             ctx.set(dut.rd_row, row)
             ctx.set(dut.rd_row1, row + 1)
             ctx.set(dut.rd_rot, rot)

@@ -329,3 +329,17 @@ def test_lane_groups_bit_exact(seed, groups):
     dl = isa.desc_layout(cfg)
     assert cfg.lane_groups == groups and any(dl.unpack(w).get("grp_log2", 0) for w in prog.images.prog)
     check_program(cfg, prog.images, prog.input_memory(probe_images(net, seed, 1)[0]))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_two_word_writeback_bit_exact(seed):
+    """wb_words 2 (hw/top.py: two requantizers, the pair's words through the even and the odd banks' write
+    ports): random programs (linear and phase-split outputs, channels of odd and even bases, one-pixel layers,
+    RAW layers into OUT's two write ports) equal isa.run_program word for word, and their cycles the model's
+    (a group's writeback in ceil(n / 2) cycles)."""
+    rng = random.Random(700 + seed)
+    cfg = random_config(rng, wb_words=2)
+    images, act = random_program(cfg, rng)
+    r = check_program(cfg, images, act)
+    one = replace(cfg, wb_words=1)
+    assert r["cycles"] < total_cycles(one, replace(images, config=one))  # (the same layouts: wb_words adds no field)
