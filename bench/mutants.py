@@ -301,10 +301,10 @@ VERILOG_MUTANTS = [
                   what="raw outputs written without a valid write"),
     VerilogMutant("act-we", "enable", "hw/top.py", "act_we2.eq(w2.valid & ~raw)", "&", "|",
                   what="activations written without a valid write"),
-    VerilogMutant("wb-next", "comparator", "hw/top.py", "wb_end.eq(wb_k == wb.nvalid - 2)", "==", "!=",
+    VerilogMutant("wb-next", "comparator", "hw/top.py", "end_next = wb_k == wb.nvalid - 2", "==", "!=",
                   what="the writeback buffer's last lane misdetected"),
     # the banked activation memory
-    VerilogMutant("bank-we", "comparator", "hw/actmem.py", "pw.eq(self.wr_en[g] & ((self.wr_addr[g][:lb] if lb else 0) == b))",
+    VerilogMutant("bank-we", "comparator", "hw/actmem.py", "pw.eq(self.wr_en[wp] & ((self.wr_addr[wp][:lb] if lb else 0) == b))",
                   "==", "!=", where=r"3'h5", module=ACT, what="bank 5's write enable inverted"),
 ]
 

@@ -5,7 +5,9 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
 
   I    issue: WGT address presented (sequencer)
   I+1  S1: the WGT bank words arrive and are registered as they are (``wgt_rom``; ECP5: in the DP16KD)
-  I+2  S1a: the stream entry (code, delta) is chosen among the banks' registers and registered
+  I+2  S1a: the stream entry (code, delta) is chosen among the banks' registers and registered (from 64
+           lanes on: S1a registers only the select's first level, the OR of each group of 4 banks; S1c ORs
+           those registers, and every stage below comes a cycle later: ``wgt_read_latency`` 3)
   I+3  S1b: the channel's position += step (registered)
   I+4  D1: VAL row (code) and TAP row (position's tap) addressed; input channel = pos >> tap_log2
   I+5  D2: the rows arrive and are registered as they are; p0's ACT row + 1 (registered)
@@ -22,9 +24,9 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+14 S7: lanes: product, the terms' sum with the sign (registered)
   I+15 S8: lanes accumulate (acc register)
   I+16 S9: if the entry was a group's last, the accumulators move to the writeback buffer
-  I+17 W0: the writeback unit takes one valid lane per cycle (pixel; RQ port B addressed)
+  I+17 W0: the writeback unit takes one valid lane per cycle (``wb_words`` 2: two; pixel; RQ port B addressed)
   I+18 W1: RQ thresholds arrive and are registered; output address computed
-  I+19 W2: requantizer comparators (registered)
+  I+19 W2: requantizer comparators (registered; a requantizer per word)
   I+20 W3: popcount and level mux (or shift), registered in the requantizer (or the OUT write, RAW layers)
   I+21 W3b: the level registered beside each group of ACT banks, with the write's enable and row
   I+22 W4: write ACT (a bank's registered write)
@@ -108,6 +110,16 @@ def tail_layout(cfg: AcceleratorConfig) -> data.StructLayout:
                               "ch_base": cfg.addr_bits, "rq_row": cfg.rq_addr_bits})
 
 
+def later(m: Module, cfg: AcceleratorConfig, word: Signal) -> Signal:
+    """A WGT form's word registered once more where the read's latency is 3 (``cfg.wgt_read_latency``, 64
+    lanes and more), so that every form has the banked ROM's timing; else the word itself."""
+    if cfg.wgt_read_latency == 2:
+        return word
+    q = Signal.like(word, name=word.name + "_q")
+    m.d.sync += q.eq(word)
+    return q
+
+
 def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str, banked: bool,
             bank_words: int = WGT_BANK_WORDS, dp16kd: bool = False, n_addr: int = 1):
     """The weight stream ROM, read latency 2: the address of cycle t gives its word in cycle t+2.
@@ -130,7 +142,7 @@ def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str,
         ((a, d),) = rom(m, "wgt", width, cfg.wgt_depth, init, 1, rom_style, HEX_FILES["wgt"])
         m.d.comb += a.eq(addr)
         m.d.sync += out.eq(d)
-        return addrs, out
+        return addrs, later(m, cfg, out)
     words = list(init or [])
     lo = (bank_words - 1).bit_length()
     regs = []
@@ -165,6 +177,18 @@ def wgt_rom(m: Module, cfg: AcceleratorConfig, width: int, init, rom_style: str,
         sel_q, sel_qq = Signal(name=f"wgt_sel{g}_q"), Signal(name=f"wgt_sel{g}_qq")
         m.d.sync += [sel_q.eq(bank_addr[lo:] == g), sel_qq.eq(sel_q)]
         picked.append(Mux(sel_qq, q, 0))
+    if cfg.wgt_read_latency == 3:
+        # (64 lanes and more) the select's first level, the OR of each COPY_GROUP banks' picked words (banks
+        # side by side), registered beside them, then the OR of those registers: the tree's routes from the
+        # banks spread over the die and its LUT levels no longer fit one cycle together (the 64-lane
+        # ResNet-20 build's critical path at two seeds: a bank's word -> the tree -> s1b.word, 8-10 ns of
+        # routing in 13-14 ns, docs/resources.md). Latency 3.
+        parts = []
+        for k in range(0, len(picked), COPY_GROUP):
+            part = Signal(width, name=f"wgt_part{k // COPY_GROUP}")
+            m.d.sync += part.eq(reduce(operator.or_, picked[k:k + COPY_GROUP]))
+            parts.append(part)
+        picked = parts
     m.d.comb += out.eq(reduce(operator.or_, picked))
     return addrs, out
 
@@ -196,7 +220,7 @@ def wgt_rom_grouped(m: Module, cfg: AcceleratorConfig, width: int, init, rom_sty
     for j in range(G):
         s = Signal(width, name=f"wgt_slot{j}")
         m.d.comb += s.eq(words[(lo_qq | j)[:gm]])
-        slots.append(s)
+        slots.append(later(m, cfg, s))
     return [addr], slots
 
 
@@ -219,7 +243,7 @@ def wgt_ram(m: Module, cfg: AcceleratorConfig, width: int, spram: bool):
         wp, rp = mem.write_port(), mem.read_port(domain="sync")
         m.d.comb += [wp.addr.eq(a), wp.data.eq(wdata), wp.en.eq(we), rp.addr.eq(a)]
         m.d.sync += out.eq(rp.data)
-        return addr, out, we, waddr, wdata
+        return addr, later(m, cfg, out), we, waddr, wdata
     lo = (SPRAM_WORDS - 1).bit_length()
     n_rows, n_cols = -(-cfg.wgt_depth // SPRAM_WORDS), -(-width // SPRAM_BITS)
     wide, sp_addr = Signal(n_cols * SPRAM_BITS), Signal(lo, name="wgt_spram_addr")
@@ -239,11 +263,11 @@ def wgt_ram(m: Module, cfg: AcceleratorConfig, width: int, spram: bool):
         regs.append(q[:width])
     if n_rows == 1:
         m.d.comb += out.eq(regs[0])
-        return addr, out, we, waddr, wdata
+        return addr, later(m, cfg, out), we, waddr, wdata
     hi_q, hi_qq = Signal(abits - lo), Signal(abits - lo)
     m.d.sync += [hi_q.eq(a[lo:]), hi_qq.eq(hi_q)]
     m.d.comb += out.eq(Array(regs)[hi_qq])
-    return addr, out, we, waddr, wdata
+    return addr, later(m, cfg, out), we, waddr, wdata
 
 
 def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool, thr_block: int = 0):
@@ -458,8 +482,12 @@ class Accelerator(wiring.Component):
         m.d.sync += s1.eq(seq.issue)
         s1a = Signal(issue_layout(cfg))  # the WGT read's second cycle (its banks' registered words, see wgt_rom)
         m.d.sync += s1a.eq(s1)
+        s1c = s1a  # the WGT read's third cycle, from 64 lanes on (its bank select's first level registered)
+        if cfg.wgt_read_latency == 3:
+            s1c = Signal(issue_layout(cfg), name="s1c")
+            m.d.sync += s1c.eq(s1a)
         s1b = Signal(data.StructLayout({"iss": issue_layout(cfg), "word": struct(el)}))
-        m.d.sync += [s1b.iss.eq(s1a), s1b.word.eq(wgt_data)]
+        m.d.sync += [s1b.iss.eq(s1c), s1b.word.eq(wgt_data)]
         word = s1b.word
         pos = Signal(cfg.pos_width)
         step = Mux(word.code == 0, word.delta << cfg.pos_bits, word.delta)
@@ -715,21 +743,28 @@ class Accelerator(wiring.Component):
             ]
             w1s.append(w1)
         # The buffer's load (s5.last) and shift (wb_pending) enables reach every lane's accumulator copy: a
-        # copy of each per group of copy_group lanes, registered from the same next values (kept apart).
-        # wb_end (= wb_k == its last value) from a register, computed from the next wb_k and nvalid: the
-        # comparator's carry chain is not in front of the copies' long routes (the 0b06535 64-lane
-        # ResNet-8 build's critical path, wb.nvalid -> the compare -> wb_shift_g8, 12.82 ns)
-        wb_end = Signal()
+        # copy of each per group of copy_group lanes, registered from one register each (kept apart), so that
+        # only a route lies between: the load's from tails[-2].last, the shift's from wb_ahead, = wb_pending
+        # a cycle ahead (s5.last | wb_more: the tail's last -> that OR -> a wb_shift copy was the 64-lane
+        # ResNet-20 build's critical path at seed 1, 13.42 ns). wb_end (= wb_k at its last value) and wb_more
+        # (= wb_pending & ~wb_end) from registers, computed from the next wb_k and nvalid: the comparator's
+        # carry chain is not in front of the copies' long routes (the 0b06535 64-lane ResNet-8 build's
+        # critical path, wb.nvalid -> the compare -> wb_shift_g8, 12.82 ns)
+        wb_end, wb_more, wb_ahead = Signal(), Signal(), Signal()
+        if W == 1:
+            end_at_load = s5.nvalid == 1
+            end_next = wb_k == wb.nvalid - 2
+        else:  # (the valid lanes are a power of two: 1, or ceil(n / 2) = n >> 1 pairs)
+            end_at_load = s5.nvalid <= 2
+            end_next = wb_k == (wb.nvalid >> 1) - 2
+            with m.If(s5.last):
+                m.d.sync += wb_one.eq(s5.nvalid == 1)
+        more_next = Mux(s5.last, ~end_at_load, wb_more & ~end_next)
+        m.d.sync += [wb_more.eq(more_next), wb_ahead.eq(tails[-2].last | more_next)]
         with m.If(s5.last):
-            if W == 1:
-                m.d.sync += wb_end.eq(s5.nvalid == 1)
-            else:
-                m.d.sync += [wb_end.eq(s5.nvalid <= 2), wb_one.eq(s5.nvalid == 1)]
-        with m.Elif(wb_pending & ~wb_end):
-            if W == 1:
-                m.d.sync += wb_end.eq(wb_k == wb.nvalid - 2)
-            else:  # (the valid lanes are a power of two: 1, or ceil(n / 2) = n >> 1 pairs)
-                m.d.sync += wb_end.eq(wb_k == (wb.nvalid >> 1) - 2)
+            m.d.sync += wb_end.eq(end_at_load)
+        with m.Elif(wb_more):
+            m.d.sync += wb_end.eq(end_next)
         with m.If(wb_pending):
             with m.If(wb_end):
                 m.d.sync += wb_pending.eq(0)
@@ -741,7 +776,7 @@ class Accelerator(wiring.Component):
         wb_load = kept_copies(cfg, "wb_load")  # = s5.last
         wb_shift = kept_copies(cfg, "wb_shift")  # = wb_pending
         m.d.sync += [c.eq(tails[-2].last) for c in wb_load]
-        m.d.sync += [c.eq(s5.last | (wb_pending & ~wb_end)) for c in wb_shift]
+        m.d.sync += [c.eq(wb_ahead) for c in wb_shift]
         if W == 2:  # the pair-2 load order's select, a copy per group of lanes (kept apart)
             wb_swap = kept_copies(cfg, "wb_swap")
             m.d.sync += [c.eq(desc.out_phase & (wl >= 2)) for c in wb_swap]
@@ -814,7 +849,7 @@ class Accelerator(wiring.Component):
         in_lanes = 0
         for t in tails:
             in_lanes = in_lanes | t.last
-        m.d.comb += seq.front_busy.eq(s1.valid | s1a.valid | s1b.iss.valid | d1.iss.valid | d2.iss.valid
+        m.d.comb += seq.front_busy.eq(s1.valid | s1a.valid | s1c.valid | s1b.iss.valid | d1.iss.valid | d2.iss.valid
                                       | d3.d.iss.valid | s2.iss.valid | s2a.iss.valid | s2b.iss.valid
                                       | s3.iss.valid | s3c_valid | s3b.iss.valid
                                       | s4.ctrl.valid | in_lanes

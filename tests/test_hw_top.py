@@ -343,3 +343,23 @@ def test_two_word_writeback_bit_exact(seed):
     r = check_program(cfg, images, act)
     one = replace(cfg, wb_words=1)
     assert r["cycles"] < total_cycles(one, replace(images, config=one))  # (the same layouts: wb_words adds no field)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_wgt_select_registered_mid_way(seed, monkeypatch):
+    """From WGT_SPLIT_LANES lanes on (64) the WGT read has latency 3 (hw/top.py: the banked ROM's select
+    registered after its first level, every other form's word registered once more) and the pipe one stage
+    more: here from 4 lanes on, with banks of 4 words (several groups of banks), on the banked and the
+    one-ROM forms, both with one and two writeback words: bit-exact and cycle-exact."""
+    from apotflow.hw import config
+    from apotflow.hw.cycles import pipe
+
+    rng = random.Random(300 + seed)
+    cfg = random_config(rng, wb_words=1 + seed % 2)
+    images, act = random_program(cfg, rng)
+    before = pipe(cfg)
+    monkeypatch.setattr(config, "WGT_SPLIT_LANES", 4)
+    assert cfg.wgt_read_latency == 3 and pipe(cfg) == before + 1
+    assert len(images.wgt) > 4 * 4  # more than one group of four banks
+    check_program(cfg, images, act, wgt_bank_words=4)
+    check_program(cfg, images, act)
