@@ -24,6 +24,9 @@ docs/resources.md). What each term counts:
   in logic go to distributed RAM (ECP5/Xilinx) or flip-flops / LUTs instead, as Yosys maps them.
 * lane groups (``lane_groups`` > 1): counted, not fitted (``group_regs``, ``group_luts``; the grouped WGT
   ROM and a VAL copy per slot in ``memory_map``); checked against hold-out syntheses only.
+* the two-word writeback (``wb_words`` 2): counted, not fitted (``wb_regs``, ``wb_luts``; its second
+  requantizer's comparators scale the fitted ``rq`` term); and from 64 lanes on the WGT select's registered
+  first level and S1c (``memory_stage_regs``).
 
 Everything is integer arithmetic on the config: microseconds per call.
 """
@@ -95,8 +98,8 @@ COEF = {
         "lut_rom": 0.0,
         "lut_rom_random": 10.1637,
         "lut_copies": 0.2687,
-        "ff_const": 1424.1547,
-        "ff_lane": 6.7264,
+        "ff_const": 1436.8706,
+        "ff_lane": 5.1127,
         "ff_rom_words": 0.0,
     },
     "xilinx": {
@@ -113,8 +116,8 @@ COEF = {
         "lut_rom": 0.0,
         "lut_rom_random": 6.3015,
         "lut_copies": 0.1666,
-        "ff_const": 1424.1547,
-        "ff_lane": 6.7264,
+        "ff_const": 1436.8706,
+        "ff_lane": 5.1127,
         "ff_rom_words": 0.0,
     },
 }
@@ -340,7 +343,7 @@ def lut_features(
         # (``rom_used``) the descriptor ROM's constant columns fold into them; two terms, fitted apart
         "per_lane": per_lane if rom_used is not None else 0.0,
         "per_lane_random": per_lane if rom_used is None else 0.0,
-        "rq": (cfg.max_levels - 1) * cfg.acc_bits,  # requantizer comparators
+        "rq": (cfg.max_levels - 1) * cfg.acc_bits * cfg.wb_words,  # requantizer comparators, a requantizer a word
         # memories in logic: RAM bits in LUT RAM / flip-flops, and ROM bits as LUTs. A ROM of random words
         # (no program given) costs more logic per bit than a model's program, whose words repeat and
         # whose columns are often constant: two terms, fitted apart.
@@ -391,7 +394,7 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
     S2a, each ACT bank's row registered beside it and the rotation (``hw/actmem.py``); each LUT-RAM tail's
     registered read address (its live rows' bits; Yosys trims the rest) and select; W4, the registered ACT
     write (valid, enable, address, level)."""
-    from .actmem import tail_split
+    from .actmem import COPY_GROUP, tail_split
 
     bits = 0
     if cfg.wgt_ram:  # hw/top.wgt_ram: on iCE40 each SPRAM row's word registered, the row index twice
@@ -400,6 +403,12 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
     elif cfg.wgt_depth > WGT_BANK_WORDS:
         lo = (WGT_BANK_WORDS - 1).bit_length()
         bits += wgt_rows(cfg, rom_used) // WGT_BANK_WORDS * (isa.entry_layout(cfg).width + 2)
+        if cfg.wgt_read_latency == 3:  # the select's first level, a register per 4 used banks (hw/top.wgt_rom)
+            bits += -(-wgt_rows(cfg, rom_used) // WGT_BANK_WORDS // COPY_GROUP) * isa.entry_layout(cfg).width
+    if cfg.wgt_read_latency == 3:  # S1c: the issue record a stage more (64 lanes and more)
+        from .sequencer import issue_layout
+
+        bits += issue_layout(cfg).size
     bits += cfg.lanes * (cfg.addr_bits - cfg.lane_bits) + cfg.lane_bits
     split = tail_split(cfg)
     if split is not None:
@@ -448,6 +457,41 @@ def group_regs(cfg: AcceleratorConfig) -> int:
     return ((G - 1) * (2 * cfg.code_bits + isa.val_layout(cfg).width + 2 + (stages + 1) * slot)
             + ctrl5 + (G - 1) * isa.entry_layout(cfg).width + 2 * F
             + F * (cfg.lanes * cfg.acc_bits + tail_layout(cfg).size) + F.bit_length())
+
+
+def wb_regs(cfg: AcceleratorConfig) -> int:
+    """Register bits the two-word writeback (``wb_words`` 2, hw/top.py) adds, counted from the RTL: the second
+    word's W1 (valid, accumulator, pixel), W2 (valid, accumulator, address; its thresholds and channel base
+    are the first word's registers again, which Yosys merges), its requantizer (comparator bits, the
+    accumulator, the value) and comparator copies, W3 (valid, write enables, accumulator, address), the W3b
+    and W4 flags, the ACT write's enable and address and the written word a copy per bank group, and the
+    pairing flags (the pair-2 order's select a copy per lane group). 0 with one word."""
+    from .actmem import copies
+    from .sequencer import pix_bits
+    from .top import rq_cmp_copies
+
+    if cfg.wb_words == 1:
+        return 0
+    nthr, acc, a = cfg.max_levels - 1, cfg.acc_bits, cfg.addr_bits
+    n = copies(cfg)
+    return ((1 + acc + pix_bits(cfg)) + (1 + acc + a) + (nthr + acc + cfg.act_bits)
+            + (nthr * acc if rq_cmp_copies(cfg) else 0) + (2 + acc + a) + 3
+            + n * (1 + a + cfg.act_bits) + 2 + n)
+
+
+def wb_luts(cfg: AcceleratorConfig) -> float:
+    """LUT4 the two-word writeback adds besides its comparators (``lut_features``' ``rq``), counted: the
+    buffer's pair-2 load order (a third input to the load mux of half the lanes: a LUT4 a bit), the pair's
+    steering to the ports (a 2:1 mux a bit of two accumulators and lane indices), the second word's address
+    (its adder and phase-split offset), popcount and level mux, and the written word's host/pipeline select
+    a copy per bank group. 0 with one word."""
+    from .actmem import copies
+
+    if cfg.wb_words == 1:
+        return 0.0
+    nthr = cfg.max_levels - 1
+    return (cfg.lanes // 2 * cfg.acc_bits + 2 * (cfg.acc_bits + cfg.lane_bits) + 2 * cfg.addr_bits
+            + nthr + cfg.max_levels // 2 * cfg.act_bits + copies(cfg) * cfg.act_bits)
 
 
 def slot_ctrl_bits(cfg: AcceleratorConfig) -> int:
@@ -506,6 +550,7 @@ def ff_features(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind:
         + cfg.wgt_addr_bits + 1  # the sequencer's ch_w_next and RUN flag (beside its FSM state)
         + copy_regs(cfg, rom_used, lane_kind)
         + group_regs(cfg)
+        + wb_regs(cfg)
     )
     if read_latency(cfg) == 3:  # 128 lanes and more: the rotation's mid-way register and S3c
         regs += cfg.lanes * cfg.act_bits + cfg.lane_bits + isa.decoded_layout(cfg).width + cfg.lanes \
@@ -538,7 +583,7 @@ def estimate(
     lane_key = "lut_lane" if lane_kind == "shift" else "lut_lane_mul"
     lut = sum(c.get(lane_key if k == "lane" else f"lut_{k}", 1.0) * v for k, v in feats.items())
     if kind == "board":
-        lut += group_luts(cfg)
+        lut += group_luts(cfg) + wb_luts(cfg)
     dsp = cfg.lanes if (lane_kind == "mul" and fam == "ice40") else 0  # synth_ice40 -dsp: one SB_MAC16 a lane
     if kind == "array":
         per_lane, shared = lane_regs(cfg, lane_kind)
