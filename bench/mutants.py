@@ -64,7 +64,7 @@ class VerilogMutant:
     module: str = "apotflow_top"  # the Verilog module ("apotflow_top.lane3", "apotflow_top.seq", ...)
     count: int | str = 1  # statements it must change (an int, or an expression of cfg)
     what: str = ""
-    suite: str = "base"  # "base" (sim/cosim_suite.SUITE) or "groups" (GROUPS_SUITE, the lane-groups config)
+    suite: str = "base"  # "base" (sim/cosim_suite.SUITE), "groups" (GROUPS_SUITE, the lane-groups config), "wb2"
 
 
 @dataclass(frozen=True)
@@ -301,7 +301,7 @@ VERILOG_MUTANTS = [
                   what="raw outputs written without a valid write"),
     VerilogMutant("act-we", "enable", "hw/top.py", "act_we2.eq(w2.valid & ~raw)", "&", "|",
                   what="activations written without a valid write"),
-    VerilogMutant("wb-next", "comparator", "hw/top.py", "end_next = wb_k == wb.nvalid - 2", "==", "!=",
+    VerilogMutant("wb-next", "comparator", "hw/top.py", "end_next.eq(wb_k == wb.nvalid - 2)", "==", "!=",
                   what="the writeback buffer's last lane misdetected"),
     # the banked activation memory
     VerilogMutant("bank-we", "comparator", "hw/actmem.py", "pw.eq(self.wr_en[wp] & ((self.wr_addr[wp][:lb] if lb else 0) == b))",
@@ -373,6 +373,28 @@ GROUP_MUTANTS = [
                   "?", "swap", where=r"s3_pad_g2\[", suite=G_, what="S3 copy 2's null flag inverted (lanes 8..11)"),
 ]
 VERILOG_MUTANTS += GROUP_MUTANTS
+
+W2_ = "wb2"
+#: mutants of what only a two-word writeback build has (wb_words 2), on WB2_SUITE
+WB2_MUTANTS = [
+    VerilogMutant("wb2-steer", "mux", "hw/top.py", "words = [tuple(Mux(cb0, b, a) for a, b in zip(pair[w]", "?",
+                  "swap", count=6, suite=W2_,
+                  what="the pair steered to the ports against ch_base's parity"),
+    VerilogMutant("wb2-pair2-load", "mux", "hw/top.py", "load = Mux(wb_swap[g], accs[l + 1 if l % 4 == 1", "?",
+                  "swap", count="cfg.lanes // 2", suite=W2_, what="the pair-2 load order taken in linear layers, "
+                  "the linear order in phase-split ones"),
+    VerilogMutant("wb2-kb", "mux", "hw/top.py", "k_b.eq(k_a | Mux(wb_pair2, 2, 1))", "?", "swap", suite=W2_,
+                  what="the second word's lane offset (+1 or +2) swapped"),
+    VerilogMutant("wb2-ka", "mux", "hw/top.py", "k_a.eq(Mux(wb_pair2, Cat(wb_k[0], Const(0, 1), wb_k[1:])", "?",
+                  "swap", suite=W2_, what="the first word's lane order (linear or pair-2) swapped"),
+    VerilogMutant("wb2-one", "enable", "hw/top.py", "valid_b.eq(wb_pending & ~wb_one)", "&", "|", suite=W2_,
+                  what="a one-lane group writes a second word"),
+    VerilogMutant("wb2-end", "comparator", "hw/top.py", "end_next.eq(wb_k == (wb.nvalid >> 1) - 2)", "==", "!=",
+                  suite=W2_, what="the writeback buffer's last pair misdetected"),
+    VerilogMutant("wb2-bank-we", "comparator", "hw/actmem.py", "pw.eq(self.wr_en[wp] & ((self.wr_addr[wp][:lb] if lb",
+                  "==", "!=", where=r"3'h5", module=ACT, suite=W2_, what="bank 5's (port 1's) write enable inverted"),
+]
+VERILOG_MUTANTS += WB2_MUTANTS
 
 
 def _edit_hex(path: Path, index: int, fn) -> None:
@@ -599,17 +621,18 @@ def caught_by(runs: list[dict]) -> dict | None:
     return next(({k: v for k, v in r.items() if k not in ("passed", "seconds")} for r in runs if not r["passed"]), None)
 
 
-SUITES = ("base", "groups")  # mutant.suite -> (sim/cosim_suite's networks, base config): see _suite
+SUITES = ("base", "groups", "wb2")  # mutant.suite -> (sim/cosim_suite's networks, base config): see _suite
 
 
 def _suite(name: str):
     from apotflow.sim import cosim_suite as cs
 
-    return {"base": (cs.SUITE, cs.BASE), "groups": (cs.GROUPS_SUITE, cs.GROUPS_BASE)}[name]
+    return {"base": (cs.SUITE, cs.BASE), "groups": (cs.GROUPS_SUITE, cs.GROUPS_BASE),
+            "wb2": (cs.WB2_SUITE, cs.WB2_BASE)}[name]
 
 
 def run(names: set[str] | None, out: Path, work: Path, all_networks: bool, log, merge: bool = False) -> dict:
-    from apotflow.sim.cosim_suite import as_dict, coverage, group_coverage, load_suite, run_suite
+    from apotflow.sim.cosim_suite import as_dict, coverage, group_coverage, load_suite, run_suite, wb_coverage
     from apotflow.sim.flow import git_revision
 
     t_all = time.perf_counter()
@@ -627,19 +650,21 @@ def run(names: set[str] | None, out: Path, work: Path, all_networks: bool, log, 
         desc[sn] = {"config": cfg.to_dict(),
                     "networks": [{**as_dict(ld.spec), "layers": len(ld.program.layers),
                                   "cycles": int(ld.program.stats["work_cycles"]),
-                                  "covers": [k for k, v in {**coverage(ld.program), **group_coverage(ld.program)}.items()
-                                             if v]} for ld in suites[sn]],
+                                  "covers": [k for k, v in {**coverage(ld.program), **group_coverage(ld.program),
+                                                            **wb_coverage(ld.program)}.items() if v]}
+                                 for ld in suites[sn]],
                     "baseline": {"runs": base, "seconds": round(time.perf_counter() - t0, 1)}}
     command = "python bench/mutants.py " + " ".join(sys.argv[1:])
     res = {"command": command, "commands": [command], "git_revision": git_revision(), **desc["base"],
-           "groups_suite": desc["groups"],
+           "groups_suite": desc["groups"], "wb2_suite": desc["wb2"],
            "all_networks": all_networks, "machine": f"{platform.machine()}, {platform.node()}", "mutants": []}
     earlier = 0.0
     if merge and out.exists():  # rows of the named mutants replaced, the others kept
         prev = json.loads(out.read_text())
         same = prev["config"] == res["config"] and prev["networks"] == res["networks"]
-        if "groups_suite" in prev:  # (a results file written before the lane-groups suite has only the base one)
-            same &= all(prev["groups_suite"][k] == res["groups_suite"][k] for k in ("config", "networks"))
+        for key in ("groups_suite", "wb2_suite"):  # (a results file written before a suite has no row of it)
+            if key in prev:
+                same &= all(prev[key][k] == res[key][k] for k in ("config", "networks"))
         if not same:
             raise BenchError(f"--merge: {out} was made with another config or suite")
         if prev.get("all_networks") != all_networks:

@@ -729,9 +729,11 @@ class Accelerator(wiring.Component):
             wb_pair2 = Signal()
             m.d.sync += wb_pair2.eq(desc.out_phase & (wl >= 2))
             wb_one = Signal()
-            k_a = Mux(wb_pair2, Cat(wb_k[0], Const(0, 1), wb_k[1:]), Cat(Const(0, 1), wb_k))
-            k_b = k_a | Mux(wb_pair2, 2, 1)
-            pair = [(wb_pending, wb_acc[0], k_a), (wb_pending & ~wb_one, wb_acc[1], k_b)]
+            k_a, k_b, valid_b = Signal(lb, name="wb_k_a"), Signal(lb, name="wb_k_b"), Signal(name="wb_valid_b")
+            m.d.comb += k_a.eq(Mux(wb_pair2, Cat(wb_k[0], Const(0, 1), wb_k[1:]), Cat(Const(0, 1), wb_k)))
+            m.d.comb += k_b.eq(k_a | Mux(wb_pair2, 2, 1))
+            m.d.comb += valid_b.eq(wb_pending & ~wb_one)
+            pair = [(wb_pending, wb_acc[0], k_a), (valid_b, wb_acc[1], k_b)]
             cb0 = wb.ch_base[0]
             words = [tuple(Mux(cb0, b, a) for a, b in zip(pair[w], pair[1 - w])) for w in range(2)]
         w1s = []
@@ -751,12 +753,13 @@ class Accelerator(wiring.Component):
         # carry chain is not in front of the copies' long routes (the 0b06535 64-lane ResNet-8 build's
         # critical path, wb.nvalid -> the compare -> wb_shift_g8, 12.82 ns)
         wb_end, wb_more, wb_ahead = Signal(), Signal(), Signal()
+        end_at_load, end_next = Signal(), Signal()  # wb_end's next value at a load, and while it shifts
         if W == 1:
-            end_at_load = s5.nvalid == 1
-            end_next = wb_k == wb.nvalid - 2
+            m.d.comb += end_at_load.eq(s5.nvalid == 1)
+            m.d.comb += end_next.eq(wb_k == wb.nvalid - 2)
         else:  # (the valid lanes are a power of two: 1, or ceil(n / 2) = n >> 1 pairs)
-            end_at_load = s5.nvalid <= 2
-            end_next = wb_k == (wb.nvalid >> 1) - 2
+            m.d.comb += end_at_load.eq(s5.nvalid <= 2)
+            m.d.comb += end_next.eq(wb_k == (wb.nvalid >> 1) - 2)
             with m.If(s5.last):
                 m.d.sync += wb_one.eq(s5.nvalid == 1)
         more_next = Mux(s5.last, ~end_at_load, wb_more & ~end_next)

@@ -41,6 +41,8 @@ BASE = AcceleratorConfig(lanes=8, terms=2, act_bits=8, acc_bits=32)
 #: the lane-groups config (docs/hardware.md, "Lane groups"): 16 lanes, up to 8 input-channel groups (a fold
 #: tree of 3 levels), 4 copies of S3's padding registers (``top.pad_copies``)
 GROUPS_BASE = AcceleratorConfig(lanes=16, terms=2, act_bits=8, acc_bits=32, lane_groups=8)
+#: the two-word writeback config (docs/hardware.md, "Two words a cycle"): BASE with wb_words 2
+WB2_BASE = AcceleratorConfig(lanes=8, terms=2, act_bits=8, acc_bits=32, wb_words=2)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,18 @@ GROUPS_SUITE = (
     SuiteNet("g-rand-5", "random", seed=5, images=2),
     SuiteNet("g-rand-59", "random", seed=59, images=2),
     SuiteNet("g-resnet8-w0.25", "zoo", "resnet8", 0.25, seed=1),
+)
+
+#: the networks of the two-word writeback config (WB2_BASE), chosen so that together their programs write
+#: linear outputs from even and odd channel bases, phase-split outputs in the pair-2 order (k, k + 2),
+#: one-pixel layers (a group of one lane: one word) and RAW outputs of several pixels through OUT's two write
+#: ports (``wb_coverage``); rand-173 of SUITE is not here: its phase-split output of 2 columns and 4 rows
+#: is one the two-word writeback refuses (``isa.wb_pairs_fit``)
+WB2_SUITE = (
+    SuiteNet("digits", "digits", images=2),
+    SuiteNet("rand-12", "random", seed=12, images=2),
+    SuiteNet("rand-160", "random", seed=160, images=2),
+    SuiteNet("resnet8-w0.25", "zoo", "resnet8", 0.25, seed=1),
 )
 
 
@@ -195,6 +209,26 @@ def coverage(prog: Program) -> dict[str, bool]:
         cov["raw mode"] |= d["mode"] == isa.MODE_RAW
         cov["phase-split output"] |= bool(d["out_phase"])
         cov["depthwise (diag)"] |= bool(d["diag"])
+    return cov
+
+
+def wb_coverage(prog: Program) -> dict[str, bool]:
+    """Which of the two-word writeback's paths a compiled program exercises (all False at wb_words 1)."""
+    cfg = prog.config
+    dl = isa.desc_layout(cfg)
+    cov = dict.fromkeys(("pairs k, k + 1 from an even base", "pairs k, k + 1 from an odd base", "pairs k, k + 2",
+                         "one-word group", "two RAW words a cycle"), False)
+    for k in range(len(prog.layers)):
+        d = dl.unpack(prog.images.prog[k])
+        npix, raw = 1 << (d["ho_log2"] + d["wo_log2"]), d["mode"] == isa.MODE_RAW
+        if cfg.wb_words == 1 or d["n_ch"] == 0:
+            continue
+        pair2 = bool(d["out_phase"]) and d["wo_log2"] >= 2 and not raw
+        cov["pairs k, k + 2"] |= pair2 and npix > 1
+        cov["pairs k, k + 1 from an even base"] |= not pair2 and npix > 1 and d["out_base"] % 2 == 0 and not raw
+        cov["pairs k, k + 1 from an odd base"] |= not pair2 and npix > 1 and d["out_base"] % 2 == 1 and not raw
+        cov["one-word group"] |= npix == 1
+        cov["two RAW words a cycle"] |= raw and npix > 1
     return cov
 
 

@@ -1,6 +1,6 @@
 """The shipped co-simulation checks (sim/cosim_suite.py) and RTL mutation testing (bench/mutants.py):
 the suite's networks exercise every RTL path named by ``coverage`` (the lane-groups suite's every
-path named by ``group_coverage``); every mutation of the bench
+path named by ``group_coverage``, the two-word writeback suite's by ``wb_coverage``); every mutation of the bench
 applies exactly where it says; and a handful of mutants, each caught by a different check, are
 caught -- a test that fails if the checks stop catching them."""
 
@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import pytest
 
-from apotflow.sim.cosim_suite import GROUPS_BASE, GROUPS_SUITE, SUITE, coverage, group_coverage, load_suite
+from apotflow.sim.cosim_suite import (
+    GROUPS_BASE,
+    GROUPS_SUITE,
+    SUITE,
+    WB2_BASE,
+    WB2_SUITE,
+    coverage,
+    group_coverage,
+    load_suite,
+    wb_coverage,
+)
 
 # The cheap part of the suite: the digits net and the random networks (the zoo nets need exports).
 SMALL = tuple(s for s in SUITE if s.kind != "zoo")
@@ -24,6 +34,20 @@ def small_suite(tmp_path_factory):
 def groups_suite(tmp_path_factory):
     """The lane-groups suite (its ResNet-8 export: a few seconds)."""
     return load_suite(tmp_path_factory.mktemp("gmodels"), GROUPS_SUITE, GROUPS_BASE, **QUIET)
+
+
+@pytest.fixture(scope="module")
+def wb2_suite(tmp_path_factory):
+    """The two-word writeback suite (its ResNet-8 export: a few seconds)."""
+    return load_suite(tmp_path_factory.mktemp("wmodels"), WB2_SUITE, WB2_BASE, **QUIET)
+
+
+def test_wb2_suite_exercises_every_two_word_path(wb2_suite):
+    """Together the two-word writeback networks write pairs k, k + 1 from even and odd channel bases, pairs
+    k, k + 2 (phase-split outputs), one-word groups and two RAW words a cycle; the base suite's have none."""
+    assert wb2_suite[0].program.config.wb_words == 2
+    covered = {k for ld in wb2_suite for k, v in wb_coverage(ld.program).items() if v}
+    assert covered == set(wb_coverage(wb2_suite[0].program)), set(wb_coverage(wb2_suite[0].program)) - covered
 
 
 def test_suite_exercises_every_path(small_suite):
@@ -43,7 +67,7 @@ def test_groups_suite_exercises_every_lane_groups_path(groups_suite):
     assert covered == set(group_coverage(groups_suite[0].program)), set(group_coverage(groups_suite[0].program)) - covered
 
 
-def test_every_mutation_applies_exactly_where_it_says(small_suite, groups_suite):
+def test_every_mutation_applies_exactly_where_it_says(small_suite, groups_suite, wb2_suite):
     """Each Verilog (and process) mutant finds its hw/ line and changes exactly the statements it
     states, in the Verilog of its suite's config; a pattern that no longer matches is an error
     (BenchError), never a silent skip."""
@@ -51,8 +75,8 @@ def test_every_mutation_applies_exactly_where_it_says(small_suite, groups_suite)
 
     from bench.mutants import VERILOG_MUTANTS, BenchError, generate, mutate
 
-    assert {m.suite for m in VERILOG_MUTANTS} == {"base", "groups"}
-    for suite, name in ((small_suite, "base"), (groups_suite, "groups")):
+    assert {m.suite for m in VERILOG_MUTANTS} == {"base", "groups", "wb2"}
+    for suite, name in ((small_suite, "base"), (groups_suite, "groups"), (wb2_suite, "wb2")):
         cfg = suite[0].program.config
         text = generate(cfg)
         for mu in (m for m in VERILOG_MUTANTS if m.suite == name):
