@@ -229,7 +229,9 @@ def mutants_section() -> str:
     r = json.loads(path.read_text())
     t = r["totals"]
     gs = r.get("groups_suite")
-    nets = [{**n, "suite": "base"} for n in r["networks"]] + [{**n, "suite": "groups"} for n in (gs or {}).get("networks", [])]
+    ws = r.get("wb2_suite")
+    nets = ([{**n, "suite": "base"} for n in r["networks"]] + [{**n, "suite": "groups"} for n in (gs or {}).get("networks", [])]
+            + [{**n, "suite": "wb2"} for n in (ws or {}).get("networks", [])])
     cfg = r["config"]
     lines += [
         "Do the shipped co-simulation checks catch faults in the hardware? `bench/mutants.py` changes one",
@@ -260,6 +262,16 @@ def mutants_section() -> str:
             "a WGT row of lane_groups words.",
             "",
         ]
+    if ws:
+        w = ws["config"]
+        lines += [
+            "The two-word writeback (`wb_words` 2: the pair's lane order and steering to the even and odd banks' write",
+            "ports, the one-word group, the second port's bank enables; docs/hardware.md, \"Two words a cycle\") is not",
+            f"generated with one word either: its mutants run on `WB2_SUITE` (suite *wb2*): {w['lanes']} lanes, wb_words "
+            f"{w['wb_words']}, the digits net, random networks and a random-weight ResNet-8 (`wb_coverage` names what they "
+            "exercise).",
+            "",
+        ]
     kinds = {}
     for m in r["mutants"]:
         kinds.setdefault(m["kind"], []).append(m["outcome"])
@@ -270,6 +282,10 @@ def mutants_section() -> str:
         n_g = sum(1 for m in r["mutants"] if m.get("suite") == "groups")
         c_g = sum(1 for m in r["mutants"] if m.get("suite") == "groups" and m["outcome"] == "caught")
         by_suite = f" Of them {n_g} on the lane-groups suite ({c_g} caught)."
+    if ws:
+        n_w = sum(1 for m in r["mutants"] if m.get("suite") == "wb2")
+        c_w = sum(1 for m in r["mutants"] if m.get("suite") == "wb2" and m["outcome"] == "caught")
+        by_suite += f" {n_w} on the two-word writeback suite ({c_w} caught)."
     revs = r.get("git_revisions") or [r.get("git_revision")]
     rev = ", then ".join(x[:7] for x in revs if x) if any(revs) else ""
     lines += [
