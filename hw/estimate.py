@@ -98,9 +98,9 @@ COEF = {
         "lut_rom": 0.0,
         "lut_rom_random": 10.1637,
         "lut_copies": 0.2687,
-        "ff_const": 1436.8706,
-        "ff_lane": 5.1127,
-        "ff_rom_words": 0.0,
+        "ff_const": 1463.1649,
+        "ff_lane": 1.7626,
+        "ff_rom_words": 0.0029,
     },
     "xilinx": {
         "lut_lane": 0.8103,
@@ -116,9 +116,9 @@ COEF = {
         "lut_rom": 0.0,
         "lut_rom_random": 6.3015,
         "lut_copies": 0.1666,
-        "ff_const": 1436.8706,
-        "ff_lane": 5.1127,
-        "ff_rom_words": 0.0,
+        "ff_const": 1463.1649,
+        "ff_lane": 1.7626,
+        "ff_rom_words": 0.0029,
     },
 }
 
@@ -409,6 +409,10 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
         from .sequencer import issue_layout
 
         bits += issue_layout(cfg).size
+    from .top import rq_thr_stages
+
+    if rq_thr_stages(cfg) == 2:  # the thresholds' second register (hw/top.py; the ECP5 builds' split RQ)
+        bits += (cfg.max_levels - 1) * cfg.acc_bits
     bits += cfg.lanes * (cfg.addr_bits - cfg.lane_bits) + cfg.lane_bits
     split = tail_split(cfg)
     if split is not None:

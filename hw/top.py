@@ -103,6 +103,12 @@ def rq_cmp_copies(cfg: AcceleratorConfig) -> bool:
     return cfg.lanes >= actmem.COPY_LANES
 
 
+def rq_thr_stages(cfg: AcceleratorConfig) -> int:
+    """Registers between the split RQ's threshold blocks and W2 (``Accelerator``'s ``rq_split``, the ECP5 builds):
+    one, or two from ``actmem.COPY_LANES`` lanes on (the row addressed a cycle earlier: the same latency)."""
+    return 2 if cfg.lanes >= actmem.COPY_LANES else 1
+
+
 def tail_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     """The group tail: what travels beside the lanes from S4 to the writeback (the channel's last entry,
     the group's first pixel, its valid lanes, the output channel's ACT base and its RQ row)."""
@@ -705,10 +711,21 @@ class Accelerator(wiring.Component):
             # 5.61 ns clock-to-output + 9.43 ns of routing). Same timing: the row is addressed a cycle earlier
             # with the buffer's next row (a group's row is constant over its writes, and the next group's
             # first write follows the last one's W0), so its word is in thr_q when its first write is in W1.
-            m.d.comb += rq_b[0].eq(Mux(s5.last, s5.rq_row, wb.rq_row))
+            # From 64 lanes on (``rq_thr_stages``) a second register, thr_q2, and the row addressed one cycle
+            # earlier again (the group's row from S8's tail, which holds it a cycle before S9; a group ending
+            # in S9 in the same cycle has its one word's row addressed already): thr_q beside the blocks, a
+            # cycle of wire to thr_q2 beside the comparators (the 64-lane two-word ResNet-20 build's critical
+            # path at seed 2: a threshold block's output -> 7.51 ns of routing -> rq_thr_q, 13.12 ns).
             thr_q = Signal.like(rq_b[1], name="rq_thr_q")
             m.d.sync += thr_q.eq(rq_b[1])
             rq_thr_word = thr_q
+            if rq_thr_stages(cfg) == 2:
+                m.d.comb += rq_b[0].eq(Mux(tails[-2].last, tails[-2].rq_row, Mux(s5.last, s5.rq_row, wb.rq_row)))
+                thr_q2 = Signal.like(rq_b[1], name="rq_thr_q2")
+                m.d.sync += thr_q2.eq(thr_q)
+                rq_thr_word = thr_q2
+            else:
+                m.d.comb += rq_b[0].eq(Mux(s5.last, s5.rq_row, wb.rq_row))
         else:
             m.d.comb += rq_b[0].eq(wb.rq_row)
             rq_thr_word = rq_b[1]

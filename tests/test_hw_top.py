@@ -363,3 +363,23 @@ def test_wgt_select_registered_mid_way(seed, monkeypatch):
     assert len(images.wgt) > 4 * 4  # more than one group of four banks
     check_program(cfg, images, act, wgt_bank_words=4)
     check_program(cfg, images, act)
+
+
+@pytest.mark.parametrize("seed, one_pixel", [(0, False), (1, False), (2, True), (3, True)])
+def test_thresholds_registered_twice_same_words_and_cycles(seed, one_pixel, monkeypatch):
+    """The split RQ with a second threshold register (hw/top.rq_thr_stages 2, from 64 lanes on; here forced):
+    the group's row addressed from S8's tail, a cycle earlier again. Bit- and cycle-exact, with one and two
+    writeback words, on programs whose groups end in consecutive cycles (one-pixel layers of channels of
+    0..2 entries) too. Biases zeroed so that the thresholds decide."""
+    from apotflow.hw import top
+
+    monkeypatch.setattr(top, "rq_thr_stages", lambda cfg: 2)
+    rng = random.Random(500 + seed)
+    cfg = random_config(rng, wb_words=1 + seed % 2)
+    images, act = random_program(cfg, rng, max_ch=6, max_count=2) if one_pixel else random_program(cfg, rng)
+    if one_pixel:
+        dl = isa.desc_layout(cfg)
+        prog = [dict(dl.unpack(w), ho_log2=0, wo_log2=0, out_phase=0) for w in images.prog]
+        images = isa.MemoryImages(cfg, images.wgt, images.rq, [dl.pack(**d) for d in prog], images.val, images.tap)
+    zero_biases(cfg, images)
+    check_program(cfg, images, act, rq_split=True)
