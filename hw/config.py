@@ -19,7 +19,9 @@ LANE_LATENCY = 3  # cycles from a lane's inputs to its acc (hw/lane.py: shifted 
 WGT_BANK_WORDS = 2048  # words of one WGT bank (one ECP5 DP16KD at 9 bits) in the synthesised ROM (hw/top.py)
 SPRAM_WORDS, SPRAM_BITS = 16384, 16  # one iCE40 UP5K SB_SPRAM256KA: 16k x 16, single-port (WGT with wgt_ram)
 SPLIT_LANE_BITS = 7  # from 2**7 = 128 lanes on, the ACT read rotation has a register inside (hw/actmem.py)
-WGT_SPLIT_LANES = 64  # from this many lanes on, the WGT read's bank select has a register inside (hw/top.py)
+# From this many lanes on, registers are added where routes cross the die (hw/top.py): inside the WGT read's
+# bank select (wgt_read_latency 3) and in front of the lanes' operands and controls (operand_stages 2).
+WIDE_LANES = 64
 
 
 _ZERO_OK = ("act_rows", "wgt_ram")  # the fields that may be 0
@@ -221,10 +223,16 @@ class AcceleratorConfig:
 
     @property
     def wgt_read_latency(self) -> int:
-        """Cycles from a WGT address to its word (hw/top.py): 2, or 3 from ``WGT_SPLIT_LANES`` lanes on, where
+        """Cycles from a WGT address to its word (hw/top.py): 2, or 3 from ``WIDE_LANES`` lanes on, where
         the select among the banks' registered words is registered after its first level (per group of
         banks), in every WGT form alike."""
-        return 3 if self.lanes >= WGT_SPLIT_LANES else 2
+        return 3 if self.lanes >= WIDE_LANES else 2
+
+    @property
+    def operand_stages(self) -> int:
+        """Registers between the ACT rotation and a lane's inputs (hw/top.py S5): 1, or 2 from ``WIDE_LANES``
+        lanes on (S5b: the operand and the controls registered again, beside the lane)."""
+        return 2 if self.lanes >= WIDE_LANES else 1
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -32,8 +32,10 @@ def pipe(cfg: AcceleratorConfig) -> int:
     then registered beside each bank: S2a, S2b; the lanes: S6..S8); one more (S3c) where the ACT
     rotation is registered mid-way (hw/actmem.py, 128 lanes and more); and, with lane groups, the fold
     tree's log2 lane_groups registered levels between the lanes and the writeback buffer, in every layer,
-    grouped or not; and one more (S1c) where the WGT bank select is registered mid-way (64 lanes and more)."""
-    return 13 + cfg.lane_latency + (cfg.act_read_latency - 2) + (cfg.wgt_read_latency - 2) + cfg.fold_levels
+    grouped or not; and one more each (S1c, S5b) where the WGT bank select is registered mid-way and the lanes'
+    operands twice (64 lanes and more)."""
+    return (13 + cfg.lane_latency + (cfg.act_read_latency - 2) + (cfg.wgt_read_latency - 2)
+            + (cfg.operand_stages - 1) + cfg.fold_levels)
 WB = 5  # W1..W4: writeback stages after W0 (RQ row register, comparators, level mux, its register W3b, registered write)
 SETTLE = 6  # PROG read, RQ port A's address registered, then three fills (prefetch and current channel)
 

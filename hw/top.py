@@ -19,7 +19,8 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+9  S2b: the banks are addressed
   I+10 S3: bank words arrive and are registered as they are (in BankedActMem); padding mask
   I+11 S4: rotation to lanes, padding mask; operands registered
-  I+12 S5: operands (one register per lane, next to it) and controls registered again
+  I+12 S5: operands (one register per lane, next to it) and controls registered again (from 64 lanes on
+           twice: S5b, ``operand_stages``)
   I+13 S6: lanes: shifted terms (registered)
   I+14 S7: lanes: product, the terms' sum with the sign (registered)
   I+15 S8: lanes accumulate (acc register)
@@ -58,7 +59,16 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import actmem, ecp5, isa
-from .actmem import COPY_GROUP, BankedActMem, copies, copy_group, kept_copies, read_latency, tail_split
+from .actmem import (
+    COPY_GROUP,
+    BankedActMem,
+    copies,
+    copy_group,
+    keep_attrs,
+    kept_copies,
+    read_latency,
+    tail_split,
+)
 from .config import SPRAM_BITS, SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
 from .lane import LATENCY, lane_ctrl_layout
@@ -671,16 +681,28 @@ class Accelerator(wiring.Component):
         else:
             ctrl5 = kept_copies(cfg, "ctrl5", lane_ctrl_layout(cfg))
             m.d.sync += [c.eq(s4.ctrl) for c in ctrl5]
+        if cfg.operand_stages == 2:
+            # S5b (64 lanes and more): the controls again, a copy per group (per lane with lane groups), and below
+            # each operand again, beside its lane: S5's register sits between the rotation and the lane, and the
+            # route from it to the lane's shifters was the 64-lane two-word ResNet-20 build's critical path at
+            # seed 3 (lane 14's operand: 7.84 ns of routing in 11.58 ns)
+            ctrl5b = [Signal(lane_ctrl_layout(cfg), name=f"ctrl5b_{i}", attrs=keep_attrs()) for i in range(len(ctrl5))]
+            m.d.sync += [b.eq(c) for b, c in zip(ctrl5b, ctrl5)]
+            ctrl5 = ctrl5b
         for l, ln in enumerate(lanes):
             a_l = Signal(cfg.act_bits, name=f"lane{l}_a")
             m.d.sync += a_l.eq(Mux(s4.mask[l], act.rd_pipe[l], 0))
+            if cfg.operand_stages == 2:
+                a_q = Signal(cfg.act_bits, name=f"lane{l}_a_q")
+                m.d.sync += a_q.eq(a_l)
+                a_l = a_q
             m.d.comb += [ln.ctrl.eq(ctrl5[l] if grouped else ctrl5[l // copy_group(cfg)]), ln.a.eq(a_l)]
         s4b = Signal(tail)
         m.d.sync += s4b.eq(s4.tail)
 
-        # S6..S8: lanes (shifted terms | product | accumulate, LATENCY cycles); the tail follows.
+        # S6..S8: lanes (shifted terms | product | accumulate, LATENCY cycles); the tail follows (and through S5b).
         tails = [s4b]
-        for k in range(LATENCY + cfg.fold_levels):
+        for k in range(LATENCY + cfg.operand_stages - 1 + cfg.fold_levels):
             tails.append(Signal(tail, name=f"tail_s{7 + k}"))
             m.d.sync += tails[-1].eq(tails[-2])
         s5 = tails[-1]  # in S9 with the group's accumulators

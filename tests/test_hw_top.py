@@ -347,10 +347,11 @@ def test_two_word_writeback_bit_exact(seed):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_wgt_select_registered_mid_way(seed, monkeypatch):
-    """From WGT_SPLIT_LANES lanes on (64) the WGT read has latency 3 (hw/top.py: the banked ROM's select
-    registered after its first level, every other form's word registered once more) and the pipe one stage
-    more: here from 4 lanes on, with banks of 4 words (several groups of banks), on the banked and the
-    one-ROM forms, both with one and two writeback words: bit-exact and cycle-exact."""
+    """From WIDE_LANES lanes on (64) the WGT read has latency 3 (hw/top.py: the banked ROM's select
+    registered after its first level, every other form's word registered once more), the lanes' operands
+    and controls are registered twice (S5b), and the pipe has two stages more: here from 4 lanes on, with
+    banks of 4 words (several groups of banks), on the banked and the one-ROM forms, both with one and two
+    writeback words: bit-exact and cycle-exact."""
     from apotflow.hw import config
     from apotflow.hw.cycles import pipe
 
@@ -358,8 +359,8 @@ def test_wgt_select_registered_mid_way(seed, monkeypatch):
     cfg = random_config(rng, wb_words=1 + seed % 2)
     images, act = random_program(cfg, rng)
     before = pipe(cfg)
-    monkeypatch.setattr(config, "WGT_SPLIT_LANES", 4)
-    assert cfg.wgt_read_latency == 3 and pipe(cfg) == before + 1
+    monkeypatch.setattr(config, "WIDE_LANES", 4)
+    assert cfg.wgt_read_latency == 3 and cfg.operand_stages == 2 and pipe(cfg) == before + 2
     assert len(images.wgt) > 4 * 4  # more than one group of four banks
     check_program(cfg, images, act, wgt_bank_words=4)
     check_program(cfg, images, act)
@@ -383,3 +384,13 @@ def test_thresholds_registered_twice_same_words_and_cycles(seed, one_pixel, monk
         images = isa.MemoryImages(cfg, images.wgt, images.rq, [dl.pack(**d) for d in prog], images.val, images.tap)
     zero_biases(cfg, images)
     check_program(cfg, images, act, rq_split=True)
+
+
+@pytest.mark.parametrize("seed, groups", [(0, 16), (5, 16)])
+def test_lane_groups_with_the_wide_stages(seed, groups, monkeypatch):
+    """test_lane_groups_bit_exact's programs with the stages of 64 lanes and more (WIDE_LANES forced to 4):
+    S5b's per-lane control registers of a lane-groups build and the grouped WGT form's extra register."""
+    from apotflow.hw import config
+
+    monkeypatch.setattr(config, "WIDE_LANES", 4)
+    test_lane_groups_bit_exact(seed, groups)
