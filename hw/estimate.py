@@ -90,17 +90,17 @@ COEF = {
         "lut_const": 0.0,
         "lut_rot": 0.0,
         "lut_bank": 0.0,
-        "lut_per_lane": 2.5156,
-        "lut_per_lane_random": 4.1189,
-        "lut_rq": 1.8441,
-        "lut_ram": 1.9208,
-        "lut_bram_mux": 2.5631,
+        "lut_per_lane": 2.5527,
+        "lut_per_lane_random": 4.0267,
+        "lut_rq": 1.8362,
+        "lut_ram": 1.9001,
+        "lut_bram_mux": 2.5622,
         "lut_rom": 0.0,
-        "lut_rom_random": 10.1637,
-        "lut_copies": 0.2687,
-        "ff_const": 1463.1649,
-        "ff_lane": 1.7626,
-        "ff_rom_words": 0.0029,
+        "lut_rom_random": 10.5126,
+        "lut_copies": 0.5091,
+        "ff_const": 1317.7564,
+        "ff_lane": 20.2289,
+        "ff_rom_words": 0.0,
     },
     "xilinx": {
         "lut_lane": 0.8103,
@@ -108,17 +108,17 @@ COEF = {
         "lut_const": 0.0,
         "lut_rot": 0.0,
         "lut_bank": 0.0,
-        "lut_per_lane": 1.5597,
-        "lut_per_lane_random": 2.5537,
-        "lut_rq": 1.1433,
-        "lut_ram": 1.1909,
-        "lut_bram_mux": 1.5891,
+        "lut_per_lane": 1.5827,
+        "lut_per_lane_random": 2.4966,
+        "lut_rq": 1.1384,
+        "lut_ram": 1.1781,
+        "lut_bram_mux": 1.5886,
         "lut_rom": 0.0,
-        "lut_rom_random": 6.3015,
-        "lut_copies": 0.1666,
-        "ff_const": 1463.1649,
-        "ff_lane": 1.7626,
-        "ff_rom_words": 0.0029,
+        "lut_rom_random": 6.5178,
+        "lut_copies": 0.3156,
+        "ff_const": 1317.7564,
+        "ff_lane": 20.2289,
+        "ff_rom_words": 0.0,
     },
 }
 
@@ -393,7 +393,8 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
     each used WGT bank's word registered beside its block RAM and its one-hot select twice (``hw/top.wgt_rom``);
     S2a, each ACT bank's row registered beside it and the rotation (``hw/actmem.py``); each LUT-RAM tail's
     registered read address (its live rows' bits; Yosys trims the rest) and select; W4, the registered ACT
-    write (valid, enable, address, level)."""
+    write (valid, enable, address, level); and from 64 lanes on (``WIDE_LANES``) the WGT select's first level
+    and S1c, the thresholds' second register (``hw/top.rq_thr_stages``) and S5b."""
     from .actmem import COPY_GROUP, tail_split
 
     bits = 0
@@ -409,10 +410,17 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
         from .sequencer import issue_layout
 
         bits += issue_layout(cfg).size
-    from .top import rq_thr_stages
+    from .top import rq_thr_stages, tail_layout
 
     if rq_thr_stages(cfg) == 2:  # the thresholds' second register (hw/top.py; the ECP5 builds' split RQ)
         bits += (cfg.max_levels - 1) * cfg.acc_bits
+    if cfg.operand_stages == 2:
+        # S5b: each lane's operand, the controls a copy per group (lane groups: a register per lane, which
+        # Yosys merges like S5's: counted alike), the group tail a stage more
+        from .actmem import copies
+        from .lane import lane_ctrl_layout
+
+        bits += cfg.lanes * cfg.act_bits + copies(cfg) * lane_ctrl_layout(cfg).size + tail_layout(cfg).size
     bits += cfg.lanes * (cfg.addr_bits - cfg.lane_bits) + cfg.lane_bits
     split = tail_split(cfg)
     if split is not None:

@@ -686,7 +686,10 @@ class Accelerator(wiring.Component):
             # each operand again, beside its lane: S5's register sits between the rotation and the lane, and the
             # route from it to the lane's shifters was the 64-lane two-word ResNet-20 build's critical path at
             # seed 3 (lane 14's operand: 7.84 ns of routing in 11.58 ns)
-            ctrl5b = [Signal(lane_ctrl_layout(cfg), name=f"ctrl5b_{i}", attrs=keep_attrs()) for i in range(len(ctrl5))]
+            # (kept apart like the copies they come from; a lane-groups build's per-lane ones are not kept, so
+            # Yosys merges the lanes' identical registers, as it merges S5's)
+            ctrl5b = [Signal(lane_ctrl_layout(cfg), name=f"ctrl5b_{i}", attrs={} if grouped else keep_attrs())
+                      for i in range(len(ctrl5))]
             m.d.sync += [b.eq(c) for b, c in zip(ctrl5b, ctrl5)]
             ctrl5 = ctrl5b
         for l, ln in enumerate(lanes):
