@@ -345,10 +345,9 @@ def decode_stream(cfg: AcceleratorConfig, images: MemoryImages) -> dict[str, np.
 def wb_pairs_fit(cfg: AcceleratorConfig, d: dict) -> bool:
     """Whether the writeback can write a layer's output (descriptor d): always with one word a cycle; with two
     (``wb_words`` 2, hw/top.py) each pair of lanes must write two ACT addresses of different parity (the two
-    write ports serve the even and the odd banks), which no pairing of lanes k, k + 1 or k, k + 2 gives on a
-    phase-split output of 2 columns and more than 2 rows (OUT, written by RAW layers, has no banks)."""
-    return (cfg.wb_words == 1 or d["mode"] == MODE_RAW or not d["out_phase"] or d["wo_log2"] != 1
-            or d["ho_log2"] <= 1)
+    write ports serve the even and the odd banks, and of OUT the even and the odd words), which no pairing of
+    lanes k, k + 1 or k, k + 2 gives on a phase-split output of 2 columns and more than 2 rows."""
+    return cfg.wb_words == 1 or not d["out_phase"] or d["wo_log2"] != 1 or d["ho_log2"] <= 1
 
 
 def layer_groups(cfg: AcceleratorConfig, d: dict, li: int) -> int:

@@ -452,8 +452,18 @@ class Accelerator(wiring.Component):
         (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
         (tap_port,) = rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, 1, self.rom_style, HEX_FILES["tap"])
 
-        m.submodules.outmem = outmem = Memory(shape=signed(cfg.acc_bits), depth=cfg.out_depth, init=[])
-        out_rd, out_wrs = outmem.read_port(), [outmem.write_port() for _ in range(cfg.wb_words)]
+        if cfg.wb_words == 1:
+            m.submodules.outmem = outmem = Memory(shape=signed(cfg.acc_bits), depth=cfg.out_depth, init=[])
+            out_rds, out_wrs = [outmem.read_port()], [outmem.write_port()]
+        else:
+            # two words a cycle: OUT as two memories, the even and the odd addresses (word a at a >> 1 of memory
+            # a mod 2), one write port each, as the ACT banks are split between the two write ports: one memory
+            # with two write ports became flip-flops whose write decode was the 64-lane two-word ResNet-20
+            # build's critical path at a seed (w3.addr -> the decode -> 6.62 ns of routing -> a word's enable)
+            half = max(1, cfg.out_depth // 2)
+            mems = [Memory(shape=signed(cfg.acc_bits), depth=half, init=[]) for _ in range(2)]
+            m.submodules.outmem, m.submodules.outmem_b = mems
+            out_rds, out_wrs = [mm.read_port() for mm in mems], [mm.write_port() for mm in mems]
         m.submodules.perfmem = perfmem = Memory(shape=32, depth=cfg.prog_depth, init=[])
         perf_rd, perf_wr = perfmem.read_port(), perfmem.write_port()
 
@@ -464,8 +474,14 @@ class Accelerator(wiring.Component):
             rq_a[0].eq(seq.rq_addr), seq.rq_data.eq(rq_a[1]),
             *((wgt_addrs[0].eq(seq.wgt_addr),) if n_wgt == 1 else (a.eq(seq.wgt_addr[g]) for g, a in enumerate(wgt_addrs))),
             perf_rd.addr.eq(self.perf_addr), self.perf_rdata.eq(perf_rd.data),
-            out_rd.addr.eq(self.out_addr), self.out_rdata.eq(out_rd.data),
+            *(r.addr.eq(self.out_addr >> (cfg.wb_words - 1)) for r in out_rds),
         ]
+        if cfg.wb_words == 1:
+            m.d.comb += self.out_rdata.eq(out_rds[0].data)
+        else:  # the host's word from the memory of its address's parity (registered with the read)
+            out_odd = Signal()
+            m.d.sync += out_odd.eq(self.out_addr[0])
+            m.d.comb += self.out_rdata.eq(Mux(out_odd, out_rds[1].data, out_rds[0].data))
         # The perf write (a layer's cycle count) registered: the sequencer's layer-start decode and pc - 1
         # reach a flip-flop, not the LUT RAM's write port (the trained ResNet-8 ECP5-25k build's critical
         # path, settle -> perfmem write address). It lands a cycle later: the counters are read after done.
@@ -880,7 +896,7 @@ class Accelerator(wiring.Component):
             m.d.sync += [c.eq(act_we3) for c in w3_we]
             m.d.sync += [c.eq(w3.addr) for c in w3_addr]
             m.d.comb += [
-                out_wrs[w].addr.eq(w3.addr), out_wrs[w].data.eq(w3.acc), out_wrs[w].en.eq(w3.out_we),
+                out_wrs[w].addr.eq(w3.addr >> (W - 1)), out_wrs[w].data.eq(w3.acc), out_wrs[w].en.eq(w3.out_we),
             ]
             # W4: the ACT write (enable, row, level) registered beside each bank, after the bank decode, in
             # BankedActMem (its wr_* ports take W3b's write; port w's copies at g * W + w): nothing but a

@@ -127,6 +127,7 @@ async def images_bit_exact(dut):
     n_img, act_words, out_words = exp_act.shape[0], exp_act.shape[1], exp_out.shape[1]
     lanes, n_layers = int(vec["lanes"]), int(vec["n_layers"])
     act_bits, acc_bits = int(vec["act_bits"]), int(vec["acc_bits"])
+    wb_words = int(vec["wb_words"]) if "wb_words" in vec else 1
     observable = vec["observable"]  # (2, n_layers): a layer's latch changes the descriptor (first image; later)
     limit_ns = int(vec["timeout_cycles"]) * int(vec["period_ns"])
     # The image's cycles by the cycle model, and the few the wrapper adds (load, start, dump): the bench
@@ -183,7 +184,13 @@ async def images_bit_exact(dut):
         step = 2 if split else 1
         got_act = np.stack([np.concatenate(parts[k:k + step]) for k in range(0, len(parts), step)], axis=1).reshape(-1)
         got_act = got_act[:act_words]
-        got_out = read_memh("out.hex", acc_bits, signed=True)[:out_words]
+        got_out = read_memh("out.hex", acc_bits, signed=True)
+        if wb_words == 2:  # OUT in two memories, the even and the odd words (hw/top.py)
+            odd = read_memh("out_b.hex", acc_bits, signed=True)
+            both = np.zeros(len(got_out) + len(odd), dtype=got_out.dtype)
+            both[0::2], both[1::2] = got_out, odd
+            got_out = both
+        got_out = got_out[:out_words]
         bad_words[i] = np.count_nonzero(got_act != exp_act[i]) + np.count_nonzero(got_out != exp_out[i])
         if bad_words[i] and first_bad < 0:
             first_bad, first_act, first_out = i, got_act, got_out

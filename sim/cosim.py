@@ -61,7 +61,8 @@ def bench_verilog(cfg: AcceleratorConfig) -> str:
     ``act_in<b>.hex`` into the ACT banks, pulses ``start``, counts the cycles ``busy`` is high (``t``),
     logs the cycle of every change of the latched descriptor (a layer start, seen one cycle after it),
     and in the second cycle after ``done`` -- the accelerator idle, every write landed -- dumps the
-    first ``act_rows`` rows of every bank (``act_out<b>.hex``), OUT, the perf counters and its log
+    first ``act_rows`` rows of every bank (``act_out<b>.hex``), OUT (``out.hex``; two writeback words: and
+    ``out_b.hex``, the odd words), the perf counters and its log
     (latch cycles; the latch count, the busy cycles and the RTL's ``cycles`` output at the end)."""
     lanes, pd = cfg.lanes, cfg.prog_depth
     dw = isa.desc_layout(cfg).width
@@ -77,6 +78,10 @@ def bench_verilog(cfg: AcceleratorConfig) -> str:
         dumps = "\n".join(f'                $writememh("act_out{b}.hex", dut.act.bank{b}.lo, 0, {split - 1});\n'
                           f'                $writememh("act_outh{b}.hex", dut.act.bank{b}.hi, 0, {tail - 1});'
                           for b in range(lanes))
+    # OUT: one memory, or with two writeback words two, the even and the odd words (hw/top.py), out.hex and
+    # out_b.hex (the bench interleaves them)
+    out_dumps = '                $writememh("out.hex", dut.outmem);' + (
+        '\n                $writememh("out_b.hex", dut.outmem_b);' if cfg.wb_words == 2 else "")
     pub = "/*verilator public_flat_rw*/"
     # wgt_ram: the bench writes the weight image (wgt.hex) through the host's WGT port before the first image
     wgt_in, wgt_conn = "", ""
@@ -140,7 +145,7 @@ module apotflow_cosim (
             3: begin log_mem[{pd}] <= changes; log_mem[{pd + 1}] <= t; log_mem[{pd + 2}] <= cycles; ph <= 4; end
             default: begin
 {dumps}
-                $writememh("out.hex", dut.outmem);
+{out_dumps}
                 $writememh("perf.hex", dut.perfmem);
                 $writememh("log.hex", log_mem);
                 ack <= req;
@@ -392,7 +397,7 @@ def _run_shard(sh: _Shard) -> dict:
              exp_out=exp_out, lanes=cfg.lanes, n_layers=len(prog.layers), act_bits=cfg.act_bits,
              acc_bits=cfg.acc_bits, observable=_observable(prog), timeout_cycles=timeout_cycles(prog),
              period_ns=PERIOD_NS, split=tail_split(cfg) or 0, model_cycles=_model_cycles(prog),
-             wgt_ram=cfg.wgt_ram, wgt_bits=isa.entry_layout(cfg).width)
+             wgt_ram=cfg.wgt_ram, wgt_bits=isa.entry_layout(cfg).width, wb_words=cfg.wb_words)
     t1, ru0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     run_ = runner.run(sh.model, BENCH, BENCH_TOP, sh.work,
                       {"APOTFLOW_COSIM_VECTORS": str(vectors), "APOTFLOW_COSIM_RESULTS": str(results)},

@@ -335,7 +335,7 @@ def test_lane_groups_bit_exact(seed, groups):
 def test_two_word_writeback_bit_exact(seed):
     """wb_words 2 (hw/top.py: two requantizers, the pair's words through the even and the odd banks' write
     ports): random programs (linear and phase-split outputs, channels of odd and even bases, one-pixel layers,
-    RAW layers into OUT's two write ports) equal isa.run_program word for word, and their cycles the model's
+    RAW layers into OUT's even and odd memories) equal isa.run_program word for word, and their cycles the model's
     (a group's writeback in ceil(n / 2) cycles)."""
     rng = random.Random(700 + seed)
     cfg = random_config(rng, wb_words=2)
