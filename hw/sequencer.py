@@ -301,9 +301,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += [e.eq(e + 1), e2.eq(e2 + 1), *set_all(last_es, e2 == cur_count)]
                 with m.Else():
                     # the writeback takes W = wb_words lanes a cycle: ceil(nvalid / W) - 1 cycles more
-                    m.d.sync += [wb_wait.eq(nvalid - 1 if W == 1 else (nvalid - 1) >> 1),
-                                 *set_all(wb_frees, Mux(last_group, rem == 1, L == 1) if W == 1
-                                          else Mux(last_group, rem <= 2, L <= 2)),
+                    m.d.sync += [wb_wait.eq((nvalid - 1) >> (W - 1)), *set_all(wb_frees, Mux(last_group, rem <= W, L <= W)),
                                  e.eq(0), e2.eq(2), *set_all(last_es, one)]
                     with m.If(~last_group):
                         m.d.sync += [

@@ -812,12 +812,10 @@ class Accelerator(wiring.Component):
         # critical path, wb.nvalid -> the compare -> wb_shift_g8, 12.82 ns)
         wb_end, wb_more, wb_ahead = Signal(), Signal(), Signal()
         end_at_load, end_next = Signal(), Signal()  # wb_end's next value at a load, and while it shifts
-        if W == 1:
-            m.d.comb += end_at_load.eq(s5.nvalid == 1)
-            m.d.comb += end_next.eq(wb_k == wb.nvalid - 2)
-        else:  # (the valid lanes are a power of two: 1, or ceil(n / 2) = n >> 1 pairs)
-            m.d.comb += end_at_load.eq(s5.nvalid <= 2)
-            m.d.comb += end_next.eq(wb_k == (wb.nvalid >> 1) - 2)
+        # (the last writeback cycle of n valid lanes is ceil(n / W) - 1 = (n - 1) >> (W - 1))
+        m.d.comb += end_at_load.eq(s5.nvalid <= W)
+        m.d.comb += end_next.eq(wb_k == ((wb.nvalid - 1) >> (W - 1)) - 1)
+        if W == 2:
             with m.If(s5.last):
                 m.d.sync += wb_one.eq(s5.nvalid == 1)
         more_next = Mux(s5.last, ~end_at_load, wb_more & ~end_next)
