@@ -249,8 +249,8 @@ VERILOG_MUTANTS = [
                   what="output channels placed downwards"),
     VerilogMutant("seq-diag", "adder", "hw/sequencer.py", "pos0.eq(pos0 + (1 << desc.diag_log2))", "+", "-",
                   module=SEQ, where=r"= pos0 \+", what="a depthwise layer's channels walk backwards"),
-    VerilogMutant("seq-settle", "comparator", "hw/sequencer.py", "with m.If((settle == 6) & front_idle)", "&", "|",
-                  module=SEQ, count=2, what="a layer starts before the previous one has drained"),
+    VerilogMutant("seq-settle", "comparator", "hw/sequencer.py", "m.d.sync += layer_go.eq(at_start & front_idle)", "&",
+                  "|", module=SEQ, count=1, what="a layer starts before the previous one has drained"),
     # the stream decode, addressing and padding (apotflow_top)
     VerilogMutant("pos-step", "mux", "hw/top.py", "step = Mux(word.code == 0, word.delta << cfg.pos_bits", "?",
                   "swap", what="fillers and real entries swap their position steps"),

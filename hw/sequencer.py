@@ -156,7 +156,7 @@ class Sequencer(wiring.Component):
         total = Signal(32)
         # restart: a layer started in the previous cycle (X_k): layer_cyc, which counted on through X_k,
         # takes 2 (cycles X_k, X_k + 1 of the new layer). Registered, so the 32-bit counter's load
-        # follows one flip-flop instead of the layer-start decode (the FSM state, settle, front_idle).
+        # follows one flip-flop instead of the layer-start decode (the FSM state, settle, the front's idleness).
         restart = Signal()
 
         m.d.comb += [
@@ -176,10 +176,9 @@ class Sequencer(wiring.Component):
 
         # The pipeline's emptiness, registered (one cycle late: a layer starts, and done comes, one
         # cycle after the last write instead of during it; the OR of every stage's valid bit then
-        # drives only two flip-flops instead of the layer-start and done logic).
-        front_idle, pipe_idle = Signal(init=1), Signal(init=1)
-        m.d.sync += [front_idle.eq(~(self.front_busy | self.issue.valid)),
-                     pipe_idle.eq(~(self.pipe_busy | self.issue.valid))]
+        # drives only two flip-flops, pipe_idle and layer_go, instead of the layer-start and done logic).
+        pipe_idle = Signal(init=1)
+        m.d.sync += pipe_idle.eq(~(self.pipe_busy | self.issue.valid))
 
         # own(t) = busy(t) & ~done(t) from a register: the ACT ports' host/pipeline select fans out to every
         # bank, so it comes from a flip-flop, and its next value is one LUT of registers (the FSM state,
@@ -204,6 +203,13 @@ class Sequencer(wiring.Component):
         settle = Signal(3)
         with m.If(settle != 6):
             m.d.sync += settle.eq(settle + 1)
+        # layer_go: the layer starts in this cycle (WAIT, settle 6, front_idle), as one register computed a
+        # cycle ahead from what front_idle registers (at t - 1 WAIT holds settle 5, or settle 6 without a
+        # start; a start leaves settle 6). The layer's loads (descriptor, channel pointers, ch_base, ...) are
+        # enabled by it alone: the flow's seed 2 of the 64-lane two-word ResNet-20 build (76.72 MHz) ran
+        # settle -> the WAIT / settle / front_idle decode -> the load select of ch_w_next (11.55 ns of routing).
+        layer_go = Signal()
+        m.d.sync += layer_go.eq(0)
 
         def fill():  # port A's word into n2, n2 into n1 (the current channel takes n1 where it is read)
             m.d.sync += [
@@ -235,6 +241,9 @@ class Sequencer(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += self.idle.eq(0)
                 m.d.sync += [empty_q.eq(prog.n_ch == 0), last_q.eq(prog.last)]
+                front_idle = ~(self.front_busy | self.issue.valid)  # (registered, this was the start's front_idle)
+                at_start = ~layer_go & ((settle == 5) | (settle == 6))
+                m.d.sync += layer_go.eq(at_start & front_idle)
                 with m.If(settle == 1):
                     m.d.sync += rq_next.eq(prog.rq_start)
                 with m.If((settle >= 2) & (settle <= 4)):
@@ -244,21 +253,7 @@ class Sequencer(wiring.Component):
                 with m.If(settle == 5):  # the first channel's row moves out of n1
                     m.d.sync += [cur_count.eq(n1.count), cur_bias.eq(n1.bias), null.eq(n1_null),
                                  one.eq(n1_one), *set_all(last_es, n1_one)]
-                with m.If((settle == 6) & front_idle):
-                    npix = 1 << (prog.ho_log2 + prog.wo_log2)
-                    small = prog.ho_log2 + prog.wo_log2 <= cfg.lane_bits
-                    m.d.sync += [
-                        desc.eq(prog), first_layer.eq(0), self.npix.eq(npix), rem.eq(npix),
-                        *set_all(last_groups, small), lg_layer.eq(small),
-                        c2.eq(2), last_ch.eq(prog.n_ch == 1), e.eq(0), e2.eq(2), p0.eq(0),
-                        ch_w.eq(prog.w_start),
-                        ch_w_next.eq(prog.w_start + cur_count),
-                        ch_base.eq(prog.out_base), pos0.eq(0),
-                        rq_cur.eq(prog.rq_start),
-                    ]
-                    if grouped:  # (the later assignment wins)
-                        m.d.sync += [w_step.eq(1 << prog.grp_log2),
-                                     ch_w_next.eq(prog.w_start + (cur_count << prog.grp_log2))]
+                with m.If(layer_go):  # (the layer's loads: below the FSM)
                     with m.If(~first_layer):
                         m.d.comb += [self.perf_we.eq(1), self.perf_waddr.eq(pc - 1), self.perf_wdata.eq(layer_cyc)]
                         m.d.sync += restart.eq(1)
@@ -285,6 +280,21 @@ class Sequencer(wiring.Component):
                     m.d.comb += [self.perf_we.eq(1), self.done.eq(1)]
                     m.d.sync += self.cycles.eq(total + 1)
                     m.next = "IDLE"
+        with m.If(layer_go):  # the layer's loads (layer_go is high only in WAIT: never beside RUN's below)
+            npix = 1 << (prog.ho_log2 + prog.wo_log2)
+            small = prog.ho_log2 + prog.wo_log2 <= cfg.lane_bits
+            m.d.sync += [
+                desc.eq(prog), first_layer.eq(0), self.npix.eq(npix), rem.eq(npix),
+                *set_all(last_groups, small), lg_layer.eq(small),
+                c2.eq(2), last_ch.eq(prog.n_ch == 1), e.eq(0), e2.eq(2), p0.eq(0),
+                ch_w.eq(prog.w_start),
+                ch_w_next.eq(prog.w_start + cur_count),
+                ch_base.eq(prog.out_base), pos0.eq(0),
+                rq_cur.eq(prog.rq_start),
+            ]
+            if grouped:  # (the later assignment wins)
+                m.d.sync += [w_step.eq(1 << prog.grp_log2),
+                             ch_w_next.eq(prog.w_start + (cur_count << prog.grp_log2))]
         # RUN's datapath: enabled by the registered RUN flag (run_q[0], = the FSM in RUN), not the FSM state's
         # decode, so each register's enable is one LUT of flip-flops (run, last_e, wb_free, last_group):
         # at s26d seed 1 the FSM state -> the go / last-entry decode -> p0's enable was the critical path
