@@ -34,7 +34,7 @@ EXTRA = range(5)
 
 def projected(cfg: AcceleratorConfig, images, width: int, extra: int) -> int:
     P = pipe(cfg) + extra
-    return sum(schedule_cycles((d["last"], [(cnt, -(-n // width)) for cnt, n in issue_units(d, counts, cfg.lanes)], P)
+    return sum(schedule_cycles((d["last"], issue_units(d, counts, cfg.lanes, width), P)
                                for d, counts in _layers(cfg, images)))
 
 

@@ -15,7 +15,7 @@ max(count_c, 1)):
 * the last layer ends with ``done`` at D = max(X + 2, I_last + pipe + WB + 3 + n_last) (the sequencer sees the
   empty pipeline through two registers there, and DRAIN's first cycle never ends it); total = D + 1.
 
-Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 22 + n_last cycles (23 from 128 lanes on)
+Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 22 + n_last cycles (24 at 64 lanes, 25 from 128 on)
 (n_last = the writeback of its last group, ``wb_words`` lanes a cycle), the first layer SETTLE = 6 more, the last layer 3 more.
 perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D).
 """
@@ -51,17 +51,17 @@ def _layers(cfg: AcceleratorConfig, images: isa.MemoryImages):
     raise ValueError("program has no descriptor with last=1")
 
 
-def issue_units(d: dict, counts: list[int], lanes: int) -> list[tuple[int, int]]:
-    """A layer's issue units in issue order: (entries of the channel, valid lanes of the pixel group) for each
-    channel and each group of ``lanes`` pixels; [] for a layer without channels."""
+def issue_units(d: dict, counts: list[int], lanes: int, words: int) -> list[tuple[int, int]]:
+    """A layer's issue units in issue order: (entries of the channel, writeback cycles of the pixel group:
+    its valid lanes n written ``words`` a cycle, ceil(n / words)) for each channel and each group of
+    ``lanes`` pixels; [] for a layer without channels."""
     npix = 1 << (d["ho_log2"] + d["wo_log2"])
     nv = [min(lanes, npix - g * lanes) for g in range(-(-npix // lanes))]
-    return [(cnt, n) for cnt in counts for n in nv]
+    return [(cnt, -(-n // words)) for cnt in counts for n in nv]
 
 
 def layer_cycles(cfg: AcceleratorConfig, images: isa.MemoryImages) -> list[int]:
-    P, W = pipe(cfg), cfg.wb_words
-    return schedule_cycles((d["last"], [(cnt, -(-n // W)) for cnt, n in issue_units(d, counts, cfg.lanes)], P)
+    return schedule_cycles((d["last"], issue_units(d, counts, cfg.lanes, cfg.wb_words), pipe(cfg))
                            for d, counts in _layers(cfg, images))
 
 
