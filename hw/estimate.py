@@ -98,8 +98,8 @@ COEF = {
         "lut_rom": 0.0,
         "lut_rom_random": 10.5126,
         "lut_copies": 0.5091,
-        "ff_const": 1317.7564,
-        "ff_lane": 20.2289,
+        "ff_const": 1318.3623,
+        "ff_lane": 20.152,
         "ff_rom_words": 0.0,
     },
     "xilinx": {
@@ -116,8 +116,8 @@ COEF = {
         "lut_rom": 0.0,
         "lut_rom_random": 6.5178,
         "lut_copies": 0.3156,
-        "ff_const": 1317.7564,
-        "ff_lane": 20.2289,
+        "ff_const": 1318.3623,
+        "ff_lane": 20.152,
         "ff_rom_words": 0.0,
     },
 }
@@ -394,7 +394,7 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
     S2a, each ACT bank's row registered beside it and the rotation (``hw/actmem.py``); each LUT-RAM tail's
     registered read address (its live rows' bits; Yosys trims the rest) and select; W4, the registered ACT
     write (valid, enable, address, level); and from 64 lanes on (``WIDE_LANES``) the WGT select's first level
-    and S1c, the thresholds' second register (``hw/top.rq_thr_stages``) and S5b."""
+    and S1c, the thresholds' second register and address register (``hw/top.rq_thr_stages``) and S5b."""
     from .actmem import COPY_GROUP, tail_split
 
     bits = 0
@@ -412,8 +412,8 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
         bits += issue_layout(cfg).size
     from .top import rq_thr_stages, tail_layout
 
-    if rq_thr_stages(cfg) == 2:  # the thresholds' second register (hw/top.py; the ECP5 builds' split RQ)
-        bits += (cfg.max_levels - 1) * cfg.acc_bits
+    if rq_thr_stages(cfg) == 2:  # the thresholds' second register and their registered address (hw/top.py)
+        bits += (cfg.max_levels - 1) * cfg.acc_bits + cfg.rq_addr_bits
     if cfg.operand_stages == 2:
         # S5b: each lane's operand, the controls a copy per group (lane groups: a register per lane, which
         # Yosys merges like S5's: counted alike), the group tail a stage more

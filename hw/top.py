@@ -756,12 +756,21 @@ class Accelerator(wiring.Component):
             # earlier again (the group's row from S8's tail, which holds it a cycle before S9; a group ending
             # in S9 in the same cycle has its one word's row addressed already): thr_q beside the blocks, a
             # cycle of wire to thr_q2 beside the comparators (the 64-lane two-word ResNet-20 build's critical
-            # path at seed 2: a threshold block's output -> 7.51 ns of routing -> rq_thr_q, 13.12 ns).
+            # path at seed 2: a threshold block's output -> 7.51 ns of routing -> rq_thr_q, 13.12 ns). There the
+            # blocks' address is a register too, rq_thr_addr: what that row select would be in the next cycle,
+            # computed a stage earlier (tails[-3] is a cycle before tails[-2], which is a cycle before S9; the
+            # buffer's tail wb takes S9's at every group end), so the address in each cycle is the same. The flow's
+            # seed 2 of the 64-lane two-word ResNet-20 build (85.84 MHz) ran tail_s10 -> the select -> 9.31 ns of
+            # routing -> a threshold block's address.
             thr_q = Signal.like(rq_b[1], name="rq_thr_q")
             m.d.sync += thr_q.eq(rq_b[1])
             rq_thr_word = thr_q
             if rq_thr_stages(cfg) == 2:
-                m.d.comb += rq_b[0].eq(Mux(tails[-2].last, tails[-2].rq_row, Mux(s5.last, s5.rq_row, wb.rq_row)))
+                assert len(tails) >= 3, "the registered threshold address needs the tail three stages before S9"
+                thr_addr = Signal.like(rq_b[0], name="rq_thr_addr")
+                m.d.sync += thr_addr.eq(Mux(tails[-3].last, tails[-3].rq_row, Mux(tails[-2].last, tails[-2].rq_row,
+                                                                                  Mux(s5.last, s5.rq_row, wb.rq_row))))
+                m.d.comb += rq_b[0].eq(thr_addr)
                 thr_q2 = Signal.like(rq_b[1], name="rq_thr_q2")
                 m.d.sync += thr_q2.eq(thr_q)
                 rq_thr_word = thr_q2

@@ -369,7 +369,8 @@ def test_wgt_select_registered_mid_way(seed, monkeypatch):
 @pytest.mark.parametrize("seed, one_pixel", [(0, False), (1, False), (2, True), (3, True)])
 def test_thresholds_registered_twice_same_words_and_cycles(seed, one_pixel, monkeypatch):
     """The split RQ with a second threshold register (hw/top.rq_thr_stages 2, from 64 lanes on; here forced):
-    the group's row addressed from S8's tail, a cycle earlier again. Bit- and cycle-exact, with one and two
+    the group's row addressed from S8's tail, a cycle earlier again, through a registered address (selected
+    from S7's tail a cycle before). Bit- and cycle-exact, with one and two
     writeback words, on programs whose groups end in consecutive cycles (one-pixel layers of channels of
     0..2 entries) too. Biases zeroed so that the thresholds decide."""
     from apotflow.hw import top
