@@ -35,33 +35,42 @@ def initvals(words: list[int]) -> list[int]:
 
 
 def _dp16kd(m: Module, name: str, data: Signal, params: dict, read: str, ports: dict) -> Signal:
-    """One DP16KD in its 2,048 x 9 mode on both ports, the ``read`` port's output register on; ``ports``:
-    the used ports' Amaranth Instance arguments (the rest tied off)."""
+    """One DP16KD in its 2,048 x 9 mode on both ports (1,024 x 18 where ``data`` has 18 bits), the ``read``
+    port's output register on; ``ports``: the used ports' Amaranth Instance arguments (the rest tied off)."""
+    width = len(data)
     tied = {f"i_{p}{s}{i}": Const(0, 1) for s in "AB" for p, n in (("AD", 14), ("DI", 18)) for i in range(n)}
     tied |= {f"i_{p}{s}": Const(0, 1) for s in "AB" for p in ("WE", "RST")}
     tied |= {f"i_CS{s}{i}": Const(0, 1) for s in "AB" for i in range(3)}
     used = "AB" if "i_WEA" in ports else read  # an unused port's clock and enables stay 0
     tied |= {f"i_{p}{s}": Const(int(s in used), 1) for s in "AB" for p in ("CE", "OCE")}
     tied |= {f"i_CLK{s}": ClockSignal("sync") if s in used else Const(0, 1) for s in "AB"}
-    tied |= {f"o_DO{read}{i}": data[i] for i in range(BITS)}
+    tied |= {f"o_DO{read}{i}": data[i] for i in range(width)}
     m.submodules[name] = Instance(
-        "DP16KD", p_DATA_WIDTH_A=BITS, p_DATA_WIDTH_B=BITS, p_REGMODE_A="OUTREG" if read == "A" else "NOREG",
+        "DP16KD", p_DATA_WIDTH_A=width, p_DATA_WIDTH_B=width, p_REGMODE_A="OUTREG" if read == "A" else "NOREG",
         p_REGMODE_B="OUTREG" if read == "B" else "NOREG", p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
         p_CSDECODE_A="0b000", p_CSDECODE_B="0b000", p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL",
         p_GSR="DISABLED", **params, **(tied | ports))
     return data
 
 
-def _addr(port: str, addr) -> dict:
-    return {f"i_AD{port}{i}": addr[i - ADDR_LSB] if i - ADDR_LSB < len(addr) else Const(0, 1)
-            for i in range(ADDR_LSB, 14)}
+def _addr(port: str, addr, lsb: int = ADDR_LSB) -> dict:
+    return {f"i_AD{port}{i}": addr[i - lsb] if i - lsb < len(addr) else Const(0, 1) for i in range(lsb, 14)}
 
 
-def dp16kd_rom(m: Module, name: str, addr, words: list[int]) -> Signal:
+def dp16kd_rom(m: Module, name: str, addr, words: list[int], width: int = BITS) -> Signal:
     """A ``WORDS`` x ``BITS`` ROM holding ``words`` (zero-filled), read latency 2 through the block's output
-    register (port A); ``addr``: its word address (11 bits). Returns the data signal (DOA0..8)."""
+    register (port A); ``addr``: its word address (11 bits). Returns the data signal (DOA0..8). ``width`` 18:
+    the block's 1,024 x 18 mode (a 10-bit address on ADA4..13, DOA0..17; row r is word r, the two 9-bit
+    halves of the 2,048 x 9 layout), as Yosys maps a 1,024 x 18 memory."""
+    if width not in (BITS, 2 * BITS):
+        raise ValueError(f"a DP16KD ROM is {BITS} or {2 * BITS} bits wide, not {width}")
+    if width == 2 * BITS:
+        if len(words) > WORDS // 2 or any(not 0 <= w < 1 << width for w in words):
+            raise ValueError(f"a 1,024 x 18 DP16KD ROM holds at most {WORDS // 2} words of 18 bits")
+        words = [h for w in words for h in (w & (1 << BITS) - 1, w >> BITS)]
     params = {f"p_INITVAL_{k:02X}": Const(v, 320) for k, v in enumerate(initvals(words))}
-    return _dp16kd(m, name, Signal(BITS, name=f"{name}_q"), params, "A", _addr("A", addr))
+    return _dp16kd(m, name, Signal(width, name=f"{name}_q"), params, "A",
+                   _addr("A", addr, ADDR_LSB + (width == 2 * BITS)))
 
 
 def dp16kd_ram(m: Module, name: str, raddr, waddr, wdata, we) -> Signal:

@@ -175,6 +175,12 @@ def has_lutram(family: str | None) -> bool:
     return family != "ice40"
 
 
+def dp16kd_instances(cfg: AcceleratorConfig, family: str | None) -> bool:
+    """Whether the build instantiates DP16KD blocks itself (``Accelerator``'s ``dp16kd``: the WGT banks, and
+    the thresholds where ``hw/top.rq_thr_outreg`` says so): ECP5, without lane groups."""
+    return family == "ecp5" and cfg.lane_groups == 1
+
+
 def rq_split(family: str | None) -> bool:
     """Whether the build holds RQ as two one-port memories (``hw/top.rq_rom``): on ECP5 / Xilinx, whose
     36-bit single-port shapes take the thresholds in half the blocks of the 18-bit two-port ones."""
@@ -603,6 +609,10 @@ def estimate(
     mm = memory_map(cfg, fam, rom_used)
     f = ff_features(cfg, rom_used, lane_kind)
     ff = f["regs"] + mm["ff_bits"] + sum(c.get(f"ff_{k}", 0.0) * v for k, v in f.items() if k != "regs")
+    from .top import rq_thr_outreg
+
+    if rq_thr_outreg(cfg, dp16kd_instances(cfg, fam)):  # rq_thr_q in the blocks' output registers
+        ff -= (cfg.max_levels - 1) * cfg.acc_bits
     out = {
         "lut": round(lut),
         "ff": round(ff),

@@ -119,6 +119,17 @@ def rq_thr_stages(cfg: AcceleratorConfig) -> int:
     return 2 if cfg.lanes >= actmem.COPY_LANES else 1
 
 
+def rq_thr_outreg(cfg: AcceleratorConfig, dp16kd: bool) -> str | None:
+    """"dp16kd" where the split RQ's thresholds are DP16KD instances (``dp16kd``: the ECP5 builds) in their
+    1,024 x 18 mode, whose own output register is ``rq_thr_q`` (``rq_rom``; read latency 2): with
+    ``rq_thr_stages`` 2 and 513 to 1,024 rows, where Yosys' own mapping takes as many blocks (512 x 36
+    PDPW16KD, two a 36-bit slice); else None. The fabric rq_thr_q, fed by the blocks' 5.61 ns clock-to-output,
+    was the 64-lane two-word ResNet-20 build's critical path at seed 2 (84.45 MHz: 6.23 ns of routing from
+    a block to it). ("sim", for the tests: the same blocks as Amaranth memories, each with its register.)"""
+    fits = rq_thr_stages(cfg) == 2 and ecp5.WORDS // 4 < cfg.rq_depth <= ecp5.WORDS // 2
+    return "dp16kd" if dp16kd and fits else None
+
+
 def tail_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     """The group tail: what travels beside the lanes from S4 to the writeback (the channel's last entry,
     the group's first pixel, its valid lanes, the output channel's ACT base and its RQ row)."""
@@ -286,9 +297,12 @@ def wgt_ram(m: Module, cfg: AcceleratorConfig, width: int, spram: bool):
     return addr, later(m, cfg, out), we, waddr, wdata
 
 
-def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool, thr_block: int = 0):
+def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool, thr_block: int = 0,
+           thr_outreg: str | None = None):
     """The RQ ROM's two read ports ``[(addr, data)] * 2``, latency 1: port A for the sequencer's (count,
-    bias), port B for the writeback's thresholds. One two-port ROM, or (``split``, the ECP5 builds) two
+    bias), port B for the writeback's thresholds (latency 2 with ``thr_outreg``, ``rq_thr_outreg``: the
+    thresholds in DP16KD blocks of 18 bits, each word in its block's output register; "sim": the same
+    slices as memories, each read into a register). One two-port ROM, or (``split``, the ECP5 builds) two
     copies of the ROM (one rq.hex), one a port, each
     word keeping only its port's fields (the rest reads 0): Yosys drops the bits no port reads, so one
     memory holds (count, bias) and the other the thresholds, each with one read port: the thresholds
@@ -325,9 +339,27 @@ def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool,
     cut = rl.offsets["thr0"]  # count and bias below, the thresholds above
     ports = []
     for name, keep in (("rq", (1 << cut) - 1), ("rq_thr", ((1 << rl.width) - 1) ^ ((1 << cut) - 1))):
-        ((addr, data),) = rom(m, name, rl.width, cfg.rq_depth, init, 1, rom_style, HEX_FILES["rq"])
         word = Signal(rl.width, name=f"{name}_word")
-        m.d.comb += word.eq(data & keep)
+        if name == "rq_thr" and thr_outreg:
+            if init is None:
+                raise ValueError("the DP16KD thresholds (thr_outreg) need the RQ contents")
+            addr, w = Signal(cfg.rq_addr_bits, name="rq_thr_addr_in"), 2 * ecp5.BITS
+            rows = [r >> cut for r in init] + [0] * (cfg.rq_depth - len(init))
+            blocks = []
+            for k in range(-(-(rl.width - cut) // w)):
+                sl = [(r >> (k * w)) & ((1 << w) - 1) for r in rows]
+                if thr_outreg == "dp16kd":
+                    blocks.append(ecp5.dp16kd_rom(m, f"rq_thr_blk{k}", addr, sl, w))
+                else:
+                    m.submodules[f"rq_thr_blk{k}"] = mem = Memory(shape=w, depth=cfg.rq_depth, init=sl)
+                    rp, q = mem.read_port(domain="sync"), Signal(w, name=f"rq_thr_blk{k}_q")
+                    m.d.comb += rp.addr.eq(addr)
+                    m.d.sync += q.eq(rp.data)
+                    blocks.append(q)
+            m.d.comb += word.eq(Cat(Const(0, cut), *blocks)[:rl.width])
+        else:
+            ((addr, data),) = rom(m, name, rl.width, cfg.rq_depth, init, 1, rom_style, HEX_FILES["rq"])
+            m.d.comb += word.eq(data & keep)
         ports.append((addr, word))
     return ports
 
@@ -447,7 +479,8 @@ class Accelerator(wiring.Component):
         else:
             wgt_addrs, wgt_data = wgt_rom(m, cfg, el.width, img and img.wgt, self.rom_style, self.wgt_banked,
                                            self.wgt_bank_words, self.dp16kd, n_wgt)
-        rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.rq_split, self.rq_thr_block)
+        thr_outreg = rq_thr_outreg(cfg, self.dp16kd) if self.rq_split else None
+        rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.rq_split, self.rq_thr_block, thr_outreg)
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
         (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
         (tap_port,) = rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, 1, self.rom_style, HEX_FILES["tap"])
@@ -762,8 +795,11 @@ class Accelerator(wiring.Component):
             # buffer's tail wb takes S9's at every group end), so the address in each cycle is the same. The flow's
             # seed 2 of the 64-lane two-word ResNet-20 build (85.84 MHz) ran tail_s10 -> the select -> 9.31 ns of
             # routing -> a threshold block's address.
-            thr_q = Signal.like(rq_b[1], name="rq_thr_q")
-            m.d.sync += thr_q.eq(rq_b[1])
+            if thr_outreg:  # rq_thr_q is the blocks' output register (rq_rom)
+                thr_q = rq_b[1]
+            else:
+                thr_q = Signal.like(rq_b[1], name="rq_thr_q")
+                m.d.sync += thr_q.eq(rq_b[1])
             rq_thr_word = thr_q
             if rq_thr_stages(cfg) == 2:
                 assert len(tails) >= 3, "the registered threshold address needs the tail three stages before S9"

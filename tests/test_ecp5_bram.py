@@ -21,29 +21,28 @@ pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable
 
 
 class Rom(wiring.Component):
-    """A 2,048 x 9 ROM of read latency 2: an inferred read port and a register, or ``dp16kd_rom``."""
-    addr: In(11)
-    data: Out(9)
+    """A 2,048 x 9 (or 1,024 x 18) ROM of read latency 2: an inferred read port and a register, or
+    ``dp16kd_rom``."""
 
-    def __init__(self, words, instance: bool):
-        self.words, self.instance = words, instance
-        super().__init__()
+    def __init__(self, words, instance: bool, width: int = 9):
+        self.words, self.instance, self.width = words, instance, width
+        super().__init__({"addr": In(11 if width == 9 else 10), "data": Out(width)})
 
     def elaborate(self, platform):
         m = Module()
         if self.instance:
-            m.d.comb += self.data.eq(ecp5.dp16kd_rom(m, "rom", self.addr, self.words))
+            m.d.comb += self.data.eq(ecp5.dp16kd_rom(m, "rom", self.addr, self.words, self.width))
             return m
-        m.submodules.mem = mem = Memory(shape=9, depth=2048, init=self.words)
+        m.submodules.mem = mem = Memory(shape=self.width, depth=len(self.words), init=self.words)
         rp = mem.read_port(domain="sync")
         m.d.comb += rp.addr.eq(self.addr)
         m.d.sync += self.data.eq(rp.data)
         return m
 
 
-def _dp16kd(tmp_path, words, instance):
+def _dp16kd(tmp_path, words, instance, width=9):
     """Synthesise ``Rom`` with synth_ecp5; returns (the DP16KD's parameters, its ADA/DOA pins as port bits)."""
-    (tmp_path / "r.v").write_text(verilog.convert(Rom(words, instance), name="r", emit_src=False))
+    (tmp_path / "r.v").write_text(verilog.convert(Rom(words, instance, width), name="r", emit_src=False))
     run_tool([find_tool("yosys"), "-q", "-p", "read_verilog r.v; synth_ecp5 -top r; write_json r.json"], tmp_path,
              tmp_path / "yosys.log")
     mod = json.loads((tmp_path / "r.json").read_text())["modules"]["r"]
@@ -59,21 +58,24 @@ def _dp16kd(tmp_path, words, instance):
 
 
 @pytest.mark.yosys
-def test_dp16kd_rom_matches_yosys_mapping(tmp_path):
+@pytest.mark.parametrize("width", [9, 18])
+def test_dp16kd_rom_matches_yosys_mapping(tmp_path, width):
+    """2,048 x 9 (the WGT banks) and 1,024 x 18 (the RQ thresholds from 64 lanes on, hw/top.rq_rom)."""
     rng = random.Random(7)
-    words = [rng.getrandbits(9) for _ in range(2048)]
+    words = [rng.getrandbits(width) for _ in range(2048 * 9 // width)]
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    ref, ref_pins, ref_ffs = _dp16kd(tmp_path / "a", words, instance=False)
-    got, got_pins, got_ffs = _dp16kd(tmp_path / "b", words, instance=True)
-    assert ref_ffs == 9 and got_ffs == 0  # the word register: 9 fabric flip-flops, or the block's own
+    ref, ref_pins, ref_ffs = _dp16kd(tmp_path / "a", words, False, width)
+    got, got_pins, got_ffs = _dp16kd(tmp_path / "b", words, True, width)
+    assert ref_ffs == width and got_ffs == 0  # the word register: fabric flip-flops, or the block's own
     assert ref["REGMODE_A"] == "NOREG" and got["REGMODE_A"] == "OUTREG"
-    assert int(got["DATA_WIDTH_A"], 2) == int(ref["DATA_WIDTH_A"], 2) == 9
+    assert int(got["DATA_WIDTH_A"], 2) == int(ref["DATA_WIDTH_A"], 2) == width
     for k in range(ecp5.N_INITVAL):  # the contents where Yosys puts them
         assert got[f"INITVAL_{k:02X}"] == ref[f"INITVAL_{k:02X}"], k
     assert {p: v for p, v in got_pins.items() if v is not None} == {p: v for p, v in ref_pins.items() if v is not None}
-    assert [got_pins[f"ADA{i}"] for i in range(3, 14)] == [("addr", i) for i in range(11)]
-    assert [got_pins[f"DOA{i}"] for i in range(9)] == [("data", i) for i in range(9)]
+    lsb = 3 if width == 9 else 4
+    assert [got_pins[f"ADA{i}"] for i in range(lsb, 14)] == [("addr", i) for i in range(14 - lsb)]
+    assert [got_pins[f"DOA{i}"] for i in range(width)] == [("data", i) for i in range(width)]
 
 
 def test_initvals_layout_and_bad_words():

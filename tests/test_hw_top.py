@@ -366,16 +366,20 @@ def test_wgt_select_registered_mid_way(seed, monkeypatch):
     check_program(cfg, images, act)
 
 
-@pytest.mark.parametrize("seed, one_pixel", [(0, False), (1, False), (2, True), (3, True)])
-def test_thresholds_registered_twice_same_words_and_cycles(seed, one_pixel, monkeypatch):
+@pytest.mark.parametrize("seed, one_pixel, outreg", [(0, False, False), (1, False, False), (2, True, False),
+                                                     (3, True, False), (4, False, True), (5, True, True)])
+def test_thresholds_registered_twice_same_words_and_cycles(seed, one_pixel, outreg, monkeypatch):
     """The split RQ with a second threshold register (hw/top.rq_thr_stages 2, from 64 lanes on; here forced):
     the group's row addressed from S8's tail, a cycle earlier again, through a registered address (selected
-    from S7's tail a cycle before). Bit- and cycle-exact, with one and two
+    from S7's tail a cycle before); ``outreg``: the thresholds in 18-bit slices whose registers are rq_thr_q
+    (hw/top.rq_thr_outreg's "sim" form of the DP16KD blocks). Bit- and cycle-exact, with one and two
     writeback words, on programs whose groups end in consecutive cycles (one-pixel layers of channels of
     0..2 entries) too. Biases zeroed so that the thresholds decide."""
     from apotflow.hw import top
 
     monkeypatch.setattr(top, "rq_thr_stages", lambda cfg: 2)
+    if outreg:
+        monkeypatch.setattr(top, "rq_thr_outreg", lambda cfg, dp16kd: "sim")
     rng = random.Random(500 + seed)
     cfg = random_config(rng, wb_words=1 + seed % 2)
     images, act = random_program(cfg, rng, max_ch=6, max_count=2) if one_pixel else random_program(cfg, rng)

@@ -26,7 +26,7 @@ from .. import isa
 from ..actmem import outreg_fits, tail_split
 from ..config import AcceleratorConfig, ConfigError
 from ..cycles import TIMING_RULES, timing
-from ..estimate import memory_map, rq_split, rq_thr_block
+from ..estimate import dp16kd_instances, memory_map, rq_split, rq_thr_block
 from ..ioshell import SerialShell
 from ..mul_lane import LaneArray
 from ..randprog import random_program
@@ -78,7 +78,7 @@ def write_design(cfg: AcceleratorConfig, workdir: Path, images: isa.MemoryImages
     text = verilog.convert(SerialShell(cfg, images, lane_kind=lane_kind, wgt_banked=True,
                                        rq_split=rq_split(family), wgt_spram=bool(cfg.wgt_ram) and family == "ice40",
                                        rq_thr_block=rq_thr_block(cfg, family, rom_used(images)),
-                                       dp16kd=family == "ecp5" and cfg.lane_groups == 1, act_outreg=act_outreg(cfg, family),
+                                       dp16kd=dp16kd_instances(cfg, family), act_outreg=act_outreg(cfg, family),
                                        act_split=tail_split(cfg, family) is not None),
                            name=BOARD_TOP, emit_src=False)
     (workdir / f"{BOARD_TOP}.v").write_text(text)
