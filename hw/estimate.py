@@ -90,16 +90,16 @@ COEF = {
         "lut_const": 0.0,
         "lut_rot": 0.0,
         "lut_bank": 0.0,
-        "lut_per_lane": 2.5527,
-        "lut_per_lane_random": 4.0267,
-        "lut_rq": 1.8362,
-        "lut_ram": 1.9001,
-        "lut_bram_mux": 2.5622,
+        "lut_per_lane": 2.5525,
+        "lut_per_lane_random": 4.0269,
+        "lut_rq": 1.8363,
+        "lut_ram": 1.9003,
+        "lut_bram_mux": 2.5621,
         "lut_rom": 0.0,
-        "lut_rom_random": 10.5126,
-        "lut_copies": 0.5091,
-        "ff_const": 1318.3623,
-        "ff_lane": 20.152,
+        "lut_rom_random": 10.5114,
+        "lut_copies": 0.5087,
+        "ff_const": 1318.5013,
+        "ff_lane": 20.1343,
         "ff_rom_words": 0.0,
     },
     "xilinx": {
@@ -108,16 +108,16 @@ COEF = {
         "lut_const": 0.0,
         "lut_rot": 0.0,
         "lut_bank": 0.0,
-        "lut_per_lane": 1.5827,
-        "lut_per_lane_random": 2.4966,
-        "lut_rq": 1.1384,
-        "lut_ram": 1.1781,
-        "lut_bram_mux": 1.5886,
+        "lut_per_lane": 1.5826,
+        "lut_per_lane_random": 2.4967,
+        "lut_rq": 1.1385,
+        "lut_ram": 1.1782,
+        "lut_bram_mux": 1.5885,
         "lut_rom": 0.0,
-        "lut_rom_random": 6.5178,
-        "lut_copies": 0.3156,
-        "ff_const": 1318.3623,
-        "ff_lane": 20.152,
+        "lut_rom_random": 6.5171,
+        "lut_copies": 0.3154,
+        "ff_const": 1318.5013,
+        "ff_lane": 20.1343,
         "ff_rom_words": 0.0,
     },
 }
@@ -441,7 +441,7 @@ def copy_regs(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: s
     S2/S3 controls (``lane_regs``' shared part, merged once a group), the ACT read rows (their live bits,
     twice), the rotation's three select registers, the writeback's load and shift enables, W3's write
     enable and address, and ``own``; per extra WGT address copy, its own RUN flag and copies of last_e,
-    wb_free and last_group (hw/sequencer.py)."""
+    wb_free and last_group, and with any such copy one set more, RQ port A's (hw/sequencer.py)."""
     from .actmem import copies
     from .lane import lane_ctrl_layout
     from .top import wgt_copies
@@ -450,7 +450,7 @@ def copy_regs(cfg: AcceleratorConfig, rom_used: dict | None = None, lane_kind: s
            + 3 * max(1, cfg.lane_bits) + 4 + cfg.addr_bits)
     entries = None if rom_used is None else rom_used.get("wgt")
     wgt = 0 if cfg.wgt_ram else wgt_copies(cfg, True, WGT_BANK_WORDS, entries) - 1
-    return (copies(cfg) - 1) * per + wgt * (cfg.wgt_addr_bits + 4)
+    return (copies(cfg) - 1) * per + wgt * (cfg.wgt_addr_bits + 4) + (4 if wgt else 0)
 
 
 def group_regs(cfg: AcceleratorConfig) -> int:

@@ -127,11 +127,15 @@ class Sequencer(wiring.Component):
         # every copy: at 13b89e8 (64-lane ResNet-20, ECP5-85k) FSM state -> last_e decode -> ch_w select ->
         # w_ptr_g7 was the critical path (11.75 ns, 10.28 of it routing). Outside RUN every copy loads the
         # descriptor's w_start (the address is not read then), so RUN starts with it.
+        # With several WGT address copies there is one set of copies more, the last, for RQ port A's address at a
+        # channel change (below): at e55aa42 the flow's seed 3 ran the RUN flag -> the WGT pointer logic, with
+        # which synthesis had merged the change decode -> port A's address select (12.90 ns, 11.18 routing).
         nw = self.wgt_copies
-        run_q = kept_copies(cfg, "run", 1, nw)
+        nf = nw + (nw > 1)
+        run_q = kept_copies(cfg, "run", 1, nf)
 
-        def w_flags(sig, name):  # the flag and its kept copies, one per WGT address copy
-            return [sig, *kept_copies(cfg, name, 1, nw, init=sig.init)[1:]]
+        def w_flags(sig, name):  # the flag and its kept copies, one per WGT address copy (and port A's)
+            return [sig, *kept_copies(cfg, name, 1, nf, init=sig.init)[1:]]
 
         last_es, wb_frees = w_flags(last_e, "last_e"), w_flags(wb_free, "wb_free")
         last_groups = w_flags(last_group, "last_group")
@@ -218,9 +222,14 @@ class Sequencer(wiring.Component):
             ]
 
         def shift():  # RUN's channel change: port A's address moves on in this cycle, from a register
-            m.d.comb += self.rq_addr.eq(rq_next1)
+            if nf == nw:
+                m.d.comb += self.rq_addr.eq(rq_next1)
             m.d.sync += [rq_next.eq(rq_next1), rq_next1.eq(rq_next1 + 1)]
             fill()
+
+        if nf > nw:  # the change (RUN, go = wb_free at a last entry, last group) from port A's own flag copies
+            a_shift = run_q[-1] & last_es[-1] & wb_frees[-1] & last_groups[-1]
+            m.d.comb += self.rq_addr.eq(Mux(a_shift, rq_next1, rq_next))
 
         with m.FSM(name="seq") as fsm:
             with m.State("IDLE"):

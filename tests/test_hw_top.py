@@ -249,6 +249,23 @@ def test_padding_register_copies_from_16_lanes():
     assert pad_copies(AcceleratorConfig(lanes=64)) == 16 and pad_copies(AcceleratorConfig(lanes=128)) == 32
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_channel_changes_behind_writeback_stalls_with_wgt_copies(seed, monkeypatch):
+    """With several WGT address copies RQ port A's address at a channel change comes from its own copies of
+    the RUN flag, last_e, wb_free and last_group (hw/sequencer.py): channels of 0..2 entries over full pixel
+    groups, so a channel's last entry often waits for the previous group's writeback before it changes the
+    channel (the address must not move on while it waits). Bit- and cycle-exact."""
+    from apotflow.hw import actmem
+    from apotflow.hw.top import wgt_copies
+
+    monkeypatch.setattr(actmem, "COPY_LANES", 8)
+    rng = random.Random(701 + seed)  # seeds whose programs hold entries in more than one group of 4 banks
+    cfg = replace(random_config(rng, wb_words=1 + seed % 2), lanes=8)
+    images, act = random_program(cfg, rng, n_layers=4, max_ch=6, max_count=2)
+    assert wgt_copies(cfg, True, 4, len(images.wgt)) > 1
+    check_program(cfg, images, act, wgt_bank_words=4)
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_per_group_copies_at_8_lanes(seed, monkeypatch):
     """The per-group register copies (a copy per 4 lanes or banks, built from 64 lanes on; the WGT address
