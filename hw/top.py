@@ -351,10 +351,10 @@ def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool,
                 if thr_outreg == "dp16kd":
                     blocks.append(ecp5.dp16kd_rom(m, f"rq_thr_blk{k}", addr, sl, w))
                 else:
-                    m.submodules[f"rq_thr_blk{k}"] = mem = Memory(shape=w, depth=cfg.rq_depth, init=sl)
-                    rp, q = mem.read_port(domain="sync"), Signal(w, name=f"rq_thr_blk{k}_q")
-                    m.d.comb += rp.addr.eq(addr)
-                    m.d.sync += q.eq(rp.data)
+                    ((a, d),) = rom(m, f"rq_thr_blk{k}", w, cfg.rq_depth, sl, 1, "memory", HEX_FILES["rq"])
+                    q = Signal(w, name=f"rq_thr_blk{k}_q")
+                    m.d.comb += a.eq(addr)
+                    m.d.sync += q.eq(d)
                     blocks.append(q)
             m.d.comb += word.eq(Cat(Const(0, cut), *blocks)[:rl.width])
         else:
