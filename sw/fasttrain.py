@@ -67,10 +67,15 @@ def _save(path, blob: dict) -> None:
     write_atomic(path, torch_bytes(blob))
 
 
-def _same_run(saved: dict, now: dict) -> bool:
-    """Same configuration, but for the knobs that do not change the result. A key the saved one lacks
-    (a checkpoint from before that knob existed) counts as its default."""
-    skip = {"step_mode", "eval_every"}
+# Knobs the float phase does not see: residual_bits (sw/models/resnet.py) acts only in fake-quant mode, and
+# its model's state dict is the float model's.
+FLOAT_PHASE_BLIND = frozenset({"residual_bits"})
+
+
+def _same_run(saved: dict, now: dict, blind: frozenset = frozenset()) -> bool:
+    """Same configuration, but for the knobs that do not change the result (and those in ``blind``). A key
+    the saved one lacks (a checkpoint from before that knob existed) counts as its default."""
+    skip = {"step_mode", "eval_every", *blind}
     saved = {**FastConfig().to_dict(), **saved}
     return {k: v for k, v in saved.items() if k not in skip} == {k: v for k, v in now.items() if k not in skip}
 
@@ -186,14 +191,18 @@ def _own_float(model: nn.Module, cfg: FastConfig, path: str, world: ddp.World, l
     its own optimizer, and every epoch's data order comes from the seed, so the later phases train as in a
     run that never stopped); the float phase's history is its last test accuracy alone (``resumed_from``:
     float.pt), its training time is not counted. A float.pt of another configuration (its meta's ``cfg``; one
-    written before float.pt kept it: the architecture) is refused."""
+    written before float.pt kept it: the architecture) is refused, but for ``FLOAT_PHASE_BLIND`` knobs: the
+    float phase of a run that differs from this one only in them is this run's float phase."""
     from .checkpoint import read_torch_file
+
+    def blind(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k not in FLOAT_PHASE_BLIND}
 
     blob = read_torch_file(path) if world.main else None
     blob = ddp.broadcast_object(blob, world)
     meta = (blob.get("meta") or {}) if isinstance(blob, dict) else {}
-    if not isinstance(blob, dict) or blob.get("arch") != model.arch_config() or \
-            ("cfg" in meta and not _same_run(meta["cfg"], cfg.to_dict())):
+    if not isinstance(blob, dict) or blind(blob.get("arch") or {}) != blind(model.arch_config()) or \
+            ("cfg" in meta and not _same_run(meta["cfg"], cfg.to_dict(), FLOAT_PHASE_BLIND)):
         raise ValueError(f"{path}: the float model of another configuration and no train.ckpt beside it; remove "
                          "it or change --out")
     log(f"no checkpoint: resuming after the float phase from {path} (its test accuracy {meta.get('test_acc')})")

@@ -265,6 +265,40 @@ def test_ppq_without_its_checkpoint_resumes_after_the_float_phase(tmp_path):
         train_fast(net(), data, dataclasses.replace(cfg, seed=1), ckpt=str(ck), log=lambda *a: None)
 
 
+def test_float_phase_of_a_run_differing_only_in_residual_bits_is_this_runs(tmp_path):
+    """residual_bits acts only in fake-quant mode: a ppq run with an 8-bit residual stream whose run folder
+    holds the float.pt of the same recipe with the A4 stream (and no train.ckpt) resumes after the float phase
+    from it and ends with the model of the res8 run that trained its own float phase; any other difference
+    is still refused (CPU, eager)."""
+    import shutil
+
+    from apotflow.sw.fasttrain import FastConfig, train_fast
+
+    cfg = FastConfig(method="ppq", epochs=1, stage_epochs=1, qat_epochs=1, batch_size=8, step_mode="eager",
+                     bf16=False, channels_last=False, distill=0.5)
+    _, _, _, _, data = _interrupted_ppq(tmp_path, cfg, "prune1", 1)  # tmp_path/a: the A4 run, float.pt
+    res8 = dataclasses.replace(cfg, residual_bits=8)
+
+    def net():
+        torch.manual_seed(0)
+        return CifarResNet(20, residual_bits=8)
+
+    whole = net()
+    ref = train_fast(whole, data, res8, ckpt=str(tmp_path / "r" / "train.ckpt"), log=lambda *a: None)
+    (tmp_path / "c").mkdir()
+    shutil.copy(tmp_path / "a" / "float.pt", tmp_path / "c" / "float.pt")
+    resumed = net()
+    got = train_fast(resumed, data, res8, ckpt=str(tmp_path / "c" / "train.ckpt"), log=lambda *a: None)
+    assert got["history"][0] == {"phase": "float", "test_acc": ref["history"][0]["test_acc"], "resumed_from": "float.pt"}
+    assert [r["loss"] for r in got["history"][1:]] == [r["loss"] for r in ref["history"][1:]]
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    (tmp_path / "c" / "train.ckpt").unlink()
+    with pytest.raises(ValueError, match="float model of another configuration"):
+        train_fast(net(), data, dataclasses.replace(res8, stage_epochs=2), ckpt=str(tmp_path / "c" / "train.ckpt"),
+                   log=lambda *a: None)
+
+
 def test_prune_stages_reach_the_rate_in_equal_steps():
     """--prune-stages K: K pruning stages at rate r*i/K (the default 2 is the paper's 15% then 30%)."""
     from apotflow.sw.fasttrain import FastConfig, phases
