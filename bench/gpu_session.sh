@@ -15,9 +15,10 @@
 # by itself: give SECONDS at most the call's limit minus about 90 s (restoring, the data check, stopping
 # and packing took up to a minute on an H100 machine; a call killed at its limit brings no state back).
 # A run whose packed checkpoint and model pass 45 MiB (VGG-16) brings back its log and result.json only,
-# and, once finished, its CPU re-check (bench/recheck_run.py, run here after the runs stop: leave it a few
-# minutes of the call) as $OUT/recheck-NAME.json; such a run cannot resume in a later call, so it must finish
-# on one warm machine (back-to-back calls keep runs/).
+# and, once finished, its model.pt in parts ($OUT/model-NAME.tgz.part-*, for bench/recheck_run.py here), or
+# where that passes 60 MiB its CPU re-check run there as $OUT/recheck-NAME.json (leave it a few minutes of
+# the call); such a run cannot resume in a later call, so it must finish on one warm machine (back-to-back
+# calls keep runs/). At most 8 files come back from a call: mind the parts of the runs beside it.
 # gpu-state/ lives only as long as the checkout (two runs' states were lost with theirs): a run that needs
 # more device time than a session has commits what a later session must start from before the session ends:
 # its state as bench/gpu-carry/state-NAME.tgz (restored first, unless gpu-state/ holds one; deleted once the
@@ -58,13 +59,24 @@ for n in "$@"; do
     split -b $big "$OUT/state-$n.tgz" "$OUT/state-$n.tgz.part-" && rm "$OUT/state-$n.tgz"
     echo "$n: state in $(ls "$OUT/state-$n.tgz".part-* | wc -l) parts"
   elif [ "$size" -gt $big ]; then
-    # A model too large to come back (VGG-16: 57 MiB of weights, its checkpoint twice that): its log and
-    # result only, and a finished run is re-checked here, on this machine's CPU (the integer model against
-    # the float64 fake-quant model on every test image), so that its recheck JSON comes back instead.
-    echo "$n: checkpoint and model too large to return; packing its log and result.json only"
+    # A checkpoint too large to come back (VGG-16: 57 MiB of weights, its checkpoint twice that): its log and
+    # result only. A finished run's model.pt comes back in parts (at most 4 of 15 MiB: 64 MiB may come back
+    # in all) for the CPU re-check (bench/recheck_run.py) here; a larger one is re-checked on this machine's
+    # CPU (the integer model against the float64 fake-quant model on every test image, minutes of the call),
+    # so that its recheck JSON comes back instead.
+    echo "$n: checkpoint too large to return; packing its log and result.json"
     tar czf "$OUT/state-$n.tgz" $(ls -d runs/$n.log runs/$n/result.json 2>/dev/null)
-    [ -f "runs/$n/result.json" ] && PYTHONPATH=/tmp/pp OMP_NUM_THREADS=12 python bench/recheck_run.py \
-      "runs/$n/model.pt" --data data/cifar10-jpeg.tar.xz --out "$OUT/recheck-$n.json"
+    if [ -f "runs/$n/result.json" ]; then
+      tar czf "$OUT/model-$n.tgz" "runs/$n/model.pt" runs/$n/result.json
+      if [ "$(stat -c %s "$OUT/model-$n.tgz")" -le $((4 * big)) ]; then
+        split -b $big "$OUT/model-$n.tgz" "$OUT/model-$n.tgz.part-" && rm "$OUT/model-$n.tgz"
+        echo "$n: model.pt in $(ls "$OUT/model-$n.tgz".part-* | wc -l) parts (cat them | tar xz)"
+      else
+        rm "$OUT/model-$n.tgz"
+        PYTHONPATH=/tmp/pp OMP_NUM_THREADS=12 python bench/recheck_run.py \
+          "runs/$n/model.pt" --data data/cifar10-jpeg.tar.xz --out "$OUT/recheck-$n.json"
+      fi
+    fi
   fi
   # float.pt apart: a ResNet-110 float.pt beside its train.ckpt passes the 16 MiB a file may have
   [ -f "runs/$n/float.pt" ] && [ "$(stat -c %s "runs/$n/float.pt")" -le $big ] && tar czf "$OUT/state-$n-float.tgz" "runs/$n/float.pt"
