@@ -263,9 +263,15 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
         ("out", cfg.out_depth, cfg.acc_bits, None, False, 1),
         ("perf", cfg.prog_depth, 32, None, False, 1),
     ]
+    from .top import table_outreg
+
+    tables = table_outreg(cfg, dp16kd_instances(cfg, family))
     for name, depth, width, port_bits, rom, copies in mems:
         ports = len(port_bits) if port_bits else 1
         n, cost, mux = bram_plan(depth, width, family, ports, port_bits, writable=not rom)
+        if tables and name in ("val", "tap"):  # DP16KD instances in their 1,024 x 18 mode (hw/top.outreg_rom)
+            where[name], blocks[name] = "bram", -(-width // 18)
+            continue
         if name == "wgt" and rom and G == 1 and depth > WGT_BANK_WORDS:  # banked (hw/top.wgt_rom): one memory a bank,
             # no depth slices packed across banks (iCE40, 6,144 x 9 bits: 3 x 5 EBR, not 14); the bank
             # select, in logic after the banks' registers, counts as the read mux
@@ -609,10 +615,12 @@ def estimate(
     mm = memory_map(cfg, fam, rom_used)
     f = ff_features(cfg, rom_used, lane_kind)
     ff = f["regs"] + mm["ff_bits"] + sum(c.get(f"ff_{k}", 0.0) * v for k, v in f.items() if k != "regs")
-    from .top import rq_thr_outreg
+    from .top import rq_thr_outreg, table_outreg
 
     if rq_thr_outreg(cfg, dp16kd_instances(cfg, fam)):  # rq_thr_q in the blocks' output registers
         ff -= (cfg.max_levels - 1) * cfg.acc_bits
+    if table_outreg(cfg, dp16kd_instances(cfg, fam)):  # D3's VAL and TAP rows in the blocks' output registers
+        ff -= isa.val_layout(cfg).width + isa.tap_layout(cfg).width
     out = {
         "lut": round(lut),
         "ff": round(ff),

@@ -308,13 +308,17 @@ class Sequencer(wiring.Component):
         # decode, so each register's enable is one LUT of flip-flops (run, last_e, wb_free, last_group):
         # at s26d seed 1 the FSM state -> the go / last-entry decode -> p0's enable was the critical path
         # (12.31 ns, four LUT levels)
+        # The issue record: only its valid bit depends on RUN (the rest is read only beside a valid one), so
+        # the issue's first register (S1) is a plain copy but for one bit: the RUN flag gating the whole record
+        # became a synchronous reset net from run_g0 to S1's flip-flops across the die (9.46 ns of routing,
+        # the 64-lane ResNet-20 build's critical path at a seed)
+        iss = self.issue
+        m.d.comb += [
+            iss.valid.eq(run_q[0] & go), iss.first.eq(e == 0), iss.last.eq(last_e), iss.null.eq(null),
+            iss.p0.eq(p0), iss.nvalid.eq(nvalid), iss.bias.eq(cur_bias),
+            iss.ch_base.eq(ch_base), iss.rq_row.eq(rq_cur), iss.pos0.eq(Mux(desc.diag, pos0, 0)),
+        ]
         with m.If(run_q[0]):
-            iss = self.issue
-            m.d.comb += [
-                iss.valid.eq(go), iss.first.eq(e == 0), iss.last.eq(last_e), iss.null.eq(null),
-                iss.p0.eq(p0), iss.nvalid.eq(nvalid), iss.bias.eq(cur_bias),
-                iss.ch_base.eq(ch_base), iss.rq_row.eq(rq_cur), iss.pos0.eq(Mux(desc.diag, pos0, 0)),
-            ]
             with m.If(go):
                 with m.If(~last_e):
                     m.d.sync += [e.eq(e + 1), e2.eq(e2 + 1), *set_all(last_es, e2 == cur_count)]

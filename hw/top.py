@@ -130,6 +130,39 @@ def rq_thr_outreg(cfg: AcceleratorConfig, dp16kd: bool) -> str | None:
     return "dp16kd" if dp16kd and fits else None
 
 
+def table_outreg(cfg: AcceleratorConfig, dp16kd: bool) -> str | None:
+    """"dp16kd" where the decode tables VAL and TAP are DP16KD instances (``dp16kd``: the ECP5 builds) in their
+    1,024 x 18 mode whose own output registers are D3's rows (``outreg_rom``; the address of D1, the same
+    latency): from ``actmem.COPY_LANES`` lanes on, each table at most 1,024 rows. The TAP block's 5.83 ns
+    clock-to-output and 5.34 ns of routing to the fabric D3 register were the 64-lane two-word ResNet-20
+    build's critical path at 89.49 MHz (5bb20b8, seed 3). TAP takes a block more than Yosys' 512 x 36 shape
+    (28 bits in two 18-bit slices). ("sim", for the tests: the same slices as memories, each with its register.)"""
+    fits = cfg.lanes >= actmem.COPY_LANES and max(cfg.val_depth, cfg.tap_depth) <= ecp5.WORDS // 2
+    return "dp16kd" if dp16kd and fits else None
+
+
+def outreg_rom(m: Module, name: str, addr, width: int, depth: int, init, form: str) -> Signal:
+    """A ROM of ``width``-bit words read with latency 2, its second register the block's own output register:
+    slices of 18 bits, each a DP16KD in its 1,024 x 18 mode (``form`` "dp16kd", ``ecp5.dp16kd_rom``) or an
+    Amaranth memory read into a register ("sim", the tests' form: the same words and timing)."""
+    if init is None:
+        raise ValueError(f"the DP16KD {name} ROM needs its contents")
+    w = 2 * ecp5.BITS
+    rows = list(init) + [0] * (depth - len(init))
+    slices = []
+    for k in range(-(-width // w)):
+        sl = [(r >> (k * w)) & ((1 << w) - 1) for r in rows]
+        if form == "dp16kd":
+            slices.append(ecp5.dp16kd_rom(m, f"{name}_blk{k}", addr, sl, w))
+        else:
+            ((a, d),) = rom(m, f"{name}_blk{k}", w, depth, sl, 1, "memory", "")
+            q = Signal(w, name=f"{name}_blk{k}_q")
+            m.d.comb += a.eq(addr)
+            m.d.sync += q.eq(d)
+            slices.append(q)
+    return Cat(*slices)[:width]
+
+
 def tail_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     """The group tail: what travels beside the lanes from S4 to the writeback (the channel's last entry,
     the group's first pixel, its valid lanes, the output channel's ACT base and its RQ row)."""
@@ -341,22 +374,9 @@ def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool,
     for name, keep in (("rq", (1 << cut) - 1), ("rq_thr", ((1 << rl.width) - 1) ^ ((1 << cut) - 1))):
         word = Signal(rl.width, name=f"{name}_word")
         if name == "rq_thr" and thr_outreg:
-            if init is None:
-                raise ValueError("the DP16KD thresholds (thr_outreg) need the RQ contents")
-            addr, w = Signal(cfg.rq_addr_bits, name="rq_thr_addr_in"), 2 * ecp5.BITS
-            rows = [r >> cut for r in init] + [0] * (cfg.rq_depth - len(init))
-            blocks = []
-            for k in range(-(-(rl.width - cut) // w)):
-                sl = [(r >> (k * w)) & ((1 << w) - 1) for r in rows]
-                if thr_outreg == "dp16kd":
-                    blocks.append(ecp5.dp16kd_rom(m, f"rq_thr_blk{k}", addr, sl, w))
-                else:
-                    ((a, d),) = rom(m, f"rq_thr_blk{k}", w, cfg.rq_depth, sl, 1, "memory", HEX_FILES["rq"])
-                    q = Signal(w, name=f"rq_thr_blk{k}_q")
-                    m.d.comb += a.eq(addr)
-                    m.d.sync += q.eq(d)
-                    blocks.append(q)
-            m.d.comb += word.eq(Cat(Const(0, cut), *blocks)[:rl.width])
+            addr = Signal(cfg.rq_addr_bits, name="rq_thr_addr_in")
+            thr = outreg_rom(m, "rq_thr", addr, rl.width - cut, cfg.rq_depth, [r >> cut for r in init], thr_outreg)
+            m.d.comb += word.eq(Cat(Const(0, cut), thr))
         else:
             ((addr, data),) = rom(m, name, rl.width, cfg.rq_depth, init, 1, rom_style, HEX_FILES["rq"])
             m.d.comb += word.eq(data & keep)
@@ -482,8 +502,15 @@ class Accelerator(wiring.Component):
         thr_outreg = rq_thr_outreg(cfg, self.dp16kd) if self.rq_split else None
         rq_a, rq_b = rq_rom(m, cfg, img and img.rq, self.rom_style, self.rq_split, self.rq_thr_block, thr_outreg)
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
-        (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
-        (tap_port,) = rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, 1, self.rom_style, HEX_FILES["tap"])
+        tables = table_outreg(cfg, self.dp16kd)
+        if tables:  # VAL and TAP in blocks whose output registers are D3's rows (table_outreg): ports (addr, row)
+            val_port = (Signal(max(1, (cfg.val_depth - 1).bit_length()), name="val_addr"), None)
+            tap_port = (Signal(max(1, (cfg.tap_depth - 1).bit_length()), name="tap_addr"), None)
+            vrow = struct(vl)(outreg_rom(m, "val", val_port[0], vl.width, cfg.val_depth, img and img.val, tables))
+            trow = struct(tl)(outreg_rom(m, "tap", tap_port[0], tl.width, cfg.tap_depth, img and img.tap, tables))
+        else:
+            (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
+            (tap_port,) = rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, 1, self.rom_style, HEX_FILES["tap"])
 
         if cfg.wb_words == 1:
             m.submodules.outmem = outmem = Memory(shape=signed(cfg.acc_bits), depth=cfg.out_depth, init=[])
@@ -534,9 +561,15 @@ class Accelerator(wiring.Component):
         # hm is registered here, sm in each S3 padding copy (below).
         lw = max(1, cfg.lane_bits)
         hb = pb + 2 - lw  # bits of hi (signed)
+        # The padding's constants come from local copies of wo_log2 and ho_log2 (pad_wl, pad_hl: a cycle behind
+        # desc, the masks and lane offsets a cycle or two more; a layer's first entry reaches S2a ten cycles
+        # after the descriptor is latched): desc -> the lane offsets' logic -> yoff was the 64-lane ResNet-20
+        # build's critical path at two seeds (10.42 ns of routing in 12.55 ns at one).
+        pwl, phl = Signal.like(wl, name="pad_wl"), Signal.like(hl, name="pad_hl")
+        m.d.sync += [pwl.eq(wl), phl.eq(hl)]
         yhm, xhm = Signal(hb, name="pad_yhm"), Signal(hb, name="pad_xhm")
-        m.d.sync += [hm.eq((1 << Mux(lg > lw, (lg - lw).as_unsigned(), 0)) - 1) for hm, lg in ((yhm, hl), (xhm, wl))]
-        ysm, xsm = ((1 << Mux(lg > lw, lw, lg)) - 1 for lg in (hl, wl))
+        m.d.sync += [hm.eq((1 << Mux(lg > lw, (lg - lw).as_unsigned(), 0)) - 1) for hm, lg in ((yhm, phl), (xhm, pwl))]
+        ysm, xsm = ((1 << Mux(lg > lw, lw, lg)) - 1 for lg in (phl, pwl))
         lb = cfg.lane_bits
         row_bits = cfg.addr_bits - lb
 
@@ -576,9 +609,12 @@ class Accelerator(wiring.Component):
         dl2 = data.StructLayout({"iss": issue_layout(cfg), "real": 1, "ic": cfg.addr_bits})
         d2 = Signal(dl2)
         m.d.sync += [d2.iss.eq(d1.iss), d2.real.eq(d1.code != 0), d2.ic.eq(pos >> desc.tap_log2)]
-        # D2: the rows arrive and are registered as they are (D3).
-        d3 = Signal(data.StructLayout({"d": dl2, "v": struct(vl), "t": struct(tl)}))
-        m.d.sync += [d3.d.eq(d2), d3.v.eq(val_port[1]), d3.t.eq(tap_port[1])]
+        # D2: the rows arrive and are registered as they are (D3; ``tables``: in the blocks' output registers).
+        d3 = Signal(data.StructLayout({"d": dl2} | ({} if tables else {"v": struct(vl), "t": struct(tl)})))
+        m.d.sync += d3.d.eq(d2)
+        if not tables:
+            m.d.sync += [d3.v.eq(val_port[1]), d3.t.eq(tap_port[1])]
+            vrow, trow = d3.v, d3.t
         d3_p0_row1 = Signal(row_bits, name="d3_p0_row1")  # p0's ACT row + 1, for D3's second address
         m.d.sync += d3_p0_row1.eq((d2.iss.p0 >> lb) + 1)
         if grouped:  # slots 1..: their value-table rows (a copy of VAL each), registered beside d1..d3
@@ -598,7 +634,7 @@ class Accelerator(wiring.Component):
         # there, before the copies spread over the die, was the ECP5-85k build's critical path). A filler's
         # terms are disabled. The decoded entry is registered (S2; ``ent.off`` is not kept: the rows are),
         # with the first lane's output coordinates from p0.
-        vrow, trow, d3i = d3.v, d3.t, d3.d.iss
+        d3i = d3.d.iss
         s2 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl), "oy0": pb, "ox0": pb,
                                        "row": row_bits, "row1": row_bits, "rot": max(1, lb)}))
         ch_off, base = Signal(cfg.addr_bits, name="d3_ch_off"), Signal(cfg.addr_bits, name="d3_base")
@@ -638,12 +674,13 @@ class Accelerator(wiring.Component):
         # ox0 + xoff_l) with per-layer lane offsets (registered layer constants): a row of >= lanes
         # pixels holds the whole group (yoff 0, xoff l; ox0 is a multiple of lanes), else the group
         # spans rows (yoff l >> wo_log2, xoff l & (wo-1); ox0 = 0). S2a adds dy, dx once for all lanes.
-        wide_row = wl >= cfg.lane_bits
+        wide_row, pwmask = Signal(name="pad_wide_row"), Signal(pb, name="pad_wmask")
+        m.d.sync += [wide_row.eq(pwl >= cfg.lane_bits), pwmask.eq((1 << pwl) - 1)]
         yoff = [Signal(lw, name=f"yoff{l}") for l in range(L)]
         xoff = [Signal(lw, name=f"xoff{l}") for l in range(L)]
         for l in range(L):
-            m.d.sync += [yoff[l].eq(Mux(wide_row, 0, (l >> wl) & ((1 << hl) - 1) if grouped else l >> wl)),
-                         xoff[l].eq(Mux(wide_row, l, l & wmask))]
+            m.d.sync += [yoff[l].eq(Mux(wide_row, 0, (l >> pwl) & ((1 << phl) - 1) if grouped else l >> pwl)),
+                         xoff[l].eq(Mux(wide_row, l, l & pwmask))]
         # S2a: the first lane's tap coordinates (ty, tx) = (oy0 + dy, ox0 + dx) and the tests of their high
         # bits, registered (S2b). S3's per-lane padding test, 0 <= t + off_l < 2**log2 for (ty, yoff, ho_log2)
         # and (tx, xoff, wo_log2), without a full-width adder per lane: with t = hi * 2**lw + lo and

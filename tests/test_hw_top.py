@@ -408,6 +408,20 @@ def test_thresholds_registered_twice_same_words_and_cycles(seed, one_pixel, outr
     check_program(cfg, images, act, rq_split=True)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_decode_tables_in_output_registers_same_words_and_cycles(seed, monkeypatch):
+    """VAL and TAP as the ECP5 builds hold them from 64 lanes on (hw/top.table_outreg): 18-bit slices whose
+    own registers are D3's rows, addressed in D1 (the "sim" form of the DP16KD blocks). Bit- and
+    cycle-exact, with one and two writeback words."""
+    from apotflow.hw import top
+
+    monkeypatch.setattr(top, "table_outreg", lambda cfg, dp16kd: "sim")
+    rng = random.Random(700 + seed)
+    cfg = random_config(rng, wb_words=1 + seed % 2)
+    images, act = random_program(cfg, rng)
+    check_program(cfg, images, act)
+
+
 @pytest.mark.parametrize("seed, groups", [(0, 16), (5, 16)])
 def test_lane_groups_with_the_wide_stages(seed, groups, monkeypatch):
     """test_lane_groups_bit_exact's programs with the stages of 64 lanes and more (WIDE_LANES forced to 4):
