@@ -41,9 +41,12 @@ def build_model(name: str, w_bits: int = 4, a_bits: int = 4, residual_bits: int 
 
 
 def _float_arch(model) -> dict:
-    """The architecture a float checkpoint must match: residual_bits aside (in float mode the shortcut adds
-    the block input itself whatever it is)."""
-    return {k: v for k, v in model.arch_config().items() if k != "residual_bits"}
+    """The architecture a float checkpoint must match: the keys float mode does not see aside
+    (``sw.fasttrain.FLOAT_PHASE_BLIND``: residual_bits; in float mode the shortcut adds the block input itself
+    whatever it is)."""
+    from .fasttrain import FLOAT_PHASE_BLIND
+
+    return {k: v for k, v in model.arch_config().items() if k not in FLOAT_PHASE_BLIND}
 
 
 def fakequant_accuracy(model, x: torch.Tensor, y: torch.Tensor, device: str, batch: int = 1000) -> float:
