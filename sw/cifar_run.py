@@ -44,9 +44,9 @@ def _float_arch(model) -> dict:
     """The architecture a float checkpoint must match: the keys float mode does not see aside
     (``sw.fasttrain.FLOAT_PHASE_BLIND``: residual_bits; in float mode the shortcut adds the block input itself
     whatever it is)."""
-    from .fasttrain import FLOAT_PHASE_BLIND
+    from .fasttrain import float_phase_view
 
-    return {k: v for k, v in model.arch_config().items() if k not in FLOAT_PHASE_BLIND}
+    return float_phase_view(model.arch_config())
 
 
 def fakequant_accuracy(model, x: torch.Tensor, y: torch.Tensor, device: str, batch: int = 1000) -> float:

@@ -72,6 +72,11 @@ def _save(path, blob: dict) -> None:
 FLOAT_PHASE_BLIND = frozenset({"residual_bits"})
 
 
+def float_phase_view(d: dict) -> dict:
+    """``d`` (an architecture or a recipe) without the ``FLOAT_PHASE_BLIND`` keys: what a float phase depends on."""
+    return {k: v for k, v in d.items() if k not in FLOAT_PHASE_BLIND}
+
+
 def _same_run(saved: dict, now: dict, blind: frozenset = frozenset()) -> bool:
     """Same configuration, but for the knobs that do not change the result (and those in ``blind``). A key
     the saved one lacks (a checkpoint from before that knob existed) counts as its default."""
@@ -195,13 +200,10 @@ def _own_float(model: nn.Module, cfg: FastConfig, path: str, world: ddp.World, l
     float phase of a run that differs from this one only in them is this run's float phase."""
     from .checkpoint import read_torch_file
 
-    def blind(d: dict) -> dict:
-        return {k: v for k, v in d.items() if k not in FLOAT_PHASE_BLIND}
-
     blob = read_torch_file(path) if world.main else None
     blob = ddp.broadcast_object(blob, world)
     meta = (blob.get("meta") or {}) if isinstance(blob, dict) else {}
-    if not isinstance(blob, dict) or blind(blob.get("arch") or {}) != blind(model.arch_config()) or \
+    if not isinstance(blob, dict) or float_phase_view(blob.get("arch") or {}) != float_phase_view(model.arch_config()) or \
             ("cfg" in meta and not _same_run(meta["cfg"], cfg.to_dict(), FLOAT_PHASE_BLIND)):
         raise ValueError(f"{path}: the float model of another configuration and no train.ckpt beside it; remove "
                          "it or change --out")
