@@ -17,9 +17,10 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal
 
 WORDS, BITS = 2048, 9  # one DP16KD in its 2,048 x 9 mode
 ADDR_BITS = 11  # its word address bits
+ROW_BITS = 2 * BITS  # the word of its 1,024 x 18 mode
 ADDR_LSB = 3  # the word address sits on ADA3..ADA13 in the 9-bit mode (ADA0..2: 0)
 SLOT_BITS, SLOTS = 20, 16  # an INITVAL_xx parameter: 16 slots of 20 bits, each one 18-bit row
-N_INITVAL = WORDS * BITS // (18 * SLOTS)  # 64: INITVAL_00 .. INITVAL_3F
+N_INITVAL = WORDS * BITS // (ROW_BITS * SLOTS)  # 64: INITVAL_00 .. INITVAL_3F
 
 
 def initvals(words: list[int]) -> list[int]:

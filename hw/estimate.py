@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 
-from . import isa
+from . import ecp5, isa
 from .config import SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .ioshell import shell_bits
 
@@ -270,7 +270,7 @@ def memory_map(cfg: AcceleratorConfig, family: str, rom_used: dict | None = None
         ports = len(port_bits) if port_bits else 1
         n, cost, mux = bram_plan(depth, width, family, ports, port_bits, writable=not rom)
         if tables and name in ("val", "tap"):  # DP16KD instances in their 1,024 x 18 mode (hw/top.outreg_rom)
-            where[name], blocks[name] = "bram", -(-width // 18)
+            where[name], blocks[name] = "bram", -(-width // ecp5.ROW_BITS)
             continue
         if name == "wgt" and rom and G == 1 and depth > WGT_BANK_WORDS:  # banked (hw/top.wgt_rom): one memory a bank,
             # no depth slices packed across banks (iCE40, 6,144 x 9 bits: 3 x 5 EBR, not 14); the bank

@@ -29,6 +29,11 @@ def struct(layout: isa.Layout) -> data.StructLayout:
     return data.StructLayout({f.name: (signed(f.width) if f.signed else unsigned(f.width)) for f in layout.fields})
 
 
+def addr_bits(depth: int) -> int:
+    """The address width of a memory of ``depth`` words (at least 1)."""
+    return max(1, (depth - 1).bit_length())
+
+
 def rom(m, name: str, width: int, depth: int, init, n_ports: int, rom_style: str, init_file: str,
         attrs: dict | None = None):
     """A ROM with ``n_ports`` (1 or 2) synchronous read ports, always enabled. ``attrs``: Verilog
@@ -39,7 +44,7 @@ def rom(m, name: str, width: int, depth: int, init, n_ports: int, rom_style: str
     """
     if rom_style not in ROM_STYLES:
         raise ValueError(f"rom_style must be one of {ROM_STYLES}, not {rom_style!r}")
-    abits = max(1, (depth - 1).bit_length())
+    abits = addr_bits(depth)
     if rom_style == "memory":
         words = list(init or [])
         if len(words) > depth:

@@ -53,7 +53,7 @@ from __future__ import annotations
 import operator
 from functools import reduce
 
-from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -72,7 +72,7 @@ from .actmem import (
 from .config import SPRAM_BITS, SPRAM_WORDS, WGT_BANK_WORDS, AcceleratorConfig
 from .isa import TAP_LOG2_BITS
 from .lane import LATENCY, lane_ctrl_layout
-from .layouts import reject, rom, struct
+from .layouts import addr_bits, reject, rom, struct
 from .mul_lane import LANE_KINDS, make_lane
 from .requant import Requantizer
 from .sequencer import Sequencer, issue_layout, pix_bits
@@ -141,13 +141,15 @@ def table_outreg(cfg: AcceleratorConfig, dp16kd: bool) -> str | None:
     return "dp16kd" if dp16kd and fits else None
 
 
-def outreg_rom(m: Module, name: str, addr, width: int, depth: int, init, form: str) -> Signal:
+def outreg_rom(m: Module, name: str, width: int, depth: int, init, form: str) -> tuple[Signal, Value]:
     """A ROM of ``width``-bit words read with latency 2, its second register the block's own output register:
     slices of 18 bits, each a DP16KD in its 1,024 x 18 mode (``form`` "dp16kd", ``ecp5.dp16kd_rom``) or an
-    Amaranth memory read into a register ("sim", the tests' form: the same words and timing)."""
+    Amaranth memory read into a register ("sim", the tests' form: the same words and timing). Returns (the
+    blocks' address ``{name}_blk_addr``, the word), as ``layouts.rom`` returns a port."""
     if init is None:
         raise ValueError(f"the DP16KD {name} ROM needs its contents")
-    w = 2 * ecp5.BITS
+    addr = Signal(addr_bits(depth), name=f"{name}_blk_addr")
+    w = ecp5.ROW_BITS
     rows = list(init) + [0] * (depth - len(init))
     slices = []
     for k in range(-(-width // w)):
@@ -160,7 +162,7 @@ def outreg_rom(m: Module, name: str, addr, width: int, depth: int, init, form: s
             m.d.comb += a.eq(addr)
             m.d.sync += q.eq(d)
             slices.append(q)
-    return Cat(*slices)[:width]
+    return addr, Cat(*slices)[:width]
 
 
 def tail_layout(cfg: AcceleratorConfig) -> data.StructLayout:
@@ -374,8 +376,7 @@ def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool,
     for name, keep in (("rq", (1 << cut) - 1), ("rq_thr", ((1 << rl.width) - 1) ^ ((1 << cut) - 1))):
         word = Signal(rl.width, name=f"{name}_word")
         if name == "rq_thr" and thr_outreg:
-            addr = Signal(cfg.rq_addr_bits, name="rq_thr_addr_in")
-            thr = outreg_rom(m, "rq_thr", addr, rl.width - cut, cfg.rq_depth, [r >> cut for r in init], thr_outreg)
+            addr, thr = outreg_rom(m, "rq_thr", rl.width - cut, cfg.rq_depth, [r >> cut for r in init], thr_outreg)
             m.d.comb += word.eq(Cat(Const(0, cut), thr))
         else:
             ((addr, data),) = rom(m, name, rl.width, cfg.rq_depth, init, 1, rom_style, HEX_FILES["rq"])
@@ -504,10 +505,9 @@ class Accelerator(wiring.Component):
         (prog_port,) = rom(m, "prog", dl.width, cfg.prog_depth, img and img.prog, 1, self.rom_style, HEX_FILES["prog"])
         tables = table_outreg(cfg, self.dp16kd)
         if tables:  # VAL and TAP in blocks whose output registers are D3's rows (table_outreg): ports (addr, row)
-            val_port = (Signal(max(1, (cfg.val_depth - 1).bit_length()), name="val_addr"), None)
-            tap_port = (Signal(max(1, (cfg.tap_depth - 1).bit_length()), name="tap_addr"), None)
-            vrow = struct(vl)(outreg_rom(m, "val", val_port[0], vl.width, cfg.val_depth, img and img.val, tables))
-            trow = struct(tl)(outreg_rom(m, "tap", tap_port[0], tl.width, cfg.tap_depth, img and img.tap, tables))
+            val_port = outreg_rom(m, "val", vl.width, cfg.val_depth, img and img.val, tables)
+            tap_port = outreg_rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, tables)
+            vrow, trow = struct(vl)(val_port[1]), struct(tl)(tap_port[1])
         else:
             (val_port,) = rom(m, "val", vl.width, cfg.val_depth, img and img.val, 1, self.rom_style, HEX_FILES["val"])
             (tap_port,) = rom(m, "tap", tl.width, cfg.tap_depth, img and img.tap, 1, self.rom_style, HEX_FILES["tap"])
