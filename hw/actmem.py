@@ -8,15 +8,14 @@ ACT is split into ``lanes`` banks (bank = address mod lanes, row = address >> la
 The read is given already split: ``rd_row`` = R, ``rd_row1`` = R + 1 (mod rows) and ``rd_rot`` = rot,
 so that a bank's address is a 2:1 mux and no adder sits in front of the block RAMs (the caller
 computes both rows in parallel, see hw/top.py). Only banks ``b < rot`` use ``rd_row1``. The
-pipeline's read (``rd_*``) goes through two more registers than the host's (``host_*``, selected by
+pipeline's read (``rd_*``) goes through two registers before the banks, as the host's does (``host_*``, selected by
 ``host_sel``, one copy per ``copy_group`` banks): ``rd_*`` registered in a copy per group of
 ``copy_group`` banks (S2a), then each bank's row (``R`` or ``R + 1``) registered beside its bank
 (S2b; ``ADDR_STAGES``), so the fan-out of one row to every bank, spread over the chip, has two cycles;
-the host reads lane 0 alone (``host_row``, ``host_rot``) with one register (the row in a copy per group,
-beside its banks' address selects): the host's words come a cycle after the pipeline's would from the same
-address.
+the host reads lane 0 alone (``host_row``, ``host_rot``) with two registers (``HOST_STAGES``: one, then the
+row in a copy per group beside its banks' address selects), as many as the pipeline's rows have.
 
-Latency 2 (``read_latency``; the pipeline's ``rd_*`` two more): the address presented in cycle t gives the bank words in cycle t+1,
+Latency 2 (``read_latency``; the pipeline's ``rd_*`` and the host's ``host_*`` two more): the address presented in cycle t gives the bank words in cycle t+1,
 which are registered as they are (nothing but a flip-flop behind the block RAMs' slow outputs: a
 multiplexer of 16 banks spread over the chip right after them costs ~6 ns) and rotated
 combinationally in cycle t+2, when ``rd_data`` is valid. From ``config.SPLIT_LANE_BITS`` (128 lanes) on,
@@ -48,6 +47,7 @@ SPLIT_STAGES = 4  # rotation stages before that register (a 16-way select), the 
 ADDR_STAGES = 2  # the pipeline read's row registers: a copy per bank group (S2a), each bank's row (S2b)
 COPY_GROUP = 4  # banks (and lanes, hw/top.py) served by one copy of a register that fans out to all of them
 COPY_LANES = 64  # from this many lanes on (below it: one copy, ``copy_group``)
+HOST_STAGES = 2  # the host read's row registers: one, then a copy per bank group (and its rotation's two)
 WRITE_STAGES = 1  # the write's per-bank register (the pipeline's W4 stage: hw/cycles.WB counts it)
 
 
@@ -187,9 +187,15 @@ class BankedActMem(wiring.Component):
         # the host's row and rotation registered, the row in a copy per group of banks (kept apart): the shell's
         # address register driving 64 banks' address selects spread over the die was the 64-lane ResNet-20
         # build's critical path at two placement seeds (s25: 8.42 + 4.42 and 10.82 + 4.97 ns of routing)
+        # (``HOST_STAGES``: the row and rotation registered once before the copies, so that the shell's address
+        # register, one bit of a shift chain, drives one flip-flop and not copies all over the die: the 64-lane
+        # ResNet-20 build's critical path at 4eba441, seed 1, 9.93 of 10.69 ns routing)
         host_row_g = kept_copies(cfg, "host_row", row_bits)
+        host_row_q = Signal(row_bits, name="host_row_q")
+        host_rot_in = Signal(max(1, lb), name="host_rot_in")
         host_rot_q = Signal(max(1, lb), name="host_rot_q")
-        m.d.sync += [*(c.eq(self.host_row) for c in host_row_g), host_rot_q.eq(self.host_rot if lb else 0)]
+        m.d.sync += [host_row_q.eq(self.host_row), host_rot_in.eq(self.host_rot if lb else 0)]
+        m.d.sync += [*(c.eq(host_row_q) for c in host_row_g), host_rot_q.eq(host_rot_in)]
         rot = Mux(self.host_sel[0], host_rot_q, rot_p) if lb else 0
         split = SPLIT_STAGES if read_latency(cfg) == 3 else None
         # the rotation's selects (rot_qq, and rot_q3 after the mid-way register) drive lanes x act_bits

@@ -20,7 +20,7 @@ core through a register too (one cycle after the pin): unregistered, it drew the
 towards its pad (the 64-lane ResNet-20 ECP5-85k build's critical path once the requantizer's output was
 registered ran from the FSM state through the ``start`` LUT to the per-layer cycle counter, 10.50 of its
 12.20 ns routing). Latency: the ports see the input register directly (no extra cycle);
-reads come back one cycle after the address (ACT: four, ``top.host_act_latency``; as on
+reads come back one cycle after the address (ACT: five, ``top.host_act_latency``; as on
 ``apotflow_top``), so capture that many cycles later.
 The shell costs about in+out register bits of flip-flops and a few LUTs (the estimator adds it).
 """

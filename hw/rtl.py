@@ -47,7 +47,7 @@ _MEANING = {
     "host_addr": "activation memory address for host access (when busy is low)",
     "host_wdata": "activation word to write",
     "host_we": "write host_wdata to host_addr (ignored while busy)",
-    "host_rdata": "activation word at the host_addr of act_read_latency_cycles earlier (4)",
+    "host_rdata": "activation word at the host_addr of act_read_latency_cycles earlier (5)",
     "out_addr": "raw output (OUT) memory address",
     "out_rdata": "raw output word (signed) at the out_addr of the previous cycle",
     "perf_addr": "layer index for the per-layer cycle counters",

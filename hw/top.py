@@ -40,7 +40,7 @@ between S8 and S9: S9 and the writeback come that many cycles later, in every la
 Flow control is entirely at issue (see ``Sequencer``): nothing downstream ever stalls.
 Host ports (ACT, OUT, perf) are synchronous reads: the address of cycle t gives data in cycle t+1
 (the perf counters' last write lands at the end of the cycle after done),
-ACT's in cycle t+4 (``host_act_latency``: its row registered, then it shares the pipeline's registered bank words and its
+ACT's in cycle t+5 (``host_act_latency``: its row registered twice, then it shares the pipeline's registered bank words and its
 rotation, registered half-way, ``BankedActMem.rd_pipe``; from 128 lanes on the rotation registered
 mid-way, ``rd_data``, where S3 has a second register, S3c).
 ACT host access is for when ``busy`` is low. With ``cfg.wgt_ram`` WGT is a RAM with no contents
@@ -61,6 +61,7 @@ from amaranth.lib.wiring import In, Out
 from . import actmem, ecp5, isa
 from .actmem import (
     COPY_GROUP,
+    HOST_STAGES,
     BankedActMem,
     copies,
     copy_group,
@@ -386,13 +387,14 @@ def rq_rom(m: Module, cfg: AcceleratorConfig, init, rom_style: str, split: bool,
 
 
 def host_act_latency(cfg: AcceleratorConfig) -> int:
-    """Cycles from host_addr to host_rdata on the ACT port (OUT and perf ports: one): 4. The host's row
-    and rotation are registered (``BankedActMem``: the row in a copy per group of banks), then it reads
+    """Cycles from host_addr to host_rdata on the ACT port (OUT and perf ports: one): 5. The host's row
+    and rotation are registered twice (``actmem.HOST_STAGES``: the row once, then in a copy per group of banks;
+    one register before s31, 4 cycles), then it reads
     lane 0 of the pipeline's read (``rd_pipe``, whose rotation has a register half-way; from 128 lanes on
     ``rd_data``, registered mid-way): with the whole rotation in one cycle (2 before s19) the host's
     64-way select from the banks to the serial shell's capture register was the 64-lane ResNet-8
     build's critical path (13.75 ns at f92babb, docs/resources.md)."""
-    return 1 + (read_latency(cfg) + 1 if read_latency(cfg) == 2 else read_latency(cfg))
+    return HOST_STAGES + (read_latency(cfg) + 1 if read_latency(cfg) == 2 else read_latency(cfg))
 
 
 def accelerator_signature(cfg: AcceleratorConfig) -> dict:

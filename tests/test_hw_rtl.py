@@ -31,8 +31,8 @@ def test_generate_verilog(tmp_path):
 
 def test_ports_manifest_widths():
     cfg = AcceleratorConfig()
-    assert ports_manifest(cfg)["act_read_latency_cycles"] == 4  # a register, then the pipeline's split rotation
-    assert ports_manifest(AcceleratorConfig(lanes=128, act_depth=1024))["act_read_latency_cycles"] == 4
+    assert ports_manifest(cfg)["act_read_latency_cycles"] == 5  # two registers, then the pipeline's split rotation
+    assert ports_manifest(AcceleratorConfig(lanes=128, act_depth=1024))["act_read_latency_cycles"] == 5
     ports = {p["name"]: p for p in ports_manifest(cfg)["ports"]}
     assert ports["host_addr"]["width"] == cfg.addr_bits and ports["host_addr"]["direction"] == "in"
     assert ports["out_rdata"]["width"] == cfg.acc_bits and ports["out_rdata"]["signed"]
