@@ -77,9 +77,9 @@ COEF = {
         "lut_rom": 0.5146,
         "lut_rom_random": 1.6207,
         "lut_copies": 0.0,
-        "ff_const": 1559.3234,
-        "ff_lane": 1.1481,
-        "ff_rom_words": 0.1641,
+        "ff_const": 1545.8113,
+        "ff_lane": 1.315,
+        "ff_rom_words": 0.1821,
         # logic cells = LUT4 + lc_ff x FF: the flip-flops that do not pack with a LUT (and the carry-only
         # and chain cells), fitted to nextpnr's counts by bench/ice40_cells.py (docs/resources.md)
         "lc_ff": 0.6968,
@@ -98,8 +98,8 @@ COEF = {
         "lut_rom": 0.0,
         "lut_rom_random": 10.5114,
         "lut_copies": 0.5087,
-        "ff_const": 1318.5013,
-        "ff_lane": 20.1343,
+        "ff_const": 1306.3443,
+        "ff_lane": 20.0712,
         "ff_rom_words": 0.0,
     },
     "xilinx": {
@@ -116,8 +116,8 @@ COEF = {
         "lut_rom": 0.0,
         "lut_rom_random": 6.5171,
         "lut_copies": 0.3154,
-        "ff_const": 1318.5013,
-        "ff_lane": 20.1343,
+        "ff_const": 1306.3443,
+        "ff_lane": 20.0712,
         "ff_rom_words": 0.0,
     },
 }
@@ -404,7 +404,8 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
     """Register bits of the stages that grow with the memories (added after the calibration sweeps): S1a,
     each used WGT bank's word registered beside its block RAM and its one-hot select twice (``hw/top.wgt_rom``);
     S2a, each ACT bank's row registered beside it and the rotation (``hw/actmem.py``); each LUT-RAM tail's
-    registered read address (its live rows' bits; Yosys trims the rest) and select; W4, the registered ACT
+    registered read address (its live rows' bits; Yosys trims the rest) and select; the host's ACT row and
+    rotation registered before their copies (``actmem.HOST_STAGES``); W4, the registered ACT
     write (valid, enable, address, level); and from 64 lanes on (``WIDE_LANES``) the WGT select's first level
     and S1c, the thresholds' second register and address register (``hw/top.rq_thr_stages``) and S5b."""
     from .actmem import COPY_GROUP, tail_split
@@ -418,6 +419,7 @@ def memory_stage_regs(cfg: AcceleratorConfig, rom_used: dict | None = None) -> i
         bits += wgt_rows(cfg, rom_used) // WGT_BANK_WORDS * (isa.entry_layout(cfg).width + 2)
         if cfg.wgt_read_latency == 3:  # the select's first level, a register per 4 used banks (hw/top.wgt_rom)
             bits += -(-wgt_rows(cfg, rom_used) // WGT_BANK_WORDS // COPY_GROUP) * isa.entry_layout(cfg).width
+    bits += act_row_bits(cfg) + max(1, cfg.lane_bits)  # the host's ACT row and rotation before their copies
     if cfg.wgt_read_latency == 3:  # S1c: the issue record a stage more (64 lanes and more)
         from .sequencer import issue_layout
 
