@@ -353,7 +353,7 @@ GROUP_MUTANTS = [
                   what="the fold tree's last level never adds (8-group layers lose groups 4..7)"),
     ProcessMutant("grp-bias", "bias select", "hw/top.py", "c.bias.eq(0),", _bias_every_group,
                   count="cfg.lane_groups - 1", suite=G_, what="every group starts from the bias, not group 0 alone"),
-    VerilogMutant("grp-yoff-mod", "padding mask", "hw/top.py", "(l >> pwl) & ((1 << phl) - 1) if grouped", "&",
+    VerilogMutant("grp-yoff-mod", "padding mask", "hw/top.py", "(l >> gwl) & ((1 << ghl) - 1) if grouped", "&",
                   "={32{1'b1}}", count="cfg.lanes", suite=G_,
                   what="the padding test's row offset l >> wo_log2 not taken mod 2**ho_log2 (groups past 0)"),
     VerilogMutant("grp-filler", "enable", "hw/top.py", "filler = (word.code == 0) & (Cat(", "&", "|", suite=G_,

@@ -567,11 +567,19 @@ class Accelerator(wiring.Component):
         # desc, the masks and lane offsets a cycle or two more; a layer's first entry reaches S2a ten cycles
         # after the descriptor is latched): desc -> the lane offsets' logic -> yoff was the 64-lane ResNet-20
         # build's critical path at two seeds (10.42 ns of routing in 12.55 ns at one).
+        # From them a copy per padding copy group (pad_wl_g*, pad_hl_g*, kept apart: a cycle more), from which
+        # each group's lanes take their offsets and its S3 copy its low masks: pad_wl driving every lane's
+        # offsets and all sixteen S3 copies' masks across the die was the build's critical path at 53c1e96,
+        # seed 1 (pad_wl -> the mask logic -> 9.18 ns of routing in 11.3 ns -> s3_pad_g8).
         pwl, phl = Signal.like(wl, name="pad_wl"), Signal.like(hl, name="pad_hl")
         m.d.sync += [pwl.eq(wl), phl.eq(hl)]
+        n_pad = pad_copies(cfg)
+        pwl_g = kept_copies(cfg, "pad_wl", len(wl), n=n_pad) if n_pad > 1 else [pwl]
+        phl_g = kept_copies(cfg, "pad_hl", len(hl), n=n_pad) if n_pad > 1 else [phl]
+        if n_pad > 1:
+            m.d.sync += [*(c.eq(pwl) for c in pwl_g), *(c.eq(phl) for c in phl_g)]
         yhm, xhm = Signal(hb, name="pad_yhm"), Signal(hb, name="pad_xhm")
         m.d.sync += [hm.eq((1 << Mux(lg > lw, (lg - lw).as_unsigned(), 0)) - 1) for hm, lg in ((yhm, phl), (xhm, pwl))]
-        ysm, xsm = ((1 << Mux(lg > lw, lw, lg)) - 1 for lg in (phl, pwl))
         lb = cfg.lane_bits
         row_bits = cfg.addr_bits - lb
 
@@ -676,13 +684,15 @@ class Accelerator(wiring.Component):
         # ox0 + xoff_l) with per-layer lane offsets (registered layer constants): a row of >= lanes
         # pixels holds the whole group (yoff 0, xoff l; ox0 is a multiple of lanes), else the group
         # spans rows (yoff l >> wo_log2, xoff l & (wo-1); ox0 = 0). S2a adds dy, dx once for all lanes.
-        wide_row, pwmask = Signal(name="pad_wide_row"), Signal(pb, name="pad_wmask")
-        m.d.sync += [wide_row.eq(pwl >= cfg.lane_bits), pwmask.eq((1 << pwl) - 1)]
+        # Lane l's offsets from its padding group's copies (``pad_copies``: lane l reads copy l // COPY_GROUP).
+        pad_grp = COPY_GROUP if n_pad > 1 else L
         yoff = [Signal(lw, name=f"yoff{l}") for l in range(L)]
         xoff = [Signal(lw, name=f"xoff{l}") for l in range(L)]
         for l in range(L):
-            m.d.sync += [yoff[l].eq(Mux(wide_row, 0, (l >> pwl) & ((1 << phl) - 1) if grouped else l >> pwl)),
-                         xoff[l].eq(Mux(wide_row, l, l & pwmask))]
+            gwl, ghl = pwl_g[l // pad_grp], phl_g[l // pad_grp]
+            wide_row = gwl >= cfg.lane_bits
+            m.d.sync += [yoff[l].eq(Mux(wide_row, 0, (l >> gwl) & ((1 << ghl) - 1) if grouped else l >> gwl)),
+                         xoff[l].eq(Mux(wide_row, l, l & ((1 << gwl) - 1)))]
         # S2a: the first lane's tap coordinates (ty, tx) = (oy0 + dy, ox0 + dx) and the tests of their high
         # bits, registered (S2b). S3's per-lane padding test, 0 <= t + off_l < 2**log2 for (ty, yoff, ho_log2)
         # and (tx, xoff, wo_log2), without a full-width adder per lane: with t = hi * 2**lw + lo and
@@ -708,11 +718,11 @@ class Accelerator(wiring.Component):
         # tests was the 64-lane ResNet-20 build's critical path (6.63 ns of routing in 12.65 ns,
         # docs/resources.md).
         pad_layout = data.StructLayout({**{k: len(v) for k, v in pad_fields.items()}, "null": 1, "ysm": lw, "xsm": lw})
-        pad = kept_copies(cfg, "s3_pad", pad_layout, n=pad_copies(cfg))
-        for c in pad:
+        pad = kept_copies(cfg, "s3_pad", pad_layout, n=n_pad)
+        for c, gwl, ghl in zip(pad, pwl_g, phl_g):
+            ysm, xsm = ((1 << Mux(lg > lw, lw, lg)) - 1 for lg in (ghl, gwl))
             m.d.sync += [*(getattr(c, k).eq(getattr(t2, k)) for k in pad_fields), c.null.eq(s2b.iss.null),
                          c.ysm.eq(ysm), c.xsm.eq(xsm)]
-        pad_grp = COPY_GROUP if len(pad) > 1 else L  # lane l reads copy l // pad_grp
         mask = Signal(L)
         for l in range(L):
             c, ok = pad[l // pad_grp], []
