@@ -12,10 +12,14 @@ registers clocked by the accelerator clock:
 * ``scapture``: loads {host_rdata, out_rdata, perf_rdata, cycles} into the output register;
   with ``sshift`` high it shifts out on ``sout`` (LSB first).
 
-Six pins in all plus clk/rst. ``busy`` and ``done`` reach their pins through a register (one cycle
+Six pins in all plus clk/rst. ``busy`` and ``done`` reach their pins through two registers (two cycles
 after the core's): the core's FSM decode then drives flip-flops only, not a net to the pad as well
 (the ResNet-8 ECP5-25k build's critical path at 8fb4a2f ran from the FSM state through the net of
-the ``busy`` pin to the per-layer cycle counter, 9.28 of its 10.99 ns routing). ``start`` reaches the
+the ``busy`` pin to the per-layer cycle counter, 9.28 of its 10.99 ns routing), and the first register
+is free to sit by the core, the second by the pad: with one, the LUT decoding ``busy``, which the
+sequencer shares, sat by the pin's register far from the FSM (the 64-lane ResNet-20 ECP5-85k build's
+critical path at 808a46d, seed 1: the FSM state -> 3.52 ns -> that LUT -> 2.54 + 4.70 ns -> the
+sequencer's ``settle``, 75.84 MHz). ``start`` reaches the
 core through a register too (one cycle after the pin): unregistered, it drew the FSM's next-state logic
 towards its pad (the 64-lane ResNet-20 ECP5-85k build's critical path once the requantizer's output was
 registered ran from the FSM state through the ``start`` LUT to the per-layer cycle counter, 10.50 of its
@@ -84,7 +88,8 @@ class SerialShell(wiring.Component):
             field, lo = ireg[lo:lo + width], lo + width
             m.d.comb += getattr(core, name).eq(we & field if name.endswith("_we") else field)
         m.d.comb += self.sout.eq(oreg[0])
-        m.d.sync += [self.busy.eq(core.busy), self.done.eq(core.done)]
+        busy_q, done_q = Signal(name="busy_q"), Signal(name="done_q")  # by the core; the pins' own by the pads
+        m.d.sync += [busy_q.eq(core.busy), done_q.eq(core.done), self.busy.eq(busy_q), self.done.eq(done_q)]
         with m.If(self.scapture):
             m.d.sync += oreg.eq(Cat(core.host_rdata, core.out_rdata, core.perf_rdata, core.cycles))
         with m.Elif(self.sshift):
