@@ -574,9 +574,9 @@ class Accelerator(wiring.Component):
         pwl, phl = Signal.like(wl, name="pad_wl"), Signal.like(hl, name="pad_hl")
         m.d.sync += [pwl.eq(wl), phl.eq(hl)]
         n_pad = pad_copies(cfg)
-        pwl_g = kept_copies(cfg, "pad_wl", len(wl), n=n_pad) if n_pad > 1 else [pwl]
-        phl_g = kept_copies(cfg, "pad_hl", len(hl), n=n_pad) if n_pad > 1 else [phl]
+        pwl_g, phl_g = [pwl], [phl]
         if n_pad > 1:
+            pwl_g, phl_g = (kept_copies(cfg, nm, len(v), n=n_pad) for nm, v in (("pad_wl", wl), ("pad_hl", hl)))
             m.d.sync += [*(c.eq(pwl) for c in pwl_g), *(c.eq(phl) for c in phl_g)]
         yhm, xhm = Signal(hb, name="pad_yhm"), Signal(hb, name="pad_xhm")
         m.d.sync += [hm.eq((1 << Mux(lg > lw, (lg - lw).as_unsigned(), 0)) - 1) for hm, lg in ((yhm, phl), (xhm, pwl))]
