@@ -13,7 +13,8 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+5  D2: the rows arrive and are registered as they are; p0's ACT row + 1 (registered)
   I+6  D3: the first lane's ACT address off + p0 (off = tap.off + (ic << ch_shift)) as its row R and
            rotation, and the row R + 1 (two three-operand adders in parallel); decoded entry registered;
-           first lane's output coordinates from p0
+           first lane's output coordinates from p0. From 64 lanes on (``decode_stages`` 2) D3 registers
+           ic << ch_shift and tap.off + p0's rows, D3b adds them, and every stage below is a cycle later
   I+7  S2: the rows R and R + 1 and the rotation registered in a copy per group of banks (S2a)
   I+8  S2a: each bank's row (R or R + 1) registered beside the bank (in BankedActMem)
   I+9  S2b: the banks are addressed
