@@ -658,7 +658,8 @@ class Accelerator(wiring.Component):
         m.d.comb += ch_off.eq(d3.d.ic << trow.ch_shift)
         tdy, tdx, d3_valid = trow.dy, trow.dx, d3.d.iss.valid
         if cfg.decode_stages == 1:
-            m.d.comb += [base.eq(trow.off + ch_off + p0_base), base1.eq(trow.off + ch_off + (d3_p0_row1 << lb))]
+            m.d.comb += [base.eq(trow.off + ch_off + p0_base),
+                         base1.eq(trow.off + ch_off + (d3_p0_row1 << lb))]
         else:
             d3b = Signal(data.StructLayout({"d": dl2, "v": struct(vl), "dy": trow.dy.shape(), "dx": trow.dx.shape(),
                                             "ch_off": cfg.addr_bits, "off0": cfg.addr_bits, "off1": cfg.addr_bits}),
