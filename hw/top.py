@@ -798,8 +798,9 @@ class Accelerator(wiring.Component):
             for l in range(L):
                 m.d.sync += ctrl5[l].eq(Array([sctrl[l >> (lb_ - g)].as_value()
                                                for g in range(cfg.fold_levels + 1)])[grp])
-        else:
-            ctrl5 = kept_copies(cfg, "ctrl5", lane_ctrl_layout(cfg))
+        else:  # with S5b below, S5 has a copy per COPY_GROUP of S5b's copies (a tree: 1 -> 4 -> 16 at 64 lanes)
+            ctrl5 = kept_copies(cfg, "ctrl5", lane_ctrl_layout(cfg),
+                                n=-(-copies(cfg) // COPY_GROUP) if cfg.operand_stages == 2 else None)
             m.d.sync += [c.eq(s4.ctrl) for c in ctrl5]
         if cfg.operand_stages == 2:
             # S5b (64 lanes and more): the controls again, a copy per group (per lane with lane groups), and below
@@ -807,10 +808,13 @@ class Accelerator(wiring.Component):
             # route from it to the lane's shifters was the 64-lane two-word ResNet-20 build's critical path at
             # seed 3 (lane 14's operand: 7.84 ns of routing in 11.58 ns)
             # (kept apart like the copies they come from; a lane-groups build's per-lane ones are not kept, so
-            # Yosys merges the lanes' identical registers, as it merges S5's)
+            # Yosys merges the lanes' identical registers, as it merges S5's). Without lane groups S5b's copy g
+            # is loaded from S5's copy g // COPY_GROUP: S4's controls to sixteen S5 copies across the die were
+            # the 64-lane ResNet-20 build's critical path at 79265ea, seed 3 (10.65 ns of routing in 11.41 ns)
+            n5b = cfg.lanes if grouped else copies(cfg)
             ctrl5b = [Signal(lane_ctrl_layout(cfg), name=f"ctrl5b_{i}", attrs={} if grouped else keep_attrs())
-                      for i in range(len(ctrl5))]
-            m.d.sync += [b.eq(c) for b, c in zip(ctrl5b, ctrl5)]
+                      for i in range(n5b)]
+            m.d.sync += [b.eq(ctrl5[i] if grouped else ctrl5[i // COPY_GROUP]) for i, b in enumerate(ctrl5b)]
             ctrl5 = ctrl5b
         for l, ln in enumerate(lanes):
             a_l = Signal(cfg.act_bits, name=f"lane{l}_a")
