@@ -270,7 +270,7 @@ VERILOG_MUTANTS = [
                   count="cfg.terms", what="a filler's terms enabled"),
     VerilogMutant("row-addr", "adder", "hw/top.py", "base.eq(trow.off + ch_off + p0_base)", "+", "-",
                   where=r"^\s*assign \\\$\d+ += \\\$\d+ +\+ \\\$\d+ ;", what="the ACT row of a read"),
-    VerilogMutant("row1-addr", "adder", "hw/top.py", "base1.eq(trow.off + ch_off + (d3_p0_row1 << lb))", "+",
+    VerilogMutant("row1-addr", "adder", "hw/top.py", "s2.row1.eq((trow.off + ch_off + (d3_p0_row1 << lb))", "+",
                   "-", where=r"^\s*assign \\\$\d+ += \\\$\d+ +\+ \\\$\d+ ;",
                   what="the ACT row + 1 that banks below the rotation read"),
     VerilogMutant("p0-row1", "adder", "hw/top.py", "d3_p0_row1.eq((d2.iss.p0 >> lb) + 1)", "+", "-",

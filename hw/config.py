@@ -20,8 +20,7 @@ WGT_BANK_WORDS = 2048  # words of one WGT bank (one ECP5 DP16KD at 9 bits) in th
 SPRAM_WORDS, SPRAM_BITS = 16384, 16  # one iCE40 UP5K SB_SPRAM256KA: 16k x 16, single-port (WGT with wgt_ram)
 SPLIT_LANE_BITS = 7  # from 2**7 = 128 lanes on, the ACT read rotation has a register inside (hw/actmem.py)
 # From this many lanes on, registers are added where routes cross the die (hw/top.py): inside the WGT read's
-# bank select (wgt_read_latency 3), in the stream decode's address sum (decode_stages 2) and in front of the
-# lanes' operands and controls (operand_stages 2).
+# bank select (wgt_read_latency 3) and in front of the lanes' operands and controls (operand_stages 2).
 WIDE_LANES = 64
 
 
@@ -228,12 +227,6 @@ class AcceleratorConfig:
         the select among the banks' registered words is registered after its first level (per group of
         banks), in every WGT form alike."""
         return 3 if self.lanes >= WIDE_LANES else 2
-
-    @property
-    def decode_stages(self) -> int:
-        """Registers from the TAP row to the first lane's ACT address (hw/top.py D3): 1, or 2 from ``WIDE_LANES``
-        lanes on (D3b: the channel offset and the tap offset's sums with p0's rows registered, then added)."""
-        return 2 if self.lanes >= WIDE_LANES else 1
 
     @property
     def operand_stages(self) -> int:

@@ -15,7 +15,7 @@ max(count_c, 1)):
 * the last layer ends with ``done`` at D = max(X + 2, I_last + pipe + WB + 3 + n_last) (the sequencer sees the
   empty pipeline through two registers there, and DRAIN's first cycle never ends it); total = D + 1.
 
-Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 22 + n_last cycles (25 at 64 lanes, 26 from 128 on)
+Steady state a middle layer therefore costs R_k + pipe + WB + 1 + n_last = R_k + 22 + n_last cycles (24 at 64 lanes, 25 from 128 on)
 (n_last = the writeback of its last group, ``wb_words`` lanes a cycle), the first layer SETTLE = 6 more, the last layer 3 more.
 perf[k] = X_{k+1} - X_k (perf[0] counts from 0; the last layer counts through D).
 """
@@ -32,10 +32,10 @@ def pipe(cfg: AcceleratorConfig) -> int:
     then registered beside each bank: S2a, S2b; the lanes: S6..S8); one more (S3c) where the ACT
     rotation is registered mid-way (hw/actmem.py, 128 lanes and more); and, with lane groups, the fold
     tree's log2 lane_groups registered levels between the lanes and the writeback buffer, in every layer,
-    grouped or not; and one more each (S1c, D3b, S5b) where the WGT bank select is registered mid-way, the
-    ACT address sum split and the lanes' operands registered twice (64 lanes and more)."""
+    grouped or not; and one more each (S1c, S5b) where the WGT bank select is registered mid-way and the lanes'
+    operands twice (64 lanes and more)."""
     return (13 + cfg.lane_latency + (cfg.act_read_latency - 2) + (cfg.wgt_read_latency - 2)
-            + (cfg.decode_stages - 1) + (cfg.operand_stages - 1) + cfg.fold_levels)
+            + (cfg.operand_stages - 1) + cfg.fold_levels)
 WB = 5  # W1..W4: writeback stages after W0 (RQ row register, comparators, level mux, its register W3b, registered write)
 SETTLE = 6  # PROG read, RQ port A's address registered, then three fills (prefetch and current channel)
 

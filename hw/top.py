@@ -13,8 +13,7 @@ feeds anything but a register or a multiplexer, and no stage has more than one c
   I+5  D2: the rows arrive and are registered as they are; p0's ACT row + 1 (registered)
   I+6  D3: the first lane's ACT address off + p0 (off = tap.off + (ic << ch_shift)) as its row R and
            rotation, and the row R + 1 (two three-operand adders in parallel); decoded entry registered;
-           first lane's output coordinates from p0. From 64 lanes on (``decode_stages`` 2) D3 registers
-           ic << ch_shift and tap.off + p0's rows, D3b adds them, and every stage below is a cycle later
+           first lane's output coordinates from p0
   I+7  S2: the rows R and R + 1 and the rotation registered in a copy per group of banks (S2a)
   I+8  S2a: each bank's row (R or R + 1) registered beside the bank (in BankedActMem)
   I+9  S2b: the banks are addressed
@@ -644,39 +643,20 @@ class Accelerator(wiring.Component):
         # parallel), registered (S2): S2's registers feed the row copies with nothing between (an adder
         # there, before the copies spread over the die, was the ECP5-85k build's critical path). A filler's
         # terms are disabled. The decoded entry is registered (S2; ``ent.off`` is not kept: the rows are),
-        # with the first lane's output coordinates from p0.
-        # From WIDE_LANES lanes on (``decode_stages`` 2) the sum is split: D3 registers the channel offset and
-        # tap.off + p0's two rows (D3b, with the rest of the entry), D3b adds them: the TAP block's output
-        # register -> the offset's shift and both adders -> rd_row1 was the 64-lane ResNet-20 build's critical
-        # path at 95.17 MHz (4ef8918, seed 4: 10.51 ns).
+        # with the first lane's output coordinates from p0. (The TAP block -> the shift and adders -> row1 is a
+        # critical path of the 64-lane ResNet-20 build at some seeds; a register splitting it, D3b, made the
+        # placement congest at five of six seeds: docs/resources.md, s32.)
         d3i = d3.d.iss
         s2 = Signal(data.StructLayout({"iss": issue_layout(cfg), "ent": struct(xl), "oy0": pb, "ox0": pb,
                                        "row": row_bits, "row1": row_bits, "rot": max(1, lb)}))
         ch_off, base = Signal(cfg.addr_bits, name="d3_ch_off"), Signal(cfg.addr_bits, name="d3_base")
-        base1 = Signal(cfg.addr_bits, name="d3_base1")  # the address in row R + 1 (its low lb bits unused)
         p0_base = (d3i.p0 >> lb) << lb
-        m.d.comb += ch_off.eq(d3.d.ic << trow.ch_shift)
-        tdy, tdx, d3_valid = trow.dy, trow.dx, d3.d.iss.valid
-        if cfg.decode_stages == 1:
-            m.d.comb += [base.eq(trow.off + ch_off + p0_base),
-                         base1.eq(trow.off + ch_off + (d3_p0_row1 << lb))]
-        else:
-            d3b = Signal(data.StructLayout({"d": dl2, "v": struct(vl), "dy": trow.dy.shape(), "dx": trow.dx.shape(),
-                                            "ch_off": cfg.addr_bits, "off0": cfg.addr_bits, "off1": cfg.addr_bits}),
-                         name="d3b")
-            m.d.sync += [d3b.d.eq(d3.d), d3b.v.eq(vrow), d3b.dy.eq(trow.dy), d3b.dx.eq(trow.dx),
-                         d3b.ch_off.eq(ch_off), d3b.off0.eq(trow.off + p0_base),
-                         d3b.off1.eq(trow.off + (d3_p0_row1 << lb))]
-            m.d.comb += [base.eq(d3b.off0 + d3b.ch_off), base1.eq(d3b.off1 + d3b.ch_off)]
-            if grouped:
-                d3_slots, slots_d3 = Signal.like(d3_slots, name="d3b_slots"), d3_slots
-                m.d.sync += d3_slots.eq(slots_d3)
-            d3, vrow, tdy, tdx = d3b, d3b.v, d3b.dy, d3b.dx
-            d3i, d3_valid = d3.d.iss, d3_valid | d3b.d.iss.valid
+        m.d.comb += [ch_off.eq(d3.d.ic << trow.ch_shift), base.eq(trow.off + ch_off + p0_base)]
         m.d.sync += [
             s2.iss.eq(d3i), s2.ent.sign.eq(vrow.sign), s2.ent.real.eq(d3.d.real),
-            s2.ent.dy.eq(tdy), s2.ent.dx.eq(tdx),
-            s2.row.eq(base >> lb), s2.rot.eq(base[:lb] if lb else 0), s2.row1.eq(base1[lb:]),
+            s2.ent.dy.eq(trow.dy), s2.ent.dx.eq(trow.dx),
+            s2.row.eq(base >> lb), s2.rot.eq(base[:lb] if lb else 0),
+            s2.row1.eq((trow.off + ch_off + (d3_p0_row1 << lb))[lb:cfg.addr_bits]),
             s2.oy0.eq(d3i.p0 >> wl), s2.ox0.eq(d3i.p0 & wmask),
         ]
         for t in range(cfg.terms):
@@ -1029,7 +1009,7 @@ class Accelerator(wiring.Component):
         for t in tails:
             in_lanes = in_lanes | t.last
         m.d.comb += seq.front_busy.eq(s1.valid | s1a.valid | s1c.valid | s1b.iss.valid | d1.iss.valid | d2.iss.valid
-                                      | d3_valid | s2.iss.valid | s2a.iss.valid | s2b.iss.valid
+                                      | d3.d.iss.valid | s2.iss.valid | s2a.iss.valid | s2b.iss.valid
                                       | s3.iss.valid | s3c_valid | s3b.iss.valid
                                       | s4.ctrl.valid | in_lanes
                                       | wb_pending | reduce(operator.or_, (v for v, _ in valids)))

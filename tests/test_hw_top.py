@@ -365,9 +365,8 @@ def test_two_word_writeback_bit_exact(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_wgt_select_registered_mid_way(seed, monkeypatch):
     """From WIDE_LANES lanes on (64) the WGT read has latency 3 (hw/top.py: the banked ROM's select
-    registered after its first level, every other form's word registered once more), the ACT address sum is
-    split (D3b), the lanes' operands and controls are registered twice (S5b), and the pipe has three stages
-    more: here from 4 lanes on, with
+    registered after its first level, every other form's word registered once more), the lanes' operands
+    and controls are registered twice (S5b), and the pipe has two stages more: here from 4 lanes on, with
     banks of 4 words (several groups of banks), on the banked and the one-ROM forms, both with one and two
     writeback words: bit-exact and cycle-exact."""
     from apotflow.hw import config
@@ -378,8 +377,7 @@ def test_wgt_select_registered_mid_way(seed, monkeypatch):
     images, act = random_program(cfg, rng)
     before = pipe(cfg)
     monkeypatch.setattr(config, "WIDE_LANES", 4)
-    assert cfg.wgt_read_latency == 3 and cfg.decode_stages == 2 and cfg.operand_stages == 2
-    assert pipe(cfg) == before + 3
+    assert cfg.wgt_read_latency == 3 and cfg.operand_stages == 2 and pipe(cfg) == before + 2
     assert len(images.wgt) > 4 * 4  # more than one group of four banks
     check_program(cfg, images, act, wgt_bank_words=4)
     check_program(cfg, images, act)
@@ -414,8 +412,8 @@ def test_thresholds_registered_twice_same_words_and_cycles(seed, one_pixel, outr
 def test_decode_tables_in_output_registers_same_words_and_cycles(seed, wide, monkeypatch):
     """VAL and TAP as the ECP5 builds hold them from 64 lanes on (hw/top.table_outreg): 18-bit slices whose
     own registers are D3's rows, addressed in D1 (the "sim" form of the DP16KD blocks); ``wide``: with the
-    stages of 64 lanes and more (WIDE_LANES forced to 4), D3b's split address sum behind the blocks, as the
-    ECP5 builds have it. Bit- and cycle-exact, with one and two writeback words."""
+    other stages of 64 lanes and more too (WIDE_LANES forced to 4), as the ECP5 builds have them. Bit- and
+    cycle-exact, with one and two writeback words."""
     from apotflow.hw import config, top
 
     monkeypatch.setattr(top, "table_outreg", lambda cfg, dp16kd: "sim")
